@@ -1,0 +1,1 @@
+"""The odai-store command line (spec/cli.md)."""

@@ -1,0 +1,212 @@
+"""One thin function per command: parse the arguments, call Store, print the result."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .output import Output, human_bytes
+
+__all__ = ["cli"]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("odai-store")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _Context:
+    def __init__(self, store_dir: str | None, out: Output) -> None:
+        self.store_dir = store_dir
+        self.out = out
+        self._store = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            from ..api import Store
+
+            self._store = Store(self.store_dir, on_wait=self._waiting)
+        return self._store
+
+    def _waiting(self, holder) -> None:
+        who = holder.describe() if holder else "another process"
+        self.out.say(f"waiting for a lock held by {who}")
+
+
+pass_ctx = click.make_pass_decorator(_Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
+@click.option("--store", "store_dir", metavar="DIR", envvar=None, help="Store directory [default: $ODAI_STORE_HOME, else $XDG_CACHE_HOME/odai-store].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No messages on stderr, only errors.")
+@click.option("-v", "--verbose", is_flag=True, help="More detail, and tracebacks of errors.")
+@click.version_option(_version(), "--version", prog_name="odai-store", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, store_dir: str | None, as_json: bool, quiet: bool, verbose: bool) -> None:
+    """A content-addressed store for AI models.
+
+    Model files live once, under their SHA-256 digest, in an OCI image layout;
+    names like llama-3b:q4 point at manifests that list them. Commands that
+    produce a model print its directory on stdout, and nothing else.
+    """
+    ctx.obj = _Context(store_dir, Output(as_json, quiet, verbose))
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+def _model_doc(model) -> dict:
+    return {
+        "name": model.name,
+        "digest": str(model.digest),
+        "path": str(model.path),
+        "size": model.size,
+        "files": [{"path": f.path, "digest": str(f.digest), "size": f.size} for f in model.files],
+    }
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_ctx
+def add(c: _Context, name: str, paths: tuple[Path, ...]) -> None:
+    """Import files and directories as the model NAME[:TAG]; print its path.
+
+    A file is stored under its base name; a directory contributes its contents.
+    """
+    model = c.store.add(name, paths)
+    c.out.say(f"added {model.name} ({model.digest.short}, {len(model.files)} files, {human_bytes(model.size)})")
+    c.out.data(str(model.path))
+    c.out.document(_model_doc(model))
+
+
+@cli.command(name="list")
+@pass_ctx
+def list_(c: _Context) -> None:
+    """List names: name:tag, manifest digest, size, file count."""
+    entries = c.store.list()
+    width = max((len(e.name) for e in entries), default=0)
+    for e in entries:
+        c.out.data(f"{e.name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {e.files} files")
+    c.out.document({"models": [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files} for e in entries]})
+
+
+@cli.command()
+@click.argument("name")
+@pass_ctx
+def show(c: _Context, name: str) -> None:
+    """Show a model's manifest: each file's path, digest, size and presence."""
+    info = c.store.info(name)
+    c.out.data(f"digest: {info.digest}")
+    c.out.data(f"size: {human_bytes(info.size)} in {len(info.files)} files ({'complete' if info.complete else 'incomplete'})")
+    for s in info.files:
+        c.out.data(f"{'present' if s.present else 'missing':<7}  {s.file.digest.short}  {human_bytes(s.file.size):>10}  {s.file.path}")
+    c.out.document(
+        {
+            "name": info.name,
+            "digest": str(info.digest),
+            "size": info.size,
+            "complete": info.complete,
+            "files": [
+                {"path": s.file.path, "digest": str(s.file.digest), "size": s.file.size, "present": s.present}
+                for s in info.files
+            ],
+        }
+    )
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--file", "file", metavar="F", help="Print the path of this file of the model instead.")
+@pass_ctx
+def path(c: _Context, name: str, file: str | None) -> None:
+    """Print the model's directory (exit 3 if unknown or incomplete). No network."""
+    result = c.store.path(name, file)
+    c.out.data(str(result))
+    c.out.document({"path": str(result)})
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@pass_ctx
+def rm(c: _Context, names: tuple[str, ...]) -> None:
+    """Drop names. Their files stay until 'gc'."""
+    removed = c.store.remove(names)
+    for name in removed:
+        c.out.say(f"removed {name}")
+    c.out.document({"removed": removed})
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only print what would be freed.")
+@pass_ctx
+def gc(c: _Context, dry_run: bool) -> None:
+    """Delete blobs, manifests and views that no name or gc root needs."""
+    report = c.store.gc(dry_run)
+    verb = "would free" if dry_run else "freed"
+    c.out.data(f"{verb} {human_bytes(report.bytes_freed)}: {len(report.blobs)} blobs, {len(report.views)} views, {len(report.partials)} partial files")
+    c.out.document(
+        {
+            "dry_run": dry_run,
+            "bytes_freed": report.bytes_freed,
+            "blobs": [str(d) for d in report.blobs],
+            "views": [str(d) for d in report.views],
+            "partials": [str(p) for p in report.partials],
+        }
+    )
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--fast", is_flag=True, help="Check the xxh3-128 recorded at publish time instead of SHA-256.")
+@pass_ctx
+def verify(c: _Context, names: tuple[str, ...], fast: bool) -> None:
+    """Re-hash blobs; move corrupt ones to quarantine (exit 5 if any)."""
+    from ..errors import IntegrityError
+
+    result = c.store.verify(names or None, fast)
+    report = result.report
+    c.out.data(f"checked {report.checked} blobs, {human_bytes(report.bytes_checked)}: {len(report.corrupt)} corrupt")
+    for digest, moved in zip(report.corrupt, report.quarantined):
+        c.out.data(f"corrupt {digest} -> {moved}")
+    for name in result.damaged_models:
+        c.out.data(f"damaged model {name}")
+    c.out.document(
+        {
+            "checked": report.checked,
+            "bytes": report.bytes_checked,
+            "corrupt": [str(d) for d in report.corrupt],
+            "quarantined": [str(p) for p in report.quarantined],
+            "damaged_models": list(result.damaged_models),
+        }
+    )
+    if not result.ok:
+        sys.stdout.flush()
+        raise IntegrityError(
+            f"{len(report.corrupt)} corrupt blobs moved to quarantine; {len(result.damaged_models)} models damaged",
+            "fetch or add the damaged models again",
+        )
+
+
+@cli.command()
+@pass_ctx
+def du(c: _Context) -> None:
+    """Show the filesystem's size and free space, and what the store uses."""
+    u = c.store.du()
+    rows = [
+        ("filesystem size", u.filesystem_size),
+        ("filesystem free", u.filesystem_free),
+        (f"blobs ({u.blobs})", u.blob_bytes),
+        ("reclaimable by gc", u.reclaimable_bytes),
+        ("partial data", u.partial_bytes),
+    ]
+    for label, value in rows:
+        c.out.data(f"{label:<20} {human_bytes(value):>10}")
+    c.out.document(u.__dict__)

@@ -1,0 +1,51 @@
+"""Entry point: global options, and the one place errors become exit codes and two lines of text."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import Interrupted, StoreError, UsageError
+from .commands import cli
+
+__all__ = ["main"]
+
+
+def _report(err: StoreError, verbose: bool) -> int:
+    if verbose and err.__cause__ is not None:
+        import traceback
+
+        traceback.print_exception(err.__cause__, file=sys.stderr)
+    sys.stderr.write(f"odai-store: error: {err.message}\nhint: {err.hint}\n")
+    return err.exit_code
+
+
+def main(argv: list[str] | None = None) -> None:
+    verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    try:
+        # Without standalone mode click returns the code of --help/--version
+        # and lets every other error reach the handlers below.
+        code = cli.main(args=argv, prog_name="odai-store", standalone_mode=False) or 0
+    except click.UsageError as err:
+        command = err.ctx.command_path if err.ctx else "odai-store"
+        code = _report(UsageError(err.format_message(), f"see '{command} --help'"), False)
+    except click.exceptions.Exit as err:  # --help, --version
+        code = err.exit_code
+    except click.Abort:
+        code = _report(Interrupted("interrupted"), False)
+    except KeyboardInterrupt:
+        code = _report(Interrupted("interrupted"), False)
+    except StoreError as err:
+        code = _report(err, verbose)
+    except BrokenPipeError:
+        # The reader of stdout went away (| head): not an error of ours.
+        sys.stderr.close()
+        code = 0
+    except Exception as err:  # a bug: say so in the same two-line form
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        code = _report(StoreError(f"internal error: {type(err).__name__}: {err}"), False)
+    sys.exit(code)

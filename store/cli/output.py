@@ -1,0 +1,47 @@
+"""Output: data to stdout (text or one JSON document), messages for people to stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Output", "human_bytes"]
+
+
+def human_bytes(n: int) -> str:
+    """Bytes in IEC units, as people read them: 1.5 GiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Output:
+    json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+
+    def data(self, text: str) -> None:
+        """One line of data on stdout (text mode only)."""
+        if not self.json:
+            sys.stdout.write(text + "\n")
+
+    def document(self, doc: Any) -> None:
+        """The one JSON document of a --json run."""
+        if self.json:
+            sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+    def say(self, text: str) -> None:
+        """A message for people, on stderr; -q silences it."""
+        if not self.quiet:
+            sys.stderr.write(text + "\n")
+
+    @staticmethod
+    def color() -> bool:
+        return sys.stderr.isatty() and "NO_COLOR" not in os.environ

@@ -1,0 +1,1 @@
+"""The store on disk: an OCI image layout plus ingest, locks, leases, views and records."""

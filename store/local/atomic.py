@@ -1,0 +1,76 @@
+"""Crash-safe file writes: a private temporary file, fsync, rename, fsync of the directory."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+__all__ = ["fsync_dir", "create_private", "create_atomic", "write_atomic", "private_name"]
+
+
+def private_name(prefix: str = "") -> str:
+    """A file name no other writer picks: host-independent pid plus 64 random bits."""
+    return f"{prefix}{os.getpid()}-{secrets.token_hex(8)}.tmp"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_private(directory: Path, prefix: str = "", mode: int = 0o644) -> tuple[int, Path]:
+    """Create and open a new file only this caller owns (O_EXCL), for writing."""
+    while True:
+        path = directory / private_name(prefix)
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), path
+        except FileExistsError:  # 64 random bits collided: pick again
+            continue
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new bytes, never a mix.
+
+    The temporary file lives beside the target (same filesystem, so rename is
+    atomic) and is removed if anything fails before the rename.
+    """
+    fd, tmp = create_private(path.parent, f".{path.name}.", mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)  # the umask may have narrowed it
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def create_atomic(path: Path, data: bytes, mode: int = 0o644) -> bool:
+    """Create ``path`` with ``data`` unless it exists; False if it did. Never exposes a partial file.
+
+    link(2) fails if the target exists, so concurrent creators cannot
+    overwrite each other (which a rename would).
+    """
+    fd, tmp = create_private(path.parent, f".{path.name}.", mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True

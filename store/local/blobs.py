@@ -1,0 +1,79 @@
+"""BlobStore: blobs/sha256/<hex>, each complete, verified and read-only, or absent."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..oci.digest import Digest
+from .atomic import fsync_dir, write_atomic
+from .ingest import IngestWriter, Written
+from .layout import StoreLayout
+
+__all__ = ["BlobStore"]
+
+_HEX = frozenset("0123456789abcdef")
+
+
+class BlobStore:
+    def __init__(self, layout: StoreLayout) -> None:
+        self.layout = layout
+
+    def path(self, digest: Digest) -> Path:
+        return self.layout.blob(digest)
+
+    def has(self, digest: Digest) -> bool:
+        return self.layout.blob(digest).is_file()
+
+    def size(self, digest: Digest) -> int | None:
+        try:
+            return self.layout.blob(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read(self, digest: Digest) -> bytes:
+        return self.layout.blob(digest).read_bytes()
+
+    def walk(self) -> Iterator[Digest]:
+        """Every blob present now; blobs published during the walk may or may not appear."""
+        with os.scandir(self.layout.blobs) as entries:
+            for entry in entries:
+                if len(entry.name) == 64 and _HEX.issuperset(entry.name):
+                    yield Digest(entry.name)
+
+    def publish(self, ingest: IngestWriter, written: Written) -> bool:
+        """Move committed ingest data to its digest's path; False if the blob was there already.
+
+        Rename is atomic, so a reader sees the whole blob or none. Two writers
+        racing on one digest both rename identical bytes; either result is right.
+        The fast-verify record goes first: a record without a blob is harmless,
+        a blob without a record only costs a SHA-256 at the next verify --fast.
+        """
+        target = self.layout.blob(written.digest)
+        if target.exists():
+            ingest.abort()
+            return False
+        write_atomic(self.layout.fast_record(written.digest), written.fast.encode() + b"\n", 0o444)
+        os.replace(ingest.path, target)
+        fsync_dir(target.parent)
+        return True
+
+    def put_bytes(self, data: bytes, expected: Digest | None = None) -> Digest:
+        """Store a small blob (a manifest, the empty config) through ingest like any other."""
+        with IngestWriter(self.layout) as ingest:
+            ingest.write(data)
+            written = ingest.commit(expected, None if expected is None else len(data))
+            self.publish(ingest, written)
+        return written.digest
+
+    def fast_record(self, digest: Digest) -> str | None:
+        try:
+            return self.layout.fast_record(digest).read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def delete(self, digest: Digest) -> None:
+        """Remove a blob and its record; absent is not an error (gc races are harmless)."""
+        self.layout.blob(digest).unlink(missing_ok=True)
+        self.layout.fast_record(digest).unlink(missing_ok=True)

@@ -1,0 +1,89 @@
+"""Advisory cross-process locks that name their holder (spec/locking.md).
+
+Locks here only save duplicate work and make waiting visible. Correctness never
+depends on them: every writer owns its temporary files and publishes by
+rename, so two processes that both believe they hold a lock (flock on some
+network filesystems) cannot corrupt the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Holder", "hold", "this_holder"]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lock, as recorded in the lock file by its holder."""
+
+    pid: int
+    host: str
+    since: float
+
+    def describe(self) -> str:
+        return f"process {self.pid} on {self.host}, for {time.time() - self.since:.0f}s"
+
+    def is_dead(self) -> bool:
+        """True only when certain: a process of this host that no longer exists."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # exists, owned by another user
+            return False
+        return False
+
+
+def this_holder() -> Holder:
+    return Holder(os.getpid(), socket.gethostname(), time.time())
+
+
+def read_holder(fd: int) -> Holder | None:
+    try:
+        record = json.loads(os.pread(fd, 4096, 0) or b"null")
+        return Holder(int(record["pid"]), str(record["host"]), float(record["since"]))
+    except (ValueError, TypeError, KeyError, OSError):
+        return None
+
+
+@contextlib.contextmanager
+def hold(
+    path: Path,
+    *,
+    shared: bool = False,
+    on_wait: Callable[[Holder | None], None] | None = None,
+) -> Iterator[None]:
+    """Hold the lock at ``path`` for the block, waiting for it if need be.
+
+    If the lock is busy, ``on_wait`` is called once with the recorded holder
+    (None if unknown) before blocking, so the caller can say who it waits for.
+    Lock files are never deleted: unlinking a lock file that another process
+    is about to lock would let two processes hold "the same" lock.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(read_holder(fd))
+            fcntl.flock(fd, mode)
+        if not shared:
+            record = json.dumps(this_holder().__dict__).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record, 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock

@@ -1,0 +1,55 @@
+"""Names: the only writer of index.json, which maps NAME:TAG to manifests (spec/names.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..oci.descriptor import MANIFEST_TYPE, Descriptor
+from ..oci.index import FILES_KEY, SIZE_KEY, Index, lookup_fast
+from ..oci.manifest import Manifest
+from ..oci.digest import Digest
+from ..oci.reference import Reference
+from .atomic import write_atomic
+from .layout import StoreLayout
+from .locks import Holder, hold
+
+__all__ = ["Names", "manifest_descriptor"]
+
+
+def manifest_descriptor(digest: Digest, data_size: int, manifest: Manifest) -> Descriptor:
+    """The index entry for a model manifest, with the totals that 'list' shows."""
+    return Descriptor(
+        MANIFEST_TYPE,
+        digest,
+        data_size,
+        {SIZE_KEY: str(manifest.size), FILES_KEY: str(len(manifest.files))},
+        manifest.artifact_type,
+    )
+
+
+class Names:
+    def __init__(self, layout: StoreLayout, on_wait: Callable[[Holder | None], None] | None = None) -> None:
+        self.layout = layout
+        self.on_wait = on_wait
+
+    def index(self) -> Index:
+        """The current index; readers need no lock, since index.json only ever changes by rename."""
+        return Index.parse(self.layout.index.read_bytes())
+
+    def lookup(self, ref: Reference) -> Descriptor | None:
+        """The manifest descriptor ``ref`` names, or None. A digest reference needs no lookup."""
+        return lookup_fast(self.layout.index.read_bytes(), ref.ref_name)
+
+    def edit(self, change: Callable[[Index], Index]) -> Index:
+        """Replace the index with ``change(current)`` under the index lock; return the new index.
+
+        If locks lie, two editors may each write their version and one change
+        is lost, but index.json is always whole (write_atomic), never torn.
+        """
+        with hold(self.layout.lock("index"), on_wait=self.on_wait):
+            new = change(self.index())
+            write_atomic(self.layout.index, new.to_bytes())
+        return new
+
+    def set(self, ref: Reference, desc: Descriptor) -> None:
+        self.edit(lambda index: index.with_name(ref.ref_name, desc))

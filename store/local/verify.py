@@ -1,0 +1,85 @@
+"""Verify: re-hash blobs and set aside the ones whose bytes no longer match their digest.
+
+SHA-256 is the real check. ``fast`` compares the xxh3-128 recorded when the
+blob was published instead: it catches bit rot and truncation at several
+times the speed, but not a deliberate swap (xxh3 is not cryptographic).
+Blobs are hashed in parallel, one per worker: hashlib and xxhash release the
+GIL, so threads use every core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..oci.digest import Digest
+from .atomic import fsync_dir, write_atomic
+from .blobs import BlobStore
+from .layout import StoreLayout
+
+__all__ = ["VerifyReport", "verify_blobs"]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    checked: int
+    bytes_checked: int
+    corrupt: tuple[Digest, ...]
+    quarantined: tuple[Path, ...]
+
+
+def _hash_file(path: Path, new_hasher) -> tuple[str, int]:
+    hasher = new_hasher()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size:
+            # mmap hands page-cache pages to the hasher with no copy: worth
+            # a third of the time for xxh3, which is faster than memcpy.
+            with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+                mapped.madvise(mmap.MADV_SEQUENTIAL)
+                hasher.update(mapped)
+    return hasher.hexdigest(), size
+
+
+def _check(blobs: BlobStore, digest: Digest, fast: bool) -> tuple[bool, int]:
+    """(sound, size) of one blob; a missing blob is not this function's business."""
+    import xxhash
+
+    path = blobs.path(digest)
+    record = blobs.fast_record(digest) if fast else None
+    if record is not None:
+        actual, size = _hash_file(path, xxhash.xxh3_128)
+        return actual == record, size
+    actual, size = _hash_file(path, hashlib.sha256)
+    sound = actual == digest.hex
+    if sound and fast:
+        # Verified the slow way: record xxh3 so the next --fast is fast.
+        fast_hex, _ = _hash_file(path, xxhash.xxh3_128)
+        write_atomic(blobs.layout.fast_record(digest), fast_hex.encode() + b"\n", 0o444)
+    return sound, size
+
+
+def _quarantine(layout: StoreLayout, digest: Digest) -> Path:
+    target = layout.quarantine / f"{digest.hex}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}"
+    os.rename(layout.blob(digest), target)
+    layout.fast_record(digest).unlink(missing_ok=True)
+    fsync_dir(layout.blobs)
+    return target
+
+
+def verify_blobs(layout: StoreLayout, digests: list[Digest] | None, fast: bool, workers: int | None = None) -> VerifyReport:
+    """Check ``digests`` (all blobs if None) and move corrupt ones to quarantine/."""
+    blobs = BlobStore(layout)
+    targets = sorted(blobs.walk()) if digests is None else [d for d in sorted(set(digests)) if blobs.has(d)]
+    # Largest first, so one big blob does not start last and run alone.
+    targets.sort(key=lambda d: -(blobs.size(d) or 0))
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        results = list(pool.map(lambda d: (d, *_check(blobs, d, fast)), targets))
+    corrupt = tuple(d for d, sound, _ in results if not sound)
+    quarantined = tuple(_quarantine(layout, d) for d in corrupt)
+    return VerifyReport(len(results), sum(size for _, _, size in results), corrupt, quarantined)

@@ -1,0 +1,74 @@
+"""Model views: a directory per manifest whose entries are the model's files, as symlinks into blobs/."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+from ..oci.digest import Digest
+from ..oci.manifest import Manifest
+from .atomic import fsync_dir, private_name
+from .layout import StoreLayout
+
+__all__ = ["Views"]
+
+# views/sha256/<hex>/ is three levels below the root.
+_VIEW_DEPTH = 3
+
+
+class Views:
+    def __init__(self, layout: StoreLayout) -> None:
+        self.layout = layout
+
+    def path(self, manifest: Digest) -> Path:
+        return self.layout.view(manifest)
+
+    def build(self, digest: Digest, manifest: Manifest) -> Path:
+        """The view of ``manifest``, building it if absent. Idempotent and safe to race.
+
+        The tree is made under a private name and renamed into place, so a
+        view is either absent or complete. Links are relative, so the store
+        can be moved or mounted elsewhere and its views still resolve.
+        """
+        final = self.layout.view(digest)
+        if final.is_dir():
+            return final
+        tmp = self.layout.views / private_name(".build-")
+        tmp.mkdir()
+        try:
+            for f in manifest.files:
+                link = tmp / f.path
+                link.parent.mkdir(parents=True, exist_ok=True)
+                up = "../" * (_VIEW_DEPTH + f.path.count("/"))
+                os.symlink(f"{up}blobs/sha256/{f.digest.hex}", link)
+            try:
+                os.rename(tmp, final)
+            except OSError as err:
+                # Another process built the same view first: theirs is as good.
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                shutil.rmtree(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        fsync_dir(self.layout.views)
+        return final
+
+    def walk(self) -> list[Digest]:
+        """Manifest digests that have a view."""
+        return [Digest(e.name) for e in os.scandir(self.layout.views) if len(e.name) == 64 and not e.name.startswith(".")]
+
+    def leftovers(self) -> list[Path]:
+        """Half-built or half-removed view trees (their builder died)."""
+        return [Path(e.path) for e in os.scandir(self.layout.views) if e.name.startswith(".")]
+
+    def remove(self, manifest: Digest) -> None:
+        """Remove a view: first renamed away (atomic), then deleted."""
+        doomed = self.layout.views / private_name(".remove-")
+        try:
+            os.rename(self.layout.view(manifest), doomed)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)

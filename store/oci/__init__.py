@@ -1,0 +1,1 @@
+"""OCI formats: bytes in, typed values out. No filesystem, no network."""

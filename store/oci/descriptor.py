@@ -1,0 +1,59 @@
+"""Descriptor: the OCI record that points at a blob by media type, digest and size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .digest import Digest, parse_digest
+
+__all__ = ["Descriptor", "MANIFEST_TYPE", "INDEX_TYPE", "EMPTY_TYPE", "EMPTY_DESCRIPTOR", "EMPTY_BYTES"]
+
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY_BYTES = b"{}"
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: Digest
+    size: int
+    annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    artifact_type: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Descriptor:
+        """Read a descriptor from parsed JSON; raise ValueError (or InvalidDigest) if it is not one."""
+        if not isinstance(obj, dict):
+            raise ValueError("a descriptor must be a JSON object")
+        media_type, size = obj.get("mediaType"), obj.get("size")
+        if not isinstance(media_type, str) or not media_type:
+            raise ValueError("descriptor without a mediaType")
+        if type(size) is not int or size < 0:
+            raise ValueError("descriptor size must be a non-negative integer")
+        annotations = obj.get("annotations", {})
+        if not isinstance(annotations, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+        ):
+            raise ValueError("descriptor annotations must map strings to strings")
+        artifact_type = obj.get("artifactType")
+        if artifact_type is not None and not isinstance(artifact_type, str):
+            raise ValueError("artifactType must be a string")
+        return cls(media_type, parse_digest(obj.get("digest")), size, annotations, artifact_type)
+
+
+EMPTY_DESCRIPTOR = Descriptor(
+    EMPTY_TYPE,
+    Digest("44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"),
+    len(EMPTY_BYTES),
+)

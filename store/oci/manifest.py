@@ -1,0 +1,176 @@
+"""Model manifest: an OCI image manifest in the artifact style, one layer per model file (spec/manifest.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidManifest, InvalidPath
+from .chunks import ChunkDigests, InvalidChunks
+from .descriptor import EMPTY_DESCRIPTOR, MANIFEST_TYPE, Descriptor
+from .digest import Digest, InvalidDigest, sha256_of
+
+__all__ = [
+    "ARTIFACT_TYPE",
+    "FILE_TYPE",
+    "TITLE",
+    "CHUNK_SIZE_KEY",
+    "CHUNKS_KEY",
+    "MAX_MANIFEST_BYTES",
+    "ModelFile",
+    "Manifest",
+    "check_model_path",
+    "check_model_paths",
+    "parse_manifest",
+]
+
+ARTIFACT_TYPE = "application/vnd.odai.model.v1"
+FILE_TYPE = "application/octet-stream"
+TITLE = "org.opencontainers.image.title"
+CHUNK_SIZE_KEY = "ai.odai.blake3.chunk-size"
+CHUNKS_KEY = "ai.odai.blake3.chunks"
+# The distribution-spec's suggested limit: registries refuse larger manifests,
+# and a bigger untrusted document is refused before it is parsed.
+MAX_MANIFEST_BYTES = 4 << 20
+_COMPONENT_MAX = 255
+_PATH_MAX = 4096
+
+
+def check_model_path(path: str) -> str:
+    """Return ``path`` if it is a safe relative model path; raise InvalidPath otherwise.
+
+    A safe path stays inside the model directory whatever joins it: relative,
+    '/'-separated, no empty, '.' or '..' part, no NUL and no backslash (which
+    another OS would read as a separator).
+    """
+    if not isinstance(path, str) or not path:
+        raise InvalidPath("empty model file path")
+    if len(path.encode("utf-8", "surrogatepass")) > _PATH_MAX:
+        raise InvalidPath(f"model file path longer than {_PATH_MAX} bytes: {path[:60]!r}...")
+    if "\0" in path or "\\" in path:
+        raise InvalidPath(f"model file path contains NUL or backslash: {path!r}")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPath(f"model file path is not valid UTF-8: {path!r}") from None
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidPath(f"model file path escapes or is not normalised: {path!r}")
+        if len(part.encode()) > _COMPONENT_MAX:
+            raise InvalidPath(f"model file path component longer than {_COMPONENT_MAX} bytes: {path!r}")
+    return path
+
+
+def check_model_paths(paths: list[str]) -> None:
+    """Check a model's paths together: each safe, none twice, no file also a directory."""
+    seen: set[str] = set()
+    for path in paths:
+        check_model_path(path)
+        if path in seen:
+            raise InvalidPath(f"two files at the same model path {path!r}")
+        seen.add(path)
+    for path in paths:
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in seen:
+                raise InvalidPath(f"{parent!r} is both a file and the directory of {path!r}")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model: where it goes in the model directory and which blob holds it."""
+
+    path: str
+    digest: Digest
+    size: int
+    chunks: ChunkDigests | None = None
+
+    def descriptor(self) -> Descriptor:
+        annotations = {TITLE: self.path}
+        if self.chunks is not None:
+            annotations[CHUNK_SIZE_KEY] = str(self.chunks.size)
+            annotations[CHUNKS_KEY] = self.chunks.encode()
+        return Descriptor(FILE_TYPE, self.digest, self.size, annotations)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A model version. Its bytes are canonical, so equal files give an equal digest anywhere."""
+
+    files: tuple[ModelFile, ...]
+    artifact_type: str = ARTIFACT_TYPE
+    config: Descriptor = EMPTY_DESCRIPTOR
+
+    @classmethod
+    def of(cls, files: list[ModelFile]) -> Manifest:
+        """A manifest of ``files`` in path order; raise InvalidPath for an unsafe set of paths."""
+        check_model_paths([f.path for f in files])
+        return cls(tuple(sorted(files, key=lambda f: f.path)))
+
+    @property
+    def size(self) -> int:
+        """Bytes of all files together (what the model costs on disk before dedup)."""
+        return sum(f.size for f in self.files)
+
+    def to_bytes(self) -> bytes:
+        doc: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "artifactType": self.artifact_type,
+            "config": self.config.to_json(),
+            "layers": [f.descriptor().to_json() for f in self.files],
+        }
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def blob_digests(self) -> set[Digest]:
+        """Every blob the model needs besides the manifest: config and files."""
+        return {self.config.digest, *(f.digest for f in self.files)}
+
+
+def _model_file(layer: Descriptor) -> ModelFile:
+    path = layer.annotations.get(TITLE)
+    if path is None:
+        raise InvalidManifest(f"layer {layer.digest} has no {TITLE} annotation, so it has no file name")
+    chunks = None
+    if CHUNKS_KEY in layer.annotations:
+        size_text = layer.annotations.get(CHUNK_SIZE_KEY, "")
+        if not size_text.isdigit():
+            raise InvalidChunks(f"layer {path!r} has chunk digests without a valid {CHUNK_SIZE_KEY}")
+        chunks = ChunkDigests.decode(int(size_text), layer.annotations[CHUNKS_KEY], layer.size)
+    return ModelFile(path, layer.digest, layer.size, chunks)
+
+
+def parse_manifest(data: bytes, expected: Digest | None = None) -> Manifest:
+    """Parse untrusted manifest bytes; raise InvalidManifest (exit 5) or InvalidPath.
+
+    With ``expected``, the bytes must hash to it first: a manifest is only
+    believed once it is the one that was asked for.
+    """
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise InvalidManifest(f"manifest of {len(data)} bytes is over the {MAX_MANIFEST_BYTES}-byte limit")
+    if expected is not None and sha256_of(data) != expected:
+        raise InvalidManifest(
+            f"manifest bytes hash to {sha256_of(data)}, not {expected}",
+            "the copy of the manifest is damaged or was replaced; fetch it again",
+        )
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
+            raise ValueError("not an OCI manifest (schemaVersion must be 2)")
+        if doc.get("mediaType", MANIFEST_TYPE) != MANIFEST_TYPE:
+            raise ValueError(f"mediaType {doc.get('mediaType')!r} is not an image manifest")
+        layers = doc.get("layers")
+        if not isinstance(layers, list):
+            raise ValueError("layers must be a list")
+        artifact_type = doc.get("artifactType", ARTIFACT_TYPE)
+        if not isinstance(artifact_type, str):
+            raise ValueError("artifactType must be a string")
+        config = Descriptor.from_json(doc.get("config"))
+        files = [_model_file(Descriptor.from_json(layer)) for layer in layers]
+    except (ValueError, InvalidDigest, RecursionError) as err:
+        message = err.message if isinstance(err, InvalidDigest) else str(err)
+        raise InvalidManifest(f"invalid manifest: {message}") from None
+    check_model_paths([f.path for f in files])
+    return Manifest(tuple(files), artifact_type, config)

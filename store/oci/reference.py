@@ -1,0 +1,68 @@
+"""Reference: how a person names a model, ``NAME[:TAG]`` or ``NAME@sha256:<hex>`` (spec/names.md)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import InvalidReference
+from .digest import Digest, InvalidDigest, parse_digest
+
+__all__ = ["Reference", "parse_reference", "DEFAULT_TAG"]
+
+DEFAULT_TAG = "latest"
+# Lowercase alphanumeric runs joined by single separators: no empty, '.' or '..'
+# component can be spelled, and every name is also a valid OCI repository name.
+_NAME = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*")
+_NAME_MAX = 255
+# The OCI distribution-spec tag grammar.
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed reference: a name with a tag, or a name pinned to a manifest digest."""
+
+    name: str
+    tag: str | None = DEFAULT_TAG
+    digest: Digest | None = None
+
+    def __str__(self) -> str:
+        if self.digest is not None:
+            return f"{self.name}@{self.digest}"
+        return f"{self.name}:{self.tag}"
+
+    @property
+    def ref_name(self) -> str:
+        """The value of ``org.opencontainers.image.ref.name`` in index.json: ``NAME:TAG``."""
+        return f"{self.name}:{self.tag}"
+
+
+def _check_name(name: str, text: str) -> None:
+    if not name:
+        raise InvalidReference(f"missing model name in {text!r}")
+    if len(name) > _NAME_MAX:
+        raise InvalidReference(f"model name longer than {_NAME_MAX} characters: {text!r}")
+    if not _NAME.fullmatch(name):
+        raise InvalidReference(f"invalid model name {name!r}")
+
+
+def parse_reference(text: str) -> Reference:
+    """Parse a reference as typed by a person or written in a file; raise InvalidReference."""
+    if not isinstance(text, str):
+        raise InvalidReference(f"a reference is text, not {type(text).__name__}")
+    if "@" in text:
+        name, _, digest_text = text.partition("@")
+        _check_name(name, text)
+        try:
+            digest = parse_digest(digest_text)
+        except InvalidDigest as err:
+            raise InvalidReference(f"invalid digest in {text!r}: {err.message}") from None
+        return Reference(name, None, digest)
+    name, colon, tag = text.partition(":")
+    _check_name(name, text)
+    if not colon:
+        return Reference(name)
+    if not _TAG.fullmatch(tag):
+        raise InvalidReference(f"invalid tag {tag!r} in {text!r}")
+    return Reference(name, tag)
