@@ -6,23 +6,26 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import NotFound, storage_errors
+from .errors import NotFound, StoreError, UsageError, storage_errors
 from .local.blobs import BlobStore
-from .local.gc import GcReport
 from .local.layout import StoreLayout
 from .local.location import store_location
-from .local.locks import Holder
 from .local.names import Names
 from .local.open import open_layout
-from .local.usage import DiskUsage
-from .local.verify import VerifyReport
 from .local.views import Views
 from .model import Model, ModelEntry, ModelFileStatus, ModelInfo
 from .oci.digest import Digest
 from .oci.index import FILES_KEY, SIZE_KEY
 from .oci.manifest import Manifest, parse_manifest
 from .oci.reference import Reference, parse_reference
+
+if TYPE_CHECKING:
+    from .local.locks import Holder
+    from .local.gc import GcReport
+    from .local.usage import DiskUsage
+    from .local.verify import VerifyReport
 
 __all__ = ["Store", "VerifyResult"]
 
@@ -135,8 +138,6 @@ class Store:
         def drop(index):
             for ref in parsed:
                 if ref.digest is not None:
-                    from .errors import UsageError
-
                     raise UsageError(f"rm takes names, not digests: {ref}", "give NAME[:TAG]")
                 if index.lookup(ref.ref_name) is None:
                     raise NotFound(f"no model named {ref.ref_name}")
@@ -174,7 +175,7 @@ class Store:
                 continue
             try:
                 manifest = parse_manifest(self._blobs.read(desc.digest), desc.digest)
-            except (FileNotFoundError, Exception):
+            except (OSError, StoreError):  # gone, or damaged and reported above
                 continue
             if manifest.blob_digests() & set(report.corrupt):
                 damaged.append(name)

@@ -7,18 +7,10 @@ from pathlib import Path
 
 import click
 
+from .. import __version__
 from .output import Output, human_bytes
 
 __all__ = ["cli"]
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("odai-store")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class _Context:
@@ -48,7 +40,7 @@ pass_ctx = click.make_pass_decorator(_Context)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr, only errors.")
 @click.option("-v", "--verbose", is_flag=True, help="More detail, and tracebacks of errors.")
-@click.version_option(_version(), "--version", prog_name="odai-store", message="%(prog)s %(version)s")
+@click.version_option(__version__, "--version", prog_name="odai-store", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, store_dir: str | None, as_json: bool, quiet: bool, verbose: bool) -> None:
     """A content-addressed store for AI models.

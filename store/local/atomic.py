@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 __all__ = ["fsync_dir", "create_private", "create_atomic", "write_atomic", "private_name"]
@@ -11,7 +10,7 @@ __all__ = ["fsync_dir", "create_private", "create_atomic", "write_atomic", "priv
 
 def private_name(prefix: str = "") -> str:
     """A file name no other writer picks: host-independent pid plus 64 random bits."""
-    return f"{prefix}{os.getpid()}-{secrets.token_hex(8)}.tmp"
+    return f"{prefix}{os.getpid()}-{os.urandom(8).hex()}.tmp"
 
 
 def fsync_dir(path: Path) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..oci.digest import Digest
 from .atomic import fsync_dir, write_atomic
-from .ingest import IngestWriter, Written
 from .layout import StoreLayout
+
+if TYPE_CHECKING:
+    from .ingest import IngestWriter, Written
 
 __all__ = ["BlobStore"]
 
@@ -61,6 +64,8 @@ class BlobStore:
 
     def put_bytes(self, data: bytes, expected: Digest | None = None) -> Digest:
         """Store a small blob (a manifest, the empty config) through ingest like any other."""
+        from .ingest import IngestWriter
+
         with IngestWriter(self.layout) as ingest:
             ingest.write(data)
             written = ingest.commit(expected, None if expected is None else len(data))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +64,7 @@ def _stale_partial(path: Path, now: float) -> bool:
         age = now - path.stat().st_mtime
     except (IndexError, ValueError, FileNotFoundError):
         return False
-    owner = Holder(pid, socket.gethostname(), 0)
+    owner = Holder(pid, os.uname().nodename, 0)
     return owner.is_dead() or age > STALE_AFTER
 
 

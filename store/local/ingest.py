@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +43,9 @@ class _HashThread:
     """Feeds blocks, in order, to a list of update functions on its own thread."""
 
     def __init__(self, updates: list[Callable[[bytes], object]]) -> None:
+        import queue
+        import threading
+
         self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUED_BLOCKS)
         self._updates = updates
         self._thread = threading.Thread(target=self._run, name="odai-hash", daemon=True)

@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ class Holder:
 
     def is_dead(self) -> bool:
         """True only when certain: a process of this host that no longer exists."""
-        if self.host != socket.gethostname():
+        if self.host != os.uname().nodename:
             return False
         try:
             os.kill(self.pid, 0)
@@ -46,7 +45,7 @@ class Holder:
 
 
 def this_holder() -> Holder:
-    return Holder(os.getpid(), socket.gethostname(), time.time())
+    return Holder(os.getpid(), os.uname().nodename, time.time())
 
 
 def read_holder(fd: int) -> Holder | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..oci.descriptor import MANIFEST_TYPE, Descriptor
 from ..oci.index import FILES_KEY, SIZE_KEY, Index, lookup_fast
@@ -11,7 +12,9 @@ from ..oci.digest import Digest
 from ..oci.reference import Reference
 from .atomic import write_atomic
 from .layout import StoreLayout
-from .locks import Holder, hold
+
+if TYPE_CHECKING:
+    from .locks import Holder
 
 __all__ = ["Names", "manifest_descriptor"]
 
@@ -46,6 +49,8 @@ class Names:
         If locks lie, two editors may each write their version and one change
         is lost, but index.json is always whole (write_atomic), never torn.
         """
+        from .locks import hold
+
         with hold(self.layout.lock("index"), on_wait=self.on_wait):
             new = change(self.index())
             write_atomic(self.layout.index, new.to_bytes())

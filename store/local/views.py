@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from pathlib import Path
 
 from ..oci.digest import Digest
@@ -32,6 +31,8 @@ class Views:
         view is either absent or complete. Links are relative, so the store
         can be moved or mounted elsewhere and its views still resolve.
         """
+        import shutil
+
         final = self.layout.view(digest)
         if final.is_dir():
             return final
@@ -66,6 +67,8 @@ class Views:
 
     def remove(self, manifest: Digest) -> None:
         """Remove a view: first renamed away (atomic), then deleted."""
+        import shutil
+
         doomed = self.layout.views / private_name(".remove-")
         try:
             os.rename(self.layout.view(manifest), doomed)

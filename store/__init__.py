@@ -1,0 +1,53 @@
+"""odai-store: a content-addressed model store for on-device AI, on the OCI image layout.
+
+    >>> from store import Store
+    >>> model = Store().add("llama-3b:q4", ["./llama-3b"])   # doctest: +SKIP
+    >>> model.path                                          # doctest: +SKIP
+    PosixPath('/home/me/.cache/odai-store/views/sha256/...')
+"""
+
+from .api import Store, VerifyResult
+from .errors import (
+    IntegrityError,
+    Interrupted,
+    InvalidPath,
+    InvalidReference,
+    LockfileError,
+    NetworkError,
+    NoSpace,
+    NotFound,
+    ReadOnlyStore,
+    StorageError,
+    StoreError,
+    UsageError,
+)
+from .model import Model, ModelEntry, ModelFileStatus, ModelInfo
+from .oci.digest import Digest
+from .oci.manifest import ModelFile
+from .oci.reference import Reference
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Store",
+    "Model",
+    "ModelEntry",
+    "ModelFile",
+    "ModelFileStatus",
+    "ModelInfo",
+    "VerifyResult",
+    "Digest",
+    "Reference",
+    "StoreError",
+    "UsageError",
+    "InvalidReference",
+    "InvalidPath",
+    "NotFound",
+    "NetworkError",
+    "IntegrityError",
+    "StorageError",
+    "NoSpace",
+    "ReadOnlyStore",
+    "LockfileError",
+    "Interrupted",
+]
