@@ -27,6 +27,7 @@ __all__ = [
     "LockfileError",
     "Interrupted",
     "storage_errors",
+    "from_os_error",
 ]
 
 

@@ -1,25 +1,33 @@
 """Ingest: where bytes are written, hashed and checked before they may become a blob (spec/ingest.md).
 
-Every writer owns a private file in ingest/ (exclusive create). Bytes are hashed
-in the same pass that writes them: SHA-256 (the blob's name), BLAKE3 per chunk
-(for the manifest) and xxh3-128 (the fast-verify record). Hashing runs on two
-background threads while the caller writes, since each of these hashers
-releases the GIL; on two cores that keeps ``add`` near the disk's speed.
+Every writer owns a private partial file in ingest/ (exclusive create, or an
+atomic rename when it adopts the partial of a writer that died). Bytes may
+arrive out of order (parallel segments) but are hashed in order: SHA-256 (the
+blob's name), xxh3-128 (the fast-verify record) and, when asked, the BLAKE3 of
+each chunk (for a new manifest). Checked bytes at the hash frontier are hashed
+from memory as they arrive, so a sequential download or an import reads every
+byte once; bytes that land beyond the frontier are read back from the page
+cache when the frontier reaches them. Hashing runs on background threads (each
+hasher releases the GIL), so it overlaps the network and the disk.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, from_os_error
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
-from .atomic import create_private
+from .atomic import create_private, private_name, write_atomic
+from .journal import Journal, Ranges, parse_journal
 from .layout import StoreLayout
+from .locks import Holder
 
 __all__ = ["IngestWriter", "Written", "BLOCK"]
 
@@ -27,6 +35,10 @@ __all__ = ["IngestWriter", "Written", "BLOCK"]
 # that the queues below hold a few tens of MiB at most.
 BLOCK = 4 << 20
 _QUEUED_BLOCKS = 4
+# Unchecked bytes at the hash frontier kept in memory until their chunk is
+# checked: one chunk and a block, so memory stays constant in the blob size.
+_TAIL_MAX = (8 << 20) + (1 << 20)
+_ANONYMOUS = "add-"
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,7 @@ class Written:
 
     digest: Digest
     size: int
-    chunks: ChunkDigests
+    chunks: ChunkDigests | None
     fast: str  # xxh3-128, hex
 
 
@@ -44,7 +56,6 @@ class _HashThread:
 
     def __init__(self, updates: list[Callable[[bytes], object]]) -> None:
         import queue
-        import threading
 
         self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUED_BLOCKS)
         self._updates = updates
@@ -56,7 +67,7 @@ class _HashThread:
             for update in self._updates:
                 update(block)
 
-    def put(self, block: bytes) -> None:
+    def put(self, block: bytes | memoryview) -> None:
         self._queue.put(block)
 
     def join(self) -> None:
@@ -64,47 +75,233 @@ class _HashThread:
         self._thread.join()
 
 
+class _Hashing:
+    """The hashers of one blob, fed strictly in order, on two threads."""
+
+    def __init__(self, chunks: bool) -> None:
+        import xxhash
+
+        self.sha256 = hashlib.sha256()
+        self.fast = xxhash.xxh3_128()
+        self.chunks = ChunkHasher() if chunks else None
+        side: list[Callable[[bytes], object]] = [self.fast.update]
+        if self.chunks is not None:
+            side.insert(0, self.chunks.update)
+        self._threads = [_HashThread([self.sha256.update]), _HashThread(side)]
+
+    def feed(self, block: bytes | memoryview) -> None:
+        for thread in self._threads:
+            thread.put(block)
+
+    def finish(self) -> tuple[Digest, str, ChunkDigests | None]:
+        for thread in self._threads:
+            thread.join()
+        return Digest(self.sha256.hexdigest()), self.fast.hexdigest(), self.chunks.result() if self.chunks else None
+
+
 class IngestWriter:
     """A private partial file that becomes a blob once ``commit`` has verified it.
 
-    Use as a context manager: leaving the block without a commit removes the
-    partial. ``commit`` always closes the file, even when it raises.
+    ``IngestWriter(layout)`` appends an import of unknown digest; ``for_blob``
+    opens a resumable partial for a known digest and size. Thread-safe: any
+    number of threads may ``write_at`` and ``checked`` disjoint ranges.
+    Leaving a ``with`` block without a commit deletes the partial; call
+    ``suspend`` instead to keep it for a resume. ``commit`` always closes the
+    file, even when it raises.
     """
 
-    def __init__(self, layout: StoreLayout) -> None:
-        import xxhash
+    def __init__(self, layout: StoreLayout, *, _partial: tuple[int, Path, Journal] | None = None, chunks: bool = True) -> None:
+        self.layout = layout
+        if _partial is None:
+            self._fd, self.path = create_private(layout.ingest, _ANONYMOUS, 0o644)
+            self.journal: Journal | None = None
+        else:
+            self._fd, self.path, self.journal = _partial
+        self._chunks = chunks
+        self._hashing = _Hashing(chunks)
+        self._cond = threading.Condition()
+        self._done = self.journal.done if self.journal else Ranges()
+        self._hashed = 0
+        self._reading = False  # the catch-up thread is hashing bytes read back from disk
+        self._tail = bytearray()
+        self._tail_start = 0
+        self._size = 0  # appended so far, for write()
+        self._closed = False  # tells the catch-up thread to stop
+        self._stopped = False  # file closed, hashers joined
+        self._kept = False  # suspended: the partial stays for a resume
+        self._journal_written_at = time.monotonic()
+        self._catch_up = threading.Thread(target=self._catch_up_loop, name="odai-frontier", daemon=True)
+        self._catch_up.start()
 
-        self._fd, self.path = create_private(layout.ingest, "add-", 0o644)
-        self._size = 0
-        self._sha256 = hashlib.sha256()
-        self._chunks = ChunkHasher()
-        self._fast = xxhash.xxh3_128()
-        self._threads = [
-            _HashThread([self._sha256.update]),
-            _HashThread([self._chunks.update, self._fast.update]),
-        ]
-        self._closed = False
+    # -- opening a resumable partial -------------------------------------------
 
-    def __enter__(self) -> IngestWriter:
-        return self
+    @classmethod
+    def for_blob(cls, layout: StoreLayout, digest: Digest, size: int, *, chunks: bool = False, stale_after: float) -> IngestWriter:
+        """A partial for ``digest``: a dead writer's, adopted with its journal, or a new one.
 
-    def __exit__(self, *exc: object) -> None:
-        self.abort()
+        The caller should hold the blob's lock; adoption only takes partials
+        whose owner is certainly gone (dead pid on this host) or that have not
+        changed for ``stale_after`` seconds, so even without working locks a
+        live writer's file is never shared.
+        """
+        mine = layout.ingest / private_name(f"{digest.hex}-")
+        for candidate in sorted(layout.ingest.glob(f"{digest.hex}-*.tmp")):
+            if not _abandoned(candidate, stale_after):
+                continue
+            try:
+                os.rename(candidate, mine)  # atomic: exactly one adopter wins
+            except FileNotFoundError:
+                continue
+            journal = None
+            try:
+                os.rename(_journal_path(candidate), _journal_path(mine))
+                journal = parse_journal(_journal_path(mine).read_bytes())
+            except FileNotFoundError:
+                pass
+            if journal is None or journal.digest != digest or journal.size != size:
+                journal = Journal(digest, size)
+            fd = os.open(mine, os.O_RDWR | os.O_CLOEXEC)
+            return cls(layout, _partial=(fd, mine, journal), chunks=chunks)
+        fd = os.open(mine, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        writer = cls(layout, _partial=(fd, mine, Journal(digest, size)), chunks=chunks)
+        writer._preallocate(size)
+        return writer
+
+    def _preallocate(self, size: int) -> None:
+        # Reserve the space now, so a disk filling from elsewhere fails the
+        # download at its start, not at 99%.
+        try:
+            if size:
+                os.posix_fallocate(self._fd, 0, size)
+        except OSError as err:
+            if err.errno in (95, 22):  # EOPNOTSUPP, EINVAL: the filesystem cannot; the write will tell
+                os.ftruncate(self._fd, size)
+                return
+            self.abort()
+            raise from_os_error(err, "reserving space for the download") from err
+
+    # -- writing ---------------------------------------------------------------
+
+    @property
+    def done(self) -> Ranges:
+        """Ranges written and checked (what a resume need not fetch again)."""
+        with self._cond:
+            return self._done
 
     def write(self, data: bytes) -> None:
-        """Append ``data``. It must not be mutated afterwards: hashing reads it later."""
-        for thread in self._threads:
-            thread.put(data)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        """Append ``data`` (checked already: an import). It must not be mutated afterwards."""
+        offset = self._size
         self._size += len(data)
+        self.write_at(offset, data, checked=True)
 
     def copy_from(self, path: Path) -> None:
         """Append the whole file at ``path``: one read of each byte."""
         with open(path, "rb", buffering=0) as src:
             while block := src.read(BLOCK):
                 self.write(block)
+
+    def write_at(self, offset: int, data: bytes | memoryview, checked: bool = False) -> None:
+        """Write ``data`` at ``offset``; with ``checked`` it also counts as ``checked(...)``."""
+        view = memoryview(data)
+        at = offset
+        while view:
+            written = os.pwrite(self._fd, view, at)
+            view, at = view[written:], at + written
+        with self._cond:
+            if checked and offset == self._hashed and not self._reading and not self._tail:
+                self._hashing.feed(data)  # the common case of an import or a sequential download
+                self._hashed = offset + len(data)
+                self._tail_start = self._hashed
+                self._done = self._done.add(offset, offset + len(data))
+                return
+            if self._tail_start != self._hashed:
+                self._tail, self._tail_start = bytearray(), self._hashed
+            if offset == self._tail_start + len(self._tail) and len(self._tail) + len(data) <= _TAIL_MAX:
+                self._tail += data
+        if checked:
+            self.checked(offset, offset + len(data))
+
+    def checked(self, start: int, end: int) -> None:
+        """Bytes [start, end) are on disk and checked: hash them in turn, journal them."""
+        with self._cond:
+            self._done = self._done.add(start, end)
+            if (
+                not self._reading
+                and start == self._hashed == self._tail_start
+                and len(self._tail) >= end - start
+            ):
+                block = bytes(self._tail[: end - start])
+                del self._tail[: end - start]
+                self._tail_start = end
+                self._hashing.feed(block)
+                self._hashed = end
+            self._cond.notify_all()
+
+    def discard(self, start: int, end: int) -> None:
+        """Bytes [start, end) failed their check: forget any copy kept in memory."""
+        with self._cond:
+            if self._tail and start < self._tail_start + len(self._tail) and end > self._tail_start:
+                self._tail, self._tail_start = bytearray(), self._hashed
+
+    def restart(self, validator: str | None = None, url: str | None = None) -> None:
+        """Forget every byte: the object changed under us. Called with no writes in flight."""
+        with self._cond:
+            while self._reading:
+                self._cond.wait()
+            self._hashing.finish()
+            self._hashing = _Hashing(self._chunks)
+            self._done, self._hashed, self._tail, self._tail_start = Ranges(), 0, bytearray(), 0
+            if self.journal is not None:
+                self.journal = Journal(self.journal.digest, self.journal.size, validator, url)
+        self.save_journal(force=True)
+
+    def set_source(self, validator: str | None, url: str | None) -> None:
+        if self.journal is not None and (self.journal.validator, self.journal.url) != (validator, url):
+            self.journal = Journal(self.journal.digest, self.journal.size, validator, url, self.journal.done)
+
+    def save_journal(self, force: bool = False, every: float = 1.0) -> None:
+        """Make the checked ranges durable: fsync the data, then replace the journal.
+
+        Without ``force``, at most once every ``every`` seconds: fsync is the
+        cost of resuming after a power loss, not of each block.
+        """
+        if self.journal is None or (not force and time.monotonic() - self._journal_written_at < every):
+            return
+        with self._cond:
+            done = self._done
+        os.fdatasync(self._fd)
+        self.journal = Journal(self.journal.digest, self.journal.size, self.journal.validator, self.journal.url, done)
+        write_atomic(_journal_path(self.path), self.journal.to_bytes())
+        self._journal_written_at = time.monotonic()
+
+    # -- the hash frontier -------------------------------------------------------
+
+    def _catch_up_loop(self) -> None:
+        """Hash checked bytes that were not at the frontier when they arrived, reading them back."""
+        while True:
+            with self._cond:
+                while not self._closed and self._done.end_of_run(self._hashed) == self._hashed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                start = self._hashed
+                end = self._done.end_of_run(start)
+                self._reading = True
+            at = start
+            while at < end:
+                block = os.pread(self._fd, min(BLOCK, end - at), at)
+                if not block:  # the file is shorter than the journal said: damage
+                    break
+                self._hashing.feed(block)
+                at += len(block)
+            with self._cond:
+                self._hashed = at
+                self._reading = False
+                self._cond.notify_all()
+                if at < end:
+                    self._done = Ranges(tuple((s, min(e, at)) for s, e in self._done.spans if s < at))
+
+    # -- finishing ---------------------------------------------------------------
 
     def commit(self, expected: Digest | None = None, size: int | None = None) -> Written:
         """Finish hashing, fsync, and check against ``expected`` and ``size`` when given.
@@ -113,34 +310,77 @@ class IngestWriter:
         success the file stays in ingest, read-only, for BlobStore.publish.
         """
         try:
-            self._finish()
-            written = Written(Digest(self._sha256.hexdigest()), self._size, self._chunks.result(), self._fast.hexdigest())
+            total = self._size if self.journal is None else self.journal.size
+            with self._cond:
+                while self._hashed < total and self._done.end_of_run(self._hashed) > self._hashed or self._reading:
+                    self._cond.wait()
+                hashed = self._hashed
+                self._closed = True
+                self._cond.notify_all()
+            self._catch_up.join()
+            digest, fast, chunks = self._hashing.finish()
+            os.fsync(self._fd)
+            self._stopped = True
+            os.close(self._fd)
+            if hashed != total:
+                raise IntegrityError(f"only {hashed} of {total} bytes were written", "run the same command again")
+            written = Written(digest, hashed, chunks, fast)
             if (expected is not None and written.digest != expected) or (size is not None and written.size != size):
                 raise IntegrityError(
                     f"data hashes to {written.digest} ({written.size} bytes), expected {expected} ({size} bytes)"
                 )
             os.chmod(self.path, 0o444)
+            _journal_path(self.path).unlink(missing_ok=True)
             return written
         except BaseException:
             self.abort()
             raise
 
-    def _finish(self) -> None:
-        if self._closed:
+    def _stop(self) -> None:
+        """Stop the hashers and close the file; idempotent."""
+        if self._stopped:
             return
-        self._closed = True
+        self._stopped = True
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._catch_up.join()
+        self._hashing.finish()
+        os.close(self._fd)
+
+    def suspend(self) -> None:
+        """Keep the partial and its journal for a later resume, and close."""
         try:
-            for thread in self._threads:
-                thread.join()
-            os.fsync(self._fd)
+            self.save_journal(force=True)
         finally:
-            os.close(self._fd)
+            self._kept = True
+            self._stop()
 
     def abort(self) -> None:
-        """Drop the partial, unless commit handed it on already. Safe to call twice."""
-        if not self._closed:
-            self._closed = True
-            for thread in self._threads:
-                thread.join()
-            os.close(self._fd)
-        self.path.unlink(missing_ok=True)
+        """Close and delete the partial (a committed one too, if it was not published). Idempotent."""
+        try:
+            self._stop()
+        finally:
+            self.path.unlink(missing_ok=True)
+            _journal_path(self.path).unlink(missing_ok=True)
+
+    def __enter__(self) -> IngestWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._kept:
+            self.abort()
+
+
+def _journal_path(partial: Path) -> Path:
+    return partial.with_suffix(".journal")
+
+
+def _abandoned(partial: Path, stale_after: float) -> bool:
+    """True if the writer that owns ``partial`` is certainly gone, or silent for ``stale_after``."""
+    try:
+        pid = int(partial.name.split("-")[1])
+        age = time.time() - partial.stat().st_mtime
+    except (IndexError, ValueError, FileNotFoundError):
+        return False
+    return Holder(pid, os.uname().nodename, 0).is_dead() or age > stale_after

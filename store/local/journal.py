@@ -1,0 +1,103 @@
+"""Journal: what a resumable partial holds, so an interrupted download continues where it stopped.
+
+The journal sits beside its partial (``<partial>.journal``, spec/ingest.md). It
+lists the byte ranges that are on disk, durable (fsynced before the journal
+was written) and checked against their chunk digests when there are any. It
+never claims more than the data file holds, so a power loss only loses what
+arrived after the last journal write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+
+from ..oci.digest import Digest, InvalidDigest, parse_digest
+
+__all__ = ["Ranges", "Journal", "parse_journal"]
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """A set of half-open byte ranges [start, end), kept sorted and merged."""
+
+    spans: tuple[tuple[int, int], ...] = ()
+
+    def add(self, start: int, end: int) -> Ranges:
+        if end <= start:
+            return self
+        merged: list[tuple[int, int]] = []
+        for s, e in sorted([*self.spans, (start, end)]):
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            else:
+                merged.append((s, e))
+        return Ranges(tuple(merged))
+
+    def total(self) -> int:
+        return sum(e - s for s, e in self.spans)
+
+    def prefix(self) -> int:
+        """Length of the run that starts at byte 0."""
+        return self.spans[0][1] if self.spans and self.spans[0][0] == 0 else 0
+
+    def end_of_run(self, at: int) -> int:
+        """The end of the range containing ``at``, or ``at`` if none does."""
+        for s, e in self.spans:
+            if s <= at < e:
+                return e
+        return at
+
+    def missing(self, size: int) -> list[tuple[int, int]]:
+        """The gaps in [0, size)."""
+        gaps, at = [], 0
+        for s, e in self.spans:
+            if s > at:
+                gaps.append((at, min(s, size)))
+            at = max(at, e)
+        if at < size:
+            gaps.append((at, size))
+        return [(s, e) for s, e in gaps if s < e]
+
+
+@dataclass(frozen=True)
+class Journal:
+    digest: Digest
+    size: int
+    # The validator the bytes came with (ETag, else Last-Modified): a resume
+    # sends it as If-Range, so a changed object restarts from byte 0.
+    validator: str | None = None
+    url: str | None = None
+    done: Ranges = field(default_factory=Ranges)
+
+    def with_done(self, start: int, end: int) -> Journal:
+        return replace(self, done=self.done.add(start, end))
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "version": 1,
+            "digest": str(self.digest),
+            "size": self.size,
+            "validator": self.validator,
+            "url": self.url,
+            "done": [list(span) for span in self.done.spans],
+        }
+        return json.dumps(doc).encode() + b"\n"
+
+
+def parse_journal(data: bytes) -> Journal | None:
+    """The journal in ``data``, or None if it is damaged (the partial is then started afresh)."""
+    try:
+        doc = json.loads(data)
+        if doc.get("version") != 1:
+            return None
+        size = doc["size"]
+        spans = tuple((int(s), int(e)) for s, e in doc["done"])
+        if type(size) is not int or size < 0 or any(not 0 <= s < e <= size for s, e in spans):
+            return None
+        done = Ranges()
+        for s, e in spans:
+            done = done.add(s, e)
+        return Journal(parse_digest(doc["digest"]), size, doc.get("validator"), doc.get("url"), done)
+    except (ValueError, KeyError, TypeError, AttributeError, InvalidDigest):
+        return None
