@@ -7,14 +7,16 @@ its files cannot be told apart from garbage, so nothing is deleted.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import IntegrityError, InvalidManifest
-from ..oci.digest import Digest
+from ..errors import IntegrityError, InvalidManifest, InvalidPath
+from ..oci.descriptor import Descriptor
+from ..oci.digest import Digest, InvalidDigest, sha256_of
 from ..oci.manifest import parse_manifest
 from .blobs import BlobStore
 from .layout import StoreLayout
@@ -35,25 +37,58 @@ class GcReport:
     dry_run: bool = False
 
 
+def _foreign_references(data: bytes) -> tuple[set[Digest], set[Digest]] | None:
+    """(blobs, manifests) that an OCI manifest or index which is not a model refers to; None if malformed.
+
+    An adopted OCI layout may name images and indexes written by other tools:
+    they are not damaged, and what they refer to is not garbage.
+    """
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
+            return None
+        lists = {k: doc.get(k, []) for k in ("layers", "blobs", "manifests")}
+        if not all(isinstance(v, list) for v in lists.values()):
+            return None
+        leaves = [*lists["layers"], *lists["blobs"], *([doc["config"]] if "config" in doc else [])]
+        children = [*lists["manifests"], *([doc["subject"]] if "subject" in doc else [])]
+        return {Descriptor.from_json(d).digest for d in leaves}, {Descriptor.from_json(d).digest for d in children}
+    except (ValueError, InvalidDigest, RecursionError):
+        return None
+
+
 def reachable(blobs: BlobStore, manifests: set[Digest]) -> set[Digest]:
     """Every blob that the given manifests need, the manifests included.
 
-    Raises IntegrityError if a present manifest is unreadable: sweeping then
-    could delete the files of a model that is only damaged in one blob.
+    Raises IntegrityError if a present manifest is damaged (its bytes do not
+    hash to its digest, or are no OCI manifest at all): sweeping then could
+    delete the files of a model that is only damaged in one blob.
     """
     keep = set(manifests)
-    for digest in manifests:
+    todo, parsed = list(manifests), set()
+    while todo:
+        digest = todo.pop()
+        if digest in parsed:
+            continue
+        parsed.add(digest)
+        keep.add(digest)
         try:
             data = blobs.read(digest)
         except FileNotFoundError:
             continue
         try:
             keep |= parse_manifest(data, digest).blob_digests()
-        except InvalidManifest as err:
+            continue
+        except (InvalidManifest, InvalidPath) as err:
+            problem = err.message
+        foreign = _foreign_references(data) if sha256_of(data) == digest else None
+        if foreign is None:
             raise IntegrityError(
-                f"manifest {digest} is damaged ({err.message}); gc deleted nothing",
+                f"manifest {digest} is damaged ({problem}); gc deleted nothing",
                 "run 'odai-store verify' to quarantine it, then gc again",
-            ) from None
+            )
+        keep |= foreign[0]
+        todo.extend(foreign[1])
     return keep
 
 
