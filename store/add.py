@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 
-from .errors import UsageError, storage_errors
+from .errors import UsageError, from_os_error, storage_errors
 from .local.blobs import BlobStore
 from .local.ingest import IngestWriter
 from .local.layout import StoreLayout
@@ -67,6 +68,10 @@ def plan_sources(sources: list[Path]) -> list[tuple[str, Path]]:
             raise UsageError(f"no such file or directory: {err.filename or source}", "check the path") from None
         except PermissionError as err:
             raise UsageError(f"cannot read {err.filename or source}: permission denied", "check the file's permissions") from None
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise UsageError(f"symlink loop at {err.filename or source}", "remove the looping symlink") from None
+            raise from_os_error(err, f"reading {source}") from err
     if not plan:
         raise UsageError("nothing to add: no files found", "name at least one file or a directory that holds files")
     check_model_paths([model_path for model_path, _ in plan])
