@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import NotFound, StoreError, UsageError, storage_errors
+from .errors import NotFound, StoreError, storage_errors
 from .local.blobs import BlobStore
 from .local.layout import StoreLayout
 from .local.location import store_location
@@ -22,6 +23,9 @@ from .oci.manifest import Manifest, parse_manifest
 from .oci.reference import Reference, parse_reference
 
 if TYPE_CHECKING:
+    from .download import Download
+    from .fetch import Fetched
+    from .transfer.progress import Snapshot
     from .local.locks import Holder
     from .local.gc import GcReport
     from .local.usage import DiskUsage
@@ -131,6 +135,70 @@ class Store:
 
         return add(self.layout, _ref(ref), [Path(p) for p in paths], self._names)
 
+    def fetch(
+        self,
+        refs: str | Reference | Iterable[str | Reference],
+        *,
+        remotes: Iterable[str] = (),
+        connections: int = 8,
+        retries: int = 5,
+        limit_rate: float | None = None,
+        ca_bundle: str | None = None,
+        progress: Callable[[Snapshot], None] | None = None,
+        cancel: threading.Event | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> list[Fetched]:
+        """Make models complete in the store from remotes; one Fetched per reference, in order.
+
+        ``progress`` receives Snapshots whose ``done`` never decreases and
+        ends equal to ``total``. Setting ``cancel`` stops within a second,
+        keeping partial data for the next call, and raises Interrupted.
+        """
+        from .fetch import FetchOptions, fetch
+        from .transfer.progress import Progress
+
+        if isinstance(refs, (str, Reference)):
+            refs = [refs]
+        options = FetchOptions(tuple(remotes), connections, retries, limit_rate, ca_bundle)
+        return fetch(
+            self.layout, self._names, [_ref(r) for r in refs], options, Progress(progress), cancel or threading.Event(), say or (lambda _: None)
+        )
+
+    def fetch_url(
+        self,
+        ref: str | Reference,
+        url: str,
+        sha256: str,
+        *,
+        filename: str | None = None,
+        connections: int = 8,
+        retries: int = 5,
+        limit_rate: float | None = None,
+        ca_bundle: str | None = None,
+        progress: Callable[[Snapshot], None] | None = None,
+        cancel: threading.Event | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> Fetched:
+        """A single-file model from any URL, verified against ``sha256`` (64 hex digits)."""
+        from .fetch import FetchOptions, fetch_url
+        from .oci.digest import parse_digest
+        from .transfer.progress import Progress
+
+        digest = parse_digest(sha256 if sha256.startswith("sha256:") else f"sha256:{sha256}")
+        options = FetchOptions((), connections, retries, limit_rate, ca_bundle)
+        return fetch_url(
+            self.layout, self._names, _ref(ref), url, digest, filename, options, Progress(progress), cancel or threading.Event(), say or (lambda _: None)
+        )
+
+    def start_fetch(self, ref: str | Reference, **options) -> Download:
+        """Start fetching ``ref`` in the background; the Download handle watches and steers it."""
+        from .download import Download
+
+        def run(cancel: threading.Event, on_progress: Callable[[Snapshot], None]) -> Model:
+            return self.fetch([ref], cancel=cancel, progress=on_progress, **options)[0].model
+
+        return Download(run).start()
+
     def remove(self, refs: Iterable[str | Reference]) -> list[str]:
         """Drop names (blobs stay until gc); NotFound, with nothing removed, if any is unknown."""
         parsed = [_ref(r) for r in refs]
@@ -138,7 +206,11 @@ class Store:
         def drop(index):
             for ref in parsed:
                 if ref.digest is not None:
-                    raise UsageError(f"rm takes names, not digests: {ref}", "give NAME[:TAG]")
+                    kept = index.without_unnamed(ref.digest)
+                    if kept == index:
+                        raise NotFound(f"no model fetched by digest {ref.digest}", "'odai-store list' shows names; rm NAME:TAG drops one")
+                    index = kept
+                    continue
                 if index.lookup(ref.ref_name) is None:
                     raise NotFound(f"no model named {ref.ref_name}")
                 index = index.without_name(ref.ref_name)
@@ -146,7 +218,7 @@ class Store:
 
         with storage_errors("removing names"):
             self._names.edit(drop)
-        return [r.ref_name for r in parsed]
+        return [str(r) if r.digest else r.ref_name for r in parsed]
 
     def gc(self, dry_run: bool = False) -> GcReport:
         """Delete everything no name, gc root or running writer needs."""

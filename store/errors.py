@@ -79,9 +79,19 @@ class NetworkError(StoreError):
     exit_code = 4
     default_hint = "check the remote URL and your connection, then run the same command again"
 
-    def __init__(self, message: str, hint: str | None = None, *, transient: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        transient: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message, hint)
         self.transient = transient
+        self.retry_after = retry_after  # seconds the server asked us to wait, if it did
+        self.status = status  # the HTTP status, when there was one
 
 
 class IntegrityError(StoreError):

@@ -202,3 +202,99 @@ def du(c: _Context) -> None:
     for label, value in rows:
         c.out.data(f"{label:<20} {human_bytes(value):>10}")
     c.out.document(u.__dict__)
+
+
+def _rate(text: str | None) -> float | None:
+    """'10M' -> bytes per second; K, M, G are powers of 1024, as in curl's --limit-rate."""
+    if text is None:
+        return None
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = text[:-1] if text[-1:].isalpha() else text, text[-1:].upper() if text[-1:].isalpha() else ""
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise click.BadParameter(f"{text!r} is not a rate like 500K, 10M or 1G", param_hint="--limit-rate") from None
+    if value <= 0:
+        raise click.BadParameter("the rate must be positive", param_hint="--limit-rate")
+    return value
+
+
+def _renderer(mode: str | None, out: Output):
+    from ..transfer.progress import bar_renderer, json_renderer
+
+    if mode is None:
+        mode = "bar" if sys.stderr.isatty() and not out.quiet else "none"
+    return {"bar": bar_renderer, "json": json_renderer}.get(mode, lambda: None)()
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--remote", "remotes", multiple=True, metavar="URL", help="A remote store (http(s)://, file:// or a path); repeat to try several in order.")
+@click.option("--url", metavar="URL", help="Fetch one file from any URL as a one-file model NAME.")
+@click.option("--sha256", metavar="HEX", help="With --url: the file's SHA-256.")
+@click.option("--filename", metavar="F", help="With --url: the file's name in the model [default: from the URL].")
+@click.option("--connections", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel connections for a large blob.")
+@click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True, help="Retries of a transient failure.")
+@click.option("--limit-rate", metavar="RATE", help="Cap the total rate, e.g. 10M (bytes/s).")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Trust this CA bundle for HTTPS.")
+@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), help="Progress on stderr [default: bar on a terminal].")
+@pass_ctx
+def fetch(c: _Context, names, remotes, url, sha256, filename, connections, retries, limit_rate, ca_bundle, progress_mode) -> None:
+    """Fetch models from remotes; print one model path per NAME, in order.
+
+    NAME is NAME[:TAG] or NAME@sha256:<hex>. A model complete in the store and
+    named by digest needs no network at all.
+    """
+    if not names:
+        raise click.UsageError("name at least one model")
+    options = dict(connections=connections, retries=retries, limit_rate=_rate(limit_rate), ca_bundle=ca_bundle)
+    render = _renderer(progress_mode, c.out)
+    if url or sha256 or filename:
+        if not (url and sha256) or len(names) != 1:
+            raise click.UsageError("--url needs --sha256 and exactly one NAME")
+        results = [c.store.fetch_url(names[0], url, sha256, filename=filename, progress=render, say=c.out.say, **options)]
+    else:
+        results = c.store.fetch(list(names), remotes=remotes, progress=render, say=c.out.say, **options)
+    for r in results:
+        c.out.data(str(r.model.path))
+    c.out.document(
+        {
+            "models": [
+                {
+                    "name": r.model.name.rsplit(":", 1)[0] if r.model.name else names[i].split("@")[0],
+                    "tag": r.model.name.rsplit(":", 1)[1] if r.model.name else None,
+                    **_model_doc(r.model),
+                    "downloaded": r.downloaded,
+                }
+                for i, r in enumerate(results)
+            ]
+        }
+    )
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--read-only", is_flag=True, help="Serve a store on read-only media: never create or change anything in it.")
+@pass_ctx
+def serve(c: _Context, host: str, port: int, read_only: bool) -> None:
+    """Serve this store as a remote (GET/HEAD, Range); print its URL, then serve until interrupted."""
+    from ..local.layout import StoreLayout
+    from ..local.location import store_location
+    from ..serve import make_server
+
+    layout = StoreLayout(store_location(c.store_dir)) if read_only else c.store.layout
+    if not layout.index.exists():
+        from ..errors import NotFound
+
+        raise NotFound(f"no store at {layout.root}", "create one with 'odai-store add', or pass --store")
+    server = make_server(layout, host, port)
+    bound_host, bound_port = server.server_address[:2]
+    shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+    c.out.data(f"http://{shown}:{bound_port}")
+    c.out.document({"url": f"http://{shown}:{bound_port}"})
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

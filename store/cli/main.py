@@ -21,7 +21,15 @@ def _report(err: StoreError, verbose: bool) -> int:
     return err.exit_code
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM stops like Ctrl-C: partial data and journals are kept.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
         # Without standalone mode click returns the code of --help/--version
@@ -32,10 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         code = _report(UsageError(err.format_message(), f"see '{command} --help'"), False)
     except click.exceptions.Exit as err:  # --help, --version
         code = err.exit_code
-    except click.Abort:
-        code = _report(Interrupted("interrupted"), False)
-    except KeyboardInterrupt:
-        code = _report(Interrupted("interrupted"), False)
+    except (click.Abort, KeyboardInterrupt):
+        code = _report(Interrupted("interrupted; data already downloaded is kept", "run the same command again to resume"), False)
     except StoreError as err:
         code = _report(err, verbose)
     except BrokenPipeError:

@@ -120,6 +120,7 @@ class IngestWriter:
         self._chunks = chunks
         self._hashing = _Hashing(chunks)
         self._cond = threading.Condition()
+        self._journal_lock = threading.Lock()
         self._done = self.journal.done if self.journal else Ranges()
         self._hashed = 0
         self._reading = False  # the catch-up thread is hashing bytes read back from disk
@@ -267,12 +268,13 @@ class IngestWriter:
         """
         if self.journal is None or (not force and time.monotonic() - self._journal_written_at < every):
             return
-        with self._cond:
-            done = self._done
-        os.fdatasync(self._fd)
-        self.journal = Journal(self.journal.digest, self.journal.size, self.journal.validator, self.journal.url, done)
-        write_atomic(_journal_path(self.path), self.journal.to_bytes())
-        self._journal_written_at = time.monotonic()
+        with self._journal_lock:
+            self._journal_written_at = time.monotonic()
+            with self._cond:
+                done = self._done
+            os.fdatasync(self._fd)  # data first: the journal never claims bytes a power loss could take
+            self.journal = Journal(self.journal.digest, self.journal.size, self.journal.validator, self.journal.url, done)
+            write_atomic(_journal_path(self.path), self.journal.to_bytes())
 
     # -- the hash frontier -------------------------------------------------------
 

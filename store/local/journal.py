@@ -48,6 +48,10 @@ class Ranges:
                 return e
         return at
 
+    def covered(self, start: int, end: int) -> int:
+        """How many bytes of [start, end) the set holds."""
+        return sum(max(0, min(e, end) - max(s, start)) for s, e in self.spans)
+
     def missing(self, size: int) -> list[tuple[int, int]]:
         """The gaps in [0, size)."""
         gaps, at = [], 0

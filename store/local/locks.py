@@ -62,11 +62,14 @@ def hold(
     *,
     shared: bool = False,
     on_wait: Callable[[Holder | None], None] | None = None,
+    poll: Callable[[Holder | None], None] | None = None,
+    interval: float = 0.5,
 ) -> Iterator[None]:
     """Hold the lock at ``path`` for the block, waiting for it if need be.
 
     If the lock is busy, ``on_wait`` is called once with the recorded holder
-    (None if unknown) before blocking, so the caller can say who it waits for.
+    (None if unknown) before blocking, so the caller can say who it waits for;
+    ``poll``, if given, is called every ``interval`` seconds while waiting.
     Lock files are never deleted: unlinking a lock file that another process
     is about to lock would let two processes hold "the same" lock.
     """
@@ -78,7 +81,16 @@ def hold(
         except BlockingIOError:
             if on_wait is not None:
                 on_wait(read_holder(fd))
-            fcntl.flock(fd, mode)
+            if poll is None:
+                fcntl.flock(fd, mode)
+            else:
+                while True:
+                    time.sleep(interval)
+                    try:
+                        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        poll(read_holder(fd))
         if not shared:
             record = json.dumps(this_holder().__dict__).encode()
             os.ftruncate(fd, 0)

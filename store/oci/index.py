@@ -62,6 +62,15 @@ class Index:
         kept = [d for d in self.entries if d.annotations.get(REF_NAME) != ref_name]
         return Index(tuple(sorted([*kept, named], key=_order)), self.extra)
 
+    def with_unnamed(self, desc: Descriptor) -> Index:
+        """A copy that also lists ``desc`` without a name (a model fetched by digest), so gc keeps it."""
+        if any(d.digest == desc.digest and REF_NAME not in d.annotations for d in self.entries):
+            return self
+        return Index(tuple(sorted([*self.entries, desc], key=_order)), self.extra)
+
+    def without_unnamed(self, digest) -> Index:
+        return Index(tuple(d for d in self.entries if REF_NAME in d.annotations or d.digest != digest), self.extra)
+
     def without_name(self, ref_name: str) -> Index:
         return Index(tuple(d for d in self.entries if d.annotations.get(REF_NAME) != ref_name), self.extra)
 

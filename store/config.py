@@ -1,0 +1,30 @@
+"""config.toml of a store: settings that outlive one command (spec/config.md)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+
+__all__ = ["Config", "read_config"]
+
+
+@dataclass(frozen=True)
+class Config:
+    remotes: tuple[str, ...] = ()
+
+
+def read_config(path: Path) -> Config:
+    """The config at ``path``; an absent file is the default config."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return Config()
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path} is not valid TOML: {err}", "fix the file; its format is in spec/config.md") from None
+    remotes = doc.get("remotes", [])
+    if not isinstance(remotes, list) or not all(isinstance(r, str) and r for r in remotes):
+        raise UsageError(f"{path}: 'remotes' must be a list of URLs or paths", "e.g. remotes = [\"https://mirror.example/models\"]")
+    return Config(tuple(remotes))

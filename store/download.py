@@ -1,0 +1,119 @@
+"""Download: a fetch running in the background, that an app can watch, pause, resume and cancel."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .errors import Interrupted, StoreError
+from .transfer.progress import Snapshot
+
+__all__ = ["Download", "DownloadState"]
+
+
+class DownloadState(str, enum.Enum):
+    PENDING = "pending"
+    DOWNLOADING = "downloading"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Download:
+    """A handle on one fetch. ``run(cancel, on_progress)`` does the work and returns its result.
+
+    Pausing cancels the transfer but keeps partial data and journals, so
+    ``resume`` continues from the bytes already on disk.
+    """
+
+    def __init__(self, run: Callable[[threading.Event, Callable[[Snapshot], None]], Any]) -> None:
+        self._run = run
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+        self._state = DownloadState.PENDING
+        self._progress: Snapshot | None = None
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._intent: DownloadState | None = None  # why the current run is being stopped
+
+    @property
+    def state(self) -> DownloadState:
+        return self._state
+
+    @property
+    def progress(self) -> Snapshot | None:
+        """The latest progress snapshot (``done`` never decreases, also across pause and resume)."""
+        return self._progress
+
+    def start(self) -> Download:
+        with self._lock:
+            if self._state not in (DownloadState.PENDING, DownloadState.PAUSED):
+                return self
+            self._cancel = threading.Event()
+            self._intent = None
+            self._state = DownloadState.DOWNLOADING
+            self._finished.clear()
+            self._thread = threading.Thread(target=self._work, args=(self._cancel,), name="odai-download", daemon=True)
+            self._thread.start()
+        return self
+
+    def _on_progress(self, snapshot: Snapshot) -> None:
+        previous = self._progress
+        if previous is not None and snapshot.done < previous.done:
+            # A resumed run counts its partial as done again; keep the larger.
+            snapshot = Snapshot(previous.done, snapshot.total, snapshot.refetched, snapshot.downloaded, snapshot.elapsed, snapshot.label)
+        self._progress = snapshot
+
+    def _work(self, cancel: threading.Event) -> None:
+        try:
+            result = self._run(cancel, self._on_progress)
+        except Interrupted as err:
+            with self._lock:
+                self._state = self._intent or DownloadState.CANCELLED
+                self._error = err
+        except BaseException as err:  # noqa: BLE001 - handed to wait()
+            with self._lock:
+                self._state, self._error = DownloadState.FAILED, err
+        else:
+            with self._lock:
+                self._state, self._result, self._error = DownloadState.COMPLETED, result, None
+        self._finished.set()
+
+    def _stop(self, intent: DownloadState) -> None:
+        with self._lock:
+            if self._state is not DownloadState.DOWNLOADING:
+                if self._state is DownloadState.PENDING or (self._state is DownloadState.PAUSED and intent is DownloadState.CANCELLED):
+                    self._state = intent
+                    self._finished.set()
+                return
+            self._intent = intent
+            self._cancel.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def pause(self) -> None:
+        """Stop transferring, keeping partial data; ``resume`` continues from it."""
+        self._stop(DownloadState.PAUSED)
+
+    def resume(self) -> None:
+        self.start()
+
+    def cancel(self) -> None:
+        """Stop for good. Partial data stays in ingest (a later fetch resumes it; gc removes it when stale)."""
+        self._stop(DownloadState.CANCELLED)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """The result once completed; raises the failure, or Interrupted if cancelled."""
+        if not self._finished.wait(timeout):
+            raise TimeoutError("the download is still running")
+        if self._state is DownloadState.COMPLETED:
+            return self._result
+        if self._state is DownloadState.PAUSED:
+            raise Interrupted("the download is paused", "call resume() to continue")
+        raise self._error if isinstance(self._error, StoreError) else (self._error or Interrupted("cancelled"))

@@ -1,0 +1,311 @@
+"""Fetch: resolve references on remotes, download the blobs the store lacks, publish, name, view.
+
+Everything after the bytes are verified (dedup, atomic publish, names, views)
+is the store's, not re-done here: this module decides what to download and
+hands each blob to the transfer engine, then to BlobStore.publish.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from .config import read_config
+from .errors import IntegrityError, Interrupted, NetworkError, NotFound, StoreError, UsageError, storage_errors
+from .local.blobs import BlobStore
+from .local.ingest import IngestWriter, Written
+from .local.journal import parse_journal
+from .local.layout import StoreLayout
+from .local.leases import STALE_AFTER, Lease
+from .local.locks import Holder, hold
+from .local.names import Names, manifest_descriptor
+from .local.space import SpaceCheck, free_bytes, pending_bytes
+from .local.views import Views
+from .model import Model
+from .oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR
+from .oci.digest import Digest, sha256_of
+from .oci.manifest import Manifest, ModelFile, check_model_path, parse_manifest
+from .oci.reference import Reference
+from .remote.base import Remote
+from .remote.select import choose_remotes
+from .transfer.engine import BlobTask, Engine
+from .transfer.progress import Progress
+from .transfer.retry import RetryPolicy
+from .transfer.segments import SegmentPlan
+
+__all__ = ["FetchOptions", "Fetched", "fetch", "fetch_url"]
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    remotes: tuple[str, ...] = ()
+    connections: int = 8
+    retries: int = 5
+    limit_rate: float | None = None  # bytes per second across all connections
+    ca_bundle: str | None = None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    model: Model
+    downloaded: int  # bytes received from remotes for this model in this command
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    ref: Reference
+    digest: Digest
+    data: bytes
+    manifest: Manifest
+
+
+class _Fetcher:
+    def __init__(
+        self,
+        layout: StoreLayout,
+        names: Names,
+        options: FetchOptions,
+        progress: Progress,
+        cancel: threading.Event,
+        say: Callable[[str], None],
+        remotes: list[Remote] | None = None,
+    ) -> None:
+        self.layout = layout
+        self.names = names
+        self.options = options
+        self.progress = progress
+        self.cancel = cancel
+        self.say = say
+        self.blobs = BlobStore(layout)
+        self._remotes = remotes
+
+    @property
+    def remotes(self) -> list[Remote]:
+        if self._remotes is None:
+            self._remotes = choose_remotes(
+                self.options.remotes,
+                read_config(self.layout.config).remotes,
+                ca_bundle=self.options.ca_bundle,
+                limit_rate=self.options.limit_rate,
+            )
+        return self._remotes
+
+    def engine(self) -> Engine:
+        return Engine(
+            self.remotes,
+            self.progress,
+            policy=RetryPolicy(retries=self.options.retries),
+            plan=SegmentPlan(connections=self.options.connections),
+            cancel=self.cancel,
+        )
+
+    def close(self) -> None:
+        for remote in self._remotes or ():
+            remote.close()
+
+    # -- resolving -------------------------------------------------------------
+
+    def local(self, ref: Reference) -> _Resolved | None:
+        """The model if ``ref`` is a digest whose manifest and files are all here: no network then."""
+        if ref.digest is None or not self.blobs.has(ref.digest):
+            return None
+        data = self.blobs.read(ref.digest)
+        manifest = parse_manifest(data, ref.digest)
+        if all(self.blobs.has(d) for d in manifest.blob_digests()):
+            return _Resolved(ref, ref.digest, data, manifest)
+        return None
+
+    def resolve(self, ref: Reference) -> _Resolved:
+        """Resolve on the remotes in order; the first that knows the reference wins."""
+        errors: list[StoreError] = []
+        for remote in self.remotes:
+            try:
+                digest = remote.resolve(ref)
+                data = self.blobs.read(digest) if self.blobs.has(digest) else self._read_manifest(remote, digest)
+                return _Resolved(ref, digest, data, parse_manifest(data, digest))
+            except (NetworkError, NotFound) as err:
+                errors.append(err)
+        # Not found anywhere is a clearer story than the last network hiccup.
+        if errors and all(isinstance(e, NotFound) for e in errors):
+            raise NotFound(f"no remote has {ref}: " + "; ".join(e.message for e in errors), "check the name and the remotes")
+        raise errors[-1]
+
+    def _read_manifest(self, remote: Remote, digest: Digest) -> bytes:
+        policy = RetryPolicy(retries=self.options.retries)
+        attempt = 0
+        while True:
+            try:
+                return remote.read_manifest(digest)
+            except NetworkError as err:
+                attempt += 1
+                delay = policy.delay(attempt, err, 0.5)
+                if delay is None:
+                    raise
+                if self.cancel.wait(delay):
+                    raise Interrupted("interrupted") from None
+
+    # -- downloading -----------------------------------------------------------
+
+    def check_space(self, missing: dict[Digest, int]) -> None:
+        """Before the first byte: what is still to come, with every partial's unallocated rest, must fit."""
+        pending = pending_bytes(self.layout)
+        need = sum(size for digest, size in missing.items() if digest.hex not in pending) + sum(pending.values())
+        from .local.gc import collect
+
+        check = SpaceCheck()
+        free = free_bytes(self.layout)
+        if check.shortfall(need, free):
+            reclaimable = collect(self.layout, set(), dry_run=True).bytes_freed
+            check.check(need, free, str(self.layout.root), reclaimable)
+
+    def download(self, engine: Engine, digest: Digest, size: int, chunks, *, measure_chunks: bool = False) -> tuple[int, Written | None]:
+        """Get one blob into blobs/, unless another process does it first.
+
+        Returns the bytes downloaded, and what ingest measured (None if
+        another process published the blob meanwhile).
+        """
+        before = self.progress.snapshot().downloaded
+
+        def waiting(holder: Holder | None) -> None:
+            who = holder.describe() if holder else "another process"
+            self.say(f"{digest.short}: waiting for {who}, which is downloading it")
+
+        def polling(holder: Holder | None) -> None:
+            if self.cancel.is_set():
+                raise Interrupted("interrupted")
+            for journal_path in self.layout.ingest.glob(f"{digest.hex}-*.journal"):
+                journal = parse_journal(journal_path.read_bytes()) if journal_path.exists() else None
+                if journal is not None and journal.size:
+                    self.say(f"{digest.short}: the other download is at {journal.done.total() * 100 // journal.size}%")
+
+        with hold(self.layout.lock(f"blob-{digest.hex}"), on_wait=waiting, poll=polling):
+            if self.blobs.has(digest):
+                self.progress.already(size)
+                return 0, None
+            writer = IngestWriter.for_blob(self.layout, digest, size, chunks=measure_chunks, stale_after=STALE_AFTER)
+            try:
+                engine.fetch(BlobTask(digest, size, chunks), writer)
+            except BaseException:
+                writer.suspend()  # keep what arrived: the next run resumes from it
+                raise
+            try:
+                written = writer.commit(digest, size)
+            except IntegrityError as err:
+                url = writer.journal.url if writer.journal else "the remote"
+                raise IntegrityError(f"{url}: {err.message}", "the remote serves damaged data; the bad copy was deleted") from None
+            self.blobs.publish(writer, written)
+        return self.progress.snapshot().downloaded - before, written
+
+    def publish_model(self, resolved: _Resolved, lease: Lease) -> Model:
+        manifest = resolved.manifest
+        if not self.blobs.has(manifest.config.digest) and manifest.config.digest == EMPTY_DESCRIPTOR.digest:
+            self.blobs.put_bytes(EMPTY_BYTES, EMPTY_DESCRIPTOR.digest)
+        self.blobs.put_bytes(resolved.data, resolved.digest)
+        desc = manifest_descriptor(resolved.digest, len(resolved.data), manifest)
+        if resolved.ref.digest is None:
+            self.names.set(resolved.ref, desc)
+        else:
+            self.names.edit(lambda index: index.with_unnamed(desc))
+        path = Views(self.layout).build(resolved.digest, manifest)
+        name = None if resolved.ref.digest is not None else resolved.ref.ref_name
+        return Model(name, resolved.digest, path, manifest.files)
+
+
+def fetch(
+    layout: StoreLayout,
+    names: Names,
+    refs: list[Reference],
+    options: FetchOptions,
+    progress: Progress,
+    cancel: threading.Event,
+    say: Callable[[str], None],
+) -> list[Fetched]:
+    """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded."""
+    fetcher = _Fetcher(layout, names, options, progress, cancel, say)
+    try:
+        resolved = [fetcher.local(ref) or fetcher.resolve(ref) for ref in refs]
+        missing: dict[Digest, tuple[int, object]] = {}
+        for r in resolved:
+            for f in r.manifest.files:
+                if not fetcher.blobs.has(f.digest):
+                    missing.setdefault(f.digest, (f.size, f.chunks))
+            config = r.manifest.config
+            if config.digest != EMPTY_DESCRIPTOR.digest and not fetcher.blobs.has(config.digest):
+                missing.setdefault(config.digest, (config.size, None))
+        with storage_errors("fetching"), Lease(layout) as lease:
+            lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
+            if missing:
+                fetcher.check_space({d: size for d, (size, _) in missing.items()})
+                progress.add_total(sum(size for size, _ in missing.values()))
+                engine = fetcher.engine()
+            downloaded: dict[Digest, int] = {}
+            out = []
+            for r in resolved:
+                progress.add_total(0, str(r.ref))
+                got = 0
+                for digest in [f.digest for f in r.manifest.files] + [r.manifest.config.digest]:
+                    if digest in missing and digest not in downloaded:
+                        size, chunks = missing[digest]
+                        downloaded[digest], _ = fetcher.download(engine, digest, size, chunks)
+                        got += downloaded[digest]
+                out.append(Fetched(fetcher.publish_model(r, lease), got))
+            progress.finish()
+            return out
+    finally:
+        fetcher.close()
+
+
+def fetch_url(
+    layout: StoreLayout,
+    names: Names,
+    ref: Reference,
+    url: str,
+    sha256: Digest,
+    filename: str | None,
+    options: FetchOptions,
+    progress: Progress,
+    cancel: threading.Event,
+    say: Callable[[str], None],
+) -> Fetched:
+    """A single-file model from any URL, checked against ``sha256``."""
+    if ref.digest is not None:
+        raise UsageError(f"--url needs NAME[:TAG], not a digest: {ref}", "name the model NAME[:TAG]")
+    name = check_model_path(filename or unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "model")
+    from .remote.http_layout import HttpFile
+
+    remote = HttpFile(url, ca_bundle=options.ca_bundle)
+    fetcher = _Fetcher(layout, names, options, progress, cancel, say, remotes=[remote])
+    try:
+        with storage_errors("fetching"), Lease(layout) as lease:
+            lease.add(sha256)
+            got, written = 0, None
+            if not fetcher.blobs.has(sha256):
+                size = remote.size()
+                fetcher.check_space({sha256: size})
+                progress.add_total(size, str(ref))
+                got, written = fetcher.download(fetcher.engine(), sha256, size, None, measure_chunks=True)
+            if written is None or written.chunks is None:
+                # Present already: its chunk digests cost one read, but no download.
+                written = _measure(fetcher.blobs.path(sha256), sha256)
+            manifest = Manifest.of([ModelFile(name, sha256, written.size, written.chunks)])
+            data = manifest.to_bytes()
+            resolved = _Resolved(ref, sha256_of(data), data, manifest)
+            lease.add(resolved.digest, EMPTY_DESCRIPTOR.digest)
+            progress.finish()
+            return Fetched(fetcher.publish_model(resolved, lease), got)
+    finally:
+        remote.close()
+
+
+def _measure(path: Path, digest: Digest) -> Written:
+    from .oci.chunks import ChunkHasher
+
+    hasher, size = ChunkHasher(), 0
+    with open(path, "rb") as f:
+        while block := f.read(8 << 20):
+            hasher.update(block)
+            size += len(block)
+    return Written(digest, size, hasher.result(), "")

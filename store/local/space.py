@@ -1,0 +1,66 @@
+"""Free space: will the bytes still to download fit, with a margin? And reserving them."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from ..errors import NoSpace
+from .journal import parse_journal
+from .layout import StoreLayout
+
+__all__ = ["SpaceCheck", "pending_bytes", "free_bytes", "megabytes"]
+
+
+def megabytes(n: int) -> int:
+    """Whole megabytes (10^6 bytes), rounded up: what a person must free."""
+    return math.ceil(n / 1_000_000)
+
+
+@dataclass(frozen=True)
+class SpaceCheck:
+    """Room for ``need`` bytes means ``need * (1 + margin)`` free: the filesystem needs slack too."""
+
+    margin: float = 0.10
+
+    def required(self, need: int) -> int:
+        return math.ceil(need * (1 + self.margin))
+
+    def shortfall(self, need: int, free: int) -> int:
+        """Bytes to free before ``need`` fits; 0 when it fits."""
+        return max(0, self.required(need) - free) if need else 0
+
+    def check(self, need: int, free: int, where: str, reclaimable: int) -> None:
+        short = self.shortfall(need, free)
+        if short:
+            raise NoSpace(
+                f"not enough space in {where}: need {megabytes(self.required(need))} MB "
+                f"({megabytes(need)} MB + {self.margin:.0%} margin), {megabytes(free)} MB available",
+                f"free up {megabytes(short)} MB"
+                + (f"; 'odai-store gc' would reclaim {megabytes(reclaimable)} MB" if reclaimable else ""),
+            )
+
+
+def free_bytes(layout: StoreLayout) -> int:
+    fs = os.statvfs(layout.root)
+    return fs.f_bavail * fs.f_frsize
+
+
+def pending_bytes(layout: StoreLayout) -> dict[str, int]:
+    """For each blob with a partial in ingest (any process's): bytes not yet allocated on disk.
+
+    Partials are preallocated when the filesystem allows, so most of what they
+    still need is already taken from the free space; only the rest counts.
+    """
+    pending: dict[str, int] = {}
+    for journal_path in layout.ingest.glob("*.journal"):
+        try:
+            journal = parse_journal(journal_path.read_bytes())
+            allocated = journal_path.with_suffix(".tmp").stat().st_blocks * 512
+        except OSError:
+            continue
+        if journal is not None:
+            hexdigest = journal.digest.hex
+            pending[hexdigest] = max(pending.get(hexdigest, 0), max(0, journal.size - allocated))
+    return pending

@@ -1,0 +1,66 @@
+"""The Remote interface: resolve a reference to a manifest, and read byte ranges of blobs.
+
+A remote is anything that serves an OCI image layout's content: a static web
+server, a mounted directory, later a registry. The download engine knows only
+this interface; retries and failover live in the engine, because they resume
+from the journal, while behaviour that needs no engine state (rate limiting)
+wraps a Remote and is a Remote.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..oci.digest import Digest
+from ..oci.reference import Reference
+
+__all__ = ["Remote", "BlobStream", "MAX_INDEX_BYTES"]
+
+# index.json of a mirror with ~100,000 names; anything larger is refused unread.
+MAX_INDEX_BYTES = 64 << 20
+
+
+class BlobStream(Protocol):
+    """An open read of a blob, from ``start`` to the end of the range asked for.
+
+    ``start`` is where the body begins: 0 when the remote ignored the range or
+    the object changed since ``validator`` (If-Range), which the caller must
+    treat as a restart. ``size`` is the blob's full size as the remote states it.
+    """
+
+    url: str
+    start: int
+    size: int | None
+    validator: str | None
+
+    def read(self, amount: int) -> bytes:
+        """Up to ``amount`` bytes, at least one; b"" at the end of the range. Raises NetworkError."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection. Safe to call from another thread to abort a blocked read."""
+        ...
+
+
+class Remote(Protocol):
+    url: str
+
+    def resolve(self, ref: Reference) -> Digest:
+        """The manifest digest ``ref`` names on this remote; NotFound if it names none."""
+        ...
+
+    def read_manifest(self, digest: Digest) -> bytes:
+        """The manifest bytes (at most MAX_MANIFEST_BYTES), unverified: the caller checks the digest."""
+        ...
+
+    def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> BlobStream:
+        """Open bytes [start, end) of a blob (to its end if ``end`` is None).
+
+        With ``validator``, the range is only served if the blob still has it
+        (If-Range); otherwise the whole blob comes back with ``start`` 0.
+        Raises NetworkError (``transient`` set when a retry may help) or
+        NotFound when this remote does not have the blob.
+        """
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,89 @@
+"""An OCI image layout on a mounted filesystem: another store on NFS, a USB disk (spec/remotes.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import NetworkError, NotFound, from_os_error
+from ..oci.digest import Digest
+from ..oci.index import lookup_fast
+from ..oci.manifest import MAX_MANIFEST_BYTES
+from ..oci.reference import Reference
+from .base import MAX_INDEX_BYTES
+
+__all__ = ["FileLayout"]
+
+
+class _FileStream:
+    def __init__(self, path: Path, start: int, end: int | None, validator: str | None) -> None:
+        self.url = path.as_uri()
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        info = os.fstat(self._file.fileno())
+        self.size = info.st_size
+        self.validator = f"{info.st_mtime_ns}-{info.st_size}"
+        # Like If-Range: a file that changed since the partial began is read whole.
+        self.start = start if validator in (None, self.validator) else 0
+        stop = info.st_size if end is None or self.start == 0 and start else end
+        self._left = max(0, min(stop, info.st_size) - self.start)
+        self._file.seek(self.start)
+
+    def read(self, amount: int) -> bytes:
+        if self._left == 0:
+            return b""
+        try:
+            data = self._file.read(min(amount, self._left))
+        except OSError as err:
+            raise NetworkError(f"reading {self.url} failed: {err}", transient=True) from err
+        if not data:
+            raise NetworkError(f"{self.url} ended {self._left} bytes early", transient=True)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class FileLayout:
+    """A remote OCI image layout at a local path or file:// URL."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = root.as_uri()
+
+    def _read_small(self, path: Path, cap: int) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                data = f.read(cap + 1)
+        except FileNotFoundError:
+            raise NotFound(f"{path} does not exist on the remote", "check the remote path") from None
+        except OSError as err:
+            raise from_os_error(err, f"reading {path}") from err
+        if len(data) > cap:
+            raise NetworkError(f"{path} is over the {cap}-byte limit", "the remote is not an odai-store layout")
+        return data
+
+    def blob_path(self, digest: Digest) -> Path:
+        return self.root / "blobs" / "sha256" / digest.hex
+
+    def resolve(self, ref: Reference) -> Digest:
+        if ref.digest is not None:
+            return ref.digest
+        desc = lookup_fast(self._read_small(self.root / "index.json", MAX_INDEX_BYTES), ref.ref_name)
+        if desc is None:
+            raise NotFound(f"no model named {ref.ref_name} in {self.root}", "check the name and the remote path")
+        return desc.digest
+
+    def read_manifest(self, digest: Digest) -> bytes:
+        return self._read_small(self.blob_path(digest), MAX_MANIFEST_BYTES)
+
+    def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> _FileStream:
+        try:
+            return _FileStream(self.blob_path(digest), start, end, validator)
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in {self.root}", "the remote is missing a file of this model") from None
+        except OSError as err:
+            raise NetworkError(f"opening {self.blob_path(digest)} failed: {err}", transient=True) from err
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,254 @@
+"""An OCI image layout served over HTTP(S) by any static web server (spec/remotes.md).
+
+One urllib3 PoolManager per remote reuses connections across blobs and
+segments. Every urllib3 and socket error is translated into NetworkError or
+NotFound in ``_translating_errors``; nothing from urllib3 leaves this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import urllib3
+from urllib3.exceptions import HTTPError, MaxRetryError, SSLError
+
+from ..errors import NetworkError, NotFound
+from ..oci.digest import Digest
+from ..oci.index import lookup_fast
+from ..oci.manifest import MAX_MANIFEST_BYTES
+from ..oci.reference import Reference
+from .base import MAX_INDEX_BYTES
+
+__all__ = ["HttpLayout", "HttpFile"]
+
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_TLS_HINT = "check the server's certificate; pass --ca-bundle FILE or set SSL_CERT_FILE for a private CA"
+_USER_AGENT = "odai-store"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@contextlib.contextmanager
+def _translating_errors(url: str) -> Iterator[None]:
+    try:
+        yield
+    except MaxRetryError as err:
+        if isinstance(err.reason, SSLError):
+            raise NetworkError(f"TLS verification failed for {url}: {err.reason}", _TLS_HINT) from err
+        raise NetworkError(f"cannot reach {url}: {err.reason}", transient=True) from err
+    except SSLError as err:
+        raise NetworkError(f"TLS failure talking to {url}: {err}", _TLS_HINT) from err
+    except (HTTPError, OSError) as err:
+        # Timeouts, resets, refused connections, DNS failures, short bodies.
+        raise NetworkError(f"transfer from {url} failed: {err}", transient=True) from err
+
+
+def _check_status(response: urllib3.BaseHTTPResponse, url: str) -> None:
+    status = response.status
+    if status in (200, 206):
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise NetworkError(
+                f"{url} was served with Content-Encoding {encoding}; odai-store never decodes a blob",
+                "configure the server to send blobs as they are (no gzip for blobs/)",
+            )
+        return
+    response.drain_conn()
+    if status == 404:
+        raise NotFound(f"{url}: not found on the remote (HTTP 404)", "check the name and the remote URL")
+    raise NetworkError(
+        f"{url}: HTTP {status} {response.reason or ''}".rstrip(),
+        None if status in TRANSIENT_STATUS else "the remote refused the request; check the URL and any token",
+        transient=status in TRANSIENT_STATUS,
+        retry_after=_retry_after(response.headers.get("Retry-After")),
+        status=status,
+    )
+
+
+def _pool(url: str, ca_bundle: str | None, timeout: urllib3.Timeout) -> urllib3.PoolManager:
+    """A PoolManager, through the proxy that HTTPS_PROXY/HTTP_PROXY/NO_PROXY choose for ``url``."""
+    import urllib.request
+
+    # The redirect budget is urllib3's; every other retry is the engine's,
+    # because only the engine knows where the data stopped.
+    retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10)
+    kwargs = {"timeout": timeout, "retries": retries, "ca_certs": ca_bundle, "maxsize": 16, "block": False}
+    proxies = urllib.request.getproxies_environment()
+    split = urlsplit(url)
+    proxy = proxies.get(split.scheme)
+    if proxy and not urllib.request.proxy_bypass_environment(split.hostname or "", proxies):
+        return urllib3.ProxyManager(proxy, **kwargs)
+    return urllib3.PoolManager(**kwargs)
+
+
+class _HttpStream:
+    def __init__(self, response: urllib3.BaseHTTPResponse, url: str, start: int, size: int | None, length: int) -> None:
+        self._response = response
+        self.url = url
+        self.start = start
+        self.size = size
+        self.validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+        self._left = length
+
+    def read(self, amount: int) -> bytes:
+        with _translating_errors(self.url):
+            if self._left == 0:
+                if self._response.read1(1, decode_content=False):
+                    raise NetworkError(f"{self.url}: the body is longer than the blob's declared size", "the remote serves a different object under this digest")
+                return b""
+            data = self._response.read1(min(amount, self._left), decode_content=False)
+        if not data:
+            raise NetworkError(f"{self.url}: connection closed {self._left} bytes early", transient=True)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._response.shutdown()
+        with contextlib.suppress(Exception):
+            self._response.release_conn()
+
+
+class HttpLayout:
+    """A remote OCI image layout at an http:// or https:// base URL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        ca_bundle: str | None = None,
+        timeout: urllib3.Timeout | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._host = urlsplit(self.url).hostname
+        self._token = token
+        self._pool = _pool(self.url, ca_bundle, timeout or urllib3.Timeout(connect=10.0, read=30.0))
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **(extra or {})}
+        # The token goes to the remote's own host only; urllib3 strips it on
+        # a redirect to another host (Retry.remove_headers_on_redirect).
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    def _get(self, url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
+        with _translating_errors(url):
+            response = self._pool.request("GET", url, headers=self._headers(headers), preload_content=False, decode_content=False)
+        _check_status(response, url)
+        return response
+
+    def _get_small(self, url: str, cap: int) -> bytes:
+        response = self._get(url)
+        try:
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > cap:
+                raise NetworkError(f"{url} is {declared} bytes, over the {cap}-byte limit", "the remote is not an odai-store layout")
+            with _translating_errors(url):
+                data = response.read(cap + 1, decode_content=False)
+            if len(data) > cap:
+                raise NetworkError(f"{url} is over the {cap}-byte limit", "the remote is not an odai-store layout")
+            return data
+        finally:
+            response.release_conn()
+
+    def blob_url(self, digest: Digest) -> str:
+        return f"{self.url}/blobs/sha256/{digest.hex}"
+
+    def resolve(self, ref: Reference) -> Digest:
+        if ref.digest is not None:
+            return ref.digest
+        desc = lookup_fast(self._get_small(f"{self.url}/index.json", MAX_INDEX_BYTES), ref.ref_name)
+        if desc is None:
+            raise NotFound(f"no model named {ref.ref_name} on {self.url}", "check the name, or list the remote's index.json")
+        return desc.digest
+
+    def read_manifest(self, digest: Digest) -> bytes:
+        return self._get_small(self.blob_url(digest), MAX_MANIFEST_BYTES)
+
+    def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None):
+        url = self.blob_url(digest)
+        headers = {}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+            if validator:
+                headers["If-Range"] = validator
+        try:
+            response = self._get(url, headers)
+        except NetworkError as err:
+            if err.status == 416:
+                raise NetworkError(f"{url}: range {start}-{end} is beyond the blob (HTTP 416)", "the remote's copy is shorter than the manifest says", status=416) from None
+            raise
+        if response.status == 206:
+            begin, size = _content_range(response.headers.get("Content-Range", ""))
+            stop = end if end is not None else size
+        else:  # the range was ignored, or If-Range found the object changed: the whole blob
+            declared = response.headers.get("Content-Length", "")
+            begin, size = 0, int(declared) if declared.isdigit() else None
+            stop = size
+        if begin != start and response.status == 206:
+            response.close()
+            raise NetworkError(f"{url}: asked for bytes from {start}, got a range from {begin}", transient=True)
+        if stop is None:
+            response.close()
+            raise NetworkError(f"{url}: the server did not say how long the blob is", "serve blobs with Content-Length")
+        return _HttpStream(response, url, begin, size, stop - begin)
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def _content_range(value: str) -> tuple[int, int | None]:
+    """(first byte, full size) from ``bytes a-b/size``."""
+    try:
+        unit, _, rest = value.partition(" ")
+        span, _, total = rest.partition("/")
+        first = int(span.split("-")[0])
+        if unit != "bytes":
+            raise ValueError
+        return first, None if total == "*" else int(total)
+    except ValueError:
+        raise NetworkError(f"malformed Content-Range {value!r}", transient=True) from None
+
+
+class HttpFile(HttpLayout):
+    """One file at any URL, served as the only blob of a one-file model (fetch --url)."""
+
+    def __init__(self, url: str, **kwargs) -> None:
+        super().__init__(url, **kwargs)
+        self.url = url
+
+    def blob_url(self, digest: Digest) -> str:
+        return self.url
+
+    def size(self) -> int:
+        """The file's size, from a HEAD request (or the start of a GET if HEAD is refused)."""
+        with _translating_errors(self.url):
+            response = self._pool.request("HEAD", self.url, headers=self._headers(), preload_content=False)
+        if response.status in (405, 501):
+            response = self._get(self.url)
+            response.release_conn()
+        _check_status(response, self.url)
+        declared = response.headers.get("Content-Length", "")
+        if not declared.isdigit():
+            raise NetworkError(f"{self.url}: the server did not say how long the file is", "the server must send Content-Length")
+        return int(declared)
+
+    def resolve(self, ref: Reference) -> Digest:
+        raise NotFound(f"{self.url} is a single file, not a store", "use --remote for a store")

@@ -1,0 +1,50 @@
+"""Which remotes to use, in order: --remote, else $ODAI_STORE_REMOTE, else config.toml's remotes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ..errors import UsageError
+from .base import Remote
+from .throttle import Throttled, TokenBucket
+
+__all__ = ["choose_remotes", "open_remote"]
+
+
+def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = None) -> Remote:
+    """A Remote for an http(s):// URL, a file:// URL or a plain path."""
+    scheme = urlsplit(spec).scheme
+    if scheme in ("http", "https"):
+        from .http_layout import HttpLayout
+
+        return HttpLayout(spec, token=token, ca_bundle=ca_bundle)
+    from .file_layout import FileLayout
+
+    if scheme == "file":
+        return FileLayout(Path(unquote(urlsplit(spec).path)))
+    if scheme and len(scheme) > 1:
+        raise UsageError(f"unsupported remote {spec!r}", "a remote is an http://, https:// or file:// URL, or a path")
+    return FileLayout(Path(spec).expanduser().absolute())
+
+
+def choose_remotes(
+    explicit: tuple[str, ...] | list[str],
+    configured: tuple[str, ...],
+    *,
+    ca_bundle: str | None = None,
+    limit_rate: float | None = None,
+) -> list[Remote]:
+    specs = list(explicit) or os.environ.get("ODAI_STORE_REMOTE", "").split() or list(configured)
+    if not specs:
+        raise UsageError(
+            "no remote to fetch from",
+            "pass --remote URL, set $ODAI_STORE_REMOTE, or list remotes in the store's config.toml",
+        )
+    token = os.environ.get("ODAI_STORE_TOKEN") or None
+    remotes = [open_remote(spec, ca_bundle=ca_bundle, token=token) for spec in specs]
+    if limit_rate:
+        bucket = TokenBucket(limit_rate)
+        remotes = [Throttled(remote, bucket) for remote in remotes]
+    return remotes

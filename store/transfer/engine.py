@@ -1,0 +1,308 @@
+"""The download engine: fill an ingest partial with a blob's bytes from remotes, checked as they land.
+
+For one blob it plans the missing ranges (SegmentPlan), reads them over up to
+N connections, writes each block at its offset, checks each chunk against its
+BLAKE3 digest when the manifest has them, retries transient faults with
+backoff (RetryPolicy) from where the data stopped, and fails over to the next
+remote when one cannot serve. The SHA-256 check and the publish are the
+caller's (IngestWriter.commit, BlobStore.publish).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from ..errors import Interrupted, NetworkError, NotFound, StoreError
+from ..local.ingest import IngestWriter
+from ..local.journal import Ranges
+from ..oci.chunks import ChunkDigests
+from ..oci.digest import Digest
+from ..remote.base import BlobStream, Remote
+from .progress import Progress
+from .retry import RetryPolicy
+from .segments import SegmentPlan
+
+__all__ = ["BlobTask", "Engine"]
+
+_READ = 1 << 20
+_JOURNAL_EVERY = 1.0  # seconds between journal saves while data flows
+
+
+@dataclass(frozen=True)
+class BlobTask:
+    digest: Digest
+    size: int
+    chunks: ChunkDigests | None = None
+
+
+class _Restart(Exception):
+    """The remote sent the whole blob instead of a range: the object changed or Range is ignored."""
+
+    def __init__(self, opened: tuple[int, BlobStream]) -> None:
+        self.opened = opened
+
+
+class _Counter:
+    """Counts each byte position of a blob once as done; repeats are refetched."""
+
+    def __init__(self, progress: Progress, already: Ranges) -> None:
+        self._progress = progress
+        self._seen = already
+        self._lock = threading.Lock()
+
+    def arrived(self, start: int, end: int) -> None:
+        with self._lock:
+            repeat = self._seen.covered(start, end)
+            self._seen = self._seen.add(start, end)
+        if end - start - repeat:
+            self._progress.advance(end - start - repeat, first_time=True)
+        if repeat:
+            self._progress.advance(repeat, first_time=False)
+
+
+class Engine:
+    """Downloads blobs from an ordered list of remotes. One engine serves a whole command."""
+
+    def __init__(
+        self,
+        remotes: list[Remote],
+        progress: Progress,
+        *,
+        policy: RetryPolicy = RetryPolicy(),
+        plan: SegmentPlan = SegmentPlan(),
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.remotes = remotes
+        self.progress = progress
+        self.policy = policy
+        self.plan = plan
+        self.cancel = cancel or threading.Event()
+        self._streams: set[BlobStream] = set()
+        self._streams_lock = threading.Lock()
+        self._random = random.Random()
+
+    # -- cancellation ----------------------------------------------------------
+
+    def abort_streams(self) -> None:
+        """Close every open stream so blocked reads return at once (cancel, or a failed sibling)."""
+        with self._streams_lock:
+            streams = list(self._streams)
+        for stream in streams:
+            stream.close()
+
+    def _open(self, remote: Remote, task: BlobTask, start: int, end: int, validator: str | None) -> BlobStream:
+        stream = remote.open_blob(task.digest, start, end, validator)
+        with self._streams_lock:
+            self._streams.add(stream)
+        if self.cancel.is_set():
+            stream.close()
+            raise Interrupted("interrupted")
+        return stream
+
+    def _release(self, stream: BlobStream) -> None:
+        with self._streams_lock:
+            self._streams.discard(stream)
+        stream.close()
+
+    def _pause(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise Interrupted("interrupted")
+
+    # -- one blob ----------------------------------------------------------------
+
+    def fetch(self, task: BlobTask, writer: IngestWriter) -> None:
+        """Fill ``writer`` with ``task``'s bytes. Raises StoreError; Interrupted on cancel.
+
+        On any failure the caller decides whether to keep the partial
+        (``writer.suspend()``) for a resume or to drop it.
+        """
+        done = writer.done
+        self.progress.already(done.total())
+        counter = _Counter(self.progress, done)
+        segments = self.plan.segments(task.size, done, ranges_ok=True)
+        if len(segments) == 1:
+            self._segment(task, writer, counter, *segments[0], halt=self.cancel)
+        elif segments:
+            try:
+                first = self._first_stream(task, segments[0], writer)
+            except _Restart as restart:
+                self._segment(task, writer, counter, 0, task.size, opened=restart.opened, halt=self.cancel)
+            else:
+                self._parallel(task, writer, counter, segments, first)
+        writer.save_journal(force=True)
+
+    def _first_stream(self, task: BlobTask, segment: tuple[int, int], writer: IngestWriter) -> tuple[int, BlobStream]:
+        """Open the first segment, failing over across remotes; it tells whether ranges work."""
+        start, end = segment
+        validator = writer.journal.validator if writer.journal else None
+        errors: list[StoreError] = []
+        for index, remote in enumerate(self.remotes):
+            attempt = 0
+            while True:
+                try:
+                    stream = self._open(remote, task, start, end, validator)
+                except (NetworkError, NotFound) as err:
+                    attempt += 1
+                    delay = self.policy.delay(attempt, err, self._random.random())
+                    if delay is None:
+                        errors.append(err)
+                        break
+                    self._pause(delay)
+                    continue
+                if stream.start != start:
+                    raise _Restart((index, stream))
+                writer.set_source(stream.validator, stream.url)
+                return index, stream
+        raise errors[-1]
+
+    def _parallel(self, task, writer, counter, segments, first) -> None:
+        """Fetch ``segments`` over up to N connections; the first is already open."""
+        queue = list(reversed(segments[1:]))
+        lock = threading.Lock()
+        halt = threading.Event()  # set on the first failure, or on cancel, to stop the siblings
+
+        def worker(opened: tuple[int, BlobStream] | None, segment: tuple[int, int] | None) -> None:
+            while True:
+                if segment is None:
+                    with lock:
+                        if not queue:
+                            return
+                        segment = queue.pop()
+                self._segment(task, writer, counter, *segment, opened=opened, halt=halt)
+                opened, segment = None, None
+
+        workers = min(self.plan.connections, len(segments))
+        with ThreadPoolExecutor(workers, thread_name_prefix="odai-segment") as pool:
+            futures: list[Future] = [pool.submit(worker, first, segments[0])]
+            futures += [pool.submit(worker, None, None) for _ in range(workers - 1)]
+            try:
+                while True:
+                    finished, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+                    if not pending or any(f.exception() for f in finished) or self.cancel.is_set():
+                        break
+                    writer.save_journal(every=_JOURNAL_EVERY)
+            finally:
+                if any(not f.done() or f.exception() for f in futures):
+                    # Closing the siblings' streams ends their blocked reads at once.
+                    halt.set()
+                    self.abort_streams()
+                wait(futures)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if not errors:
+            return
+        if self.cancel.is_set():
+            raise Interrupted("interrupted")
+        restart = next((e for e in errors if isinstance(e, _Restart)), None)
+        if restart is not None:
+            self._segment(task, writer, counter, 0, task.size, opened=restart.opened, halt=self.cancel)
+            return
+        raise next(e for e in errors if not isinstance(e, Interrupted))
+
+    def _segment(
+        self,
+        task: BlobTask,
+        writer: IngestWriter,
+        counter: _Counter,
+        start: int,
+        end: int,
+        *,
+        halt: threading.Event,
+        opened: tuple[int, BlobStream] | None = None,
+    ) -> None:
+        """Fetch [start, end) into ``writer``, chunk-checked, retrying and failing over as needed.
+
+        If the remote answers with the whole blob (Range ignored, or If-Range
+        found it changed), a segment that runs to the blob's end starts over
+        from byte 0 on that stream; any other raises _Restart for the caller.
+        """
+        import blake3
+
+        chunks = task.chunks
+        pos = chunk_start = start
+        hasher = blake3.blake3() if chunks else None
+        remote_index, stream = opened if opened else (0, None)
+        attempt = 0
+        errors: list[StoreError] = []
+        while pos < end:
+            try:
+                if halt.is_set():
+                    raise Interrupted("interrupted")
+                if stream is None:
+                    validator = writer.journal.validator if writer.journal else None
+                    stream = self._open(self.remotes[remote_index], task, pos, end, validator)
+                if writer.journal is not None and writer.journal.validator is None:
+                    writer.set_source(stream.validator, stream.url)
+                if stream.start != pos:
+                    if end != task.size:
+                        raise _Restart((remote_index, stream))
+                    writer.restart(stream.validator, stream.url)
+                    pos = chunk_start = 0
+                    hasher = blake3.blake3() if chunks else None
+                if stream.size is not None and stream.size != task.size:
+                    raise NetworkError(
+                        f"{stream.url} is {stream.size} bytes, the manifest says {task.size}",
+                        "the remote serves a different object under this digest",
+                    )
+                while pos < end:
+                    # Never read across a chunk boundary: each chunk is checked on its own.
+                    boundary = min(end, (chunk_start // chunks.size + 1) * chunks.size) if chunks else end
+                    data = stream.read(min(_READ, boundary - pos))
+                    if halt.is_set():
+                        raise Interrupted("interrupted")
+                    if not data:
+                        raise NetworkError(f"{stream.url} ended at byte {pos} of {end}", transient=True)
+                    writer.write_at(pos, data, checked=hasher is None)
+                    counter.arrived(pos, pos + len(data))
+                    pos += len(data)
+                    attempt = 0
+                    if hasher is None:
+                        chunk_start = pos
+                    else:
+                        hasher.update(data)
+                        if pos == boundary:
+                            if hasher.hexdigest() != chunks.digests[chunk_start // chunks.size]:
+                                writer.discard(chunk_start, boundary)
+                                raise _BadChunk(chunk_start)
+                            writer.checked(chunk_start, boundary)
+                            chunk_start, hasher = boundary, blake3.blake3()
+                    writer.save_journal(every=_JOURNAL_EVERY)
+                if stream.read(1):
+                    raise NetworkError(f"{stream.url}: the body is longer than the blob", "the remote serves a different object under this digest")
+            except _BadChunk as bad:
+                # Only this chunk is fetched again, from the next remote if there is one.
+                self._release(stream)
+                stream, pos, chunk_start, hasher = None, bad.start, bad.start, blake3.blake3()
+                attempt += 1
+                if attempt > self.policy.retries:
+                    raise NetworkError(
+                        f"the chunk at byte {bad.start} of {task.digest} failed its check {attempt} times",
+                        "the remotes serve damaged data; try another remote",
+                    ) from None
+                remote_index = (remote_index + 1) % len(self.remotes)
+            except (NetworkError, NotFound) as err:
+                if stream is not None:
+                    self._release(stream)
+                    stream = None
+                if halt.is_set():
+                    raise Interrupted("interrupted") from None
+                attempt += 1
+                delay = self.policy.delay(attempt, err, self._random.random())
+                if delay is not None:
+                    self._pause(delay)
+                    continue
+                errors.append(err)
+                if remote_index + 1 >= len(self.remotes):
+                    raise errors[-1] from None
+                # A chunk begun on one remote is not continued from another.
+                remote_index, attempt = remote_index + 1, 0
+                pos, hasher = chunk_start, blake3.blake3() if chunks else None
+        if stream is not None:
+            self._release(stream)
+
+
+class _BadChunk(Exception):
+    def __init__(self, start: int) -> None:
+        self.start = start

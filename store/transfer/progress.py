@@ -1,0 +1,128 @@
+"""Progress: byte counters for a whole command, with a monotonic ``done``, and their renderers.
+
+``done`` counts bytes of the blobs to fetch that are on disk and checked, each
+byte once: retries, resumes and a server that ignores Range never move it
+back. Bytes fetched a second time are counted in ``refetched``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Progress", "Snapshot", "bar_renderer", "json_renderer"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    done: int
+    total: int
+    refetched: int
+    downloaded: int  # bytes received from remotes, refetched ones included
+    elapsed: float
+    label: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.downloaded / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "done": self.done,
+            "total": self.total,
+            "refetched": self.refetched,
+            "downloaded": self.downloaded,
+            "rate": round(self.rate),
+            "label": self.label,
+        }
+
+
+class Progress:
+    """Thread-safe counters; ``callback`` gets a Snapshot at most every ``interval`` seconds, and at the end."""
+
+    def __init__(self, callback: Callable[[Snapshot], None] | None = None, interval: float = 0.1) -> None:
+        self._callback = callback
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._total = self._done = self._refetched = self._downloaded = 0
+        self._label = ""
+        self._start = time.monotonic()
+        self._last = 0.0
+
+    def add_total(self, nbytes: int, label: str | None = None) -> None:
+        with self._lock:
+            self._total += nbytes
+            if label is not None:
+                self._label = label
+        self._emit()
+
+    def advance(self, nbytes: int, first_time: bool = True) -> None:
+        with self._lock:
+            self._downloaded += nbytes
+            if first_time:
+                self._done += nbytes
+            else:
+                self._refetched += nbytes
+        self._emit()
+
+    def already(self, nbytes: int) -> None:
+        """Bytes found on disk (a resumed partial): done without being downloaded."""
+        with self._lock:
+            self._done += nbytes
+        self._emit()
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return Snapshot(
+                self._done, self._total, self._refetched, self._downloaded, time.monotonic() - self._start, self._label
+            )
+
+    def _emit(self, force: bool = False) -> None:
+        if self._callback is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < self._interval:
+            return
+        self._last = now
+        self._callback(self.snapshot())
+
+    def finish(self) -> None:
+        """Emit the last snapshot (after success it has done == total)."""
+        self._emit(force=True)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def bar_renderer(stream=sys.stderr, width: int = 28) -> Callable[[Snapshot], None]:
+    """A one-line bar redrawn in place: label, bytes, percent, speed, ETA."""
+
+    def render(s: Snapshot) -> None:
+        fraction = s.done / s.total if s.total else 1.0
+        filled = int(fraction * width)
+        eta = (s.total - s.done) / s.rate if s.rate and s.done < s.total else 0
+        line = (
+            f"\r{s.label[:24]:<24} [{'#' * filled}{'.' * (width - filled)}] {_human(s.done)}/{_human(s.total)} "
+            f"{fraction * 100:5.1f}% {_human(s.rate)}/s ETA {int(eta // 60)}:{int(eta % 60):02d}"
+        )
+        stream.write(line + ("\n" if s.total and s.done >= s.total else ""))
+        stream.flush()
+
+    return render
+
+
+def json_renderer(stream=sys.stderr) -> Callable[[Snapshot], None]:
+    def render(s: Snapshot) -> None:
+        stream.write(json.dumps(s.as_dict()) + "\n")
+        stream.flush()
+
+    return render
