@@ -379,10 +379,14 @@ def _journal_path(partial: Path) -> Path:
 
 
 def _abandoned(partial: Path, stale_after: float) -> bool:
-    """True if the writer that owns ``partial`` is certainly gone, or silent for ``stale_after``."""
+    """True if the writer that owns ``partial`` is gone, silent for ``stale_after``, or is us.
+
+    Our own pid means a download this process suspended (Download.pause);
+    the caller holds the blob's lock, so no thread of ours is still writing it.
+    """
     try:
         pid = int(partial.name.split("-")[1])
         age = time.time() - partial.stat().st_mtime
     except (IndexError, ValueError, FileNotFoundError):
         return False
-    return Holder(pid, os.uname().nodename, 0).is_dead() or age > stale_after
+    return pid == os.getpid() or Holder(pid, os.uname().nodename, 0).is_dead() or age > stale_after

@@ -32,7 +32,7 @@ class Holder:
         return f"process {self.pid} on {self.host}, for {time.time() - self.since:.0f}s"
 
     def is_dead(self) -> bool:
-        """True only when certain: a process of this host that no longer exists."""
+        """True only when certain: a process of this host that no longer runs (gone, or a zombie)."""
         if self.host != os.uname().nodename:
             return False
         try:
@@ -41,7 +41,12 @@ class Holder:
             return True
         except PermissionError:  # exists, owned by another user
             return False
-        return False
+        try:
+            # A killed process whose parent has not reaped it yet still has a pid.
+            with open(f"/proc/{self.pid}/stat", "rb") as f:
+                return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except (OSError, IndexError):
+            return False
 
 
 def this_holder() -> Holder:
