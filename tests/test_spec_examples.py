@@ -1,0 +1,398 @@
+"""spec/ is executable: every example in spec/*.md is checked against our own code.
+
+- Every ```json block parses, is recognised by its content (manifest, index,
+  descriptor, layout files, journal, lease, lock holder, or a --json document
+  of cli.md) and passes our parser for that kind; manifests and indexes also
+  pass the OCI image-spec's JSON schemas when ../shared/oci-schema is present.
+- Every ```toml block parses with tomllib.
+- Every ``sha256sum`` proof matches the bytes of an example, and the example
+  model of manifest.md rebuilds to exactly those bytes.
+- The command-line session of cli.md replays against the real command, with
+  literal output after the store path is normalised.
+
+This file uses no fixture of tests/conftest.py, so it runs on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from store.errors import InvalidReference
+from store.local.journal import parse_journal
+from store.local.layout import LAYOUT_VERSION
+from store.oci.chunks import CHUNK_SIZE, ChunkDigests, ChunkHasher
+from store.oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR, Descriptor
+from store.oci.digest import Digest, parse_digest
+from store.oci.index import Index, lookup_fast
+from store.oci.manifest import ARTIFACT_TYPE, CHUNK_SIZE_KEY, CHUNKS_KEY, TITLE, Manifest, ModelFile, parse_manifest
+from store.oci.reference import parse_reference
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC = REPO / "spec"
+SCHEMAS = REPO.parent / "shared" / "oci-schema"
+# Where the examples of cli.md pretend the store is (the default for user "me").
+EXAMPLE_STORE = "/home/me/.cache/odai-store"
+_INDEX_HEAD = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[\n'
+_PROOF = re.compile(r"^([0-9a-f]{64})  (?:\S*/)?blobs/sha256/([0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class Block:
+    file: str
+    line: int  # of the opening fence, 1-based
+    lang: str
+    text: str  # the lines between the fences, each ending in a newline
+
+    @property
+    def id(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def _blocks(path: Path) -> list[Block]:
+    blocks: list[Block] = []
+    lang, start, body = None, 0, []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if lang is None and line.startswith("```"):
+            lang, start, body = line[3:].strip(), number, []
+        elif lang is not None and line.strip() == "```":
+            blocks.append(Block(path.name, start, lang, "".join(f"{b}\n" for b in body)))
+            lang = None
+        elif lang is not None:
+            body.append(line)
+    assert lang is None, f"{path.name}:{start}: unclosed code fence"
+    return blocks
+
+
+SPEC_FILES = sorted(SPEC.glob("*.md"))
+ALL_BLOCKS = [b for f in SPEC_FILES for b in _blocks(f)]
+JSON_BLOCKS = [b for b in ALL_BLOCKS if b.lang == "json"]
+TOML_BLOCKS = [b for b in ALL_BLOCKS if b.lang == "toml"]
+
+
+def test_spec_exists_with_examples() -> None:
+    names = {f.name for f in SPEC_FILES}
+    for required in ("README.md", "store-layout.md", "digests.md", "manifest.md", "names.md", "ingest.md", "locking.md", "cli.md"):
+        assert required in names, f"spec/{required} is missing"
+    assert JSON_BLOCKS, "spec/ has no JSON example"
+
+
+# -- JSON examples ------------------------------------------------------------------
+
+
+def _kind(doc: object) -> str:
+    if not isinstance(doc, dict):
+        return "unknown"
+    keys = set(doc)
+    if "schemaVersion" in keys and "layers" in keys:
+        return "manifest"
+    if "schemaVersion" in keys and "manifests" in keys:
+        return "index"
+    if "imageLayoutVersion" in keys:
+        return "oci-layout"
+    if "odaiLayoutVersion" in keys:
+        return "odai-layout"
+    if {"version", "digest", "size", "done"} <= keys:
+        return "journal"
+    if {"pid", "host", "since", "digests"} == keys:
+        return "lease"
+    if {"pid", "host", "since"} == keys:
+        return "holder"
+    if {"mediaType", "digest", "size"} <= keys:
+        return "descriptor"
+    return "unknown"
+
+
+def _check_cli_document(doc: object) -> None:
+    """What can be checked of a --json document out of context; the replay below checks the rest."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key == "name" and value is not None:
+                assert str(parse_reference(value)) == value
+            _check_cli_document(value)
+    elif isinstance(doc, list):
+        for item in doc:
+            _check_cli_document(item)
+    elif isinstance(doc, str) and doc.startswith("sha256:"):
+        parse_digest(doc)
+
+
+def _check_holder(doc: dict) -> None:
+    assert type(doc["pid"]) is int and doc["pid"] > 0
+    assert isinstance(doc["host"], str) and doc["host"]
+    assert isinstance(doc["since"], (int, float))
+
+
+@pytest.mark.parametrize("block", JSON_BLOCKS, ids=lambda b: b.id)
+def test_json_example_parses_with_our_code(block: Block) -> None:
+    doc = json.loads(block.text)
+    data = block.text.encode()
+    kind = _kind(doc)
+    if kind == "manifest":
+        manifest = parse_manifest(data)
+        assert manifest.artifact_type == ARTIFACT_TYPE
+        assert manifest.config == EMPTY_DESCRIPTOR and manifest.config.to_json() == doc["config"]
+        assert [f.path for f in manifest.files] == sorted(f.path for f in manifest.files)
+        for f in manifest.files:
+            assert f.chunks is not None and f.chunks.size == CHUNK_SIZE
+    elif kind == "index":
+        index = Index.parse(data)
+        for name, desc in index.named():
+            ref = parse_reference(name)
+            assert ref.ref_name == name
+            assert lookup_fast(data, name) == desc
+        if block.text.startswith(_INDEX_HEAD):
+            # The line layout of names.md is exactly what odai-store writes.
+            assert index.to_bytes() == data
+    elif kind == "oci-layout":
+        assert doc == {"imageLayoutVersion": "1.0.0"}
+    elif kind == "odai-layout":
+        assert doc == {"odaiLayoutVersion": LAYOUT_VERSION}
+    elif kind == "journal":
+        journal = parse_journal(data)
+        assert journal is not None, "the journal example would be ignored as damaged"
+        assert journal.to_bytes() == data
+    elif kind == "lease":
+        _check_holder(doc)
+        digests = [str(parse_digest(d)) for d in doc["digests"]]
+        assert digests == sorted(set(digests))
+    elif kind == "holder":
+        _check_holder(doc)
+    elif kind == "descriptor":
+        desc = Descriptor.from_json(doc)
+        if CHUNKS_KEY in desc.annotations:
+            chunks = ChunkDigests.decode(int(desc.annotations[CHUNK_SIZE_KEY]), desc.annotations[CHUNKS_KEY], desc.size)
+            assert chunks.size == CHUNK_SIZE
+            assert len(chunks.digests) == -(-desc.size // CHUNK_SIZE)
+    else:
+        assert block.file == "cli.md", f"{block.id}: a JSON example of unknown kind"
+        _check_cli_document(doc)
+
+
+def _schema_validators():
+    if not SCHEMAS.is_dir():
+        pytest.skip(f"OCI JSON schemas not found at {SCHEMAS}")
+    import jsonschema
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT4
+
+    documents = {p.name: json.loads(p.read_text()) for p in SCHEMAS.glob("*.json")}
+    # The schemas refer to each other by file name, relative to their ids,
+    # which sit under one of these two bases.
+    registry = Registry().with_resources(
+        (f"{base}{name}", DRAFT4.create_resource(doc))
+        for name, doc in documents.items()
+        for base in ("https://opencontainers.org/schema/", "https://opencontainers.org/schema/image/")
+    )
+
+    def validator(name: str):
+        return jsonschema.Draft4Validator(documents[name], registry=registry)
+
+    return {
+        "manifest": validator("image-manifest-schema.json"),
+        "index": validator("image-index-schema.json"),
+        "oci-layout": validator("image-layout-schema.json"),
+        "descriptor": validator("content-descriptor.json"),
+    }
+
+
+def test_json_examples_pass_the_oci_schemas() -> None:
+    validators = _schema_validators()
+    checked = 0
+    for block in JSON_BLOCKS:
+        doc = json.loads(block.text)
+        validator = validators.get(_kind(doc))
+        if validator is not None:
+            errors = [e.message for e in validator.iter_errors(doc)]
+            assert not errors, f"{block.id}: {errors}"
+            checked += 1
+    assert checked >= 4
+
+
+# -- TOML examples ------------------------------------------------------------------
+
+
+def test_toml_examples_parse() -> None:
+    if not TOML_BLOCKS:
+        pytest.skip("spec/ has no TOML example yet: config.toml and odai.lock are specified with fetch and lock")
+    for block in TOML_BLOCKS:
+        try:
+            tomllib.loads(block.text)
+        except tomllib.TOMLDecodeError as err:
+            pytest.fail(f"{block.id}: {err}")
+
+
+# -- sha256sum proofs and the example model --------------------------------------------
+
+
+def _proofs() -> list[tuple[Block, str]]:
+    found = []
+    for block in ALL_BLOCKS:
+        if block.lang != "console":
+            continue
+        for line in block.text.splitlines():
+            match = _PROOF.match(line)
+            if match:
+                assert match.group(1) == match.group(2), f"{block.id}: sha256sum of a blob must print its own name"
+                found.append((block, match.group(1)))
+    return found
+
+
+def test_sha256sum_proofs_match_an_example() -> None:
+    proofs = _proofs()
+    assert any(block.file == "manifest.md" for block, _ in proofs), "manifest.md has no sha256sum proof"
+    for block, hex_digest in proofs:
+        same_file = [b for b in JSON_BLOCKS if b.file == block.file]
+        # A blob is written without a final newline; the fence adds one.
+        matching = [b for b in same_file if hashlib.sha256(b.text[:-1].encode()).hexdigest() == hex_digest]
+        assert matching, f"{block.id}: no JSON example of {block.file} hashes to {hex_digest}"
+        data = matching[0].text[:-1].encode()
+        manifest = parse_manifest(data, Digest(hex_digest))
+        assert manifest.to_bytes() == data, "the proven example is not in canonical encoding"
+        # The indented copies in the same file are the same manifest.
+        for other in same_file:
+            doc = json.loads(other.text)
+            if _kind(doc) == "manifest":
+                assert parse_manifest(other.text.encode()).to_bytes() == data, f"{other.id} differs from the proven manifest"
+        # Index entries anywhere in spec/ that name it describe it truly.
+        for other in JSON_BLOCKS:
+            if _kind(json.loads(other.text)) != "index":
+                continue
+            for desc in Index.parse(other.text.encode()).entries:
+                if desc.digest.hex == hex_digest:
+                    assert desc.size == len(data), other.id
+                    assert desc.artifact_type == manifest.artifact_type, other.id
+                    assert desc.annotations["ai.odai.model.size"] == str(manifest.size), other.id
+                    assert desc.annotations["ai.odai.model.files"] == str(len(manifest.files)), other.id
+
+
+def _example_model(root: Path) -> Path:
+    """The demo/ directory of manifest.md's example, made by the same recipe."""
+    demo = root / "demo"
+    (demo / "tokenizer").mkdir(parents=True)
+    (demo / "config.json").write_bytes(b'{"dim": 4}\n')
+    (demo / "tokenizer" / "vocab.txt").write_bytes(b"hello\nworld\n")
+    (demo / "tokenizer" / "merges.txt").write_bytes(b"")
+    (demo / "weights.bin").write_bytes(bytes(9437184))
+    return demo
+
+
+def test_example_model_rebuilds_to_the_proven_manifest(tmp_path: Path) -> None:
+    demo = _example_model(tmp_path)
+    files = []
+    for path in sorted(p for p in demo.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        hasher = ChunkHasher()
+        hasher.update(data)
+        files.append(ModelFile(path.relative_to(demo).as_posix(), Digest(hashlib.sha256(data).hexdigest()), len(data), hasher.result()))
+    data = Manifest.of(files).to_bytes()
+    proven = {hex_digest for block, hex_digest in _proofs() if block.file == "manifest.md"}
+    assert hashlib.sha256(data).hexdigest() in proven
+    assert hashlib.sha256(EMPTY_BYTES).hexdigest() == EMPTY_DESCRIPTOR.digest.hex
+    # digests.md shows the layer of weights.bin: it must be this file's layer.
+    weights = next(f for f in files if f.path == "weights.bin")
+    layers = [json.loads(b.text) for b in JSON_BLOCKS if b.file == "digests.md" and _kind(json.loads(b.text)) == "descriptor"]
+    assert layers and all(layer == weights.descriptor().to_json() for layer in layers)
+    assert layers[0]["annotations"][TITLE] == "weights.bin"
+
+
+# -- references in names.md -----------------------------------------------------------
+
+
+def _listed(prefix: str) -> list[str]:
+    text = (SPEC / "names.md").read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if line.startswith(prefix))
+    return re.findall(r"`([^`]+)`", line)
+
+
+def test_reference_examples() -> None:
+    valid, invalid = _listed("Examples:"), _listed("Not references:")
+    assert valid and invalid
+    for text in valid:
+        parse_reference(text)
+    for text in invalid:
+        with pytest.raises(InvalidReference):
+            parse_reference(text)
+
+
+# -- the cli.md session ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    where: str
+    args: list[str]
+    stdout: str | None  # expected text; None when a JSON document is expected
+    document: object = None
+
+
+def _session() -> list[Step]:
+    steps: list[Step] = []
+    blocks = _blocks(SPEC / "cli.md")
+    for i, block in enumerate(blocks):
+        if block.lang != "console":
+            continue
+        command: list[str] | None = None
+        output: list[str] = []
+        for line in [*block.text.splitlines(), "$ <end>"]:
+            if line.startswith("$ "):
+                if command is not None:
+                    if output or "--json" not in command:
+                        steps.append(Step(block.id, command, "".join(f"{o}\n" for o in output)))
+                    else:
+                        following = blocks[i + 1] if i + 1 < len(blocks) else None
+                        assert following is not None and following.lang == "json", f"{block.id}: --json example without its document"
+                        steps.append(Step(block.id, command, None, json.loads(following.text)))
+                words = shlex.split(line[2:]) if line != "$ <end>" else []
+                command = words[1:] if words[:1] == ["odai-store"] else None
+                output = []
+            else:
+                output.append(line)
+    return steps
+
+
+def _shape(doc: object) -> object:
+    if isinstance(doc, dict):
+        return {k: _shape(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_shape(doc[0])] if doc else []
+    return type(doc).__name__
+
+
+def test_cli_session_replays(tmp_path: Path) -> None:
+    steps = _session()
+    commands = {step.args[[a.startswith("-") for a in step.args].index(False)] for step in steps}
+    assert {"add", "list", "show", "path", "rm", "gc", "verify", "du"} <= commands, "cli.md lacks an example of a command"
+    _example_model(tmp_path)
+    # Not "store": python -m would import that directory of the working
+    # directory as the package.
+    store = tmp_path / "odai-store"
+    env = {**os.environ, "ODAI_STORE_HOME": str(store)}
+    for step in steps:
+        result = subprocess.run(
+            [sys.executable, "-m", "store", *step.args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"{step.where}: odai-store {' '.join(step.args)} failed: {result.stderr}"
+        stdout = result.stdout.replace(str(store), EXAMPLE_STORE)
+        volatile = "du" in step.args  # the filesystem's size and free space differ on every machine
+        if step.document is not None:
+            actual = json.loads(stdout)
+            if volatile:
+                assert _shape(actual) == _shape(step.document), step.where
+            else:
+                assert actual == step.document, step.where
+        elif volatile:
+            # Labels (and the blob count in them) are fixed; the sizes are not.
+            assert [line[:21] for line in stdout.splitlines()] == [line[:21] for line in step.stdout.splitlines()], step.where
+        else:
+            assert stdout == step.stdout, step.where
