@@ -24,6 +24,14 @@ class _FileStream:
         self.validator = f"{info.st_mtime_ns}-{info.st_size}"
         # Like If-Range: a file that changed since the partial began is read whole.
         self.start = start if validator in (None, self.validator) else 0
+        if (start or end is not None) and self.start == start and start >= info.st_size:
+            # What HTTP answers with 416: an empty stream here would pass for the blob's end.
+            self._file.close()
+            raise NetworkError(
+                f"{self.url}: range from byte {start} is beyond the blob ({info.st_size} bytes)",
+                "the remote's copy is shorter than the manifest says",
+                status=416,
+            )
         stop = info.st_size if end is None or self.start == 0 and start else end
         self._left = max(0, min(stop, info.st_size) - self.start)
         self._file.seek(self.start)
