@@ -39,6 +39,7 @@ _QUEUED_BLOCKS = 4
 # checked: one chunk and a block, so memory stays constant in the blob size.
 _TAIL_MAX = (8 << 20) + (1 << 20)
 _ANONYMOUS = "add-"
+JOURNAL_INTERVAL = 0.1  # seconds
 
 
 @dataclass(frozen=True)
@@ -88,15 +89,19 @@ class _Hashing:
         if self.chunks is not None:
             side.insert(0, self.chunks.update)
         self._threads = [_HashThread([self.sha256.update]), _HashThread(side)]
+        self._result: tuple[Digest, str, ChunkDigests | None] | None = None
 
     def feed(self, block: bytes | memoryview) -> None:
         for thread in self._threads:
             thread.put(block)
 
     def finish(self) -> tuple[Digest, str, ChunkDigests | None]:
-        for thread in self._threads:
-            thread.join()
-        return Digest(self.sha256.hexdigest()), self.fast.hexdigest(), self.chunks.result() if self.chunks else None
+        """Wait for the threads and return (sha256, xxh3-128, chunks); idempotent."""
+        if self._result is None:
+            for thread in self._threads:
+                thread.join()
+            self._result = (Digest(self.sha256.hexdigest()), self.fast.hexdigest(), self.chunks.result() if self.chunks else None)
+        return self._result
 
 
 class IngestWriter:
@@ -122,17 +127,22 @@ class IngestWriter:
         self._cond = threading.Condition()
         self._journal_lock = threading.Lock()
         self._done = self.journal.done if self.journal else Ranges()
+        self._unchecked = self.journal.unchecked if self.journal else Ranges()
         self._hashed = 0
         self._reading = False  # the catch-up thread is hashing bytes read back from disk
         self._tail = bytearray()
         self._tail_start = 0
         self._size = 0  # appended so far, for write()
         self._closed = False  # tells the catch-up thread to stop
-        self._stopped = False  # file closed, hashers joined
+        self._stopping = False
+        self._stopped = False  # file closed: the journal thread must not touch it
         self._kept = False  # suspended: the partial stays for a resume
-        self._journal_written_at = time.monotonic()
         self._catch_up = threading.Thread(target=self._catch_up_loop, name="odai-frontier", daemon=True)
         self._catch_up.start()
+        self._journaling = None
+        if self.journal is not None:
+            self._journaling = threading.Thread(target=self._journal_loop, name="odai-journal", daemon=True)
+            self._journaling.start()
 
     # -- opening a resumable partial -------------------------------------------
 
@@ -189,6 +199,16 @@ class IngestWriter:
         with self._cond:
             return self._done
 
+    @property
+    def unchecked(self) -> Ranges:
+        """Ranges on disk that wait for their chunk's check (a resume completes the chunk)."""
+        with self._cond:
+            return self._unchecked
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the partial as they are on disk."""
+        return os.pread(self._fd, end - start, start)
+
     def write(self, data: bytes) -> None:
         """Append ``data`` (checked already: an import). It must not be mutated afterwards."""
         offset = self._size
@@ -219,6 +239,8 @@ class IngestWriter:
                 self._tail, self._tail_start = bytearray(), self._hashed
             if offset == self._tail_start + len(self._tail) and len(self._tail) + len(data) <= _TAIL_MAX:
                 self._tail += data
+            if not checked:
+                self._unchecked = self._unchecked.add(offset, offset + len(data))
         if checked:
             self.checked(offset, offset + len(data))
 
@@ -226,6 +248,7 @@ class IngestWriter:
         """Bytes [start, end) are on disk and checked: hash them in turn, journal them."""
         with self._cond:
             self._done = self._done.add(start, end)
+            self._unchecked = self._unchecked.remove(start, end)
             if (
                 not self._reading
                 and start == self._hashed == self._tail_start
@@ -241,6 +264,7 @@ class IngestWriter:
     def discard(self, start: int, end: int) -> None:
         """Bytes [start, end) failed their check: forget any copy kept in memory."""
         with self._cond:
+            self._unchecked = self._unchecked.remove(start, end)
             if self._tail and start < self._tail_start + len(self._tail) and end > self._tail_start:
                 self._tail, self._tail_start = bytearray(), self._hashed
 
@@ -251,30 +275,46 @@ class IngestWriter:
                 self._cond.wait()
             self._hashing.finish()
             self._hashing = _Hashing(self._chunks)
-            self._done, self._hashed, self._tail, self._tail_start = Ranges(), 0, bytearray(), 0
+            self._done, self._unchecked, self._hashed, self._tail, self._tail_start = Ranges(), Ranges(), 0, bytearray(), 0
             if self.journal is not None:
                 self.journal = Journal(self.journal.digest, self.journal.size, validator, url)
-        self.save_journal(force=True)
+        self.save_journal()
 
     def set_source(self, validator: str | None, url: str | None) -> None:
         if self.journal is not None and (self.journal.validator, self.journal.url) != (validator, url):
-            self.journal = Journal(self.journal.digest, self.journal.size, validator, url, self.journal.done)
+            self.journal = Journal(self.journal.digest, self.journal.size, validator, url, self.journal.done, self.journal.unchecked)
 
-    def save_journal(self, force: bool = False, every: float = 1.0) -> None:
-        """Make the checked ranges durable: fsync the data, then replace the journal.
+    def _journal_loop(self) -> None:
+        """Save the journal every JOURNAL_INTERVAL while ranges change, off the download's path.
 
-        Without ``force``, at most once every ``every`` seconds: fsync is the
-        cost of resuming after a power loss, not of each block.
+        What a kill -9 can cost is what arrived since the last save, so the
+        interval is short; fsync runs here, so no download thread waits on it.
         """
-        if self.journal is None or (not force and time.monotonic() - self._journal_written_at < every):
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed, JOURNAL_INTERVAL)
+                if self._closed:
+                    return
+                changed = (self._done, self._unchecked) != (self.journal.done, self.journal.unchecked)
+            if changed:
+                try:
+                    self.save_journal()
+                except OSError:
+                    return  # the download itself will meet and report the same fault
+
+    def save_journal(self) -> None:
+        """Make the ranges on disk durable: fsync the data, then replace the journal."""
+        if self.journal is None:
             return
         with self._journal_lock:
-            self._journal_written_at = time.monotonic()
+            if self._stopped:
+                return
             with self._cond:
-                done = self._done
+                done, unchecked = self._done, self._unchecked
             os.fdatasync(self._fd)  # data first: the journal never claims bytes a power loss could take
-            self.journal = Journal(self.journal.digest, self.journal.size, self.journal.validator, self.journal.url, done)
+            self.journal = Journal(self.journal.digest, self.journal.size, self.journal.validator, self.journal.url, done, unchecked)
             write_atomic(_journal_path(self.path), self.journal.to_bytes())
+
 
     # -- the hash frontier -------------------------------------------------------
 
@@ -317,13 +357,9 @@ class IngestWriter:
                 while self._hashed < total and self._done.end_of_run(self._hashed) > self._hashed or self._reading:
                     self._cond.wait()
                 hashed = self._hashed
-                self._closed = True
-                self._cond.notify_all()
-            self._catch_up.join()
-            digest, fast, chunks = self._hashing.finish()
             os.fsync(self._fd)
-            self._stopped = True
-            os.close(self._fd)
+            self._stop()
+            digest, fast, chunks = self._hashing.finish()
             if hashed != total:
                 raise IntegrityError(f"only {hashed} of {total} bytes were written", "run the same command again")
             written = Written(digest, hashed, chunks, fast)
@@ -339,21 +375,25 @@ class IngestWriter:
             raise
 
     def _stop(self) -> None:
-        """Stop the hashers and close the file; idempotent."""
-        if self._stopped:
+        """Stop the threads and close the file; idempotent."""
+        if self._stopping:
             return
-        self._stopped = True
+        self._stopping = True
         with self._cond:
             self._closed = True
             self._cond.notify_all()
         self._catch_up.join()
+        if self._journaling is not None:
+            self._journaling.join()
         self._hashing.finish()
-        os.close(self._fd)
+        with self._journal_lock:
+            self._stopped = True
+            os.close(self._fd)
 
     def suspend(self) -> None:
         """Keep the partial and its journal for a later resume, and close."""
         try:
-            self.save_journal(force=True)
+            self.save_journal()
         finally:
             self._kept = True
             self._stop()

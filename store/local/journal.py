@@ -10,7 +10,7 @@ arrived after the last journal write.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ..oci.digest import Digest, InvalidDigest, parse_digest
 
@@ -33,6 +33,24 @@ class Ranges:
             else:
                 merged.append((s, e))
         return Ranges(tuple(merged))
+
+    def remove(self, start: int, end: int) -> Ranges:
+        kept: list[tuple[int, int]] = []
+        for s, e in self.spans:
+            if e <= start or s >= end:
+                kept.append((s, e))
+                continue
+            if s < start:
+                kept.append((s, start))
+            if e > end:
+                kept.append((end, e))
+        return Ranges(tuple(kept))
+
+    def union(self, other: Ranges) -> Ranges:
+        merged = self
+        for s, e in other.spans:
+            merged = merged.add(s, e)
+        return merged
 
     def total(self) -> int:
         return sum(e - s for s, e in self.spans)
@@ -73,9 +91,10 @@ class Journal:
     validator: str | None = None
     url: str | None = None
     done: Ranges = field(default_factory=Ranges)
-
-    def with_done(self, start: int, end: int) -> Journal:
-        return replace(self, done=self.done.add(start, end))
+    # On disk and durable, but part of a chunk not yet checked: a resume
+    # completes the chunk from here and checks it then, rather than fetch
+    # these bytes again.
+    unchecked: Ranges = field(default_factory=Ranges)
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -85,6 +104,7 @@ class Journal:
             "validator": self.validator,
             "url": self.url,
             "done": [list(span) for span in self.done.spans],
+            "unchecked": [list(span) for span in self.unchecked.spans],
         }
         return json.dumps(doc).encode() + b"\n"
 
@@ -96,12 +116,18 @@ def parse_journal(data: bytes) -> Journal | None:
         if doc.get("version") != 1:
             return None
         size = doc["size"]
-        spans = tuple((int(s), int(e)) for s, e in doc["done"])
-        if type(size) is not int or size < 0 or any(not 0 <= s < e <= size for s, e in spans):
+        if type(size) is not int or size < 0:
             return None
-        done = Ranges()
-        for s, e in spans:
-            done = done.add(s, e)
-        return Journal(parse_digest(doc["digest"]), size, doc.get("validator"), doc.get("url"), done)
+        sets = []
+        for key in ("done", "unchecked"):
+            spans = tuple((int(s), int(e)) for s, e in doc.get(key, []))
+            if any(not 0 <= s < e <= size for s, e in spans):
+                return None
+            ranges = Ranges()
+            for s, e in spans:
+                ranges = ranges.add(s, e)
+            sets.append(ranges)
+        done, unchecked = sets
+        return Journal(parse_digest(doc["digest"]), size, doc.get("validator"), doc.get("url"), done, unchecked)
     except (ValueError, KeyError, TypeError, AttributeError, InvalidDigest):
         return None

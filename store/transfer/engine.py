@@ -28,7 +28,6 @@ from .segments import SegmentPlan
 __all__ = ["BlobTask", "Engine"]
 
 _READ = 1 << 20
-_JOURNAL_EVERY = 1.0  # seconds between journal saves while data flows
 
 
 @dataclass(frozen=True)
@@ -120,8 +119,9 @@ class Engine:
         (``writer.suspend()``) for a resume or to drop it.
         """
         done = writer.done
-        self.progress.already(done.total())
-        counter = _Counter(self.progress, done)
+        on_disk = done.union(writer.unchecked)
+        self.progress.already(on_disk.total())
+        counter = _Counter(self.progress, on_disk)
         segments = self.plan.segments(task.size, done, ranges_ok=True)
         if len(segments) == 1:
             self._segment(task, writer, counter, *segments[0], halt=self.cancel)
@@ -132,7 +132,6 @@ class Engine:
                 self._segment(task, writer, counter, 0, task.size, opened=restart.opened, halt=self.cancel)
             else:
                 self._parallel(task, writer, counter, segments, first)
-        writer.save_journal(force=True)
 
     def _first_stream(self, task: BlobTask, segment: tuple[int, int], writer: IngestWriter) -> tuple[int, BlobStream]:
         """Open the first segment, failing over across remotes; it tells whether ranges work."""
@@ -183,7 +182,6 @@ class Engine:
                     finished, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
                     if not pending or any(f.exception() for f in finished) or self.cancel.is_set():
                         break
-                    writer.save_journal(every=_JOURNAL_EVERY)
             finally:
                 if any(not f.done() or f.exception() for f in futures):
                     # Closing the siblings' streams ends their blocked reads at once.
@@ -223,6 +221,13 @@ class Engine:
         chunks = task.chunks
         pos = chunk_start = start
         hasher = blake3.blake3() if chunks else None
+        if hasher is not None:
+            # A chunk begun before an interruption: its bytes are on disk, so
+            # they are hashed from there and only the rest is fetched.
+            for s, e in writer.unchecked.spans:
+                if s == start:
+                    pos = min(e, end, (start // chunks.size + 1) * chunks.size)
+                    hasher.update(writer.read(start, pos))
         remote_index, stream = opened if opened else (0, None)
         attempt = 0
         errors: list[StoreError] = []
@@ -268,7 +273,6 @@ class Engine:
                                 raise _BadChunk(chunk_start)
                             writer.checked(chunk_start, boundary)
                             chunk_start, hasher = boundary, blake3.blake3()
-                    writer.save_journal(every=_JOURNAL_EVERY)
                 if stream.read(1):
                     raise NetworkError(f"{stream.url}: the body is longer than the blob", "the remote serves a different object under this digest")
             except _BadChunk as bad:
