@@ -261,9 +261,10 @@ def fetch(c: _Context, names, remotes, url, sha256, filename, connections, retri
         {
             "models": [
                 {
+                    # The model document first: its "name" is NAME:TAG, which the split below replaces.
+                    **_model_doc(r.model),
                     "name": r.model.name.rsplit(":", 1)[0] if r.model.name else names[i].split("@")[0],
                     "tag": r.model.name.rsplit(":", 1)[1] if r.model.name else None,
-                    **_model_doc(r.model),
                     "downloaded": r.downloaded,
                 }
                 for i, r in enumerate(results)
