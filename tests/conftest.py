@@ -1,0 +1,56 @@
+"""Fixtures every test folder may use: an empty store, the CLI runner, a model tree.
+
+Helpers that are not fixtures live in tests/support/ (import them as
+``tests.support.<module>``); keep this file to fixtures only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+from store import Store
+from tests.support.cli import CliResult, run_cli as _run_cli
+from tests.support.trees import sample_model, write_tree
+
+# No per-example deadline: the CI machine is shared and noisy, and a slow example
+# is not a wrong one. Modest example counts keep the whole suite fast; a test
+# that is cheap asks for more itself.
+settings.register_profile("odai-store", deadline=None, max_examples=50)
+settings.load_profile("odai-store")
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    """Where the test's store lives (created on first use)."""
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(store_dir: Path) -> Store:
+    """An empty store in the test's temporary directory."""
+    return Store(store_dir)
+
+
+@pytest.fixture
+def run_cli(store_dir: Path):
+    """``run_cli(*args, **kw) -> (code, stdout, stderr)`` for ``python -m store --store <store_dir> ARGS``."""
+
+    def run(*args, **kwargs) -> CliResult:
+        return _run_cli(store_dir, *args, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def model_files() -> dict[str, bytes]:
+    """The contents of the sample model, by model path."""
+    return sample_model()
+
+
+@pytest.fixture
+def model_tree(tmp_path: Path, model_files: dict[str, bytes]) -> Path:
+    """A directory holding the sample model (nested paths, an empty file, binary weights)."""
+    return write_tree(tmp_path / "model", model_files)

@@ -1,0 +1,53 @@
+"""Running the real command line in a subprocess, and the shape every error must have."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+__all__ = ["CliResult", "run_cli", "assert_error"]
+
+# Every test names its store explicitly; a developer's own store must never be touched.
+_STRIPPED_ENV = ("ODAI_STORE_HOME", "XDG_CACHE_HOME", "ODAI_STORE_REMOTE")
+
+
+class CliResult(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(
+    store: Path | None,
+    *args: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
+    timeout: float = 60,
+) -> CliResult:
+    """Run ``python -m store [--store STORE] ARGS...``; ``prefix`` wraps the command (e.g. setpriv)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV}
+    full_env.update(env or {})
+    command = [*prefix, sys.executable, "-m", "store"]
+    if store is not None:
+        command += ["--store", str(store)]
+    command += [os.fspath(a) for a in args]
+    proc = subprocess.run(command, capture_output=True, env=full_env, timeout=timeout)
+    return CliResult(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
+
+
+def assert_error(result: CliResult, code: int, *, stdout_empty: bool = True) -> str:
+    """Check the error contract: exit ``code``, exactly the two lines ``odai-store: error:`` and
+    ``hint:`` on stderr, no traceback, and (by default) nothing on stdout. Returns the message."""
+    assert result.code == code, f"exit {result.code}, expected {code}\nstdout: {result.out!r}\nstderr: {result.err!r}"
+    assert "Traceback" not in result.err
+    lines = result.err.splitlines()
+    assert len(lines) == 2, f"stderr must be exactly two lines, got {result.err!r}"
+    assert lines[0].startswith("odai-store: error: ") and len(lines[0]) > len("odai-store: error: "), lines[0]
+    assert lines[1].startswith("hint: ") and len(lines[1]) > len("hint: "), lines[1]
+    assert result.err.endswith("\n")
+    if stdout_empty:
+        assert result.out == "", f"stdout must be empty on error, got {result.out!r}"
+    return lines[0][len("odai-store: error: ") :]

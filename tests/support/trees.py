@@ -1,0 +1,56 @@
+"""Model trees on disk: write a {relative path: bytes} mapping, and read one back."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+__all__ = ["write_tree", "read_tree", "sample_model", "store_files"]
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    """Create ``root`` holding ``files`` (model paths use '/'); returns ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        target = root.joinpath(*rel.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return root
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (symlinks followed) as {model path: bytes}."""
+    found: dict[str, bytes] = {}
+    for directory, _dirs, names in os.walk(root, followlinks=True):
+        for name in names:
+            path = Path(directory, name)
+            found[path.relative_to(root).as_posix()] = path.read_bytes()
+    return found
+
+
+def sample_model(seed: int = 0) -> dict[str, bytes]:
+    """A small model as an app would ship it: a config, weights, nested tokenizer files, an empty file."""
+    rng = random.Random(seed)
+    return {
+        "config.json": b'{"architecture": "test", "seed": %d}\n' % seed,
+        "model.bin": rng.randbytes(96 * 1024 + 7),
+        "tokenizer/vocab.txt": "\n".join(f"tok{i}" for i in range(200)).encode(),
+        "tokenizer/merges/en.txt": b"a b\nc d\n",
+        "empty.txt": b"",
+    }
+
+
+def store_files(root: Path) -> dict[str, bytes]:
+    """Every regular file of a store (not following links) as {relative path: bytes}: a snapshot
+    to prove that a failed command changed nothing. Lock files are left out (their holder record
+    changes whenever a lock is taken)."""
+    snapshot: dict[str, bytes] = {}
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            path = Path(directory, name)
+            rel = path.relative_to(root).as_posix()
+            if rel.startswith("locks/"):
+                continue
+            snapshot[rel] = b"-> " + os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+    return snapshot

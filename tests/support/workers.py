@@ -1,0 +1,115 @@
+"""Worker processes for the concurrency tests: each opens the store itself and hammers it.
+
+Functions here run in child processes (multiprocessing, spawn), so they are
+plain module-level functions. A worker that meets anything but the outcomes
+its race allows writes the traceback to ``<report>.error`` and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import traceback
+from pathlib import Path
+
+__all__ = ["adder", "remover", "collector", "reader", "slow_adder"]
+
+
+def _guard(report: Path, body) -> None:
+    try:
+        result = body()
+    except BaseException:
+        report.with_suffix(".error").write_text(traceback.format_exc())
+        raise SystemExit(1)
+    report.write_text(json.dumps(result))
+
+
+def adder(store_dir: str, sources: list[str], worker: int, rounds: int, report: str) -> None:
+    """Add model-K:vJ from source K, over and over; and keep-W-I names nobody removes."""
+
+    def body():
+        from store import Store
+
+        store, rng, kept = Store(store_dir), random.Random(worker), []
+        for i in range(rounds):
+            k = rng.randrange(len(sources))
+            store.add(f"model-{k}:v{rng.randrange(2)}", [sources[k]])
+            if i % 3 == 0:
+                name = f"keep-{worker}-{i}:k{k}"
+                store.add(name, [sources[k]])
+                kept.append(name)
+        return kept
+
+    _guard(Path(report), body)
+
+
+def remover(store_dir: str, count: int, stop_file: str, report: str) -> None:
+    """Drop model-K:vJ names until ``stop_file`` exists; an unknown name is the only error allowed."""
+
+    def body():
+        from store import NotFound, Store
+
+        store, rng, removed = Store(store_dir), random.Random(99), 0
+        while not Path(stop_file).exists():
+            try:
+                store.remove([f"model-{rng.randrange(count)}:v{rng.randrange(2)}"])
+                removed += 1
+            except NotFound:
+                pass
+            time.sleep(0.01)
+        return removed
+
+    _guard(Path(report), body)
+
+
+def collector(store_dir: str, stop_file: str, report: str, pause: float = 0.0) -> None:
+    """Run gc until ``stop_file`` exists, ``pause`` seconds apart; report (start, end, blobs freed) of every run."""
+
+    def body():
+        from store import Store
+
+        store, runs = Store(store_dir), []
+        while not Path(stop_file).exists():
+            start = time.monotonic()
+            freed = len(store.gc().blobs)
+            runs.append((start, time.monotonic(), freed))
+            time.sleep(pause)
+        return runs
+
+    _guard(Path(report), body)
+
+
+def reader(store_dir: str, stop_file: str, report: str) -> None:
+    """Parse index.json and resolve names until ``stop_file`` exists: index.json must always parse."""
+
+    def body():
+        from store import NotFound, Store
+        from store.oci.index import Index
+
+        store, reads, resolved = Store(store_dir), 0, 0
+        while not Path(stop_file).exists():
+            Index.parse(store.layout.index.read_bytes())  # raises on a torn file
+            for entry in store.list():
+                try:
+                    store.path(entry.name)
+                    resolved += 1
+                except NotFound:  # removed (and maybe collected) since list() saw it
+                    pass
+            reads += 1
+        return [reads, resolved]
+
+    _guard(Path(report), body)
+
+
+def slow_adder(store_dir: str, source: str, name: str, report: str) -> None:
+    """One add of many files (slow enough for gc to run many times during it)."""
+
+    def body():
+        from store import Store
+
+        start = time.monotonic()
+        model = Store(store_dir).add(name, [source])
+        return [start, time.monotonic(), str(model.path)]
+
+    _guard(Path(report), body)
