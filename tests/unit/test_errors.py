@@ -1,0 +1,110 @@
+"""store.errors: exit codes (the CLI contract), hints, and OSError translation."""
+
+from __future__ import annotations
+
+import errno
+import inspect
+
+import pytest
+
+import store
+from store import errors
+from store.errors import (
+    IntegrityError,
+    Interrupted,
+    InvalidManifest,
+    InvalidPath,
+    InvalidReference,
+    LockfileError,
+    NetworkError,
+    NoSpace,
+    NotFound,
+    ReadOnlyStore,
+    StorageError,
+    StoreError,
+    UsageError,
+    from_os_error,
+    storage_errors,
+)
+
+# The exit-code table of the issue and spec/cli.md.
+EXIT_CODES = {
+    StoreError: 1,
+    UsageError: 2,
+    InvalidReference: 2,
+    InvalidPath: 2,
+    NotFound: 3,
+    NetworkError: 4,
+    IntegrityError: 5,
+    InvalidManifest: 5,
+    StorageError: 6,
+    NoSpace: 6,
+    ReadOnlyStore: 6,
+    LockfileError: 7,
+    Interrupted: 130,
+}
+
+
+@pytest.mark.parametrize(("cls", "code"), EXIT_CODES.items(), ids=lambda v: getattr(v, "__name__", str(v)))
+def test_exit_codes(cls: type[StoreError], code: int) -> None:
+    err = cls("something went wrong")
+    assert err.exit_code == code
+    assert err.message == "something went wrong" == str(err)
+
+
+def test_every_error_class_is_in_the_table_and_has_a_one_line_hint() -> None:
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, StoreError)]
+    for cls in classes:
+        assert any(issubclass(cls, known) for known in EXIT_CODES), cls
+        hint = cls("x").hint
+        assert hint and hint.strip() == hint and "\n" not in hint, cls
+
+
+def test_an_explicit_hint_wins() -> None:
+    assert NotFound("gone", "add it again").hint == "add it again"
+    assert NotFound("gone").hint == NotFound.default_hint
+
+
+def test_network_errors_say_whether_to_retry() -> None:
+    assert NetworkError("x").transient is False
+    assert NetworkError("x", transient=True).transient is True
+
+
+def test_public_errors_are_exported() -> None:
+    for cls in EXIT_CODES:
+        if cls is not InvalidManifest:
+            assert cls.__name__ in store.__all__ and getattr(store, cls.__name__) is cls
+
+
+@pytest.mark.parametrize(
+    ("number", "cls"),
+    [
+        (errno.ENOSPC, NoSpace),
+        (errno.EDQUOT, NoSpace),
+        (errno.EROFS, ReadOnlyStore),
+        (errno.EACCES, StorageError),
+        (errno.EPERM, StorageError),
+        (errno.EIO, StorageError),
+    ],
+)
+def test_os_errors_are_classified(number: int, cls: type[StoreError]) -> None:
+    err = from_os_error(OSError(number, "boom", "/some/file"), "writing a blob")
+    assert type(err) is cls and err.exit_code == 6
+    assert err.message == "writing a blob failed: boom: /some/file"
+
+
+def test_storage_errors_translates_and_keeps_the_cause() -> None:
+    original = OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(NoSpace) as info:
+        with storage_errors("adding"):
+            raise original
+    assert info.value.__cause__ is original
+
+
+def test_storage_errors_lets_store_errors_and_others_through() -> None:
+    with pytest.raises(NotFound):
+        with storage_errors("reading"):
+            raise NotFound("x")
+    with pytest.raises(KeyError):
+        with storage_errors("reading"):
+            raise KeyError("a bug stays a bug")

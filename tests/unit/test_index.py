@@ -1,0 +1,160 @@
+"""store.oci.index: index.json as a value, and the fast single-name lookup."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from store.oci.descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor
+from store.oci.digest import Digest
+from store.oci.index import FILES_KEY, REF_NAME, SIZE_KEY, Index, InvalidIndex, lookup_fast
+from tests.support.strategies import digests_hex, garbage, json_garbage, ref_names
+
+
+def _desc(hex_char: str, **annotations: str) -> Descriptor:
+    return Descriptor(MANIFEST_TYPE, Digest(hex_char * 64), 100, {SIZE_KEY: "5", FILES_KEY: "1", **annotations}, "application/vnd.odai.model.v1")
+
+
+def test_empty_index_is_an_oci_image_index() -> None:
+    data = Index().to_bytes()
+    doc = json.loads(data)
+    assert doc == {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": []}
+    assert Index.parse(data) == Index()
+
+
+def test_with_name_replaces_and_sorts() -> None:
+    index = Index().with_name("b:1", _desc("b")).with_name("a:1", _desc("a")).with_name("b:1", _desc("c"))
+    assert [name for name, _ in index.named()] == ["a:1", "b:1"]
+    assert index.lookup("b:1").digest == Digest("c" * 64)
+    assert index.lookup("b:2") is None
+    assert index.without_name("a:1").lookup("a:1") is None
+    assert index.without_name("nope:1") == index
+
+
+def test_one_manifest_may_carry_several_names() -> None:
+    index = Index().with_name("a:1", _desc("a")).with_name("a:latest", _desc("a"))
+    assert index.lookup("a:1").digest == index.lookup("a:latest").digest
+    assert len(index.entries) == 2
+
+
+def test_bytes_round_trip_one_entry_per_line() -> None:
+    index = Index().with_name("m:1", _desc("1")).with_name("n/o:2", _desc("2"))
+    data = index.to_bytes()
+    assert Index.parse(data) == index
+    lines = data.split(b"\n")
+    # A fixed first line, then one descriptor per line: lookup_fast relies on it.
+    assert lines[0].endswith(b'"manifests":[')
+    assert len([line for line in lines if REF_NAME.encode() in line]) == 2
+
+
+def test_foreign_keys_survive_a_rewrite() -> None:
+    foreign = json.dumps(
+        {"schemaVersion": 2, "manifests": [_desc("a", **{REF_NAME: "a:1"}).to_json()], "annotations": {"k": "v"}}, indent=4
+    ).encode()
+    index = Index.parse(foreign).with_name("b:1", _desc("b"))
+    doc = json.loads(index.to_bytes())
+    assert doc["annotations"] == {"k": "v"}
+    assert [m["annotations"][REF_NAME] for m in doc["manifests"]] == ["a:1", "b:1"]
+    assert lookup_fast(index.to_bytes(), "b:1") == index.lookup("b:1")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x00\xff garbage",
+        b"[]",
+        b'{"schemaVersion": 2}',
+        b'{"schemaVersion": 1, "manifests": []}',
+        b'{"schemaVersion": 2, "manifests": {}}',
+        b'{"schemaVersion": 2, "manifests": [{"mediaType": "x", "size": 1, "digest": "sha256:00"}]}',
+        b'{"schemaVersion": 2, "manifests": [' + b"[" * 50_000,
+        Index().with_name("a:1", _desc("a")).to_bytes()[:-5],
+    ],
+)
+def test_damaged_index_raises_invalid_index(data: bytes) -> None:
+    with pytest.raises(InvalidIndex) as info:
+        Index.parse(data)
+    assert info.value.exit_code == 5
+    assert "index.json" in info.value.message
+
+
+@given(garbage())
+@settings(max_examples=100)
+def test_garbage_only_raises_invalid_index(data: bytes) -> None:
+    try:
+        Index.parse(data)
+    except InvalidIndex:
+        pass
+
+
+@given(json_garbage(("schemaVersion", "mediaType", "manifests", "annotations")))
+@settings(max_examples=100)
+def test_json_garbage_only_raises_invalid_index(data: bytes) -> None:
+    try:
+        Index.parse(data)
+    except InvalidIndex:
+        pass
+
+
+# -- lookup_fast is Index.parse(...).lookup(...) ---------------------------------
+
+@st.composite
+def _histories(draw) -> tuple[Index, list[str]]:
+    """An index as a store reaches it: a run of name changes and removals over a few names."""
+    pool = draw(st.lists(ref_names(), min_size=1, max_size=5, unique=True))
+    index = Index()
+    for _ in range(draw(st.integers(0, 12))):
+        name = draw(st.sampled_from(pool))
+        if draw(st.booleans()):
+            index = index.with_name(name, Descriptor(MANIFEST_TYPE, Digest(draw(digests_hex())), 7, {SIZE_KEY: "1"}))
+        else:
+            index = index.without_name(name)
+    return index, pool
+
+
+@given(_histories(), ref_names())
+@settings(max_examples=150)
+def test_lookup_fast_equals_full_parse(history, probe: str) -> None:
+    index, pool = history
+    data = index.to_bytes()
+    for name in [probe, *pool]:
+        expected = Index.parse(data).lookup(name)
+        got = lookup_fast(data, name)
+        assert got == expected
+        if expected is not None:
+            assert got.annotations == expected.annotations and got.size == expected.size
+
+
+@pytest.mark.parametrize(
+    "probe",
+    ["a:1", "a:10", "a:1x", "b:1", "x:y"],
+)
+def test_lookup_fast_is_not_fooled_by_prefixes_or_other_annotations(probe: str) -> None:
+    index = (
+        Index()
+        .with_name("a:10", _desc("1"))
+        .with_name("a:1x", _desc("2"))
+        # The probe text inside another annotation's value must not count as a name.
+        .with_name("b:2", _desc("3", note=f'"{REF_NAME}":"b:1"', other="a:1"))
+        .with_name("x:y", _desc("4", **{"x." + REF_NAME: "a:1"}))
+    )
+    data = index.to_bytes()
+    assert lookup_fast(data, probe) == Index.parse(data).lookup(probe)
+
+
+def test_lookup_fast_on_a_foreign_layout_falls_back() -> None:
+    index = Index().with_name("a:1", _desc("a"))
+    pretty = json.dumps(json.loads(index.to_bytes()), indent=2).encode()
+    assert lookup_fast(pretty, "a:1") == index.lookup("a:1")
+    assert lookup_fast(pretty, "b:1") is None
+
+
+def test_lookup_fast_on_a_damaged_line_raises() -> None:
+    data = Index().with_name("a:1", _desc("a")).with_name("b:1", _desc("b")).to_bytes()
+    damaged = data.replace(b'"size":100', b'"size":"x"', 1)
+    with pytest.raises(InvalidIndex):
+        lookup_fast(damaged, "a:1")
