@@ -8,6 +8,7 @@ import click
 
 from ..errors import Interrupted, StoreError, UsageError
 from .commands import cli
+from .output import ReaderGone
 
 __all__ = ["main"]
 
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> None:
         # Without standalone mode click returns the code of --help/--version
         # and lets every other error reach the handlers below.
         code = cli.main(args=argv, prog_name="odai-store", standalone_mode=False) or 0
+        # Output to a pipe is buffered: flush here, so a reader that went away
+        # is noticed by the handler below, not at interpreter exit (exit 120).
+        sys.stdout.flush()
     except click.UsageError as err:
         command = err.ctx.command_path if err.ctx else "odai-store"
         code = _report(UsageError(err.format_message(), f"see '{command} --help'"), False)
@@ -44,8 +48,12 @@ def main(argv: list[str] | None = None) -> None:
         code = _report(Interrupted("interrupted; data already downloaded is kept", "run the same command again to resume"), False)
     except StoreError as err:
         code = _report(err, verbose)
-    except BrokenPipeError:
-        # The reader of stdout went away (| head): not an error of ours.
+    except (BrokenPipeError, ReaderGone):
+        # The reader of stdout went away (| head): not an error of ours. What
+        # is still buffered goes to /dev/null, so the last flush cannot fail.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.stderr.close()
         code = 0
     except Exception as err:  # a bug: say so in the same two-line form

@@ -8,7 +8,22 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Output", "human_bytes"]
+__all__ = ["Output", "ReaderGone", "human_bytes"]
+
+
+class ReaderGone(Exception):
+    """The reader of stdout went away (``| head``).
+
+    Raised instead of BrokenPipeError, which click would turn into exit 1
+    before the entry point could treat it as the success it is.
+    """
+
+
+def _stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+    except BrokenPipeError:
+        raise ReaderGone() from None
 
 
 def human_bytes(n: int) -> str:
@@ -30,12 +45,12 @@ class Output:
     def data(self, text: str) -> None:
         """One line of data on stdout (text mode only)."""
         if not self.json:
-            sys.stdout.write(text + "\n")
+            _stdout(text + "\n")
 
     def document(self, doc: Any) -> None:
         """The one JSON document of a --json run."""
         if self.json:
-            sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+            _stdout(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
     def say(self, text: str) -> None:
         """A message for people, on stderr; -q silences it."""
