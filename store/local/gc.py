@@ -92,15 +92,28 @@ def reachable(blobs: BlobStore, manifests: set[Digest]) -> set[Digest]:
     return keep
 
 
-def _stale_partial(path: Path, now: float) -> bool:
-    # Partials are named <prefix><pid>-<random>.tmp by their owner on this host.
+def _stale_partial(path: Path, now: float, present: set[Digest] | None = None) -> bool:
+    """Whether gc may delete a file in ingest/ or a half-built view.
+
+    Names are <prefix><pid>-<random>.tmp, written by their owner on this host.
+    A resumable partial (<hex>-...) outlives its dead owner, so the next fetch
+    can continue it; it goes once its blob is published or after STALE_AFTER.
+    Anything else (imports, temporary files) goes as soon as its owner is dead.
+    """
     try:
         pid = int(path.name.split("-")[1])
         age = now - path.stat().st_mtime
     except (IndexError, ValueError, FileNotFoundError):
         return False
-    owner = Holder(pid, os.uname().nodename, 0)
-    return owner.is_dead() or age > STALE_AFTER
+    if age > STALE_AFTER:
+        return True
+    prefix = path.name.split("-")[0]
+    if present is not None and len(prefix) == 64 and not path.name.startswith("."):
+        return Digest(prefix) in present if _HEX.issuperset(prefix) else False
+    return Holder(pid, os.uname().nodename, 0).is_dead()
+
+
+_HEX = frozenset("0123456789abcdef")
 
 
 def collect(layout: StoreLayout, roots: set[Digest], dry_run: bool = False) -> GcReport:
@@ -114,7 +127,7 @@ def collect(layout: StoreLayout, roots: set[Digest], dry_run: bool = False) -> G
         freed = sum(blobs.size(d) or 0 for d in doomed)
         dead_views = sorted(set(views.walk()) - keep)
         now = time.time()
-        partials = [p for p in layout.ingest.iterdir() if _stale_partial(p, now)]
+        partials = [p for p in layout.ingest.iterdir() if _stale_partial(p, now, present)]
         if not dry_run:
             for digest in dead_views:
                 views.remove(digest)
