@@ -1,0 +1,59 @@
+"""Fixtures for tests that talk to real servers on 127.0.0.1: nginx, the fault server, `odai-store serve`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.fault_server import FaultServer, Layout
+from tests.support.nginx import Nginx, find_nginx, start_nginx
+from tests.support.store_server import StoreServer, start_store_server
+
+
+@pytest.fixture(scope="session")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    """One nginx for the session; each test serves its layouts from its own ``nginx.site(name)``."""
+    binary = find_nginx()
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is not installed, and CI must run the nginx tests (scripts/test installs nginx-light)")
+        pytest.skip("nginx is not installed (Debian package nginx-light; scripts/test installs it as root)")
+    base = tmp_path_factory.mktemp("nginx")
+    server = start_nginx(binary, base / "prefix", base / "www")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fault_server() -> Iterator[Callable[..., FaultServer]]:
+    """``fault_server(layout, extra=None) -> FaultServer``; every server made is closed after the test."""
+    made: list[FaultServer] = []
+
+    def make(layout: Layout | None = None, extra: dict[str, bytes] | None = None) -> FaultServer:
+        server = FaultServer(layout, extra)
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.close()
+
+
+@pytest.fixture
+def store_server() -> Iterator[Callable[..., StoreServer]]:
+    """``store_server(store_dir, *args) -> StoreServer`` running `odai-store serve`; stopped after the test."""
+    made: list[StoreServer] = []
+
+    def start(store: Path, *args: str) -> StoreServer:
+        server = start_store_server(store, *args)
+        made.append(server)
+        return server
+
+    yield start
+    for server in made:
+        server.stop()

@@ -1,0 +1,77 @@
+"""The Remote suite against every implementation: a store directory, nginx serving a store, `odai-store serve`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import pytest
+
+from store.oci.reference import parse_reference
+from store.remote.http_layout import HttpLayout
+from store.remote.select import open_remote
+from tests.support.nginx import Nginx
+from tests.support.remote_suite import RemoteSuite, Sample, make_sample
+from tests.support.store_server import start_store_server
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    return make_sample(tmp_path_factory.mktemp("remote-suite") / "store")
+
+
+@pytest.fixture(scope="module")
+def nginx_sample(nginx: Nginx) -> Sample:
+    root, _ = nginx.site("remote-suite")
+    return make_sample(root)
+
+
+@pytest.fixture(scope="module")
+def served(sample: Sample) -> Iterator[str]:
+    server = start_store_server(sample.root)
+    yield server.url
+    server.stop()
+
+
+class TestFileLayoutPath(RemoteSuite):
+    @pytest.fixture
+    def remote(self, sample: Sample) -> Iterator:
+        remote = open_remote(str(sample.root))
+        yield remote
+        remote.close()
+
+
+class TestFileLayoutUrl(RemoteSuite):
+    @pytest.fixture
+    def remote(self, sample: Sample) -> Iterator:
+        remote = open_remote(sample.root.as_uri())
+        yield remote
+        remote.close()
+
+
+class TestHttpLayoutOnNginx(RemoteSuite):
+    @pytest.fixture
+    def sample(self, nginx_sample: Sample) -> Sample:
+        return nginx_sample
+
+    @pytest.fixture
+    def remote(self, sample: Sample, nginx: Nginx) -> Iterator:
+        remote = open_remote(f"{nginx.url}/{sample.root.name}")
+        assert isinstance(remote, HttpLayout)
+        yield remote
+        remote.close()
+
+
+class TestHttpLayoutOnServe(RemoteSuite):
+    @pytest.fixture
+    def remote(self, served: str) -> Iterator:
+        remote = open_remote(served)
+        assert isinstance(remote, HttpLayout)
+        yield remote
+        remote.close()
+
+
+def test_a_trailing_slash_on_the_url_is_the_same_remote(nginx: Nginx, nginx_sample: Sample) -> None:
+    remote = open_remote(f"{nginx.url}/{nginx_sample.root.name}/")
+    try:
+        assert remote.resolve(parse_reference(nginx_sample.ref_name)) == nginx_sample.manifest
+    finally:
+        remote.close()

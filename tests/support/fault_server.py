@@ -1,0 +1,350 @@
+"""A socket-level HTTP/1.1 server on 127.0.0.1 that serves an OCI layout and misbehaves on demand.
+
+It speaks just enough HTTP for a downloader (GET and HEAD, keep-alive,
+Range, If-Range, ETag) and writes every byte itself, so a test can break a
+response anywhere: reset the connection mid-body, close it early under a
+larger Content-Length, flip bytes, ignore Range, answer 503 with Retry-After,
+drip the body, change the object's ETag, redirect to another host, send more
+than the blob, or gzip it. It records each request (headers included) and the
+body bytes it sent, which is how tests see what crossed the wire.
+
+Faults are a script: ``server.fail(Fault(...), Fault(...))`` queues them, and
+each request for a targeted path takes the first queued fault that has uses
+left. Requests that find none are served honestly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import socket
+import struct
+import termios
+import threading
+import time
+from dataclasses import dataclass, field
+
+from store.local.names import manifest_descriptor
+from store.oci.chunks import ChunkHasher
+from store.oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR
+from store.oci.digest import Digest
+from store.oci.index import Index
+from store.oci.manifest import Manifest, ModelFile
+from store.oci.reference import parse_reference
+
+__all__ = ["Fault", "Request", "Layout", "oci_layout", "FaultServer"]
+
+_PIECE = 1 << 20
+_REASONS = {
+    200: "OK",
+    206: "Partial Content",
+    302: "Found",
+    404: "Not Found",
+    416: "Range Not Satisfiable",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+@dataclass
+class Fault:
+    """One misbehaviour for the next ``times`` requests of a targeted path (``times=None``: for ever).
+
+    ``path`` targets one URL path; by default every file blob of the layout
+    (not index.json, not the manifest). Byte positions are positions in the
+    body of the response, except ``corrupt``, which is in the blob.
+    """
+
+    status: int | None = None  # answer this status with an empty body
+    retry_after: str | None = None  # with ``status``
+    reset_after: int | None = None  # send this many body bytes, then reset the connection (RST)
+    close_after: int | None = None  # send this many body bytes, then close (FIN) under a larger Content-Length
+    corrupt: tuple[int, int] | None = None  # flip the blob's bytes in [start, end)
+    ignore_range: bool = False  # 200 and the whole object, whatever Range says
+    drip: tuple[int, float] | None = None  # send the body this many bytes at a time, pausing this long between
+    redirect: str | None = None  # 302 to the same path under this base URL
+    extra: bytes = b""  # the object served is the blob followed by these bytes
+    gzip: bool = False  # Content-Encoding: gzip, body compressed
+    new_etag: bool = False  # the object changes version (ETag) before this request
+    times: int | None = 1
+    path: str | None = None
+
+
+@dataclass
+class Request:
+    """One request as received, and what was sent back."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # names in lower case
+    at: float  # time.monotonic() when it was read
+    status: int = 0
+    body_bytes: int = 0  # body bytes handed to the kernel
+    fault: Fault | None = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An OCI image layout in memory: URL path -> bytes, and what it holds."""
+
+    files: dict[str, bytes]
+    ref_name: str
+    manifest: Digest
+    blobs: dict[str, bytes]  # model path -> bytes of each file
+
+    def blob_path(self, data: bytes) -> str:
+        return f"/blobs/sha256/{hashlib.sha256(data).hexdigest()}"
+
+    @property
+    def file_blob_paths(self) -> set[str]:
+        return {self.blob_path(data) for data in self.blobs.values()}
+
+
+def oci_layout(model: dict[str, bytes], ref_name: str = "faulty/model:v1", *, chunks: bool = True) -> Layout:
+    """The layout a store would serve for ``model`` named ``ref_name``; without ``chunks``, no chunk digests."""
+    files: dict[str, bytes] = {"/oci-layout": b'{"imageLayoutVersion":"1.0.0"}\n'}
+    entries = []
+    for path, data in model.items():
+        chunk_digests = None
+        if chunks:
+            hasher = ChunkHasher()
+            hasher.update(data)
+            chunk_digests = hasher.result()
+        entries.append(ModelFile(path, Digest(hashlib.sha256(data).hexdigest()), len(data), chunk_digests))
+        files[f"/blobs/sha256/{hashlib.sha256(data).hexdigest()}"] = data
+    manifest = Manifest.of(entries)
+    data = manifest.to_bytes()
+    digest = Digest(hashlib.sha256(data).hexdigest())
+    files[f"/blobs/sha256/{digest.hex}"] = data
+    files[f"/blobs/sha256/{EMPTY_DESCRIPTOR.digest.hex}"] = EMPTY_BYTES
+    ref = parse_reference(ref_name)
+    index = Index().with_name(ref.ref_name, manifest_descriptor(digest, len(data), manifest))
+    files["/index.json"] = index.to_bytes()
+    return Layout(files, ref.ref_name, digest, dict(model))
+
+
+@dataclass
+class _Queue:
+    faults: list[Fault] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class FaultServer:
+    """Serves ``layout`` (and any ``extra`` paths) on 127.0.0.1; use as a context manager or ``close()``."""
+
+    def __init__(self, layout: Layout | None = None, extra: dict[str, bytes] | None = None) -> None:
+        self.layout = layout
+        self.files: dict[str, bytes] = {**(layout.files if layout else {}), **(extra or {})}
+        self.targets: set[str] = set(layout.file_blob_paths) if layout else set()
+        self.requests: list[Request] = []
+        self.connections = 0
+        self._queue = _Queue()
+        self._versions: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept_loop, name="fault-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url_as(self, host: str) -> str:
+        """This server's base URL under another host name (e.g. ``localhost``): another host to a client."""
+        return f"http://{host}:{self.port}"
+
+    # -- the script ---------------------------------------------------------------
+
+    def fail(self, *faults: Fault) -> FaultServer:
+        """Queue ``faults``, in order, behind those already queued."""
+        with self._queue.lock:
+            self._queue.faults.extend(faults)
+        return self
+
+    def _take(self, path: str) -> Fault | None:
+        with self._queue.lock:
+            for fault in self._queue.faults:
+                targeted = path == fault.path if fault.path is not None else path in self.targets
+                if targeted and (fault.times is None or fault.times > 0):
+                    if fault.times is not None:
+                        fault.times -= 1
+                    return fault
+        return None
+
+    # -- what crossed the wire ----------------------------------------------------
+
+    def requests_for(self, path: str) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
+    @property
+    def bytes_served(self) -> int:
+        with self._lock:
+            return sum(r.body_bytes for r in self.requests)
+
+    def served_for(self, path: str) -> int:
+        return sum(r.body_bytes for r in self.requests_for(path))
+
+    # -- serving ------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            with self._lock:
+                self.connections += 1
+                self._open.add(conn)
+            threading.Thread(target=self._connection, args=(conn,), name="fault-conn", daemon=True).start()
+
+    def _connection(self, conn: socket.socket) -> None:
+        buffer = b""
+        try:
+            while not self._stopping.is_set():
+                while b"\r\n\r\n" not in buffer:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, buffer = buffer.split(b"\r\n\r\n", 1)
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _version = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                request = Request(method, target.split("?", 1)[0], headers, time.monotonic())
+                with self._lock:
+                    self.requests.append(request)
+                if not self._respond(conn, request):
+                    return
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self._open.discard(conn)
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _send_head(self, conn: socket.socket, request: Request, status: int, headers: dict[str, str]) -> None:
+        request.status = status
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+
+    def _respond(self, conn: socket.socket, request: Request) -> bool:
+        """Answer one request; False when the connection must end (faults that cut it)."""
+        path = request.path
+        fault = request.fault = self._take(path)
+        fault = fault or Fault()
+        if fault.new_etag:
+            with self._lock:
+                self._versions[path] = self._versions.get(path, 0) + 1
+        if fault.redirect is not None:
+            self._send_head(conn, request, 302, {"Location": fault.redirect + path, "Content-Length": "0"})
+            return True
+        if fault.status is not None:
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            self._send_head(conn, request, fault.status, {**extra, "Content-Length": "0"})
+            return True
+        blob = self.files.get(path)
+        if blob is None or request.method not in ("GET", "HEAD"):
+            self._send_head(conn, request, 404, {"Content-Length": "0"})
+            return True
+        whole = blob + fault.extra
+        etag = f'"{hashlib.sha256(blob).hexdigest()[:16]}-v{self._versions.get(path, 0)}"'
+        status, start, end = 200, 0, len(whole)
+        wanted = request.headers.get("range")
+        if_range = request.headers.get("if-range")
+        if wanted and not fault.ignore_range and (if_range is None or if_range == etag):
+            first, _, last = wanted.removeprefix("bytes=").partition("-")
+            if first:
+                start = int(first)
+                end = min(len(whole), int(last) + 1) if last else len(whole)
+            else:
+                start = max(0, len(whole) - int(last))
+            if start >= len(whole):
+                self._send_head(conn, request, 416, {"Content-Range": f"bytes */{len(whole)}", "Content-Length": "0"})
+                return True
+            status = 206
+        body = bytearray(whole[start:end])
+        if fault.corrupt is not None:
+            low, high = max(fault.corrupt[0], start), min(fault.corrupt[1], end)
+            for at in range(low - start, high - start):
+                body[at] ^= 0xFF
+        headers = {"Content-Type": "application/octet-stream", "ETag": etag}
+        if not fault.ignore_range:
+            headers["Accept-Ranges"] = "bytes"
+        if fault.gzip:
+            body = bytearray(gzip.compress(bytes(body)))
+            headers["Content-Encoding"] = "gzip"
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(whole)}"
+        headers["Content-Length"] = str(len(body))
+        self._send_head(conn, request, status, headers)
+        if request.method == "HEAD":
+            return True
+        view = memoryview(body)
+        if fault.reset_after is not None:
+            self._send(conn, request, view[: fault.reset_after])
+            self._reset(conn)
+            return False
+        if fault.close_after is not None:
+            self._send(conn, request, view[: fault.close_after])
+            conn.shutdown(socket.SHUT_WR)
+            return False
+        if fault.drip is not None:
+            step, pause = fault.drip
+            for at in range(0, len(view), step):
+                self._send(conn, request, view[at : at + step])
+                time.sleep(pause)
+            return True
+        self._send(conn, request, view)
+        return True
+
+    def _send(self, conn: socket.socket, request: Request, data: memoryview) -> None:
+        for at in range(0, len(data), _PIECE):
+            piece = data[at : at + _PIECE]
+            conn.sendall(piece)
+            with self._lock:
+                request.body_bytes += len(piece)
+
+    @staticmethod
+    def _reset(conn: socket.socket) -> None:
+        """Abort with RST once the client's kernel has every byte sent: a reset mid-body, not lost data."""
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            unsent = struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            if unsent == 0:
+                break
+            time.sleep(0.002)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    # -- stopping -----------------------------------------------------------------
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        self._listener.close()
+        with self._lock:
+            conns = list(self._open)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> FaultServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
