@@ -118,10 +118,15 @@ class _HttpStream:
         return data
 
     def close(self) -> None:
+        if self._left == 0:
+            self._response.release_conn()  # fully read: the connection is reusable
+            return
+        # Mid-body: the connection carries unread bytes, so it is shut down
+        # (which also wakes a read blocked in another thread) and dropped.
         with contextlib.suppress(Exception):
             self._response.shutdown()
         with contextlib.suppress(Exception):
-            self._response.release_conn()
+            self._response.close()
 
 
 class HttpLayout:

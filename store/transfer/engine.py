@@ -231,80 +231,82 @@ class Engine:
         remote_index, stream = opened if opened else (0, None)
         attempt = 0
         errors: list[StoreError] = []
-        while pos < end:
-            try:
-                if halt.is_set():
-                    raise Interrupted("interrupted")
-                if stream is None:
-                    validator = writer.journal.validator if writer.journal else None
-                    stream = self._open(self.remotes[remote_index], task, pos, end, validator)
-                if writer.journal is not None and writer.journal.validator is None:
-                    writer.set_source(stream.validator, stream.url)
-                if stream.start != pos:
-                    if end != task.size:
-                        raise _Restart((remote_index, stream))
-                    writer.restart(stream.validator, stream.url)
-                    pos = chunk_start = 0
-                    hasher = blake3.blake3() if chunks else None
-                if stream.size is not None and stream.size != task.size:
-                    raise NetworkError(
-                        f"{stream.url} is {stream.size} bytes, the manifest says {task.size}",
-                        "the remote serves a different object under this digest",
-                    )
-                while pos < end:
-                    # Never read across a chunk boundary: each chunk is checked on its own.
-                    boundary = min(end, (chunk_start // chunks.size + 1) * chunks.size) if chunks else end
-                    data = stream.read(min(_READ, boundary - pos))
+        try:
+            while pos < end:
+                try:
                     if halt.is_set():
                         raise Interrupted("interrupted")
-                    if not data:
-                        raise NetworkError(f"{stream.url} ended at byte {pos} of {end}", transient=True)
-                    writer.write_at(pos, data, checked=hasher is None)
-                    counter.arrived(pos, pos + len(data))
-                    pos += len(data)
-                    attempt = 0
-                    if hasher is None:
-                        chunk_start = pos
-                    else:
-                        hasher.update(data)
-                        if pos == boundary:
-                            if hasher.hexdigest() != chunks.digests[chunk_start // chunks.size]:
-                                writer.discard(chunk_start, boundary)
-                                raise _BadChunk(chunk_start)
-                            writer.checked(chunk_start, boundary)
-                            chunk_start, hasher = boundary, blake3.blake3()
-                if stream.read(1):
-                    raise NetworkError(f"{stream.url}: the body is longer than the blob", "the remote serves a different object under this digest")
-            except _BadChunk as bad:
-                # Only this chunk is fetched again, from the next remote if there is one.
-                self._release(stream)
-                stream, pos, chunk_start, hasher = None, bad.start, bad.start, blake3.blake3()
-                attempt += 1
-                if attempt > self.policy.retries:
-                    raise NetworkError(
-                        f"the chunk at byte {bad.start} of {task.digest} failed its check {attempt} times",
-                        "the remotes serve damaged data; try another remote",
-                    ) from None
-                remote_index = (remote_index + 1) % len(self.remotes)
-            except (NetworkError, NotFound) as err:
-                if stream is not None:
+                    if stream is None:
+                        validator = writer.journal.validator if writer.journal else None
+                        stream = self._open(self.remotes[remote_index], task, pos, end, validator)
+                    if writer.journal is not None and writer.journal.validator is None:
+                        writer.set_source(stream.validator, stream.url)
+                    if stream.start != pos:
+                        if end != task.size:
+                            raise _Restart((remote_index, stream))
+                        writer.restart(stream.validator, stream.url)
+                        pos = chunk_start = 0
+                        hasher = blake3.blake3() if chunks else None
+                    if stream.size is not None and stream.size != task.size:
+                        raise NetworkError(
+                            f"{stream.url} is {stream.size} bytes, the manifest says {task.size}",
+                            "the remote serves a different object under this digest",
+                        )
+                    while pos < end:
+                        # Never read across a chunk boundary: each chunk is checked on its own.
+                        boundary = min(end, (chunk_start // chunks.size + 1) * chunks.size) if chunks else end
+                        data = stream.read(min(_READ, boundary - pos))
+                        if halt.is_set():
+                            raise Interrupted("interrupted")
+                        if not data:
+                            raise NetworkError(f"{stream.url} ended at byte {pos} of {end}", transient=True)
+                        writer.write_at(pos, data, checked=hasher is None)
+                        counter.arrived(pos, pos + len(data))
+                        pos += len(data)
+                        attempt = 0
+                        if hasher is None:
+                            chunk_start = pos
+                        else:
+                            hasher.update(data)
+                            if pos == boundary:
+                                if hasher.hexdigest() != chunks.digests[chunk_start // chunks.size]:
+                                    writer.discard(chunk_start, boundary)
+                                    raise _BadChunk(chunk_start)
+                                writer.checked(chunk_start, boundary)
+                                chunk_start, hasher = boundary, blake3.blake3()
+                    if stream.read(1):
+                        raise NetworkError(f"{stream.url}: the body is longer than the blob", "the remote serves a different object under this digest")
+                except _BadChunk as bad:
+                    # Only this chunk is fetched again, from the next remote if there is one.
                     self._release(stream)
-                    stream = None
-                if halt.is_set():
-                    raise Interrupted("interrupted") from None
-                attempt += 1
-                delay = self.policy.delay(attempt, err, self._random.random())
-                if delay is not None:
-                    self._pause(delay)
-                    continue
-                errors.append(err)
-                if remote_index + 1 >= len(self.remotes):
-                    raise errors[-1] from None
-                # A chunk begun on one remote is not continued from another.
-                remote_index, attempt = remote_index + 1, 0
-                pos, hasher = chunk_start, blake3.blake3() if chunks else None
-        if stream is not None:
-            self._release(stream)
+                    stream, pos, chunk_start, hasher = None, bad.start, bad.start, blake3.blake3()
+                    attempt += 1
+                    if attempt > self.policy.retries:
+                        raise NetworkError(
+                            f"the chunk at byte {bad.start} of {task.digest} failed its check {attempt} times",
+                            "the remotes serve damaged data; try another remote",
+                        ) from None
+                    remote_index = (remote_index + 1) % len(self.remotes)
+                except (NetworkError, NotFound) as err:
+                    if stream is not None:
+                        self._release(stream)
+                        stream = None
+                    if halt.is_set():
+                        raise Interrupted("interrupted") from None
+                    attempt += 1
+                    delay = self.policy.delay(attempt, err, self._random.random())
+                    if delay is not None:
+                        self._pause(delay)
+                        continue
+                    errors.append(err)
+                    if remote_index + 1 >= len(self.remotes):
+                        raise errors[-1] from None
+                    # A chunk begun on one remote is not continued from another.
+                    remote_index, attempt = remote_index + 1, 0
+                    pos, hasher = chunk_start, blake3.blake3() if chunks else None
+        finally:
+            if stream is not None:  # interrupted, or done: never leave a connection mid-body
+                self._release(stream)
 
 
 class _BadChunk(Exception):
