@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import StorageError, storage_errors
+from ..errors import StorageError, from_os_error, storage_errors
 from ..oci.index import Index
 from .atomic import create_atomic
 from .layout import LAYOUT_VERSION, StoreLayout
@@ -20,6 +20,10 @@ def _version(layout: StoreLayout) -> int | None:
         return int(json.loads(layout.odai_layout.read_bytes())["odaiLayoutVersion"])
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        raise StorageError(f"the store location {layout.root} is not a directory", "point --store or $ODAI_STORE_HOME at a directory") from None
+    except OSError as err:
+        raise from_os_error(err, f"opening the store at {layout.root}") from err
     except (ValueError, KeyError, TypeError):
         raise StorageError(f"{layout.odai_layout} is damaged", "restore it: it holds {\"odaiLayoutVersion\": 1}") from None
 
