@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -97,23 +98,31 @@ def _stale_partial(path: Path, now: float, present: set[Digest] | None = None) -
 
     Names are <prefix><pid>-<random>.tmp, written by their owner on this host.
     A resumable partial (<hex>-...) outlives its dead owner, so the next fetch
-    can continue it; it goes once its blob is published or after STALE_AFTER.
-    Anything else (imports, temporary files) goes as soon as its owner is dead.
+    can continue it; it goes once its owner is dead and its blob is published,
+    or after STALE_AFTER. Anything else (imports, temporary files) goes as
+    soon as its owner is dead.
     """
+    match = _PRIVATE.search(path.name)
     try:
-        pid = int(path.name.split("-")[1])
+        pid = int(match.group(1)) if match else -1
         age = now - path.stat().st_mtime
-    except (IndexError, ValueError, FileNotFoundError):
+    except FileNotFoundError:
+        return False
+    if match is None:
         return False
     if age > STALE_AFTER:
         return True
+    if not Holder(pid, os.uname().nodename, 0).is_dead():
+        return False
     prefix = path.name.split("-")[0]
-    if present is not None and len(prefix) == 64 and not path.name.startswith("."):
-        return Digest(prefix) in present if _HEX.issuperset(prefix) else False
-    return Holder(pid, os.uname().nodename, 0).is_dead()
+    if present is not None and len(prefix) == 64 and _HEX.issuperset(prefix):
+        return Digest(prefix) in present
+    return True
 
 
 _HEX = frozenset("0123456789abcdef")
+# atomic.private_name: <prefix><pid>-<16 hex>.tmp; a partial's journal ends in .journal instead.
+_PRIVATE = re.compile(r"(\d+)-[0-9a-f]{16}\.(?:tmp|journal)$")
 
 
 def collect(layout: StoreLayout, roots: set[Digest], dry_run: bool = False) -> GcReport:
@@ -138,6 +147,11 @@ def collect(layout: StoreLayout, roots: set[Digest], dry_run: bool = False) -> G
                 blobs.delete(digest)
             for path in partials:
                 path.unlink(missing_ok=True)
+            # write_atomic's temporaries (".<name>.<pid>-<random>.tmp") of writers that died.
+            for directory in (layout.root, layout.fast_records, layout.roots, layout.leases):
+                for leftover in directory.glob(".*.tmp"):
+                    if _stale_partial(leftover, now):
+                        leftover.unlink(missing_ok=True)
             for record in layout.fast_records.iterdir():
                 if len(record.name) == 64 and Digest(record.name) not in present | keep:
                     record.unlink(missing_ok=True)
