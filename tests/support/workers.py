@@ -63,8 +63,9 @@ def remover(store_dir: str, count: int, stop_file: str, report: str) -> None:
     _guard(Path(report), body)
 
 
-def collector(store_dir: str, stop_file: str, report: str, pause: float = 0.0) -> None:
-    """Run gc until ``stop_file`` exists, ``pause`` seconds apart; report (start, end, blobs freed) of every run."""
+def collector(store_dir: str, stop_file: str, report: str, pause: float = 0.0, ready_file: str | None = None) -> None:
+    """Run gc until ``stop_file`` exists, ``pause`` seconds apart; report (start, end, blobs freed) of
+    every run. ``ready_file`` is created once the first run is done."""
 
     def body():
         from store import Store
@@ -74,6 +75,8 @@ def collector(store_dir: str, stop_file: str, report: str, pause: float = 0.0) -
             start = time.monotonic()
             freed = len(store.gc().blobs)
             runs.append((start, time.monotonic(), freed))
+            if ready_file is not None:
+                Path(ready_file).touch()
             time.sleep(pause)
         return runs
 
@@ -102,14 +105,18 @@ def reader(store_dir: str, stop_file: str, report: str) -> None:
     _guard(Path(report), body)
 
 
-def slow_adder(store_dir: str, source: str, name: str, report: str) -> None:
-    """One add of many files (slow enough for gc to run many times during it)."""
+def slow_adder(store_dir: str, source: str, name: str, report: str, ready_file: str) -> None:
+    """One add of many files (slow enough for gc to run many times during it), once ``ready_file`` exists."""
 
     def body():
         from store import Store
 
+        store = Store(store_dir)
+        deadline = time.monotonic() + 60
+        while not Path(ready_file).exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
         start = time.monotonic()
-        model = Store(store_dir).add(name, [source])
+        model = store.add(name, [source])
         return [start, time.monotonic(), str(model.path)]
 
     _guard(Path(report), body)
