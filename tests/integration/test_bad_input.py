@@ -1,0 +1,313 @@
+"""Bad input through the command line: one error line, one hint line, the documented exit
+code, nothing on stdout, no traceback, and the store exactly as it was (issue 2, Guarantees)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from store import Store
+from tests.support.cli import assert_error
+from tests.support.cli import run_cli as run_in
+from tests.support.trees import sample_model, store_files, write_tree
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding one model, built once; each test works on its own copy."""
+    root = tmp_path_factory.mktemp("template")
+    Store(root / "store").add("held:v1", [write_tree(root / "model", sample_model())])
+    return root / "store"
+
+
+@pytest.fixture
+def held(template: Path, store_dir: Path) -> dict[str, bytes]:
+    """The test's store, already holding held:v1 (so a failed command has something to damage);
+    returns a snapshot of its files."""
+    shutil.copytree(template, store_dir, symlinks=True)
+    return store_files(store_dir)
+
+
+def _unchanged(store_dir: Path, snapshot: dict[str, bytes], *, new_blobs: bool = False) -> None:
+    """Nothing in the store was lost or altered. With ``new_blobs``, a command that failed
+    half-way may have published blobs of its own: unnamed, so the next gc drops them."""
+    now = store_files(store_dir)
+    if new_blobs:
+        now = {k: v for k, v in now.items() if k in snapshot or not k.startswith(("blobs/", "meta/xxh3/"))}
+    assert now == snapshot
+    # A failed command leaves no partial data and no lease behind.
+    assert os.listdir(store_dir / "ingest") == [] and os.listdir(store_dir / "leases") == []
+
+
+# -- what to add ----------------------------------------------------------------
+
+
+def test_missing_path(tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    message = assert_error(run_cli("add", "m", tmp_path / "nope"), 2)
+    assert "nope" in message
+    _unchanged(store_dir, held)
+
+
+def test_missing_path_among_good_ones(tmp_path: Path, store_dir: Path, run_cli, held, model_tree: Path) -> None:
+    assert_error(run_cli("add", "held:v1", model_tree, tmp_path / "nope"), 2)
+    _unchanged(store_dir, held)
+
+
+def test_dangling_symlink_in_a_tree(tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    tree = write_tree(tmp_path / "t", {"a": b"a"})
+    (tree / "gone").symlink_to(tmp_path / "does-not-exist")
+    assert_error(run_cli("add", "m", tree), 2)
+    _unchanged(store_dir, held)
+
+
+def test_symlink_loop(tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    tree = write_tree(tmp_path / "t", {"a": b"a"})
+    (tree / "self").symlink_to("self")
+    (tree / "ping").symlink_to("pong")
+    (tree / "pong").symlink_to("ping")
+    assert_error(run_cli("add", "m", tree), 2)
+    assert_error(run_cli("add", "m", tree / "self"), 2)
+    _unchanged(store_dir, held)
+
+
+def test_directory_loop(tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    tree = write_tree(tmp_path / "t", {"a": b"a", "sub/b": b"b"})
+    (tree / "sub" / "up").symlink_to("..")
+    message = assert_error(run_cli("add", "m", tree), 2)
+    assert "loop" in message
+    _unchanged(store_dir, held)
+
+
+def test_symlinks_to_files_and_directories_are_followed(tmp_path: Path, run_cli) -> None:
+    outside = write_tree(tmp_path / "outside", {"w.bin": b"weights", "d/x": b"x"})
+    tree = write_tree(tmp_path / "t", {"a": b"a"})
+    (tree / "link.bin").symlink_to(outside / "w.bin")
+    (tree / "dir").symlink_to(outside / "d")
+    code, out, _ = run_cli("add", "m", tree)
+    assert code == 0
+    view = Path(out.strip())
+    assert (view / "link.bin").read_bytes() == b"weights" and (view / "dir" / "x").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "fifo-in-tree", "device", "socket-in-tree"])
+def test_special_files(kind: str, tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    tree = write_tree(tmp_path / "t", {"a": b"a"})
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+        source = tmp_path / "fifo"
+    elif kind == "fifo-in-tree":
+        os.mkfifo(tree / "fifo")
+        source = tree
+    elif kind == "device":
+        source = Path("/dev/null")
+    else:
+        import socket
+
+        # AF_UNIX paths are short: bind relative to the tree.
+        with socket.socket(socket.AF_UNIX) as sock:
+            cwd = os.getcwd()
+            os.chdir(tree)
+            try:
+                sock.bind("sock")
+            finally:
+                os.chdir(cwd)
+        source = tree
+    # A FIFO must be refused, not opened: opening one blocks until a writer comes.
+    result = run_cli("add", "m", source, timeout=20)
+    assert "regular" in assert_error(result, 2)
+    _unchanged(store_dir, held)
+
+
+@pytest.mark.parametrize(
+    ("layout", "reason"),
+    [
+        ({"one/config.json": b"1", "two/config.json": b"2"}, "same model path"),
+        ({"one/a": b"1", "two/a/b": b"2"}, "both a file and the directory"),
+    ],
+)
+def test_sources_that_collide(layout, reason: str, tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    write_tree(tmp_path / "t", layout)
+    message = assert_error(run_cli("add", "m", tmp_path / "t" / "one", tmp_path / "t" / "two"), 2)
+    assert reason in message
+    _unchanged(store_dir, held)
+
+
+def test_empty_directory(tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    assert_error(run_cli("add", "m", tmp_path / "empty"), 2)
+    _unchanged(store_dir, held)
+
+
+@pytest.mark.parametrize("name", [b"back\\slash", b"not-utf8-\xff"])
+def test_file_names_a_model_cannot_hold(name: bytes, tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    tree = write_tree(tmp_path / "t", {"a": b"a"})
+    with open(os.path.join(os.fsencode(tree), name), "wb") as f:
+        f.write(b"x")
+    assert_error(run_cli("add", "m", tree), 2)
+    _unchanged(store_dir, held)
+
+
+# -- unreadable input -------------------------------------------------------------
+#
+# Root reads any file whatever its mode (CAP_DAC_OVERRIDE), and CI runs as root.
+# So as root the command runs under setpriv with the two capabilities that
+# bypass file permissions dropped from its bounding set: it is still root and
+# still owns the store, but a chmod 000 file is unreadable to it as to anyone.
+
+
+def _unprivileged_prefix() -> tuple[str, ...]:
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    caps = "-dac_override,-dac_read_search"
+    if setpriv is None or subprocess.run([setpriv, f"--bounding-set={caps}", "true"]).returncode != 0:
+        pytest.skip("running as root without a working setpriv: root can read a chmod 000 file")
+    return (setpriv, f"--bounding-set={caps}")
+
+
+@pytest.mark.parametrize("where", ["file", "file-in-tree", "directory-in-tree"])
+def test_unreadable_input(where: str, tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    prefix = _unprivileged_prefix()
+    tree = write_tree(tmp_path / "t", {"ok": b"ok", "secret": b"s", "closed/inner": b"i"})
+    target = {"file": tree / "secret", "file-in-tree": tree / "secret", "directory-in-tree": tree / "closed"}[where]
+    source = tree / "secret" if where == "file" else tree
+    target.chmod(0)
+    try:
+        result = run_cli("add", "m", source, prefix=prefix)
+    finally:
+        target.chmod(0o755)
+    assert str(target) in assert_error(result, 2)
+    # Files read before the unreadable one may be in blobs/ now: unnamed garbage.
+    _unchanged(store_dir, held, new_blobs=True)
+
+
+# -- names and references ---------------------------------------------------------
+
+# The grammar itself is tested in tests/unit/test_reference.py; these are a few of each kind.
+BAD_NAMES = ["Upper", "a..b", "a//b", "a:-t", "a:" + "t" * 129, "n" * 256, "", "ä"]
+
+
+def test_invalid_names_for_add(store_dir: Path, run_cli, held, model_tree: Path) -> None:
+    for name in BAD_NAMES:
+        assert_error(run_cli("add", name, model_tree), 2)
+    _unchanged(store_dir, held)
+
+
+@pytest.mark.parametrize("command", [("show",), ("path",), ("rm",), ("verify",), ("path", "--file", "x")])
+def test_invalid_name_elsewhere(command: tuple[str, ...], store_dir: Path, run_cli, held) -> None:
+    for name in ("Upper", "a..b", "a@sha256:abc"):
+        assert_error(run_cli(command[0], name, *command[1:]), 2)
+    _unchanged(store_dir, held)
+
+
+def test_add_under_a_digest(store_dir: Path, run_cli, held, model_tree: Path) -> None:
+    assert_error(run_cli("add", "m@sha256:" + "0" * 64, model_tree), 2)
+    _unchanged(store_dir, held)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("show", "nope"),
+        ("path", "nope:v1"),
+        ("path", "held"),  # held:latest does not exist, held:v1 does
+        ("path", "held:v1", "--file", "nope.txt"),
+        ("show", "x@sha256:" + "0" * 64),
+        ("path", "x@sha256:" + "0" * 64),
+        ("rm", "nope"),
+        ("rm", "held:v1", "nope"),  # all or nothing
+        ("verify", "nope"),
+    ],
+)
+def test_not_found(args: tuple[str, ...], store_dir: Path, run_cli, held) -> None:
+    assert_error(run_cli(*args), 3)
+    _unchanged(store_dir, held)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("frobnicate",), ("add",), ("add", "m"), ("show",), ("path",), ("rm",), ("list", "extra"), ("gc", "--bogus"), ("--bogus", "list")],
+)
+def test_usage_errors(args: tuple[str, ...], store_dir: Path, run_cli, held) -> None:
+    assert_error(run_cli(*args), 2)
+    _unchanged(store_dir, held)
+
+
+# -- a damaged store ----------------------------------------------------------------
+
+DAMAGED_INDEXES = {
+    "garbage": b"\x00\xffnot json at all",
+    "empty": b"",
+    "truncated": None,  # the real index cut in half
+    "not-an-index": b'{"schemaVersion": 2, "manifests": {"a": 1}}',
+    "bad-digest": b'{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:zz","size":1}]}',
+}
+
+
+def _damage_index(store_dir: Path, damage: str) -> bytes:
+    index = store_dir / "index.json"
+    data = DAMAGED_INDEXES[damage]
+    if data is None:
+        data = index.read_bytes()[: len(index.read_bytes()) // 2]
+    index.write_bytes(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    "args", [("list",), ("show", "held:v1"), ("path", "held:v1"), ("rm", "held:v1"), ("gc",), ("du",), ("verify",), ("add", "new")]
+)
+def test_garbage_index_json(args: tuple[str, ...], store_dir: Path, run_cli, held, model_tree: Path) -> None:
+    data = _damage_index(store_dir, "garbage")
+    if args[0] == "add":
+        args = (*args, model_tree)
+    assert "index.json" in assert_error(run_cli(*args), 5)
+    # Never rewritten, never "repaired" into an empty index.
+    assert (store_dir / "index.json").read_bytes() == data
+    _unchanged(store_dir, {**held, "index.json": data}, new_blobs=args[0] == "add")
+
+
+# 'path' and 'show' look one name up without parsing the whole index
+# (spec/names.md), so only commands that read every name are sure to notice
+# damage elsewhere in the file.
+@pytest.mark.parametrize("damage", sorted(set(DAMAGED_INDEXES) - {"garbage"}))
+@pytest.mark.parametrize("args", [("list",), ("rm", "held:v1")])
+def test_damaged_index_json(damage: str, args: tuple[str, ...], store_dir: Path, run_cli, held) -> None:
+    data = _damage_index(store_dir, damage)
+    assert "index.json" in assert_error(run_cli(*args), 5)
+    assert (store_dir / "index.json").read_bytes() == data
+
+
+def test_missing_index_json(store_dir: Path, run_cli, held) -> None:
+    (store_dir / "index.json").unlink()
+    message = assert_error(run_cli("list"), 6)
+    assert "index.json" in message
+    assert not (store_dir / "index.json").exists()
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/below"])
+def test_store_location_that_is_not_a_directory(where: str, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_bytes(b"not a store")
+    message = assert_error(run_in(tmp_path / where, "list"), 6)
+    assert "a-file" in message
+    assert (tmp_path / "a-file").read_bytes() == b"not a store"
+
+
+def test_verbose_shows_the_cause_before_the_two_lines(store_dir: Path, run_cli, held) -> None:
+    (store_dir / "index.json").unlink()
+    code, out, err = run_cli("-v", "list")
+    assert (code, out) == (6, "")
+    assert err.startswith("Traceback") and "FileNotFoundError" in err
+    lines = err.splitlines()
+    assert lines[-2].startswith("odai-store: error: ") and lines[-1].startswith("hint: ")
+
+
+def test_damaged_layout_version(store_dir: Path, run_cli, held) -> None:
+    (store_dir / "odai-layout").write_bytes(b"{")
+    assert_error(run_cli("list"), 6)
+    (store_dir / "odai-layout").write_bytes(b'{"odaiLayoutVersion": 99}\n')
+    message = assert_error(run_cli("list"), 6)
+    assert "99" in message
