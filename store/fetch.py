@@ -189,7 +189,12 @@ class _Fetcher:
             try:
                 engine.fetch(BlobTask(digest, size, chunks), writer)
             except BaseException:
-                writer.suspend()  # keep what arrived: the next run resumes from it
+                if writer.done.total() or writer.unchecked.total():
+                    writer.suspend()  # keep what arrived: the next run resumes from it
+                else:
+                    # Nothing arrived (a 404, a refused encoding): a kept partial
+                    # would only hold its preallocated space until gc.
+                    writer.abort()
                 raise
             try:
                 written = writer.commit(digest, size)
