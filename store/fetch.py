@@ -36,7 +36,7 @@ from .transfer.progress import Progress
 from .transfer.retry import RetryPolicy
 from .transfer.segments import SegmentPlan
 
-__all__ = ["FetchOptions", "Fetched", "fetch", "fetch_url"]
+__all__ = ["FetchOptions", "Fetched", "Resolved", "fetch", "fetch_url", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,14 @@ class Fetched:
 
 
 @dataclass(frozen=True)
-class _Resolved:
+class Resolved:
+    """A reference resolved to a verified manifest, and where."""
+
     ref: Reference
     digest: Digest
     data: bytes
     manifest: Manifest
+    remote: str | None = None  # URL of the remote that resolved it; None when found locally
 
 
 class _Fetcher:
@@ -108,24 +111,24 @@ class _Fetcher:
 
     # -- resolving -------------------------------------------------------------
 
-    def local(self, ref: Reference) -> _Resolved | None:
+    def local(self, ref: Reference) -> Resolved | None:
         """The model if ``ref`` is a digest whose manifest and files are all here: no network then."""
         if ref.digest is None or not self.blobs.has(ref.digest):
             return None
         data = self.blobs.read(ref.digest)
         manifest = parse_manifest(data, ref.digest)
         if all(self.blobs.has(d) for d in manifest.blob_digests()):
-            return _Resolved(ref, ref.digest, data, manifest)
+            return Resolved(ref, ref.digest, data, manifest)
         return None
 
-    def resolve(self, ref: Reference) -> _Resolved:
+    def resolve(self, ref: Reference) -> Resolved:
         """Resolve on the remotes in order; the first that knows the reference wins."""
         errors: list[StoreError] = []
         for remote in self.remotes:
             try:
                 digest = remote.resolve(ref)
                 data = self.blobs.read(digest) if self.blobs.has(digest) else self._read_manifest(remote, digest)
-                return _Resolved(ref, digest, data, parse_manifest(data, digest))
+                return Resolved(ref, digest, data, parse_manifest(data, digest), remote.url)
             except (NetworkError, NotFound) as err:
                 errors.append(err)
         # Not found anywhere is a clearer story than the last network hiccup.
@@ -204,7 +207,7 @@ class _Fetcher:
             self.blobs.publish(writer, written)
         return self.progress.snapshot().downloaded - before, written
 
-    def publish_model(self, resolved: _Resolved, lease: Lease) -> Model:
+    def publish_model(self, resolved: Resolved, lease: Lease) -> Model:
         manifest = resolved.manifest
         if not self.blobs.has(manifest.config.digest) and manifest.config.digest == EMPTY_DESCRIPTOR.digest:
             self.blobs.put_bytes(EMPTY_BYTES, EMPTY_DESCRIPTOR.digest)
@@ -217,6 +220,15 @@ class _Fetcher:
         path = Views(self.layout).build(resolved.digest, manifest)
         name = None if resolved.ref.digest is not None else resolved.ref.ref_name
         return Model(name, resolved.digest, path, manifest.files)
+
+
+def resolve(layout: StoreLayout, names: Names, refs: list[Reference], options: FetchOptions) -> list[Resolved]:
+    """Resolve each reference on the remotes (always the network: tags move). Downloads manifests only."""
+    fetcher = _Fetcher(layout, names, options, Progress(), threading.Event(), lambda _: None)
+    try:
+        return [fetcher.resolve(ref) for ref in refs]
+    finally:
+        fetcher.close()
 
 
 def fetch(
@@ -297,7 +309,7 @@ def fetch_url(
                 written = _measure(fetcher.blobs.path(sha256), sha256)
             manifest = Manifest.of([ModelFile(name, sha256, written.size, written.chunks)])
             data = manifest.to_bytes()
-            resolved = _Resolved(ref, sha256_of(data), data, manifest)
+            resolved = Resolved(ref, sha256_of(data), data, manifest)
             lease.add(resolved.digest, EMPTY_DESCRIPTOR.digest)
             progress.finish()
             return Fetched(fetcher.publish_model(resolved, lease), got)
