@@ -143,7 +143,7 @@ def _model_file(layer: Descriptor) -> ModelFile:
 
 
 def parse_manifest(data: bytes, expected: Digest | None = None) -> Manifest:
-    """Parse untrusted manifest bytes; raise InvalidManifest (exit 5) or InvalidPath.
+    """Parse untrusted manifest bytes; raise InvalidManifest (exit 5), also for an unsafe file path.
 
     With ``expected``, the bytes must hash to it first: a manifest is only
     believed once it is the one that was asked for.
@@ -172,5 +172,10 @@ def parse_manifest(data: bytes, expected: Digest | None = None) -> Manifest:
     except (ValueError, InvalidDigest, RecursionError) as err:
         message = err.message if isinstance(err, InvalidDigest) else str(err)
         raise InvalidManifest(f"invalid manifest: {message}") from None
-    check_model_paths([f.path for f in files])
+    try:
+        check_model_paths([f.path for f in files])
+    except InvalidPath as err:
+        # The paths came with the manifest, not from the user: the document is
+        # what is wrong (exit 5), not the command line (exit 2).
+        raise InvalidManifest(f"invalid manifest: {err.message}", "the manifest lists a file path that is unsafe or duplicated; it was not used") from None
     return Manifest(tuple(files), artifact_type, config)

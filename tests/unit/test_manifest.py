@@ -117,9 +117,20 @@ def test_layer_without_title_is_refused() -> None:
     ["", "/etc/passwd", "../x", "a/../../b", "a/..", "./a", "a/.", "a//b", "a/", "a\\b", "..\\x", "a\0b", "."],
 )
 def test_escaping_or_unnormalised_titles_are_refused(title: str) -> None:
-    with pytest.raises(InvalidPath) as info:
+    # A path inside an untrusted manifest is a damaged document (exit 5), not
+    # bad input on the command line (exit 2).
+    with pytest.raises(InvalidManifest) as info:
         parse_manifest(_doc([_layer(title)]))
-    assert info.value.exit_code == 2
+    assert not isinstance(info.value, InvalidPath)
+    assert info.value.exit_code == 5
+    assert "path" in info.value.message
+
+
+def test_an_unsafe_title_is_refused_even_when_the_digest_matches() -> None:
+    data = _doc([_layer("a"), _layer("../../.ssh/authorized_keys", b"key")])
+    with pytest.raises(InvalidManifest, match="authorized_keys") as info:
+        parse_manifest(data, sha256_of(data))
+    assert info.value.exit_code == 5
 
 
 @pytest.mark.parametrize(
@@ -127,8 +138,10 @@ def test_escaping_or_unnormalised_titles_are_refused(title: str) -> None:
     [["a", "a/b"], ["a/b/c", "a/b"], ["x", "x"], ["d/f", "d/f"]],
 )
 def test_file_versus_directory_and_duplicates(titles: list[str]) -> None:
-    with pytest.raises(InvalidPath):
+    with pytest.raises(InvalidManifest) as info:
         parse_manifest(_doc([_layer(t, t.encode()) for t in titles]))
+    assert info.value.exit_code == 5
+    # Paths a user gives to add are the user's input: exit 2.
     with pytest.raises(InvalidPath):
         Manifest.of([_file(t, t.encode()) for t in titles])
 
@@ -185,7 +198,7 @@ def test_foreign_layers_without_chunks_are_accepted() -> None:
 def test_garbage_only_raises_our_errors(data: bytes) -> None:
     try:
         parse_manifest(data)
-    except (InvalidManifest, InvalidPath):
+    except InvalidManifest:
         pass
 
 
@@ -194,7 +207,7 @@ def test_garbage_only_raises_our_errors(data: bytes) -> None:
 def test_json_garbage_only_raises_our_errors(data: bytes) -> None:
     try:
         parse_manifest(data)
-    except (InvalidManifest, InvalidPath):
+    except InvalidManifest:
         pass
 
 
