@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Output", "ReaderGone", "human_bytes"]
+__all__ = ["Output", "ReaderGone", "human_bytes", "files_count"]
 
 
 class ReaderGone(Exception):
@@ -34,6 +34,11 @@ def human_bytes(n: int) -> str:
             return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def files_count(n: int) -> str:
+    """'1 file', '4 files': how many files a model has, as a sentence says it."""
+    return f"{n} file" if n == 1 else f"{n} files"
 
 
 @dataclass

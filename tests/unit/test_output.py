@@ -1,10 +1,10 @@
-"""store.cli.output: byte counts as people read them."""
+"""store.cli.output: byte and file counts as people read them."""
 
 from __future__ import annotations
 
 import pytest
 
-from store.cli.output import human_bytes
+from store.cli.output import files_count, human_bytes
 
 
 @pytest.mark.parametrize(
@@ -23,3 +23,8 @@ from store.cli.output import human_bytes
 )
 def test_human_bytes(n: int, text: str) -> None:
     assert human_bytes(n) == text
+
+
+@pytest.mark.parametrize(("n", "text"), [(0, "0 files"), (1, "1 file"), (2, "2 files"), (11, "11 files")])
+def test_files_count(n: int, text: str) -> None:
+    assert files_count(n) == text
