@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import NotFound, StoreError, storage_errors
+from .errors import NotFound, StoreError, from_os_error, storage_errors
 from .local.blobs import BlobStore
 from .local.layout import StoreLayout
 from .local.location import store_location
@@ -23,6 +23,8 @@ from .oci.manifest import Manifest, parse_manifest
 from .oci.reference import Reference, parse_reference
 
 if TYPE_CHECKING:
+    from .export import Exported
+    from .lock import LockResult
     from .download import Download
     from .fetch import Fetched
     from .transfer.progress import Snapshot
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from .local.usage import DiskUsage
     from .local.verify import VerifyReport
 
-__all__ = ["Store", "VerifyResult"]
+__all__ = ["Store", "VerifyResult", "Root"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,18 @@ class VerifyResult:
     @property
     def ok(self) -> bool:
         return not self.report.corrupt
+
+
+@dataclass(frozen=True)
+class Root:
+    """A lockfile registered as a gc root."""
+
+    lockfile: Path
+    exists: bool
+    pins: int
+
+
+_QUEUE_LOCK = threading.Lock()
 
 
 def _ref(ref: str | Reference) -> Reference:
@@ -59,8 +73,17 @@ class Store:
     say whom it waits for.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, on_wait: Callable[[Holder | None], None] | None = None) -> None:
-        self.layout: StoreLayout = open_layout(store_location(path))
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        shared: bool = False,
+        max_downloads: int = 2,
+        on_wait: Callable[[Holder | None], None] | None = None,
+    ) -> None:
+        self.layout: StoreLayout = open_layout(store_location(path), shared)
+        self.max_downloads = max_downloads
+        self._queue = None
         self._names = Names(self.layout, on_wait)
         self._blobs = BlobStore(self.layout)
 
@@ -135,9 +158,17 @@ class Store:
 
         return add(self.layout, _ref(ref), [Path(p) for p in paths], self._names)
 
-    def fetch(
+    def fetch(self, ref: str | Reference, **options) -> Model:
+        """Make one model complete in the store from the remotes and return it.
+
+        Options are those of ``fetch_all``. A model named by digest and
+        complete in the store costs no request at all.
+        """
+        return self.fetch_all([ref], **options)[0].model
+
+    def fetch_all(
         self,
-        refs: str | Reference | Iterable[str | Reference],
+        refs: Iterable[str | Reference],
         *,
         remotes: Iterable[str] = (),
         connections: int = 8,
@@ -147,6 +178,7 @@ class Store:
         progress: Callable[[Snapshot], None] | None = None,
         cancel: threading.Event | None = None,
         say: Callable[[str], None] | None = None,
+        keep_by_digest: bool = True,
     ) -> list[Fetched]:
         """Make models complete in the store from remotes; one Fetched per reference, in order.
 
@@ -154,15 +186,24 @@ class Store:
         ends equal to ``total``. Setting ``cancel`` stops within a second,
         keeping partial data for the next call, and raises Interrupted.
         """
-        from .fetch import FetchOptions, fetch
+        from .fetch import fetch
         from .transfer.progress import Progress
 
-        if isinstance(refs, (str, Reference)):
-            refs = [refs]
-        options = FetchOptions(tuple(remotes), connections, retries, limit_rate, ca_bundle)
         return fetch(
-            self.layout, self._names, [_ref(r) for r in refs], options, Progress(progress), cancel or threading.Event(), say or (lambda _: None)
+            self.layout,
+            self._names,
+            [_ref(r) for r in refs],
+            self._options(remotes, connections, retries, limit_rate, ca_bundle, keep_by_digest),
+            Progress(progress),
+            cancel or threading.Event(),
+            say or (lambda _: None),
         )
+
+    @staticmethod
+    def _options(remotes, connections, retries, limit_rate, ca_bundle, keep_by_digest=True):
+        from .fetch import FetchOptions
+
+        return FetchOptions(tuple(remotes), connections, retries, limit_rate, ca_bundle, keep_by_digest)
 
     def fetch_url(
         self,
@@ -180,24 +221,140 @@ class Store:
         say: Callable[[str], None] | None = None,
     ) -> Fetched:
         """A single-file model from any URL, verified against ``sha256`` (64 hex digits)."""
-        from .fetch import FetchOptions, fetch_url
+        from .fetch import fetch_url
         from .oci.digest import parse_digest
         from .transfer.progress import Progress
 
         digest = parse_digest(sha256 if sha256.startswith("sha256:") else f"sha256:{sha256}")
-        options = FetchOptions((), connections, retries, limit_rate, ca_bundle)
+        options = self._options((), connections, retries, limit_rate, ca_bundle)
         return fetch_url(
             self.layout, self._names, _ref(ref), url, digest, filename, options, Progress(progress), cancel or threading.Event(), say or (lambda _: None)
         )
 
-    def start_fetch(self, ref: str | Reference, **options) -> Download:
-        """Start fetching ``ref`` in the background; the Download handle watches and steers it."""
-        from .download import Download
+    def start_fetch(self, ref: str | Reference, *, priority: int = 0, **options) -> Download:
+        """Queue a fetch of ``ref`` in the background; the Download handle watches and steers it.
+
+        At most ``max_downloads`` run at once, higher ``priority`` first.
+        """
+        from .download import Download, DownloadQueue
+
+        with _QUEUE_LOCK:
+            if self._queue is None:
+                self._queue = DownloadQueue(self.max_downloads)
 
         def run(cancel: threading.Event, on_progress: Callable[[Snapshot], None]) -> Model:
-            return self.fetch([ref], cancel=cancel, progress=on_progress, **options)[0].model
+            return self.fetch(ref, cancel=cancel, progress=on_progress, **options)
 
-        return Download(run).start()
+        return Download(run, self._queue, priority).start()
+
+    # -- lockfiles and sharing -------------------------------------------------
+
+    def lock(self, refs: Iterable[str | Reference], lockfile: str | os.PathLike[str] = "odai.lock", *, remotes: Iterable[str] = (), ca_bundle: str | None = None) -> LockResult:
+        """Resolve ``refs`` on the remotes and pin them in ``lockfile``; register it as a gc root."""
+        from .lock import lock
+
+        path = Path(lockfile).absolute()
+        result = lock(self.layout, self._names, [_ref(r) for r in refs], path, self._options(remotes, 8, 5, None, ca_bundle))
+        self._register_root(path)
+        return result
+
+    def check_lock(self, lockfile: str | os.PathLike[str] = "odai.lock", refs: Iterable[str | Reference] | None = None, *, remotes: Iterable[str] = (), ca_bundle: str | None = None) -> LockResult:
+        """Resolve the pinned names again; LockfileError (exit 7) if any tag moved."""
+        from .lock import check
+
+        path = Path(lockfile).absolute()
+        parsed = None if refs is None else [_ref(r) for r in refs]
+        return check(self.layout, self._names, parsed, path, self._options(remotes, 8, 5, None, ca_bundle))
+
+    def sync(self, lockfile: str | os.PathLike[str] = "odai.lock", names: Iterable[str] | None = None, **options) -> list[Model]:
+        """Make exactly the pinned models present (all, or ``names``); never looks a tag up.
+
+        With every pin present it sends no request and writes nothing, so it
+        works on a read-only store. Registers the lockfile as a gc root.
+        """
+        from .sync import sync
+
+        path = Path(lockfile).absolute()
+        remotes = tuple(options.pop("remotes", ()))
+
+        def present(pin) -> Model | None:
+            try:
+                return self.model(pin.reference)
+            except NotFound:
+                return None
+
+        def fetch_pins(pins) -> list[Model]:
+            models = []
+            for pin in pins:
+                # The remote each pin was resolved on first, then the usual ones.
+                chosen = remotes or (pin.remote, *self._default_remotes())
+                models.append(self.fetch(pin.reference, remotes=chosen, keep_by_digest=False, **options))
+            return models
+
+        # The root first: from here on gc keeps what the lockfile pins, so
+        # nothing fetched below can be collected before sync returns.
+        self._register_root(path)
+        return sync(self.layout, self._names, path, list(names) if names else None, present, fetch_pins)
+
+    def _default_remotes(self) -> tuple[str, ...]:
+        from .config import read_config
+
+        env = os.environ.get("ODAI_STORE_REMOTE", "").split()
+        return tuple(env) or read_config(self.layout.config).remotes
+
+    def _register_root(self, lockfile: Path) -> None:
+        from .local.roots import register_root
+
+        try:
+            register_root(self.layout, lockfile)
+        except OSError as err:
+            if not self.read_only:
+                raise from_os_error(err, "registering the lockfile as a gc root") from err
+            # A read-only store keeps everything anyway: nothing to protect.
+
+    def roots(self) -> list[Root]:
+        """The registered lockfiles, whether they still exist, and how many models each pins."""
+        from .local.roots import root_paths
+        from .lockfile import read_lockfile
+
+        out = []
+        for path in root_paths(self.layout):
+            if path.exists():
+                out.append(Root(path, True, len(read_lockfile(path).pins)))
+            else:
+                out.append(Root(path, False, 0))
+        return out
+
+    def _root_digests(self, prune: bool) -> set[Digest]:
+        """Manifest digests pinned by registered lockfiles; drops roots whose lockfile is gone."""
+        from .local.roots import drop_root, root_paths
+        from .lockfile import InvalidLockfile, read_lockfile
+
+        digests: set[Digest] = set()
+        for path in root_paths(self.layout):
+            if not path.exists():
+                if prune:
+                    drop_root(self.layout, path)
+                continue
+            try:
+                digests |= {pin.digest for pin in read_lockfile(path).pins}
+            except InvalidLockfile as err:
+                raise InvalidLockfile(
+                    f"gc root {path} cannot be read, so gc cannot tell what it pins: {err.message}",
+                    "fix or delete that lockfile, then run gc again",
+                ) from None
+        return digests
+
+    @property
+    def read_only(self) -> bool:
+        """True when this process cannot write to the store (read-only mount, or permissions)."""
+        return not os.access(self.layout.root, os.W_OK) or bool(os.statvfs(self.layout.root).f_flag & os.ST_RDONLY)
+
+    def export(self, ref: str | Reference, dest: str | os.PathLike[str], link: str = "auto") -> Exported:
+        """Materialize the model's files under ``dest`` with their own names (read-only files)."""
+        from .export import export
+
+        return export(self.model(ref), self._blobs.path, Path(dest), link)
 
     def remove(self, refs: Iterable[str | Reference]) -> list[str]:
         """Drop names (blobs stay until gc); NotFound, with nothing removed, if any is unknown."""
@@ -225,7 +382,7 @@ class Store:
         from .local.gc import collect
 
         with storage_errors("collecting garbage"):
-            return collect(self.layout, set(), dry_run)
+            return collect(self.layout, self._root_digests(prune=not dry_run), dry_run)
 
     def verify(self, refs: Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/."""

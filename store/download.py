@@ -10,7 +10,7 @@ from typing import Any
 from .errors import Interrupted, StoreError
 from .transfer.progress import Snapshot
 
-__all__ = ["Download", "DownloadState"]
+__all__ = ["Download", "DownloadQueue", "DownloadState"]
 
 
 class DownloadState(str, enum.Enum):
@@ -29,8 +29,15 @@ class Download:
     ``resume`` continues from the bytes already on disk.
     """
 
-    def __init__(self, run: Callable[[threading.Event, Callable[[Snapshot], None]], Any]) -> None:
+    def __init__(
+        self,
+        run: Callable[[threading.Event, Callable[[Snapshot], None]], Any],
+        queue: DownloadQueue | None = None,
+        priority: int = 0,
+    ) -> None:
         self._run = run
+        self._queue = queue
+        self.priority = priority
         self._lock = threading.Lock()
         self._finished = threading.Event()
         self._state = DownloadState.PENDING
@@ -51,6 +58,13 @@ class Download:
         return self._progress
 
     def start(self) -> Download:
+        """Start now, or when the queue has a free slot (state stays pending until then)."""
+        if self._queue is not None:
+            self._queue.request(self)
+            return self
+        return self._launch()
+
+    def _launch(self) -> Download:
         with self._lock:
             if self._state not in (DownloadState.PENDING, DownloadState.PAUSED):
                 return self
@@ -83,6 +97,8 @@ class Download:
             with self._lock:
                 self._state, self._result, self._error = DownloadState.COMPLETED, result, None
         self._finished.set()
+        if self._queue is not None:
+            self._queue.release(self)
 
     def _stop(self, intent: DownloadState) -> None:
         with self._lock:
@@ -117,3 +133,45 @@ class Download:
         if self._state is DownloadState.PAUSED:
             raise Interrupted("the download is paused", "call resume() to continue")
         raise self._error if isinstance(self._error, StoreError) else (self._error or Interrupted("cancelled"))
+
+
+class DownloadQueue:
+    """Runs at most ``limit`` downloads at once, higher ``priority`` first, then in order of request.
+
+    An app fetches its small model first and its large one behind it by
+    giving the small one the higher priority.
+    """
+
+    def __init__(self, limit: int = 2) -> None:
+        import heapq
+        import itertools
+
+        self.limit = limit
+        self._heap: list[tuple[int, int, Download]] = []
+        self._push = heapq.heappush
+        self._pop = heapq.heappop
+        self._order = itertools.count()
+        self._running: set[Download] = set()
+        self._lock = threading.Lock()
+
+    def request(self, download: Download) -> None:
+        with self._lock:
+            if download not in self._running and all(d is not download for _, _, d in self._heap):
+                self._push(self._heap, (-download.priority, next(self._order), download))
+        self._dispatch()
+
+    def release(self, download: Download) -> None:
+        with self._lock:
+            self._running.discard(download)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._lock:
+                if len(self._running) >= self.limit or not self._heap:
+                    return
+                _, _, download = self._pop(self._heap)
+                if download.state not in (DownloadState.PENDING, DownloadState.PAUSED):
+                    continue  # cancelled while it waited
+                self._running.add(download)
+            download._launch()

@@ -46,6 +46,9 @@ class FetchOptions:
     retries: int = 5
     limit_rate: float | None = None  # bytes per second across all connections
     ca_bundle: str | None = None
+    # A model fetched by digest gets an unnamed index.json entry so gc keeps
+    # it; sync turns this off, since its lockfile (a gc root) keeps its pins.
+    keep_by_digest: bool = True
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,7 @@ class _Fetcher:
         desc = manifest_descriptor(resolved.digest, len(resolved.data), manifest)
         if resolved.ref.digest is None:
             self.names.set(resolved.ref, desc)
-        else:
+        elif self.options.keep_by_digest:
             self.names.edit(lambda index: index.with_unnamed(desc))
         path = Views(self.layout).build(resolved.digest, manifest)
         name = None if resolved.ref.digest is not None else resolved.ref.ref_name

@@ -14,9 +14,10 @@ __all__ = ["cli"]
 
 
 class _Context:
-    def __init__(self, store_dir: str | None, out: Output) -> None:
+    def __init__(self, store_dir: str | None, out: Output, shared: bool = False) -> None:
         self.store_dir = store_dir
         self.out = out
+        self.shared = shared
         self._store = None
 
     @property
@@ -24,7 +25,7 @@ class _Context:
         if self._store is None:
             from ..api import Store
 
-            self._store = Store(self.store_dir, on_wait=self._waiting)
+            self._store = Store(self.store_dir, shared=self.shared, on_wait=self._waiting)
         return self._store
 
     def _waiting(self, holder) -> None:
@@ -37,19 +38,20 @@ pass_ctx = click.make_pass_decorator(_Context)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.option("--store", "store_dir", metavar="DIR", envvar=None, help="Store directory [default: $ODAI_STORE_HOME, else $XDG_CACHE_HOME/odai-store].")
+@click.option("--shared", is_flag=True, help="Create the store group-writable (setgid) for every member of its group.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr, only errors.")
 @click.option("-v", "--verbose", is_flag=True, help="More detail, and tracebacks of errors.")
 @click.version_option(__version__, "--version", prog_name="odai-store", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, store_dir: str | None, as_json: bool, quiet: bool, verbose: bool) -> None:
+def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool) -> None:
     """A content-addressed store for AI models.
 
     Model files live once, under their SHA-256 digest, in an OCI image layout;
     names like llama-3b:q4 point at manifests that list them. Commands that
     produce a model print its directory on stdout, and nothing else.
     """
-    ctx.obj = _Context(store_dir, Output(as_json, quiet, verbose))
+    ctx.obj = _Context(store_dir, Output(as_json, quiet, verbose), shared)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -254,7 +256,7 @@ def fetch(c: _Context, names, remotes, url, sha256, filename, connections, retri
             raise click.UsageError("--url needs --sha256 and exactly one NAME")
         results = [c.store.fetch_url(names[0], url, sha256, filename=filename, progress=render, say=c.out.say, **options)]
     else:
-        results = c.store.fetch(list(names), remotes=remotes, progress=render, say=c.out.say, **options)
+        results = c.store.fetch_all(list(names), remotes=remotes, progress=render, say=c.out.say, **options)
     for r in results:
         c.out.data(str(r.model.path))
     c.out.document(
@@ -299,3 +301,93 @@ def serve(c: _Context, host: str, port: int, read_only: bool) -> None:
         server.serve_forever()
     finally:
         server.server_close()
+
+
+_LOCKFILE = click.option(
+    "--lockfile", type=click.Path(dir_okay=False, path_type=Path), default=Path("odai.lock"), show_default=True, help="The lockfile."
+)
+
+
+def _pins_doc(pins) -> list[dict]:
+    return [{"name": p.name, "tag": p.tag, "remote": p.remote, "digest": str(p.digest), "files": len(p.files)} for p in pins]
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@_LOCKFILE
+@click.option("--check", is_flag=True, help="Resolve the pins again; exit 7 listing every tag that moved.")
+@click.option("--remote", "remotes", multiple=True, metavar="URL", help="Resolve on this remote (repeatable).")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Trust this CA bundle for HTTPS.")
+@pass_ctx
+def lock(c: _Context, names, lockfile: Path, check: bool, remotes, ca_bundle) -> None:
+    """Pin NAME[:TAG]... to their current manifests in the lockfile (network).
+
+    The lockfile is sorted and has no timestamps: locking unchanged models
+    leaves it byte-identical. It is registered as a gc root of the store.
+    """
+    if check:
+        result = c.store.check_lock(lockfile, list(names) or None, remotes=remotes, ca_bundle=ca_bundle)
+        c.out.say(f"{len(result.pins)} pins hold in {lockfile}")
+    else:
+        if not names:
+            raise click.UsageError("name at least one model to lock")
+        result = c.store.lock(list(names), lockfile, remotes=remotes, ca_bundle=ca_bundle)
+        for pin in result.pins:
+            c.out.say(f"locked {pin.ref_name} at {pin.digest.short}")
+    c.out.data(str(result.lockfile))
+    c.out.document({"lockfile": str(result.lockfile), "changed": result.changed, "pins": _pins_doc(result.pins)})
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@_LOCKFILE
+@click.option("--remote", "remotes", multiple=True, metavar="URL", help="Fetch from this remote instead of the pinned one.")
+@click.option("--connections", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel connections for a large blob.")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Trust this CA bundle for HTTPS.")
+@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), help="Progress on stderr [default: bar on a terminal].")
+@pass_ctx
+def sync(c: _Context, names, lockfile: Path, remotes, connections, ca_bundle, progress_mode) -> None:
+    """Make exactly the pinned models present; print each one's path.
+
+    Never looks a tag up; with every pin present it sends no request at all.
+    """
+    models = c.store.sync(lockfile, list(names) or None, remotes=remotes, connections=connections, ca_bundle=ca_bundle, progress=_renderer(progress_mode, c.out), say=c.out.say)
+    for model in models:
+        c.out.data(str(model.path))
+    c.out.document({"lockfile": str(lockfile.absolute()), "models": [_model_doc(m) for m in models]})
+
+
+@cli.command()
+@pass_ctx
+def roots(c: _Context) -> None:
+    """List the lockfiles registered as gc roots (gc drops those whose file is gone)."""
+    found = c.store.roots()
+    for root in found:
+        c.out.data(f"{root.lockfile}  {f'{root.pins} pins' if root.exists else 'missing'}")
+    c.out.document({"roots": [{"lockfile": str(r.lockfile), "exists": r.exists, "pins": r.pins} for r in found]})
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--link", type=click.Choice(["auto", "reflink", "hardlink", "symlink", "copy"]), default="auto", show_default=True, help="How files are made: auto tries reflink, then hardlink, then copy.")
+@pass_ctx
+def export(c: _Context, name: str, dest: Path, link: str) -> None:
+    """Materialize a model's files under DEST with their own names (read-only)."""
+    result = c.store.export(name, dest, link)
+    c.out.say(f"exported {len(result.files)} files to {dest} by {result.method}")
+    c.out.data(str(dest))
+    c.out.document({"dest": str(dest), "method": result.method, "files": [{"path": p, "method": m} for p, m in result.files]})
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--shared", "shared_here", is_flag=True, help="Group-writable with the setgid bit, for every member of the group.")
+@pass_ctx
+def init(c: _Context, directory: Path | None, shared_here: bool) -> None:
+    """Create a store (at DIRECTORY, else the usual location) and print its path."""
+    from ..api import Store
+
+    store = Store(directory or c.store_dir, shared=shared_here or c.shared)
+    c.out.data(str(store.root))
+    c.out.document({"store": str(store.root), "shared": shared_here or c.shared})

@@ -22,8 +22,11 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def create_private(directory: Path, prefix: str = "", mode: int = 0o644) -> tuple[int, Path]:
-    """Create and open a new file only this caller owns (O_EXCL), for writing."""
+def create_private(directory: Path, prefix: str = "", mode: int = 0o666) -> tuple[int, Path]:
+    """Create and open a new file only this caller owns (O_EXCL), for writing.
+
+    ``mode`` goes through the umask, which a shared store sets group-writable.
+    """
     while True:
         path = directory / private_name(prefix)
         try:
@@ -32,7 +35,7 @@ def create_private(directory: Path, prefix: str = "", mode: int = 0o644) -> tupl
             continue
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new bytes, never a mix.
 
     The temporary file lives beside the target (same filesystem, so rename is
@@ -44,7 +47,6 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # the umask may have narrowed it
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -52,7 +54,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
-def create_atomic(path: Path, data: bytes, mode: int = 0o644) -> bool:
+def create_atomic(path: Path, data: bytes, mode: int = 0o666) -> bool:
     """Create ``path`` with ``data`` unless it exists; False if it did. Never exposes a partial file.
 
     link(2) fails if the target exists, so concurrent creators cannot
@@ -64,7 +66,6 @@ def create_atomic(path: Path, data: bytes, mode: int = 0o644) -> bool:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
         try:
             os.link(tmp, path)
         except FileExistsError:

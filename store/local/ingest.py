@@ -118,7 +118,7 @@ class IngestWriter:
     def __init__(self, layout: StoreLayout, *, _partial: tuple[int, Path, Journal] | None = None, chunks: bool = True) -> None:
         self.layout = layout
         if _partial is None:
-            self._fd, self.path = create_private(layout.ingest, _ANONYMOUS, 0o644)
+            self._fd, self.path = create_private(layout.ingest, _ANONYMOUS)
             self.journal: Journal | None = None
         else:
             self._fd, self.path, self.journal = _partial
@@ -173,7 +173,7 @@ class IngestWriter:
                 journal = Journal(digest, size)
             fd = os.open(mine, os.O_RDWR | os.O_CLOEXEC)
             return cls(layout, _partial=(fd, mine, journal), chunks=chunks)
-        fd = os.open(mine, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = os.open(mine, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         writer = cls(layout, _partial=(fd, mine, Journal(digest, size)), chunks=chunks)
         writer._preallocate(size)
         return writer

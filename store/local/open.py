@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..errors import StorageError, from_os_error, storage_errors
@@ -15,11 +16,13 @@ __all__ = ["open_layout"]
 _OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}\n'
 
 
-def _version(layout: StoreLayout) -> int | None:
+def _version(layout: StoreLayout) -> tuple[int | None, bool]:
+    """(odaiLayoutVersion, shared) of the store, (None, False) if it has none yet."""
     try:
-        return int(json.loads(layout.odai_layout.read_bytes())["odaiLayoutVersion"])
+        doc = json.loads(layout.odai_layout.read_bytes())
+        return int(doc["odaiLayoutVersion"]), bool(doc.get("shared", False))
     except FileNotFoundError:
-        return None
+        return None, False
     except NotADirectoryError:
         raise StorageError(f"the store location {layout.root} is not a directory", "point --store or $ODAI_STORE_HOME at a directory") from None
     except OSError as err:
@@ -28,26 +31,46 @@ def _version(layout: StoreLayout) -> int | None:
         raise StorageError(f"{layout.odai_layout} is damaged", "restore it: it holds {\"odaiLayoutVersion\": 1}") from None
 
 
-def open_layout(root: Path) -> StoreLayout:
-    """The layout at ``root``, created if absent. A store that exists is not written to.
+def _share_with_group() -> None:
+    # Files and directories of a shared store must be group-writable, whoever
+    # creates them: clear the group-write bit of this process's umask.
+    current = os.umask(0)
+    os.umask(current & ~0o020)
+
+
+def open_layout(root: Path, shared: bool = False) -> StoreLayout:
+    """The layout at ``root``, created if absent (group-shared if ``shared``). A store that exists is not written to.
 
     An OCI image layout made by another tool is adopted: our directories are
-    added beside it and its index.json is kept.
+    added beside it and its index.json is kept. Opening a shared store sets
+    the process umask group-writable (spec/store-layout.md).
     """
     layout = StoreLayout(root)
-    version = _version(layout)
+    version, is_shared = _version(layout)
     if version is not None and version > LAYOUT_VERSION:
         raise StorageError(
             f"the store at {root} has layout version {version}; this odai-store knows up to {LAYOUT_VERSION}",
             "upgrade odai-store, or use another store with --store",
         )
     if version == LAYOUT_VERSION:
+        if is_shared:
+            _share_with_group()
         return layout
     with storage_errors(f"creating the store at {root}"):
-        for directory in layout.directories():
+        if shared:
+            _share_with_group()
+        root.mkdir(parents=True, exist_ok=True)
+        for directory in (root, *layout.directories()):
             directory.mkdir(parents=True, exist_ok=True)
+            if shared:
+                # setgid: everything created below belongs to the directory's group.
+                os.chmod(directory, 0o2775)
+        if shared:
+            for parent in {d.parent for d in layout.directories()} - {root}:
+                os.chmod(parent, 0o2775)
         create_atomic(layout.oci_layout, _OCI_LAYOUT)
         create_atomic(layout.index, Index().to_bytes())
+        record = {"odaiLayoutVersion": LAYOUT_VERSION, **({"shared": True} if shared else {})}
         # Last: its presence says every part above exists.
-        create_atomic(layout.odai_layout, json.dumps({"odaiLayoutVersion": LAYOUT_VERSION}).encode() + b"\n")
+        create_atomic(layout.odai_layout, json.dumps(record).encode() + b"\n")
     return layout

@@ -338,7 +338,7 @@ def test_progress_counts_bytes_fetched_again_apart(fault_server, run_cli) -> Non
 def test_progress_callback_in_python(published: Published, tmp_path: Path) -> None:
     seen = []
     fetched = Store(tmp_path / "api").fetch("demo/model:v1", remotes=[published.url], progress=seen.append)
-    assert read_tree(fetched[0].model.path) == MODEL
+    assert read_tree(fetched.path) == MODEL
     total = sum(len(d) for d in MODEL.values())
     done = [s.done for s in seen]
     assert done == sorted(done) and seen[-1].done == seen[-1].total == total
@@ -363,7 +363,7 @@ def _timed_fetch(remote: str, **options) -> float:
         started = time.monotonic()
         fetched = Store(Path(scratch) / "store").fetch("big/model:v1", remotes=[remote], **options)
         elapsed = time.monotonic() - started
-        assert (fetched[0].model.path / "big.bin").stat().st_size == BIG
+        assert (fetched.path / "big.bin").stat().st_size == BIG
     return elapsed
 
 

@@ -80,7 +80,7 @@ def test_http_proxy_from_the_environment_and_no_proxy(origin, tmp_path, monkeypa
         monkeypatch.setenv("HTTP_PROXY", proxy)
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        model = Store(tmp_path / "a").fetch("api:v1", remotes=[served.url])[0].model
+        model = Store(tmp_path / "a").fetch("api:v1", remotes=[served.url])
         assert (model.path / "weights.bin").read_bytes() == data
         assert any(r.startswith(f"GET {served.url}/blobs/sha256/") for r in relayed)
 

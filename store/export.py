@@ -1,0 +1,97 @@
+"""Export: materialize a model's files under a directory with their own names, sharing the blobs' bytes.
+
+``auto`` tries a reflink (a copy-on-write clone), then a hardlink, then a
+copy. Every exported file is read-only: a hardlink is the blob itself, so a
+writable one would let an app corrupt the store.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError, from_os_error
+from .local.atomic import private_name
+from .model import Model
+
+__all__ = ["LINK_MODES", "Exported", "export"]
+
+LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
+_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+# Errors that mean "this way cannot work here", so auto tries the next one.
+_UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.EPERM, errno.EMLINK, errno.ENOSYS}
+
+
+@dataclass(frozen=True)
+class Exported:
+    dest: Path
+    files: tuple[tuple[str, str], ...]  # (model path, how it was made)
+
+    @property
+    def method(self) -> str:
+        """The one method used, or 'mixed'."""
+        methods = {how for _, how in self.files}
+        return methods.pop() if len(methods) == 1 else "mixed"
+
+
+def _reflink(src: Path, dst: Path) -> None:
+    with open(src, "rb") as s, open(dst, "xb") as d:
+        try:
+            fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
+        except OSError:
+            d.close()
+            dst.unlink()
+            raise
+    os.chmod(dst, 0o444)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o444)
+
+
+_MAKERS = {
+    "reflink": _reflink,
+    "hardlink": lambda src, dst: os.link(src, dst),
+    "symlink": lambda src, dst: os.symlink(src, dst),
+    "copy": _copy,
+}
+
+
+def _place(src: Path, target: Path, mode: str) -> str:
+    """Make ``target`` from ``src`` by ``mode`` (trying in turn under auto); return the method used."""
+    tmp = target.parent / private_name(f".{target.name}.")
+    tries = ("reflink", "hardlink", "copy") if mode == "auto" else (mode,)
+    for how in tries:
+        try:
+            _MAKERS[how](src, tmp)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            if mode == "auto" and err.errno in _UNSUPPORTED:
+                continue
+            raise from_os_error(err, f"exporting by {how} to {target}") from err
+        os.rename(tmp, target)  # never a half-written file under the model's name
+        return how
+    raise AssertionError("copy always applies")
+
+
+def export(model: Model, blob_path, dest: Path, mode: str = "auto") -> Exported:
+    """Materialize ``model`` under ``dest``; existing files are never overwritten (UsageError)."""
+    if mode not in LINK_MODES:
+        raise UsageError(f"unknown link mode {mode!r}", f"use one of {', '.join(LINK_MODES)}")
+    targets = [(f, dest / f.path) for f in model.files]
+    taken = [str(t) for _, t in targets if t.exists() or t.is_symlink()]
+    if taken:
+        raise UsageError(f"{taken[0]} exists; export never overwrites", "remove it, or export to an empty directory")
+    done = []
+    for f, target in targets:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise from_os_error(err, f"creating {target.parent}") from err
+        done.append((f.path, _place(blob_path(f.digest), target, mode)))
+    return Exported(dest, tuple(done))

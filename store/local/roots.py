@@ -1,0 +1,48 @@
+"""gc roots: lockfiles whose pins gc must keep, one small file per lockfile in roots/ (spec/locking.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .atomic import write_atomic
+from .layout import StoreLayout
+
+__all__ = ["register_root", "root_paths", "drop_root"]
+
+
+def _entry(layout: StoreLayout, lockfile: Path) -> Path:
+    # Named by the digest of the lockfile's absolute path: registering the
+    # same lockfile twice is one root, and the name is filesystem-safe.
+    return layout.roots / hashlib.sha256(str(lockfile).encode()).hexdigest()[:32]
+
+
+def register_root(layout: StoreLayout, lockfile: Path) -> bool:
+    """Record ``lockfile`` (absolute) as a root; False if it was already there. Idempotent."""
+    entry = _entry(layout, lockfile)
+    text = str(lockfile) + "\n"
+    try:
+        if entry.read_text() == text:
+            return False
+    except FileNotFoundError:
+        pass
+    write_atomic(entry, text.encode())
+    return True
+
+
+def root_paths(layout: StoreLayout) -> list[Path]:
+    """The lockfiles registered as roots, whether they still exist or not."""
+    out = []
+    for entry in sorted(os.scandir(layout.roots), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        try:
+            out.append(Path(Path(entry.path).read_text().strip()))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def drop_root(layout: StoreLayout, lockfile: Path) -> None:
+    _entry(layout, lockfile).unlink(missing_ok=True)

@@ -1,0 +1,64 @@
+"""Lock: resolve names on remotes and pin their exact manifests in a lockfile; or check the pins still hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LockfileError, UsageError
+from .fetch import FetchOptions, resolve
+from .local.atomic import write_atomic
+from .local.layout import StoreLayout
+from .local.names import Names
+from .lockfile import Lockfile, Pin, read_lockfile
+from .oci.reference import Reference
+
+__all__ = ["LockResult", "lock", "check"]
+
+
+@dataclass(frozen=True)
+class LockResult:
+    lockfile: Path
+    pins: tuple[Pin, ...]  # the pins written (lock) or checked (check)
+    changed: bool  # the lockfile's bytes changed
+
+
+def lock(layout: StoreLayout, names: Names, refs: list[Reference], path: Path, options: FetchOptions) -> LockResult:
+    """Resolve ``refs`` (network) and write or update their pins in the lockfile at ``path``."""
+    if any(ref.digest is not None for ref in refs):
+        raise UsageError("lock takes NAME[:TAG]: a digest is already a pin", "name the model by tag")
+    current = read_lockfile(path, missing_ok=True)
+    resolved = resolve(layout, names, refs, options)
+    pins = [Pin.of(r.ref, r.remote or "", r.digest, r.manifest) for r in resolved]
+    updated = current.with_pins(pins)
+    data = updated.to_bytes()
+    try:
+        changed = path.read_bytes() != data
+    except FileNotFoundError:
+        changed = True
+    if changed:
+        write_atomic(path, data)
+    return LockResult(path, tuple(pins), changed)
+
+
+def check(layout: StoreLayout, names: Names, refs: list[Reference] | None, path: Path, options: FetchOptions) -> LockResult:
+    """Resolve the pinned names again; LockfileError (exit 7) listing every tag that moved."""
+    current = read_lockfile(path)
+    pins = list(current.pins) if refs is None else [p for ref in refs for p in _pinned(current, ref, path)]
+    remotes = options.remotes
+    moved = []
+    for pin in pins:
+        per_pin = FetchOptions(remotes or (pin.remote,), options.connections, options.retries, options.limit_rate, options.ca_bundle)
+        [now] = resolve(layout, names, [Reference(pin.name, pin.tag)], per_pin)
+        if now.digest != pin.digest:
+            moved.append(f"{pin.ref_name}: pinned {pin.digest.short}, now {now.digest.short}")
+    if moved:
+        raise LockfileError(f"{len(moved)} of {len(pins)} pins moved: " + "; ".join(moved), f"run 'odai-store lock --lockfile {path} NAME...' to take the new versions")
+    return LockResult(path, tuple(pins), False)
+
+
+def _pinned(current: Lockfile, ref: Reference, path: Path) -> list[Pin]:
+    found = current.find(ref.name, ref.tag)
+    if not found:
+        raise LockfileError(f"{ref.ref_name} is not pinned in {path}", f"run 'odai-store lock {ref.ref_name}'")
+    return found

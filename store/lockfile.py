@@ -1,0 +1,148 @@
+"""odai.lock: the exact model versions an app was tested with, as deterministic TOML (spec/lockfile.md).
+
+Read with tomllib, written with tomli-w. Pins are sorted by name and tag,
+files by path, and nothing in the file depends on time or machine, so
+locking unchanged models rewrites the file byte for byte.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+from .oci.digest import Digest, InvalidDigest, parse_digest
+from .oci.manifest import Manifest, check_model_paths
+from .oci.reference import Reference, parse_reference
+
+__all__ = ["LOCKFILE_VERSION", "InvalidLockfile", "Pin", "PinnedFile", "Lockfile", "parse_lockfile", "read_lockfile"]
+
+# Bump when a field changes meaning; readers refuse versions they do not know.
+LOCKFILE_VERSION = 1
+DEFAULT_NAME = "odai.lock"
+
+
+class InvalidLockfile(UsageError):
+    default_hint = "fix or regenerate the lockfile with 'odai-store lock NAME...' (format: spec/lockfile.md)"
+
+
+@dataclass(frozen=True, order=True)
+class PinnedFile:
+    path: str
+    digest: Digest
+    size: int
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One model pinned to a manifest digest, with the files that manifest lists."""
+
+    name: str
+    tag: str
+    remote: str
+    digest: Digest
+    files: tuple[PinnedFile, ...]
+
+    @property
+    def ref_name(self) -> str:
+        return f"{self.name}:{self.tag}"
+
+    @property
+    def reference(self) -> Reference:
+        """NAME@digest: what sync fetches, never looking the tag up."""
+        return Reference(self.name, None, self.digest)
+
+    @classmethod
+    def of(cls, ref: Reference, remote: str, digest: Digest, manifest: Manifest) -> Pin:
+        files = tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in manifest.files))
+        return cls(ref.name, ref.tag or "latest", remote, digest, files)
+
+    def matches(self, manifest: Manifest) -> bool:
+        """True if ``manifest`` lists exactly the pinned files."""
+        return self.files == tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in manifest.files))
+
+
+@dataclass(frozen=True)
+class Lockfile:
+    pins: tuple[Pin, ...] = ()
+
+    def find(self, name: str, tag: str | None = None) -> list[Pin]:
+        return [p for p in self.pins if p.name == name and (tag is None or p.tag == tag)]
+
+    def with_pins(self, pins: list[Pin]) -> Lockfile:
+        """A copy where each of ``pins`` replaces the pin of the same name and tag."""
+        keep = {p.ref_name: p for p in self.pins}
+        keep.update({p.ref_name: p for p in pins})
+        return Lockfile(tuple(sorted(keep.values(), key=lambda p: (p.name, p.tag))))
+
+    def to_bytes(self) -> bytes:
+        import tomli_w
+
+        doc = {
+            "version": LOCKFILE_VERSION,
+            "model": [
+                {
+                    "name": p.name,
+                    "tag": p.tag,
+                    "remote": p.remote,
+                    "digest": str(p.digest),
+                    "files": [{"path": f.path, "digest": str(f.digest), "size": f.size} for f in p.files],
+                }
+                for p in sorted(self.pins, key=lambda p: (p.name, p.tag))
+            ],
+        }
+        return tomli_w.dumps(doc).encode()
+
+
+def _pin(entry: object, where: str) -> Pin:
+    if not isinstance(entry, dict):
+        raise InvalidLockfile(f"{where}: each [[model]] must be a table")
+    try:
+        ref = parse_reference(f"{entry['name']}:{entry['tag']}")
+        remote, files = entry["remote"], entry["files"]
+        if not isinstance(remote, str) or not isinstance(files, list):
+            raise TypeError
+        pinned = tuple(
+            PinnedFile(f["path"], parse_digest(f["digest"]), f["size"])
+            for f in files
+        )
+        if any(type(f.size) is not int or f.size < 0 or not isinstance(f.path, str) for f in pinned):
+            raise TypeError
+        check_model_paths([f.path for f in pinned])
+        return Pin(ref.name, ref.tag or "latest", remote, parse_digest(entry["digest"]), tuple(sorted(pinned)))
+    except (KeyError, TypeError):
+        raise InvalidLockfile(f"{where}: a model needs name, tag, remote, digest and files (path, digest, size)") from None
+    except (InvalidDigest, UsageError) as err:  # a bad digest, name, tag or file path
+        raise InvalidLockfile(f"{where}: {err.message}") from None
+
+
+def parse_lockfile(data: bytes, where: str = DEFAULT_NAME) -> Lockfile:
+    """Parse lockfile bytes; raise InvalidLockfile (exit 2) for anything malformed or of another version."""
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InvalidLockfile(f"{where} is not valid TOML: {err}") from None
+    version = doc.get("version")
+    if version != LOCKFILE_VERSION:
+        raise InvalidLockfile(
+            f"{where} has lockfile version {version!r}; this odai-store reads version {LOCKFILE_VERSION}",
+            "upgrade odai-store, or regenerate the lockfile with 'odai-store lock'",
+        )
+    models = doc.get("model", [])
+    if not isinstance(models, list):
+        raise InvalidLockfile(f"{where}: 'model' must be an array of tables")
+    pins = [_pin(entry, f"{where}, model {i + 1}") for i, entry in enumerate(models)]
+    names = [p.ref_name for p in pins]
+    if len(set(names)) != len(names):
+        raise InvalidLockfile(f"{where} pins the same NAME:TAG twice")
+    return Lockfile(tuple(sorted(pins, key=lambda p: (p.name, p.tag))))
+
+
+def read_lockfile(path: Path, missing_ok: bool = False) -> Lockfile:
+    try:
+        return parse_lockfile(path.read_bytes(), str(path))
+    except FileNotFoundError:
+        if missing_ok:
+            return Lockfile()
+        raise InvalidLockfile(f"no lockfile at {path}", "create it with 'odai-store lock NAME...'") from None

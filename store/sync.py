@@ -1,0 +1,67 @@
+"""Sync: make exactly the pinned manifests present, never looking a tag up; no request when all are here."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import IntegrityError, LockfileError, NotFound
+from .local.layout import StoreLayout
+from .local.names import Names
+from .lockfile import Lockfile, Pin, read_lockfile
+from .model import Model
+
+__all__ = ["select_pins", "sync"]
+
+
+def select_pins(lockfile: Lockfile, only: list[str] | None, path: Path) -> list[Pin]:
+    """The pins to sync: all, or those of the given NAME (any tag) or NAME:TAG."""
+    if not only:
+        return list(lockfile.pins)
+    from .oci.reference import parse_reference
+
+    out: list[Pin] = []
+    for text in only:
+        ref = parse_reference(text)
+        found = lockfile.find(ref.name, ref.tag if ":" in text else None)
+        if not found:
+            raise LockfileError(f"{text} is not pinned in {path}", f"run 'odai-store lock {text}' first")
+        out += [p for p in found if p not in out]
+    return out
+
+
+def sync(
+    layout: StoreLayout,
+    names: Names,
+    path: Path,
+    only: list[str] | None,
+    present: Callable[[Pin], Model | None],
+    fetch_pins: Callable[[list[Pin]], list[Model]],
+) -> list[Model]:
+    """One Model per selected pin, in lockfile order.
+
+    ``present`` returns the model if it is complete locally (no writes, no
+    network); the rest go to ``fetch_pins`` together. Each result must list
+    exactly the pinned files, or IntegrityError (exit 5).
+    """
+    pins = select_pins(read_lockfile(path), only, path)
+    models: dict[str, Model] = {}
+    missing = []
+    for pin in pins:
+        model = present(pin)
+        if model is None:
+            missing.append(pin)
+        else:
+            models[pin.ref_name] = model
+    if missing:
+        for pin, model in zip(missing, fetch_pins(missing)):
+            models[pin.ref_name] = model
+    for pin in pins:
+        got = models[pin.ref_name]
+        if tuple(sorted((f.path, f.digest, f.size) for f in got.files)) != tuple((f.path, f.digest, f.size) for f in pin.files):
+            raise IntegrityError(
+                f"{pin.ref_name}: manifest {pin.digest.short} lists other files than {path} pins",
+                "the lockfile was edited by hand; regenerate it with 'odai-store lock'",
+            )
+    return [models[pin.ref_name] for pin in pins]
