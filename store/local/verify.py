@@ -46,8 +46,15 @@ def _hash_file(path: Path, new_hasher) -> tuple[str, int]:
     return hasher.hexdigest(), size
 
 
-def _check(blobs: BlobStore, digest: Digest, fast: bool) -> tuple[bool, int]:
-    """(sound, size) of one blob; a missing blob is not this function's business."""
+def _check(blobs: BlobStore, digest: Digest, fast: bool) -> tuple[bool, int] | None:
+    """(sound, size) of one blob; None if it is gone (a concurrent gc deleted it: not corrupt)."""
+    try:
+        return _check_present(blobs, digest, fast)
+    except FileNotFoundError:
+        return None
+
+
+def _check_present(blobs: BlobStore, digest: Digest, fast: bool) -> tuple[bool, int]:
     import xxhash
 
     path = blobs.path(digest)
@@ -67,9 +74,13 @@ def _check(blobs: BlobStore, digest: Digest, fast: bool) -> tuple[bool, int]:
     return sound, size
 
 
-def _quarantine(layout: StoreLayout, digest: Digest) -> Path:
+def _quarantine(layout: StoreLayout, digest: Digest) -> Path | None:
+    """Move a corrupt blob aside; None if it is gone already (gc, or another verify, took it)."""
     target = layout.quarantine / f"{digest.hex}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}"
-    os.rename(layout.blob(digest), target)
+    try:
+        os.rename(layout.blob(digest), target)
+    except FileNotFoundError:
+        return None
     layout.fast_record(digest).unlink(missing_ok=True)
     fsync_dir(layout.blobs)
     return target
@@ -82,7 +93,9 @@ def verify_blobs(layout: StoreLayout, digests: list[Digest] | None, fast: bool, 
     # Largest first, so one big blob does not start last and run alone.
     targets.sort(key=lambda d: -(blobs.size(d) or 0))
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        results = list(pool.map(lambda d: (d, *_check(blobs, d, fast)), targets))
-    corrupt = tuple(d for d, sound, _ in results if not sound)
-    quarantined = tuple(_quarantine(layout, d) for d in corrupt)
+        checks = list(pool.map(lambda d: (d, _check(blobs, d, fast)), targets))
+    results = [(d, *check) for d, check in checks if check is not None]
+    moved = [(d, _quarantine(layout, d)) for d, sound, _ in results if not sound]
+    corrupt = tuple(d for d, target in moved if target is not None)
+    quarantined = tuple(target for _, target in moved if target is not None)
     return VerifyReport(len(results), sum(size for _, _, size in results), corrupt, quarantined)
