@@ -23,9 +23,14 @@ class DiskUsage:
 def _sizes(directory) -> tuple[int, int]:
     count = total = 0
     for entry in os.scandir(directory):
-        if entry.is_file(follow_symlinks=False):
-            count += 1
-            total += entry.stat(follow_symlinks=False).st_size
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            size = entry.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:  # published, collected or removed since scandir saw it
+            continue
+        count += 1
+        total += size
     return count, total
 
 
