@@ -15,6 +15,7 @@ import pytest
 from store import Store
 from store.oci.manifest import parse_manifest
 from tests.support import workers
+from tests.support.scratch import scratch_dir
 from tests.support.trees import read_tree, write_tree
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -146,3 +147,50 @@ def test_gc_during_a_slow_add_keeps_what_the_add_will_name(tmp_path: Path) -> No
     assert store.verify().ok
     digest, manifest = store.resolve("big:v1")
     assert parse_manifest(store.layout.blob(digest).read_bytes(), digest) == manifest
+
+
+def _open_in_this_process(path: Path) -> bool:
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_verify_while_gc_deletes_blobs(tmp_path: Path) -> None:
+    """A blob that gc deletes while verify runs is gone, not corrupt, and not a failure."""
+    import threading
+
+    from store.local.verify import verify_blobs
+
+    with scratch_dir() as scratch:
+        store = Store(Path(scratch, "store"))
+        big = store.add("big", [write_tree(Path(scratch, "big"), {"w.bin": os.urandom(48 << 20)})])
+        small = store.add("small", [write_tree(Path(scratch, "small"), {"a": b"a" * 1000, "b": b"b" * 1000})])
+        store.remove(["small"])
+        big_blob = store.layout.blob(big.files[0].digest).resolve()
+
+        outcome: dict = {}
+
+        def run() -> None:
+            try:
+                # One worker, largest blob first: the small ones wait behind the big one.
+                outcome["report"] = verify_blobs(store.layout, None, fast=False, workers=1)
+            except BaseException as err:  # noqa: BLE001 - reported below
+                outcome["error"] = err
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        while thread.is_alive() and not _open_in_this_process(big_blob):
+            pass
+        assert thread.is_alive(), "verify finished before gc could run: the race was not set up"
+        freed = store.gc()
+        thread.join()
+
+        assert "error" not in outcome, repr(outcome.get("error"))
+        assert small.digest in freed.blobs
+        report = outcome["report"]
+        assert report.corrupt == () and report.quarantined == ()
+        assert report.checked == len(os.listdir(store.layout.blobs))

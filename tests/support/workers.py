@@ -84,7 +84,8 @@ def collector(store_dir: str, stop_file: str, report: str, pause: float = 0.0, r
 
 
 def reader(store_dir: str, stop_file: str, report: str) -> None:
-    """Parse index.json and resolve names until ``stop_file`` exists: index.json must always parse."""
+    """Until ``stop_file`` exists: parse index.json (it must always parse), resolve every name,
+    and run du and verify, which must neither fail nor find anything corrupt while others write."""
 
     def body():
         from store import NotFound, Store
@@ -99,6 +100,10 @@ def reader(store_dir: str, stop_file: str, report: str) -> None:
                     resolved += 1
                 except NotFound:  # removed (and maybe collected) since list() saw it
                     pass
+            store.du()
+            result = store.verify()
+            if not result.ok:
+                raise AssertionError(f"verify found corrupt blobs while others wrote: {result.report.corrupt}")
             reads += 1
         return [reads, resolved]
 
