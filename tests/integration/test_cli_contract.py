@@ -113,7 +113,7 @@ def test_list(shared_demo: Demo) -> None:
     assert (code, err) == (0, "")
     assert shared_demo.norm(out) == (
         "demo:v1           <demo>     4.9 KiB  3 files\n"
-        "org/other:latest  <other>         6 B  1 files\n"
+        "org/other:latest  <other>         6 B  1 file\n"
     )
 
 
