@@ -357,8 +357,17 @@ class Store:
         return export(self.model(ref), self._blobs.path, Path(dest), link)
 
     def remove(self, refs: Iterable[str | Reference]) -> list[str]:
-        """Drop names (blobs stay until gc); NotFound, with nothing removed, if any is unknown."""
-        parsed = [_ref(r) for r in refs]
+        """Drop names (blobs stay until gc); NotFound, with nothing removed, if any is unknown.
+
+        A name given twice, in any spelling (``a``, ``a:latest``), is removed once.
+        """
+        parsed: list[Reference] = []
+        seen: set[object] = set()
+        for ref in map(_ref, refs):
+            key = ref.digest if ref.digest is not None else ref.ref_name
+            if key not in seen:
+                seen.add(key)
+                parsed.append(ref)
 
         def drop(index):
             for ref in parsed:

@@ -132,6 +132,16 @@ def test_remove_is_all_or_nothing(store: Store, model_tree: Path) -> None:
         store.path("a")
 
 
+def test_remove_of_the_same_name_twice_removes_it_once(store: Store, model_tree: Path) -> None:
+    model = store.add("a", [model_tree])
+    store.add("b", [model_tree])
+    assert store.remove(["a", "a", "a:latest"]) == ["a:latest"]
+    assert [e.name for e in store.list()] == ["b:latest"]
+    store.fetch(f"a@{model.digest}", remotes=[str(store.root)])  # an unnamed entry for the digest
+    by_digest = f"a@{model.digest}"
+    assert store.remove([by_digest, f"other@{model.digest}"]) == [by_digest]
+
+
 def test_remove_keeps_blobs_until_gc(store: Store, model_tree: Path) -> None:
     model = store.add("a", [model_tree])
     store.remove(["a"])
