@@ -1,0 +1,89 @@
+"""Leases as gc reads them (spec/locking.md#leases): a live writer's lease keeps its digests,
+a stale one (dead pid on this host, or a day old) is deleted and ignored."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from store import Store, UsageError
+from store.errors import InvalidManifest
+from tests.support.trees import write_tree
+
+
+def _dead_pid() -> int:
+    proc = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+    proc.start()
+    proc.join()
+    return proc.pid
+
+
+@pytest.fixture
+def garbage(store: Store, tmp_path: Path) -> list[str]:
+    """The digests of a removed model: garbage unless a lease lists them."""
+    model = store.add("m", [write_tree(tmp_path / "m", {"a": b"a" * 100, "b": b"b" * 100})])
+    store.remove(["m"])
+    return sorted(["sha256:" + h for h in os.listdir(store.layout.blobs)])
+
+
+def _lease(store: Store, pid: int, host: str, digests: list[str], age: float = 0) -> Path:
+    path = store.layout.leases / f"lease-{pid}-{os.urandom(8).hex()}.tmp"
+    path.write_text(json.dumps({"pid": pid, "host": host, "since": time.time() - age, "digests": digests}))
+    if age:
+        os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def _present(store: Store) -> list[str]:
+    return sorted("sha256:" + h for h in os.listdir(store.layout.blobs))
+
+
+def test_a_live_lease_keeps_its_digests(store: Store, garbage: list[str]) -> None:
+    lease = _lease(store, os.getpid(), os.uname().nodename, garbage)
+    assert store.gc().blobs == () and _present(store) == garbage
+    assert lease.exists()
+
+
+def test_a_lease_of_a_dead_process_is_dropped(store: Store, garbage: list[str]) -> None:
+    lease = _lease(store, _dead_pid(), os.uname().nodename, garbage)
+    assert sorted(str(d) for d in store.gc().blobs) == garbage
+    assert not lease.exists() and _present(store) == []
+
+
+def test_a_lease_of_another_host_ages_out(store: Store, garbage: list[str]) -> None:
+    young = _lease(store, 1, "some-other-host.invalid", garbage[:1])
+    assert [str(d) for d in store.gc().blobs] != [] and _present(store) == garbage[:1]
+    assert young.exists()
+    old = _lease(store, 1, "some-other-host.invalid", garbage[:1], age=25 * 3600)
+    young.unlink()
+    assert [str(d) for d in store.gc().blobs] == garbage[:1]
+    assert not old.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b'{"pid": "x"}', b'{"digests": ["sha256:nope"]}'])
+def test_an_unreadable_lease_lists_nothing(content: bytes, store: Store, garbage: list[str]) -> None:
+    lease = store.layout.leases / f"lease-{os.getpid()}-0000000000000000.tmp"
+    lease.write_bytes(content)
+    assert sorted(str(d) for d in store.gc().blobs) == garbage
+    # Kept until it is a day old: its writer may still be writing it.
+    assert lease.exists()
+    os.utime(lease, (time.time() - 25 * 3600,) * 2)
+    store.gc()
+    assert not lease.exists()
+
+
+def test_no_lease_is_left_after_add_or_failed_add(store: Store, tmp_path: Path) -> None:
+    source = write_tree(tmp_path / "ok", {"a": b"a"})
+    store.add("ok", [source])
+    with pytest.raises(UsageError):
+        store.add("bad", [tmp_path / "missing"])
+    # A failure after the lease listed digests: naming fails on a damaged index.json.
+    store.layout.index.write_bytes(b"damaged")
+    with pytest.raises(InvalidManifest):
+        store.add("late", [source])
+    assert os.listdir(store.layout.leases) == []
