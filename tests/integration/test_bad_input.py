@@ -216,6 +216,8 @@ def test_add_under_a_digest(store_dir: Path, run_cli, held, model_tree: Path) ->
         ("path", "nope:v1"),
         ("path", "held"),  # held:latest does not exist, held:v1 does
         ("path", "held:v1", "--file", "nope.txt"),
+        ("path", "held:v1", "--file", "../../../../../etc/passwd"),
+        ("path", "held:v1", "--file", "tokenizer"),  # a directory of the model, not a file
         ("show", "x@sha256:" + "0" * 64),
         ("path", "x@sha256:" + "0" * 64),
         ("rm", "nope"),

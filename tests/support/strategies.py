@@ -6,6 +6,9 @@ import json
 
 from hypothesis import strategies as st
 
+from store.lockfile import Lockfile, Pin, PinnedFile
+from store.oci.digest import Digest
+
 __all__ = [
     "names",
     "tags",
@@ -16,6 +19,10 @@ __all__ = [
     "digests_hex",
     "garbage",
     "json_garbage",
+    "remotes",
+    "pinned_files",
+    "pins",
+    "lockfiles",
 ]
 
 _ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -23,24 +30,22 @@ _TAG_FIRST = _ALNUM + "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 _TAG_REST = _TAG_FIRST + ".-"
 
 
+def _spelled(alphabet: str, min_size: int, max_size: int) -> st.SearchStrategy[str]:
+    # Bytes mapped onto the alphabet: much cheaper to draw than text, and they shrink alike.
+    return st.binary(min_size=min_size, max_size=max_size).map(lambda b: "".join(alphabet[x % len(alphabet)] for x in b))
+
+
 @st.composite
 def names(draw, max_runs: int = 4) -> str:
     """A valid model name: lowercase alphanumeric runs joined by single '.', '_', '-' or '/'."""
-    runs = draw(st.lists(st.text(_ALNUM, min_size=1, max_size=8), min_size=1, max_size=max_runs))
-    seps = draw(st.lists(st.sampled_from("._-/"), min_size=len(runs) - 1, max_size=len(runs) - 1))
-    out = runs[0]
-    for sep, run in zip(seps, runs[1:]):
-        out += sep + run
-    return out
+    runs = draw(st.lists(_spelled(_ALNUM, 1, 8), min_size=1, max_size=max_runs))
+    seps = draw(_spelled("._-/", len(runs) - 1, len(runs) - 1))
+    return runs[0] + "".join(sep + run for sep, run in zip(seps, runs[1:]))
 
 
 def tags() -> st.SearchStrategy[str]:
     """A valid tag, as the OCI distribution spec has it, up to its full 128 characters."""
-    return st.builds(
-        lambda first, rest: first + rest,
-        st.sampled_from(_TAG_FIRST),
-        st.text(_TAG_REST, max_size=127),
-    )
+    return st.builds(lambda first, rest: first + rest, _spelled(_TAG_FIRST, 1, 1), _spelled(_TAG_REST, 0, 127))
 
 
 def ref_names() -> st.SearchStrategy[str]:
@@ -82,7 +87,8 @@ def file_trees(max_files: int = 6, max_bytes: int = 2048) -> st.SearchStrategy[d
 
 
 def digests_hex() -> st.SearchStrategy[str]:
-    return st.text("0123456789abcdef", min_size=64, max_size=64)
+    # From 32 random bytes: far cheaper to draw than 64 characters one by one.
+    return st.binary(min_size=32, max_size=32).map(bytes.hex)
 
 
 def garbage(max_size: int = 512) -> st.SearchStrategy[bytes]:
@@ -102,3 +108,31 @@ def json_garbage(draw, keys: tuple[str, ...] = ()) -> bytes:
     """JSON documents that look a little like ours: an object using some of ``keys`` with any values."""
     doc = draw(st.dictionaries(st.sampled_from(keys) if keys else st.text(max_size=10), _json_values, max_size=6))
     return json.dumps(doc).encode()
+
+
+# -- lockfiles ---------------------------------------------------------------------
+
+
+def remotes() -> st.SearchStrategy[str]:
+    """What a pin records as its remote: usually a URL, but any string must survive TOML."""
+    urls = st.builds(lambda port, name: f"http://127.0.0.1:{port}/{name}", st.integers(1, 65535), names())
+    return urls | st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+def pinned_files(max_files: int = 5) -> st.SearchStrategy[tuple[PinnedFile, ...]]:
+    """The files of one pin: distinct valid paths (none also a directory), any digest, any size TOML holds."""
+    paths = st.lists(model_paths(), min_size=0, max_size=max_files, unique=True).map(_drop_directories)
+    sizes = st.integers(0, 2**63 - 1)  # a TOML integer is a signed 64-bit one
+    return paths.flatmap(
+        lambda ps: st.tuples(*(st.builds(PinnedFile, st.just(p), digests_hex().map(Digest), sizes) for p in ps))
+    )
+
+
+def pins() -> st.SearchStrategy[Pin]:
+    """A Pin whose files come in any order (the lockfile must sort them)."""
+    return st.builds(Pin, names(), tags(), remotes(), digests_hex().map(Digest), pinned_files().flatmap(st.permutations).map(tuple))
+
+
+def lockfiles(max_pins: int = 5) -> st.SearchStrategy[Lockfile]:
+    """A Lockfile of pins with distinct NAME:TAG, in any order."""
+    return st.lists(pins(), max_size=max_pins, unique_by=lambda p: (p.name, p.tag)).map(lambda ps: Lockfile(tuple(ps)))
