@@ -87,7 +87,7 @@ class Lockfile:
                     "tag": p.tag,
                     "remote": p.remote,
                     "digest": str(p.digest),
-                    "files": [{"path": f.path, "digest": str(f.digest), "size": f.size} for f in p.files],
+                    "files": [{"path": f.path, "digest": str(f.digest), "size": f.size} for f in sorted(p.files)],
                 }
                 for p in sorted(self.pins, key=lambda p: (p.name, p.tag))
             ],
