@@ -329,10 +329,11 @@ class IngestWriter:
                 start = self._hashed
                 end = self._done.end_of_run(start)
                 self._reading = True
-            at = start
-            while at < end:
+            at, short = start, False
+            while at < end and not self._closed:  # a cancel must not wait for a long read-back
                 block = os.pread(self._fd, min(BLOCK, end - at), at)
-                if not block:  # the file is shorter than the journal said: damage
+                if not block:
+                    short = True
                     break
                 self._hashing.feed(block)
                 at += len(block)
@@ -340,7 +341,7 @@ class IngestWriter:
                 self._hashed = at
                 self._reading = False
                 self._cond.notify_all()
-                if at < end:
+                if short:  # the file is shorter than the journal said: those ranges are not there
                     self._done = Ranges(tuple((s, min(e, at)) for s, e in self._done.spans if s < at))
 
     # -- finishing ---------------------------------------------------------------
@@ -391,12 +392,14 @@ class IngestWriter:
             os.close(self._fd)
 
     def suspend(self) -> None:
-        """Keep the partial and its journal for a later resume, and close."""
-        try:
-            self.save_journal()
-        finally:
-            self._kept = True
-            self._stop()
+        """Keep the partial and its journal for a later resume, and close.
+
+        No last journal save: its fsync can take seconds on a busy disk, and a
+        cancel must stop within one. The journal thread saved at most
+        JOURNAL_INTERVAL ago; only what arrived since is fetched again.
+        """
+        self._kept = True
+        self._stop()
 
     def abort(self) -> None:
         """Close and delete the partial (a committed one too, if it was not published). Idempotent."""
