@@ -20,6 +20,7 @@ import store as store_package
 from store.cli.commands import cli
 from store.oci.descriptor import Descriptor
 from store.oci.index import REF_NAME, Index
+from tests.support.cli import CliResult, run_cli_many
 from tests.support.cli import run_cli as run_in
 from tests.support.trees import store_files, write_tree
 
@@ -310,25 +311,44 @@ def test_every_required_command_exists() -> None:
     assert REQUIRED_COMMANDS <= set(cli.commands)
 
 
+@pytest.fixture
+def home(tmp_path: Path) -> dict[str, str]:
+    """An environment whose default store would be under tmp_path/home (to see whether it is touched)."""
+    return {"HOME": str(tmp_path / "home")}
+
+
+@pytest.fixture(scope="module")
+def helps(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, CliResult], Path]:
+    """``COMMAND --help`` of every command, run at once; and the HOME they ran with."""
+    home = tmp_path_factory.mktemp("help") / "home"
+    commands = sorted(cli.commands)
+    results = run_cli_many(None, [(c, "--help") for c in commands], env={"HOME": str(home)})
+    return dict(zip(commands, results)), home
+
+
 @pytest.mark.parametrize("command", sorted(cli.commands))
-def test_help_of_every_command(command: str) -> None:
-    code, out, err = run_in(None, command, "--help")
+def test_help_of_every_command(command: str, helps) -> None:
+    results, home = helps
+    code, out, err = results[command]
     assert (code, err) == (0, "")
     assert out.startswith(f"Usage: odai-store {command} ")
     assert cli.commands[command].help.split("\n")[0].strip().split()[0] in out
+    assert not home.exists(), "--help must not create a store"
 
 
-def test_top_level_help_lists_the_commands() -> None:
+def test_top_level_help_lists_the_commands(home: dict[str, str]) -> None:
     for args in (["--help"], ["-h"], []):
-        code, out, err = run_in(None, *args)
+        code, out, err = run_in(None, *args, env=home)
         assert (code, err) == (0, ""), args
+        assert not Path(home["HOME"]).exists(), "help must not create a store"
         assert out.startswith("Usage: odai-store [OPTIONS] ")
         for command in REQUIRED_COMMANDS:
             assert re.search(rf"^  {command} ", out, re.M), command
 
 
-def test_version() -> None:
-    assert run_in(None, "--version") == (0, f"odai-store {store_package.__version__}\n", "")
+def test_version(home: dict[str, str]) -> None:
+    assert run_in(None, "--version", env=home) == (0, f"odai-store {store_package.__version__}\n", "")
+    assert not Path(home["HOME"]).exists(), "--version must not create a store"
 
 
 # -- where the store is --------------------------------------------------------
@@ -343,6 +363,10 @@ def test_store_location_from_the_environment(tmp_path: Path, model_tree: Path) -
     xdg = tmp_path / "xdg"
     code, out, _ = run_in(None, "-q", "add", "m", model_tree, env={"XDG_CACHE_HOME": str(xdg)})
     assert code == 0 and Path(out.strip()).is_relative_to(xdg / "odai-store")
+
+    # Without either, the store is ~/.cache/odai-store.
+    code, out, _ = run_in(None, "-q", "add", "m", model_tree, env={"HOME": str(tmp_path / "home")})
+    assert code == 0 and Path(out.strip()).is_relative_to(tmp_path / "home" / ".cache" / "odai-store")
 
     # --store wins over the environment.
     explicit = tmp_path / "explicit"

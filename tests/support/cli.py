@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["CliResult", "run_cli", "assert_error"]
+__all__ = ["CliResult", "run_cli", "run_cli_many", "assert_error"]
 
 # Every test names its store explicitly; a developer's own store must never be touched.
 _STRIPPED_ENV = ("ODAI_STORE_HOME", "XDG_CACHE_HOME", "ODAI_STORE_REMOTE")
@@ -20,6 +20,19 @@ class CliResult(NamedTuple):
     err: str
 
 
+def _command(store: Path | None, args, env: dict[str, str] | None, prefix: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+    full_env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV}
+    full_env.update(env or {})
+    command = [*prefix, sys.executable, "-m", "store"]
+    if store is not None:
+        command += ["--store", str(store)]
+    return command + [os.fspath(a) for a in args], full_env
+
+
+def _result(code: int, out: bytes, err: bytes) -> CliResult:
+    return CliResult(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
 def run_cli(
     store: Path | None,
     *args: str | os.PathLike[str],
@@ -28,14 +41,24 @@ def run_cli(
     timeout: float = 60,
 ) -> CliResult:
     """Run ``python -m store [--store STORE] ARGS...``; ``prefix`` wraps the command (e.g. setpriv)."""
-    full_env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV}
-    full_env.update(env or {})
-    command = [*prefix, sys.executable, "-m", "store"]
-    if store is not None:
-        command += ["--store", str(store)]
-    command += [os.fspath(a) for a in args]
+    command, full_env = _command(store, args, env, prefix)
     proc = subprocess.run(command, capture_output=True, env=full_env, timeout=timeout)
-    return CliResult(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
+    return _result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_cli_many(
+    store: Path | None, argvs: list[tuple[str, ...]], env: dict[str, str] | None = None, timeout: float = 60
+) -> list[CliResult]:
+    """Run several independent commands at once (start-up dominates short commands); results in order."""
+    procs = []
+    for args in argvs:
+        command, full_env = _command(store, args, env, ())
+        procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        results.append(_result(proc.returncode, out, err))
+    return results
 
 
 def assert_error(result: CliResult, code: int, *, stdout_empty: bool = True) -> str:
