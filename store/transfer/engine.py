@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from ..errors import Interrupted, NetworkError, NotFound, StoreError
+from ..errors import IntegrityError, Interrupted, NetworkError, NotFound, StoreError
 from ..local.ingest import IngestWriter
 from ..local.journal import Ranges
 from ..oci.chunks import ChunkDigests
@@ -230,6 +230,10 @@ class Engine:
                     hasher.update(writer.read(start, pos))
         remote_index, stream = opened if opened else (0, None)
         attempt = 0
+        # Failed checks per chunk start. Not `attempt`: every block that
+        # arrives resets that, so a remote that always serves the same bad
+        # chunk would be asked for it for ever.
+        bad_chunks: dict[int, int] = {}
         errors: list[StoreError] = []
         try:
             while pos < end:
@@ -269,9 +273,10 @@ class Engine:
                         else:
                             hasher.update(data)
                             if pos == boundary:
-                                if hasher.hexdigest() != chunks.digests[chunk_start // chunks.size]:
+                                expected = chunks.digests[chunk_start // chunks.size]
+                                if hasher.hexdigest() != expected:
                                     writer.discard(chunk_start, boundary)
-                                    raise _BadChunk(chunk_start)
+                                    raise _BadChunk(chunk_start, stream.url, expected, hasher.hexdigest())
                                 writer.checked(chunk_start, boundary)
                                 chunk_start, hasher = boundary, blake3.blake3()
                     if stream.read(1):
@@ -280,11 +285,13 @@ class Engine:
                     # Only this chunk is fetched again, from the next remote if there is one.
                     self._release(stream)
                     stream, pos, chunk_start, hasher = None, bad.start, bad.start, blake3.blake3()
-                    attempt += 1
-                    if attempt > self.policy.retries:
-                        raise NetworkError(
-                            f"the chunk at byte {bad.start} of {task.digest} failed its check {attempt} times",
-                            "the remotes serve damaged data; try another remote",
+                    bad_chunks[bad.start] = failures = bad_chunks.get(bad.start, 0) + 1
+                    # At least once from every remote, else as often as --retries allows.
+                    if failures > max(self.policy.retries, len(self.remotes) - 1):
+                        raise IntegrityError(
+                            f"{bad.url}: the chunk at byte {bad.start} of {task.digest} failed its check {failures} times: "
+                            f"BLAKE3 {bad.actual}, expected {bad.expected}",
+                            "the remotes serve damaged data; the bad chunk was not kept",
                         ) from None
                     remote_index = (remote_index + 1) % len(self.remotes)
                 except (NetworkError, NotFound) as err:
@@ -310,5 +317,8 @@ class Engine:
 
 
 class _BadChunk(Exception):
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, url: str, expected: str, actual: str) -> None:
         self.start = start
+        self.url = url
+        self.expected = expected
+        self.actual = actual
