@@ -58,6 +58,20 @@ class Root:
 _QUEUE_LOCK = threading.Lock()
 
 
+def _fetch_options(options: dict):
+    """FetchOptions from keyword arguments (remotes may be any iterable)."""
+    from .fetch import FetchOptions
+
+    return FetchOptions(**{**options, "remotes": tuple(options.get("remotes", ()))})
+
+
+def _run(progress, cancel, say):
+    """The per-call plumbing of a fetch: progress counters, the cancel event, where messages go."""
+    from .transfer.progress import Progress
+
+    return Progress(progress), cancel or threading.Event(), say or (lambda _: None)
+
+
 def _ref(ref: str | Reference) -> Reference:
     return ref if isinstance(ref, Reference) else parse_reference(ref)
 
@@ -170,40 +184,22 @@ class Store:
         self,
         refs: Iterable[str | Reference],
         *,
-        remotes: Iterable[str] = (),
-        connections: int = 8,
-        retries: int = 5,
-        limit_rate: float | None = None,
-        ca_bundle: str | None = None,
         progress: Callable[[Snapshot], None] | None = None,
         cancel: threading.Event | None = None,
         say: Callable[[str], None] | None = None,
-        keep_by_digest: bool = True,
+        **options,
     ) -> list[Fetched]:
         """Make models complete in the store from remotes; one Fetched per reference, in order.
 
-        ``progress`` receives Snapshots whose ``done`` never decreases and
-        ends equal to ``total``. Setting ``cancel`` stops within a second,
-        keeping partial data for the next call, and raises Interrupted.
+        ``options`` are the fields of FetchOptions: remotes, connections (8),
+        retries (5), limit_rate (bytes/s), ca_bundle. ``progress`` receives
+        Snapshots whose ``done`` never decreases and ends equal to ``total``.
+        Setting ``cancel`` stops within a second, keeping partial data for the
+        next call, and raises Interrupted.
         """
         from .fetch import fetch
-        from .transfer.progress import Progress
 
-        return fetch(
-            self.layout,
-            self._names,
-            [_ref(r) for r in refs],
-            self._options(remotes, connections, retries, limit_rate, ca_bundle, keep_by_digest),
-            Progress(progress),
-            cancel or threading.Event(),
-            say or (lambda _: None),
-        )
-
-    @staticmethod
-    def _options(remotes, connections, retries, limit_rate, ca_bundle, keep_by_digest=True):
-        from .fetch import FetchOptions
-
-        return FetchOptions(tuple(remotes), connections, retries, limit_rate, ca_bundle, keep_by_digest)
+        return fetch(self.layout, self._names, [_ref(r) for r in refs], _fetch_options(options), *_run(progress, cancel, say))
 
     def fetch_url(
         self,
@@ -212,24 +208,17 @@ class Store:
         sha256: str,
         *,
         filename: str | None = None,
-        connections: int = 8,
-        retries: int = 5,
-        limit_rate: float | None = None,
-        ca_bundle: str | None = None,
         progress: Callable[[Snapshot], None] | None = None,
         cancel: threading.Event | None = None,
         say: Callable[[str], None] | None = None,
+        **options,
     ) -> Fetched:
-        """A single-file model from any URL, verified against ``sha256`` (64 hex digits)."""
+        """A single-file model from any URL, verified against ``sha256`` (64 hex digits); options as fetch_all."""
         from .fetch import fetch_url
         from .oci.digest import parse_digest
-        from .transfer.progress import Progress
 
         digest = parse_digest(sha256 if sha256.startswith("sha256:") else f"sha256:{sha256}")
-        options = self._options((), connections, retries, limit_rate, ca_bundle)
-        return fetch_url(
-            self.layout, self._names, _ref(ref), url, digest, filename, options, Progress(progress), cancel or threading.Event(), say or (lambda _: None)
-        )
+        return fetch_url(self.layout, self._names, _ref(ref), url, digest, filename, _fetch_options(options), *_run(progress, cancel, say))
 
     def start_fetch(self, ref: str | Reference, *, priority: int = 0, **options) -> Download:
         """Queue a fetch of ``ref`` in the background; the Download handle watches and steers it.
@@ -254,7 +243,7 @@ class Store:
         from .lock import lock
 
         path = Path(lockfile).absolute()
-        result = lock(self.layout, self._names, [_ref(r) for r in refs], path, self._options(remotes, 8, 5, None, ca_bundle))
+        result = lock(self.layout, self._names, [_ref(r) for r in refs], path, _fetch_options({"remotes": remotes, "ca_bundle": ca_bundle}))
         self._register_root(path)
         return result
 
@@ -264,7 +253,7 @@ class Store:
 
         path = Path(lockfile).absolute()
         parsed = None if refs is None else [_ref(r) for r in refs]
-        return check(self.layout, self._names, parsed, path, self._options(remotes, 8, 5, None, ca_bundle))
+        return check(self.layout, self._names, parsed, path, _fetch_options({"remotes": remotes, "ca_bundle": ca_bundle}))
 
     def sync(self, lockfile: str | os.PathLike[str] = "odai.lock", names: Iterable[str] | None = None, **options) -> list[Model]:
         """Make exactly the pinned models present (all, or ``names``); never looks a tag up.

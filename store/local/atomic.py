@@ -35,18 +35,24 @@ def create_private(directory: Path, prefix: str = "", mode: int = 0o666) -> tupl
             continue
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new bytes, never a mix.
-
-    The temporary file lives beside the target (same filesystem, so rename is
-    atomic) and is removed if anything fails before the rename.
-    """
+def _durable_temp(path: Path, data: bytes, mode: int) -> Path:
+    """A private file beside ``path`` (same filesystem, so rename and link are atomic) holding ``data``, fsynced."""
     fd, tmp = create_private(path.parent, f".{path.name}.", mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new bytes, never a mix."""
+    tmp = _durable_temp(path, data, mode)
+    try:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -60,16 +66,11 @@ def create_atomic(path: Path, data: bytes, mode: int = 0o666) -> bool:
     link(2) fails if the target exists, so concurrent creators cannot
     overwrite each other (which a rename would).
     """
-    fd, tmp = create_private(path.parent, f".{path.name}.", mode)
+    tmp = _durable_temp(path, data, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
