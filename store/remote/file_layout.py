@@ -41,7 +41,8 @@ class _FileStream:
             return b""
         try:
             data = self._file.read(min(amount, self._left))
-        except OSError as err:
+        except (OSError, ValueError) as err:
+            # ValueError: closed by close() from another thread (a stopped segment).
             raise NetworkError(f"reading {self.url} failed: {err}", transient=True) from err
         if not data:
             raise NetworkError(f"{self.url} ended {self._left} bytes early", transient=True)

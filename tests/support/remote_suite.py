@@ -184,6 +184,15 @@ class RemoteSuite:
             stream.close()
         assert not caught.value.transient
 
+    def test_a_read_after_close_is_a_network_error(self, remote, sample: Sample) -> None:
+        # The engine stops a sibling segment by closing its stream from another
+        # thread; the read that follows must fail as the interface says.
+        stream = remote.open_blob(sample.blob)
+        stream.read(1000)
+        stream.close()
+        with pytest.raises(NetworkError):
+            stream.read(1000)
+
     def test_close_twice_is_harmless(self, remote, sample: Sample) -> None:
         stream = remote.open_blob(sample.blob, 0, 100)
         stream.close()
