@@ -372,3 +372,17 @@ def test_store_location_from_the_environment(tmp_path: Path, model_tree: Path) -
     explicit = tmp_path / "explicit"
     code, out, _ = run_in(explicit, "-q", "add", "m", model_tree, env={"ODAI_STORE_HOME": str(home)})
     assert code == 0 and Path(out.strip()).is_relative_to(explicit)
+
+
+# The hot path (issue 2, Performance): 'path' and 'list' must not pay for
+# modules only other commands need. -X importtime names every module imported.
+_NOT_ON_THE_HOT_PATH = ("urllib3", "ssl", "http", "socket", "blake3", "xxhash", "concurrent", "multiprocessing")
+
+
+@pytest.mark.parametrize("args", [("path", "demo:v1"), ("list",), ("path", "demo:v1", "--file", "a.txt")])
+def test_hot_path_imports_only_what_it_needs(args: tuple[str, ...], shared_demo: Demo) -> None:
+    code, out, err = run_in(shared_demo.store_dir, *args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert code == 0 and out
+    imported = {line.split("|")[-1].strip() for line in err.splitlines() if line.startswith("import time:")}
+    assert "store.api" in imported  # the report is real
+    assert sorted(m for m in imported if m.split(".")[0] in _NOT_ON_THE_HOT_PATH) == []
