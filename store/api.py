@@ -261,10 +261,17 @@ class Store:
         With every pin present it sends no request and writes nothing, so it
         works on a read-only store. Registers the lockfile as a gc root.
         """
-        from .sync import sync
+        from .local.roots import drop_root
+        from .lockfile import read_lockfile
+        from .sync import select_pins, sync
 
         path = Path(lockfile).absolute()
         remotes = tuple(options.pop("remotes", ()))
+        only = list(names) if names else None
+        # Refused before the store changes: a lockfile that does not parse, or
+        # does not pin a name asked for, must not become a root that gc then
+        # cannot read.
+        select_pins(read_lockfile(path), only, path)
 
         def present(pin) -> Model | None:
             try:
@@ -282,8 +289,19 @@ class Store:
 
         # The root first: from here on gc keeps what the lockfile pins, so
         # nothing fetched below can be collected before sync returns.
-        self._register_root(path)
-        return sync(self.layout, self._names, path, list(names) if names else None, present, fetch_pins)
+        registered = self._register_root(path)
+        try:
+            return sync(self.layout, self._names, path, only, present, fetch_pins)
+        except BaseException:
+            # A failed sync leaves the store as it found it. Known hole: a
+            # concurrent sync of the same lockfile loses the root too, until
+            # its next sync or lock registers it again.
+            if registered:
+                try:
+                    drop_root(self.layout, path)
+                except OSError:
+                    pass  # the sync's own error is the one to report
+            raise
 
     def _default_remotes(self) -> tuple[str, ...]:
         from .config import read_config
@@ -291,15 +309,17 @@ class Store:
         env = os.environ.get("ODAI_STORE_REMOTE", "").split()
         return tuple(env) or read_config(self.layout.config).remotes
 
-    def _register_root(self, lockfile: Path) -> None:
+    def _register_root(self, lockfile: Path) -> bool:
+        """Register ``lockfile`` as a gc root; True if this call added it."""
         from .local.roots import register_root
 
         try:
-            register_root(self.layout, lockfile)
+            return register_root(self.layout, lockfile)
         except OSError as err:
             if not self.read_only:
                 raise from_os_error(err, "registering the lockfile as a gc root") from err
             # A read-only store keeps everything anyway: nothing to protect.
+            return False
 
     def roots(self) -> list[Root]:
         """The registered lockfiles, whether they still exist, and how many models each pins."""
