@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import IntegrityError, Interrupted, NetworkError, NotFound, StoreError
 from ..local.ingest import IngestWriter
@@ -122,7 +122,10 @@ class Engine:
         on_disk = done.union(writer.unchecked)
         self.progress.already(on_disk.total())
         counter = _Counter(self.progress, on_disk)
-        segments = self.plan.segments(task.size, done, ranges_ok=True)
+        # Cut on this blob's own chunk boundaries: a segment that began inside a
+        # chunk could never check it. Manifests may use any chunk size.
+        plan = replace(self.plan, chunk=task.chunks.size) if task.chunks else self.plan
+        segments = plan.segments(task.size, done, ranges_ok=True)
         if len(segments) == 1:
             self._segment(task, writer, counter, *segments[0], halt=self.cancel)
         elif segments:
