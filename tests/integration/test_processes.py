@@ -165,7 +165,7 @@ def test_verify_while_gc_deletes_blobs(tmp_path: Path) -> None:
 
     from store.local.verify import verify_blobs
 
-    with scratch_dir() as scratch:
+    with scratch_dir(need=100 << 20) as scratch:
         store = Store(Path(scratch, "store"))
         big = store.add("big", [write_tree(Path(scratch, "big"), {"w.bin": os.urandom(48 << 20)})])
         small = store.add("small", [write_tree(Path(scratch, "small"), {"a": b"a" * 1000, "b": b"b" * 1000})])
