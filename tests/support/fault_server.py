@@ -62,6 +62,7 @@ class Fault:
     retry_after: str | None = None  # with ``status``
     reset_after: int | None = None  # send this many body bytes, then reset the connection (RST)
     close_after: int | None = None  # send this many body bytes, then close (FIN) under a larger Content-Length
+    linger: float = 0.0  # seconds between the last byte sent and the reset or close
     corrupt: tuple[int, int] | None = None  # flip the blob's bytes in [start, end)
     ignore_range: bool = False  # 200 and the whole object, whatever Range says
     drip: tuple[int, float] | None = None  # send the body this many bytes at a time, pausing this long between
@@ -82,6 +83,7 @@ class Request:
     headers: dict[str, str]  # names in lower case
     at: float  # time.monotonic() when it was read
     status: int = 0
+    response: dict[str, str] = field(default_factory=dict)  # headers sent back
     body_bytes: int = 0  # body bytes handed to the kernel
     fault: Fault | None = None
 
@@ -239,6 +241,7 @@ class FaultServer:
 
     def _send_head(self, conn: socket.socket, request: Request, status: int, headers: dict[str, str]) -> None:
         request.status = status
+        request.response = dict(headers)
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
@@ -298,10 +301,12 @@ class FaultServer:
         view = memoryview(body)
         if fault.reset_after is not None:
             self._send(conn, request, view[: fault.reset_after])
+            time.sleep(fault.linger)
             self._reset(conn)
             return False
         if fault.close_after is not None:
             self._send(conn, request, view[: fault.close_after])
+            time.sleep(fault.linger)
             conn.shutdown(socket.SHUT_WR)
             return False
         if fault.drip is not None:
