@@ -10,10 +10,12 @@ from __future__ import annotations
 import email.utils
 import os
 import re
+import socket
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from .errors import UsageError
 from .local.layout import StoreLayout
 
 __all__ = ["make_server"]
@@ -118,9 +120,23 @@ class _Server(ThreadingHTTPServer):
         pass  # a client that hangs up mid-blob is normal (cancel, parallel segments stopped)
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 def make_server(layout: StoreLayout, host: str, port: int) -> ThreadingHTTPServer:
-    """A server bound to (host, port); port 0 picks a free one. Call serve_forever() on it."""
+    """A server bound to (host, port); port 0 picks a free one. Call serve_forever() on it.
+
+    Raises UsageError when it cannot listen there (unknown host, port in use).
+    """
     handler = type("Handler", (_Handler,), {"layout": layout})
-    server = _Server((host, port), handler)
+    # The stdlib server is IPv4 only; an IPv6 literal (::1) needs its own family.
+    server_class = _Server6 if ":" in host else _Server
+    try:
+        server = server_class((host, port), handler)
+    except OSError as err:
+        raise UsageError(
+            f"cannot listen on {host} port {port}: {err.strerror or err}", "choose another --host, or --port 0 for a free port"
+        ) from err
     server.daemon_threads = True
     return server
