@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .config import read_config
-from .errors import IntegrityError, Interrupted, NetworkError, NotFound, StoreError, UsageError, storage_errors
+from .errors import IntegrityError, Interrupted, InvalidManifest, NetworkError, NotFound, StoreError, UsageError, storage_errors
 from .local.blobs import BlobStore
 from .local.ingest import IngestWriter, Written
 from .local.journal import parse_journal
@@ -132,12 +132,13 @@ class _Fetcher:
                 digest = remote.resolve(ref)
                 data = self.blobs.read(digest) if self.blobs.has(digest) else self._read_manifest(remote, digest)
                 return Resolved(ref, digest, data, parse_manifest(data, digest), remote.url)
-            except (NetworkError, NotFound) as err:
-                errors.append(err)
+            except (NetworkError, NotFound, InvalidManifest) as err:
+                errors.append(err)  # a damaged index or manifest on one remote: the next may be sound
         # Not found anywhere is a clearer story than the last network hiccup.
         if errors and all(isinstance(e, NotFound) for e in errors):
             raise NotFound(f"no remote has {ref}: " + "; ".join(e.message for e in errors), "check the name and the remotes")
-        raise errors[-1]
+        # A remote that failed may have had it: "not found" from another would mislead.
+        raise next(e for e in errors if not isinstance(e, NotFound))
 
     def _read_manifest(self, remote: Remote, digest: Digest) -> bytes:
         policy = RetryPolicy(retries=self.options.retries)

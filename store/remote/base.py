@@ -14,10 +14,11 @@ from typing import Protocol
 from ..oci.digest import Digest
 from ..oci.reference import Reference
 
-__all__ = ["Remote", "BlobStream", "MAX_INDEX_BYTES"]
+__all__ = ["Remote", "BlobStream", "MAX_INDEX_BYTES", "DAMAGED_REMOTE_INDEX"]
 
 # index.json of a mirror with ~100,000 names; anything larger is refused unread.
 MAX_INDEX_BYTES = 64 << 20
+DAMAGED_REMOTE_INDEX = "the remote's index.json is damaged: tell its owner, try another remote, or fetch NAME@sha256:<digest>"
 
 
 class BlobStream(Protocol):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from ..errors import NetworkError, NotFound, from_os_error
 from ..oci.digest import Digest
-from ..oci.index import lookup_fast
+from ..oci.index import InvalidIndex, lookup_fast
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
-from .base import MAX_INDEX_BYTES
+from .base import DAMAGED_REMOTE_INDEX, MAX_INDEX_BYTES
 
 __all__ = ["FileLayout"]
 
@@ -78,7 +78,11 @@ class FileLayout:
     def resolve(self, ref: Reference) -> Digest:
         if ref.digest is not None:
             return ref.digest
-        desc = lookup_fast(self._read_small(self.root / "index.json", MAX_INDEX_BYTES), ref.ref_name)
+        path = self.root / "index.json"
+        try:
+            desc = lookup_fast(self._read_small(path, MAX_INDEX_BYTES), ref.ref_name)
+        except InvalidIndex as err:
+            raise InvalidIndex(f"{path}: {err.message}", DAMAGED_REMOTE_INDEX) from None
         if desc is None:
             raise NotFound(f"no model named {ref.ref_name} in {self.root}", "check the name and the remote path")
         return desc.digest

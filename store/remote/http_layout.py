@@ -18,10 +18,10 @@ from urllib3.exceptions import HTTPError, MaxRetryError, SSLError
 
 from ..errors import NetworkError, NotFound
 from ..oci.digest import Digest
-from ..oci.index import lookup_fast
+from ..oci.index import InvalidIndex, lookup_fast
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
-from .base import MAX_INDEX_BYTES
+from .base import DAMAGED_REMOTE_INDEX, MAX_INDEX_BYTES
 
 __all__ = ["HttpLayout", "HttpFile"]
 
@@ -179,7 +179,13 @@ class HttpLayout:
     def resolve(self, ref: Reference) -> Digest:
         if ref.digest is not None:
             return ref.digest
-        desc = lookup_fast(self._get_small(f"{self.url}/index.json", MAX_INDEX_BYTES), ref.ref_name)
+        url = f"{self.url}/index.json"
+        data = self._get_small(url, MAX_INDEX_BYTES)
+        try:
+            desc = lookup_fast(data, ref.ref_name)
+        except InvalidIndex as err:
+            # Its own hint speaks of the local store's index.json: the wrong one here.
+            raise InvalidIndex(f"{url}: {err.message}", DAMAGED_REMOTE_INDEX) from None
         if desc is None:
             raise NotFound(f"no model named {ref.ref_name} on {self.url}", "check the name, or list the remote's index.json")
         return desc.digest
