@@ -329,6 +329,33 @@ def test_a_damaged_manifest_is_refused(fault_server, run_cli) -> None:
     assert server.requests_for(layout.blob_path(SMALL)) == []
 
 
+def test_a_damaged_index_json_names_the_remote(fault_server, run_cli) -> None:
+    layout = oci_layout({"w.bin": SMALL})
+    server = fault_server(layout).fail(Fault(corrupt=(0, 1), path="/index.json", times=None))
+    result = run_cli("fetch", "--remote", server.url, layout.ref_name)
+    message = assert_error(result, 5)
+    assert f"{server.url}/index.json" in message
+    assert "remote" in result.err.splitlines()[1]
+
+
+@pytest.mark.parametrize("damaged", ["index", "manifest"])
+def test_a_damaged_remote_fails_over_to_the_next(damaged: str, fault_server, run_cli) -> None:
+    layout = oci_layout({"w.bin": SMALL})
+    path = "/index.json" if damaged == "index" else f"/blobs/sha256/{layout.manifest.hex}"
+    bad = fault_server(layout).fail(Fault(corrupt=(0, 1), path=path, times=None))
+    good = fault_server(layout)
+    result = run_cli("fetch", "--remote", bad.url, "--remote", good.url, layout.ref_name)
+    assert result.code == 0, result.err
+    assert read_tree(Path(result.out.strip())) == layout.blobs
+
+
+def test_not_found_on_one_remote_and_down_on_another_is_a_network_error(fault_server, run_cli) -> None:
+    # The remote that is down may hold the model: exit 3 would tell a script it does not exist.
+    empty = fault_server()
+    message = assert_error(run_cli("fetch", "--retries", "0", "--remote", "http://127.0.0.1:9", "--remote", empty.url, "m:v1"), 4)
+    assert "127.0.0.1:9" in message
+
+
 def test_every_remote_down_is_a_network_error(run_cli) -> None:
     message = assert_error(run_cli("fetch", "--retries", "0", "--remote", "http://127.0.0.1:9", "m:v1"), 4)
     assert "127.0.0.1:9" in message
