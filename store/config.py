@@ -6,7 +6,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, from_os_error
 
 __all__ = ["Config", "read_config"]
 
@@ -19,11 +19,14 @@ class Config:
 def read_config(path: Path) -> Config:
     """The config at ``path``; an absent file is the default config."""
     try:
-        doc = tomllib.loads(path.read_text())
+        # TOML is UTF-8 whatever the locale says.
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return Config()
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UsageError(f"{path} is not valid TOML: {err}", "fix the file; its format is in spec/config.md") from None
+    except OSError as err:
+        raise from_os_error(err, "reading the store's config") from err
     remotes = doc.get("remotes", [])
     if not isinstance(remotes, list) or not all(isinstance(r, str) and r for r in remotes):
         raise UsageError(f"{path}: 'remotes' must be a list of URLs or paths", "e.g. remotes = [\"https://mirror.example/models\"]")

@@ -1,0 +1,62 @@
+"""store.config: a store's config.toml (spec/config.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from store.config import Config, read_config
+from store.errors import StorageError, UsageError
+
+
+def _write(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_bytes(data)
+    return path
+
+
+def test_an_absent_file_is_the_default(tmp_path: Path) -> None:
+    assert read_config(tmp_path / "config.toml") == Config(remotes=())
+
+
+def test_remotes_keep_their_order(tmp_path: Path) -> None:
+    path = _write(tmp_path, b'remotes = ["https://b.example/models", "/mnt/usb/store", "file:///srv/a"]\n')
+    assert read_config(path).remotes == ("https://b.example/models", "/mnt/usb/store", "file:///srv/a")
+
+
+def test_unknown_keys_and_tables_are_ignored(tmp_path: Path) -> None:
+    path = _write(tmp_path, b'future = 1\nremotes = ["/a"]\n[later]\nx = "y"\n')
+    assert read_config(path).remotes == ("/a",)
+
+
+def test_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'remotes = ["/mnt/modèles"]\n'.encode())
+    assert read_config(path).remotes == ("/mnt/modèles",)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"remotes = [", b"remotes = ['a'\n", b"= 1\n", b'remotes = ["\xff"]\n'],
+)
+def test_what_is_not_toml_is_a_usage_error(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(UsageError, match="not valid TOML") as info:
+        read_config(_write(tmp_path, data))
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'remotes = "https://a.example"\n', b"remotes = [1]\n", b'remotes = [""]\n', b"remotes = {a = 1}\n", b'remotes = [["/a"]]\n'],
+)
+def test_remotes_of_the_wrong_type_are_a_usage_error(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(UsageError, match="remotes") as info:
+        read_config(_write(tmp_path, data))
+    assert info.value.exit_code == 2
+
+
+def test_an_unreadable_config_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").mkdir()
+    with pytest.raises(StorageError) as info:
+        read_config(tmp_path / "config.toml")
+    assert info.value.exit_code == 6
