@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from .config import read_config
@@ -35,6 +36,8 @@ from .transfer.engine import BlobTask, Engine
 from .transfer.progress import Progress
 from .transfer.retry import RetryPolicy
 from .transfer.segments import SegmentPlan
+
+_T = TypeVar("_T")
 
 __all__ = ["FetchOptions", "Fetched", "Resolved", "fetch", "fetch_url", "resolve"]
 
@@ -129,8 +132,8 @@ class _Fetcher:
         errors: list[StoreError] = []
         for remote in self.remotes:
             try:
-                digest = remote.resolve(ref)
-                data = self.blobs.read(digest) if self.blobs.has(digest) else self._read_manifest(remote, digest)
+                digest = self._retrying(lambda: remote.resolve(ref))
+                data = self.blobs.read(digest) if self.blobs.has(digest) else self._retrying(lambda: remote.read_manifest(digest))
                 return Resolved(ref, digest, data, parse_manifest(data, digest), remote.url)
             except (NetworkError, NotFound, InvalidManifest) as err:
                 errors.append(err)  # a damaged index or manifest on one remote: the next may be sound
@@ -140,12 +143,13 @@ class _Fetcher:
         # A remote that failed may have had it: "not found" from another would mislead.
         raise next(e for e in errors if not isinstance(e, NotFound))
 
-    def _read_manifest(self, remote: Remote, digest: Digest) -> bytes:
+    def _retrying(self, read: Callable[[], _T]) -> _T:
+        """A small read (index.json, a manifest, a file's size), retried on transient faults as blob reads are."""
         policy = RetryPolicy(retries=self.options.retries)
         attempt = 0
         while True:
             try:
-                return remote.read_manifest(digest)
+                return read()
             except NetworkError as err:
                 attempt += 1
                 delay = policy.delay(attempt, err, 0.5)
@@ -195,9 +199,10 @@ class _Fetcher:
             writer = IngestWriter.for_blob(self.layout, digest, size, chunks=measure_chunks, stale_after=STALE_AFTER)
             try:
                 engine.fetch(BlobTask(digest, size, chunks), writer)
-            except BaseException:
+            except BaseException as err:
                 if writer.done.total() or writer.unchecked.total():
-                    writer.suspend()  # keep what arrived: the next run resumes from it
+                    # Keep what arrived: the next run resumes from it.
+                    writer.suspend(save=not isinstance(err, (Interrupted, KeyboardInterrupt)))
                 else:
                     # Nothing arrived (a 404, a refused encoding): a kept partial
                     # would only hold its preallocated space until gc.
@@ -304,7 +309,7 @@ def fetch_url(
             lease.add(sha256)
             got, written = 0, None
             if not fetcher.blobs.has(sha256):
-                size = remote.size()
+                size = fetcher._retrying(remote.size)
                 fetcher.check_space({sha256: size})
                 progress.add_total(size, str(ref))
                 got, written = fetcher.download(fetcher.engine(), sha256, size, None, measure_chunks=True)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError, SSLError
+from urllib3.exceptions import HTTPError, MaxRetryError, ResponseError, SSLError
 
 from ..errors import NetworkError, NotFound
 from ..oci.digest import Digest
@@ -50,6 +50,8 @@ def _translating_errors(url: str) -> Iterator[None]:
     except MaxRetryError as err:
         if isinstance(err.reason, SSLError):
             raise NetworkError(f"TLS verification failed for {url}: {err.reason}", _TLS_HINT) from err
+        if isinstance(err.reason, ResponseError):  # more than 10 redirects: a loop, which waiting will not end
+            raise NetworkError(f"{url}: {err.reason}", "the remote redirects in a loop; check its URL") from err
         raise NetworkError(f"cannot reach {url}: {err.reason}", transient=True) from err
     except SSLError as err:
         raise NetworkError(f"TLS failure talking to {url}: {err}", _TLS_HINT) from err
@@ -101,6 +103,7 @@ class _HttpStream:
         self._response = response
         self.url = url
         self.start = start
+        self.end = start + length
         self.size = size
         self.validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
         self._left = length

@@ -1,0 +1,53 @@
+"""Retries of the small reads (index.json, the manifest, the size of a --url file), and a redirect loop (spec/remotes.md).
+
+Blob reads have their own tests (test_fetch_faults.py); these are the
+requests before the first blob byte, which resolve the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+from tests.support.cli import assert_error
+from tests.support.fault_server import Fault, oci_layout
+from tests.support.trees import read_tree
+
+DATA = random.Random(51).randbytes(100_000)
+
+
+def test_a_transient_failure_of_index_json_is_retried(fault_server, run_cli) -> None:
+    layout = oci_layout({"w.bin": DATA})
+    server = fault_server(layout).fail(Fault(status=503, retry_after="0", path="/index.json", times=2))
+    result = run_cli("fetch", "--progress", "none", "--remote", server.url, layout.ref_name)
+    assert result.code == 0, result.err
+    assert read_tree(Path(result.out.strip())) == {"w.bin": DATA}
+    assert [r.status for r in server.requests_for("/index.json")] == [503, 503, 200]
+
+
+def test_index_json_gives_up_after_the_retries(fault_server, run_cli) -> None:
+    layout = oci_layout({"w.bin": DATA})
+    server = fault_server(layout).fail(Fault(status=502, path="/index.json", times=None))
+    message = assert_error(run_cli("fetch", "--retries", "1", "--remote", server.url, layout.ref_name), 4)
+    assert "502" in message
+    assert len(server.requests_for("/index.json")) == 2
+
+
+def test_the_size_of_a_url_file_is_retried(fault_server, run_cli) -> None:
+    server = fault_server(None, {"/files/w.bin": DATA}).fail(Fault(status=503, retry_after="0", path="/files/w.bin"))
+    sha = hashlib.sha256(DATA).hexdigest()
+    result = run_cli("fetch", "--progress", "none", "--url", f"{server.url}/files/w.bin", "--sha256", sha, "one/file:v1")
+    assert result.code == 0, result.err
+    assert read_tree(Path(result.out.strip())) == {"w.bin": DATA}
+    assert server.requests_for("/files/w.bin")[0].status == 503
+
+
+def test_a_redirect_loop_is_not_retried(fault_server, run_cli) -> None:
+    layout = oci_layout({"w.bin": DATA})
+    server = fault_server(layout)
+    server.fail(Fault(redirect=server.url, times=None))  # every blob redirects to itself
+    message = assert_error(run_cli("fetch", "--retries", "3", "--remote", server.url, layout.ref_name), 4)
+    assert "redirect" in message
+    # The first request and ten redirects, once: a loop does not end by waiting.
+    assert len(server.requests_for(layout.blob_path(DATA))) == 11
