@@ -199,10 +199,9 @@ class _Fetcher:
             writer = IngestWriter.for_blob(self.layout, digest, size, chunks=measure_chunks, stale_after=STALE_AFTER)
             try:
                 engine.fetch(BlobTask(digest, size, chunks), writer)
-            except BaseException as err:
+            except BaseException:
                 if writer.done.total() or writer.unchecked.total():
-                    # Keep what arrived: the next run resumes from it.
-                    writer.suspend(save=not isinstance(err, (Interrupted, KeyboardInterrupt)))
+                    writer.suspend()  # keep what arrived: the next run resumes from it
                 else:
                     # Nothing arrived (a 404, a refused encoding): a kept partial
                     # would only hold its preallocated space until gc.
