@@ -157,7 +157,7 @@ class IngestWriter:
         """
         mine = layout.ingest / private_name(f"{digest.hex}-")
         for candidate in sorted(layout.ingest.glob(f"{digest.hex}-*.tmp")):
-            if not _abandoned(candidate, stale_after):
+            if not _abandoned(candidate, stale_after) or not _owned(candidate):
                 continue
             try:
                 os.rename(candidate, mine)  # atomic: exactly one adopter wins
@@ -419,6 +419,19 @@ class IngestWriter:
 
 def _journal_path(partial: Path) -> Path:
     return partial.with_suffix(".journal")
+
+
+def _owned(partial: Path) -> bool:
+    """True if this user owns ``partial``.
+
+    In a shared store another member's partial is left alone: commit makes
+    the blob read-only with chmod, which only a file's owner may do. gc
+    removes it once the blob is present.
+    """
+    try:
+        return partial.stat().st_uid == os.geteuid()
+    except FileNotFoundError:
+        return False
 
 
 def _abandoned(partial: Path, stale_after: float) -> bool:
