@@ -199,9 +199,10 @@ class _Fetcher:
             writer = IngestWriter.for_blob(self.layout, digest, size, chunks=measure_chunks, stale_after=STALE_AFTER)
             try:
                 engine.fetch(BlobTask(digest, size, chunks), writer)
-            except BaseException:
+            except BaseException as err:
                 if writer.done.total() or writer.unchecked.total():
-                    writer.suspend()  # keep what arrived: the next run resumes from it
+                    # Keep what arrived: the next run resumes from it.
+                    writer.suspend(save=not isinstance(err, (Interrupted, KeyboardInterrupt)))
                 else:
                     # Nothing arrived (a 404, a refused encoding): a kept partial
                     # would only hold its preallocated space until gc.

@@ -222,11 +222,14 @@ def _rate(text: str | None) -> float | None:
 
 
 def _renderer(mode: str | None, out: Output):
-    from ..transfer.progress import bar_renderer, json_renderer
-
     if mode is None:
         mode = "bar" if sys.stderr.isatty() and not out.quiet else "none"
-    return {"bar": bar_renderer, "json": json_renderer}.get(mode, lambda: None)()
+    if mode == "none":
+        # Without importing the progress module: a sync of present models shows none.
+        return None
+    from ..transfer.progress import bar_renderer, json_renderer
+
+    return {"bar": bar_renderer, "json": json_renderer}[mode]()
 
 
 @cli.command()
@@ -299,6 +302,9 @@ def serve(c: _Context, host: str, port: int, read_only: bool) -> None:
     sys.stdout.flush()
     try:
         server.serve_forever()
+    except KeyboardInterrupt:
+        # Ctrl-C and SIGTERM are how a server is meant to stop: not an error.
+        c.out.say("stopped")
     finally:
         server.server_close()
 

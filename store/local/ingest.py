@@ -35,6 +35,10 @@ __all__ = ["IngestWriter", "Written", "BLOCK"]
 # that the queues below hold a few tens of MiB at most.
 BLOCK = 4 << 20
 _QUEUED_BLOCKS = 4
+# Bytes read back behind the frontier go in smaller blocks: up to
+# _QUEUED_BLOCKS of them wait in each queue, and at 4 MiB that was a fifth of
+# the memory budget of a fetch.
+_READ_BACK = 1 << 20
 # Unchecked bytes at the hash frontier kept in memory until their chunk is
 # checked: one chunk and a block, so memory stays constant in the blob size.
 _TAIL_MAX = (8 << 20) + (1 << 20)
@@ -254,8 +258,14 @@ class IngestWriter:
                 and start == self._hashed == self._tail_start
                 and len(self._tail) >= end - start
             ):
-                block = bytes(self._tail[: end - start])
-                del self._tail[: end - start]
+                if end - start == len(self._tail):
+                    # The usual case, one whole chunk: hand the buffer over
+                    # rather than copy 8 MiB twice (slice, then bytes()).
+                    block, self._tail = self._tail, bytearray()
+                else:
+                    with memoryview(self._tail) as view:
+                        block = view[: end - start].tobytes()
+                    del self._tail[: end - start]
                 self._tail_start = end
                 self._hashing.feed(block)
                 self._hashed = end
@@ -331,7 +341,7 @@ class IngestWriter:
                 self._reading = True
             at, short = start, False
             while at < end and not self._closed:  # a cancel must not wait for a long read-back
-                block = os.pread(self._fd, min(BLOCK, end - at), at)
+                block = os.pread(self._fd, min(_READ_BACK, end - at), at)
                 if not block:
                     short = True
                     break
@@ -391,15 +401,20 @@ class IngestWriter:
             self._stopped = True
             os.close(self._fd)
 
-    def suspend(self) -> None:
+    def suspend(self, save: bool = True) -> None:
         """Keep the partial and its journal for a later resume, and close.
 
-        No last journal save: its fsync can take seconds on a busy disk, and a
-        cancel must stop within one. The journal thread saved at most
-        JOURNAL_INTERVAL ago; only what arrived since is fetched again.
+        A cancel passes ``save=False``: the last save's fsync can take seconds
+        on a busy disk, and a cancel must stop within one. The journal thread
+        saved at most JOURNAL_INTERVAL ago; only what arrived since is fetched
+        again. A failure has no such hurry, and keeps every byte.
         """
-        self._kept = True
-        self._stop()
+        try:
+            if save:
+                self.save_journal()
+        finally:
+            self._kept = True
+            self._stop()
 
     def abort(self) -> None:
         """Close and delete the partial (a committed one too, if it was not published). Idempotent."""

@@ -24,13 +24,15 @@ DAMAGED_REMOTE_INDEX = "the remote's index.json is damaged: tell its owner, try 
 class BlobStream(Protocol):
     """An open read of a blob, from ``start`` to the end of the range asked for.
 
-    ``start`` is where the body begins: 0 when the remote ignored the range or
-    the object changed since ``validator`` (If-Range), which the caller must
-    treat as a restart. ``size`` is the blob's full size as the remote states it.
+    ``start`` and ``end`` are where the body begins and ends: the range asked
+    for, or the whole blob when the remote ignored the range or the object
+    changed since ``validator`` (If-Range), which the caller must treat as a
+    restart. ``size`` is the blob's full size as the remote states it.
     """
 
     url: str
     start: int
+    end: int
     size: int | None
     validator: str | None
 

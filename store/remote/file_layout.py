@@ -34,6 +34,7 @@ class _FileStream:
             )
         stop = info.st_size if end is None or self.start == 0 and start else end
         self._left = max(0, min(stop, info.st_size) - self.start)
+        self.end = self.start + self._left
         self._file.seek(self.start)
 
     def read(self, amount: int) -> bytes:

@@ -42,7 +42,7 @@ class _ThrottledStream:
     def __init__(self, stream: BlobStream, bucket: TokenBucket) -> None:
         self._stream = stream
         self._bucket = bucket
-        self.url, self.start, self.size, self.validator = stream.url, stream.start, stream.size, stream.validator
+        self.url, self.start, self.end, self.size, self.validator = stream.url, stream.start, stream.end, stream.size, stream.validator
 
     def read(self, amount: int) -> bytes:
         data = self._stream.read(min(amount, self._bucket.chunk()))

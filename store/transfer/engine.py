@@ -82,6 +82,7 @@ class Engine:
         self._streams: set[BlobStream] = set()
         self._streams_lock = threading.Lock()
         self._random = random.Random()
+        self._unreachable: set[int] = set()
 
     # -- cancellation ----------------------------------------------------------
 
@@ -106,6 +107,18 @@ class Engine:
             self._streams.discard(stream)
         stream.close()
 
+    def _alive(self) -> list[int]:
+        """Indexes of the remotes still worth asking; all of them if every one has failed."""
+        alive = [i for i in range(len(self.remotes)) if i not in self._unreachable]
+        return alive or list(range(len(self.remotes)))
+
+    def _given_up(self, index: int, err: StoreError) -> None:
+        # A remote that cannot be reached after every retry is skipped for the
+        # rest of the command: the next blob should not wait through the same
+        # backoff again. A 404 only means this remote lacks this blob.
+        if isinstance(err, NetworkError) and err.transient:
+            self._unreachable.add(index)
+
     def _pause(self, seconds: float) -> None:
         if self.cancel.wait(seconds):
             raise Interrupted("interrupted")
@@ -127,12 +140,12 @@ class Engine:
         plan = replace(self.plan, chunk=task.chunks.size) if task.chunks else self.plan
         segments = plan.segments(task.size, done, ranges_ok=True)
         if len(segments) == 1:
-            self._segment(task, writer, counter, *segments[0], halt=self.cancel)
+            self._segment(task, writer, counter, *segments[0], halt=self.cancel, sole=True)
         elif segments:
             try:
                 first = self._first_stream(task, segments[0], writer)
             except _Restart as restart:
-                self._segment(task, writer, counter, 0, task.size, opened=restart.opened, halt=self.cancel)
+                self._segment(task, writer, counter, 0, task.size, opened=restart.opened, halt=self.cancel, sole=True)
             else:
                 self._parallel(task, writer, counter, segments, first)
 
@@ -141,7 +154,8 @@ class Engine:
         start, end = segment
         validator = writer.journal.validator if writer.journal else None
         errors: list[StoreError] = []
-        for index, remote in enumerate(self.remotes):
+        for index in self._alive():
+            remote = self.remotes[index]
             attempt = 0
             while True:
                 try:
@@ -150,6 +164,7 @@ class Engine:
                     attempt += 1
                     delay = self.policy.delay(attempt, err, self._random.random())
                     if delay is None:
+                        self._given_up(index, err)
                         errors.append(err)
                         break
                     self._pause(delay)
@@ -198,7 +213,7 @@ class Engine:
             raise Interrupted("interrupted")
         restart = next((e for e in errors if isinstance(e, _Restart)), None)
         if restart is not None:
-            self._segment(task, writer, counter, 0, task.size, opened=restart.opened, halt=self.cancel)
+            self._segment(task, writer, counter, 0, task.size, opened=restart.opened, halt=self.cancel, sole=True)
             return
         raise next(e for e in errors if not isinstance(e, Interrupted))
 
@@ -212,12 +227,14 @@ class Engine:
         *,
         halt: threading.Event,
         opened: tuple[int, BlobStream] | None = None,
+        sole: bool = False,
     ) -> None:
         """Fetch [start, end) into ``writer``, chunk-checked, retrying and failing over as needed.
 
         If the remote answers with the whole blob (Range ignored, or If-Range
-        found it changed), a segment that runs to the blob's end starts over
-        from byte 0 on that stream; any other raises _Restart for the caller.
+        found it changed), the ``sole`` segment of a download starts over from
+        byte 0 on that stream; one of several raises _Restart, so that the
+        caller stops its siblings before anything is thrown away.
         """
         import blake3
 
@@ -231,7 +248,7 @@ class Engine:
                 if s == start:
                     pos = min(e, end, (start // chunks.size + 1) * chunks.size)
                     hasher.update(writer.read(start, pos))
-        remote_index, stream = opened if opened else (0, None)
+        remote_index, stream = opened if opened else (self._alive()[0], None)
         attempt = 0
         # Failed checks per chunk start. Not `attempt`: every block that
         # arrives resets that, so a remote that always serves the same bad
@@ -248,21 +265,23 @@ class Engine:
                         stream = self._open(self.remotes[remote_index], task, pos, end, validator)
                     if writer.journal is not None and writer.journal.validator is None:
                         writer.set_source(stream.validator, stream.url)
-                    if stream.start != pos:
-                        if end != task.size:
-                            raise _Restart((remote_index, stream))
-                        writer.restart(stream.validator, stream.url)
-                        pos = chunk_start = 0
-                        hasher = blake3.blake3() if chunks else None
                     if stream.size is not None and stream.size != task.size:
                         raise NetworkError(
                             f"{stream.url} is {stream.size} bytes, the manifest says {task.size}",
                             "the remote serves a different object under this digest",
                         )
-                    while pos < end:
+                    if stream.start != pos:  # the whole blob came back: Range ignored, or the object changed
+                        if not sole:
+                            raise _Restart((remote_index, stream))
+                        writer.restart(stream.validator, stream.url)
+                        pos = chunk_start = 0
+                        hasher = blake3.blake3() if chunks else None
+                    # A server may send less than the range asked for; the rest is asked for again.
+                    stop = min(end, stream.end)
+                    while pos < stop:
                         # Never read across a chunk boundary: each chunk is checked on its own.
-                        boundary = min(end, (chunk_start // chunks.size + 1) * chunks.size) if chunks else end
-                        data = stream.read(min(_READ, boundary - pos))
+                        boundary = min(task.size, (chunk_start // chunks.size + 1) * chunks.size) if chunks else stop
+                        data = stream.read(min(_READ, min(stop, boundary) - pos))
                         if halt.is_set():
                             raise Interrupted("interrupted")
                         if not data:
@@ -284,6 +303,9 @@ class Engine:
                                 chunk_start, hasher = boundary, blake3.blake3()
                     if stream.read(1):
                         raise NetworkError(f"{stream.url}: the body is longer than the blob", "the remote serves a different object under this digest")
+                    if pos < end:
+                        self._release(stream)
+                        stream = None
                 except _BadChunk as bad:
                     # Only this chunk is fetched again, from the next remote if there is one.
                     self._release(stream)
@@ -296,7 +318,8 @@ class Engine:
                             f"BLAKE3 {bad.actual}, expected {bad.expected}",
                             "the remotes serve damaged data; the bad chunk was not kept",
                         ) from None
-                    remote_index = (remote_index + 1) % len(self.remotes)
+                    alive = self._alive()
+                    remote_index = alive[(alive.index(remote_index) + 1) % len(alive)] if remote_index in alive else alive[0]
                 except (NetworkError, NotFound) as err:
                     if stream is not None:
                         self._release(stream)
@@ -309,10 +332,12 @@ class Engine:
                         self._pause(delay)
                         continue
                     errors.append(err)
-                    if remote_index + 1 >= len(self.remotes):
+                    self._given_up(remote_index, err)
+                    later = [i for i in self._alive() if i > remote_index]
+                    if not later:
                         raise errors[-1] from None
                     # A chunk begun on one remote is not continued from another.
-                    remote_index, attempt = remote_index + 1, 0
+                    remote_index, attempt = later[0], 0
                     pos, hasher = chunk_start, blake3.blake3() if chunks else None
         finally:
             if stream is not None:  # interrupted, or done: never leave a connection mid-body
