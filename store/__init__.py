@@ -10,6 +10,7 @@ from .api import Store, VerifyResult
 from .errors import (
     IntegrityError,
     Interrupted,
+    InvalidManifest,
     InvalidPath,
     InvalidReference,
     LockfileError,
@@ -45,6 +46,7 @@ __all__ = [
     "NotFound",
     "NetworkError",
     "IntegrityError",
+    "InvalidManifest",
     "StorageError",
     "NoSpace",
     "ReadOnlyStore",

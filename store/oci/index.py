@@ -101,7 +101,9 @@ class Index:
 
 def lookup_fast(data: bytes, ref_name: str) -> Descriptor | None:
     """``Index.parse(data).lookup(ref_name)``, without parsing other entries when ``data`` is in our layout."""
-    if not data.startswith(_HEAD):
+    # Both ends must be ours: a file cut short (a disk that lost its tail)
+    # gets the full parse, which reports the damage instead of "not found".
+    if not (data.startswith(_HEAD) and data.endswith(_TAIL)):
         return Index.parse(data).lookup(ref_name)
     # In our layout the key and value are written exactly like this; inside any
     # JSON string the quotes would be escaped, so a match is a real annotation.
