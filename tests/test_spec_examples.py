@@ -4,11 +4,17 @@
   descriptor, layout files, journal, lease, lock holder, or a --json document
   of cli.md) and passes our parser for that kind; manifests and indexes also
   pass the OCI image-spec's JSON schemas when ../shared/oci-schema is present.
-- Every ```toml block parses with tomllib.
+- Every ```toml block parses with tomllib; those of config.md also with
+  read_config, and each remote they list opens as a remote.
+- Every ```jsonl block is a stream of --progress json lines that keeps the
+  guarantees of remotes.md (done never decreases, ends equal to total).
+- Every ```http exchange of remotes.md is sent to `odai-store serve` of the
+  example store, and the answer matches.
 - Every ``sha256sum`` proof matches the bytes of an example, and the example
   model of manifest.md rebuilds to exactly those bytes.
 - The command-line session of cli.md replays against the real command, with
-  literal output after the store path is normalised.
+  literal output after the store path is normalised (its fetch examples use
+  a second store in the working directory as a file remote).
 
 This file uses no fixture of tests/conftest.py, so it runs on its own.
 """
@@ -16,7 +22,9 @@ This file uses no fixture of tests/conftest.py, so it runs on its own.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
+import email.utils
 import os
 import re
 import shlex
@@ -28,6 +36,8 @@ from pathlib import Path
 
 import pytest
 
+from store.api import Store
+from store.config import read_config
 from store.errors import InvalidReference
 from store.local.journal import parse_journal
 from store.local.layout import LAYOUT_VERSION
@@ -37,6 +47,8 @@ from store.oci.digest import Digest, parse_digest
 from store.oci.index import Index, lookup_fast
 from store.oci.manifest import ARTIFACT_TYPE, CHUNK_SIZE_KEY, CHUNKS_KEY, TITLE, Manifest, ModelFile, parse_manifest
 from store.oci.reference import parse_reference
+from store.remote.select import open_remote
+from store.transfer.progress import Snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "spec"
@@ -78,11 +90,15 @@ SPEC_FILES = sorted(SPEC.glob("*.md"))
 ALL_BLOCKS = [b for f in SPEC_FILES for b in _blocks(f)]
 JSON_BLOCKS = [b for b in ALL_BLOCKS if b.lang == "json"]
 TOML_BLOCKS = [b for b in ALL_BLOCKS if b.lang == "toml"]
+JSONL_BLOCKS = [b for b in ALL_BLOCKS if b.lang == "jsonl"]
+HTTP_BLOCKS = [b for b in ALL_BLOCKS if b.lang == "http"]
 
 
 def test_spec_exists_with_examples() -> None:
     names = {f.name for f in SPEC_FILES}
-    for required in ("README.md", "store-layout.md", "digests.md", "manifest.md", "names.md", "ingest.md", "locking.md", "cli.md"):
+    for required in (
+        "README.md", "store-layout.md", "digests.md", "manifest.md", "names.md", "ingest.md", "locking.md", "cli.md", "remotes.md", "config.md"
+    ):
         assert required in names, f"spec/{required} is missing"
     assert JSON_BLOCKS, "spec/ has no JSON example"
 
@@ -117,7 +133,11 @@ def _check_cli_document(doc: object) -> None:
     """What can be checked of a --json document out of context; the replay below checks the rest."""
     if isinstance(doc, dict):
         for key, value in doc.items():
-            if key == "name" and value is not None:
+            if key == "name" and value is not None and "tag" in doc:
+                # fetch: NAME and TAG as separate members
+                ref = parse_reference(value if doc["tag"] is None else f"{value}:{doc['tag']}")
+                assert ref.name == value
+            elif key == "name" and value is not None:
                 assert str(parse_reference(value)) == value
             _check_cli_document(value)
     elif isinstance(doc, list):
@@ -230,6 +250,101 @@ def test_toml_examples_parse() -> None:
             tomllib.loads(block.text)
         except tomllib.TOMLDecodeError as err:
             pytest.fail(f"{block.id}: {err}")
+
+
+def test_config_examples_read_with_our_code(tmp_path: Path) -> None:
+    blocks = [b for b in TOML_BLOCKS if b.file == "config.md"]
+    assert blocks, "config.md has no ```toml example"
+    for block in blocks:
+        path = tmp_path / "config.toml"
+        path.write_text(block.text, encoding="utf-8")
+        config = read_config(path)
+        assert list(config.remotes) == tomllib.loads(block.text).get("remotes", []), block.id
+        for spec in config.remotes:
+            open_remote(spec).close()  # a form odai-store accepts; opening sends no request
+
+
+# -- --progress json lines ------------------------------------------------------------
+
+
+def test_progress_examples_keep_their_guarantees() -> None:
+    assert JSONL_BLOCKS, "remotes.md has no ```jsonl example of --progress json"
+    members = list(Snapshot(0, 0, 0, 0, 0.0).as_dict())
+    for block in JSONL_BLOCKS:
+        lines = [json.loads(line) for line in block.text.splitlines()]
+        assert lines, block.id
+        for line in lines:
+            assert list(line) == members, f"{block.id}: members and their order"
+            assert all(type(line[k]) is int and line[k] >= 0 for k in members if k != "label"), block.id
+            assert line["done"] <= line["total"] and line["refetched"] <= line["downloaded"], block.id
+        done = [line["done"] for line in lines]
+        assert done == sorted(done), f"{block.id}: done went back"
+        assert lines[-1]["done"] == lines[-1]["total"], f"{block.id}: a finished fetch ends with done == total"
+
+
+# -- HTTP exchanges with odai-store serve -------------------------------------------------
+
+# Headers whose values are the server's or the moment's, not the protocol's.
+_VOLATILE = {"date", "server", "last-modified"}
+
+
+def _exchange(block: Block) -> tuple[tuple[str, str, dict[str, str]], tuple[int, str, dict[str, str]], bytes | None]:
+    def head(lines: list[str]) -> tuple[str, dict[str, str]]:
+        fields = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(": ")
+            assert value, f"{block.id}: malformed header {line!r}"
+            fields[name.lower()] = value
+        return lines[0], fields
+
+    parts = block.text.split("\n\n")
+    request_line, request_headers = head(parts[0].splitlines())
+    response_line, response_headers = head(parts[1].splitlines())
+    body = "\n\n".join(parts[2:]).encode() if len(parts) > 2 else None
+    method, target, version = request_line.split(" ")
+    assert version == "HTTP/1.1", block.id
+    version, status, reason = response_line.split(" ", 2)
+    return (method, target, request_headers), (int(status), reason, response_headers), body
+
+
+def test_http_examples_replay_against_serve(tmp_path: Path) -> None:
+    blocks = [b for b in HTTP_BLOCKS if b.file == "remotes.md"]
+    assert len(blocks) >= 5, "remotes.md lacks its HTTP examples"
+    Store(tmp_path / "store").add("demo:v1", [_example_model(tmp_path)])
+    env = {k: v for k, v in os.environ.items() if k not in ("ODAI_STORE_HOME", "ODAI_STORE_REMOTE")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "store", "--store", str(tmp_path / "store"), "serve", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True,
+    )
+    try:
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), server.communicate(timeout=10)
+        port = int(url.rsplit(":", 1)[1])
+        for block in blocks:
+            (method, target, headers), (status, reason, expected), body = _exchange(block)
+            headers.pop("host")
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request(method, target, headers=headers)
+                response = conn.getresponse()
+                got_body = response.read()
+                got = {k.lower(): v for k, v in response.getheaders()}
+            finally:
+                conn.close()
+            assert (response.status, response.reason) == (status, reason), block.id
+            assert set(got) - {"date", "server"} == set(expected), f"{block.id}: headers {sorted(got)}"
+            for name, value in expected.items():
+                if name in _VOLATILE:
+                    email.utils.parsedate_to_datetime(got[name])
+                else:
+                    assert got[name] == value, f"{block.id}: {name}"
+            if body is not None:
+                assert got_body == body, f"{block.id}: body"
+            if method == "HEAD" or status == 416:
+                assert got_body == b"", block.id
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
 
 
 # -- sha256sum proofs and the example model --------------------------------------------
@@ -372,8 +487,10 @@ def _shape(doc: object) -> object:
 def test_cli_session_replays(tmp_path: Path) -> None:
     steps = _session()
     commands = {step.args[[a.startswith("-") for a in step.args].index(False)] for step in steps}
-    assert {"add", "list", "show", "path", "rm", "gc", "verify", "du"} <= commands, "cli.md lacks an example of a command"
-    _example_model(tmp_path)
+    assert {"add", "list", "show", "path", "rm", "gc", "verify", "du", "fetch"} <= commands, "cli.md lacks an example of a command"
+    demo = _example_model(tmp_path)
+    # The file remote of the fetch examples: another store holding demo:v1.
+    Store(tmp_path / "mirror").add("demo:v1", [demo])
     # Not "store": python -m would import that directory of the working
     # directory as the package.
     store = tmp_path / "odai-store"
