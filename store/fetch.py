@@ -7,6 +7,7 @@ hands each blob to the transfer engine, then to BlobStore.publish.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ class _Fetcher:
                 return read()
             except NetworkError as err:
                 attempt += 1
-                delay = policy.delay(attempt, err, 0.5)
+                delay = policy.delay(attempt, err, random.random())  # full jitter, as for blobs
                 if delay is None:
                     raise
                 if self.cancel.wait(delay):
@@ -190,7 +191,9 @@ class _Fetcher:
             for journal_path in self.layout.ingest.glob(f"{digest.hex}-*.journal"):
                 journal = parse_journal(journal_path.read_bytes()) if journal_path.exists() else None
                 if journal is not None and journal.size:
-                    self.say(f"{digest.short}: the other download is at {journal.done.total() * 100 // journal.size}%")
+                    # Unchecked bytes count: they wait only for the rest of their chunk.
+                    held = journal.done.total() + journal.unchecked.total()
+                    self.say(f"{digest.short}: the other download is at {held * 100 // journal.size}%")
 
         with hold(self.layout.lock(f"blob-{digest.hex}"), on_wait=waiting, poll=polling):
             if self.blobs.has(digest):
