@@ -271,7 +271,7 @@ class Store:
         # Refused before the store changes: a lockfile that does not parse, or
         # does not pin a name asked for, must not become a root that gc then
         # cannot read.
-        select_pins(read_lockfile(path), only, path)
+        pins = select_pins(read_lockfile(path), only, path)
 
         def present(pin) -> Model | None:
             try:
@@ -291,7 +291,7 @@ class Store:
         # nothing fetched below can be collected before sync returns.
         registered = self._register_root(path)
         try:
-            return sync(self.layout, self._names, path, only, present, fetch_pins)
+            return sync(pins, path, present, fetch_pins)
         except BaseException:
             # A failed sync leaves the store as it found it. Known hole: a
             # concurrent sync of the same lockfile loses the root too, until

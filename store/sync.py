@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import IntegrityError, LockfileError, NotFound
-from .local.layout import StoreLayout
-from .local.names import Names
-from .lockfile import Lockfile, Pin, read_lockfile
+from .errors import IntegrityError, LockfileError
+from .lockfile import Lockfile, Pin
 from .model import Model
 
 __all__ = ["select_pins", "sync"]
@@ -32,20 +29,19 @@ def select_pins(lockfile: Lockfile, only: list[str] | None, path: Path) -> list[
 
 
 def sync(
-    layout: StoreLayout,
-    names: Names,
+    pins: list[Pin],
     path: Path,
-    only: list[str] | None,
     present: Callable[[Pin], Model | None],
     fetch_pins: Callable[[list[Pin]], list[Model]],
 ) -> list[Model]:
-    """One Model per selected pin, in lockfile order.
+    """One Model per pin of ``pins`` (from ``select_pins``), in that order.
 
     ``present`` returns the model if it is complete locally (no writes, no
     network); the rest go to ``fetch_pins`` together. Each result must list
-    exactly the pinned files, or IntegrityError (exit 5).
+    exactly the pinned files, or IntegrityError (exit 5). ``path`` names the
+    lockfile in messages only: the caller parsed it once, before the store
+    changed.
     """
-    pins = select_pins(read_lockfile(path), only, path)
     models: dict[str, Model] = {}
     missing = []
     for pin in pins:
