@@ -39,21 +39,33 @@ def run_cli(
     env: dict[str, str] | None = None,
     prefix: tuple[str, ...] = (),
     timeout: float = 60,
+    cwd: Path | None = None,
 ) -> CliResult:
-    """Run ``python -m store [--store STORE] ARGS...``; ``prefix`` wraps the command (e.g. setpriv)."""
+    """Run ``python -m store [--store STORE] ARGS...``; ``prefix`` wraps the command (e.g. setpriv).
+
+    ``cwd`` must not hold a directory named ``store``: ``python -m`` would import it instead of ours.
+    """
     command, full_env = _command(store, args, env, prefix)
-    proc = subprocess.run(command, capture_output=True, env=full_env, timeout=timeout)
+    proc = subprocess.run(command, capture_output=True, env=full_env, timeout=timeout, cwd=cwd)
     return _result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def run_cli_many(
-    store: Path | None, argvs: list[tuple[str, ...]], env: dict[str, str] | None = None, timeout: float = 60
+    store: Path | None,
+    argvs: list[tuple[str, ...]],
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    cwds: list[Path] | None = None,
 ) -> list[CliResult]:
-    """Run several independent commands at once (start-up dominates short commands); results in order."""
+    """Run several independent commands at once (start-up dominates short commands); results in order.
+
+    ``cwds``, if given, holds one working directory per command.
+    """
     procs = []
-    for args in argvs:
+    for i, args in enumerate(argvs):
         command, full_env = _command(store, args, env, ())
-        procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env))
+        cwd = cwds[i] if cwds is not None else None
+        procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd))
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=timeout)

@@ -115,11 +115,11 @@ def json_garbage(draw, keys: tuple[str, ...] = ()) -> bytes:
 
 def remotes() -> st.SearchStrategy[str]:
     """What a pin records as its remote: usually a URL, but any string must survive TOML."""
-    urls = st.builds(lambda port, name: f"http://127.0.0.1:{port}/{name}", st.integers(1, 65535), names())
-    return urls | st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+    urls = st.builds("http://127.0.0.1:{}/models".format, st.integers(1, 65535))
+    return urls | st.just("") | st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 
 
-def pinned_files(max_files: int = 5) -> st.SearchStrategy[tuple[PinnedFile, ...]]:
+def pinned_files(max_files: int = 4) -> st.SearchStrategy[tuple[PinnedFile, ...]]:
     """The files of one pin: distinct valid paths (none also a directory), any digest, any size TOML holds."""
     paths = st.lists(model_paths(), min_size=0, max_size=max_files, unique=True).map(_drop_directories)
     sizes = st.integers(0, 2**63 - 1)  # a TOML integer is a signed 64-bit one
@@ -133,6 +133,6 @@ def pins() -> st.SearchStrategy[Pin]:
     return st.builds(Pin, names(), tags(), remotes(), digests_hex().map(Digest), pinned_files().flatmap(st.permutations).map(tuple))
 
 
-def lockfiles(max_pins: int = 5) -> st.SearchStrategy[Lockfile]:
+def lockfiles(max_pins: int = 4) -> st.SearchStrategy[Lockfile]:
     """A Lockfile of pins with distinct NAME:TAG, in any order."""
     return st.lists(pins(), max_size=max_pins, unique_by=lambda p: (p.name, p.tag)).map(lambda ps: Lockfile(tuple(ps)))

@@ -1,0 +1,175 @@
+"""`odai-store export NAME DEST --link MODE` (issue 4): the model's files under their own names, with
+their bytes, read-only so no app can corrupt the store through a shared inode; auto says which way it
+took; a way that cannot work here fails cleanly; nothing is ever overwritten.
+
+Whether this filesystem can reflink is asked of coreutils (`cp --reflink=always`), an implementation
+independent of ours, so the reflink expectations follow the machine the tests run on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import assert_error
+from tests.support.trees import read_tree, sample_model, write_tree
+
+FILES = sample_model(9)
+
+
+@pytest.fixture
+def model(tmp_path: Path, run_cli) -> str:
+    code, out, err = run_cli("--json", "add", "llama:v1", write_tree(tmp_path / "src", FILES))
+    assert code == 0, err
+    return json.loads(out)["digest"]
+
+
+def _can_reflink(directory: Path) -> bool:
+    source, clone = directory / ".reflink-probe", directory / ".reflink-probe-clone"
+    source.write_bytes(b"probe")
+    try:
+        return subprocess.run(["cp", "--reflink=always", str(source), str(clone)], capture_output=True).returncode == 0
+    finally:
+        source.unlink()
+        clone.unlink(missing_ok=True)
+
+
+def _filesystem(path: Path) -> str:
+    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True).stdout.strip()
+
+
+def _check_exported(dest: Path, store_dir: Path, how: str) -> None:
+    """Names and bytes of the model; each file made ``how``; none writable."""
+    assert read_tree(dest) == FILES
+    blobs = store_dir / "blobs" / "sha256"
+    for rel in FILES:
+        path = dest / rel
+        info = os.lstat(path)
+        if how == "symlink":
+            assert stat.S_ISLNK(info.st_mode)
+            target = Path(os.readlink(path))
+            assert target.parent == blobs
+            assert os.stat(target).st_mode & 0o777 == 0o444
+            continue
+        assert stat.S_ISREG(info.st_mode) and info.st_mode & 0o777 == 0o444, f"{rel}: {stat.filemode(info.st_mode)}"
+        blob = os.stat(blobs / _digest_of(FILES[rel]))
+        shares_inode = (info.st_dev, info.st_ino) == (blob.st_dev, blob.st_ino)
+        assert shares_inode == (how == "hardlink"), rel
+    # Nothing but the model's files: no temporary file left behind.
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if not p.is_dir()) == sorted(FILES)
+
+
+def _digest_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "symlink", "copy"])
+def test_each_link_mode(mode: str, model: str, tmp_path: Path, store_dir: Path, run_cli) -> None:
+    dest = tmp_path / "out" / mode
+    code, out, err = run_cli("--json", "export", "--link", mode, "llama:v1", dest)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["method"] == mode and {f["method"] for f in doc["files"]} == {mode}
+    assert sorted(f["path"] for f in doc["files"]) == sorted(FILES)
+    _check_exported(dest, store_dir, mode)
+    assert run_cli("verify").code == 0
+
+
+def test_auto_on_one_filesystem_shares_the_bytes_and_says_how(model: str, tmp_path: Path, store_dir: Path, run_cli) -> None:
+    expected = "reflink" if _can_reflink(store_dir) else "hardlink"
+    dest = tmp_path / "out"
+    code, out, err = run_cli("export", "llama:v1", dest)
+    assert code == 0, err
+    assert out == f"{dest}\n"
+    assert err == f"exported {len(FILES)} files to {dest} by {expected}\n", _filesystem(store_dir)
+    _check_exported(dest, store_dir, expected)
+    # By digest too, and the default mode is auto.
+    code, out, err = run_cli("--json", "export", f"llama@{model}", tmp_path / "by-digest")
+    assert code == 0, err
+    assert json.loads(out)["method"] == expected
+
+
+def test_reflink_where_this_filesystem_allows_it_and_a_clean_failure_where_not(model: str, tmp_path: Path, store_dir: Path, run_cli) -> None:
+    dest = tmp_path / "out"
+    result = run_cli("export", "--link", "reflink", "llama:v1", dest)
+    if _can_reflink(store_dir):
+        assert result.code == 0, result.err
+        _check_exported(dest, store_dir, "reflink")
+    else:
+        message = assert_error(result, 6)
+        assert "reflink" in message, (_filesystem(store_dir), message)
+        assert not dest.exists() or not any(p.is_file() or p.is_symlink() for p in dest.rglob("*"))
+
+
+def test_export_never_overwrites(model: str, tmp_path: Path, run_cli) -> None:
+    dest = tmp_path / "out"
+    (dest / "tokenizer").mkdir(parents=True)
+    mine = dest / "tokenizer" / "vocab.txt"
+    mine.write_bytes(b"the app's own file\n")
+    result = run_cli("export", "--link", "copy", "llama:v1", dest)
+    message = assert_error(result, 2)
+    assert str(mine) in message and "overwrite" in message
+    assert mine.read_bytes() == b"the app's own file\n"
+    assert [p for p in dest.rglob("*") if p.is_file()] == [mine]  # nothing else was made either
+    # A second export to the same place is refused the same way.
+    assert run_cli("export", "llama:v1", tmp_path / "again").code == 0
+    assert_error(run_cli("export", "--link", "symlink", "llama:v1", tmp_path / "again"), 2)
+    assert read_tree(tmp_path / "again") == FILES
+
+
+def test_an_unknown_model_or_mode(model: str, tmp_path: Path, run_cli) -> None:
+    assert_error(run_cli("export", "mistral:v1", tmp_path / "out"), 3)
+    assert_error(run_cli("export", "--link", "teleport", "llama:v1", tmp_path / "out"), 2)
+    assert not (tmp_path / "out").exists()
+
+
+# -- across filesystems ----------------------------------------------------------------
+
+
+@pytest.fixture
+def other_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs mounted for the test: a DEST where no hardlink into the store can exist."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root and must run the cross-filesystem export tests")
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the cross-filesystem export tests, but mount failed: {done.stderr}")
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_auto_across_filesystems_falls_back_to_copy(model: str, other_filesystem: Path, store_dir: Path, run_cli) -> None:
+    assert os.stat(other_filesystem).st_dev != os.stat(store_dir).st_dev
+    dest = other_filesystem / "out"
+    code, out, err = run_cli("export", "llama:v1", dest)
+    assert code == 0, err
+    assert err == f"exported {len(FILES)} files to {dest} by copy\n"
+    _check_exported(dest, store_dir, "copy")
+    # A symlink crosses filesystems.
+    code, _, err = run_cli("export", "--link", "symlink", "llama:v1", other_filesystem / "links")
+    assert code == 0, err
+    _check_exported(other_filesystem / "links", store_dir, "symlink")
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "reflink"])
+def test_hardlink_or_reflink_across_filesystems_fails_cleanly(mode: str, model: str, other_filesystem: Path, store_dir: Path, run_cli) -> None:
+    dest = other_filesystem / "out"
+    message = assert_error(run_cli("export", "--link", mode, "llama:v1", dest), 6)
+    assert mode in message and "cross-device" in message
+    assert not any(p.is_file() or p.is_symlink() for p in other_filesystem.rglob("*"))
+    assert run_cli("verify").code == 0

@@ -1,0 +1,153 @@
+"""Bad lockfiles and failing syncs through the command line (issue 4, Tests): each a clear two-line
+error with its documented exit code, and nothing in the store changed.
+
+The store is not empty when each command runs (a model synced from a lockfile, its gc root), so an
+unchanged snapshot means something: a stray root, name, blob or view would show.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from store import Store
+from store.lockfile import Pin, parse_lockfile, read_lockfile
+from store.oci.digest import Digest
+from store.oci.reference import parse_reference
+from tests.support.cli import assert_error, run_cli_many
+from tests.support.trees import store_files, write_tree
+
+V1 = {"config.json": b'{"v": 1}\n', "weights.bin": bytes(range(256)) * 64}
+V2 = {"config.json": b'{"v": 2}\n', "weights.bin": bytes(range(256)) * 64, "extra.txt": b"two\n"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    remote: Path  # a store used as a file:// remote
+    app: Path  # the app's working directory, holding odai.lock
+    store: Path
+
+    @property
+    def url(self) -> str:
+        return self.remote.as_uri()
+
+    @property
+    def lockfile(self) -> Path:
+        return self.app / "odai.lock"
+
+
+def _remote(root: Path, models: dict[str, dict[str, bytes]]) -> dict[str, Digest]:
+    store = Store(root)
+    return {name: store.add(name, [write_tree(root.parent / f"src-{name.replace(':', '-')}", files)]).digest for name, files in models.items()}
+
+
+@pytest.fixture
+def setup(tmp_path: Path, store_dir: Path) -> Setup:
+    remote = tmp_path / "remote"
+    _remote(remote, {"llama:v1": V1, "llama:v2": V2})
+    app = tmp_path / "app"
+    app.mkdir()
+    s = Setup(remote, app, store_dir)
+    # Through the API, to keep each test to the commands it is about.
+    store = Store(store_dir)
+    store.lock(["llama:v1"], s.lockfile, remotes=[s.url])
+    store.sync(s.lockfile)
+    return s
+
+
+def _bad_lockfiles(good: bytes) -> dict[str, bytes]:
+    text = good.decode()
+    [pin] = parse_lockfile(good).pins
+    file = pin.files[0]
+    cases = {
+        "malformed TOML": text.replace("[[model]]", "[[model]", 1),
+        "wrong digest syntax": text.replace(f'"{pin.digest}"', f'"{pin.digest}"'.replace("sha256:", "sha256:z"), 1),
+        "unknown version": text.replace("version = 1", "version = 2", 1),
+        "path escaping the model directory": text.replace(f'path = "{file.path}"', 'path = "../../escaped"', 1),
+        "absolute path": text.replace(f'path = "{file.path}"', 'path = "/etc/passwd"', 1),
+        "duplicate NAME:TAG": text + text.split("\n", 1)[1],
+    }
+    assert all(data != text for data in cases.values())  # every edit took
+    return {case: data.encode() for case, data in cases.items()}
+
+
+BAD_CASES = ["malformed TOML", "wrong digest syntax", "unknown version", "path escaping the model directory", "absolute path", "duplicate NAME:TAG"]
+COMMANDS = {
+    "sync": ("sync", "--lockfile", "{lockfile}"),
+    "sync NAME": ("sync", "--lockfile", "{lockfile}", "llama"),
+    "lock": ("lock", "--remote", "{url}", "--lockfile", "{lockfile}", "llama:v2"),
+    "lock --check": ("lock", "--check", "--remote", "{url}", "--lockfile", "{lockfile}"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_a_bad_lockfile_is_a_usage_error_and_changes_nothing(case: str, setup: Setup) -> None:
+    bad = setup.app / "bad.lock"
+    data = _bad_lockfiles(setup.lockfile.read_bytes())[case]
+    bad.write_bytes(data)
+    before = store_files(setup.store)
+    # All at once: none of them may write, so they cannot disturb each other.
+    # Every command that reads a lockfile for the first case; sync, which
+    # reads it, and lock, which rewrites it, for every case.
+    commands = list(COMMANDS) if case == BAD_CASES[0] else ["sync", "lock"]
+    argvs = [tuple(a.format(lockfile=bad, url=setup.url) for a in COMMANDS[c]) for c in commands]
+    for command, result in zip(commands, run_cli_many(setup.store, argvs)):
+        message = assert_error(result, 2)
+        assert str(bad) in message, (command, message)
+    assert store_files(setup.store) == before
+    assert bad.read_bytes() == data  # lock never rewrites a lockfile it cannot read
+    # gc can still read every root the store has.
+    store = Store(setup.store)
+    assert [r.lockfile for r in store.roots()] == [setup.lockfile]
+    assert store.gc(dry_run=True).blobs == ()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nobody listens once the socket is closed
+
+
+@pytest.mark.slow  # the default retries back off for about 15 seconds before giving up
+def test_a_pin_whose_remote_is_unreachable_is_a_network_error_and_changes_nothing(setup: Setup, run_cli) -> None:
+    # llama:v2 pinned on a remote nobody answers on; the store holds llama:v1 only.
+    digest, manifest = Store(setup.remote).resolve("llama:v2")
+    pin = Pin.of(parse_reference("llama:v2"), f"http://127.0.0.1:{_closed_port()}", digest, manifest)
+    lockfile = setup.app / "unreachable.lock"
+    lockfile.write_bytes(read_lockfile(setup.lockfile).with_pins([pin]).to_bytes())
+    before = store_files(setup.store)
+    message = assert_error(run_cli("sync", "--lockfile", lockfile, cwd=setup.app), 4)
+    assert pin.remote in message
+    assert store_files(setup.store) == before
+    # The pin that is present still syncs without the network.
+    code, out, err = run_cli("sync", "--lockfile", lockfile, "llama:v1", cwd=setup.app)
+    assert code == 0, err
+
+
+def test_sync_of_a_name_the_lockfile_does_not_pin(setup: Setup, run_cli) -> None:
+    before = store_files(setup.store)
+    result = run_cli("sync", "llama:v2", cwd=setup.app)
+    message = assert_error(result, 7)
+    assert "llama:v2" in message and "not pinned" in message
+    assert "odai-store lock llama:v2" in result.err.splitlines()[1]
+    assert_error(run_cli("sync", "mistral", cwd=setup.app), 7)
+    assert store_files(setup.store) == before
+
+
+def test_a_pinned_manifest_whose_bytes_do_not_match_is_an_integrity_error(setup: Setup, run_cli) -> None:
+    lockfile = setup.app / "v2.lock"
+    assert run_cli("lock", "--remote", setup.url, "--lockfile", lockfile, "llama:v2", cwd=setup.app).code == 0
+    [pin] = read_lockfile(lockfile).pins
+    # The remote's copy of the pinned manifest now says something else: the same
+    # JSON with one file renamed, so it still parses and only its digest betrays it.
+    blob = setup.remote / "blobs" / "sha256" / pin.digest.hex
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes().replace(b"extra.txt", b"extra.TXT"))
+    before = store_files(setup.store)
+    message = assert_error(run_cli("sync", "--lockfile", lockfile, cwd=setup.app), 5)
+    assert str(pin.digest) in message
+    assert store_files(setup.store) == before
+    assert not (setup.store / "blobs" / "sha256" / pin.digest.hex).exists()

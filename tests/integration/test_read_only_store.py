@@ -1,0 +1,159 @@
+"""A read-only store (issue 4): a read-only bind mount, as a container image or a shared disk gives
+one, or directories without write permission. `path` and `sync` still serve the models it holds,
+without a request; `add`, `gc` and `rm` fail with exit 6 and say why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from store import Store
+from store.oci.digest import Digest
+from tests.support.cli import CliResult, assert_error, run_cli
+from tests.support.counting_server import Served, serve_counting
+from tests.support.trees import read_tree, sample_model, store_files, write_tree
+
+PINNED = sample_model(7)
+NAMED = {"named.txt": b"a model added by name\n"}
+
+
+@dataclass
+class Held:
+    store: Path  # where the store was written
+    app: Path
+    served: Served
+    pinned: Digest
+    named: Digest
+
+    def run(self, store: Path, *args: str | os.PathLike[str], prefix: tuple[str, ...] = ()) -> CliResult:
+        return run_cli(store, *args, cwd=self.app, prefix=prefix)
+
+
+@pytest.fixture
+def held(tmp_path: Path) -> Iterator[Held]:
+    """A store holding a model synced from an app's lockfile and one added by name; the remote keeps counting."""
+    remote = tmp_path / "remote"
+    pinned = Store(remote).add("llama:v1", [write_tree(tmp_path / "src", PINNED)]).digest
+    store = tmp_path / "store"
+    app = tmp_path / "app"
+    app.mkdir()
+    named = Store(store).add("notes:v1", [write_tree(tmp_path / "named", NAMED)]).digest
+    with serve_counting(remote) as served:
+        assert run_cli(store, "lock", "--remote", served.url, "llama:v1", cwd=app).code == 0
+        assert run_cli(store, "sync", cwd=app).code == 0
+        yield Held(store, app, served, pinned, named)
+
+
+def _reads_work_without_requests(held: Held, store: Path, prefix: tuple[str, ...] = ()) -> None:
+    seen = len(held.served.requests)
+    view = store / "views" / "sha256" / held.pinned.hex
+    assert held.run(store, "sync", prefix=prefix) == (0, f"{view}\n", "")
+    assert held.run(store, "sync", "llama", prefix=prefix) == (0, f"{view}\n", "")
+    assert held.run(store, "path", f"llama@{held.pinned}", prefix=prefix) == (0, f"{view}\n", "")
+    assert held.run(store, "path", "notes:v1", prefix=prefix).out == f"{store / 'views' / 'sha256' / held.named.hex}\n"
+    assert held.run(store, "path", "notes:v1", "--file", "named.txt", prefix=prefix).code == 0
+    assert read_tree(view) == PINNED
+    assert held.run(store, "list", prefix=prefix).code == 0
+    assert held.run(store, "roots", prefix=prefix).code == 0
+    assert held.served.requests[seen:] == []
+
+
+def _writes_fail(held: Held, store: Path, prefix: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """Each write's (message, hint), after checking it failed with exit 6 in two lines."""
+    source = write_tree(held.app / "new", {"new.bin": b"new\n"})
+    out = []
+    for args in (("add", "new:v1", source), ("gc",), ("rm", "notes:v1"), ("rm", f"llama@{held.pinned}")):
+        result = held.run(store, *args, prefix=prefix)
+        message = assert_error(result, 6)
+        out.append((message, result.err.splitlines()[1]))
+    return out
+
+
+# -- read-only bind mount ----------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_mount(held: Held, tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
+    target = tmp_path / "ro"
+    target.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(held.store), str(target)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the read-only mount tests, but mount failed: {mounted.stderr}")
+        pytest.skip(f"mount --bind failed (no CAP_SYS_ADMIN in this container?): {mounted.stderr.strip()}")
+    try:
+        remount = subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], capture_output=True, text=True)
+        assert remount.returncode == 0, remount.stderr
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def test_a_read_only_mount_serves_path_and_sync_and_refuses_writes(held: Held, read_only_mount: Path) -> None:
+    before = store_files(held.store)
+    with pytest.raises(OSError):
+        (read_only_mount / "probe").write_bytes(b"")  # the mount really is read-only
+    _reads_work_without_requests(held, read_only_mount)
+    for message, hint in _writes_fail(held, read_only_mount):
+        assert "Read-only file system" in message
+        assert "read-only" in hint
+    assert store_files(held.store) == before
+
+
+# -- no write permission -------------------------------------------------------------
+#
+# Root writes whatever the mode bits say (CAP_DAC_OVERRIDE), and CI runs as
+# root. So as root the commands run under setpriv without the capabilities
+# that bypass file permissions (or ownership, for chmod): still uid 0 and the
+# owner, but bound by the mode bits like anyone.
+
+
+def _without_override() -> tuple[str, ...]:
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    caps = "--bounding-set=-dac_override,-dac_read_search,-fowner"
+    if setpriv is None or subprocess.run([setpriv, caps, "true"]).returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root and needs setpriv to drop CAP_DAC_OVERRIDE")
+        pytest.skip("running as root without a working setpriv: root writes to a read-only directory")
+    return (setpriv, caps)
+
+
+def _remove_write_permission(root: Path) -> dict[str, int]:
+    """``chmod -R a-w``; returns every mode, to put back."""
+    modes = {}
+    for directory, _dirs, files in os.walk(root):
+        for path in (directory, *(os.path.join(directory, f) for f in files)):
+            if not os.path.islink(path):
+                modes[path] = os.stat(path).st_mode & 0o7777
+    for path, mode in modes.items():
+        os.chmod(path, mode & ~0o222)
+    return modes
+
+
+def test_a_store_without_write_permission_serves_path_and_sync_and_refuses_writes(held: Held) -> None:
+    prefix = _without_override()
+    # The lockfile's directory stays writable: it is the app's, not the store's.
+    modes = _remove_write_permission(held.store)
+    try:
+        before = store_files(held.store)
+        _reads_work_without_requests(held, held.store, prefix)
+        for message, hint in _writes_fail(held, held.store, prefix):
+            assert "Permission denied" in message
+            assert "write to the store directory" in hint
+        assert store_files(held.store) == before
+    finally:
+        for path, mode in modes.items():
+            os.chmod(path, mode)
+    # Writable again, the same store takes writes.
+    assert run_cli(held.store, "rm", "notes:v1").code == 0

@@ -1,0 +1,356 @@
+"""One store shared by many apps and many users (issue 4, Tests).
+
+Apps are separate processes with their own working directories and
+lockfiles, finding the store through $ODAI_STORE_HOME, as an app would. The
+remote is a store served by our `serve` handler in a thread that counts
+requests, which is how "no request at all" is proven. The users are two
+unprivileged uids of one group, as root sets them up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from store import Store
+from store.lockfile import parse_lockfile, read_lockfile
+from store.oci.digest import Digest
+from store.oci.manifest import Manifest
+from tests.support.cli import CliResult, assert_error, run_cli, run_cli_many
+from tests.support.counting_server import Served, serve_counting
+from tests.support.trees import read_tree, write_tree
+
+SHARED = random.Random(4).randbytes(256 * 1024)
+V1 = {"config.json": b'{"version": 1}\n', "weights/shared.bin": SHARED}
+LATEST = {"config.json": b'{"version": 2}\n', "weights/shared.bin": SHARED, "tokenizer.json": b'{"vocab": []}\n'}
+
+
+def _publish(remote: Path, name: str, files: dict[str, bytes]) -> tuple[Digest, Manifest]:
+    source = write_tree(remote.parent / f"src-{name.replace(':', '-')}-{len(os.listdir(remote.parent))}", files)
+    Store(remote).add(name, [source])
+    return Store(remote).resolve(name)
+
+
+class App:
+    """An app: its own working directory (holding its odai.lock), and the store from $ODAI_STORE_HOME."""
+
+    def __init__(self, root: Path, store: Path) -> None:
+        self.dir = root
+        self.dir.mkdir()
+        self.store = store
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"ODAI_STORE_HOME": str(self.store)}
+
+    @property
+    def lockfile(self) -> Path:
+        return self.dir / "odai.lock"
+
+    def run(self, *args: str | os.PathLike[str]) -> CliResult:
+        return run_cli(None, *args, env=self.env, cwd=self.dir)
+
+
+def _gc(app: App) -> dict:
+    code, out, err = app.run("--json", "gc")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def _requests(served: Served) -> list[str]:
+    with served.lock:
+        return list(served.requests)
+
+
+def test_two_apps_pin_two_versions_of_one_model_in_one_store(tmp_path: Path) -> None:
+    remote, store = tmp_path / "remote", tmp_path / "store"
+    d1, m1 = _publish(remote, "llama:v1", V1)
+    d2, m2 = _publish(remote, "llama:latest", LATEST)
+    app1, app2 = App(tmp_path / "app1", store), App(tmp_path / "app2", store)
+    with serve_counting(remote) as served:
+        assert app1.run("lock", "--remote", served.url, "llama:v1") == (0, f"{app1.lockfile}\n", "locked llama:v1 at %s\n" % d1.short)
+        assert app2.run("lock", "--remote", served.url, "llama:latest").code == 0
+
+        # Both apps sync at once; the file both versions share crosses the wire once.
+        synced = run_cli_many(None, [("sync",), ("sync",)], env=app1.env, cwds=[app1.dir, app2.dir])
+        for result in synced:
+            assert result.code == 0, result.err
+        view1, view2 = (Path(r.out.strip()) for r in synced)
+        assert (view1, view2) == (store / "views" / "sha256" / d1.hex, store / "views" / "sha256" / d2.hex)
+        assert read_tree(view1) == V1 and read_tree(view2) == LATEST
+        shared_blob = f"GET /blobs/sha256/{hashlib.sha256(SHARED).hexdigest()} "
+        assert len([r for r in _requests(served) if r.startswith(shared_blob)]) == 1, _requests(served)
+
+        code, out, err = app1.run("roots")
+        assert code == 0, err
+        assert sorted(out.splitlines()) == sorted([f"{app1.lockfile}  1 pins", f"{app2.lockfile}  1 pins"])
+
+        # gc keeps both versions: both lockfiles pin them, though no name does.
+        assert app1.run("list").out == ""
+        before = sorted(os.listdir(store / "blobs" / "sha256"))
+        assert _gc(app1)["blobs"] == []
+        assert sorted(os.listdir(store / "blobs" / "sha256")) == before
+
+        # With every pin present, sync sends no request at all.
+        seen = len(_requests(served))
+        assert app1.run("sync") == (0, f"{view1}\n", "")
+        assert app2.run("sync") == (0, f"{view2}\n", "")
+        assert _requests(served)[seen:] == []
+
+        # App 2 goes away: gc frees exactly what only app 2 used.
+        app2.lockfile.unlink()
+        assert f"{app2.lockfile}  missing" in app1.run("roots").out
+        only_app2 = ({d2} | m2.blob_digests()) - ({d1} | m1.blob_digests())
+        assert len(only_app2) == 3  # its manifest, its config.json, its tokenizer.json
+        report = _gc(app1)
+        assert set(report["blobs"]) == {str(d) for d in only_app2}
+        assert report["views"] == [str(d2)]
+        assert sorted(os.listdir(store / "blobs" / "sha256")) == sorted(set(before) - {d.hex for d in only_app2})
+        assert app1.run("roots").out == f"{app1.lockfile}  1 pins\n"
+
+        # App 1 is untouched, and still needs nothing from the remote.
+        seen = len(_requests(served))
+        assert app1.run("sync") == (0, f"{view1}\n", "")
+        assert read_tree(view1) == V1
+        assert _requests(served)[seen:] == []
+        assert app1.run("verify").code == 0
+
+
+def test_relocking_is_byte_identical_and_check_names_the_tag_that_moved(tmp_path: Path) -> None:
+    remote, store = tmp_path / "remote", tmp_path / "store"
+    _publish(remote, "llama:v1", V1)
+    _publish(remote, "llama:latest", LATEST)
+    _publish(remote, "phi:v1", {"phi.bin": b"phi\n"})
+    app = App(tmp_path / "app", store)
+    with serve_counting(remote) as served:
+        assert app.run("lock", "--remote", served.url, "llama:latest", "phi:v1", "llama:v1").code == 0
+        first = app.lockfile.read_bytes()
+        code, out, err = app.run("--json", "lock", "--remote", served.url, "phi:v1", "llama:v1", "llama:latest")
+        assert code == 0, err
+        assert json.loads(out)["changed"] is False
+        assert app.lockfile.read_bytes() == first
+
+        assert app.run("lock", "--check") == (0, f"{app.lockfile}\n", "3 pins hold in odai.lock\n")
+        # Check resolves again: it asks the remote each time, unlike sync.
+        seen = len(_requests(served))
+        assert app.run("lock", "--check", "phi:v1").code == 0
+        assert _requests(served)[seen:] != []
+
+        # The remote's llama:latest moves; the pins of llama:v1 and phi:v1 still hold.
+        moved, _ = _publish(remote, "llama:latest", {**LATEST, "config.json": b'{"version": 3}\n'})
+        result = app.run("lock", "--check")
+        message = assert_error(result, 7)
+        assert "llama:latest" in message and moved.short in message
+        assert "llama:v1" not in message and "phi" not in message
+        assert "odai-store lock" in result.err.splitlines()[1]
+        assert app.lockfile.read_bytes() == first  # check never writes
+        assert app.run("lock", "--check", "llama:v1", "phi:v1").code == 0
+
+        # Taking the new version changes only its entry.
+        assert app.run("lock", "--remote", served.url, "llama:latest").code == 0
+        assert app.lockfile.read_bytes() != first
+        assert app.run("lock", "--check").code == 0
+        old, new = parse_lockfile(first), read_lockfile(app.lockfile)
+        assert [p for p in new.pins if p.ref_name != "llama:latest"] == [p for p in old.pins if p.ref_name != "llama:latest"]
+        assert new.find("llama", "latest")[0].digest == moved
+
+
+# -- a store shared by the members of a group ------------------------------------------
+
+_MUTABLE = ("index.json", "locks/", "roots/", "ingest/")  # files other members must be able to rewrite
+
+
+def _check_shared_modes(root: Path) -> list[Path]:
+    """Every directory setgid and group-writable; mutable files group-writable; blobs and records group-readable.
+    Returns the files seen."""
+    files = []
+    for directory, dirnames, filenames in os.walk(root):
+        mode = os.stat(directory).st_mode
+        assert mode & stat.S_ISGID and mode & 0o070 == 0o070, f"{directory}: {stat.filemode(mode)}"
+        for name in filenames:
+            path = Path(directory, name)
+            if path.is_symlink():
+                continue
+            files.append(path)
+            mode = os.stat(path).st_mode
+            rel = path.relative_to(root).as_posix()
+            assert mode & 0o040, f"{rel} is not group-readable: {stat.filemode(mode)}"
+            if rel.startswith(_MUTABLE) or rel == "index.json":
+                assert mode & 0o020, f"{rel} is not group-writable: {stat.filemode(mode)}"
+            if rel.startswith(("blobs/", "meta/")):
+                assert mode & 0o777 == 0o444, f"{rel}: {stat.filemode(mode)}"
+    return files
+
+
+@pytest.mark.parametrize("how", ["init --shared DIR", "global --shared on first use"])
+def test_a_shared_store_is_setgid_and_group_writable(how: str, tmp_path: Path, model_tree: Path) -> None:
+    store = tmp_path / "shared"
+    remote = tmp_path / "remote"
+    _publish(remote, "llama:v1", V1)
+    env = {"ODAI_STORE_HOME": str(store)}
+    if how == "init --shared DIR":
+        assert run_cli(None, "init", "--shared", store, env=env) == (0, f"{store}\n", "")
+        assert run_cli(None, "add", "m:v1", model_tree, env=env).code == 0
+    else:
+        assert run_cli(None, "--shared", "add", "m:v1", model_tree, env=env).code == 0
+    assert json.loads((store / "odai-layout").read_bytes())["shared"] is True
+    app = App(tmp_path / "app", store)
+    for args in (("lock", "--remote", remote.as_uri(), "llama:v1"), ("sync",), ("rm", "m:v1"), ("gc",), ("verify",)):
+        code, _, err = app.run(*args)
+        assert code == 0, (args, err)
+    seen = {p.relative_to(store).parts[0] for p in _check_shared_modes(store)}
+    # Each kind of file was there to be checked.
+    assert {"index.json", "blobs", "meta", "locks", "roots"} <= seen, seen
+
+
+def test_a_partial_download_in_a_shared_store_is_group_writable(tmp_path: Path) -> None:
+    store = tmp_path / "shared"
+    remote = tmp_path / "remote"
+    _publish(remote, "big:v1", {"big.bin": random.Random(5).randbytes(2 << 20)})
+    assert run_cli(None, "init", "--shared", store).code == 0
+    with serve_counting(remote, rate=1 << 20) as served:
+        proc = _start(store, "fetch", "--remote", served.url, "--connections", "1", "big:v1")
+        try:
+            partial = _wait_for(lambda: [p for p in (store / "ingest").iterdir() if p.suffix == ".tmp"], proc)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert os.stat(partial[0]).st_mode & 0o777 == 0o664
+
+
+def _start(store: Path, *args: str, prefix: tuple[str, ...] = (), env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("ODAI_STORE_HOME", "ODAI_STORE_REMOTE", "XDG_CACHE_HOME")}
+    full_env.update(env or {})
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-m", "store", "--store", str(store), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=full_env,
+        cwd=cwd,
+    )
+
+
+def _wait_for(found, proc: subprocess.Popen[bytes], timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = found()
+        if result:
+            return result
+        if proc.poll() is not None:
+            raise AssertionError(f"the command ended ({proc.returncode}) first: {proc.stderr.read().decode() if proc.stderr else ''}")
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+# -- two users of one group --------------------------------------------------------------
+#
+# As root: two uids that exist nowhere else, sharing one gid, run odai-store
+# through setpriv. Their store and sources live under a 0777 directory in
+# /tmp, since pytest's temporary directories are 0700 to everyone but root.
+
+GROUP = 47300
+USERS = (47301, 47302)
+
+
+@pytest.fixture(scope="module")
+def as_user() -> Iterator:
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root and must run the tests of two users sharing a store")
+        pytest.skip("needs root to run commands as two users of one group")
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is missing"
+
+    def prefix(uid: int, read_search: bool) -> tuple[str, ...]:
+        base = (setpriv, f"--reuid={uid}", f"--regid={GROUP}", f"--groups={GROUP}")
+        # The interpreter may live where only root may look (a pyenv under
+        # /root): then the users get CAP_DAC_READ_SEARCH, which lets them read
+        # and search anywhere but grants no write. Writes are what sharing is
+        # about, and every file's mode is checked on its own.
+        return (*base, "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search") if read_search else base
+
+    probe = subprocess.run([*prefix(USERS[0], False), sys.executable, "-c", "import store"], capture_output=True, cwd="/")
+    read_search = probe.returncode != 0
+    yield lambda uid: prefix(uid, read_search)
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    base = Path(tempfile.mkdtemp(prefix="odai-shared-", dir="/tmp"))
+    base.chmod(0o777)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
+def test_two_users_of_one_group_add_remove_collect_and_fetch_in_one_store(as_user, shared_tmp: Path) -> None:
+    store, remote = shared_tmp / "store", shared_tmp / "remote"
+    homes = {}
+    for uid in USERS:
+        homes[uid] = shared_tmp / f"home-{uid}"
+        homes[uid].mkdir()
+        os.chown(homes[uid], uid, GROUP)
+    a, b = USERS
+    src_a = write_tree(shared_tmp / "src-a", {"a.txt": b"from a\n", "both.bin": SHARED})
+    src_b = write_tree(shared_tmp / "src-b", {"b.txt": b"from b\n", "both.bin": SHARED})
+    big = random.Random(6).randbytes(3 << 20)
+    _publish(remote, "big:v1", {"big.bin": big})
+    _publish(remote, "llama:v1", V1)
+
+    def run(uid: int, *args: str | os.PathLike[str]) -> CliResult:
+        return run_cli(store, *args, env={"HOME": str(homes[uid])}, prefix=as_user(uid), cwd=homes[uid])
+
+    def ok(uid: int, *args: str | os.PathLike[str]) -> str:
+        code, out, err = run(uid, *args)
+        assert code == 0, f"uid {uid}: {args}: exit {code}: {err}"
+        return out
+
+    ok(a, "init", "--shared", store)
+    assert os.stat(store).st_gid == GROUP
+    ok(a, "add", "a:v1", src_a)
+    b_model = json.loads(ok(b, "--json", "add", "b:v1", src_b))  # both.bin is a's blob: b reuses it
+    ok(b, "add", "a:v2", src_a)
+    ok(a, "rm", "b:v1")
+    ok(b, "rm", "a:v1")
+    report = json.loads(ok(a, "--json", "gc"))  # a deletes what b wrote
+    b_txt = "sha256:" + hashlib.sha256(b"from b\n").hexdigest()
+    assert sorted(report["blobs"]) == sorted([b_model["digest"], b_txt])
+    assert report["views"] == [b_model["digest"]]
+    assert sorted(e.split()[0] for e in ok(b, "list").splitlines()) == ["a:v2"]
+
+    with serve_counting(remote, rate=1 << 20) as served:
+        ok(b, "fetch", "--remote", served.url, "llama:v1")
+        ok(a, "fetch", "--remote", served.url, "llama:v1")
+        # a's download dies half-way; b's fetch of the same blob must still succeed.
+        proc = _start(store, "fetch", "--remote", served.url, "--connections", "1", "big:v1", prefix=as_user(a), env={"HOME": str(homes[a])}, cwd=homes[a])
+        try:
+            _wait_for(lambda: any(p.suffix == ".journal" for p in (store / "ingest").iterdir()), proc)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        left = [p for p in (store / "ingest").iterdir() if p.suffix == ".tmp"]
+        assert left and all(p.stat().st_uid == a for p in left)
+        path = ok(b, "fetch", "--remote", served.url, "--connections", "1", "big:v1").strip()
+    assert (Path(path) / "big.bin").read_bytes() == big
+    ok(b, "gc")  # a's dead partial goes once the blob is present
+    assert list((store / "ingest").iterdir()) == []
+    ok(a, "verify")
+    ok(b, "rm", "big:v1", "llama:v1")
+    ok(a, "gc")
+
+    owners = {p.stat().st_uid for p in _check_shared_modes(store)}
+    assert owners == {a, b}  # both users' files are there, and each was usable by the other
