@@ -205,7 +205,7 @@ class _Fetcher:
             except BaseException as err:
                 if writer.done.total() or writer.unchecked.total():
                     # Keep what arrived: the next run resumes from it.
-                    writer.suspend(save=not isinstance(err, (Interrupted, KeyboardInterrupt)))
+                    writer.suspend(sync=not isinstance(err, (Interrupted, KeyboardInterrupt)))
                 else:
                     # Nothing arrived (a 404, a refused encoding): a kept partial
                     # would only hold its preallocated space until gc.

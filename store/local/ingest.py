@@ -18,14 +18,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import IntegrityError, from_os_error
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
 from .atomic import create_private, private_name, write_atomic
-from .journal import Journal, Ranges, parse_journal
+from .journal import Journal, Ranges, boot_id, parse_journal
 from .layout import StoreLayout
 from .locks import Holder
 
@@ -35,6 +35,7 @@ __all__ = ["IngestWriter", "Written", "BLOCK"]
 # that the queues below hold a few tens of MiB at most.
 BLOCK = 4 << 20
 _QUEUED_BLOCKS = 4
+_INLINE_MAX = 256 << 10
 # Bytes read back behind the frontier go in smaller blocks: up to
 # _QUEUED_BLOCKS of them wait in each queue, and at 4 MiB that was a fifth of
 # the memory budget of a fetch.
@@ -43,7 +44,8 @@ _READ_BACK = 1 << 20
 # checked: one chunk and a block, so memory stays constant in the blob size.
 _TAIL_MAX = (8 << 20) + (1 << 20)
 _ANONYMOUS = "add-"
-JOURNAL_INTERVAL = 0.1  # seconds
+JOURNAL_INTERVAL = 0.1  # seconds between journal saves
+SYNC_INTERVAL = 1.0  # seconds between fsyncs of the partial's data
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,22 @@ class _Hashing:
         self.sha256 = hashlib.sha256()
         self.fast = xxhash.xxh3_128()
         self.chunks = ChunkHasher() if chunks else None
-        side: list[Callable[[bytes], object]] = [self.fast.update]
+        self._side: list[Callable[[bytes], object]] = [self.fast.update]
         if self.chunks is not None:
-            side.insert(0, self.chunks.update)
-        self._threads = [_HashThread([self.sha256.update]), _HashThread(side)]
+            self._side.insert(0, self.chunks.update)
+        self._threads: list[_HashThread] = []
         self._result: tuple[Digest, str, ChunkDigests | None] | None = None
 
     def feed(self, block: bytes | memoryview) -> None:
+        if not self._threads and len(block) < _INLINE_MAX:
+            # Small files (configs, tokenizers) are hashed in the caller: two
+            # threads per file would cost more than the hashing.
+            self.sha256.update(block)
+            for update in self._side:
+                update(block)
+            return
+        if not self._threads:  # from here on, in order, on the threads
+            self._threads = [_HashThread([self.sha256.update]), _HashThread(self._side)]
         for thread in self._threads:
             thread.put(block)
 
@@ -130,6 +141,7 @@ class IngestWriter:
         self._hashing = _Hashing(chunks)
         self._cond = threading.Condition()
         self._journal_lock = threading.Lock()
+        self._boot = boot_id()
         self._done = self.journal.done if self.journal else Ranges()
         self._unchecked = self.journal.unchecked if self.journal else Ranges()
         self._hashed = 0
@@ -141,8 +153,10 @@ class IngestWriter:
         self._stopping = False
         self._stopped = False  # file closed: the journal thread must not touch it
         self._kept = False  # suspended: the partial stays for a resume
-        self._catch_up = threading.Thread(target=self._catch_up_loop, name="odai-frontier", daemon=True)
-        self._catch_up.start()
+        # Started when bytes beyond the frontier are checked, or a resumed journal lists some.
+        self._catch_up: threading.Thread | None = None
+        if self._done.spans:
+            self._start_catch_up()
         self._journaling = None
         if self.journal is not None:
             self._journaling = threading.Thread(target=self._journal_loop, name="odai-journal", daemon=True)
@@ -170,7 +184,7 @@ class IngestWriter:
             journal = None
             try:
                 os.rename(_journal_path(candidate), _journal_path(mine))
-                journal = parse_journal(_journal_path(mine).read_bytes())
+                journal = parse_journal(_journal_path(mine).read_bytes(), boot_id())
             except FileNotFoundError:
                 pass
             if journal is None or journal.digest != digest or journal.size != size:
@@ -269,6 +283,8 @@ class IngestWriter:
                 self._tail_start = end
                 self._hashing.feed(block)
                 self._hashed = end
+            else:  # not in memory at the frontier: read back from disk
+                self._start_catch_up()
             self._cond.notify_all()
 
     def discard(self, start: int, end: int) -> None:
@@ -292,28 +308,36 @@ class IngestWriter:
 
     def set_source(self, validator: str | None, url: str | None) -> None:
         if self.journal is not None and (self.journal.validator, self.journal.url) != (validator, url):
-            self.journal = Journal(self.journal.digest, self.journal.size, validator, url, self.journal.done, self.journal.unchecked)
+            self.journal = replace(self.journal, validator=validator, url=url)
 
     def _journal_loop(self) -> None:
         """Save the journal every JOURNAL_INTERVAL while ranges change, off the download's path.
 
         What a kill -9 can cost is what arrived since the last save, so the
-        interval is short; fsync runs here, so no download thread waits on it.
+        interval is short. The partial's data is fsynced only every
+        SYNC_INTERVAL (that fsync can take seconds on a busy disk); the
+        journal says which ranges were synced, and its boot id tells a reader
+        whether the rest survived (a crash) or may not have (a power loss).
         """
+        synced_at = time.monotonic()
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._closed, JOURNAL_INTERVAL)
                 if self._closed:
                     return
                 changed = (self._done, self._unchecked) != (self.journal.done, self.journal.unchecked)
-            if changed:
-                try:
-                    self.save_journal()
-                except OSError:
-                    return  # the download itself will meet and report the same fault
+            if not changed:
+                continue
+            sync = time.monotonic() - synced_at >= SYNC_INTERVAL
+            try:
+                self.save_journal(sync=sync)
+            except OSError:
+                return  # the download itself will meet and report the same fault
+            if sync:
+                synced_at = time.monotonic()
 
-    def save_journal(self) -> None:
-        """Make the ranges on disk durable: fsync the data, then replace the journal."""
+    def save_journal(self, sync: bool = True) -> None:
+        """Replace the journal with the ranges on disk now; with ``sync``, fsync the data first."""
         if self.journal is None:
             return
         with self._journal_lock:
@@ -321,12 +345,23 @@ class IngestWriter:
                 return
             with self._cond:
                 done, unchecked = self._done, self._unchecked
-            os.fdatasync(self._fd)  # data first: the journal never claims bytes a power loss could take
-            self.journal = Journal(self.journal.digest, self.journal.size, self.journal.validator, self.journal.url, done, unchecked)
+            durable = (self.journal.durable_done, self.journal.durable_unchecked)
+            if sync:
+                os.fdatasync(self._fd)  # data first: the durable ranges never claim bytes a power loss could take
+                durable = (done, unchecked)
+            self.journal = replace(
+                self.journal, done=done, unchecked=unchecked, durable_done=durable[0], durable_unchecked=durable[1], boot=self._boot
+            )
             write_atomic(_journal_path(self.path), self.journal.to_bytes())
 
 
     # -- the hash frontier -------------------------------------------------------
+
+    def _start_catch_up(self) -> None:
+        """Start the read-back thread (once); call with the condition held or before threads exist."""
+        if self._catch_up is None:
+            self._catch_up = threading.Thread(target=self._catch_up_loop, name="odai-frontier", daemon=True)
+            self._catch_up.start()
 
     def _catch_up_loop(self) -> None:
         """Hash checked bytes that were not at the frontier when they arrived, reading them back."""
@@ -393,7 +428,8 @@ class IngestWriter:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._catch_up.join()
+        if self._catch_up is not None:
+            self._catch_up.join()
         if self._journaling is not None:
             self._journaling.join()
         self._hashing.finish()
@@ -401,17 +437,15 @@ class IngestWriter:
             self._stopped = True
             os.close(self._fd)
 
-    def suspend(self, save: bool = True) -> None:
+    def suspend(self, sync: bool = True) -> None:
         """Keep the partial and its journal for a later resume, and close.
 
-        A cancel passes ``save=False``: the last save's fsync can take seconds
-        on a busy disk, and a cancel must stop within one. The journal thread
-        saved at most JOURNAL_INTERVAL ago; only what arrived since is fetched
-        again. A failure has no such hurry, and keeps every byte.
+        A cancel passes ``sync=False``: fsyncing the data can take seconds on
+        a busy disk, and a cancel must stop within one. The journal still
+        lists every byte; those not synced count only within this boot.
         """
         try:
-            if save:
-                self.save_journal()
+            self.save_journal(sync=sync)
         finally:
             self._kept = True
             self._stop()

@@ -95,6 +95,12 @@ class Journal:
     # completes the chunk from here and checks it then, rather than fetch
     # these bytes again.
     unchecked: Ranges = field(default_factory=Ranges)
+    # done and unchecked as of the last fdatasync of the partial. Only these
+    # survive a power loss; the others also survive a kill -9, which leaves
+    # the page cache intact. A reader tells the two cases apart by the boot id.
+    durable_done: Ranges = field(default_factory=Ranges)
+    durable_unchecked: Ranges = field(default_factory=Ranges)
+    boot: str | None = None
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -105,12 +111,42 @@ class Journal:
             "url": self.url,
             "done": [list(span) for span in self.done.spans],
             "unchecked": [list(span) for span in self.unchecked.spans],
+            "boot": self.boot,
+            "durable": {
+                "done": [list(span) for span in self.durable_done.spans],
+                "unchecked": [list(span) for span in self.durable_unchecked.spans],
+            },
         }
         return json.dumps(doc).encode() + b"\n"
 
 
-def parse_journal(data: bytes) -> Journal | None:
-    """The journal in ``data``, or None if it is damaged (the partial is then started afresh)."""
+def boot_id() -> str | None:
+    """This boot of the machine: a journal written in another boot may have lost unsynced data."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _ranges(spans: object, size: int) -> Ranges:
+    if not isinstance(spans, list):
+        raise ValueError("ranges must be a list")
+    ranges = Ranges()
+    for s, e in ((int(s), int(e)) for s, e in spans):
+        if not 0 <= s < e <= size:
+            raise ValueError("range outside the blob")
+        ranges = ranges.add(s, e)
+    return ranges
+
+
+def parse_journal(data: bytes, boot: str | None = None) -> Journal | None:
+    """The journal in ``data`` as far as it can be trusted now, or None if it is damaged.
+
+    Written in this boot (``boot``), every range holds: the page cache kept
+    what was not yet synced. Written in another boot, or by a writer that
+    recorded none, only the durable ranges do.
+    """
     try:
         doc = json.loads(data)
         if doc.get("version") != 1:
@@ -118,16 +154,17 @@ def parse_journal(data: bytes) -> Journal | None:
         size = doc["size"]
         if type(size) is not int or size < 0:
             return None
-        sets = []
-        for key in ("done", "unchecked"):
-            spans = tuple((int(s), int(e)) for s, e in doc.get(key, []))
-            if any(not 0 <= s < e <= size for s, e in spans):
-                return None
-            ranges = Ranges()
-            for s, e in spans:
-                ranges = ranges.add(s, e)
-            sets.append(ranges)
-        done, unchecked = sets
-        return Journal(parse_digest(doc["digest"]), size, doc.get("validator"), doc.get("url"), done, unchecked)
+        done, unchecked = _ranges(doc.get("done", []), size), _ranges(doc.get("unchecked", []), size)
+        durable = doc.get("durable")
+        written_in = doc.get("boot")
+        if isinstance(durable, dict):
+            durable_done, durable_unchecked = _ranges(durable.get("done", []), size), _ranges(durable.get("unchecked", []), size)
+        else:  # a journal without the two tiers lists only synced ranges
+            durable_done, durable_unchecked, written_in = done, unchecked, boot
+        if written_in is None or written_in != boot:
+            done, unchecked = durable_done, durable_unchecked
+        return Journal(
+            parse_digest(doc["digest"]), size, doc.get("validator"), doc.get("url"), done, unchecked, durable_done, durable_unchecked, boot
+        )
     except (ValueError, KeyError, TypeError, AttributeError, InvalidDigest):
         return None
