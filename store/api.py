@@ -199,7 +199,14 @@ class Store:
         """
         from .fetch import fetch
 
-        return fetch(self.layout, self._names, [_ref(r) for r in refs], _fetch_options(options), *_run(progress, cancel, say))
+        return fetch(
+            self.layout,
+            self._names,
+            [_ref(r) for r in refs],
+            _fetch_options(options),
+            *_run(progress, cancel, say),
+            gc_roots=lambda: self._root_digests(prune=False),
+        )
 
     def fetch_url(
         self,
@@ -400,7 +407,7 @@ class Store:
         from .local.gc import collect
 
         with storage_errors("collecting garbage"):
-            return collect(self.layout, self._root_digests(prune=not dry_run), dry_run)
+            return collect(self.layout, lambda: self._root_digests(prune=not dry_run), dry_run)
 
     def verify(self, refs: Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/."""

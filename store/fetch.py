@@ -82,8 +82,10 @@ class _Fetcher:
         cancel: threading.Event,
         say: Callable[[str], None],
         remotes: list[Remote] | None = None,
+        gc_roots: Callable[[], set[Digest]] = set,
     ) -> None:
         self.layout = layout
+        self.gc_roots = gc_roots  # what gc keeps besides names, for the no-space hint
         self.names = names
         self.options = options
         self.progress = progress
@@ -170,7 +172,10 @@ class _Fetcher:
         check = SpaceCheck()
         free = free_bytes(self.layout)
         if check.shortfall(need, free):
-            reclaimable = collect(self.layout, set(), dry_run=True).bytes_freed
+            try:
+                reclaimable = collect(self.layout, self.gc_roots, dry_run=True).bytes_freed
+            except StoreError:  # a damaged root or manifest: the hint goes without the gc figure
+                reclaimable = 0
             check.check(need, free, str(self.layout.root), reclaimable)
 
     def download(self, engine: Engine, digest: Digest, size: int, chunks, *, measure_chunks: bool = False) -> tuple[int, Written | None]:
@@ -251,9 +256,10 @@ def fetch(
     progress: Progress,
     cancel: threading.Event,
     say: Callable[[str], None],
+    gc_roots: Callable[[], set[Digest]] = set,
 ) -> list[Fetched]:
     """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded."""
-    fetcher = _Fetcher(layout, names, options, progress, cancel, say)
+    fetcher = _Fetcher(layout, names, options, progress, cancel, say, gc_roots=gc_roots)
     try:
         resolved = [fetcher.local(ref) or fetcher.resolve(ref) for ref in refs]
         missing: dict[Digest, tuple[int, object]] = {}

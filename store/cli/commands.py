@@ -349,15 +349,16 @@ def lock(c: _Context, names, lockfile: Path, check: bool, remotes, ca_bundle) ->
 @_LOCKFILE
 @click.option("--remote", "remotes", multiple=True, metavar="URL", help="Fetch from this remote instead of the pinned one.")
 @click.option("--connections", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel connections for a large blob.")
+@click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True, help="Retries of a transient failure.")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Trust this CA bundle for HTTPS.")
 @click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), help="Progress on stderr [default: bar on a terminal].")
 @pass_ctx
-def sync(c: _Context, names, lockfile: Path, remotes, connections, ca_bundle, progress_mode) -> None:
+def sync(c: _Context, names, lockfile: Path, remotes, connections, retries, ca_bundle, progress_mode) -> None:
     """Make exactly the pinned models present; print each one's path.
 
     Never looks a tag up; with every pin present it sends no request at all.
     """
-    models = c.store.sync(lockfile, list(names) or None, remotes=remotes, connections=connections, ca_bundle=ca_bundle, progress=_renderer(progress_mode, c.out), say=c.out.say)
+    models = c.store.sync(lockfile, list(names) or None, remotes=remotes, connections=connections, retries=retries, ca_bundle=ca_bundle, progress=_renderer(progress_mode, c.out), say=c.out.say)
     for model in models:
         c.out.data(str(model.path))
     c.out.document({"lockfile": str(lockfile.absolute()), "models": [_model_doc(m) for m in models]})

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,13 +126,17 @@ _HEX = frozenset("0123456789abcdef")
 _PRIVATE = re.compile(r"(\d+)-[0-9a-f]{16}\.(?:tmp|journal)$")
 
 
-def collect(layout: StoreLayout, roots: set[Digest], dry_run: bool = False) -> GcReport:
-    """Delete blobs, records and views reachable from no name, no root in ``roots`` and no lease."""
+def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool = False) -> GcReport:
+    """Delete blobs, records and views reachable from no name, no manifest ``roots()`` returns, and no lease.
+
+    ``roots`` is called under the gc lock: a sync registers its root before it
+    fetches, so reading the roots any earlier could miss what it fetched.
+    """
     blobs, names, views = BlobStore(layout), Names(layout), Views(layout)
     with gc_lock(layout, shared=False):
         present = set(blobs.walk())
         named = {d.digest for d in names.index().entries}
-        keep = reachable(blobs, named | roots) | leased_digests(layout)
+        keep = reachable(blobs, named | roots()) | leased_digests(layout)
         doomed = sorted(present - keep)
         freed = sum(blobs.size(d) or 0 for d in doomed)
         dead_views = sorted(set(views.walk()) - keep)
