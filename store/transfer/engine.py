@@ -145,13 +145,27 @@ class Engine:
             try:
                 first = self._first_stream(task, segments[0], writer)
             except _Restart as restart:
+                # The whole blob came back: what is on disk may be another version.
+                writer.restart(restart.opened[1].validator, restart.opened[1].url)
                 self._segment(task, writer, counter, 0, task.size, opened=restart.opened, halt=self.cancel, sole=True)
             else:
                 self._parallel(task, writer, counter, segments, first)
 
+    @staticmethod
+    def _resume_point(task: BlobTask, writer: IngestWriter, start: int, end: int) -> int:
+        """Where fetching [start, end) begins: past the bytes of a chunk begun on disk, if one begins at ``start``."""
+        if task.chunks is not None:
+            boundary = min(task.size, (start // task.chunks.size + 1) * task.chunks.size)
+            for s, e in writer.unchecked.spans:
+                if s == start and min(e, end) < boundary:
+                    return min(e, end)
+            # A whole chunk unchecked on disk (the check was cut short) is fetched again.
+        return start
+
     def _first_stream(self, task: BlobTask, segment: tuple[int, int], writer: IngestWriter) -> tuple[int, BlobStream]:
         """Open the first segment, failing over across remotes; it tells whether ranges work."""
-        start, end = segment
+        # Where _segment will continue, so that a correct 206 is not taken for a whole-blob answer.
+        start, end = self._resume_point(task, writer, *segment), segment[1]
         validator = writer.journal.validator if writer.journal else None
         errors: list[StoreError] = []
         for index in self._alive():
@@ -213,7 +227,9 @@ class Engine:
             raise Interrupted("interrupted")
         restart = next((e for e in errors if isinstance(e, _Restart)), None)
         if restart is not None:
-            self._segment(task, writer, counter, 0, task.size, opened=restart.opened, halt=self.cancel, sole=True)
+            writer.restart(restart.opened[1].validator, restart.opened[1].url)
+            # Its stream was closed with its siblings': ask again, now with the new validator.
+            self._segment(task, writer, counter, 0, task.size, halt=self.cancel, sole=True)
             return
         raise next(e for e in errors if not isinstance(e, Interrupted))
 
@@ -239,15 +255,13 @@ class Engine:
         import blake3
 
         chunks = task.chunks
-        pos = chunk_start = start
+        chunk_start = start
+        pos = self._resume_point(task, writer, start, end)
         hasher = blake3.blake3() if chunks else None
-        if hasher is not None:
+        if hasher is not None and pos > start:
             # A chunk begun before an interruption: its bytes are on disk, so
             # they are hashed from there and only the rest is fetched.
-            for s, e in writer.unchecked.spans:
-                if s == start:
-                    pos = min(e, end, (start // chunks.size + 1) * chunks.size)
-                    hasher.update(writer.read(start, pos))
+            hasher.update(writer.read(start, pos))
         remote_index, stream = opened if opened else (self._alive()[0], None)
         attempt = 0
         # Failed checks per chunk start. Not `attempt`: every block that
