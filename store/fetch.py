@@ -274,7 +274,7 @@ def fetch(
             lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
             if missing:
                 fetcher.check_space({d: size for d, (size, _) in missing.items()})
-                progress.add_total(sum(size for size, _ in missing.values()))
+                progress.add_total(sum(size for size, _ in missing.values()), str(resolved[0].ref))
                 engine = fetcher.engine()
             downloaded: dict[Digest, int] = {}
             out = []

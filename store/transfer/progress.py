@@ -104,17 +104,30 @@ def _human(n: float) -> str:
 
 
 def bar_renderer(stream=sys.stderr, width: int = 28) -> Callable[[Snapshot], None]:
-    """A one-line bar redrawn in place: label, bytes, percent, speed, ETA."""
+    """A one-line bar redrawn in place: label, bytes, percent, speed, ETA; a new line per label."""
+    shown = {"label": None, "ended": False}
 
     def render(s: Snapshot) -> None:
-        fraction = s.done / s.total if s.total else 1.0
+        if s.label != shown["label"]:
+            if shown["label"] is not None and not shown["ended"]:
+                stream.write("\n")  # keep the finished model's last state on its own line
+            shown["label"], shown["ended"] = s.label, False
+        if shown["ended"] or not s.total:  # nothing to download: no bar
+            return
+        fraction = s.done / s.total
         filled = int(fraction * width)
-        eta = (s.total - s.done) / s.rate if s.rate and s.done < s.total else 0
-        line = (
+        if s.elapsed < 1 or not s.rate:  # too early for a rate worth showing
+            eta = "--:--"
+        else:
+            left = (s.total - s.done) / s.rate
+            eta = f"{int(left // 60)}:{int(left % 60):02d}"
+        stream.write(
             f"\r{s.label[:24]:<24} [{'#' * filled}{'.' * (width - filled)}] {_human(s.done)}/{_human(s.total)} "
-            f"{fraction * 100:5.1f}% {_human(s.rate)}/s ETA {int(eta // 60)}:{int(eta % 60):02d}"
+            f"{fraction * 100:5.1f}% {_human(s.rate)}/s ETA {eta}"
         )
-        stream.write(line + ("\n" if s.total and s.done >= s.total else ""))
+        if s.total and s.done >= s.total:
+            stream.write("\n")
+            shown["ended"] = True
         stream.flush()
 
     return render
