@@ -99,10 +99,11 @@ def _pin(entry: object, where: str) -> Pin:
     if not isinstance(entry, dict):
         raise InvalidLockfile(f"{where}: each [[model]] must be a table")
     try:
-        ref = parse_reference(f"{entry['name']}:{entry['tag']}")
-        remote, files = entry["remote"], entry["files"]
-        if not isinstance(remote, str) or not isinstance(files, list):
+        name, tag, remote, files = entry["name"], entry["tag"], entry["remote"], entry["files"]
+        # Strings only: the f-string below would turn name = 5 into "5".
+        if not all(isinstance(v, str) for v in (name, tag, remote)) or not isinstance(files, list):
             raise TypeError
+        ref = parse_reference(f"{name}:{tag}")
         pinned = tuple(
             PinnedFile(f["path"], parse_digest(f["digest"]), f["size"])
             for f in files
@@ -124,7 +125,8 @@ def parse_lockfile(data: bytes, where: str = DEFAULT_NAME) -> Lockfile:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise InvalidLockfile(f"{where} is not valid TOML: {err}") from None
     version = doc.get("version")
-    if version != LOCKFILE_VERSION:
+    # The integer 1: in Python true == 1 and 1.0 == 1, in a lockfile they are other versions.
+    if type(version) is not int or version != LOCKFILE_VERSION:
         raise InvalidLockfile(
             f"{where} has lockfile version {version!r}; this odai-store reads version {LOCKFILE_VERSION}",
             "upgrade odai-store, or regenerate the lockfile with 'odai-store lock'",
