@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..oci.digest import Digest
@@ -28,7 +29,9 @@ class StoreLayout:
     def index(self) -> Path:
         return self.root / "index.json"
 
-    @property
+    # Cached: blob() and view() run once per file of every model a command
+    # looks at, and joining Paths is most of their cost.
+    @cached_property
     def blobs(self) -> Path:
         return self.root / "blobs" / "sha256"
 
@@ -70,7 +73,7 @@ class StoreLayout:
     def roots(self) -> Path:
         return self.root / "roots"
 
-    @property
+    @cached_property
     def views(self) -> Path:
         return self.root / "views" / "sha256"
 
