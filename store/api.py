@@ -362,6 +362,14 @@ class Store:
         return digests
 
     @property
+    def shared(self) -> bool:
+        """True if the store was created for a group (``shared=True``; spec/locking.md#shared-stores)."""
+        from .local.open import is_shared
+
+        with storage_errors("reading the store"):
+            return is_shared(self.layout)
+
+    @property
     def read_only(self) -> bool:
         """True when this process cannot write to the store (read-only mount, or permissions)."""
         return not os.access(self.layout.root, os.W_OK) or bool(os.statvfs(self.layout.root).f_flag & os.ST_RDONLY)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from .output import Output, files_count, human_bytes
+from .output import Output, files_count, human_bytes, pins_count
 
 __all__ = ["cli"]
 
@@ -333,7 +333,7 @@ def lock(c: _Context, names, lockfile: Path, check: bool, remotes, ca_bundle) ->
     """
     if check:
         result = c.store.check_lock(lockfile, list(names) or None, remotes=remotes, ca_bundle=ca_bundle)
-        c.out.say(f"{len(result.pins)} pins hold in {lockfile}")
+        c.out.say(f"{pins_count(len(result.pins))} hold in {lockfile}")
     else:
         if not names:
             raise click.UsageError("name at least one model to lock")
@@ -370,7 +370,7 @@ def roots(c: _Context) -> None:
     """List the lockfiles registered as gc roots (gc drops those whose file is gone)."""
     found = c.store.roots()
     for root in found:
-        c.out.data(f"{root.lockfile}  {f'{root.pins} pins' if root.exists else 'missing'}")
+        c.out.data(f"{root.lockfile}  {pins_count(root.pins) if root.exists else 'missing'}")
     c.out.document({"roots": [{"lockfile": str(r.lockfile), "exists": r.exists, "pins": r.pins} for r in found]})
 
 
@@ -395,6 +395,15 @@ def init(c: _Context, directory: Path | None, shared_here: bool) -> None:
     """Create a store (at DIRECTORY, else the usual location) and print its path."""
     from ..api import Store
 
-    store = Store(directory or c.store_dir, shared=shared_here or c.shared)
+    wanted = shared_here or c.shared
+    store = Store(directory or c.store_dir, shared=wanted)
+    if wanted and not store.shared:
+        # An existing store is never changed by opening it: saying "shared" here would be false.
+        from ..errors import UsageError
+
+        raise UsageError(
+            f"the store at {store.root} exists and is not shared; --shared applies only when a store is created",
+            "create a shared store with 'odai-store init --shared DIR' and fetch into it from this one with --remote",
+        )
     c.out.data(str(store.root))
-    c.out.document({"store": str(store.root), "shared": shared_here or c.shared})
+    c.out.document({"store": str(store.root), "shared": store.shared})

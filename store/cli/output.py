@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Output", "ReaderGone", "human_bytes", "files_count"]
+__all__ = ["Output", "ReaderGone", "human_bytes", "files_count", "pins_count"]
 
 
 class ReaderGone(Exception):
@@ -39,6 +39,11 @@ def human_bytes(n: int) -> str:
 def files_count(n: int) -> str:
     """'1 file', '4 files': how many files a model has, as a sentence says it."""
     return f"{n} file" if n == 1 else f"{n} files"
+
+
+def pins_count(n: int) -> str:
+    """'1 pin', '2 pins': how many models a lockfile pins."""
+    return f"{n} pin" if n == 1 else f"{n} pins"
 
 
 @dataclass

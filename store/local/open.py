@@ -11,7 +11,7 @@ from ..oci.index import Index
 from .atomic import create_atomic
 from .layout import LAYOUT_VERSION, StoreLayout
 
-__all__ = ["open_layout"]
+__all__ = ["open_layout", "is_shared"]
 
 _OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}\n'
 
@@ -29,6 +29,11 @@ def _version(layout: StoreLayout) -> tuple[int | None, bool]:
         raise from_os_error(err, f"opening the store at {layout.root}") from err
     except (ValueError, KeyError, TypeError):
         raise StorageError(f"{layout.odai_layout} is damaged", "restore it: it holds {\"odaiLayoutVersion\": 1}") from None
+
+
+def is_shared(layout: StoreLayout) -> bool:
+    """Whether the store was created shared: its odai-layout says ``"shared": true``."""
+    return _version(layout)[1]
 
 
 def _share_with_group() -> None:

@@ -96,7 +96,7 @@ def test_two_apps_pin_two_versions_of_one_model_in_one_store(tmp_path: Path) -> 
 
         code, out, err = app1.run("roots")
         assert code == 0, err
-        assert sorted(out.splitlines()) == sorted([f"{app1.lockfile}  1 pins", f"{app2.lockfile}  1 pins"])
+        assert sorted(out.splitlines()) == sorted([f"{app1.lockfile}  1 pin", f"{app2.lockfile}  1 pin"])
 
         # gc keeps both versions: both lockfiles pin them, though no name does.
         assert app1.run("list").out == ""
@@ -119,7 +119,7 @@ def test_two_apps_pin_two_versions_of_one_model_in_one_store(tmp_path: Path) -> 
         assert set(report["blobs"]) == {str(d) for d in only_app2}
         assert report["views"] == [str(d2)]
         assert sorted(os.listdir(store / "blobs" / "sha256")) == sorted(set(before) - {d.hex for d in only_app2})
-        assert app1.run("roots").out == f"{app1.lockfile}  1 pins\n"
+        assert app1.run("roots").out == f"{app1.lockfile}  1 pin\n"
 
         # App 1 is untouched, and still needs nothing from the remote.
         seen = len(_requests(served))
@@ -214,6 +214,22 @@ def test_a_shared_store_is_setgid_and_group_writable(how: str, tmp_path: Path, m
     seen = {p.relative_to(store).parts[0] for p in _check_shared_modes(store)}
     # Each kind of file was there to be checked.
     assert {"index.json", "blobs", "meta", "locks", "roots"} <= seen, seen
+
+
+def test_init_shared_reports_what_the_store_is(tmp_path: Path) -> None:
+    """An existing store is never changed by opening it, so init --shared cannot make it shared: it says so."""
+    plain, shared = tmp_path / "plain", tmp_path / "shared"
+    assert run_cli(None, "init", plain).code == 0
+    before = sorted(p.name for p in plain.iterdir()), (plain / "odai-layout").read_bytes(), stat.S_IMODE(plain.stat().st_mode)
+    result = run_cli(None, "--json", "init", "--shared", plain)
+    assert_error(result, 2)
+    assert "exists and is not shared" in result.err
+    assert (sorted(p.name for p in plain.iterdir()), (plain / "odai-layout").read_bytes(), stat.S_IMODE(plain.stat().st_mode)) == before
+    assert json.loads(run_cli(None, "--json", "init", plain).out) == {"store": str(plain), "shared": False}
+    # A shared store stays shared, with or without the option.
+    assert json.loads(run_cli(None, "--json", "init", "--shared", shared).out) == {"store": str(shared), "shared": True}
+    assert json.loads(run_cli(None, "--json", "init", "--shared", shared).out) == {"store": str(shared), "shared": True}
+    assert json.loads(run_cli(None, "--json", "init", shared).out) == {"store": str(shared), "shared": True}
 
 
 def test_a_partial_download_in_a_shared_store_is_group_writable(tmp_path: Path) -> None:
