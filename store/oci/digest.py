@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ..errors import UsageError
@@ -11,7 +10,8 @@ __all__ = ["Digest", "InvalidDigest", "parse_digest", "sha256_of"]
 
 # The store names blobs by SHA-256 only (spec/digests.md): one algorithm keeps
 # every path in blobs/ unique per content, which is what dedup relies on.
-_SHA256 = re.compile(r"sha256:([0-9a-f]{64})")
+_PREFIX = "sha256:"
+_HEX_DIGITS = b"0123456789abcdef"
 
 
 class InvalidDigest(UsageError):
@@ -35,13 +35,34 @@ class Digest:
 
 def parse_digest(text: str) -> Digest:
     """Parse ``sha256:<hex>``; raise InvalidDigest for anything else."""
-    match = _SHA256.fullmatch(text) if isinstance(text, str) else None
-    if match is None:
-        raise InvalidDigest(f"not a sha256 digest: {text!r}")
-    return Digest(match.group(1))
+    # Deleting the hex digits leaves nothing only if there was nothing else.
+    # A third faster than a regular expression, which counts: 'list' parses
+    # one digest per name in index.json.
+    if (
+        isinstance(text, str)
+        and len(text) == 71
+        and text.isascii()
+        and text.startswith(_PREFIX)
+        and not text[7:].encode().translate(None, _HEX_DIGITS)
+    ):
+        return Digest(text[7:])
+    raise InvalidDigest(f"not a sha256 digest: {text!r}")
 
 
 def sha256_of(data: bytes) -> Digest:
-    import hashlib
+    """The digest of a small document in memory (a manifest, an index)."""
+    return Digest(_small_sha256()(data).hexdigest())
 
-    return Digest(hashlib.sha256(data).hexdigest())
+
+def _small_sha256():
+    # hashlib loads OpenSSL's libcrypto when imported, which costs 'odai-store
+    # path' more than all its own work; for a few KiB, CPython's built-in
+    # SHA-256 is as good. That module is private and was renamed in 3.12.
+    try:
+        from _sha2 import sha256
+    except ImportError:
+        try:
+            from _sha256 import sha256
+        except ImportError:
+            from hashlib import sha256
+    return sha256

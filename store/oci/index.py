@@ -35,7 +35,7 @@ def _line(desc: Descriptor) -> bytes:
 
 
 def _order(desc: Descriptor) -> tuple[str, str]:
-    return (desc.annotations.get(REF_NAME, "\uffff"), str(desc.digest))
+    return (desc.annotations.get(REF_NAME, "\uffff"), desc.digest.hex)
 
 
 @dataclass(frozen=True)

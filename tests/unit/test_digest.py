@@ -61,3 +61,26 @@ def test_order_and_equality_follow_the_hex(a: str, b: str) -> None:
     assert (Digest(a) == Digest(b)) == (a == b)
     assert (Digest(a) < Digest(b)) == (a < b)
     assert len({Digest(a), Digest(b)}) == len({a, b})
+
+
+@given(st.text(alphabet=st.sampled_from("sha256:0123456789abcdefABG_ é\udc80\x00\n"), min_size=60, max_size=80) | st.text(max_size=80))
+def test_parse_accepts_exactly_the_grammar(text: str) -> None:
+    # parse_digest checks with string methods for speed; the grammar of
+    # spec/digests.md, as a regular expression, is the reference.
+    import re
+
+    if re.fullmatch(r"sha256:[0-9a-f]{64}", text):
+        assert parse_digest(text) == Digest(text[7:])
+    else:
+        with pytest.raises(InvalidDigest):
+            parse_digest(text)
+
+
+@given(st.text(alphabet="0123456789abcdef", min_size=64, max_size=64), st.integers(0, 63), st.characters())
+def test_one_wrong_character_is_refused(hex_: str, at: int, char: str) -> None:
+    text = f"sha256:{hex_[:at]}{char}{hex_[at + 1:]}"
+    if char in "0123456789abcdef":
+        assert parse_digest(text) == Digest(text[7:])
+    else:
+        with pytest.raises(InvalidDigest):
+            parse_digest(text)
