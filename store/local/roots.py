@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+from ..oci.digest import sha256_of
 from .atomic import write_atomic
 from .layout import StoreLayout
 
@@ -15,7 +15,8 @@ __all__ = ["register_root", "root_paths", "drop_root"]
 def _entry(layout: StoreLayout, lockfile: Path) -> Path:
     # Named by the digest of the lockfile's absolute path: registering the
     # same lockfile twice is one root, and the name is filesystem-safe.
-    return layout.roots / hashlib.sha256(str(lockfile).encode()).hexdigest()[:32]
+    # sha256_of, not hashlib: sync of present models then never loads OpenSSL.
+    return layout.roots / sha256_of(str(lockfile).encode()).hex[:32]
 
 
 def register_root(layout: StoreLayout, lockfile: Path) -> bool:

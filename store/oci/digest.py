@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ..errors import UsageError
@@ -54,10 +55,13 @@ def sha256_of(data: bytes) -> Digest:
     return Digest(_small_sha256()(data).hexdigest())
 
 
+@functools.cache
 def _small_sha256():
     # hashlib loads OpenSSL's libcrypto when imported, which costs 'odai-store
     # path' more than all its own work; for a few KiB, CPython's built-in
     # SHA-256 is as good. That module is private and was renamed in 3.12.
+    # Cached: a failed import searches sys.path again every time (50 us, 25
+    # times the hash of a manifest).
     try:
         from _sha2 import sha256
     except ImportError:
