@@ -334,11 +334,13 @@ class Store:
         from .lockfile import read_lockfile
 
         out = []
-        for path in root_paths(self.layout):
-            if path.exists():
-                out.append(Root(path, True, len(read_lockfile(path).pins)))
-            else:
-                out.append(Root(path, False, 0))
+        # A lockfile or roots/ that may not be read is a storage error (exit 6), as in gc, not a crash.
+        with storage_errors("reading the gc roots"):
+            for path in root_paths(self.layout):
+                if path.exists():
+                    out.append(Root(path, True, len(read_lockfile(path).pins)))
+                else:
+                    out.append(Root(path, False, 0))
         return out
 
     def _root_digests(self, prune: bool) -> set[Digest]:
