@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LockfileError, UsageError
+from .errors import LockfileError, StorageError, UsageError
 from .fetch import FetchOptions, resolve
 from .local.atomic import write_atomic
 from .local.layout import StoreLayout
@@ -37,7 +37,12 @@ def lock(layout: StoreLayout, names: Names, refs: list[Reference], path: Path, o
     except FileNotFoundError:
         changed = True
     if changed:
-        write_atomic(path, data)
+        try:
+            write_atomic(path, data)
+        except OSError as err:
+            raise StorageError(
+                f"writing {path} failed: {err.strerror or err}", "check that the lockfile's directory exists and that you may write to it"
+            ) from err
     return LockResult(path, tuple(pins), changed)
 
 

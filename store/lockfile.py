@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import StorageError, UsageError
 from .oci.digest import Digest, InvalidDigest, parse_digest
 from .oci.manifest import Manifest, check_model_paths
 from .oci.reference import Reference, parse_reference
@@ -148,3 +148,5 @@ def read_lockfile(path: Path, missing_ok: bool = False) -> Lockfile:
         if missing_ok:
             return Lockfile()
         raise InvalidLockfile(f"no lockfile at {path}", "create it with 'odai-store lock NAME...'") from None
+    except OSError as err:  # a directory, no permission: the lockfile's place, not the store, is at fault
+        raise StorageError(f"reading {path} failed: {err.strerror or err}", "check the lockfile's path and that you may read it") from err
