@@ -383,7 +383,7 @@ def roots(c: _Context) -> None:
 def export(c: _Context, name: str, dest: Path, link: str) -> None:
     """Materialize a model's files under DEST with their own names (read-only)."""
     result = c.store.export(name, dest, link)
-    c.out.say(f"exported {len(result.files)} files to {dest} by {result.method}")
+    c.out.say(f"exported {files_count(len(result.files))} to {dest} by {result.method}")
     c.out.data(str(dest))
     c.out.document({"dest": str(dest), "method": result.method, "files": [{"path": p, "method": m} for p, m in result.files]})
 
