@@ -334,7 +334,7 @@ def lock(c: _Context, names, lockfile: Path, check: bool, remotes, ca_bundle) ->
     """
     if check:
         result = c.store.check_lock(lockfile, list(names) or None, remotes=remotes, ca_bundle=ca_bundle)
-        c.out.say(f"{pins_count(len(result.pins))} hold in {lockfile}")
+        c.out.say(f"{pins_count(len(result.pins))} {'holds' if len(result.pins) == 1 else 'hold'} in {lockfile}")
     else:
         if not names:
             raise click.UsageError("name at least one model to lock")
