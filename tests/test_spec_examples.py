@@ -5,7 +5,11 @@
   of cli.md) and passes our parser for that kind; manifests and indexes also
   pass the OCI image-spec's JSON schemas when ../shared/oci-schema is present.
 - Every ```toml block parses with tomllib; those of config.md also with
-  read_config, and each remote they list opens as a remote.
+  read_config, and each remote they list opens as a remote. A block with
+  `version` and `model` is an odai.lock: our parser reads it and writes it
+  back byte for byte, and a pin of a manifest shown in spec/ lists exactly
+  that manifest's files.
+- The gc root name shown in locking.md is the one odai-store gives.
 - Every ```jsonl block is a stream of --progress json lines that keeps the
   guarantees of remotes.md (done never decreases, ends equal to total).
 - Every ```http exchange of remotes.md is sent to `odai-store serve` of the
@@ -13,8 +17,9 @@
 - Every ``sha256sum`` proof matches the bytes of an example, and the example
   model of manifest.md rebuilds to exactly those bytes.
 - The command-line session of cli.md replays against the real command, with
-  literal output after the store path is normalised (its fetch examples use
-  a second store in the working directory as a file remote).
+  literal output after the store path and the working directory are
+  normalised (its fetch and lock examples use a second store in the working
+  directory as a file remote).
 
 This file uses no fixture of tests/conftest.py, so it runs on its own.
 """
@@ -40,7 +45,9 @@ from store.api import Store
 from store.config import read_config
 from store.errors import InvalidReference
 from store.local.journal import parse_journal
-from store.local.layout import LAYOUT_VERSION
+from store.local.layout import LAYOUT_VERSION, StoreLayout
+from store.local.roots import register_root
+from store.lockfile import parse_lockfile
 from store.oci.chunks import CHUNK_SIZE, ChunkDigests, ChunkHasher
 from store.oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR, Descriptor
 from store.oci.digest import Digest, parse_digest
@@ -55,6 +62,8 @@ SPEC = REPO / "spec"
 SCHEMAS = REPO.parent / "shared" / "oci-schema"
 # Where the examples of cli.md pretend the store is (the default for user "me").
 EXAMPLE_STORE = "/home/me/.cache/odai-store"
+# ... and the working directory they run in.
+EXAMPLE_CWD = "/home/me/project"
 _INDEX_HEAD = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[\n'
 _PROOF = re.compile(r"^([0-9a-f]{64})  (?:\S*/)?blobs/sha256/([0-9a-f]{64})$")
 
@@ -177,7 +186,7 @@ def test_json_example_parses_with_our_code(block: Block) -> None:
     elif kind == "oci-layout":
         assert doc == {"imageLayoutVersion": "1.0.0"}
     elif kind == "odai-layout":
-        assert doc == {"odaiLayoutVersion": LAYOUT_VERSION}
+        assert doc in ({"odaiLayoutVersion": LAYOUT_VERSION}, {"odaiLayoutVersion": LAYOUT_VERSION, "shared": True})
     elif kind == "journal":
         # Read as in the boot that wrote it, where every range it lists holds.
         journal = parse_journal(data, json.loads(data).get("boot"))
@@ -251,6 +260,49 @@ def test_toml_examples_parse() -> None:
             tomllib.loads(block.text)
         except tomllib.TOMLDecodeError as err:
             pytest.fail(f"{block.id}: {err}")
+
+
+def _spec_manifests() -> dict[str, Manifest]:
+    """Every model manifest shown in spec/, by the hex digest of its canonical bytes."""
+    found = {}
+    for block in JSON_BLOCKS:
+        if _kind(json.loads(block.text)) == "manifest":
+            manifest = parse_manifest(block.text.encode())
+            found[hashlib.sha256(manifest.to_bytes()).hexdigest()] = manifest
+    return found
+
+
+def test_lockfile_examples_read_and_write_back_byte_exact() -> None:
+    manifests = _spec_manifests()
+    lockfiles, matched = 0, 0
+    for block in TOML_BLOCKS:
+        doc = tomllib.loads(block.text)
+        if not ("version" in doc and "model" in doc):
+            continue
+        lockfiles += 1
+        lockfile = parse_lockfile(block.text.encode(), block.id)
+        assert lockfile.to_bytes() == block.text.encode(), f"{block.id}: not the bytes odai-store writes for these pins"
+        for pin in lockfile.pins:
+            manifest = manifests.get(pin.digest.hex)
+            if manifest is not None:
+                assert pin.matches(manifest), f"{block.id}: {pin.ref_name} lists other files than its manifest"
+                matched += 1
+    assert lockfiles >= 2, "lockfile.md lacks its examples (a lockfile with pins, and an empty one)"
+    assert matched, "no pinned manifest of a lockfile example is shown in spec/"
+
+
+def test_gc_root_example_is_the_name_odai_store_gives(tmp_path: Path) -> None:
+    block = next(b for b in ALL_BLOCKS if b.file == "locking.md" and b.lang == "console" and "sha256sum" in b.text)
+    lines = block.text.splitlines()
+    command = next(i for i, line in enumerate(lines) if line.startswith("$ printf %s "))
+    path = shlex.split(lines[command][2:])[2]
+    assert lines[command - 1] == path, f"{block.id}: the root's content is its lockfile's path"
+    name = lines[command + 1]
+    layout = StoreLayout(tmp_path)
+    layout.roots.mkdir()
+    register_root(layout, Path(path))
+    assert [p.name for p in layout.roots.iterdir()] == [name], block.id
+    assert (layout.roots / name).read_text() == path + "\n"
 
 
 def test_config_examples_read_with_our_code(tmp_path: Path) -> None:
@@ -488,7 +540,9 @@ def _shape(doc: object) -> object:
 def test_cli_session_replays(tmp_path: Path) -> None:
     steps = _session()
     commands = {step.args[[a.startswith("-") for a in step.args].index(False)] for step in steps}
-    assert {"add", "list", "show", "path", "rm", "gc", "verify", "du", "fetch"} <= commands, "cli.md lacks an example of a command"
+    assert {"add", "list", "show", "path", "rm", "gc", "verify", "du", "fetch", "lock", "sync", "roots", "export", "init"} <= commands, (
+        "cli.md lacks an example of a command"
+    )
     demo = _example_model(tmp_path)
     # The file remote of the fetch examples: another store holding demo:v1.
     Store(tmp_path / "mirror").add("demo:v1", [demo])
@@ -501,7 +555,7 @@ def test_cli_session_replays(tmp_path: Path) -> None:
             [sys.executable, "-m", "store", *step.args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )
         assert result.returncode == 0, f"{step.where}: odai-store {' '.join(step.args)} failed: {result.stderr}"
-        stdout = result.stdout.replace(str(store), EXAMPLE_STORE)
+        stdout = result.stdout.replace(str(store), EXAMPLE_STORE).replace(str(tmp_path), EXAMPLE_CWD)
         volatile = "du" in step.args  # the filesystem's size and free space differ on every machine
         if step.document is not None:
             actual = json.loads(stdout)
