@@ -17,6 +17,7 @@ import hashlib
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -152,7 +153,12 @@ class IngestWriter:
         self._unchecked = self.journal.unchecked if self.journal else Ranges()
         self._hashed = 0
         self._reading = False  # the catch-up thread is hashing bytes read back from disk
-        self._tail = bytearray()
+        # The reads at the frontier, kept by reference until their chunk is
+        # checked. Not one growing buffer: that copied every byte once more,
+        # and freeing 8 MiB buffers made glibc keep up to 16 MiB of free
+        # memory in each thread's arena (its dynamic mmap and trim thresholds).
+        self._tail: deque[bytes | memoryview] = deque()
+        self._tail_len = 0
         self._tail_start = 0
         self._size = 0  # appended so far, for write()
         self._closed = False  # tells the catch-up thread to stop
@@ -264,9 +270,10 @@ class IngestWriter:
                 self._done = self._done.add(offset, offset + len(data))
                 return
             if self._tail_start != self._hashed:
-                self._tail, self._tail_start = bytearray(), self._hashed
-            if offset == self._tail_start + len(self._tail) and len(self._tail) + len(data) <= _TAIL_MAX:
-                self._tail += data
+                self._tail, self._tail_len, self._tail_start = deque(), 0, self._hashed
+            if offset == self._tail_start + self._tail_len and self._tail_len + len(data) <= _TAIL_MAX:
+                self._tail.append(data if isinstance(data, bytes) else bytes(data))  # bytes cannot change later
+                self._tail_len += len(data)
             if not checked:
                 self._unchecked = self._unchecked.add(offset, offset + len(data))
         if checked:
@@ -280,18 +287,18 @@ class IngestWriter:
             if (
                 not self._reading
                 and start == self._hashed == self._tail_start
-                and len(self._tail) >= end - start
+                and self._tail_len >= end - start
             ):
-                if end - start == len(self._tail):
-                    # The usual case, one whole chunk: hand the buffer over
-                    # rather than copy 8 MiB twice (slice, then bytes()).
-                    block, self._tail = self._tail, bytearray()
-                else:
-                    with memoryview(self._tail) as view:
-                        block = view[: end - start].tobytes()
-                    del self._tail[: end - start]
+                left = end - start
+                while left:
+                    piece = self._tail.popleft()
+                    if len(piece) > left:  # reads never cross a chunk, but an import's blocks may
+                        self._tail.appendleft(memoryview(piece)[left:])
+                        piece = memoryview(piece)[:left]
+                    self._hashing.feed(piece)
+                    self._tail_len -= len(piece)
+                    left -= len(piece)
                 self._tail_start = end
-                self._hashing.feed(block)
                 self._hashed = end
             else:  # not in memory at the frontier: read back from disk
                 self._start_catch_up()
@@ -301,8 +308,8 @@ class IngestWriter:
         """Bytes [start, end) failed their check: forget any copy kept in memory."""
         with self._cond:
             self._unchecked = self._unchecked.remove(start, end)
-            if self._tail and start < self._tail_start + len(self._tail) and end > self._tail_start:
-                self._tail, self._tail_start = bytearray(), self._hashed
+            if self._tail and start < self._tail_start + self._tail_len and end > self._tail_start:
+                self._tail, self._tail_len, self._tail_start = deque(), 0, self._hashed
 
     def restart(self, validator: str | None = None, url: str | None = None) -> None:
         """Forget every byte: the object changed under us. Called with no writes in flight."""
@@ -311,7 +318,8 @@ class IngestWriter:
                 self._cond.wait()
             self._hashing.finish()
             self._hashing = _Hashing(self._chunks)
-            self._done, self._unchecked, self._hashed, self._tail, self._tail_start = Ranges(), Ranges(), 0, bytearray(), 0
+            self._done, self._unchecked, self._hashed, self._tail, self._tail_start = Ranges(), Ranges(), 0, deque(), 0
+            self._tail_len = 0
             if self.journal is not None:
                 self.journal = Journal(self.journal.digest, self.journal.size, validator, url)
         self.save_journal()
