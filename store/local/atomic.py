@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["fsync_dir", "create_private", "create_atomic", "write_atomic", "private_name"]
+__all__ = ["fsync_dir", "create_private", "create_atomic", "write_atomic", "replace_unsynced", "private_name"]
 
 
 def private_name(prefix: str = "") -> str:
@@ -75,3 +75,21 @@ def create_atomic(path: Path, data: bytes, mode: int = 0o666) -> bool:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
     return True
+
+
+def replace_unsynced(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Replace ``path`` atomically but without fsync: survives a crash, maybe not a power loss.
+
+    Only for a file whose loss or staleness after a power loss is harmless
+    and detected (a journal's fast tier, trusted only within one boot). An
+    fsync here would cost what the fsync of the data it describes costs (ext4
+    flushes a file's dirty data before committing a metadata change to it).
+    """
+    fd, tmp = create_private(path.parent, f".{path.name}.", mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

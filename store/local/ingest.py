@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import IntegrityError, from_os_error
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
-from .atomic import create_private, private_name, write_atomic
+from .atomic import create_private, private_name, replace_unsynced, write_atomic
 from .journal import Journal, Ranges, boot_id, parse_journal
 from .layout import StoreLayout
 from .locks import Holder
@@ -370,7 +370,9 @@ class IngestWriter:
             self.journal = replace(
                 self.journal, done=done, unchecked=unchecked, durable_done=durable[0], durable_unchecked=durable[1], boot=self._boot
             )
-            write_atomic(_journal_path(self.path), self.journal.to_bytes())
+            # The fast tier is trusted only within this boot, where the page
+            # cache is intact: it needs no fsync, which would stall on the data.
+            (write_atomic if sync else replace_unsynced)(_journal_path(self.path), self.journal.to_bytes())
 
 
     # -- the hash frontier -------------------------------------------------------
