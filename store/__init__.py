@@ -6,7 +6,7 @@
     PosixPath('/home/me/.cache/odai-store/views/sha256/...')
 """
 
-from .api import Store, VerifyResult
+from .api import Store
 from .errors import (
     IntegrityError,
     Interrupted,
@@ -22,12 +22,24 @@ from .errors import (
     StoreError,
     UsageError,
 )
-from .model import Model, ModelEntry, ModelFileStatus, ModelInfo
+from .model import Model
 from .oci.digest import Digest
 from .oci.manifest import ModelFile
 from .oci.reference import Reference
 
 __version__ = "0.1.0"
+
+# Result types of listing and checking verbs load on first use: the commands
+# scripts call most (path, fetch) need none of them at start-up.
+_REPORTS = ("ModelEntry", "ModelFileStatus", "ModelInfo", "VerifyResult", "Root")
+
+
+def __getattr__(name: str):
+    if name in _REPORTS:
+        from . import reports
+
+        return getattr(reports, name)
+    raise AttributeError(f"module 'store' has no attribute {name!r}")
 
 __all__ = [
     "Store",
@@ -37,6 +49,7 @@ __all__ = [
     "ModelFileStatus",
     "ModelInfo",
     "VerifyResult",
+    "Root",
     "Digest",
     "Reference",
     "StoreError",

@@ -16,13 +16,14 @@ from .local.location import store_location
 from .local.names import Names
 from .local.open import open_layout
 from .local.views import Views
-from .model import Model, ModelEntry, ModelFileStatus, ModelInfo
+from .model import Model
 from .oci.digest import Digest
 from .oci.index import FILES_KEY, SIZE_KEY
 from .oci.manifest import Manifest, parse_manifest
 from .oci.reference import Reference, parse_reference
 
 if TYPE_CHECKING:
+    from .reports import ModelEntry, ModelInfo, Root, VerifyResult
     from .export import Exported
     from .lock import LockResult
     from .download import Download
@@ -33,26 +34,7 @@ if TYPE_CHECKING:
     from .local.usage import DiskUsage
     from .local.verify import VerifyReport
 
-__all__ = ["Store", "VerifyResult", "Root"]
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    report: VerifyReport
-    damaged_models: tuple[str, ...]  # NAME:TAG of every model that needs a corrupt blob
-
-    @property
-    def ok(self) -> bool:
-        return not self.report.corrupt
-
-
-@dataclass(frozen=True)
-class Root:
-    """A lockfile registered as a gc root."""
-
-    lockfile: Path
-    exists: bool
-    pins: int
+__all__ = ["Store"]
 
 
 _QUEUE_LOCK = threading.Lock()
@@ -125,6 +107,8 @@ class Store:
         return digest, parse_manifest(data, digest)
 
     def info(self, ref: str | Reference) -> ModelInfo:
+        from .reports import ModelFileStatus, ModelInfo
+
         ref = _ref(ref)
         digest, manifest = self.resolve(ref)
         files = tuple(ModelFileStatus(f, self._blobs.has(f.digest)) for f in manifest.files)
@@ -157,6 +141,8 @@ class Store:
         return model.path / file
 
     def list(self) -> list[ModelEntry]:
+        from .reports import ModelEntry
+
         with storage_errors("reading the store"):
             named = self._names.index().named()
         return [
@@ -332,6 +318,7 @@ class Store:
         """The registered lockfiles, whether they still exist, and how many models each pins."""
         from .local.roots import root_paths
         from .lockfile import read_lockfile
+        from .reports import Root
 
         out = []
         # A lockfile or roots/ that may not be read is a storage error (exit 6), as in gc, not a crash.
@@ -422,6 +409,7 @@ class Store:
     def verify(self, refs: Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/."""
         from .local.verify import verify_blobs
+        from .reports import VerifyResult
 
         digests = None
         if refs is not None:

@@ -1,4 +1,4 @@
-"""Model: what the verbs return to callers, as typed, frozen values."""
+"""Model: a model present in the store, as the verbs that produce one return it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from .oci.digest import Digest
 from .oci.manifest import ModelFile
 
-__all__ = ["Model", "ModelEntry", "ModelFileStatus", "ModelInfo"]
+__all__ = ["Model"]
 
 
 @dataclass(frozen=True)
@@ -23,36 +23,3 @@ class Model:
     @property
     def size(self) -> int:
         return sum(f.size for f in self.files)
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One name in the store, as 'list' shows it."""
-
-    name: str
-    digest: Digest
-    size: int
-    files: int
-
-
-@dataclass(frozen=True)
-class ModelFileStatus:
-    file: ModelFile
-    present: bool
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """A manifest as 'show' reports it, with which of its files the store holds."""
-
-    name: str | None
-    digest: Digest
-    files: tuple[ModelFileStatus, ...]
-
-    @property
-    def complete(self) -> bool:
-        return all(f.present for f in self.files)
-
-    @property
-    def size(self) -> int:
-        return sum(f.file.size for f in self.files)
