@@ -26,7 +26,7 @@ from .local.locks import Holder, hold
 from .local.names import Names, manifest_descriptor
 from .local.space import SpaceCheck, free_bytes, pending_bytes
 from .local.views import Views
-from .model import Model
+from .model import Fetched, Model
 from .oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR
 from .oci.digest import Digest, sha256_of
 from .oci.manifest import Manifest, ModelFile, check_model_path, parse_manifest
@@ -53,12 +53,6 @@ class FetchOptions:
     # A model fetched by digest gets an unnamed index.json entry so gc keeps
     # it; sync turns this off, since its lockfile (a gc root) keeps its pins.
     keep_by_digest: bool = True
-
-
-@dataclass(frozen=True)
-class Fetched:
-    model: Model
-    downloaded: int  # bytes received from remotes for this model in this command
 
 
 @dataclass(frozen=True)

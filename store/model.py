@@ -8,7 +8,7 @@ from pathlib import Path
 from .oci.digest import Digest
 from .oci.manifest import ModelFile
 
-__all__ = ["Model"]
+__all__ = ["Model", "Fetched"]
 
 
 @dataclass(frozen=True)
@@ -23,3 +23,11 @@ class Model:
     @property
     def size(self) -> int:
         return sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A model as fetch returns it, with what the command downloaded for it."""
+
+    model: Model
+    downloaded: int  # bytes received from remotes for this model in this command
