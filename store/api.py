@@ -18,7 +18,6 @@ from .local.open import open_layout
 from .local.views import Views
 from .model import Fetched, Model
 from .oci.digest import Digest
-from .oci.index import FILES_KEY, SIZE_KEY
 from .oci.manifest import Manifest, parse_manifest
 from .oci.reference import Reference, parse_reference
 
@@ -142,12 +141,11 @@ class Store:
     def list(self) -> list[ModelEntry]:
         from .reports import ModelEntry
 
+        from .oci.index import named_totals
+
         with storage_errors("reading the store"):
-            named = self._names.index().named()
-        return [
-            ModelEntry(name, d.digest, int(d.annotations.get(SIZE_KEY, 0)), int(d.annotations.get(FILES_KEY, 0)))
-            for name, d in named
-        ]
+            data = self.layout.index.read_bytes()
+        return [ModelEntry(*totals) for totals in named_totals(data)]
 
     # -- writing -------------------------------------------------------------
 

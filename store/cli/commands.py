@@ -87,8 +87,8 @@ def list_(c: _Context) -> None:
     """List names: name:tag, manifest digest, size, file count."""
     entries = c.store.list()
     width = max((len(e.name) for e in entries), default=0)
-    for e in entries:
-        c.out.data(f"{e.name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {files_count(e.files)}")
+    if entries:  # one write: with 10,000 names, a write per line costs more than the lines
+        c.out.data("\n".join(f"{e.name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {files_count(e.files)}" for e in entries))
     if c.out.json:  # with 10,000 names, building this document unasked costs as much as printing the list
         c.out.document({"models": [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files} for e in entries]})
 

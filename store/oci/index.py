@@ -14,9 +14,9 @@ from typing import Any
 
 from ..errors import InvalidManifest
 from .descriptor import INDEX_TYPE, Descriptor
-from .digest import InvalidDigest
+from .digest import Digest, InvalidDigest, parse_digest
 
-__all__ = ["Index", "InvalidIndex", "REF_NAME", "SIZE_KEY", "FILES_KEY", "lookup_fast"]
+__all__ = ["Index", "InvalidIndex", "REF_NAME", "SIZE_KEY", "FILES_KEY", "lookup_fast", "named_totals"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 # Totals cached on each index entry so 'list' needs no manifest reads.
@@ -97,6 +97,33 @@ class Index:
             raise InvalidIndex(f"index.json is not valid: {message}") from None
         extra = tuple((k, v) for k, v in doc.items() if k not in ("schemaVersion", "mediaType", "manifests"))
         return cls(tuple(sorted(entries, key=_order)), extra)
+
+
+def named_totals(data: bytes) -> list[tuple[str, Digest, int, int]]:
+    """(NAME:TAG, manifest digest, total size, file count) of every named entry, sorted by name.
+
+    What ``list`` needs and nothing more: with 10,000 names, building a full
+    Descriptor per entry (Index.parse) costs more than the rest of the command.
+    Entries are still checked: a damaged index.json raises InvalidIndex.
+    """
+    try:
+        doc = json.loads(data)
+        manifests = doc["manifests"] if isinstance(doc, dict) and doc.get("schemaVersion") == 2 else None
+        if not isinstance(manifests, list):
+            raise ValueError("not an OCI image index with a manifests list")
+        out = []
+        for entry in manifests:
+            annotations = entry.get("annotations") if isinstance(entry, dict) else None
+            name = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+            if not isinstance(name, str):
+                continue
+            size, files = annotations.get(SIZE_KEY, "0"), annotations.get(FILES_KEY, "0")
+            out.append((name, parse_digest(entry.get("digest")), int(size), int(files)))
+    except (ValueError, TypeError, KeyError, InvalidDigest, RecursionError) as err:
+        message = err.message if isinstance(err, InvalidDigest) else str(err)
+        raise InvalidIndex(f"index.json is not valid: {message}") from None
+    out.sort(key=lambda item: item[0])
+    return out
 
 
 def lookup_fast(data: bytes, ref_name: str) -> Descriptor | None:
