@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from store.oci.descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor
 from store.oci.digest import Digest
-from store.oci.index import FILES_KEY, REF_NAME, SIZE_KEY, Index, InvalidIndex, lookup_fast
+from store.oci.index import FILES_KEY, REF_NAME, SIZE_KEY, Index, InvalidIndex, lookup_fast, named_totals
 from tests.support.strategies import digests_hex, garbage, json_garbage, ref_names
 
 
@@ -157,3 +157,24 @@ def test_lookup_fast_on_a_damaged_line_raises() -> None:
     damaged = data.replace(b'"size":100', b'"size":"x"', 1)
     with pytest.raises(InvalidIndex):
         lookup_fast(damaged, "a:1")
+
+
+@given(_histories())
+@settings(max_examples=60)
+def test_named_totals_equal_the_full_parse(history) -> None:
+    index, _ = history
+    data = index.to_bytes()
+    expected = sorted(
+        (name, d.digest, int(d.annotations.get(SIZE_KEY, 0)), int(d.annotations.get(FILES_KEY, 0)))
+        for name, d in Index.parse(data).named()
+    )
+    assert named_totals(data) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"[]", b'{"schemaVersion": 2}', b'{"schemaVersion": 2, "manifests": [{"digest": "sha256:xyz", "annotations": {"org.opencontainers.image.ref.name": "a:b"}}]}'],
+)
+def test_named_totals_refuse_a_damaged_index(data: bytes) -> None:
+    with pytest.raises(InvalidIndex):
+        named_totals(data)
