@@ -11,14 +11,28 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..errors import NotFound
 from ..oci.digest import Digest
+from ..oci.index import InvalidIndex, lookup_fast
 from ..oci.reference import Reference
 
-__all__ = ["Remote", "BlobStream", "MAX_INDEX_BYTES", "DAMAGED_REMOTE_INDEX"]
+__all__ = ["Remote", "BlobStream", "MAX_INDEX_BYTES", "find_in_index"]
 
 # index.json of a mirror with ~100,000 names; anything larger is refused unread.
 MAX_INDEX_BYTES = 64 << 20
-DAMAGED_REMOTE_INDEX = "the remote's index.json is damaged: tell its owner, try another remote, or fetch NAME@sha256:<digest>"
+_DAMAGED_REMOTE_INDEX = "the remote's index.json is damaged: tell its owner, try another remote, or fetch NAME@sha256:<digest>"
+
+
+def find_in_index(data: bytes, ref: Reference, where: str, hint: str) -> Digest:
+    """The manifest digest ``ref`` names in a remote's index.json bytes; NotFound or InvalidIndex naming ``where``."""
+    try:
+        desc = lookup_fast(data, ref.ref_name)
+    except InvalidIndex as err:
+        # Its own hint speaks of the local store's index.json: the wrong one here.
+        raise InvalidIndex(f"{where}: {err.message}", _DAMAGED_REMOTE_INDEX) from None
+    if desc is None:
+        raise NotFound(f"no model named {ref.ref_name} in {where}", hint)
+    return desc.digest
 
 
 class BlobStream(Protocol):

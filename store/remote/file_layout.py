@@ -7,10 +7,9 @@ from pathlib import Path
 
 from ..errors import NetworkError, NotFound, from_os_error
 from ..oci.digest import Digest
-from ..oci.index import InvalidIndex, lookup_fast
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
-from .base import DAMAGED_REMOTE_INDEX, MAX_INDEX_BYTES
+from .base import MAX_INDEX_BYTES, find_in_index
 
 __all__ = ["FileLayout"]
 
@@ -80,13 +79,7 @@ class FileLayout:
         if ref.digest is not None:
             return ref.digest
         path = self.root / "index.json"
-        try:
-            desc = lookup_fast(self._read_small(path, MAX_INDEX_BYTES), ref.ref_name)
-        except InvalidIndex as err:
-            raise InvalidIndex(f"{path}: {err.message}", DAMAGED_REMOTE_INDEX) from None
-        if desc is None:
-            raise NotFound(f"no model named {ref.ref_name} in {self.root}", "check the name and the remote path")
-        return desc.digest
+        return find_in_index(self._read_small(path, MAX_INDEX_BYTES), ref, str(path), "check the name and the remote path")
 
     def read_manifest(self, digest: Digest) -> bytes:
         return self._read_small(self.blob_path(digest), MAX_MANIFEST_BYTES)

@@ -18,10 +18,9 @@ from urllib3.exceptions import HTTPError, MaxRetryError, ResponseError, SSLError
 
 from ..errors import NetworkError, NotFound
 from ..oci.digest import Digest
-from ..oci.index import InvalidIndex, lookup_fast
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
-from .base import DAMAGED_REMOTE_INDEX, MAX_INDEX_BYTES
+from .base import MAX_INDEX_BYTES, find_in_index
 
 __all__ = ["HttpLayout", "HttpFile"]
 
@@ -183,15 +182,7 @@ class HttpLayout:
         if ref.digest is not None:
             return ref.digest
         url = f"{self.url}/index.json"
-        data = self._get_small(url, MAX_INDEX_BYTES)
-        try:
-            desc = lookup_fast(data, ref.ref_name)
-        except InvalidIndex as err:
-            # Its own hint speaks of the local store's index.json: the wrong one here.
-            raise InvalidIndex(f"{url}: {err.message}", DAMAGED_REMOTE_INDEX) from None
-        if desc is None:
-            raise NotFound(f"no model named {ref.ref_name} on {self.url}", "check the name, or list the remote's index.json")
-        return desc.digest
+        return find_in_index(self._get_small(url, MAX_INDEX_BYTES), ref, url, "check the name, or list the remote's index.json")
 
     def read_manifest(self, digest: Digest) -> bytes:
         return self._get_small(self.blob_url(digest), MAX_MANIFEST_BYTES)
