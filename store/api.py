@@ -38,6 +38,18 @@ __all__ = ["Store"]
 _QUEUE_LOCK = threading.Lock()
 
 
+def _listed_unnamed(index: bytes, digest: Digest) -> bool:
+    """Whether index.json (in the layout odai-store writes: an entry per line) has an unnamed entry for ``digest``."""
+    needle = f'"digest":"{digest}"'.encode()
+    at = index.find(needle)
+    while at >= 0:
+        start, end = index.rfind(b"\n", 0, at) + 1, index.find(b"\n", at)
+        if b'"org.opencontainers.image.ref.name":' not in index[start:end]:
+            return True
+        at = index.find(needle, end)
+    return False
+
+
 def _fetch_options(options: dict):
     """FetchOptions from keyword arguments (remotes may be any iterable)."""
     from .fetch import FetchOptions
@@ -364,9 +376,9 @@ class Store:
 
         Then fetch needs no network, no write and none of the download
         machinery: a script re-running ``fetch NAME@sha256:...`` costs a
-        start-up and a few stats. "gc keeps it" means index.json lists the
-        digest (a name, or an earlier fetch by digest); otherwise the full
-        fetch records it.
+        start-up and a few stats. It applies when index.json already holds
+        the unnamed entry an earlier fetch by digest wrote; otherwise the
+        full fetch writes it.
         """
         if not refs or any(ref.digest is None for ref in refs):
             return None
@@ -374,7 +386,7 @@ class Store:
             index = self.layout.index.read_bytes()
             models = []
             for ref in refs:
-                if f'"digest":"{ref.digest}"'.encode() not in index:
+                if not _listed_unnamed(index, ref.digest):
                     return None
                 models.append(self.model(ref))
         except (NotFound, OSError):

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidManifest
-from .descriptor import INDEX_TYPE, Descriptor
-from .digest import Digest, InvalidDigest, parse_digest
+from .descriptor import INDEX_TYPE, Descriptor, check_descriptor
+from .digest import Digest, InvalidDigest
 
 __all__ = ["Index", "InvalidIndex", "REF_NAME", "SIZE_KEY", "FILES_KEY", "lookup_fast", "named_totals"]
 
@@ -113,12 +113,10 @@ def named_totals(data: bytes) -> list[tuple[str, Digest, int, int]]:
             raise ValueError("not an OCI image index with a manifests list")
         out = []
         for entry in manifests:
-            annotations = entry.get("annotations") if isinstance(entry, dict) else None
-            name = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
-            if not isinstance(name, str):
-                continue
-            size, files = annotations.get(SIZE_KEY, "0"), annotations.get(FILES_KEY, "0")
-            out.append((name, parse_digest(entry.get("digest")), int(size), int(files)))
+            _, digest, _, annotations, _ = check_descriptor(entry)  # every entry, as Index.parse would
+            name = annotations.get(REF_NAME)
+            if name is not None:
+                out.append((name, digest, int(annotations.get(SIZE_KEY, 0)), int(annotations.get(FILES_KEY, 0))))
     except (ValueError, TypeError, KeyError, InvalidDigest, RecursionError) as err:
         message = err.message if isinstance(err, InvalidDigest) else str(err)
         raise InvalidIndex(f"index.json is not valid: {message}") from None
