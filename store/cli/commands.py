@@ -36,6 +36,21 @@ class _Context:
 pass_ctx = click.make_pass_decorator(_Context)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops a command that writes like Ctrl-C does: partial data and journals are kept.
+
+    Installed by those commands only: the quick readers (path, list, show)
+    are spared importing signal, and SIGTERM ends them as it ends any program.
+    """
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.option("--store", "store_dir", metavar="DIR", envvar=None, help="Store directory [default: $ODAI_STORE_HOME, else $XDG_CACHE_HOME/odai-store].")
 @click.option("--shared", is_flag=True, help="Create the store group-writable (setgid) for every member of its group.")
@@ -75,6 +90,7 @@ def add(c: _Context, name: str, paths: tuple[Path, ...]) -> None:
 
     A file is stored under its base name; a directory contributes its contents.
     """
+    _stop_on_sigterm()
     model = c.store.add(name, paths)
     c.out.say(f"added {model.name} ({model.digest.short}, {files_count(len(model.files))}, {human_bytes(model.size)})")
     c.out.data(str(model.path))
@@ -144,6 +160,7 @@ def rm(c: _Context, names: tuple[str, ...]) -> None:
 @pass_ctx
 def gc(c: _Context, dry_run: bool) -> None:
     """Delete blobs, manifests and views that no name or gc root needs."""
+    _stop_on_sigterm()
     report = c.store.gc(dry_run)
     verb = "would free" if dry_run else "freed"
     c.out.data(f"{verb} {human_bytes(report.bytes_freed)}: {len(report.blobs)} blobs, {len(report.views)} views, {len(report.partials)} partial files")
@@ -164,6 +181,7 @@ def gc(c: _Context, dry_run: bool) -> None:
 @pass_ctx
 def verify(c: _Context, names: tuple[str, ...], fast: bool) -> None:
     """Re-hash blobs; move corrupt ones to quarantine (exit 5 if any)."""
+    _stop_on_sigterm()
     from ..errors import IntegrityError
 
     result = c.store.verify(names or None, fast)
@@ -251,6 +269,7 @@ def fetch(c: _Context, names, remotes, url, sha256, filename, connections, retri
     NAME is NAME[:TAG] or NAME@sha256:<hex>. A model complete in the store and
     named by digest needs no network at all.
     """
+    _stop_on_sigterm()
     if not names:
         raise click.UsageError("name at least one model")
     options = dict(connections=connections, retries=retries, limit_rate=_rate(limit_rate), ca_bundle=ca_bundle)
@@ -286,6 +305,7 @@ def fetch(c: _Context, names, remotes, url, sha256, filename, connections, retri
 @pass_ctx
 def serve(c: _Context, host: str, port: int, read_only: bool) -> None:
     """Serve this store as a remote (GET/HEAD, Range); print its URL, then serve until interrupted."""
+    _stop_on_sigterm()
     from ..local.layout import StoreLayout
     from ..local.location import store_location
     from ..serve import make_server
@@ -332,6 +352,7 @@ def lock(c: _Context, names, lockfile: Path, check: bool, remotes, ca_bundle) ->
     The lockfile is sorted and has no timestamps: locking unchanged models
     leaves it byte-identical. It is registered as a gc root of the store.
     """
+    _stop_on_sigterm()
     if check:
         result = c.store.check_lock(lockfile, list(names) or None, remotes=remotes, ca_bundle=ca_bundle)
         c.out.say(f"{pins_count(len(result.pins))} {'holds' if len(result.pins) == 1 else 'hold'} in {lockfile}")
@@ -359,6 +380,7 @@ def sync(c: _Context, names, lockfile: Path, remotes, connections, retries, ca_b
 
     Never looks a tag up; with every pin present it sends no request at all.
     """
+    _stop_on_sigterm()
     models = c.store.sync(lockfile, list(names) or None, remotes=remotes, connections=connections, retries=retries, ca_bundle=ca_bundle, progress=_renderer(progress_mode, c.out), say=c.out.say)
     for model in models:
         c.out.data(str(model.path))
@@ -382,6 +404,7 @@ def roots(c: _Context) -> None:
 @pass_ctx
 def export(c: _Context, name: str, dest: Path, link: str) -> None:
     """Materialize a model's files under DEST with their own names (read-only)."""
+    _stop_on_sigterm()
     result = c.store.export(name, dest, link)
     c.out.say(f"exported {files_count(len(result.files))} to {dest} by {result.method}")
     c.out.data(str(dest))

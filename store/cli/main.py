@@ -22,15 +22,7 @@ def _report(err: StoreError, verbose: bool) -> int:
     return err.exit_code
 
 
-def _terminate(signum: int, frame: object) -> None:
-    # SIGTERM stops like Ctrl-C: partial data and journals are kept.
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> None:
-    import signal
-
-    signal.signal(signal.SIGTERM, _terminate)
     verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
         # Without standalone mode click returns the code of --help/--version
