@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
+from tests.support.trees import one_file_origin
 from tests.support.counting_server import serve_counting as serve_store
 
 SIZE = 24 << 20  # three 8 MiB chunks: big enough to interrupt, small enough to be quick
@@ -28,12 +29,7 @@ def _cli(store: Path, *args: str) -> list[str]:
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory) -> tuple[Path, bytes]:
     """A store holding model 'big:v1' with one random file of SIZE bytes."""
-    root = tmp_path_factory.mktemp("origin")
-    data = random.Random(7).randbytes(SIZE)
-    (root / "model").mkdir()
-    (root / "model" / "weights.bin").write_bytes(data)
-    Store(root / "store").add("big:v1", [root / "model"])
-    return root / "store", data
+    return one_file_origin(tmp_path_factory.mktemp("origin"), "big:v1", SIZE, seed=7)
 
 
 def _partials(store: Path) -> list[Path]:

@@ -6,7 +6,7 @@ import os
 import random
 from pathlib import Path
 
-__all__ = ["write_tree", "read_tree", "sample_model", "store_files"]
+__all__ = ["write_tree", "read_tree", "sample_model", "store_files", "one_file_origin"]
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -54,3 +54,13 @@ def store_files(root: Path) -> dict[str, bytes]:
                 continue
             snapshot[rel] = b"-> " + os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
     return snapshot
+
+
+def one_file_origin(root: Path, ref: str, size: int, seed: int) -> tuple[Path, bytes]:
+    """A store at ``root/store`` holding ``ref`` as one random ``weights.bin`` of ``size`` bytes; (store, bytes)."""
+    from store import Store
+
+    data = random.Random(seed).randbytes(size)
+    write_tree(root / "model", {"weights.bin": data})
+    Store(root / "store").add(ref, [root / "model"])
+    return root / "store", data
