@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.processes import stop_process
+
 __all__ = ["THROTTLE", "THROTTLE_BYTES", "Nginx", "find_nginx", "start_nginx", "free_port"]
 
 # nginx's per-connection limit on the throttled block; "m" is 2**20 there.
@@ -91,14 +93,8 @@ class Nginx:
         return out
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            # QUIT lets workers finish; the tests are over, so TERM is enough and quicker.
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        # QUIT lets workers finish; the tests are over, so TERM is enough and quicker.
+        stop_process(self.process)
 
 
 def _config(prefix: Path, root: Path, port: int, throttled_port: int, modules_out: set[str]) -> str:
