@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .oci.digest import Digest
 from .oci.manifest import ModelFile
@@ -11,8 +11,7 @@ from .oci.manifest import ModelFile
 __all__ = ["Model", "Fetched"]
 
 
-@dataclass(frozen=True)
-class Model:
+class Model(NamedTuple):
     """A model present in the store: its manifest digest, its view directory and its files."""
 
     name: str | None  # NAME:TAG it was asked for by, None when asked for by digest alone
@@ -25,8 +24,7 @@ class Model:
         return sum(f.size for f in self.files)
 
 
-@dataclass(frozen=True)
-class Fetched:
+class Fetched(NamedTuple):
     """A model as fetch returns it, with what the command downloaded for it."""
 
     model: Model

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Output", "ReaderGone", "human_bytes", "files_count", "pins_count"]
@@ -46,11 +45,11 @@ def pins_count(n: int) -> str:
     return f"{n} pin" if n == 1 else f"{n} pins"
 
 
-@dataclass
 class Output:
-    json: bool = False
-    quiet: bool = False
-    verbose: bool = False
+    def __init__(self, json: bool = False, quiet: bool = False, verbose: bool = False) -> None:
+        self.json = json
+        self.quiet = quiet
+        self.verbose = verbose
 
     def data(self, text: str) -> None:
         """One line of data on stdout (text mode only)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -16,9 +15,11 @@ __all__ = ["StoreLayout", "LAYOUT_VERSION"]
 LAYOUT_VERSION = 1
 
 
-@dataclass(frozen=True)
 class StoreLayout:
-    root: Path
+    # A plain class, not a dataclass: every command builds one at start-up,
+    # where creating a dataclass costs more than the rest of this module.
+    def __init__(self, root: Path) -> None:
+        self.root = root
 
     # The OCI image layout: readable by any OCI tool.
     @property

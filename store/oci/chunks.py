@@ -8,7 +8,7 @@ fetched again on its own if bad. SHA-256 of the whole blob stays the final word.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["CHUNK_SIZE", "ChunkDigests", "ChunkHasher", "InvalidChunks"]
 
@@ -26,8 +26,7 @@ class InvalidChunks(InvalidManifest):
     pass
 
 
-@dataclass(frozen=True)
-class ChunkDigests:
+class ChunkDigests(NamedTuple):
     """The chunk size and the BLAKE3 hex digest of each chunk, in order."""
 
     size: int

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from .digest import Digest, parse_digest
 
@@ -15,12 +16,11 @@ EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_BYTES = b"{}"
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(NamedTuple):
     media_type: str
     digest: Digest
     size: int
-    annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    annotations: Mapping[str, str] = MappingProxyType({})
     artifact_type: str | None = None
 
     def to_json(self) -> dict[str, Any]:

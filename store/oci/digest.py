@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import UsageError
 
@@ -19,8 +19,7 @@ class InvalidDigest(UsageError):
     default_hint = "a digest is sha256: followed by 64 lowercase hex digits (spec/digests.md)"
 
 
-@dataclass(frozen=True, order=True)
-class Digest:
+class Digest(NamedTuple):
     hex: str
 
     algorithm = "sha256"

@@ -9,8 +9,7 @@ name: ``odai-store path`` stays fast with 10,000 names.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import InvalidManifest
 from .descriptor import INDEX_TYPE, Descriptor, check_descriptor
@@ -38,8 +37,7 @@ def _order(desc: Descriptor) -> tuple[str, str]:
     return (desc.annotations.get(REF_NAME, "\uffff"), desc.digest.hex)
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(NamedTuple):
     """The manifests of a store, each entry optionally named by a ref.name annotation."""
 
     entries: tuple[Descriptor, ...] = ()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import InvalidManifest, InvalidPath
 from .chunks import ChunkDigests, InvalidChunks
@@ -78,8 +77,7 @@ def check_model_paths(paths: list[str]) -> None:
                 raise InvalidPath(f"{parent!r} is both a file and the directory of {path!r}")
 
 
-@dataclass(frozen=True)
-class ModelFile:
+class ModelFile(NamedTuple):
     """One file of a model: where it goes in the model directory and which blob holds it."""
 
     path: str
@@ -95,8 +93,7 @@ class ModelFile:
         return Descriptor(FILE_TYPE, self.digest, self.size, annotations)
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     """A model version. Its bytes are canonical, so equal files give an equal digest anywhere."""
 
     files: tuple[ModelFile, ...]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import InvalidReference
 from .digest import Digest, InvalidDigest, parse_digest
@@ -19,8 +19,7 @@ _NAME_MAX = 255
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """A parsed reference: a name with a tag, or a name pinned to a manifest digest."""
 
     name: str
