@@ -25,17 +25,19 @@ class SegmentPlan:
         gaps = done.missing(size)
         if not ranges_ok or self.connections <= 1 or size < self.threshold:
             return gaps
-        missing = sum(e - s for s, e in gaps)
-        # Aim for a few segments per connection, so a connection that finishes
-        # early picks up work instead of idling while one slow one finishes.
-        target = max(self.chunk, -(-missing // (self.connections * 2)))
-        target = -(-target // self.chunk) * self.chunk
+        remaining = sum(e - s for s, e in gaps)
         out: list[tuple[int, int]] = []
         for start, end in gaps:
             at = start
             while at < end:
-                # Cut on the next chunk boundary at or after at + target.
+                # Each segment is a share of what is still unplanned, so they
+                # shrink towards the end: early ones are long (few requests),
+                # the last ones are a chunk each, so the connections finish
+                # together and the in-order hash trails the last byte by a few
+                # chunks, not by a whole segment per connection.
+                target = max(self.chunk, remaining // (self.connections * 2))
                 cut = min(end, -(-(at + target) // self.chunk) * self.chunk)
                 out.append((at, cut))
+                remaining -= cut - at
                 at = cut
         return out
