@@ -346,6 +346,10 @@ class IngestWriter:
                 changed = (self._done, self._unchecked) != (self.journal.done, self.journal.unchecked)
             if not changed:
                 continue
+            # Have the disk write what arrived while the download goes on;
+            # else commit's fsync writes the last second of data (hundreds of
+            # MB over parallel connections) after the last byte is in.
+            _start_writeback(self._fd, 0, 0)
             sync = time.monotonic() - synced_at >= SYNC_INTERVAL
             try:
                 self.save_journal(sync=sync)
@@ -490,7 +494,7 @@ _sync_file_range: Callable[[int, int, int, int], int] | None | bool = False  # F
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Start writing a range of ``fd`` to disk without waiting (Linux); a hint, so errors are ignored.
+    """Start writing a range of ``fd`` to disk without waiting (Linux; length 0: to the end); a hint, so errors are ignored.
 
     Durability still comes from commit's fsync; this only lets the disk work
     while the hashers do.
