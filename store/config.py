@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import UsageError, from_os_error
 
 __all__ = ["Config", "read_config"]
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     remotes: tuple[str, ...] = ()
 
 
 def read_config(path: Path) -> Config:
     """The config at ``path``; an absent file is the default config."""
     try:
-        # TOML is UTF-8 whatever the locale says.
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
-        return Config()
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{path} is not valid TOML: {err}", "fix the file; its format is in spec/config.md") from None
+        return Config()  # the usual case, with no TOML parser to import
     except OSError as err:
         raise from_os_error(err, "reading the store's config") from err
+    import tomllib
+
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))  # TOML is UTF-8 whatever the locale says
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path} is not valid TOML: {err}", "fix the file; its format is in spec/config.md") from None
     remotes = doc.get("remotes", [])
     if not isinstance(remotes, list) or not all(isinstance(r, str) and r for r in remotes):
         raise UsageError(f"{path}: 'remotes' must be a list of URLs or paths", "e.g. remotes = [\"https://mirror.example/models\"]")

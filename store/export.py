@@ -10,8 +10,8 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import UsageError, from_os_error
 from .local.atomic import private_name
@@ -25,8 +25,7 @@ _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 _UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.EPERM, errno.EMLINK, errno.ENOSYS}
 
 
-@dataclass(frozen=True)
-class Exported:
+class Exported(NamedTuple):
     dest: Path
     files: tuple[tuple[str, str], ...]  # (model path, how it was made)
 
