@@ -8,8 +8,8 @@ locking unchanged models rewrites the file byte for byte.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import StorageError, UsageError
 from .oci.digest import Digest, InvalidDigest, parse_digest
@@ -27,15 +27,13 @@ class InvalidLockfile(UsageError):
     default_hint = "fix or regenerate the lockfile with 'odai-store lock NAME...' (format: spec/lockfile.md)"
 
 
-@dataclass(frozen=True, order=True)
-class PinnedFile:
+class PinnedFile(NamedTuple):
     path: str
     digest: Digest
     size: int
 
 
-@dataclass(frozen=True)
-class Pin:
+class Pin(NamedTuple):
     """One model pinned to a manifest digest, with the files that manifest lists."""
 
     name: str
@@ -63,8 +61,7 @@ class Pin:
         return self.files == tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in manifest.files))
 
 
-@dataclass(frozen=True)
-class Lockfile:
+class Lockfile(NamedTuple):
     pins: tuple[Pin, ...] = ()
 
     def find(self, name: str, tag: str | None = None) -> list[Pin]:
