@@ -73,7 +73,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = HTTPStatus.OK
             wanted = self.headers.get("Range")
             if_range = self.headers.get("If-Range")
-            if wanted and (if_range is None or if_range == validator):
+            # Range is defined for GET only; every other method MUST ignore it (RFC 9110, 14.2).
+            if body and wanted and (if_range is None or if_range == validator):
                 match = _RANGE.fullmatch(wanted.strip())
                 if match and (match.group(1) or match.group(2)):
                     first, last = match.group(1), match.group(2)

@@ -46,3 +46,22 @@ def test_a_port_in_use_is_a_usage_error(store_dir: Path, run_cli) -> None:
         message = assert_error(run_cli("serve", "--port", str(taken.getsockname()[1])), 2)
     assert "cannot listen" in message
 
+
+
+def test_head_ignores_range(store_dir: Path) -> None:
+    """RFC 9110 defines Range for GET only: a HEAD with one gets the whole file's headers."""
+    Store(store_dir)
+    server = start_store_server(store_dir)
+    try:
+        split = urlsplit(server.url)
+        size = (store_dir / "index.json").stat().st_size
+        conn = http.client.HTTPConnection(split.hostname, split.port, timeout=10)
+        for method in ("HEAD", "GET"):
+            conn.request(method, "/index.json", headers={"Range": "bytes=0-0"})
+            response = conn.getresponse()
+            response.read()
+            expected = (200, str(size), None) if method == "HEAD" else (206, "1", f"bytes 0-0/{size}")
+            assert (response.status, response.getheader("Content-Length"), response.getheader("Content-Range")) == expected
+        conn.close()
+    finally:
+        server.stop()
