@@ -298,8 +298,7 @@ def test_gc_root_example_is_the_name_odai_store_gives(tmp_path: Path) -> None:
     path = shlex.split(lines[command][2:])[2]
     assert lines[command - 1] == path, f"{block.id}: the root's content is its lockfile's path"
     name = lines[command + 1]
-    layout = StoreLayout(tmp_path)
-    layout.roots.mkdir()
+    layout = Store(tmp_path).layout
     register_root(layout, Path(path))
     assert [p.name for p in layout.roots.iterdir()] == [name], block.id
     assert (layout.roots / name).read_text() == path + "\n"

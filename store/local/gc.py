@@ -133,7 +133,9 @@ def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool
     fetches, so reading the roots any earlier could miss what it fetched.
     """
     blobs, names, views = BlobStore(layout), Names(layout), Views(layout)
-    with gc_lock(layout, shared=False):
+    # A dry run deletes nothing, so writers may go on; it only must not count
+    # while a real gc deletes. Shared, it also works on a read-only store (du).
+    with gc_lock(layout, shared=dry_run):
         present = set(blobs.walk())
         named = {d.digest for d in names.index().entries}
         keep = reachable(blobs, named | roots()) | leased_digests(layout)

@@ -9,6 +9,7 @@ network filesystems) cannot corrupt the store.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -61,6 +62,22 @@ def read_holder(fd: int) -> Holder | None:
         return None
 
 
+def _open_lock(path: Path, shared: bool) -> int | None:
+    """The lock file, opened to lock; None if it does not exist and cannot be created."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        # flock needs no write access, and a shared holder writes nothing:
+        # readers of a store they cannot write to (a read-only mount, another
+        # user's store) lock the file as it is.
+        if not shared or err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+
+
 @contextlib.contextmanager
 def hold(
     path: Path,
@@ -78,7 +95,10 @@ def hold(
     Lock files are never deleted: unlinking a lock file that another process
     is about to lock would let two processes hold "the same" lock.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    fd = _open_lock(path, shared)
+    if fd is None:  # no lock file, and none can be made: nobody can hold it
+        yield
+        return
     try:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:

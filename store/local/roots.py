@@ -8,6 +8,7 @@ from pathlib import Path
 from ..oci.digest import sha256_of
 from .atomic import write_atomic
 from .layout import StoreLayout
+from .leases import gc_lock
 
 __all__ = ["register_root", "root_paths", "drop_root"]
 
@@ -28,7 +29,11 @@ def register_root(layout: StoreLayout, lockfile: Path) -> bool:
             return False
     except FileNotFoundError:
         pass
-    write_atomic(entry, text.encode())
+    # Under gc.lock shared, like a lease: a gc that runs now either reads this
+    # root (it reads them under the lock) or ends before the caller looks for
+    # the pinned models, which then finds what that gc deleted missing.
+    with gc_lock(layout, shared=True):
+        write_atomic(entry, text.encode())
     return True
 
 

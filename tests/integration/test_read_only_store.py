@@ -62,6 +62,8 @@ def _reads_work_without_requests(held: Held, store: Path, prefix: tuple[str, ...
     assert read_tree(view) == PINNED
     assert held.run(store, "list", prefix=prefix).code == 0
     assert held.run(store, "roots", prefix=prefix).code == 0
+    assert held.run(store, "du", prefix=prefix).code == 0
+    assert held.run(store, "gc", "--dry-run", prefix=prefix).code == 0
     assert held.served.requests[seen:] == []
 
 
