@@ -31,4 +31,12 @@ def read_config(path: Path) -> Config:
     remotes = doc.get("remotes", [])
     if not isinstance(remotes, list) or not all(isinstance(r, str) and r for r in remotes):
         raise UsageError(f"{path}: 'remotes' must be a list of URLs or paths", "e.g. remotes = [\"https://mirror.example/models\"]")
-    return Config(tuple(remotes))
+    return Config(tuple(_anchored(r, path.parent) for r in remotes))
+
+
+def _anchored(remote: str, store: Path) -> str:
+    """A relative path in config.toml names a place relative to the store, wherever the command runs."""
+    if "://" in remote:
+        return remote
+    location = Path(remote).expanduser()
+    return remote if location.is_absolute() else str(store / location)

@@ -25,6 +25,11 @@ def test_remotes_keep_their_order(tmp_path: Path) -> None:
     assert read_config(path).remotes == ("https://b.example/models", "/mnt/usb/store", "file:///srv/a")
 
 
+def test_a_relative_path_is_relative_to_the_store(tmp_path: Path) -> None:
+    path = _write(tmp_path, b'remotes = ["../mirror", "~/models", "https://a.example/m"]\n')
+    assert read_config(path).remotes == (str(tmp_path / "../mirror"), "~/models", "https://a.example/m")
+
+
 def test_unknown_keys_and_tables_are_ignored(tmp_path: Path) -> None:
     path = _write(tmp_path, b'future = 1\nremotes = ["/a"]\n[later]\nx = "y"\n')
     assert read_config(path).remotes == ("/a",)
