@@ -1,4 +1,4 @@
-"""Fixtures for tests that talk to real servers on 127.0.0.1: nginx, the fault server, `odai-store serve`."""
+"""Fixtures for tests that talk to real servers on 127.0.0.1: nginx, an OCI registry, the fault server, `odai-store serve`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.fault_server import FaultServer, Layout
 from tests.support.nginx import Nginx, find_nginx, start_nginx
+from tests.support.registry import Registry, find_registry, start_registry
 from tests.support.store_server import StoreServer, start_store_server
 
 
@@ -23,6 +24,21 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
         pytest.skip("nginx is not installed (Debian package nginx-light; scripts/test installs it as root)")
     base = tmp_path_factory.mktemp("nginx")
     server = start_nginx(binary, base / "prefix", base / "www")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """One OCI registry (docker-registry) for the session; each test pushes to repositories of its own."""
+    binary = find_registry()
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("docker-registry is not installed, and CI must run the registry tests (scripts/test installs it)")
+        pytest.skip("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
+    server = start_registry(binary, tmp_path_factory.mktemp("registry"))
     try:
         yield server
     finally:

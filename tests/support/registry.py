@@ -1,0 +1,131 @@
+"""A real OCI registry (Debian's docker-registry, CNCF distribution 2.x) on 127.0.0.1, and skopeo to talk to it.
+
+The registry runs in the foreground with its own config and storage under the
+test's temporary directory, without authentication or TLS, listening on
+loopback only. Requests go through ``http.client`` straight to that address,
+so no proxy variable of the environment can send them anywhere else.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.nginx import free_port
+from tests.support.processes import stop_process
+
+__all__ = ["OCI_MANIFEST", "Registry", "find_registry", "start_registry", "skopeo_copy"]
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def find_registry() -> str | None:
+    """The docker-registry binary (Debian package docker-registry), or None."""
+    return shutil.which("docker-registry")
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]  # names lowercased
+    body: bytes
+
+
+@dataclass
+class Registry:
+    """A running registry: ``host`` (``127.0.0.1:PORT``) is what skopeo and ORAS references start with."""
+
+    base: Path
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def ref(self, repository: str, reference: str) -> str:
+        """A skopeo ``docker://`` reference: ``reference`` is a tag, or ``sha256:<hex>`` for a digest."""
+        sep = "@" if reference.startswith("sha256:") else ":"
+        return f"docker://{self.host}/{repository}{sep}{reference}"
+
+    def get(self, path: str, accept: str | None = None, method: str = "GET") -> Response:
+        """One request to the registry's HTTP API (``path`` starts with ``/v2/``)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, headers={"Accept": accept} if accept else {})
+            response = conn.getresponse()
+            return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+        finally:
+            conn.close()
+
+    def manifest(self, repository: str, reference: str) -> Response:
+        """The manifest of ``repository`` at a tag or digest, asked for as an OCI image manifest."""
+        return self.get(f"/v2/{repository}/manifests/{reference}", accept=OCI_MANIFEST)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def _config(data: Path, port: int) -> str:
+    # YAML flow style; the registry is plain HTTP on loopback, no auth, deletes allowed.
+    return f"""version: 0.1
+storage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}
+http: {{addr: 127.0.0.1:{port}}}
+log: {{level: error}}
+"""
+
+
+def _answers(port: int) -> bool:
+    """True once ``GET /v2/`` answers 200: the API is up."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+        try:
+            conn.request("GET", "/v2/")
+            return conn.getresponse().status == 200
+        finally:
+            conn.close()
+    except OSError:
+        return False
+
+
+def start_registry(binary: str, base: Path, attempts: int = 3) -> Registry:
+    """Start a registry keeping its config, storage and console log under ``base``;
+    raise RuntimeError with its output if it will not come up."""
+    base.mkdir(parents=True, exist_ok=True)
+    failure = ""
+    for _ in range(attempts):  # a free port can be taken between our probe and the registry's bind
+        port = free_port()
+        config = base / "config.yml"
+        config.write_text(_config(base / "data", port))
+        console = base / "console.log"
+        with open(console, "wb") as out:
+            process = subprocess.Popen(
+                [binary, "serve", str(config)], stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=base
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and process.poll() is None:
+            if _answers(port):
+                return Registry(base, port, process)
+            time.sleep(0.05)
+        stop_process(process, grace=2)
+        failure = console.read_text(errors="replace")
+    raise RuntimeError(f"docker-registry did not start:\n{failure}")
+
+
+def skopeo_copy(skopeo: str, source: str, dest: str) -> None:
+    """``skopeo copy SOURCE DEST`` over plain HTTP; AssertionError with skopeo's output if it fails.
+
+    ``--insecure-policy``: signature policy is no part of these tests, and the
+    machine's /etc/containers/policy.json need not exist.
+    """
+    proc = subprocess.run(
+        [skopeo, "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false", source, dest],
+        capture_output=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"skopeo copy {source} {dest} failed:\n{proc.stderr.decode(errors='replace')}"
