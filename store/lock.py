@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import LockfileError, StorageError, UsageError
 from .fetch import FetchOptions, resolve
@@ -16,8 +16,7 @@ from .oci.reference import Reference
 __all__ = ["LockResult", "lock", "check"]
 
 
-@dataclass(frozen=True)
-class LockResult:
+class LockResult(NamedTuple):
     lockfile: Path
     pins: tuple[Pin, ...]  # the pins written (lock) or checked (check)
     changed: bool  # the lockfile's bytes changed

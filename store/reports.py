@@ -6,9 +6,8 @@ fetch) do not pay at start-up for creating these classes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .oci.digest import Digest
 from .oci.manifest import ModelFile
@@ -19,8 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["ModelEntry", "ModelFileStatus", "ModelInfo", "VerifyResult", "Root"]
 
 
-@dataclass(frozen=True)
-class ModelEntry:
+class ModelEntry(NamedTuple):
     """One name in the store, as 'list' shows it."""
 
     name: str
@@ -29,14 +27,12 @@ class ModelEntry:
     files: int
 
 
-@dataclass(frozen=True)
-class ModelFileStatus:
+class ModelFileStatus(NamedTuple):
     file: ModelFile
     present: bool
 
 
-@dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(NamedTuple):
     """A manifest as 'show' reports it, with which of its files the store holds."""
 
     name: str | None
@@ -52,8 +48,7 @@ class ModelInfo:
         return sum(f.file.size for f in self.files)
 
 
-@dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(NamedTuple):
     report: VerifyReport
     damaged_models: tuple[str, ...]  # NAME:TAG of every model that needs a corrupt blob
 
@@ -62,8 +57,7 @@ class VerifyResult:
         return not self.report.corrupt
 
 
-@dataclass(frozen=True)
-class Root:
+class Root(NamedTuple):
     """A lockfile registered as a gc root."""
 
     lockfile: Path

@@ -222,7 +222,7 @@ def du(c: _Context) -> None:
     ]
     for label, value in rows:
         c.out.data(f"{label:<20} {human_bytes(value):>10}")
-    c.out.document(u.__dict__)
+    c.out.document(u._asdict())
 
 
 def _rate(text: str | None) -> float | None:

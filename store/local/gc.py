@@ -13,8 +13,8 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import IntegrityError, InvalidManifest, InvalidPath
 from ..oci.descriptor import Descriptor
@@ -30,12 +30,11 @@ from .views import Views
 __all__ = ["GcReport", "collect", "reachable"]
 
 
-@dataclass(frozen=True)
-class GcReport:
+class GcReport(NamedTuple):
     blobs: tuple[Digest, ...] = ()
     bytes_freed: int = 0
     views: tuple[Digest, ...] = ()
-    partials: tuple[Path, ...] = field(default=())
+    partials: tuple[Path, ...] = ()
     dry_run: bool = False
 
 

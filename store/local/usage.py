@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .layout import StoreLayout
 
 __all__ = ["DiskUsage", "disk_usage"]
 
 
-@dataclass(frozen=True)
-class DiskUsage:
+class DiskUsage(NamedTuple):
     filesystem_size: int
     filesystem_free: int  # available to this user, as df shows it
     blobs: int

@@ -14,8 +14,8 @@ import mmap
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..oci.digest import Digest
 from .atomic import fsync_dir, write_atomic
@@ -25,8 +25,7 @@ from .layout import StoreLayout
 __all__ = ["VerifyReport", "verify_blobs"]
 
 
-@dataclass(frozen=True)
-class VerifyReport:
+class VerifyReport(NamedTuple):
     checked: int
     bytes_checked: int
     corrupt: tuple[Digest, ...]

@@ -12,13 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Progress", "Snapshot", "bar_renderer", "json_renderer"]
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     done: int
     total: int
     refetched: int
