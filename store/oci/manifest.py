@@ -175,4 +175,7 @@ def parse_manifest(data: bytes, expected: Digest | None = None) -> Manifest:
         # The paths came with the manifest, not from the user: the document is
         # what is wrong (exit 5), not the command line (exit 2).
         raise InvalidManifest(f"invalid manifest: {err.message}", "the manifest lists a file path that is unsafe or duplicated; it was not used") from None
-    return Manifest(tuple(files), artifact_type, config)
+    # In model path order, as Manifest.of writes them: manifests written by
+    # other tools (ORAS) may list layers in any order, and every listing
+    # of a model's files (show, fetch --json, lockfiles) is in path order.
+    return Manifest(tuple(sorted(files, key=lambda f: f.path)), artifact_type, config)

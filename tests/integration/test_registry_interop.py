@@ -243,12 +243,6 @@ def test_oras_files_titled_with_a_nested_path_keep_it(
     _assert_verifies(store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="show lists files in the manifest's layer order, not in model path order as spec/cli.md says; "
-    "only manifests odai-store did not write (ORAS) have layers out of order",
-)
 def test_show_lists_the_files_of_an_oras_manifest_in_model_path_order(
     oras_client, registry: Registry, skopeo: str, tmp_path: Path
 ) -> None:
