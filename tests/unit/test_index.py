@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from store.oci.descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor
 from store.oci.digest import Digest
-from store.oci.index import FILES_KEY, REF_NAME, SIZE_KEY, Index, InvalidIndex, lookup_fast, named_totals
+from store.oci.index import FILES_KEY, REF_NAME, SIZE_KEY, Index, InvalidIndex, _canonical_totals, lookup_fast, named_totals
+from store.oci.manifest import ARTIFACT_TYPE
 from tests.support.strategies import digests_hex, garbage, json_garbage, ref_names
 
 
@@ -169,6 +170,58 @@ def test_named_totals_equal_the_full_parse(history) -> None:
         for name, d in Index.parse(data).named()
     )
     assert named_totals(data) == expected
+
+
+@st.composite
+def _store_histories(draw) -> Index:
+    """An index as odai-store writes it: entries as manifest_descriptor makes them, named and unnamed."""
+    index = Index()
+    for _ in range(draw(st.integers(0, 12))):
+        desc = Descriptor(
+            MANIFEST_TYPE,
+            Digest(draw(digests_hex())),
+            draw(st.integers(0, 10**9)),
+            {SIZE_KEY: str(draw(st.integers(0, 10**15))), FILES_KEY: str(draw(st.integers(0, 10**4)))},
+            draw(st.sampled_from([ARTIFACT_TYPE, None])),
+        )
+        action = draw(st.sampled_from(["name", "unnamed", "remove"]))
+        if action == "name":
+            index = index.with_name(draw(ref_names()), desc)
+        elif action == "unnamed":
+            index = index.with_unnamed(desc)
+        elif index.named():
+            index = index.without_name(draw(st.sampled_from([n for n, _ in index.named()])))
+    return index
+
+
+@given(_store_histories())
+@settings(max_examples=100)
+def test_named_totals_of_our_own_index_take_the_fast_path_and_equal_the_full_parse(index: Index) -> None:
+    data = index.to_bytes()
+    expected = sorted(
+        (name, d.digest, int(d.annotations[SIZE_KEY]), int(d.annotations[FILES_KEY])) for name, d in Index.parse(data).named()
+    )
+    assert _canonical_totals(data) == expected
+    assert named_totals(data) == expected
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'"sha256:aaaa', b'"sha256:Aaaa'),  # not a digest any more
+        (b'"size":100', b'"size":-1'),
+        (b'"ai.odai.model.files":"1"', b'"ai.odai.model.files":1'),  # not a string
+        (b'"b:1"}}', b'"b:1"}'),  # cut short
+    ],
+)
+def test_a_damaged_line_of_our_own_index_is_not_taken_by_the_fast_path(old: bytes, new: bytes) -> None:
+    data = Index().with_name("a:1", _desc("a")).with_name("b:1", _desc("b")).to_bytes()
+    assert _canonical_totals(data) is not None
+    damaged = data.replace(old, new, 1)
+    assert damaged != data
+    assert _canonical_totals(damaged) is None
+    with pytest.raises(InvalidIndex):
+        named_totals(damaged)
 
 
 @pytest.mark.parametrize(
