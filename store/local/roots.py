@@ -8,7 +8,6 @@ from pathlib import Path
 from ..oci.digest import sha256_of
 from .atomic import write_atomic
 from .layout import StoreLayout
-from .leases import gc_lock
 
 __all__ = ["register_root", "root_paths", "drop_root"]
 
@@ -32,6 +31,8 @@ def register_root(layout: StoreLayout, lockfile: Path) -> bool:
     # Under gc.lock shared, like a lease: a gc that runs now either reads this
     # root (it reads them under the lock) or ends before the caller looks for
     # the pinned models, which then finds what that gc deleted missing.
+    from .leases import gc_lock  # here: a sync whose root is registered already needs no lock code
+
     with gc_lock(layout, shared=True):
         write_atomic(entry, text.encode())
     return True
