@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -134,6 +135,44 @@ def wall_times(commands: dict[str, list[str]], runs: int, work: Path, env: dict[
             if i >= 5:  # warm-up rounds
                 times[name].append(seconds)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def instructions(commands: dict[str, list[str]], env: dict[str, str] | None = None) -> dict[str, int] | None:
+    """Instructions each command executes, counted by valgrind's callgrind; None without valgrind.
+
+    Unlike wall time this does not move with the load of a shared machine,
+    so it cross-checks the start-up ratios (it leaves out the kernel's work,
+    page faults and process creation, which wall time includes).
+    """
+    valgrind = shutil.which("valgrind")
+    if not valgrind:
+        say("valgrind not found: no instruction counts")
+        return None
+    counts = {}
+    for name, argv in commands.items():
+        done = subprocess.run(
+            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env or ENV,
+        )
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or not found:
+            raise BenchError(f"valgrind {shlex.join(argv)} exited {done.returncode}\n{done.stderr.strip()[-2000:]}")
+        counts[name] = int(found.group(1))
+    return counts
+
+
+def add_instructions(table: Table, counts: dict[str, int] | None, command: str, reference: str = "import-click") -> None:
+    """A context row: ``command``'s instructions against ``reference``'s (see ``instructions``)."""
+    if counts is None:
+        return
+    table.add(
+        f"  {command}, instructions (callgrind)",
+        f"{counts[command] / 1e6:.0f} M",
+        f"{reference.replace('-', ' ')} {counts[reference] / 1e6:.0f} M",
+        counts[command] / counts[reference],
+        "context",
+        None,
+    )
 
 
 def random_file(path: Path, size: int, seed: bytes) -> None:
