@@ -26,13 +26,13 @@ _HEAD = b'{"schemaVersion":2,"mediaType":"' + INDEX_TYPE.encode() + b'","manifes
 _TAIL = b"]}\n"
 # A line of index.json exactly as manifest_descriptor and Index.with_name
 # write it, named or not; the groups are what 'list' shows. Stricter than
-# check_descriptor, so a line it matches is a valid descriptor.
-_CANONICAL_LINE = re.compile(
-    r'^\{"mediaType":"' + re.escape(MANIFEST_TYPE) + r'","digest":"sha256:([0-9a-f]{64})","size":(?:0|[1-9][0-9]*)'
+# check_descriptor, so a line it matches is a valid descriptor. A string, not
+# a compiled pattern: only 'list' pays for compiling it (re caches it).
+_CANONICAL_LINE = (
+    r'(?m)^\{"mediaType":"' + re.escape(MANIFEST_TYPE) + r'","digest":"sha256:([0-9a-f]{64})","size":(?:0|[1-9][0-9]*)'
     r'(?:,"artifactType":"[A-Za-z0-9.+/_-]+")?'
     r',"annotations":\{"' + re.escape(SIZE_KEY) + r'":"(0|[1-9][0-9]*)","' + re.escape(FILES_KEY) + r'":"(0|[1-9][0-9]*)"'
-    r'(?:,"' + re.escape(REF_NAME) + r'":"([a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9._-]*)")?\}\},?$',
-    re.MULTILINE,
+    r'(?:,"' + re.escape(REF_NAME) + r'":"([a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9._-]*)")?\}\},?$'
 )
 
 
@@ -150,7 +150,7 @@ def _canonical_totals(data: bytes) -> list[tuple[str, Digest, int, int]] | None:
         body = data[len(_HEAD) : -len(_TAIL) - 1].decode()
     except UnicodeDecodeError:
         return None
-    found = _CANONICAL_LINE.findall(body)
+    found = re.findall(_CANONICAL_LINE, body)
     # Each match is one whole line, so as many matches as lines means every line matched.
     if len(found) != (body.count("\n") + 1 if body else 0):
         return None
