@@ -87,3 +87,34 @@ def test_no_lease_is_left_after_add_or_failed_add(store: Store, tmp_path: Path) 
     with pytest.raises(InvalidManifest):
         store.add("late", [source])
     assert os.listdir(store.layout.leases) == []
+
+
+def test_a_sync_registers_its_root_under_the_gc_lock(tmp_path: Path) -> None:
+    """While a gc holds gc.lock, a sync of present models waits to register its root (spec/locking.md).
+
+    Otherwise that gc, having read the roots already, could delete the models
+    the sync has just found present and printed.
+    """
+    import shutil
+    import subprocess
+
+    from store.local.locks import hold
+    from tests.support.cli import cli_command
+
+    root = tmp_path / "store"
+    store = Store(root)
+    model = store.add("m:v1", [write_tree(tmp_path / "src", {"w.bin": b"weights\n"})])
+    first, second = tmp_path / "app1", tmp_path / "app2"
+    first.mkdir()
+    second.mkdir()
+    store.lock(["m:v1"], first / "odai.lock", remotes=[str(root)])
+    # The same pins under another path: a root sync must register.
+    shutil.copy(first / "odai.lock", second / "odai.lock")
+    command, env = cli_command(root, ["sync"], None, ())
+    with hold(store.layout.lock("gc")):
+        sync = subprocess.Popen(command, cwd=second, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(1.5)
+        assert sync.poll() is None, "sync registered its root while a gc held the lock"
+    out, err = sync.communicate(timeout=60)
+    assert sync.returncode == 0, err
+    assert out.decode() == f"{model.path}\n"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["CliResult", "run_cli", "run_cli_many", "assert_error"]
+__all__ = ["CliResult", "cli_command", "run_cli", "run_cli_many", "assert_error"]
 
 # Every test names its store explicitly; a developer's own store must never be touched.
 _STRIPPED_ENV = ("ODAI_STORE_HOME", "XDG_CACHE_HOME", "ODAI_STORE_REMOTE")
@@ -20,7 +20,7 @@ class CliResult(NamedTuple):
     err: str
 
 
-def _command(store: Path | None, args, env: dict[str, str] | None, prefix: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+def cli_command(store: Path | None, args, env: dict[str, str] | None, prefix: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
     full_env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV}
     full_env.update(env or {})
     command = [*prefix, sys.executable, "-m", "store"]
@@ -45,7 +45,7 @@ def run_cli(
 
     ``cwd`` must not hold a directory named ``store``: ``python -m`` would import it instead of ours.
     """
-    command, full_env = _command(store, args, env, prefix)
+    command, full_env = cli_command(store, args, env, prefix)
     proc = subprocess.run(command, capture_output=True, env=full_env, timeout=timeout, cwd=cwd)
     return _result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -63,7 +63,7 @@ def run_cli_many(
     """
     procs = []
     for i, args in enumerate(argvs):
-        command, full_env = _command(store, args, env, ())
+        command, full_env = cli_command(store, args, env, ())
         cwd = cwds[i] if cwds is not None else None
         procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd))
     results = []
