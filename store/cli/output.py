@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
@@ -65,7 +64,3 @@ class Output:
         """A message for people, on stderr; -q silences it."""
         if not self.quiet:
             sys.stderr.write(text + "\n")
-
-    @staticmethod
-    def color() -> bool:
-        return sys.stderr.isatty() and "NO_COLOR" not in os.environ
