@@ -8,12 +8,13 @@ locking unchanged models rewrites the file byte for byte.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
 from .errors import StorageError, UsageError
 from .oci.digest import Digest, InvalidDigest, parse_digest
-from .oci.manifest import Manifest, check_model_paths
+from .oci.manifest import Manifest, ModelFile, check_model_paths
 from .oci.reference import Reference, parse_reference
 
 __all__ = ["LOCKFILE_VERSION", "InvalidLockfile", "Pin", "PinnedFile", "Lockfile", "parse_lockfile", "read_lockfile"]
@@ -56,9 +57,9 @@ class Pin(NamedTuple):
         files = tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in manifest.files))
         return cls(ref.name, ref.tag or "latest", remote, digest, files)
 
-    def matches(self, manifest: Manifest) -> bool:
-        """True if ``manifest`` lists exactly the pinned files."""
-        return self.files == tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in manifest.files))
+    def matches(self, files: Iterable[ModelFile]) -> bool:
+        """True if ``files`` (of a manifest or a model) are exactly the pinned files."""
+        return self.files == tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in files))
 
 
 class Lockfile(NamedTuple):

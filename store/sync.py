@@ -55,7 +55,7 @@ def sync(
             models[pin.ref_name] = model
     for pin in pins:
         got = models[pin.ref_name]
-        if tuple(sorted((f.path, f.digest, f.size) for f in got.files)) != tuple((f.path, f.digest, f.size) for f in pin.files):
+        if not pin.matches(got.files):
             raise IntegrityError(
                 f"{pin.ref_name}: manifest {pin.digest.short} lists other files than {path} pins",
                 "the lockfile was edited by hand; regenerate it with 'odai-store lock'",

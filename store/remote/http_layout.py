@@ -143,7 +143,6 @@ class HttpLayout:
         timeout: urllib3.Timeout | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self._host = urlsplit(self.url).hostname
         self._token = token
         self._pool = _pool(self.url, ca_bundle, timeout or urllib3.Timeout(connect=10.0, read=30.0))
 

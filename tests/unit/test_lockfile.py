@@ -83,8 +83,8 @@ def test_pin_of_a_manifest() -> None:
     assert (pin.ref_name, pin.remote, pin.digest) == ("m:latest", "file:///r", D1)
     assert pin.files == (PinnedFile("a/b.txt", D2, 0), PinnedFile("z.bin", D3, 5))
     assert pin.reference == Reference("m", None, D1)  # sync asks for the digest, never the tag
-    assert pin.matches(manifest)
-    assert not pin.matches(Manifest.of([ModelFile("z.bin", D3, 6), ModelFile("a/b.txt", D2, 0)]))
+    assert pin.matches(manifest.files)
+    assert not pin.matches(Manifest.of([ModelFile("z.bin", D3, 6), ModelFile("a/b.txt", D2, 0)]).files)
 
 
 # -- refused lockfiles: each an InvalidLockfile (exit 2) that says what is wrong ----------
