@@ -151,3 +151,18 @@ def test_a_pinned_manifest_whose_bytes_do_not_match_is_an_integrity_error(setup:
     assert str(pin.digest) in message
     assert store_files(setup.store) == before
     assert not (setup.store / "blobs" / "sha256" / pin.digest.hex).exists()
+
+
+def test_a_lockfile_whose_files_differ_from_the_pinned_manifest_is_an_integrity_error(setup: Setup, run_cli) -> None:
+    """A hand edit to a pin's files (not its digest): sync of the present model checks them against the manifest."""
+    [pin] = read_lockfile(setup.lockfile).pins
+    file = pin.files[0]
+    edited = setup.lockfile.read_text().replace(f"size = {file.size}\n", f"size = {file.size + 1}\n", 1)
+    assert edited != setup.lockfile.read_text()
+    setup.lockfile.write_text(edited)
+    before = store_files(setup.store)
+    result = run_cli("sync", cwd=setup.app)
+    message = assert_error(result, 5)
+    assert "llama:v1" in message and "other files" in message
+    assert "odai-store lock" in result.err.splitlines()[1]
+    assert store_files(setup.store) == before
