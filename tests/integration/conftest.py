@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from tests.support.fault_server import FaultServer, Layout
 from tests.support.nginx import Nginx, find_nginx, start_nginx
 from tests.support.registry import Registry, find_registry, start_registry
+from tests.support.requirements import unavailable
 from tests.support.store_server import StoreServer, start_store_server
 
 
@@ -19,9 +19,7 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     """One nginx for the session; each test serves its layouts from its own ``nginx.site(name)``."""
     binary = find_nginx()
     if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx is not installed, and CI must run the nginx tests (scripts/test installs nginx-light)")
-        pytest.skip("nginx is not installed (Debian package nginx-light; scripts/test installs it as root)")
+        unavailable("nginx is not installed (Debian package nginx-light; scripts/test installs it as root)")
     base = tmp_path_factory.mktemp("nginx")
     server = start_nginx(binary, base / "prefix", base / "www")
     try:
@@ -35,9 +33,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """One OCI registry (docker-registry) for the session; each test pushes to repositories of its own."""
     binary = find_registry()
     if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("docker-registry is not installed, and CI must run the registry tests (scripts/test installs it)")
-        pytest.skip("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
+        unavailable("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
     server = start_registry(binary, tmp_path_factory.mktemp("registry"))
     try:
         yield server

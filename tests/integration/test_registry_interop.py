@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from tests.support.cli import run_cli
 from tests.support.oci_schema import SCHEMA_DIR, validator
 from tests.support.registry import OCI_MANIFEST, Registry, skopeo_copy
+from tests.support.requirements import unavailable
 from tests.support.trees import read_tree, sample_model, write_tree
 
 MODEL_TYPE = "application/vnd.odai.model.v1"
@@ -30,17 +30,11 @@ TITLE = "org.opencontainers.image.title"
 EMPTY_CONFIG = "sha256:" + hashlib.sha256(b"{}").hexdigest()
 
 
-def _required(what: str, missing_hint: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is missing, and CI must run the registry interop tests ({missing_hint})")
-    pytest.skip(f"{what} is missing ({missing_hint})")
-
-
 @pytest.fixture(scope="module")
 def skopeo() -> str:
     found = shutil.which("skopeo")
     if found is None:
-        _required("skopeo", "Debian package skopeo; scripts/test installs it as root")
+        unavailable("skopeo is not installed (Debian package skopeo; scripts/test installs it as root)")
     return found
 
 
@@ -50,7 +44,7 @@ def oras_client(registry: Registry):
     try:
         import oras.client
     except ImportError:
-        _required("the Python package oras", "it is in the test extra: pip install -e '.[test]'")
+        unavailable("the Python package oras is missing (it is in the test extra: pip install -e '.[test]')")
     client = oras.client.OrasClient(hostname=registry.host, insecure=True)
     client.session.trust_env = False  # loopback only, whatever HTTP_PROXY says
     return client

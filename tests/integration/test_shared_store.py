@@ -31,6 +31,7 @@ from store.oci.digest import Digest
 from store.oci.manifest import Manifest
 from tests.support.cli import CliResult, assert_error, run_cli, run_cli_many
 from tests.support.counting_server import Served, serve_counting
+from tests.support.requirements import unavailable
 from tests.support.trees import read_tree, write_tree
 
 SHARED = random.Random(4).randbytes(256 * 1024)
@@ -284,9 +285,7 @@ USERS = (47301, 47302)
 @pytest.fixture(scope="module")
 def as_user() -> Iterator:
     if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI runs as root and must run the tests of two users sharing a store")
-        pytest.skip("needs root to run commands as two users of one group")
+        unavailable("the tests of two users sharing a store need root, to run commands as two users of one group")
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is missing"
 
