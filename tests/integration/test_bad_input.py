@@ -13,6 +13,7 @@ import pytest
 from store import Store
 from tests.support.cli import assert_error, run_cli_many
 from tests.support.cli import run_cli as run_in
+from tests.support.requirements import unavailable
 from tests.support.trees import sample_model, store_files, write_tree
 
 
@@ -165,7 +166,7 @@ def _unprivileged_prefix() -> tuple[str, ...]:
     setpriv = shutil.which("setpriv")
     caps = "-dac_override,-dac_read_search"
     if setpriv is None or subprocess.run([setpriv, f"--bounding-set={caps}", "true"]).returncode != 0:
-        pytest.skip("running as root without a working setpriv: root can read a chmod 000 file")
+        unavailable("running as root without a working setpriv (util-linux): root can read a chmod 000 file")
     return (setpriv, f"--bounding-set={caps}")
 
 

@@ -85,7 +85,7 @@ def _writes_fail(held: Held, store: Path, prefix: tuple[str, ...] = ()) -> list[
 @pytest.fixture
 def read_only_mount(held: Held, tmp_path: Path) -> Iterator[Path]:
     if os.geteuid() != 0:
-        pytest.skip("a bind mount needs root")
+        unavailable("the read-only mount tests need root, for mount --bind")
     target = tmp_path / "ro"
     target.mkdir()
     mounted = subprocess.run(["mount", "--bind", str(held.store), str(target)], capture_output=True, text=True)
