@@ -32,7 +32,8 @@ _CANONICAL_LINE = (
     r'(?m)^\{"mediaType":"' + re.escape(MANIFEST_TYPE) + r'","digest":"sha256:([0-9a-f]{64})","size":(?:0|[1-9][0-9]*)'
     r'(?:,"artifactType":"[A-Za-z0-9.+/_-]+")?'
     r',"annotations":\{"' + re.escape(SIZE_KEY) + r'":"(0|[1-9][0-9]*)","' + re.escape(FILES_KEY) + r'":"(0|[1-9][0-9]*)"'
-    r'(?:,"' + re.escape(REF_NAME) + r'":"([a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9._-]*)")?\}\},?$'
+    r'(?:,"' + re.escape(REF_NAME) + r'":"([a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9._-]*)")?\}\}'
+    r"(?:,\n|\Z)"  # a comma ends every line but the last, which ends the text
 )
 
 

@@ -212,6 +212,8 @@ def test_named_totals_of_our_own_index_take_the_fast_path_and_equal_the_full_par
         (b'"size":100', b'"size":-1'),
         (b'"ai.odai.model.files":"1"', b'"ai.odai.model.files":1'),  # not a string
         (b'"b:1"}}', b'"b:1"}'),  # cut short
+        (b'"a:1"}},\n', b'"a:1"}}\n'),  # a comma lost between entries
+        (b'"b:1"}}\n]}', b'"b:1"}},\n]}'),  # a comma after the last entry
     ],
 )
 def test_a_damaged_line_of_our_own_index_is_not_taken_by_the_fast_path(old: bytes, new: bytes) -> None:
