@@ -80,7 +80,9 @@ class Download:
         previous = self._progress
         if previous is not None and snapshot.done < previous.done:
             # A resumed run counts its partial as done again; keep the larger.
-            snapshot = Snapshot(previous.done, snapshot.total, snapshot.refetched, snapshot.downloaded, snapshot.elapsed, snapshot.label)
+            snapshot = snapshot._replace(done=previous.done)
+            if snapshot.label == previous.label:
+                snapshot = snapshot._replace(label_done=max(snapshot.label_done, previous.label_done))
         self._progress = snapshot
 
     def _work(self, cancel: threading.Event) -> None:

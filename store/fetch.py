@@ -268,18 +268,20 @@ def fetch(
             lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
             if missing:
                 fetcher.check_space({d: size for d, (size, _) in missing.items()})
-                progress.add_total(sum(size for size, _ in missing.values()), str(resolved[0].ref))
+                progress.add_total(sum(size for size, _ in missing.values()))
                 engine = fetcher.engine()
             downloaded: dict[Digest, int] = {}
             out = []
             for r in resolved:
-                progress.add_total(0, str(r.ref))
+                # This model's own blobs: missing, and not fetched for a model before it.
+                wanted = dict.fromkeys([*(f.digest for f in r.manifest.files), r.manifest.config.digest])
+                own = [d for d in wanted if d in missing and d not in downloaded]
+                progress.begin(str(r.ref), sum(missing[d][0] for d in own))
                 got = 0
-                for digest in [f.digest for f in r.manifest.files] + [r.manifest.config.digest]:
-                    if digest in missing and digest not in downloaded:
-                        size, chunks = missing[digest]
-                        downloaded[digest], _ = fetcher.download(engine, digest, size, chunks)
-                        got += downloaded[digest]
+                for digest in own:
+                    size, chunks = missing[digest]
+                    downloaded[digest], _ = fetcher.download(engine, digest, size, chunks)
+                    got += downloaded[digest]
                 out.append(Fetched(fetcher.publish_model(r, lease), got))
             progress.finish()
             return out
@@ -314,7 +316,8 @@ def fetch_url(
             if not fetcher.blobs.has(sha256):
                 size = fetcher._retrying(remote.size)
                 fetcher.check_space({sha256: size})
-                progress.add_total(size, str(ref))
+                progress.add_total(size)
+                progress.begin(str(ref), size)
                 got, written = fetcher.download(fetcher.engine(), sha256, size, None, measure_chunks=True)
             if written is None or written.chunks is None:
                 # Present already: its chunk digests cost one read, but no download.

@@ -329,6 +329,7 @@ def test_progress_examples_keep_their_guarantees() -> None:
             assert list(line) == members, f"{block.id}: members and their order"
             assert all(type(line[k]) is int and line[k] >= 0 for k in members if k != "label"), block.id
             assert line["done"] <= line["total"] and line["refetched"] <= line["downloaded"], block.id
+            assert line["label_done"] <= line["label_total"] <= line["total"], block.id
         done = [line["done"] for line in lines]
         assert done == sorted(done), f"{block.id}: done went back"
         assert lines[-1]["done"] == lines[-1]["total"], f"{block.id}: a finished fetch ends with done == total"

@@ -2,7 +2,8 @@
 
 ``done`` counts bytes of the blobs to fetch that are on disk and checked, each
 byte once: retries, resumes and a server that ignores Range never move it
-back. Bytes fetched a second time are counted in ``refetched``.
+back. Bytes fetched a second time are counted in ``refetched``. The model
+being fetched (``label``) has its own share: ``label_done`` of ``label_total``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Snapshot(NamedTuple):
     downloaded: int  # bytes received from remotes, refetched ones included
     elapsed: float
     label: str = ""
+    label_done: int = 0  # of this model's own blobs (not fetched already for an earlier model)
+    label_total: int = 0
 
     @property
     def rate(self) -> float:
@@ -37,6 +40,8 @@ class Snapshot(NamedTuple):
             "downloaded": self.downloaded,
             "rate": round(self.rate),
             "label": self.label,
+            "label_done": self.label_done,
+            "label_total": self.label_total,
         }
 
 
@@ -49,15 +54,22 @@ class Progress:
         self._lock = threading.Lock()
         self._total = self._done = self._refetched = self._downloaded = 0
         self._label = ""
+        self._label_base = self._label_total = 0
         self._start = time.monotonic()
         self._last = 0.0
 
-    def add_total(self, nbytes: int, label: str | None = None) -> None:
+    def add_total(self, nbytes: int) -> None:
+        """Bytes to fetch in this command; shown with the first ``begin``, which names the model."""
         with self._lock:
             self._total += nbytes
-            if label is not None:
-                self._label = label
-        self._emit()
+
+    def begin(self, label: str, nbytes: int) -> None:
+        """The model ``label`` starts; ``nbytes`` of the total are its own."""
+        if self._label:  # the previous model's last state, whatever the interval, so its line ends complete
+            self._emit(force=True)
+        with self._lock:
+            self._label, self._label_base, self._label_total = label, self._done, nbytes
+        self._emit(force=True)
 
     def advance(self, nbytes: int, first_time: bool = True) -> None:
         with self._lock:
@@ -77,7 +89,14 @@ class Progress:
     def snapshot(self) -> Snapshot:
         with self._lock:
             return Snapshot(
-                self._done, self._total, self._refetched, self._downloaded, time.monotonic() - self._start, self._label
+                self._done,
+                self._total,
+                self._refetched,
+                self._downloaded,
+                time.monotonic() - self._start,
+                self._label,
+                min(self._done - self._label_base, self._label_total),
+                self._label_total,
             )
 
     def _emit(self, force: bool = False) -> None:
@@ -103,7 +122,7 @@ def _human(n: float) -> str:
 
 
 def bar_renderer(stream=sys.stderr, width: int = 28) -> Callable[[Snapshot], None]:
-    """A one-line bar redrawn in place: label, bytes, percent, speed, ETA; a new line per label."""
+    """A one-line bar per model redrawn in place: its reference, its bytes and percent, speed, ETA."""
     shown = {"label": None, "ended": False}
 
     def render(s: Snapshot) -> None:
@@ -111,20 +130,20 @@ def bar_renderer(stream=sys.stderr, width: int = 28) -> Callable[[Snapshot], Non
             if shown["label"] is not None and not shown["ended"]:
                 stream.write("\n")  # keep the finished model's last state on its own line
             shown["label"], shown["ended"] = s.label, False
-        if shown["ended"] or not s.total:  # nothing to download: no bar
+        if shown["ended"] or not s.label_total:  # nothing of its own to download: no bar
             return
-        fraction = s.done / s.total
+        fraction = s.label_done / s.label_total
         filled = int(fraction * width)
         if s.elapsed < 1 or not s.rate:  # too early for a rate worth showing
             eta = "--:--"
         else:
-            left = (s.total - s.done) / s.rate
+            left = (s.label_total - s.label_done) / s.rate
             eta = f"{int(left // 60)}:{int(left % 60):02d}"
         stream.write(
-            f"\r{s.label[:24]:<24} [{'#' * filled}{'.' * (width - filled)}] {_human(s.done)}/{_human(s.total)} "
+            f"\r{s.label[:24]:<24} [{'#' * filled}{'.' * (width - filled)}] {_human(s.label_done)}/{_human(s.label_total)} "
             f"{fraction * 100:5.1f}% {_human(s.rate)}/s ETA {eta}"
         )
-        if s.total and s.done >= s.total:
+        if s.label_done >= s.label_total:
             stream.write("\n")
             shown["ended"] = True
         stream.flush()

@@ -321,6 +321,24 @@ def test_progress_json(published: Published, run_cli) -> None:
     assert out.count("\n") == 1  # progress never reaches stdout
 
 
+def test_progress_gives_each_model_its_own_share(published: Published, run_cli) -> None:
+    """Two models sharing a file: the shared blob counts for the first only, and the shares add up to total."""
+    code, out, err = run_cli("fetch", "--progress", "json", "--remote", published.url, "demo/model:v1", "demo/other:v1")
+    assert code == 0, err
+    lines = progress_lines(err)
+    _check_progress(lines, sum(len(d) for d in MODEL.values()) + len(OTHER["readme.md"]))
+    last = {}
+    for line in lines:
+        assert 0 <= line["label_done"] <= line["label_total"]
+        if line["label"] in last:
+            assert line["label_done"] >= last[line["label"]]["label_done"], "label_done went back"
+        last[line["label"]] = line
+    assert list(last) == ["demo/model:v1", "demo/other:v1"]
+    assert last["demo/model:v1"]["label_total"] == sum(len(d) for d in MODEL.values())
+    assert last["demo/other:v1"]["label_total"] == len(OTHER["readme.md"])  # its shared.bin came with the first
+    assert all(line["label_done"] == line["label_total"] for line in last.values())
+
+
 def test_progress_counts_bytes_fetched_again_apart(fault_server, run_cli) -> None:
     data = random.Random(8).randbytes(3_000_000)
     layout = oci_layout({"w.bin": data})
