@@ -69,25 +69,20 @@ def range_start(request) -> int | None:
 # -- transient: retried, resumed, correct ---------------------------------------------
 
 
-def test_reset_mid_body_resumes_where_the_data_stopped(fault_server, run_cli) -> None:
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(reset_after=CUT), Fault(close_after=CUT)],
+    ids=["reset mid-body", "truncated body"],
+)
+def test_a_body_cut_short_resumes_where_the_data_stopped(fault: Fault, fault_server, run_cli) -> None:
     layout = oci_layout({"w.bin": SMALL})
-    server = fault_server(layout).fail(Fault(reset_after=CUT))
+    server = fault_server(layout).fail(fault)
     result = fetch(run_cli, server)
     assert_fetched(result, layout)
     requests = server.requests_for(layout.blob_path(SMALL))
     assert [range_start(r) for r in requests][1:] == [CUT]
     assert server.served_for(layout.blob_path(SMALL)) == len(SMALL)
     assert progress(result)[-1]["refetched"] == 0
-
-
-def test_truncated_body_resumes_where_the_data_stopped(fault_server, run_cli) -> None:
-    layout = oci_layout({"w.bin": SMALL})
-    server = fault_server(layout).fail(Fault(close_after=CUT))
-    result = fetch(run_cli, server)
-    assert_fetched(result, layout)
-    requests = server.requests_for(layout.blob_path(SMALL))
-    assert [range_start(r) for r in requests][1:] == [CUT]
-    assert server.served_for(layout.blob_path(SMALL)) == len(SMALL)
 
 
 def test_faults_in_a_row_each_resume(fault_server, run_cli) -> None:
