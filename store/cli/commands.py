@@ -8,47 +8,15 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from .output import Output, files_count, human_bytes, pins_count
+from ..export import LINK_MODES
+from . import actions
+from .actions import Context, model_doc, stop_on_sigterm
+from .output import files_count, human_bytes, pins_count
 
 __all__ = ["cli"]
 
 
-class _Context:
-    def __init__(self, store_dir: str | None, out: Output, shared: bool = False) -> None:
-        self.store_dir = store_dir
-        self.out = out
-        self.shared = shared
-        self._store = None
-
-    @property
-    def store(self):
-        if self._store is None:
-            from ..api import Store
-
-            self._store = Store(self.store_dir, shared=self.shared, on_wait=self._waiting)
-        return self._store
-
-    def _waiting(self, holder) -> None:
-        who = holder.describe() if holder else "another process"
-        self.out.say(f"waiting for a lock held by {who}")
-
-
-pass_ctx = click.make_pass_decorator(_Context)
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM stops a command that writes like Ctrl-C does: partial data and journals are kept.
-
-    Installed by those commands only: the quick readers (path, list, show)
-    are spared importing signal, and SIGTERM ends them as it ends any program.
-    """
-    import signal
-
-    signal.signal(signal.SIGTERM, _terminate)
+pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
@@ -66,40 +34,30 @@ def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, 
     names like llama-3b:q4 point at manifests that list them. Commands that
     produce a model print its directory on stdout, and nothing else.
     """
-    ctx.obj = _Context(store_dir, Output(as_json, quiet, verbose), shared)
+    ctx.obj = Context(store_dir, shared, as_json, quiet, verbose)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
-
-
-def _model_doc(model) -> dict:
-    return {
-        "name": model.name,
-        "digest": str(model.digest),
-        "path": str(model.path),
-        "size": model.size,
-        "files": [{"path": f.path, "digest": str(f.digest), "size": f.size} for f in model.files],
-    }
 
 
 @cli.command()
 @click.argument("name")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @pass_ctx
-def add(c: _Context, name: str, paths: tuple[Path, ...]) -> None:
+def add(c: Context, name: str, paths: tuple[Path, ...]) -> None:
     """Import files and directories as the model NAME[:TAG]; print its path.
 
     A file is stored under its base name; a directory contributes its contents.
     """
-    _stop_on_sigterm()
+    stop_on_sigterm()
     model = c.store.add(name, paths)
     c.out.say(f"added {model.name} ({model.digest.short}, {files_count(len(model.files))}, {human_bytes(model.size)})")
     c.out.data(str(model.path))
-    c.out.document(_model_doc(model))
+    c.out.document(model_doc(model))
 
 
 @cli.command(name="list")
 @pass_ctx
-def list_(c: _Context) -> None:
+def list_(c: Context) -> None:
     """List names: name:tag, manifest digest, size, file count."""
     entries = c.store.list()
     width = max((len(e.name) for e in entries), default=0)
@@ -112,7 +70,7 @@ def list_(c: _Context) -> None:
 @cli.command()
 @click.argument("name")
 @pass_ctx
-def show(c: _Context, name: str) -> None:
+def show(c: Context, name: str) -> None:
     """Show a model's manifest: each file's path, digest, size and presence."""
     info = c.store.info(name)
     c.out.data(f"digest: {info.digest}")
@@ -137,17 +95,15 @@ def show(c: _Context, name: str) -> None:
 @click.argument("name")
 @click.option("--file", "file", metavar="F", help="Print the path of this file of the model instead.")
 @pass_ctx
-def path(c: _Context, name: str, file: str | None) -> None:
+def path(c: Context, **params) -> None:
     """Print the model's directory (exit 3 if unknown or incomplete). No network."""
-    result = c.store.path(name, file)
-    c.out.data(str(result))
-    c.out.document({"path": str(result)})
+    actions.path(c, **params)
 
 
 @cli.command()
 @click.argument("names", nargs=-1, required=True)
 @pass_ctx
-def rm(c: _Context, names: tuple[str, ...]) -> None:
+def rm(c: Context, names: tuple[str, ...]) -> None:
     """Drop names. Their files stay until 'gc'."""
     removed = c.store.remove(names)
     for name in removed:
@@ -158,9 +114,9 @@ def rm(c: _Context, names: tuple[str, ...]) -> None:
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Only print what would be freed.")
 @pass_ctx
-def gc(c: _Context, dry_run: bool) -> None:
+def gc(c: Context, dry_run: bool) -> None:
     """Delete blobs, manifests and views that no name or gc root needs."""
-    _stop_on_sigterm()
+    stop_on_sigterm()
     report = c.store.gc(dry_run)
     verb = "would free" if dry_run else "freed"
     c.out.data(f"{verb} {human_bytes(report.bytes_freed)}: {len(report.blobs)} blobs, {len(report.views)} views, {len(report.partials)} partial files")
@@ -179,9 +135,9 @@ def gc(c: _Context, dry_run: bool) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--fast", is_flag=True, help="Check the xxh3-128 recorded at publish time instead of SHA-256.")
 @pass_ctx
-def verify(c: _Context, names: tuple[str, ...], fast: bool) -> None:
+def verify(c: Context, names: tuple[str, ...], fast: bool) -> None:
     """Re-hash blobs; move corrupt ones to quarantine (exit 5 if any)."""
-    _stop_on_sigterm()
+    stop_on_sigterm()
     from ..errors import IntegrityError
 
     result = c.store.verify(names or None, fast)
@@ -210,7 +166,7 @@ def verify(c: _Context, names: tuple[str, ...], fast: bool) -> None:
 
 @cli.command()
 @pass_ctx
-def du(c: _Context) -> None:
+def du(c: Context) -> None:
     """Show the filesystem's size and free space, and what the store uses."""
     u = c.store.du()
     rows = [
@@ -223,6 +179,16 @@ def du(c: _Context) -> None:
     for label, value in rows:
         c.out.data(f"{label:<20} {human_bytes(value):>10}")
     c.out.document(u._asdict())
+
+
+# Options several commands share, declared once.
+_CONNECTIONS = click.option("--connections", type=click.IntRange(1, 64), default=actions.CONNECTIONS, show_default=True, help="Parallel connections for a large blob.")
+_RETRIES = click.option("--retries", type=click.IntRange(0, 100), default=actions.RETRIES, show_default=True, help="Retries of a transient failure.")
+_CA_BUNDLE = click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Trust this CA bundle for HTTPS.")
+_PROGRESS = click.option("--progress", "progress_mode", type=click.Choice(actions.PROGRESS_MODES), help="Progress on stderr [default: bar on a terminal].")
+_LOCKFILE = click.option(
+    "--lockfile", type=click.Path(dir_okay=False, path_type=Path), default=Path(actions.LOCKFILE), show_default=True, help="The lockfile."
+)
 
 
 def _rate(text: str | None) -> float | None:
@@ -240,62 +206,30 @@ def _rate(text: str | None) -> float | None:
     return value
 
 
-def _renderer(mode: str | None, out: Output):
-    if mode is None:
-        mode = "bar" if sys.stderr.isatty() and not out.quiet else "none"
-    if mode == "none":
-        # Without importing the progress module: a sync of present models shows none.
-        return None
-    from ..transfer.progress import bar_renderer, json_renderer
-
-    return {"bar": bar_renderer, "json": json_renderer}[mode]()
-
-
 @cli.command()
 @click.argument("names", nargs=-1)
 @click.option("--remote", "remotes", multiple=True, metavar="URL", help="A remote store (http(s)://, file:// or a path); repeat to try several in order.")
 @click.option("--url", metavar="URL", help="Fetch one file from any URL as a one-file model NAME.")
 @click.option("--sha256", metavar="HEX", help="With --url: the file's SHA-256.")
 @click.option("--filename", metavar="F", help="With --url: the file's name in the model [default: from the URL].")
-@click.option("--connections", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel connections for a large blob.")
-@click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True, help="Retries of a transient failure.")
+@_CONNECTIONS
+@_RETRIES
 @click.option("--limit-rate", metavar="RATE", help="Cap the total rate, e.g. 10M (bytes/s).")
-@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Trust this CA bundle for HTTPS.")
-@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), help="Progress on stderr [default: bar on a terminal].")
+@_CA_BUNDLE
+@_PROGRESS
 @pass_ctx
-def fetch(c: _Context, names, remotes, url, sha256, filename, connections, retries, limit_rate, ca_bundle, progress_mode) -> None:
+def fetch(c: Context, **params) -> None:
     """Fetch models from remotes; print one model path per NAME, in order.
 
     NAME is NAME[:TAG] or NAME@sha256:<hex>. A model complete in the store and
     named by digest needs no network at all.
     """
-    _stop_on_sigterm()
-    if not names:
+    if not params["names"]:
         raise click.UsageError("name at least one model")
-    options = dict(connections=connections, retries=retries, limit_rate=_rate(limit_rate), ca_bundle=ca_bundle)
-    render = _renderer(progress_mode, c.out)
-    if url or sha256 or filename:
-        if not (url and sha256) or len(names) != 1:
+    if params["url"] or params["sha256"] or params["filename"]:
+        if not (params["url"] and params["sha256"]) or len(params["names"]) != 1:
             raise click.UsageError("--url needs --sha256 and exactly one NAME")
-        results = [c.store.fetch_url(names[0], url, sha256, filename=filename, progress=render, say=c.out.say, **options)]
-    else:
-        results = c.store.fetch_all(list(names), remotes=remotes, progress=render, say=c.out.say, **options)
-    for r in results:
-        c.out.data(str(r.model.path))
-    c.out.document(
-        {
-            "models": [
-                {
-                    # The model document first: its "name" is NAME:TAG, which the split below replaces.
-                    **_model_doc(r.model),
-                    "name": r.model.name.rsplit(":", 1)[0] if r.model.name else names[i].split("@")[0],
-                    "tag": r.model.name.rsplit(":", 1)[1] if r.model.name else None,
-                    "downloaded": r.downloaded,
-                }
-                for i, r in enumerate(results)
-            ]
-        }
-    )
+    actions.fetch(c, **{**params, "limit_rate": _rate(params["limit_rate"])})
 
 
 @cli.command()
@@ -303,9 +237,9 @@ def fetch(c: _Context, names, remotes, url, sha256, filename, connections, retri
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="Port; 0 picks a free one.")
 @click.option("--read-only", is_flag=True, help="Serve a store on read-only media: never create or change anything in it.")
 @pass_ctx
-def serve(c: _Context, host: str, port: int, read_only: bool) -> None:
+def serve(c: Context, host: str, port: int, read_only: bool) -> None:
     """Serve this store as a remote (GET/HEAD, Range); print its URL, then serve until interrupted."""
-    _stop_on_sigterm()
+    stop_on_sigterm()
     from ..local.layout import StoreLayout
     from ..local.location import store_location
     from ..serve import make_server
@@ -330,11 +264,6 @@ def serve(c: _Context, host: str, port: int, read_only: bool) -> None:
         server.server_close()
 
 
-_LOCKFILE = click.option(
-    "--lockfile", type=click.Path(dir_okay=False, path_type=Path), default=Path("odai.lock"), show_default=True, help="The lockfile."
-)
-
-
 def _pins_doc(pins) -> list[dict]:
     return [{"name": p.name, "tag": p.tag, "remote": p.remote, "digest": str(p.digest), "files": len(p.files)} for p in pins]
 
@@ -344,15 +273,15 @@ def _pins_doc(pins) -> list[dict]:
 @_LOCKFILE
 @click.option("--check", is_flag=True, help="Resolve the pins again; exit 7 listing every tag that moved.")
 @click.option("--remote", "remotes", multiple=True, metavar="URL", help="Resolve on this remote (repeatable).")
-@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Trust this CA bundle for HTTPS.")
+@_CA_BUNDLE
 @pass_ctx
-def lock(c: _Context, names, lockfile: Path, check: bool, remotes, ca_bundle) -> None:
+def lock(c: Context, names, lockfile: Path, check: bool, remotes, ca_bundle) -> None:
     """Pin NAME[:TAG]... to their current manifests in the lockfile (network).
 
     The lockfile is sorted and has no timestamps: locking unchanged models
     leaves it byte-identical. It is registered as a gc root of the store.
     """
-    _stop_on_sigterm()
+    stop_on_sigterm()
     if check:
         result = c.store.check_lock(lockfile, list(names) or None, remotes=remotes, ca_bundle=ca_bundle)
         c.out.say(f"{pins_count(len(result.pins))} {'holds' if len(result.pins) == 1 else 'hold'} in {lockfile}")
@@ -370,26 +299,22 @@ def lock(c: _Context, names, lockfile: Path, check: bool, remotes, ca_bundle) ->
 @click.argument("names", nargs=-1)
 @_LOCKFILE
 @click.option("--remote", "remotes", multiple=True, metavar="URL", help="Fetch from this remote instead of the pinned one.")
-@click.option("--connections", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel connections for a large blob.")
-@click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True, help="Retries of a transient failure.")
-@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Trust this CA bundle for HTTPS.")
-@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), help="Progress on stderr [default: bar on a terminal].")
+@_CONNECTIONS
+@_RETRIES
+@_CA_BUNDLE
+@_PROGRESS
 @pass_ctx
-def sync(c: _Context, names, lockfile: Path, remotes, connections, retries, ca_bundle, progress_mode) -> None:
+def sync(c: Context, **params) -> None:
     """Make exactly the pinned models present; print each one's path.
 
     Never looks a tag up; with every pin present it sends no request at all.
     """
-    _stop_on_sigterm()
-    models = c.store.sync(lockfile, list(names) or None, remotes=remotes, connections=connections, retries=retries, ca_bundle=ca_bundle, progress=_renderer(progress_mode, c.out), say=c.out.say)
-    for model in models:
-        c.out.data(str(model.path))
-    c.out.document({"lockfile": str(lockfile.absolute()), "models": [_model_doc(m) for m in models]})
+    actions.sync(c, **params)
 
 
 @cli.command()
 @pass_ctx
-def roots(c: _Context) -> None:
+def roots(c: Context) -> None:
     """List the lockfiles registered as gc roots (gc drops those whose file is gone)."""
     found = c.store.roots()
     for root in found:
@@ -400,22 +325,18 @@ def roots(c: _Context) -> None:
 @cli.command()
 @click.argument("name")
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--link", type=click.Choice(["auto", "reflink", "hardlink", "symlink", "copy"]), default="auto", show_default=True, help="How files are made: auto tries reflink, then hardlink, then copy.")
+@click.option("--link", type=click.Choice(LINK_MODES), default=actions.LINK, show_default=True, help="How files are made: auto tries reflink, then hardlink, then copy.")
 @pass_ctx
-def export(c: _Context, name: str, dest: Path, link: str) -> None:
+def export(c: Context, **params) -> None:
     """Materialize a model's files under DEST with their own names (read-only)."""
-    _stop_on_sigterm()
-    result = c.store.export(name, dest, link)
-    c.out.say(f"exported {files_count(len(result.files))} to {dest} by {result.method}")
-    c.out.data(str(dest))
-    c.out.document({"dest": str(dest), "method": result.method, "files": [{"path": p, "method": m} for p, m in result.files]})
+    actions.export(c, **params)
 
 
 @cli.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--shared", "shared_here", is_flag=True, help="Group-writable with the setgid bit, for every member of the group.")
 @pass_ctx
-def init(c: _Context, directory: Path | None, shared_here: bool) -> None:
+def init(c: Context, directory: Path | None, shared_here: bool) -> None:
     """Create a store (at DIRECTORY, else the usual location) and print its path."""
     from ..api import Store
 

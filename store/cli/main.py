@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import sys
 
-import click
-
 from ..errors import Interrupted, StoreError, UsageError
-from .commands import cli
+from . import actions, quick
 from .output import ReaderGone
 
 __all__ = ["main"]
@@ -22,21 +20,42 @@ def _report(err: StoreError, verbose: bool) -> int:
     return err.exit_code
 
 
-def main(argv: list[str] | None = None) -> None:
-    verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+def _run_click(args: list[str]) -> int:
+    import click
+
+    from .commands import cli
+
     try:
         # Without standalone mode click returns the code of --help/--version
-        # and lets every other error reach the handlers below.
-        code = cli.main(args=argv, prog_name="odai-store", standalone_mode=False) or 0
+        # and lets every other error reach the handlers of main().
+        return cli.main(args=args, prog_name="odai-store", standalone_mode=False) or 0
+    except click.UsageError as err:
+        command = err.ctx.command_path if err.ctx else "odai-store"
+        raise UsageError(err.format_message(), f"see '{command} --help'") from None
+    except click.exceptions.Exit as err:  # --help, --version
+        return err.exit_code
+    except click.Abort:
+        raise KeyboardInterrupt from None
+
+
+def _run(args: list[str]) -> int:
+    """Run the command: by the quick path when it knows the arguments (quick.py), else by click."""
+    call = quick.parse(args)
+    if call is None:
+        return _run_click(args)
+    getattr(actions, call.command)(actions.Context(**call.options), **call.params)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        code = _run(args)
         # Output to a pipe is buffered: flush here, so a reader that went away
         # is noticed by the handler below, not at interpreter exit (exit 120).
         sys.stdout.flush()
-    except click.UsageError as err:
-        command = err.ctx.command_path if err.ctx else "odai-store"
-        code = _report(UsageError(err.format_message(), f"see '{command} --help'"), False)
-    except click.exceptions.Exit as err:  # --help, --version
-        code = err.exit_code
-    except (click.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         code = _report(Interrupted("interrupted; data already downloaded is kept", "run the same command again to resume"), False)
     except StoreError as err:
         code = _report(err, verbose)

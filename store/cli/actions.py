@@ -1,0 +1,153 @@
+"""The bodies of the commands scripts call in loops: path, fetch, sync and export.
+
+Nothing here imports click. The quick path (quick.py) runs these bodies for
+the argument lists it recognizes, without paying for click's import;
+commands.py declares the same commands to click, for help, errors and every
+other spelling. Both call them with the same keyword arguments: the
+parameters click would pass.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .output import Output, files_count
+
+__all__ = ["CONNECTIONS", "LINK", "LOCKFILE", "PROGRESS_MODES", "RETRIES", "Context", "export", "fetch", "model_doc", "path", "stop_on_sigterm", "sync"]
+
+# Defaults and choices that the click declarations and the quick path share.
+CONNECTIONS = 8
+RETRIES = 5
+LOCKFILE = "odai.lock"
+LINK = "auto"
+PROGRESS_MODES = ("bar", "json", "none")
+
+
+class Context:
+    """What every command gets: the store (opened on first use) and the output."""
+
+    def __init__(self, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool) -> None:
+        """The global options, as click's group passes them."""
+        self.store_dir = store_dir
+        self.shared = shared
+        self.out = Output(as_json, quiet, verbose)
+        self._store = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            from ..api import Store
+
+            self._store = Store(self.store_dir, shared=self.shared, on_wait=self._waiting)
+        return self._store
+
+    def _waiting(self, holder) -> None:
+        who = holder.describe() if holder else "another process"
+        self.out.say(f"waiting for a lock held by {who}")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM stops a command that writes like Ctrl-C does: partial data and journals are kept.
+
+    Installed by those commands only: the quick readers (path, list, show)
+    are spared importing signal, and SIGTERM ends them as it ends any program.
+    """
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def model_doc(model) -> dict:
+    return {
+        "name": model.name,
+        "digest": str(model.digest),
+        "path": str(model.path),
+        "size": model.size,
+        "files": [{"path": f.path, "digest": str(f.digest), "size": f.size} for f in model.files],
+    }
+
+
+def _renderer(mode: str | None, out: Output):
+    if mode is None:
+        mode = "bar" if sys.stderr.isatty() and not out.quiet else "none"
+    if mode == "none":
+        # Without importing the progress module: a sync of present models shows none.
+        return None
+    from ..transfer.progress import bar_renderer, json_renderer
+
+    return {"bar": bar_renderer, "json": json_renderer}[mode]()
+
+
+def path(c: Context, name: str, file: str | None) -> None:
+    result = c.store.path(name, file)
+    c.out.data(str(result))
+    c.out.document({"path": str(result)})
+
+
+def fetch(
+    c: Context,
+    names: tuple[str, ...],
+    remotes: tuple[str, ...],
+    url: str | None,
+    sha256: str | None,
+    filename: str | None,
+    connections: int,
+    retries: int,
+    limit_rate: float | None,
+    ca_bundle: str | None,
+    progress_mode: str | None,
+) -> None:
+    """Fetch ``names``, or with ``url`` the one file as the model ``names[0]``; the caller has checked the combination."""
+    stop_on_sigterm()
+    options = dict(connections=connections, retries=retries, limit_rate=limit_rate, ca_bundle=ca_bundle)
+    render = _renderer(progress_mode, c.out)
+    if url:
+        results = [c.store.fetch_url(names[0], url, sha256, filename=filename, progress=render, say=c.out.say, **options)]
+    else:
+        results = c.store.fetch_all(list(names), remotes=remotes, progress=render, say=c.out.say, **options)
+    for r in results:
+        c.out.data(str(r.model.path))
+    c.out.document(
+        {
+            "models": [
+                {
+                    # The model document first: its "name" is NAME:TAG, which the split below replaces.
+                    **model_doc(r.model),
+                    "name": r.model.name.rsplit(":", 1)[0] if r.model.name else names[i].split("@")[0],
+                    "tag": r.model.name.rsplit(":", 1)[1] if r.model.name else None,
+                    "downloaded": r.downloaded,
+                }
+                for i, r in enumerate(results)
+            ]
+        }
+    )
+
+
+def sync(
+    c: Context,
+    names: tuple[str, ...],
+    lockfile: Path,
+    remotes: tuple[str, ...],
+    connections: int,
+    retries: int,
+    ca_bundle: str | None,
+    progress_mode: str | None,
+) -> None:
+    stop_on_sigterm()
+    models = c.store.sync(lockfile, list(names) or None, remotes=remotes, connections=connections, retries=retries, ca_bundle=ca_bundle, progress=_renderer(progress_mode, c.out), say=c.out.say)
+    for model in models:
+        c.out.data(str(model.path))
+    c.out.document({"lockfile": str(lockfile.absolute()), "models": [model_doc(m) for m in models]})
+
+
+def export(c: Context, name: str, dest: Path, link: str) -> None:
+    stop_on_sigterm()
+    result = c.store.export(name, dest, link)
+    c.out.say(f"exported {files_count(len(result.files))} to {dest} by {result.method}")
+    c.out.data(str(dest))
+    c.out.document({"dest": str(dest), "method": result.method, "files": [{"path": p, "method": m} for p, m in result.files]})

@@ -1,0 +1,193 @@
+"""store.cli.quick: whatever the quick path accepts, click parses to the same call.
+
+The quick path runs path, fetch, sync and export without importing click
+(spec/cli.md, "Start-up"). It may hand any argument list to click; what it
+must never do is run one that click would refuse or read differently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from store.cli import quick
+from store.cli.commands import cli
+
+
+def click_call(args: list[str]) -> tuple | None:
+    """(command, global options, parameters) as click would call the command; None where click stops."""
+    made = []
+
+    def capture(**params) -> None:
+        ctx = click.get_current_context()
+        made.append((ctx.info_name, ctx.parent.params, params))
+
+    callbacks = {name: command.callback for name, command in cli.commands.items()}
+    try:
+        for command in cli.commands.values():
+            command.callback = capture
+        with contextlib.redirect_stdout(None):  # the help of a bare 'odai-store'
+            cli.main(args=list(args), prog_name="odai-store", standalone_mode=False)
+    except (click.ClickException, click.exceptions.Exit):
+        return None
+    finally:
+        for name, command in cli.commands.items():
+            command.callback = callbacks[name]
+    return made[0] if made else None
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Working directories where ./odai.lock is missing, a file, or a directory (click refuses the last).
+
+    Each holds 'file', a regular file, and 'dir', a directory: DEST must not
+    be a file, --lockfile must not be a directory.
+    """
+    root = tmp_path_factory.mktemp("quick")
+    found = {}
+    for kind in ("missing", "file", "dir"):
+        place = root / kind
+        (place / "dir").mkdir(parents=True)
+        (place / "file").write_text("x")
+        if kind == "file":
+            (place / "odai.lock").write_text("")
+        elif kind == "dir":
+            (place / "odai.lock").mkdir()
+        found[kind] = place
+    return found
+
+
+@contextlib.contextmanager
+def working_directory(path: Path) -> Iterator[None]:
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+GLOBAL = ["--store", "--store=s", "--store=", "--shared", "--json", "--json=1", "-q", "--quiet", "-v", "--verbose", "-qv", "-h", "--help", "--version", "--stor", "s"]
+COMMANDS = ["path", "export", "fetch", "sync", "list", "lock", "pat", ""]
+OPTIONS = [
+    "--file", "--link", "--lockfile", "--remote", "--connections", "--retries", "--progress",
+    "--url", "--sha256", "--filename", "--ca-bundle", "--limit-rate", "--check", "--fast",
+    "--link=hardlink", "--link=", "--connections=64", "--retries=0", "--progress=json", "--file=f", "--remote=r",
+    "--", "-", "-h", "--help", "--json", "-q", "--lin",
+]
+VALUES = [
+    "auto", "reflink", "hardlink", "symlink", "copy", "Auto", "bar", "json", "none",
+    "0", "1", "8", "64", "65", "100", "101", "+8", " 8", "08", "\u0668", "-1", "1e1",
+    "m", "m:v1", "m@sha256:" + "a" * 64, "file", "dir", "missing", "odai.lock", "",
+]
+OWN = {
+    "path": ["--file"],
+    "export": ["--link", "--link=copy"],
+    "fetch": ["--remote", "--connections", "--retries", "--progress"],
+    "sync": ["--lockfile", "--remote", "--connections", "--retries", "--progress"],
+}
+anything = st.builds(
+    lambda g, c, rest: g + c + rest,
+    st.lists(st.sampled_from(GLOBAL), max_size=3),
+    st.lists(st.sampled_from(COMMANDS), min_size=1, max_size=1),
+    st.lists(st.sampled_from(OPTIONS) | st.sampled_from(VALUES) | st.text(st.characters(blacklist_characters="\x00"), max_size=4), max_size=7),
+)
+# Mostly the command's own options with values that may fit: what the quick path may accept.
+nearly_right = st.sampled_from(sorted(OWN)).flatmap(
+    lambda c: st.builds(
+        lambda g, rest: g + [c] + rest,
+        st.lists(st.sampled_from(["--store=s", "--store=", "--shared", "--json", "-q", "--quiet", "-v", "--verbose"]), max_size=3),
+        st.lists(st.sampled_from(OWN[c]) | st.sampled_from(VALUES), max_size=4),
+    )
+)
+arguments = nearly_right | anything
+
+
+@settings(max_examples=1500, deadline=None)
+@given(args=arguments, place=st.sampled_from(["missing", "file", "dir"]))
+@example(args=["sync"], place="dir")  # ./odai.lock, the default lockfile, is a directory
+@example(args=["export", "m", "file"], place="missing")  # DEST is a file
+@example(args=["--store", "--json", "path", "m"], place="missing")  # an option's value may look like an option
+def test_what_the_quick_path_accepts_click_reads_the_same(places: dict[str, Path], args: list[str], place: str) -> None:
+    with working_directory(places[place]):
+        call = quick.parse(args)
+        if call is not None:
+            assert click_call(args) == tuple(call)
+
+
+USUAL = [
+    ["path", "llama-3b:q4"],
+    ["--json", "path", "llama-3b:q4", "--file", "config.json"],
+    ["--store", "/srv/models", "-q", "fetch", "llama-3b@sha256:" + "a" * 64],
+    ["fetch", "a", "b:v2", "--remote", "https://mirror.example/models", "--remote", "/mnt/mirror", "--connections", "4", "--retries=0", "--progress", "json"],
+    ["sync"],
+    ["-v", "sync", "llama-3b", "--lockfile", "app/odai.lock", "--progress", "none"],
+    ["export", "llama-3b:q4", "out"],
+    ["--store=/srv/models", "export", "--link", "hardlink", "llama-3b:q4", "out"],
+]
+
+
+@pytest.mark.parametrize("args", USUAL)
+def test_the_usual_spellings_take_the_quick_path(places: dict[str, Path], args: list[str]) -> None:
+    with working_directory(places["missing"]):
+        call = quick.parse(args)
+        assert call is not None
+        assert click_call(args) == tuple(call)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--help"],
+        ["--version"],
+        ["path", "--help"],
+        ["list"],
+        ["fetch"],  # click says which argument is missing
+        ["fetch", "m", "--url", "https://example/f", "--sha256", "0" * 64],
+        ["path", "a", "b"],
+        ["path", "m", "--", "x"],
+        ["-qv", "path", "m"],
+        ["export", "m", "out", "--link", "Copy"],
+        ["sync", "--connections", "0"],
+    ],
+)
+def test_everything_else_goes_to_click(places: dict[str, Path], args: list[str]) -> None:
+    with working_directory(places["missing"]):
+        assert quick.parse(args) is None
+
+
+def test_a_quick_command_never_imports_click(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"w" * 1000)
+    program = (
+        "import sys\n"
+        "from store.cli.main import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "finally:\n"
+        "    sys.stderr.write(f'click imported: {\"click\" in sys.modules}\\n')\n"
+    )
+    store = ["--store", str(tmp_path / "store")]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", program, *store, *args], capture_output=True, text=True)
+
+    added = run("--json", "add", "m:v1", str(model))
+    assert added.returncode == 0 and "click imported: True" in added.stderr  # add is click's
+    digest = json.loads(added.stdout)["digest"]
+    for args in (["path", "m:v1"], ["export", "m:v1", str(tmp_path / "out")], ["fetch", f"m@{digest}"]):
+        done = run(*args)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.endswith("click imported: False\n"), (args, done.stderr)
