@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import _thread
 import os
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +21,8 @@ from .oci.manifest import Manifest, parse_manifest
 from .oci.reference import Reference, parse_reference
 
 if TYPE_CHECKING:
+    import threading
+
     from .reports import ModelEntry, ModelInfo, Root, VerifyResult
     from .export import Exported
     from .lock import LockResult
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["Store"]
 
 
-_QUEUE_LOCK = threading.Lock()
+# _thread, not threading: the commands that never fetch are spared importing threading.
+_QUEUE_LOCK = _thread.allocate_lock()
 
 
 def _listed_unnamed(index: bytes, digest: Digest) -> bool:
@@ -58,6 +61,8 @@ def _fetch_options(options: dict):
 
 def _run(progress, cancel, say):
     """The per-call plumbing of a fetch: progress counters, the cancel event, where messages go."""
+    import threading
+
     from .transfer.progress import Progress
 
     return Progress(progress), cancel or threading.Event(), say or (lambda _: None)

@@ -1,7 +1,5 @@
 """config.toml of a store: settings that outlive one command (spec/config.md)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import NamedTuple
 

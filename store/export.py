@@ -5,8 +5,6 @@ copy. Every exported file is read-only: a hardlink is the blob itself, so a
 writable one would let an app corrupt the store.
 """
 
-from __future__ import annotations
-
 import errno
 import fcntl
 import os

@@ -1,7 +1,5 @@
 """Lock: resolve names on remotes and pin their exact manifests in a lockfile; or check the pins still hold."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import NamedTuple
 

@@ -5,8 +5,6 @@ files by path, and nothing in the file depends on time or machine, so
 locking unchanged models rewrites the file byte for byte.
 """
 
-from __future__ import annotations
-
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -53,7 +51,7 @@ class Pin(NamedTuple):
         return Reference(self.name, None, self.digest)
 
     @classmethod
-    def of(cls, ref: Reference, remote: str, digest: Digest, manifest: Manifest) -> Pin:
+    def of(cls, ref: Reference, remote: str, digest: Digest, manifest: Manifest) -> "Pin":
         files = tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in manifest.files))
         return cls(ref.name, ref.tag or "latest", remote, digest, files)
 
@@ -68,7 +66,7 @@ class Lockfile(NamedTuple):
     def find(self, name: str, tag: str | None = None) -> list[Pin]:
         return [p for p in self.pins if p.name == name and (tag is None or p.tag == tag)]
 
-    def with_pins(self, pins: list[Pin]) -> Lockfile:
+    def with_pins(self, pins: list[Pin]) -> "Lockfile":
         """A copy where each of ``pins`` replaces the pin of the same name and tag."""
         keep = {p.ref_name: p for p in self.pins}
         keep.update({p.ref_name: p for p in pins})

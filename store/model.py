@@ -1,7 +1,5 @@
 """Model: a model present in the store, as the verbs that produce one return it."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import NamedTuple
 

@@ -4,8 +4,6 @@ Kept apart from model.py so that the commands scripts call most (path,
 fetch) do not pay at start-up for creating these classes.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -49,7 +47,7 @@ class ModelInfo(NamedTuple):
 
 
 class VerifyResult(NamedTuple):
-    report: VerifyReport
+    report: "VerifyReport"  # a string: local.verify is loaded only by verify
     damaged_models: tuple[str, ...]  # NAME:TAG of every model that needs a corrupt blob
 
     @property

@@ -12,12 +12,11 @@ help and errors included. tests/unit/test_quick.py checks with hypothesis
 that whatever ``parse`` accepts, click parses to the same parameters.
 """
 
-from __future__ import annotations
-
 import os
 import stat
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from ..export import LINK_MODES
 from . import actions

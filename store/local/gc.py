@@ -5,8 +5,6 @@ drop a lease meanwhile. A named manifest that cannot be parsed stops the sweep:
 its files cannot be told apart from garbage, so nothing is deleted.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import re

@@ -1,7 +1,5 @@
 """Disk usage of a store: its filesystem, its blobs and its partial data."""
 
-from __future__ import annotations
-
 import os
 from typing import NamedTuple
 

@@ -7,8 +7,6 @@ Blobs are hashed in parallel, one per worker: hashlib and xxhash release the
 GIL, so threads use every core.
 """
 
-from __future__ import annotations
-
 import hashlib
 import mmap
 import os

@@ -6,8 +6,6 @@ be shorter). A segment that is a run of whole chunks is checked on arrival and
 fetched again on its own if bad. SHA-256 of the whole blob stays the final word.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 __all__ = ["CHUNK_SIZE", "ChunkDigests", "ChunkHasher", "InvalidChunks"]
@@ -36,7 +34,7 @@ class ChunkDigests(NamedTuple):
         return "".join(self.digests)
 
     @classmethod
-    def decode(cls, chunk_size: int, text: str, blob_size: int) -> ChunkDigests:
+    def decode(cls, chunk_size: int, text: str, blob_size: int) -> "ChunkDigests":
         """Parse the annotation of a blob of ``blob_size`` bytes; raise InvalidChunks if it does not fit."""
         if chunk_size <= 0:
             raise InvalidChunks(f"chunk size must be positive, not {chunk_size}")

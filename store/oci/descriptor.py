@@ -1,7 +1,5 @@
 """Descriptor: the OCI record that points at a blob by media type, digest and size."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -32,7 +30,7 @@ class Descriptor(NamedTuple):
         return out
 
     @classmethod
-    def from_json(cls, obj: Any) -> Descriptor:
+    def from_json(cls, obj: Any) -> "Descriptor":
         """Read a descriptor from parsed JSON; raise ValueError (or InvalidDigest) if it is not one."""
         return cls(*check_descriptor(obj))
 

@@ -1,7 +1,5 @@
 """Digest: the typed name of a blob's content, ``sha256:<64 lowercase hex>``."""
 
-from __future__ import annotations
-
 import functools
 from typing import NamedTuple
 

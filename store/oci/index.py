@@ -6,8 +6,6 @@ answer one name by a byte search and one small parse instead of parsing every
 name: ``odai-store path`` stays fast with 10,000 names.
 """
 
-from __future__ import annotations
-
 import json
 import re
 from typing import Any, NamedTuple
@@ -65,23 +63,23 @@ class Index(NamedTuple):
     def named(self) -> list[tuple[str, Descriptor]]:
         return [(d.annotations[REF_NAME], d) for d in self.entries if REF_NAME in d.annotations]
 
-    def with_name(self, ref_name: str, desc: Descriptor) -> Index:
+    def with_name(self, ref_name: str, desc: Descriptor) -> "Index":
         """A copy where ``ref_name`` points at ``desc`` (replacing what it pointed at)."""
         annotations = {k: v for k, v in desc.annotations.items() if k != REF_NAME}
         named = Descriptor(desc.media_type, desc.digest, desc.size, {**annotations, REF_NAME: ref_name}, desc.artifact_type)
         kept = [d for d in self.entries if d.annotations.get(REF_NAME) != ref_name]
         return Index(tuple(sorted([*kept, named], key=_order)), self.extra)
 
-    def with_unnamed(self, desc: Descriptor) -> Index:
+    def with_unnamed(self, desc: Descriptor) -> "Index":
         """A copy that also lists ``desc`` without a name (a model fetched by digest), so gc keeps it."""
         if any(d.digest == desc.digest and REF_NAME not in d.annotations for d in self.entries):
             return self
         return Index(tuple(sorted([*self.entries, desc], key=_order)), self.extra)
 
-    def without_unnamed(self, digest) -> Index:
+    def without_unnamed(self, digest) -> "Index":
         return Index(tuple(d for d in self.entries if REF_NAME in d.annotations or d.digest != digest), self.extra)
 
-    def without_name(self, ref_name: str) -> Index:
+    def without_name(self, ref_name: str) -> "Index":
         return Index(tuple(d for d in self.entries if d.annotations.get(REF_NAME) != ref_name), self.extra)
 
     def to_bytes(self) -> bytes:
@@ -92,7 +90,7 @@ class Index(NamedTuple):
         return _HEAD + b",\n".join(_line(d) for d in self.entries) + b"\n" + _TAIL
 
     @classmethod
-    def parse(cls, data: bytes) -> Index:
+    def parse(cls, data: bytes) -> "Index":
         """Parse index.json bytes; raise InvalidIndex if they are not an OCI image index."""
         try:
             doc = json.loads(data)

@@ -1,7 +1,5 @@
 """Model manifest: an OCI image manifest in the artifact style, one layer per model file (spec/manifest.md)."""
 
-from __future__ import annotations
-
 import json
 from typing import Any, NamedTuple
 
@@ -101,7 +99,7 @@ class Manifest(NamedTuple):
     config: Descriptor = EMPTY_DESCRIPTOR
 
     @classmethod
-    def of(cls, files: list[ModelFile]) -> Manifest:
+    def of(cls, files: list[ModelFile]) -> "Manifest":
         """A manifest of ``files`` in path order; raise InvalidPath for an unsafe set of paths."""
         check_model_paths([f.path for f in files])
         return cls(tuple(sorted(files, key=lambda f: f.path)))

@@ -1,7 +1,5 @@
 """Reference: how a person names a model, ``NAME[:TAG]`` or ``NAME@sha256:<hex>`` (spec/names.md)."""
 
-from __future__ import annotations
-
 import re
 from typing import NamedTuple
 

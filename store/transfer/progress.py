@@ -6,8 +6,6 @@ back. Bytes fetched a second time are counted in ``refetched``. The model
 being fetched (``label``) has its own share: ``label_done`` of ``label_total``.
 """
 
-from __future__ import annotations
-
 import json
 import sys
 import threading
