@@ -20,10 +20,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv"
-ODAI = str(VENV / "bin" / "odai-store")
 MiB = 1 << 20
 GiB = 1 << 30
 MB = 1_000_000
@@ -49,15 +49,30 @@ def say(text: str) -> None:
     print(f"-- {text}", file=sys.stderr, flush=True)
 
 
-# An installed package has its bytecode, so the commands run with it: with
-# PYTHONDONTWRITEBYTECODE (set on some machines), every run of a module edited
-# since the last compileall would compile it again.
+# Commands run without PYTHONDONTWRITEBYTECODE (set on some machines), so
+# that bytecode is kept once compiled, as an installed package has it.
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def compile_store() -> None:
-    """Bytecode for store/, as an installed package has it."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "store")], check=True)
+class Installed(NamedTuple):
+    odai: str  # the odai-store command
+    python: str  # its Python: the one to time `python -c "import click"` with
+
+
+def install(work: Path) -> Installed:
+    """A regular install of this tree (as it is now, edits included) in a venv of its own under ``work``.
+
+    That is what users run. The development install in .venv is editable,
+    and setuptools' import hook for it runs in every process of that Python,
+    at a start-up cost an installed odai-store does not pay. pip writes the
+    bytecode as it installs.
+    """
+    venv = work / "installed"
+    say(f"installing odai-store into {venv}")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(ROOT)], check=True, env=ENV)
+    return Installed(str(venv / "bin" / "odai-store"), str(python))
 
 
 @contextlib.contextmanager
@@ -105,14 +120,19 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     return elapsed, done.stdout
 
 
-def wall_times(commands: dict[str, list[str]], runs: int, work: Path, env: dict[str, str] | None = None) -> dict[str, float]:
+def wall_times(
+    commands: dict[str, list[str]], runs: int, work: Path, env: dict[str, str] | None = None, prepare: dict[str, list[str]] | None = None
+) -> dict[str, float]:
     """Median wall seconds of each command over ``runs`` runs of it, the commands taking turns.
 
     hyperfine runs all of one command, then all of the next; on a shared
     machine the load changes in between. So it is called in rounds of ROUND
     runs of each, and the median is over the runs of every round. Without
-    hyperfine, a loop takes turns one run at a time.
+    hyperfine, a loop takes turns one run at a time. ``prepare`` maps a
+    command's name to a command run, untimed, before each of its runs (and
+    its warm-ups).
     """
+    before = {name: (prepare or {}).get(name, ["true"]) for name in commands}
     # Earlier parts of a run leave gigabytes of dirty pages; their writeback
     # is not the cost of the commands timed here.
     os.sync()
@@ -122,6 +142,9 @@ def wall_times(commands: dict[str, list[str]], runs: int, work: Path, env: dict[
         export = work / "hyperfine.json"
         for first in range(0, runs, ROUND):
             cmd = [hyperfine, "-N", "--warmup", "2", "--runs", str(min(ROUND, runs - first)), "--export-json", str(export), "--style", "none"]
+            if prepare:
+                for name in commands:
+                    cmd += ["--prepare", shlex.join(before[name])]
             for name, argv in commands.items():
                 cmd += ["--command-name", name, shlex.join(argv)]
             run(cmd, env)
@@ -131,6 +154,7 @@ def wall_times(commands: dict[str, list[str]], runs: int, work: Path, env: dict[
     say("hyperfine not found: timing with a loop")
     for i in range(runs + 5):
         for name, argv in commands.items():
+            run(before[name], env)
             seconds, _ = run(argv, env)
             if i >= 5:  # warm-up rounds
                 times[name].append(seconds)

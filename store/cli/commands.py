@@ -59,12 +59,7 @@ def add(c: Context, name: str, paths: tuple[Path, ...]) -> None:
 @pass_ctx
 def list_(c: Context) -> None:
     """List names: name:tag, manifest digest, size, file count."""
-    entries = c.store.list()
-    width = max((len(e.name) for e in entries), default=0)
-    if entries:  # one write: with 10,000 names, a write per line costs more than the lines
-        c.out.data("\n".join(f"{e.name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {files_count(e.files)}" for e in entries))
-    if c.out.json:  # with 10,000 names, building this document unasked costs as much as printing the list
-        c.out.document({"models": [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files} for e in entries]})
+    actions.list_(c)
 
 
 @cli.command()

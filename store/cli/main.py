@@ -43,7 +43,7 @@ def _run(args: list[str]) -> int:
     call = quick.parse(args)
     if call is None:
         return _run_click(args)
-    getattr(actions, call.command)(actions.Context(**call.options), **call.params)
+    actions.BY_NAME[call.command](actions.Context(**call.options), **call.params)
     return 0
 
 

@@ -1,10 +1,11 @@
-"""The quick path: the usual spellings of path, fetch, sync and export, parsed without click.
+"""The quick path: the usual spellings of list, path, fetch, sync and export, parsed without click.
 
 Importing click costs a Python process more than the whole of ``odai-store
 path`` or of an export that hardlinks 2 GiB (spec/cli.md, "Start-up"), and
 scripts call these commands in loops. ``parse`` recognizes an argument list
 only where click would accept it and pass the same parameters: global
-options, then one of the four commands, its arguments, and the options below.
+options, then one of these five commands, its arguments and its options
+(the table below).
 Everything else (--help, --version, another command, an option of another
 command, ``--``, combined short flags, a missing or extra argument, a value
 click would refuse) returns None and goes to click, which does the rest,
@@ -25,7 +26,7 @@ __all__ = ["Call", "parse"]
 
 
 class Call(NamedTuple):
-    command: str  # the name of a function in actions
+    command: str  # its name on the command line, a key of actions.BY_NAME
     options: dict[str, Any]  # the global options, as click's group passes them
     params: dict[str, Any]  # the command's parameters, as click passes them
 
@@ -108,6 +109,7 @@ _PROGRESS = _Option("progress_mode", _choice(actions.PROGRESS_MODES))
 _LOCKFILE = _path(dir_okay=False)
 
 _COMMANDS = {
+    "list": _Command((), None, 0, {}, dict),
     "path": _Command((("name", _text),), None, 1, {"--file": _Option("file", _text)}, lambda: {"file": None}),
     "export": _Command(
         (("name", _text), ("dest", _path(file_okay=False))), None, 2, {"--link": _Option("link", _choice(LINK_MODES))}, lambda: {"link": actions.LINK}

@@ -56,14 +56,15 @@ def sha256_of(data: bytes) -> Digest:
 def _small_sha256():
     # hashlib loads OpenSSL's libcrypto when imported, which costs 'odai-store
     # path' more than all its own work; for a few KiB, CPython's built-in
-    # SHA-256 is as good. That module is private and was renamed in 3.12.
-    # Cached: a failed import searches sys.path again every time (50 us, 25
-    # times the hash of a manifest).
+    # SHA-256 is as good. That module is private: _sha256 in 3.11, the
+    # oldest Python we support, tried first; _sha2 from 3.12. Cached: a
+    # failed import searches sys.path again every time (50 us, 25 times the
+    # hash of a manifest).
     try:
-        from _sha2 import sha256
+        from _sha256 import sha256
     except ImportError:
         try:
-            from _sha256 import sha256
+            from _sha2 import sha256
         except ImportError:
             from hashlib import sha256
     return sha256

@@ -1,6 +1,6 @@
 """store.cli.quick: whatever the quick path accepts, click parses to the same call.
 
-The quick path runs path, fetch, sync and export without importing click
+The quick path runs list, path, fetch, sync and export without importing click
 (spec/cli.md, "Start-up"). It may hand any argument list to click; what it
 must never do is run one that click would refuse or read differently.
 """
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from store.cli import quick
+from store.cli import actions, quick
 from store.cli.commands import cli
 
 
@@ -91,6 +91,7 @@ VALUES = [
     "m", "m:v1", "m@sha256:" + "a" * 64, "file", "dir", "missing", "odai.lock", "",
 ]
 OWN = {
+    "list": ["--json"],
     "path": ["--file"],
     "export": ["--link", "--link=copy"],
     "fetch": ["--remote", "--connections", "--retries", "--progress"],
@@ -126,6 +127,8 @@ def test_what_the_quick_path_accepts_click_reads_the_same(places: dict[str, Path
 
 
 USUAL = [
+    ["list"],
+    ["--json", "list"],
     ["path", "llama-3b:q4"],
     ["--json", "path", "llama-3b:q4", "--file", "config.json"],
     ["--store", "/srv/models", "-q", "fetch", "llama-3b@sha256:" + "a" * 64],
@@ -145,6 +148,11 @@ def test_the_usual_spellings_take_the_quick_path(places: dict[str, Path], args: 
         assert click_call(args) == tuple(call)
 
 
+def test_every_quick_command_has_a_body(places: dict[str, Path]) -> None:
+    with working_directory(places["missing"]):
+        assert {quick.parse(args).command for args in USUAL} == set(actions.BY_NAME)
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -152,7 +160,8 @@ def test_the_usual_spellings_take_the_quick_path(places: dict[str, Path], args: 
         ["--help"],
         ["--version"],
         ["path", "--help"],
-        ["list"],
+        ["list", "extra"],
+        ["show", "m"],
         ["fetch"],  # click says which argument is missing
         ["fetch", "m", "--url", "https://example/f", "--sha256", "0" * 64],
         ["path", "a", "b"],
@@ -187,7 +196,7 @@ def test_a_quick_command_never_imports_click(tmp_path: Path) -> None:
     added = run("--json", "add", "m:v1", str(model))
     assert added.returncode == 0 and "click imported: True" in added.stderr  # add is click's
     digest = json.loads(added.stdout)["digest"]
-    for args in (["path", "m:v1"], ["export", "m:v1", str(tmp_path / "out")], ["fetch", f"m@{digest}"]):
+    for args in (["list"], ["path", "m:v1"], ["export", "m:v1", str(tmp_path / "out")], ["fetch", f"m@{digest}"]):
         done = run(*args)
         assert done.returncode == 0, done.stderr
         assert done.stderr.endswith("click imported: False\n"), (args, done.stderr)
