@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import NoReturn
 
 from ..errors import Interrupted, StoreError, UsageError
 from . import actions, quick
@@ -62,8 +64,6 @@ def main(argv: list[str] | None = None) -> None:
     except (BrokenPipeError, ReaderGone):
         # The reader of stdout went away (| head): not an error of ours. What
         # is still buffered goes to /dev/null, so the last flush cannot fail.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.stderr.close()
         code = 0
@@ -73,4 +73,19 @@ def main(argv: list[str] | None = None) -> None:
 
             traceback.print_exc()
         code = _report(StoreError(f"internal error: {type(err).__name__}: {err}"), False)
-    sys.exit(code)
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown (spec/cli.md, "Start-up").
+
+    Freeing every module costs a tenth of a quick command, and nothing on disk
+    waits for it: the store is safe against kill -9 at any instant, and every
+    file a command writes is closed before it returns. Only the output is.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the reader went away; stderr closed above
+            pass
+    os._exit(code)

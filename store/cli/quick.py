@@ -15,8 +15,8 @@ that whatever ``parse`` accepts, click parses to the same parameters.
 
 import os
 import stat
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..export import LINK_MODES
