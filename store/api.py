@@ -106,7 +106,7 @@ class Store:
     def resolve(self, ref: str | Reference) -> tuple[Digest, Manifest]:
         """The manifest a reference designates in this store; NotFound if none."""
         ref = _ref(ref)
-        with storage_errors("reading the store"):
+        with storage_errors("reading the store", self.root):
             if ref.digest is not None:
                 digest = ref.digest
             else:
@@ -141,7 +141,7 @@ class Store:
         views = Views(self.layout)
         path = views.path(digest)
         if not path.is_dir():
-            with storage_errors("building the model view"):
+            with storage_errors("building the model view", self.root):
                 path = views.build(digest, manifest)
         return Model(None if ref.digest else ref.ref_name, digest, path, manifest.files)
 
@@ -159,7 +159,7 @@ class Store:
 
         from .oci.index import named_totals
 
-        with storage_errors("reading the store"):
+        with storage_errors("reading the store", self.root):
             data = self.layout.index.read_bytes()
         return [ModelEntry(*totals) for totals in named_totals(data)]
 
@@ -339,7 +339,7 @@ class Store:
 
         out = []
         # A lockfile or roots/ that may not be read is a storage error (exit 6), as in gc, not a crash.
-        with storage_errors("reading the gc roots"):
+        with storage_errors("reading the gc roots", self.root):
             for path in root_paths(self.layout):
                 if path.exists():
                     out.append(Root(path, True, len(read_lockfile(path).pins)))
@@ -372,7 +372,7 @@ class Store:
         """True if the store was created for a group (``shared=True``; spec/locking.md#shared-stores)."""
         from .local.open import is_shared
 
-        with storage_errors("reading the store"):
+        with storage_errors("reading the store", self.root):
             return is_shared(self.layout)
 
     def _present_by_digest(self, refs: list[Reference]) -> list[Fetched] | None:
@@ -434,7 +434,7 @@ class Store:
                 index = index.without_name(ref.ref_name)
             return index
 
-        with storage_errors("removing names"):
+        with storage_errors("removing names", self.root):
             self._names.edit(drop)
         return [str(r) if r.digest else r.ref_name for r in parsed]
 
@@ -442,7 +442,7 @@ class Store:
         """Delete everything no name, gc root or running writer needs."""
         from .local.gc import collect
 
-        with storage_errors("collecting garbage"):
+        with storage_errors("collecting garbage", self.root):
             return collect(self.layout, lambda: self._root_digests(prune=not dry_run), dry_run)
 
     def verify(self, refs: Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
@@ -456,7 +456,7 @@ class Store:
             for ref in refs:
                 digest, manifest = self.resolve(ref)
                 digests += [digest, *manifest.blob_digests()]
-        with storage_errors("verifying"):
+        with storage_errors("verifying", self.root):
             named = self._names.index().named()
             report = verify_blobs(self.layout, digests, fast)
         damaged = []
@@ -476,5 +476,5 @@ class Store:
         from .local.usage import disk_usage
 
         reclaimable = self.gc(dry_run=True).bytes_freed
-        with storage_errors("measuring the store"):
+        with storage_errors("measuring the store", self.root):
             return disk_usage(self.layout, reclaimable)

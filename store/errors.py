@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 from collections.abc import Iterator
 
 __all__ = [
@@ -131,8 +132,17 @@ _DENIED = {errno.EACCES, errno.EPERM}
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
-def from_os_error(err: OSError, doing: str) -> StoreError:
-    """Classify an OSError raised while ``doing`` something to the store."""
+def _read_only_for_us(filename: object, store: os.PathLike[str]) -> bool:
+    """Whether ``filename`` is in ``store`` and this process may not write the store's directory."""
+    if not isinstance(filename, str):
+        return False
+    root = os.fspath(store)
+    effective = os.access in os.supports_effective_ids
+    return os.path.commonpath([os.path.abspath(filename), root]) == root and not os.access(root, os.W_OK, effective_ids=effective)
+
+
+def from_os_error(err: OSError, doing: str, store: os.PathLike[str] | None = None) -> StoreError:
+    """Classify an OSError raised while ``doing`` something; ``store`` is the root of an existing store the block writes to."""
     where = f": {err.filename}" if err.filename else ""
     text = f"{doing} failed: {err.strerror or err}{where}"
     if err.errno in _FULL:
@@ -140,16 +150,23 @@ def from_os_error(err: OSError, doing: str) -> StoreError:
     if err.errno in _READ_ONLY:
         return ReadOnlyStore(text)
     if err.errno in _DENIED:
+        if store is not None and _read_only_for_us(err.filename, store):
+            # A store this user may read but not write, as one baked into a
+            # container image: for this user it is read-only, and says so.
+            return ReadOnlyStore(
+                f"{text} (the store at {os.fspath(store)} is read-only for this user)",
+                f"ask for write permission to {os.fspath(store)}, or use another store with --store or $ODAI_STORE_HOME",
+            )
         return StorageError(text, "check that you may write to the store directory, or pick another with --store")
     return StorageError(text)
 
 
 @contextlib.contextmanager
-def storage_errors(doing: str) -> Iterator[None]:
-    """Translate OSError into StorageError for the block; StoreErrors pass through."""
+def storage_errors(doing: str, store: os.PathLike[str] | None = None) -> Iterator[None]:
+    """Translate OSError into StorageError for the block; StoreErrors pass through. ``store`` as in from_os_error."""
     try:
         yield
     except StoreError:
         raise
     except OSError as err:
-        raise from_os_error(err, doing) from err
+        raise from_os_error(err, doing, store) from err

@@ -264,7 +264,7 @@ def fetch(
             config = r.manifest.config
             if config.digest != EMPTY_DESCRIPTOR.digest and not fetcher.blobs.has(config.digest):
                 missing.setdefault(config.digest, (config.size, None))
-        with storage_errors("fetching"), Lease(layout) as lease:
+        with storage_errors("fetching", layout.root), Lease(layout) as lease:
             lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
             if missing:
                 fetcher.check_space({d: size for d, (size, _) in missing.items()})
@@ -310,7 +310,7 @@ def fetch_url(
     remote = HttpFile(url, ca_bundle=options.ca_bundle)
     fetcher = _Fetcher(layout, names, options, progress, cancel, say, remotes=[remote])
     try:
-        with storage_errors("fetching"), Lease(layout) as lease:
+        with storage_errors("fetching", layout.root), Lease(layout) as lease:
             lease.add(sha256)
             got, written = 0, None
             if not fetcher.blobs.has(sha256):

@@ -154,7 +154,8 @@ def test_a_store_without_write_permission_serves_path_and_sync_and_refuses_write
         _reads_work_without_requests(held, held.store, prefix)
         for message, hint in _writes_fail(held, held.store, prefix):
             assert "Permission denied" in message
-            assert "write to the store directory" in hint
+            assert f"the store at {held.store} is read-only for this user" in message
+            assert f"ask for write permission to {held.store}" in hint
         assert store_files(held.store) == before
     finally:
         for path, mode in modes.items():

@@ -108,3 +108,13 @@ def test_storage_errors_lets_store_errors_and_others_through() -> None:
     with pytest.raises(KeyError):
         with storage_errors("reading"):
             raise KeyError("a bug stays a bug")
+
+
+def test_permission_denied_in_a_store_we_may_write_is_not_called_read_only(tmp_path) -> None:
+    # Only a store whose directory this process may not write is read-only
+    # for it (tests/integration/test_read_only_store.py drops the permission).
+    inside = OSError(errno.EACCES, "Permission denied", str(tmp_path / "blobs" / "x"))
+    outside = OSError(errno.EACCES, "Permission denied", "/elsewhere/source.bin")
+    for err in (inside, outside):
+        found = from_os_error(err, "adding", tmp_path)
+        assert type(found) is StorageError and "read-only" not in found.message
