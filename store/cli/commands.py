@@ -1,4 +1,8 @@
-"""One thin function per command: parse the arguments, call Store, print the result."""
+"""The commands as click declares them: arguments, options and help; each body calls Store and prints.
+
+The bodies of list, path, fetch, sync and export live in actions.py, where
+the quick path (quick.py) runs them without click; here they are declared.
+"""
 
 from __future__ import annotations
 
