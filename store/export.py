@@ -6,7 +6,6 @@ writable one would let an app corrupt the store.
 """
 
 import errno
-import fcntl
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -35,6 +34,10 @@ class Exported(NamedTuple):
 
 
 def _reflink(src: Path, dst: Path) -> None:
+    # Imported here: the quick path loads this module for LINK_MODES, and
+    # path, list, fetch and sync need no fcntl.
+    import fcntl
+
     with open(src, "rb") as s, open(dst, "xb") as d:
         try:
             fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
