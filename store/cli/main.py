@@ -49,7 +49,13 @@ def _run(args: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run one command, print its output or its error, and exit with its code.
+
+    As the program (the odai-store script, ``python -m store``: no ``argv``)
+    it leaves by os._exit; given ``argv``, as a function of its caller, it
+    raises SystemExit as sys.exit does, and the caller's process lives on.
+    """
     args = sys.argv[1:] if argv is None else list(argv)
     verbose = "-v" in args or "--verbose" in args
     try:
@@ -73,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
 
             traceback.print_exc()
         code = _report(StoreError(f"internal error: {type(err).__name__}: {err}"), False)
-    _exit(code)
+    if argv is None:
+        _exit(code)
+    sys.exit(code)
 
 
 def _exit(code: int) -> NoReturn:

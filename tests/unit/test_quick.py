@@ -194,3 +194,4 @@ def test_a_quick_command_never_imports_click(tmp_path: Path) -> None:
         done, modules = run(*args)
         assert done.returncode == 0, done.stderr
         assert "store.cli.actions" in modules and "click" not in modules, args
+
