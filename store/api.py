@@ -106,7 +106,7 @@ class Store:
     def resolve(self, ref: str | Reference) -> tuple[Digest, Manifest]:
         """The manifest a reference designates in this store; NotFound if none."""
         ref = _ref(ref)
-        with storage_errors("reading the store", self.root):
+        with storage_errors("reading the store"):
             if ref.digest is not None:
                 digest = ref.digest
             else:
@@ -159,7 +159,7 @@ class Store:
 
         from .oci.index import named_totals
 
-        with storage_errors("reading the store", self.root):
+        with storage_errors("reading the store"):
             data = self.layout.index.read_bytes()
         return [ModelEntry(*totals) for totals in named_totals(data)]
 
@@ -339,7 +339,7 @@ class Store:
 
         out = []
         # A lockfile or roots/ that may not be read is a storage error (exit 6), as in gc, not a crash.
-        with storage_errors("reading the gc roots", self.root):
+        with storage_errors("reading the gc roots"):
             for path in root_paths(self.layout):
                 if path.exists():
                     out.append(Root(path, True, len(read_lockfile(path).pins)))
@@ -372,7 +372,7 @@ class Store:
         """True if the store was created for a group (``shared=True``; spec/locking.md#shared-stores)."""
         from .local.open import is_shared
 
-        with storage_errors("reading the store", self.root):
+        with storage_errors("reading the store"):
             return is_shared(self.layout)
 
     def _present_by_digest(self, refs: list[Reference]) -> list[Fetched] | None:
@@ -476,5 +476,5 @@ class Store:
         from .local.usage import disk_usage
 
         reclaimable = self.gc(dry_run=True).bytes_freed
-        with storage_errors("measuring the store", self.root):
+        with storage_errors("measuring the store"):
             return disk_usage(self.layout, reclaimable)

@@ -132,7 +132,7 @@ def wall_times(
     command's name to a command run, untimed, before each of its runs (and
     its warm-ups).
     """
-    before = {name: (prepare or {}).get(name, ["true"]) for name in commands}
+    prepare = prepare or {}
     # Earlier parts of a run leave gigabytes of dirty pages; their writeback
     # is not the cost of the commands timed here.
     os.sync()
@@ -142,9 +142,9 @@ def wall_times(
         export = work / "hyperfine.json"
         for first in range(0, runs, ROUND):
             cmd = [hyperfine, "-N", "--warmup", "2", "--runs", str(min(ROUND, runs - first)), "--export-json", str(export), "--style", "none"]
-            if prepare:
+            if prepare:  # hyperfine takes one --prepare per command, or one for all
                 for name in commands:
-                    cmd += ["--prepare", shlex.join(before[name])]
+                    cmd += ["--prepare", shlex.join(prepare.get(name, ["true"]))]
             for name, argv in commands.items():
                 cmd += ["--command-name", name, shlex.join(argv)]
             run(cmd, env)
@@ -154,7 +154,8 @@ def wall_times(
     say("hyperfine not found: timing with a loop")
     for i in range(runs + 5):
         for name, argv in commands.items():
-            run(before[name], env)
+            if name in prepare:
+                run(prepare[name], env)
             seconds, _ = run(argv, env)
             if i >= 5:  # warm-up rounds
                 times[name].append(seconds)
