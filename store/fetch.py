@@ -188,7 +188,10 @@ class _Fetcher:
             if self.cancel.is_set():
                 raise Interrupted("interrupted")
             for journal_path in self.layout.ingest.glob(f"{digest.hex}-*.journal"):
-                journal = parse_journal(journal_path.read_bytes()) if journal_path.exists() else None
+                try:
+                    journal = parse_journal(journal_path.read_bytes())
+                except FileNotFoundError:  # that download just ended
+                    continue
                 if journal is not None and journal.size:
                     # Unchecked bytes count: they wait only for the rest of their chunk.
                     held = journal.done.total() + journal.unchecked.total()
@@ -255,17 +258,18 @@ def fetch(
     """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded."""
     fetcher = _Fetcher(layout, names, options, progress, cancel, say, gc_roots=gc_roots)
     try:
-        resolved = [fetcher.local(ref) or fetcher.resolve(ref) for ref in refs]
-        missing: dict[Digest, tuple[int, object]] = {}
-        for r in resolved:
-            for f in r.manifest.files:
-                if not fetcher.blobs.has(f.digest):
-                    missing.setdefault(f.digest, (f.size, f.chunks))
-            config = r.manifest.config
-            if config.digest != EMPTY_DESCRIPTOR.digest and not fetcher.blobs.has(config.digest):
-                missing.setdefault(config.digest, (config.size, None))
         with storage_errors("fetching", layout.root), Lease(layout) as lease:
+            resolved = [fetcher.local(ref) or fetcher.resolve(ref) for ref in refs]
+            # Leased before looking which are here: gc keeps what this finds present (spec/locking.md).
             lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
+            missing: dict[Digest, tuple[int, object]] = {}
+            for r in resolved:
+                for f in r.manifest.files:
+                    if not fetcher.blobs.has(f.digest):
+                        missing.setdefault(f.digest, (f.size, f.chunks))
+                config = r.manifest.config
+                if config.digest != EMPTY_DESCRIPTOR.digest and not fetcher.blobs.has(config.digest):
+                    missing.setdefault(config.digest, (config.size, None))
             if missing:
                 fetcher.check_space({d: size for d, (size, _) in missing.items()})
                 progress.add_total(sum(size for size, _ in missing.values()))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..oci.digest import Digest, InvalidDigest, parse_digest
-from .atomic import create_private, fsync_dir, write_atomic
+from .atomic import create_atomic, fsync_dir, private_name, write_atomic
 from .layout import StoreLayout
 from .locks import Holder, hold, this_holder
 
@@ -36,16 +36,15 @@ class Lease:
         self.layout = layout
         self.digests: set[Digest] = set()
         self._holder = this_holder()
-        fd, self.path = create_private(layout.leases, "lease-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps({**self._holder.__dict__, "digests": []}).encode())
+        self.path: Path | None = None  # the lease file exists from the first add on
 
     def __enter__(self) -> Lease:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with gc_lock(self.layout, shared=True):
-            self.path.unlink(missing_ok=True)
+        if self.path is not None:
+            with gc_lock(self.layout, shared=True):
+                self.path.unlink(missing_ok=True)
 
     def add(self, *digests: Digest) -> None:
         """Record ``digests`` durably before the caller publishes or reuses them."""
@@ -53,9 +52,15 @@ class Lease:
         if not new:
             return
         self.digests |= new
-        record = {**self._holder.__dict__, "digests": sorted(str(d) for d in self.digests)}
+        record = json.dumps({**self._holder.__dict__, "digests": sorted(str(d) for d in self.digests)}).encode()
         with gc_lock(self.layout, shared=True):
-            write_atomic(self.path, json.dumps(record).encode())
+            if self.path is not None:
+                write_atomic(self.path, record)
+                return
+            # Created whole under a name of its own: link(2) never takes another's.
+            while not create_atomic(path := self.layout.leases / private_name("lease-"), record):
+                pass
+            self.path = path
 
 
 def _read(path: Path) -> tuple[Holder | None, set[Digest]]:

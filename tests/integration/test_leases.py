@@ -3,6 +3,7 @@ a stale one (dead pid on this host, or a day old) is deleted and ignored."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
@@ -13,6 +14,8 @@ import pytest
 
 from store import Store, UsageError
 from store.errors import InvalidManifest
+from store.local.blobs import BlobStore
+from store.oci.digest import Digest
 from tests.support.trees import write_tree
 
 
@@ -118,3 +121,37 @@ def test_a_sync_registers_its_root_under_the_gc_lock(tmp_path: Path) -> None:
     out, err = sync.communicate(timeout=60)
     assert sync.returncode == 0, err
     assert out.decode() == f"{model.path}\n"
+
+
+def test_a_gc_at_any_presence_check_of_a_fetch_leaves_its_model_complete(store: Store, tmp_path: Path, monkeypatch) -> None:
+    """fetch leases a digest before it looks whether the blob is here (spec/remotes.md): a gc
+    between the two would otherwise delete a blob the fetch then counts on, and the fetch
+    would name a model that is not complete."""
+    files = {"a": b"a" * 100, "b": b"b" * 100}
+    source = Store(tmp_path / "source")
+    source.add("m", [write_tree(tmp_path / "m", files)])
+    has = BlobStore.has
+    calls: list[Digest] = []
+    gc_at: list[int] = []  # the index of the call before which gc runs
+
+    def has_then_gc(blobs: BlobStore, digest: Digest) -> bool:
+        if blobs.layout.root == store.layout.root:
+            if len(calls) in gc_at:
+                Store(store.layout.root).gc()
+            calls.append(digest)
+        return has(blobs, digest)
+
+    monkeypatch.setattr(BlobStore, "has", has_then_gc)
+    store.fetch("m", remotes=[str(tmp_path / "source")])
+    for at in itertools.count():
+        # The store holds the files as garbage: present, but neither named nor pinned.
+        store.remove(["m"])
+        store.add("garbage", [write_tree(tmp_path / f"g{at}", files)])
+        store.remove(["garbage"])
+        calls.clear()
+        gc_at[:] = [at]
+        store.fetch("m", remotes=[str(tmp_path / "source")])
+        if len(calls) <= at:  # past the last presence check
+            break
+        assert [f.path for f in store.model("m").files] == ["a", "b"], f"gc before presence check {at}"
+    assert at >= 3  # the manifest and each file were looked for
