@@ -266,7 +266,7 @@ class Store:
         return check(self.layout, self._names, parsed, path, _fetch_options({"remotes": remotes, "ca_bundle": ca_bundle}))
 
     def sync(self, lockfile: str | os.PathLike[str] = "odai.lock", names: Iterable[str] | None = None, **options) -> list[Model]:
-        """Make exactly the pinned models present (all, or ``names``); never looks a tag up.
+        """Make exactly the pinned models present (all, or the pins of ``names``: NAME, NAME:TAG or NAME@DIGEST); never looks a tag up.
 
         With every pin present it sends no request and writes nothing, so it
         works on a read-only store. Registers the lockfile as a gc root.

@@ -22,8 +22,7 @@ class LockResult(NamedTuple):
 
 def lock(layout: StoreLayout, names: Names, refs: list[Reference], path: Path, options: FetchOptions) -> LockResult:
     """Resolve ``refs`` (network) and write or update their pins in the lockfile at ``path``."""
-    if any(ref.digest is not None for ref in refs):
-        raise UsageError("lock takes NAME[:TAG]: a digest is already a pin", "name the model by tag")
+    _tags_only(refs)
     current = read_lockfile(path, missing_ok=True)
     resolved = resolve(layout, names, refs, options)
     pins = [Pin.of(r.ref, r.remote or "", r.digest, r.manifest) for r in resolved]
@@ -45,6 +44,7 @@ def lock(layout: StoreLayout, names: Names, refs: list[Reference], path: Path, o
 
 def check(layout: StoreLayout, names: Names, refs: list[Reference] | None, path: Path, options: FetchOptions) -> LockResult:
     """Resolve the pinned names again; LockfileError (exit 7) listing every tag that moved."""
+    _tags_only(refs or [])
     current = read_lockfile(path)
     pins = list(current.pins) if refs is None else [p for ref in refs for p in _pinned(current, ref, path)]
     remotes = options.remotes
@@ -59,8 +59,13 @@ def check(layout: StoreLayout, names: Names, refs: list[Reference] | None, path:
     return LockResult(path, tuple(pins), False)
 
 
+def _tags_only(refs: list[Reference]) -> None:
+    if any(ref.digest is not None for ref in refs):
+        raise UsageError("lock takes NAME[:TAG]: a digest is already a pin", "name the model by tag")
+
+
 def _pinned(current: Lockfile, ref: Reference, path: Path) -> list[Pin]:
-    found = current.find(ref.name, ref.tag)
+    found = current.select(ref)
     if not found:
         raise LockfileError(f"{ref.ref_name} is not pinned in {path}", f"run 'odai-store lock {ref.ref_name}'")
     return found

@@ -52,8 +52,9 @@ class Pin(NamedTuple):
 
     @classmethod
     def of(cls, ref: Reference, remote: str, digest: Digest, manifest: Manifest) -> "Pin":
+        """The pin of ``ref``, a NAME:TAG reference, resolved on ``remote`` to ``digest``."""
         files = tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in manifest.files))
-        return cls(ref.name, ref.tag or "latest", remote, digest, files)
+        return cls(ref.name, ref.tag, remote, digest, files)
 
     def matches(self, files: Iterable[ModelFile]) -> bool:
         """True if ``files`` (of a manifest or a model) are exactly the pinned files."""
@@ -63,8 +64,11 @@ class Pin(NamedTuple):
 class Lockfile(NamedTuple):
     pins: tuple[Pin, ...] = ()
 
-    def find(self, name: str, tag: str | None = None) -> list[Pin]:
-        return [p for p in self.pins if p.name == name and (tag is None or p.tag == tag)]
+    def select(self, ref: Reference, any_tag: bool = False) -> list[Pin]:
+        """The pins ``ref`` designates: by NAME:TAG, by NAME@DIGEST, or with ``any_tag`` every pin of NAME."""
+        if ref.digest is not None:
+            return [p for p in self.pins if p.name == ref.name and p.digest == ref.digest]
+        return [p for p in self.pins if p.name == ref.name and (any_tag or p.tag == ref.tag)]
 
     def with_pins(self, pins: list[Pin]) -> "Lockfile":
         """A copy where each of ``pins`` replaces the pin of the same name and tag."""
@@ -107,7 +111,7 @@ def _pin(entry: object, where: str) -> Pin:
         if any(type(f.size) is not int or f.size < 0 or not isinstance(f.path, str) for f in pinned):
             raise TypeError
         check_model_paths([f.path for f in pinned])
-        return Pin(ref.name, ref.tag or "latest", remote, parse_digest(entry["digest"]), tuple(sorted(pinned)))
+        return Pin(ref.name, ref.tag, remote, parse_digest(entry["digest"]), tuple(sorted(pinned)))
     except (KeyError, TypeError):
         raise InvalidLockfile(f"{where}: a model needs name, tag, remote, digest and files (path, digest, size)") from None
     except (InvalidDigest, UsageError) as err:  # a bad digest, name, tag or file path

@@ -13,7 +13,7 @@ __all__ = ["select_pins", "sync"]
 
 
 def select_pins(lockfile: Lockfile, only: list[str] | None, path: Path) -> list[Pin]:
-    """The pins to sync: all, or those of the given NAME (any tag) or NAME:TAG."""
+    """The pins to sync: all, or those of the given NAME (any tag), NAME:TAG or NAME@DIGEST."""
     if not only:
         return list(lockfile.pins)
     from .oci.reference import parse_reference
@@ -21,7 +21,7 @@ def select_pins(lockfile: Lockfile, only: list[str] | None, path: Path) -> list[
     out: list[Pin] = []
     for text in only:
         ref = parse_reference(text)
-        found = lockfile.find(ref.name, ref.tag if ":" in text else None)
+        found = lockfile.select(ref, any_tag=text == ref.name)
         if not found:
             raise LockfileError(f"{text} is not pinned in {path}", f"run 'odai-store lock {text}' first")
         out += [p for p in found if p not in out]

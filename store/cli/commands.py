@@ -295,7 +295,7 @@ def lock(c: Context, names, lockfile: Path, check: bool, remotes, ca_bundle) -> 
 
 
 @cli.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, metavar="[NAME[:TAG]|NAME@DIGEST]...")
 @_LOCKFILE
 @click.option("--remote", "remotes", multiple=True, metavar="URL", help="Fetch from this remote instead of the pinned one.")
 @_CONNECTIONS
@@ -306,7 +306,7 @@ def lock(c: Context, names, lockfile: Path, check: bool, remotes, ca_bundle) -> 
 def sync(c: Context, **params) -> None:
     """Make exactly the pinned models present; print each one's path.
 
-    Never looks a tag up; with every pin present it sends no request at all.
+    All pins, or those of each NAME (any tag), NAME:TAG or NAME@DIGEST. Never looks a tag up; with every pin present it sends no request at all.
     """
     actions.sync(c, **params)
 

@@ -166,3 +166,19 @@ def test_a_lockfile_whose_files_differ_from_the_pinned_manifest_is_an_integrity_
     assert "llama:v1" in message and "other files" in message
     assert "odai-store lock" in result.err.splitlines()[1]
     assert store_files(setup.store) == before
+
+
+def test_sync_and_check_select_pins_by_digest_only_as_documented(setup: Setup, run_cli) -> None:
+    """sync NAME@DIGEST syncs the pin of NAME with that digest, and only if it is pinned;
+    lock --check takes tags only (spec/cli.md)."""
+    Store(setup.store).lock(["llama:v2"], setup.lockfile, remotes=[setup.url])
+    pins = {p.tag: p for p in read_lockfile(setup.lockfile).pins}
+    code, out, err = run_cli("sync", str(pins["v2"].reference), cwd=setup.app)
+    assert code == 0, err
+    assert out.splitlines() == [str(Store(setup.store).model(pins["v2"].reference).path)]
+    before = store_files(setup.store)
+    other = Digest("0" * 64)
+    message = assert_error(run_cli("sync", f"llama@{other}", cwd=setup.app), 7)
+    assert "not pinned" in message
+    assert "a digest is already a pin" in assert_error(run_cli("lock", "--check", str(pins["v1"].reference), cwd=setup.app), 2)
+    assert store_files(setup.store) == before

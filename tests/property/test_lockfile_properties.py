@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from store.lockfile import Lockfile, parse_lockfile
+from store.oci.reference import Reference
 from tests.support.strategies import lockfiles, pins
 
 
@@ -57,5 +58,5 @@ def test_locking_a_new_pin_adds_exactly_that_pin(lockfile: Lockfile, pin) -> Non
     updated = parse_lockfile(parsed.with_pins([pin]).to_bytes())
     others = [p for p in parsed.pins if p.ref_name != pin.ref_name]
     assert [p for p in updated.pins if p.ref_name != pin.ref_name] == others
-    [got] = updated.find(pin.name, pin.tag)
+    [got] = updated.select(Reference(pin.name, pin.tag))
     assert (got.remote, got.digest, set(got.files)) == (pin.remote, pin.digest, set(pin.files))

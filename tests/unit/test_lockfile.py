@@ -72,14 +72,15 @@ def test_with_pins_replaces_by_name_and_tag_and_keeps_the_rest() -> None:
     updated = base.with_pins([moved, _pin("a", "v2")])
     assert [(p.ref_name, p.digest) for p in updated.pins] == [("a:v1", D2), ("a:v2", D1), ("b:v1", D1)]
     assert base.with_pins(list(base.pins)).to_bytes() == base.to_bytes()
-    assert updated.find("a") == [moved, _pin("a", "v2")]
-    assert updated.find("a", "v2") == [_pin("a", "v2")]
-    assert updated.find("c") == []
+    assert updated.select(Reference("a"), any_tag=True) == [moved, _pin("a", "v2")]
+    assert updated.select(Reference("a", "v2")) == [_pin("a", "v2")]
+    assert updated.select(Reference("a", None, _pin("a", "v2").digest)) == [_pin("a", "v2")]
+    assert updated.select(Reference("c"), any_tag=True) == []
 
 
 def test_pin_of_a_manifest() -> None:
     manifest = Manifest.of([ModelFile("z.bin", D3, 5), ModelFile("a/b.txt", D2, 0)])
-    pin = Pin.of(Reference("m", None, None), "file:///r", D1, manifest)
+    pin = Pin.of(Reference("m"), "file:///r", D1, manifest)
     assert (pin.ref_name, pin.remote, pin.digest) == ("m:latest", "file:///r", D1)
     assert pin.files == (PinnedFile("a/b.txt", D2, 0), PinnedFile("z.bin", D3, 5))
     assert pin.reference == Reference("m", None, D1)  # sync asks for the digest, never the tag
