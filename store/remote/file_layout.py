@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import NetworkError, NotFound, from_os_error
+from ..errors import NetworkError, NotFound
 from ..oci.digest import Digest
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
 from .base import MAX_INDEX_BYTES, find_in_index
 
 __all__ = ["FileLayout"]
+
+_ABSENT = (errno.ENOENT, errno.ENOTDIR)
+_REFUSED = (errno.EACCES, errno.EPERM, errno.EISDIR)
+
+
+@contextmanager
+def _remote_errors(path: Path, absent: NotFound) -> Iterator[None]:
+    """The remote's OSErrors as a network remote's: ``absent`` (the next remote may
+    have the file), refused (no use trying again), or transient (EIO, an NFS
+    server's ESTALE: the engine retries)."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in _ABSENT:
+            raise absent from None
+        refused = err.errno in _REFUSED
+        hint = "check that you may read the remote's files" if refused else None
+        raise NetworkError(f"reading {path} failed: {err.strerror or err}", hint, transient=not refused) from err
 
 
 class _FileStream:
@@ -61,13 +82,8 @@ class FileLayout:
         self.url = root.as_uri()
 
     def _read_small(self, path: Path, cap: int) -> bytes:
-        try:
-            with open(path, "rb") as f:
-                data = f.read(cap + 1)
-        except FileNotFoundError:
-            raise NotFound(f"{path} does not exist on the remote", "check the remote path") from None
-        except OSError as err:
-            raise from_os_error(err, f"reading {path}") from err
+        with _remote_errors(path, NotFound(f"{path} does not exist on the remote", "check the remote path")), open(path, "rb") as f:
+            data = f.read(cap + 1)
         if len(data) > cap:
             raise NetworkError(f"{path} is over the {cap}-byte limit", "the remote is not an odai-store layout")
         return data
@@ -85,12 +101,9 @@ class FileLayout:
         return self._read_small(self.blob_path(digest), MAX_MANIFEST_BYTES)
 
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> _FileStream:
-        try:
+        absent = NotFound(f"blob {digest} is not in {self.root}", "the remote is missing a file of this model")
+        with _remote_errors(self.blob_path(digest), absent):
             return _FileStream(self.blob_path(digest), start, end, validator)
-        except FileNotFoundError:
-            raise NotFound(f"blob {digest} is not in {self.root}", "the remote is missing a file of this model") from None
-        except OSError as err:
-            raise NetworkError(f"opening {self.blob_path(digest)} failed: {err}", transient=True) from err
 
     def close(self) -> None:
         pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 import pytest
 
+from store.errors import NetworkError, NotFound
 from store.oci.reference import parse_reference
 from store.remote.http_layout import HttpLayout
 from store.remote.select import open_remote
@@ -75,3 +76,18 @@ def test_a_trailing_slash_on_the_url_is_the_same_remote(nginx: Nginx, nginx_samp
         assert remote.resolve(parse_reference(nginx_sample.ref_name)) == nginx_sample.manifest
     finally:
         remote.close()
+
+
+def test_a_file_remote_that_refuses_a_read_fails_over_to_the_next(tmp_path, sample: Sample, store) -> None:
+    """An OSError of a mounted remote is the remote's failure (exit 4, the next remote is
+    tried), not the local store's (spec/remotes.md); only a missing file is NotFound."""
+    broken = tmp_path / "broken"
+    (broken / "index.json").mkdir(parents=True)  # reading it: EISDIR
+    remote = open_remote(str(broken))
+    with pytest.raises(NetworkError) as refused:
+        remote.resolve(parse_reference(sample.ref_name))
+    assert refused.value.exit_code == 4 and not refused.value.transient  # retrying cannot help
+    with pytest.raises(NotFound):
+        open_remote(str(tmp_path / "nowhere")).resolve(parse_reference(sample.ref_name))
+    model = store.fetch(sample.ref_name, remotes=[str(broken), str(sample.root)])
+    assert model.digest == sample.manifest
