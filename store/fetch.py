@@ -308,12 +308,12 @@ def fetch_url(
     """A single-file model from any URL, checked against ``sha256``."""
     if ref.digest is not None:
         raise UsageError(f"--url needs NAME[:TAG], not a digest: {ref}", "name the model NAME[:TAG]")
-    name = check_model_path(filename or unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "model")
     from .remote.http_layout import HttpFile
 
-    remote = HttpFile(url, ca_bundle=options.ca_bundle)
-    fetcher = _Fetcher(layout, names, options, progress, cancel, say, remotes=[remote])
+    remote = HttpFile(url, ca_bundle=options.ca_bundle)  # first: it refuses a URL that does not parse
     try:
+        name = check_model_path(filename or unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "model")
+        fetcher = _Fetcher(layout, names, options, progress, cancel, say, remotes=[remote])
         with storage_errors("fetching", layout.root), Lease(layout) as lease:
             lease.add(sha256)
             got, written = 0, None

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError, ResponseError, SSLError
+from urllib3.exceptions import HTTPError, LocationValueError, MaxRetryError, ResponseError, SSLError
 
-from ..errors import NetworkError, NotFound
+from ..errors import NetworkError, NotFound, UsageError
 from ..oci.digest import Digest
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
@@ -82,9 +82,19 @@ def _check_status(response: urllib3.BaseHTTPResponse, url: str) -> None:
 
 
 def _pool(url: str, ca_bundle: str | None, timeout: urllib3.Timeout) -> urllib3.PoolManager:
-    """A PoolManager, through the proxy that HTTPS_PROXY/HTTP_PROXY/NO_PROXY choose for ``url``."""
+    """A PoolManager, through the proxy that HTTPS_PROXY/HTTP_PROXY/NO_PROXY choose for ``url``.
+
+    A URL urllib3 cannot parse is refused here, as bad input: found later, by
+    a request, it would pass for a transient fault and be retried.
+    """
     import urllib.request
 
+    try:
+        parsed = urllib3.util.parse_url(url)
+    except LocationValueError as err:
+        raise UsageError(f"invalid URL {url!r}: {err}", "check the URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(f"invalid URL {url!r}: not http:// or https:// with a host", "check the URL")
     # The redirect budget is urllib3's; every other retry is the engine's,
     # because only the engine knows where the data stopped.
     retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10)
@@ -93,7 +103,13 @@ def _pool(url: str, ca_bundle: str | None, timeout: urllib3.Timeout) -> urllib3.
     split = urlsplit(url)
     proxy = proxies.get(split.scheme)
     if proxy and not urllib.request.proxy_bypass_environment(split.hostname or "", proxies):
-        return urllib3.ProxyManager(proxy, **kwargs)
+        try:
+            return urllib3.ProxyManager(proxy, **kwargs)
+        except LocationValueError as err:  # a socks5:// proxy, or one that does not parse
+            raise UsageError(
+                f"cannot use the proxy {proxy!r} set by {split.scheme}_proxy in the environment: {err}",
+                "odai-store goes through http:// and https:// proxies; fix the variable, or unset it",
+            ) from None
     return urllib3.PoolManager(**kwargs)
 
 
@@ -172,7 +188,10 @@ class HttpLayout:
                 raise NetworkError(f"{url} is over the {cap}-byte limit", "the remote is not an odai-store layout")
             return data
         finally:
-            response.release_conn()
+            if response.length_remaining == 0:
+                response.release_conn()  # read to its end: the connection is reusable
+            else:
+                response.close()
 
     def blob_url(self, digest: Digest) -> str:
         return f"{self.url}/blobs/sha256/{digest.hex}"
@@ -245,9 +264,11 @@ class HttpFile(HttpLayout):
         """The file's size, from a HEAD request (or the start of a GET if HEAD is refused)."""
         with _translating_errors(self.url):
             response = self._pool.request("HEAD", self.url, headers=self._headers(), preload_content=False)
+        response.drain_conn()  # a HEAD response has no body: this only frees the connection
         if response.status in (405, 501):
             response = self._get(self.url)
-            response.release_conn()
+            # Its body, the whole file, is not read: the connection goes with it.
+            response.close()
         _check_status(response, self.url)
         declared = response.headers.get("Content-Length", "")
         if not declared.isdigit():

@@ -12,10 +12,15 @@ from .throttle import Throttled, TokenBucket
 
 __all__ = ["choose_remotes", "open_remote"]
 
+_HINT = "a remote is an http://, https:// or file:// URL, or a path"
+
 
 def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = None) -> Remote:
     """A Remote for an http(s):// URL, a file:// URL or a plain path."""
-    scheme = urlsplit(spec).scheme
+    try:
+        scheme = urlsplit(spec).scheme
+    except ValueError as err:  # an IPv6 host with its ']' missing
+        raise UsageError(f"invalid remote {spec!r}: {err}", _HINT) from None
     if scheme in ("http", "https"):
         from .http_layout import HttpLayout
 
@@ -25,7 +30,7 @@ def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = 
     if scheme == "file":
         return FileLayout(Path(unquote(urlsplit(spec).path)))
     if scheme and len(scheme) > 1:
-        raise UsageError(f"unsupported remote {spec!r}", "a remote is an http://, https:// or file:// URL, or a path")
+        raise UsageError(f"unsupported remote {spec!r}", _HINT)
     return FileLayout(Path(spec).expanduser().absolute())
 
 

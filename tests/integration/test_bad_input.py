@@ -236,6 +236,25 @@ def test_usage_errors(args: tuple[str, ...], store_dir: Path, run_cli, held) -> 
     _unchanged(store_dir, held)
 
 
+SHA = "0" * 64
+BAD_REMOTES = [
+    (("fetch", "m", "--remote", "http://[::1/x"), {}, "invalid remote"),
+    (("fetch", "m", "--remote", "http://exa mple.com/x"), {}, "invalid URL"),
+    (("fetch", "m", "--remote", "http:///x"), {}, "with a host"),
+    (("fetch", "m", "--remote", "gopher://h/x"), {}, "unsupported remote"),
+    (("fetch", "m", "--url", "http://[::1/x", "--sha256", SHA), {}, "invalid URL"),
+    (("fetch", "m", "--url", "ftp://h/x", "--sha256", SHA), {}, "invalid URL"),
+    (("fetch", "m", "--remote", "http://example.invalid/x"), {"http_proxy": "socks5://127.0.0.1:9"}, "cannot use the proxy"),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "says"), BAD_REMOTES)
+def test_remotes_and_proxies_that_cannot_be_used(args, env, says: str, store_dir: Path, run_cli, held) -> None:
+    """Refused as bad input (exit 2) before any request: neither a traceback nor a retried 'network failure'."""
+    assert says in assert_error(run_cli(*args, env=env), 2)
+    _unchanged(store_dir, held)
+
+
 # -- a damaged store ----------------------------------------------------------------
 
 DAMAGED_INDEXES = {

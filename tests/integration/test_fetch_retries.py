@@ -10,6 +10,8 @@ import hashlib
 import random
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import assert_error
 from tests.support.fault_server import Fault, oci_layout
 from tests.support.trees import read_tree
@@ -51,3 +53,14 @@ def test_a_redirect_loop_is_not_retried(fault_server, run_cli) -> None:
     assert "redirect" in message
     # The first request and ten redirects, once: a loop does not end by waiting.
     assert len(server.requests_for(layout.blob_path(DATA))) == 11
+
+
+@pytest.mark.parametrize("status", [405, 501])
+def test_a_url_file_whose_head_is_refused_is_sized_by_a_get(status: int, fault_server, run_cli) -> None:
+    """spec/cli.md (fetch --url): HEAD refused, the size comes from a GET's Content-Length."""
+    server = fault_server(None, {"/files/w.bin": DATA}).fail(Fault(status=status, path="/files/w.bin"))
+    sha = hashlib.sha256(DATA).hexdigest()
+    result = run_cli("fetch", "--progress", "none", "--retries", "0", "--url", f"{server.url}/files/w.bin", "--sha256", sha, "one/file:v1")
+    assert result.code == 0, result.err
+    assert read_tree(Path(result.out.strip())) == {"w.bin": DATA}
+    assert [(r.method, r.status) for r in server.requests_for("/files/w.bin")][:2] == [("HEAD", status), ("GET", 200)]
