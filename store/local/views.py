@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..oci.digest import Digest
 from ..oci.manifest import Manifest
@@ -27,8 +27,8 @@ class Views:
     def build(self, digest: Digest, manifest: Manifest) -> Path:
         """The view of ``manifest``, building it if absent. Idempotent and safe to race.
 
-        The tree is made under a private name and renamed into place, so a
-        view is either absent or complete. Links are relative, so the store
+        The tree is made under a private name, fsynced, and renamed into
+        place, so a view is either absent or complete. Links are relative, so the store
         can be moved or mounted elsewhere and its views still resolve.
         """
         import shutil
@@ -44,6 +44,11 @@ class Views:
                 link.parent.mkdir(parents=True, exist_ok=True)
                 up = "../" * (_VIEW_DEPTH + f.path.count("/"))
                 os.symlink(f"{up}blobs/sha256/{f.digest.hex}", link)
+            # Durable before it is renamed into place, deepest first: complete
+            # or absent holds after a power loss too.
+            tree = {tmp / parent for f in manifest.files for parent in PurePosixPath(f.path).parents}
+            for directory in sorted(tree, key=lambda d: len(d.parts), reverse=True):
+                fsync_dir(directory)
             try:
                 os.rename(tmp, final)
             except OSError as err:

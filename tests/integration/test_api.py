@@ -278,6 +278,24 @@ def test_a_deleted_view_is_built_again(store: Store, model_tree: Path, model_fil
     assert read_tree(model.path) == model_files
 
 
+def test_every_directory_of_a_view_is_fsynced_before_it_is_renamed_into_place(store: Store, tmp_path: Path, monkeypatch) -> None:
+    """A view is complete or absent even after a power loss (spec/locking.md): the links and
+    directories of the tree must be on disk before the rename makes it visible."""
+    import store.local.views as views
+
+    synced: list[str] = []
+    real_fsync_dir, real_rename = views.fsync_dir, os.rename
+    monkeypatch.setattr(views, "fsync_dir", lambda path: (synced.append(str(path)), real_fsync_dir(path)))
+    renamed: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(views.os, "rename", lambda a, b: (renamed.append((str(a), list(synced))), real_rename(a, b)))
+    tree = write_tree(tmp_path / "m", {"a": b"a", "d/b": b"b", "d/e/c": b"c", "f/g": b"g"})
+    model = store.add("m", [tree])
+    [(tmp, synced_before)] = [(a, before) for a, before in renamed if ".build-" in a]
+    assert sorted(synced_before) == sorted([tmp, f"{tmp}/d", f"{tmp}/d/e", f"{tmp}/f"])
+    assert synced_before.index(f"{tmp}/d/e") < synced_before.index(f"{tmp}/d") < synced_before.index(tmp)
+    assert read_tree(model.path) == {"a": b"a", "d/b": b"b", "d/e/c": b"c", "f/g": b"g"}
+
+
 def test_adding_a_view_gives_the_same_model(store: Store, model_tree: Path) -> None:
     model = store.add("m", [model_tree])
     blobs = sorted(os.listdir(store.layout.blobs))
