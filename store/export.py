@@ -45,6 +45,7 @@ def _reflink(src: Path, dst: Path) -> None:
             d.close()
             dst.unlink()
             raise
+        os.fsync(d.fileno())
     os.chmod(dst, 0o444)
 
 
@@ -53,6 +54,11 @@ def _copy(src: Path, dst: Path) -> None:
     import shutil
 
     shutil.copyfile(src, dst)
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.chmod(dst, 0o444)
 
 
@@ -76,9 +82,33 @@ def _place(src: Path, target: Path, mode: str) -> str:
             if mode == "auto" and err.errno in _UNSUPPORTED:
                 continue
             raise from_os_error(err, f"exporting by {how} to {target}") from err
-        os.rename(tmp, target)  # never a half-written file under the model's name
+        _name(tmp, target)
         return how
     raise AssertionError("copy always applies")
+
+
+def _name(tmp: Path, target: Path) -> None:
+    """Give the made file its model path, never over a file another process put there.
+
+    link(2) fails where rename(2) would replace; rename remains for the
+    filesystems that have no hard links, after the check export made first.
+    """
+    try:
+        os.link(tmp, target, follow_symlinks=False)
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        raise _taken(target) from None
+    except OSError as err:
+        if err.errno not in _UNSUPPORTED:
+            tmp.unlink(missing_ok=True)
+            raise from_os_error(err, f"exporting to {target}") from err
+        os.rename(tmp, target)
+        return
+    tmp.unlink(missing_ok=True)
+
+
+def _taken(target: Path) -> UsageError:
+    return UsageError(f"{target} exists; export never overwrites", "remove it, or export to an empty directory")
 
 
 def export(model: Model, blob_path, dest: Path, mode: str = "auto") -> Exported:
@@ -86,9 +116,9 @@ def export(model: Model, blob_path, dest: Path, mode: str = "auto") -> Exported:
     if mode not in LINK_MODES:
         raise UsageError(f"unknown link mode {mode!r}", f"use one of {', '.join(LINK_MODES)}")
     targets = [(f, dest / f.path) for f in model.files]
-    taken = [str(t) for _, t in targets if t.exists() or t.is_symlink()]
+    taken = [t for _, t in targets if t.exists() or t.is_symlink()]
     if taken:
-        raise UsageError(f"{taken[0]} exists; export never overwrites", "remove it, or export to an empty directory")
+        raise _taken(taken[0])
     done = []
     for f, target in targets:
         try:

@@ -125,6 +125,30 @@ def test_export_never_overwrites(model: str, tmp_path: Path, run_cli) -> None:
     assert read_tree(tmp_path / "again") == FILES
 
 
+@pytest.mark.parametrize("mode", ["hardlink", "copy", "symlink"])
+def test_a_file_another_process_puts_at_a_target_meanwhile_is_not_overwritten(mode: str, model: str, store_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """The check that no target exists comes before the files are made; a file that appears at
+    a target after it (another export, the app) must still win: naming goes by link(2), which
+    fails where rename(2) would replace."""
+    import store.export as export_module
+    from store import Store, UsageError
+
+    dest = tmp_path / "out"
+    make = export_module._MAKERS[mode]
+
+    def make_then_race(src: Path, dst: Path) -> None:
+        make(src, dst)
+        target = dst.parent / dst.name[1:].rsplit(".", 2)[0]  # .<name>.<pid>-<hex>.tmp
+        if not target.exists():
+            target.write_bytes(b"theirs")
+
+    monkeypatch.setitem(export_module._MAKERS, mode, make_then_race)
+    with pytest.raises(UsageError, match="exists; export never overwrites"):
+        Store(store_dir).export("llama:v1", dest, link=mode)
+    [theirs] = [p for p in dest.rglob("*") if p.is_file() or p.is_symlink()]
+    assert theirs.read_bytes() == b"theirs"  # and no private file left behind
+
+
 def test_an_unknown_model_or_mode(model: str, tmp_path: Path, run_cli) -> None:
     assert_error(run_cli("export", "mistral:v1", tmp_path / "out"), 3)
     assert_error(run_cli("export", "--link", "teleport", "llama:v1", tmp_path / "out"), 2)
