@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .errors import Interrupted, StoreError
+from .errors import Interrupted
 from .transfer.progress import Snapshot
 
 __all__ = ["Download", "DownloadQueue", "DownloadState"]
@@ -134,7 +134,7 @@ class Download:
             return self._result
         if self._state is DownloadState.PAUSED:
             raise Interrupted("the download is paused", "call resume() to continue")
-        raise self._error if isinstance(self._error, StoreError) else (self._error or Interrupted("cancelled"))
+        raise self._error or Interrupted("cancelled")
 
 
 class DownloadQueue:

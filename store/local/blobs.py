@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..oci.digest import Digest
+from ..oci.digest import Digest, digest_named
 from .atomic import fsync_dir, write_atomic
 from .layout import StoreLayout
 
@@ -15,9 +15,6 @@ if TYPE_CHECKING:
     from .ingest import IngestWriter, Written
 
 __all__ = ["BlobStore"]
-
-_HEX = frozenset("0123456789abcdef")
-
 
 class BlobStore:
     def __init__(self, layout: StoreLayout) -> None:
@@ -42,8 +39,8 @@ class BlobStore:
         """Every blob present now; blobs published during the walk may or may not appear."""
         with os.scandir(self.layout.blobs) as entries:
             for entry in entries:
-                if len(entry.name) == 64 and _HEX.issuperset(entry.name):
-                    yield Digest(entry.name)
+                if (digest := digest_named(entry.name)) is not None:
+                    yield digest
 
     def publish(self, ingest: IngestWriter, written: Written) -> bool:
         """Move committed ingest data to its digest's path; False if the blob was there already.

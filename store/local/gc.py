@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from ..errors import IntegrityError, InvalidManifest, InvalidPath
 from ..oci.descriptor import Descriptor
-from ..oci.digest import Digest, InvalidDigest, sha256_of
+from ..oci.digest import Digest, InvalidDigest, digest_named, sha256_of
 from ..oci.manifest import parse_manifest
 from .blobs import BlobStore
 from .layout import StoreLayout
@@ -112,13 +112,11 @@ def _stale_partial(path: Path, now: float, present: set[Digest] | None = None) -
         return True
     if not Holder(pid, os.uname().nodename, 0).is_dead():
         return False
-    prefix = path.name.split("-")[0]
-    if present is not None and len(prefix) == 64 and _HEX.issuperset(prefix):
-        return Digest(prefix) in present
+    partial_of = digest_named(path.name.split("-")[0])
+    if present is not None and partial_of is not None:
+        return partial_of in present
     return True
 
-
-_HEX = frozenset("0123456789abcdef")
 # atomic.private_name: <prefix><pid>-<16 hex>.tmp; a partial's journal ends in .journal instead.
 _PRIVATE = re.compile(r"(\d+)-[0-9a-f]{16}\.(?:tmp|journal)$")
 
@@ -156,7 +154,8 @@ def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool
                 for leftover in directory.glob(".*.tmp"):
                     if _stale_partial(leftover, now):
                         leftover.unlink(missing_ok=True)
+            needed = present | keep
             for record in layout.fast_records.iterdir():
-                if len(record.name) == 64 and Digest(record.name) not in present | keep:
+                if (digest := digest_named(record.name)) is not None and digest not in needed:
                     record.unlink(missing_ok=True)
     return GcReport(tuple(doomed), freed, tuple(dead_views), tuple(partials), dry_run)

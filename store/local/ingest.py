@@ -13,6 +13,7 @@ hasher releases the GIL), so it overlaps the network and the disk.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -53,6 +54,7 @@ SYNC_INTERVAL = 1.0  # seconds between fsyncs of the partial's data
 # of it after hashing has ended instead of while hashing runs: a 2 GiB add
 # took the time of the hashing plus the time of the whole write.
 _WRITE_BEHIND = 64 << 20
+_SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ class IngestWriter:
             if size:
                 os.posix_fallocate(self._fd, 0, size)
         except OSError as err:
-            if err.errno in (95, 22):  # EOPNOTSUPP, EINVAL: the filesystem cannot; the write will tell
+            if err.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # the filesystem cannot; the write will tell
                 os.ftruncate(self._fd, size)
                 return
             self.abort()
@@ -510,7 +512,7 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
         except (OSError, AttributeError):  # not Linux: the final fsync does it all
             _sync_file_range = None
     if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def _journal_path(partial: Path) -> Path:

@@ -55,10 +55,6 @@ class Ranges:
     def total(self) -> int:
         return sum(e - s for s, e in self.spans)
 
-    def prefix(self) -> int:
-        """Length of the run that starts at byte 0."""
-        return self.spans[0][1] if self.spans and self.spans[0][0] == 0 else 0
-
     def end_of_run(self, at: int) -> int:
         """The end of the range containing ``at``, or ``at`` if none does."""
         for s, e in self.spans:

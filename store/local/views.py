@@ -6,7 +6,7 @@ import errno
 import os
 from pathlib import Path, PurePosixPath
 
-from ..oci.digest import Digest
+from ..oci.digest import Digest, digest_named
 from ..oci.manifest import Manifest
 from .atomic import fsync_dir, private_name
 from .layout import StoreLayout
@@ -64,7 +64,7 @@ class Views:
 
     def walk(self) -> list[Digest]:
         """Manifest digests that have a view."""
-        return [Digest(e.name) for e in os.scandir(self.layout.views) if len(e.name) == 64 and not e.name.startswith(".")]
+        return [d for e in os.scandir(self.layout.views) if (d := digest_named(e.name)) is not None]
 
     def leftovers(self) -> list[Path]:
         """Half-built or half-removed view trees (their builder died)."""

@@ -43,12 +43,6 @@ class ChunkDigests(NamedTuple):
             raise InvalidChunks(f"chunk digests do not describe {blob_size} bytes in chunks of {chunk_size}")
         return cls(chunk_size, tuple(text[i : i + _HEX_LEN] for i in range(0, len(text), _HEX_LEN)))
 
-    def check(self, index: int, data: bytes | memoryview) -> bool:
-        """True if ``data`` is chunk number ``index``."""
-        import blake3
-
-        return blake3.blake3(data).hexdigest() == self.digests[index]
-
 
 class ChunkHasher:
     """Stream bytes in any split; collects the BLAKE3 digest of each whole chunk."""

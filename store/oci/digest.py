@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 from ..errors import UsageError
 
-__all__ = ["Digest", "InvalidDigest", "parse_digest", "sha256_of"]
+__all__ = ["Digest", "InvalidDigest", "parse_digest", "digest_named", "sha256_of"]
 
 # The store names blobs by SHA-256 only (spec/digests.md): one algorithm keeps
 # every path in blobs/ unique per content, which is what dedup relies on.
@@ -45,6 +45,13 @@ def parse_digest(text: str) -> Digest:
     ):
         return Digest(text[7:])
     raise InvalidDigest(f"not a sha256 digest: {text!r}")
+
+
+def digest_named(name: str) -> Digest | None:
+    """The digest a file name in blobs/sha256/, views/sha256/ or meta/ stands for: 64 lowercase hex digits; else None."""
+    if len(name) == 64 and name.isascii() and not name.encode().translate(None, _HEX_DIGITS):
+        return Digest(name)
+    return None
 
 
 def sha256_of(data: bytes) -> Digest:

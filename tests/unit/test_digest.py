@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from store.oci.digest import Digest, InvalidDigest, parse_digest, sha256_of
+from store.oci.digest import Digest, InvalidDigest, digest_named, parse_digest, sha256_of
 from tests.support.strategies import digests_hex
 
 HEX = "0123456789abcdef" * 4
@@ -84,3 +84,10 @@ def test_one_wrong_character_is_refused(hex_: str, at: int, char: str) -> None:
     else:
         with pytest.raises(InvalidDigest):
             parse_digest(text)
+
+
+def test_digest_named_takes_exactly_64_lowercase_hex_digits() -> None:
+    hex64 = "0123456789abcdef" * 4
+    assert digest_named(hex64) == Digest(hex64)
+    for name in ["", hex64[:-1], hex64 + "0", hex64.upper(), "g" + hex64[1:], ".build-1-" + hex64[:16] + ".tmp", "٠" * 64]:
+        assert digest_named(name) is None, name
