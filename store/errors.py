@@ -141,12 +141,20 @@ def _read_only_for_us(filename: object, store: os.PathLike[str]) -> bool:
     return os.path.commonpath([os.path.abspath(filename), root]) == root and not os.access(root, os.W_OK, effective_ids=effective)
 
 
-def from_os_error(err: OSError, doing: str, store: os.PathLike[str] | None = None) -> StoreError:
-    """Classify an OSError raised while ``doing`` something; ``store`` is the root of an existing store the block writes to."""
+def from_os_error(err: OSError, doing: str, store: os.PathLike[str] | None = None, *, outside: str | None = None) -> StoreError:
+    """Classify an OSError raised while ``doing`` something.
+
+    ``store`` is the root of an existing store the block writes to. A block
+    that works on files outside the store (an export's DEST, a lockfile)
+    passes ``outside``, the hint for them: what went wrong there is not the
+    store's, and only a full disk keeps its own class.
+    """
     where = f": {err.filename}" if err.filename else ""
     text = f"{doing} failed: {err.strerror or err}{where}"
     if err.errno in _FULL:
         return NoSpace(text)
+    if outside is not None:
+        return StorageError(text, outside)
     if err.errno in _READ_ONLY:
         return ReadOnlyStore(text)
     if err.errno in _DENIED:

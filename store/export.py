@@ -18,6 +18,7 @@ __all__ = ["LINK_MODES", "Exported", "export"]
 
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+_DEST_HINT = "check that you may write under DEST; where a link cannot be made there, --link auto copies"
 # Errors that mean "this way cannot work here", so auto tries the next one.
 _UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.EPERM, errno.EMLINK, errno.ENOSYS}
 
@@ -81,7 +82,7 @@ def _place(src: Path, target: Path, mode: str) -> str:
             tmp.unlink(missing_ok=True)
             if mode == "auto" and err.errno in _UNSUPPORTED:
                 continue
-            raise from_os_error(err, f"exporting by {how} to {target}") from err
+            raise from_os_error(err, f"exporting by {how} to {target}", outside=_DEST_HINT) from err
         _name(tmp, target)
         return how
     raise AssertionError("copy always applies")
@@ -101,7 +102,7 @@ def _name(tmp: Path, target: Path) -> None:
     except OSError as err:
         if err.errno not in _UNSUPPORTED:
             tmp.unlink(missing_ok=True)
-            raise from_os_error(err, f"exporting to {target}") from err
+            raise from_os_error(err, f"exporting to {target}", outside=_DEST_HINT) from err
         os.rename(tmp, target)
         return
     tmp.unlink(missing_ok=True)
@@ -111,19 +112,34 @@ def _taken(target: Path) -> UsageError:
     return UsageError(f"{target} exists; export never overwrites", "remove it, or export to an empty directory")
 
 
+def _first_taken(dest: Path, targets: list[Path]) -> Path | None:
+    """The first target, or directory a target needs (DEST included), that something already holds."""
+    for target in targets:
+        if target.exists() or target.is_symlink():  # is_symlink: a dangling link is taken too
+            return target
+        for parent in target.relative_to(dest).parents:
+            directory = dest / parent
+            if (directory.exists() or directory.is_symlink()) and not directory.is_dir():
+                return directory
+    return None
+
+
 def export(model: Model, blob_path, dest: Path, mode: str = "auto") -> Exported:
     """Materialize ``model`` under ``dest``; existing files are never overwritten (UsageError)."""
     if mode not in LINK_MODES:
         raise UsageError(f"unknown link mode {mode!r}", f"use one of {', '.join(LINK_MODES)}")
     targets = [(f, dest / f.path) for f in model.files]
-    taken = [t for _, t in targets if t.exists() or t.is_symlink()]
-    if taken:
-        raise _taken(taken[0])
+    try:
+        taken = _first_taken(dest, [t for _, t in targets])
+    except OSError as err:
+        raise from_os_error(err, f"looking into {dest}", outside=_DEST_HINT) from err
+    if taken is not None:
+        raise _taken(taken)
     done = []
     for f, target in targets:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise from_os_error(err, f"creating {target.parent}") from err
+            raise from_os_error(err, f"creating {target.parent}", outside=_DEST_HINT) from err
         done.append((f.path, _place(blob_path(f.digest), target, mode)))
     return Exported(dest, tuple(done))

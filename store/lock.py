@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import LockfileError, StorageError, UsageError
+from .errors import LockfileError, UsageError, from_os_error
 from .fetch import FetchOptions, resolve
 from .local.atomic import write_atomic
 from .local.layout import StoreLayout
@@ -36,9 +36,7 @@ def lock(layout: StoreLayout, names: Names, refs: list[Reference], path: Path, o
         try:
             write_atomic(path, data)
         except OSError as err:
-            raise StorageError(
-                f"writing {path} failed: {err.strerror or err}", "check that the lockfile's directory exists and that you may write to it"
-            ) from err
+            raise from_os_error(err, f"writing {path}", outside="check that the lockfile's directory exists and that you may write to it") from err
     return LockResult(path, tuple(pins), changed)
 
 

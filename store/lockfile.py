@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import StorageError, UsageError
+from .errors import UsageError, from_os_error
 from .oci.digest import Digest, InvalidDigest, parse_digest
 from .oci.manifest import Manifest, ModelFile, check_model_paths
 from .oci.reference import Reference, parse_reference
@@ -149,4 +149,4 @@ def read_lockfile(path: Path, missing_ok: bool = False) -> Lockfile:
             return Lockfile()
         raise InvalidLockfile(f"no lockfile at {path}", "create it with 'odai-store lock NAME...'") from None
     except OSError as err:  # a directory, no permission: the lockfile's place, not the store, is at fault
-        raise StorageError(f"reading {path} failed: {err.strerror or err}", "check the lockfile's path and that you may read it") from err
+        raise from_os_error(err, f"reading {path}", outside="check the lockfile's path and that you may read it") from err

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from store import Store
 from tests.support.cli import assert_error, run_cli_many
 from tests.support.cli import run_cli as run_in
-from tests.support.requirements import unavailable
+from tests.support.privileges import bound_by_permissions
 from tests.support.trees import sample_model, store_files, write_tree
 
 
@@ -153,26 +152,11 @@ def test_file_names_a_model_cannot_hold(name: bytes, tmp_path: Path, store_dir: 
 
 
 # -- unreadable input -------------------------------------------------------------
-#
-# Root reads any file whatever its mode (CAP_DAC_OVERRIDE), and CI runs as root.
-# So as root the command runs under setpriv with the two capabilities that
-# bypass file permissions dropped from its bounding set: it is still root and
-# still owns the store, but a chmod 000 file is unreadable to it as to anyone.
-
-
-def _unprivileged_prefix() -> tuple[str, ...]:
-    if os.geteuid() != 0:
-        return ()
-    setpriv = shutil.which("setpriv")
-    caps = "-dac_override,-dac_read_search"
-    if setpriv is None or subprocess.run([setpriv, f"--bounding-set={caps}", "true"]).returncode != 0:
-        unavailable("running as root without a working setpriv (util-linux): root can read a chmod 000 file")
-    return (setpriv, f"--bounding-set={caps}")
 
 
 @pytest.mark.parametrize("where", ["file", "file-in-tree", "directory-in-tree"])
 def test_unreadable_input(where: str, tmp_path: Path, store_dir: Path, run_cli, held) -> None:
-    prefix = _unprivileged_prefix()
+    prefix = bound_by_permissions()
     tree = write_tree(tmp_path / "t", {"ok": b"ok", "secret": b"s", "closed/inner": b"i"})
     target = {"file": tree / "secret", "file-in-tree": tree / "secret", "directory-in-tree": tree / "closed"}[where]
     source = tree / "secret" if where == "file" else tree

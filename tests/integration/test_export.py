@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import assert_error
+from tests.support.privileges import bound_by_permissions
 from tests.support.requirements import unavailable
 from tests.support.trees import read_tree, sample_model, write_tree
 
@@ -147,6 +148,25 @@ def test_a_file_another_process_puts_at_a_target_meanwhile_is_not_overwritten(mo
         Store(store_dir).export("llama:v1", dest, link=mode)
     [theirs] = [p for p in dest.rglob("*") if p.is_file() or p.is_symlink()]
     assert theirs.read_bytes() == b"theirs"  # and no private file left behind
+
+
+def test_a_file_where_a_directory_of_the_model_goes_is_taken_too(model: str, tmp_path: Path, run_cli) -> None:
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "tokenizer").write_bytes(b"a file, not the model's directory\n")
+    message = assert_error(run_cli("export", "llama:v1", dest), 2)
+    assert str(dest / "tokenizer") in message and "overwrite" in message
+    assert sorted(p.name for p in dest.iterdir()) == ["tokenizer"]  # nothing was made
+
+
+def test_a_dest_that_cannot_be_searched_is_a_storage_error(model: str, tmp_path: Path, run_cli) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0)
+    try:
+        message = assert_error(run_cli("export", "llama:v1", closed / "sub", prefix=bound_by_permissions()), 6)
+    finally:
+        closed.chmod(0o755)
+    assert "Permission denied" in message and str(closed / "sub") in message
 
 
 def test_an_unknown_model_or_mode(model: str, tmp_path: Path, run_cli) -> None:

@@ -6,7 +6,6 @@ without a request; `add`, `gc` and `rm` fail with exit 6 and say why.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from store import Store
 from store.oci.digest import Digest
 from tests.support.cli import CliResult, assert_error, run_cli
 from tests.support.counting_server import Served, serve_counting
+from tests.support.privileges import bound_by_permissions
 from tests.support.requirements import unavailable
 from tests.support.trees import read_tree, sample_model, store_files, write_tree
 
@@ -115,24 +115,6 @@ def test_a_read_only_mount_serves_path_and_sync_and_refuses_writes(held: Held, r
 
 # -- no write permission -------------------------------------------------------------
 #
-# Root writes whatever the mode bits say (CAP_DAC_OVERRIDE), and CI runs as
-# root. So as root the commands run under setpriv without the capabilities
-# that bypass file permissions (or ownership, for chmod): still uid 0 and the
-# owner, but bound by the mode bits like anyone.
-
-
-def _without_override() -> tuple[str, ...]:
-    if os.geteuid() != 0:
-        return ()
-    setpriv = shutil.which("setpriv")
-    caps = "--bounding-set=-dac_override,-dac_read_search,-fowner"
-    if setpriv is None or subprocess.run([setpriv, caps, "true"]).returncode != 0:
-        unavailable(
-            "running as root without a working setpriv (util-linux) to drop CAP_DAC_OVERRIDE: root writes to a read-only directory"
-        )
-    return (setpriv, caps)
-
-
 def _remove_write_permission(root: Path) -> dict[str, int]:
     """``chmod -R a-w``; returns every mode, to put back."""
     modes = {}
@@ -146,7 +128,7 @@ def _remove_write_permission(root: Path) -> dict[str, int]:
 
 
 def test_a_store_without_write_permission_serves_path_and_sync_and_refuses_writes(held: Held) -> None:
-    prefix = _without_override()
+    prefix = bound_by_permissions()
     # The lockfile's directory stays writable: it is the app's, not the store's.
     modes = _remove_write_permission(held.store)
     try:

@@ -29,6 +29,7 @@ from store import Store
 from store.lockfile import parse_lockfile, read_lockfile
 from store.oci.digest import Digest
 from store.oci.manifest import Manifest
+from store.oci.reference import Reference
 from tests.support.cli import CliResult, assert_error, run_cli, run_cli_many
 from tests.support.counting_server import Served, serve_counting
 from tests.support.requirements import unavailable
@@ -166,7 +167,7 @@ def test_relocking_is_byte_identical_and_check_names_the_tag_that_moved(tmp_path
         assert app.run("lock", "--check").code == 0
         old, new = parse_lockfile(first), read_lockfile(app.lockfile)
         assert [p for p in new.pins if p.ref_name != "llama:latest"] == [p for p in old.pins if p.ref_name != "llama:latest"]
-        assert new.find("llama", "latest")[0].digest == moved
+        assert new.select(Reference("llama", "latest"))[0].digest == moved
 
 
 # -- a store shared by the members of a group ------------------------------------------
