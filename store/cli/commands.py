@@ -6,6 +6,7 @@ the quick path (quick.py) runs them without click; here they are declared.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -191,15 +192,14 @@ _LOCKFILE = click.option(
 
 
 def _rate(text: str | None) -> float | None:
-    """'10M' -> bytes per second; K, M, G are powers of 1024, as in curl's --limit-rate."""
+    """'10M' -> bytes per second; K, M, G are powers of 1024, as in curl's --limit-rate (grammar: spec/remotes.md)."""
     if text is None:
         return None
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    number, unit = text[:-1] if text[-1:].isalpha() else text, text[-1:].upper() if text[-1:].isalpha() else ""
-    try:
-        value = float(number) * units[unit]
-    except (ValueError, KeyError):
-        raise click.BadParameter(f"{text!r} is not a rate like 500K, 10M or 1G", param_hint="--limit-rate") from None
+    # The grammar, not float(): that would take 'nan', 'inf', '1e3' and '1_0'.
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([KkMmGg]?)", text)
+    if match is None:
+        raise click.BadParameter(f"{text!r} is not a rate like 500K, 10M or 1G", param_hint="--limit-rate")
+    value = float(match[1]) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[match[2].upper()]
     if value <= 0:
         raise click.BadParameter("the rate must be positive", param_hint="--limit-rate")
     return value

@@ -23,7 +23,7 @@ import pytest
 
 from store import Store
 from store.oci.digest import Digest
-from tests.support.cli import assert_error
+from tests.support.cli import assert_error, run_cli_many
 from tests.support.fault_server import Fault, oci_layout
 from tests.support.nginx import THROTTLE_BYTES, Nginx
 from tests.support.scratch import scratch_dir
@@ -425,9 +425,12 @@ def test_limit_rate_option(nginx: Nginx, run_cli) -> None:
     assert elapsed >= 1.5, f"{elapsed:.2f}s"
 
 
-def test_limit_rate_must_be_a_rate(run_cli) -> None:
-    for bad in ("fast", "0", "-5M", "10Q"):
-        assert_error(run_cli("fetch", "--limit-rate", bad, "--remote", "http://127.0.0.1:9", "m:v1"), 2)
+def test_limit_rate_must_be_a_rate(store_dir: Path) -> None:
+    """The grammar of spec/remotes.md, and nothing float() would also take."""
+    bad = ["fast", "0", "-5M", "10Q", "10MB", "nan", "nanK", "infK", "1e999", "1e3", "1_0K", ".5K", "+5", " 5", "5."]
+    argvs = [("fetch", "--limit-rate", rate, "--remote", "http://127.0.0.1:9", "m:v1") for rate in bad]
+    for rate, result in zip(bad, run_cli_many(store_dir, argvs)):
+        assert "--limit-rate" in assert_error(result, 2), rate
 
 
 # -- serve: correct HTTP -------------------------------------------------------------
