@@ -28,16 +28,17 @@ def _run_click(args: list[str]) -> int:
     from .commands import cli
 
     try:
-        # Without standalone mode click returns the code of --help/--version
-        # and lets every other error reach the handlers of main().
-        return cli.main(args=args, prog_name="odai-store", standalone_mode=False) or 0
+        # Not cli.main(): it prints a blank line before our two on Ctrl-C, and
+        # turns a reader that went away (--version | true) into exit 1. This
+        # way every error reaches the handlers of main().
+        with cli.make_context("odai-store", args) as ctx:
+            cli.invoke(ctx)
+        return 0
     except click.UsageError as err:
         command = err.ctx.command_path if err.ctx else "odai-store"
         raise UsageError(err.format_message(), f"see '{command} --help'") from None
     except click.exceptions.Exit as err:  # --help, --version
         return err.exit_code
-    except click.Abort:
-        raise KeyboardInterrupt from None
 
 
 def _run(args: list[str]) -> int:

@@ -28,7 +28,10 @@ def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = 
     from .file_layout import FileLayout
 
     if scheme == "file":
-        return FileLayout(Path(unquote(urlsplit(spec).path)))
+        path = unquote(urlsplit(spec).path)
+        if not path.startswith("/"):  # file:../mirror: a file URL holds an absolute path (RFC 8089)
+            raise UsageError(f"invalid remote {spec!r}: a file: URL needs an absolute path", "write file:///absolute/path, or give the path itself")
+        return FileLayout(Path(path))
     if scheme and len(scheme) > 1:
         raise UsageError(f"unsupported remote {spec!r}", _HINT)
     return FileLayout(Path(spec).expanduser().absolute())

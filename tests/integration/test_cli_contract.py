@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -295,6 +296,18 @@ def test_a_reader_that_goes_away_is_not_an_error(store, model_tree: Path) -> Non
     assert proc.wait(60) == 0
     assert proc.stderr.read() == b""
     assert model.path.is_dir()
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",), ("gc", "--help")])
+def test_a_reader_gone_before_help_or_version_is_not_an_error(args: tuple[str, ...]) -> None:
+    """These go through click, whose own main() turns a broken pipe into exit 1."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "store", *args], stdout=write, stderr=subprocess.PIPE)
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (0, b"")
 
 
 def test_json_error_leaves_stdout_empty(run_cli) -> None:
