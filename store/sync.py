@@ -23,7 +23,7 @@ def select_pins(lockfile: Lockfile, only: list[str] | None, path: Path) -> list[
         ref = parse_reference(text)
         found = lockfile.select(ref, any_tag=text == ref.name)
         if not found:
-            raise LockfileError(f"{text} is not pinned in {path}", f"run 'odai-store lock {text}' first")
+            raise LockfileError(f"{text} is not pinned in {path}", f"run 'odai-store lock {ref.name if ref.digest else text}' first")
         out += [p for p in found if p not in out]
     return out
 

@@ -226,6 +226,7 @@ BAD_REMOTES = [
     (("fetch", "m", "--remote", "http://exa mple.com/x"), {}, "invalid URL"),
     (("fetch", "m", "--remote", "http:///x"), {}, "with a host"),
     (("fetch", "m", "--remote", "gopher://h/x"), {}, "unsupported remote"),
+    (("fetch", "m", "--remote", "file:../mirror"), {}, "absolute path"),
     (("fetch", "m", "--url", "http://[::1/x", "--sha256", SHA), {}, "invalid URL"),
     (("fetch", "m", "--url", "ftp://h/x", "--sha256", SHA), {}, "invalid URL"),
     (("fetch", "m", "--remote", "http://example.invalid/x"), {"http_proxy": "socks5://127.0.0.1:9"}, "cannot use the proxy"),

@@ -178,7 +178,8 @@ def test_sync_and_check_select_pins_by_digest_only_as_documented(setup: Setup, r
     assert out.splitlines() == [str(Store(setup.store).model(pins["v2"].reference).path)]
     before = store_files(setup.store)
     other = Digest("0" * 64)
-    message = assert_error(run_cli("sync", f"llama@{other}", cwd=setup.app), 7)
-    assert "not pinned" in message
+    result = run_cli("sync", f"llama@{other}", cwd=setup.app)
+    assert "not pinned" in assert_error(result, 7)
+    assert result.err.splitlines()[1] == "hint: run 'odai-store lock llama' first"  # lock takes no digest
     assert "a digest is already a pin" in assert_error(run_cli("lock", "--check", str(pins["v1"].reference), cwd=setup.app), 2)
     assert store_files(setup.store) == before
