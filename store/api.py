@@ -128,9 +128,8 @@ class Store:
         files = tuple(ModelFileStatus(f, self._blobs.has(f.digest)) for f in manifest.files)
         return ModelInfo(None if ref.digest else ref.ref_name, digest, files)
 
-    def model(self, ref: str | Reference) -> Model:
-        """The model with its view, built if missing; NotFound if any file is absent."""
-        ref = _ref(ref)
+    def _complete(self, ref: Reference) -> tuple[Digest, Manifest]:
+        """The manifest ``ref`` designates, once every file's blob is here; NotFound if any is absent."""
         digest, manifest = self.resolve(ref)
         missing = [f.path for f in manifest.files if not self._blobs.has(f.digest)]
         if missing:
@@ -138,6 +137,12 @@ class Store:
                 f"model {ref} is incomplete: {len(missing)} of {len(manifest.files)} files missing ({missing[0]}, ...)",
                 "fetch or add the model again",
             )
+        return digest, manifest
+
+    def model(self, ref: str | Reference) -> Model:
+        """The model with its view, built if missing; NotFound if any file is absent."""
+        ref = _ref(ref)
+        digest, manifest = self._complete(ref)
         views = Views(self.layout)
         path = views.path(digest)
         if not path.is_dir():
@@ -406,7 +411,9 @@ class Store:
         """Materialize the model's files under ``dest`` with their own names (read-only files)."""
         from .export import export
 
-        return export(self.model(ref), self._blobs.path, Path(dest), link)
+        # From the blobs, not the view: export writes under DEST only, so a read-only store without the view serves it too.
+        _, manifest = self._complete(_ref(ref))
+        return export(manifest.files, self._blobs.path, Path(dest), link)
 
     def remove(self, refs: Iterable[str | Reference]) -> list[str]:
         """Drop names (blobs stay until gc); NotFound, with nothing removed, if any is unknown.

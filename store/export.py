@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from .errors import UsageError, from_os_error
 from .local.atomic import private_name
-from .model import Model
+from .oci.manifest import ModelFile
 
 __all__ = ["LINK_MODES", "Exported", "export"]
 
@@ -124,11 +124,11 @@ def _first_taken(dest: Path, targets: list[Path]) -> Path | None:
     return None
 
 
-def export(model: Model, blob_path, dest: Path, mode: str = "auto") -> Exported:
-    """Materialize ``model`` under ``dest``; existing files are never overwritten (UsageError)."""
+def export(files: tuple[ModelFile, ...], blob_path, dest: Path, mode: str = "auto") -> Exported:
+    """Materialize a model's ``files`` under ``dest``; existing files are never overwritten (UsageError)."""
     if mode not in LINK_MODES:
         raise UsageError(f"unknown link mode {mode!r}", f"use one of {', '.join(LINK_MODES)}")
-    targets = [(f, dest / f.path) for f in model.files]
+    targets = [(f, dest / f.path) for f in files]
     try:
         taken = _first_taken(dest, [t for _, t in targets])
     except OSError as err:

@@ -6,6 +6,7 @@ without a request; `add`, `gc` and `rm` fail with exit 6 and say why.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,6 +66,9 @@ def _reads_work_without_requests(held: Held, store: Path, prefix: tuple[str, ...
     assert held.run(store, "roots", prefix=prefix).code == 0
     assert held.run(store, "du", prefix=prefix).code == 0
     assert held.run(store, "gc", "--dry-run", prefix=prefix).code == 0
+    out = held.app / f"export-{len(list(held.app.glob('export-*')))}"
+    assert held.run(store, "export", "notes:v1", out, prefix=prefix).code == 0
+    assert read_tree(out) == NAMED
     assert held.served.requests[seen:] == []
 
 
@@ -114,7 +118,9 @@ def test_a_read_only_mount_serves_path_and_sync_and_refuses_writes(held: Held, r
 
 
 # -- no write permission -------------------------------------------------------------
-#
+# As root, the commands run bound by the mode bits (tests/support/privileges.py).
+
+
 def _remove_write_permission(root: Path) -> dict[str, int]:
     """``chmod -R a-w``; returns every mode, to put back."""
     modes = {}
@@ -125,6 +131,21 @@ def _remove_write_permission(root: Path) -> dict[str, int]:
     for path, mode in modes.items():
         os.chmod(path, mode & ~0o222)
     return modes
+
+
+def test_export_from_a_read_only_store_needs_no_view(held: Held) -> None:
+    """export writes under DEST only (spec/locking.md): a view missing from a store that cannot
+    build it is no obstacle, while path, which prints the view, says the store is read-only."""
+    prefix = bound_by_permissions()
+    shutil.rmtree(held.store / "views" / "sha256" / held.named.hex)
+    modes = _remove_write_permission(held.store)
+    try:
+        assert held.run(held.store, "export", "notes:v1", held.app / "out", prefix=prefix).code == 0
+        assert "read-only for this user" in assert_error(held.run(held.store, "path", "notes:v1", prefix=prefix), 6)
+    finally:
+        for path, mode in modes.items():
+            os.chmod(path, mode)
+    assert read_tree(held.app / "out") == NAMED
 
 
 def test_a_store_without_write_permission_serves_path_and_sync_and_refuses_writes(held: Held) -> None:
