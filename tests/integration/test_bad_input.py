@@ -52,6 +52,12 @@ def test_missing_path(tmp_path: Path, store_dir: Path, run_cli, held) -> None:
     _unchanged(store_dir, held)
 
 
+def test_a_path_with_control_characters_keeps_the_error_to_two_lines(tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    message = assert_error(run_cli("add", "m", tmp_path / "no\nsuch\x1b[31m"), 2)
+    assert message.endswith("no\\nsuch\\x1b[31m")  # escaped as Python writes them
+    _unchanged(store_dir, held)
+
+
 def test_missing_path_among_good_ones(tmp_path: Path, store_dir: Path, run_cli, held, model_tree: Path) -> None:
     assert_error(run_cli("add", "held:v1", model_tree, tmp_path / "nope"), 2)
     _unchanged(store_dir, held)
