@@ -127,12 +127,17 @@ def named_totals(data: bytes) -> list[tuple[str, Digest, int, int]]:
             _, digest, _, annotations, _ = check_descriptor(entry)  # every entry, as Index.parse would
             name = annotations.get(REF_NAME)
             if name is not None:
-                out.append((name, digest, int(annotations.get(SIZE_KEY, 0)), int(annotations.get(FILES_KEY, 0))))
+                out.append((name, digest, _cached_count(annotations.get(SIZE_KEY)), _cached_count(annotations.get(FILES_KEY))))
     except (ValueError, TypeError, KeyError, InvalidDigest, RecursionError) as err:
         message = err.message if isinstance(err, InvalidDigest) else str(err)
         raise InvalidIndex(f"index.json is not valid: {message}") from None
     out.sort(key=lambda item: item[0])
     return out
+
+
+def _cached_count(value: str | None) -> int:
+    """A display cache's number (spec/names.md): 0 where absent or not a decimal, never an error."""
+    return int(value) if value is not None and value.isascii() and value.isdecimal() else 0
 
 
 def _canonical_totals(data: bytes) -> list[tuple[str, Digest, int, int]] | None:

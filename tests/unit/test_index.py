@@ -233,3 +233,11 @@ def test_a_damaged_line_of_our_own_index_is_not_taken_by_the_fast_path(old: byte
 def test_named_totals_refuse_a_damaged_index(data: bytes) -> None:
     with pytest.raises(InvalidIndex):
         named_totals(data)
+
+
+def test_a_display_cache_that_is_not_a_number_is_shown_as_zero() -> None:
+    """spec/names.md: the size and file-count annotations are for display; list must not fail on them."""
+    digest = "sha256:" + "a" * 64
+    entry = {"mediaType": MANIFEST_TYPE, "digest": digest, "size": 10, "annotations": {SIZE_KEY: "9.4MB", FILES_KEY: "-1", REF_NAME: "m:v1"}}
+    data = json.dumps({"schemaVersion": 2, "manifests": [entry]}).encode()
+    assert named_totals(data) == [("m:v1", Digest("a" * 64), 0, 0)]
