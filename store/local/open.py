@@ -20,7 +20,11 @@ def _version(layout: StoreLayout) -> tuple[int | None, bool]:
     """(odaiLayoutVersion, shared) of the store, (None, False) if it has none yet."""
     try:
         doc = json.loads(layout.odai_layout.read_bytes())
-        return int(doc["odaiLayoutVersion"]), bool(doc.get("shared", False))
+        version, shared = doc["odaiLayoutVersion"], doc.get("shared", False)
+        # Exactly as spec/store-layout.md says: int() would take true, "1" and 1.7 for 1.
+        if type(version) is not int or version < 1 or type(shared) is not bool:
+            raise ValueError("odai-layout holds no valid version")
+        return version, shared
     except FileNotFoundError:
         return None, False
     except NotADirectoryError:

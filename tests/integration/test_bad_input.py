@@ -314,9 +314,16 @@ def test_verbose_shows_the_cause_before_the_two_lines(store_dir: Path, run_cli, 
     assert lines[-2].startswith("odai-store: error: ") and lines[-1].startswith("hint: ")
 
 
+@pytest.mark.parametrize(
+    "content", [b"{", b'{"odaiLayoutVersion": true}', b'{"odaiLayoutVersion": "1"}', b'{"odaiLayoutVersion": 1.7}', b'{"odaiLayoutVersion": 0}', b'{"odaiLayoutVersion": 1, "shared": "yes"}']
+)
+def test_damaged_odai_layout(content: bytes, store_dir: Path, run_cli, held) -> None:
+    (store_dir / "odai-layout").write_bytes(content)
+    assert "odai-layout is damaged" in assert_error(run_cli("list"), 6)
+    assert (store_dir / "odai-layout").read_bytes() == content  # refused, not rebuilt around
+
+
 def test_damaged_layout_version(store_dir: Path, run_cli, held) -> None:
-    (store_dir / "odai-layout").write_bytes(b"{")
-    assert_error(run_cli("list"), 6)
     (store_dir / "odai-layout").write_bytes(b'{"odaiLayoutVersion": 99}\n')
     message = assert_error(run_cli("list"), 6)
     assert "99" in message
