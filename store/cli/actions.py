@@ -83,7 +83,7 @@ def _renderer(mode: str | None, out: Output):
     if mode == "none":
         # Without importing the progress module: a sync of present models shows none.
         return None
-    from ..transfer.progress import bar_renderer, json_renderer
+    from .renderers import bar_renderer, json_renderer
 
     return {"bar": bar_renderer, "json": json_renderer}[mode]()
 

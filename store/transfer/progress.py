@@ -1,4 +1,4 @@
-"""Progress: byte counters for a whole command, with a monotonic ``done``, and their renderers.
+"""Progress: byte counters for a whole command, with a monotonic ``done`` (store/cli/renderers.py shows them).
 
 ``done`` counts bytes of the blobs to fetch that are on disk and checked, each
 byte once: retries, resumes and a server that ignores Range never move it
@@ -6,14 +6,12 @@ back. Bytes fetched a second time are counted in ``refetched``. The model
 being fetched (``label``) has its own share: ``label_done`` of ``label_total``.
 """
 
-import json
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["Progress", "Snapshot", "bar_renderer", "json_renderer"]
+__all__ = ["Progress", "Snapshot"]
 
 
 class Snapshot(NamedTuple):
@@ -109,49 +107,3 @@ class Progress:
     def finish(self) -> None:
         """Emit the last snapshot (after success it has done == total)."""
         self._emit(force=True)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""
-
-
-def bar_renderer(stream=sys.stderr, width: int = 28) -> Callable[[Snapshot], None]:
-    """A one-line bar per model redrawn in place: its reference, its bytes and percent, speed, ETA."""
-    shown = {"label": None, "ended": False}
-
-    def render(s: Snapshot) -> None:
-        if s.label != shown["label"]:
-            if shown["label"] is not None and not shown["ended"]:
-                stream.write("\n")  # keep the finished model's last state on its own line
-            shown["label"], shown["ended"] = s.label, False
-        if shown["ended"] or not s.label_total:  # nothing of its own to download: no bar
-            return
-        fraction = s.label_done / s.label_total
-        filled = int(fraction * width)
-        if s.elapsed < 1 or not s.rate:  # too early for a rate worth showing
-            eta = "--:--"
-        else:
-            left = (s.label_total - s.label_done) / s.rate
-            eta = f"{int(left // 60)}:{int(left % 60):02d}"
-        stream.write(
-            f"\r{s.label[:24]:<24} [{'#' * filled}{'.' * (width - filled)}] {_human(s.label_done)}/{_human(s.label_total)} "
-            f"{fraction * 100:5.1f}% {_human(s.rate)}/s ETA {eta}"
-        )
-        if s.label_done >= s.label_total:
-            stream.write("\n")
-            shown["ended"] = True
-        stream.flush()
-
-    return render
-
-
-def json_renderer(stream=sys.stderr) -> Callable[[Snapshot], None]:
-    def render(s: Snapshot) -> None:
-        stream.write(json.dumps(s.as_dict()) + "\n")
-        stream.flush()
-
-    return render

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from store.transfer.progress import Progress, bar_renderer
+from store.cli.renderers import bar_renderer
+from store.transfer.progress import Progress
 
 
 def test_each_model_has_its_own_share_of_the_command() -> None:
@@ -38,5 +39,6 @@ def test_the_bar_shows_each_models_own_bytes_on_its_own_line() -> None:
     progress.finish()
     lines = [line.rsplit("\r", 1)[-1] for line in out.getvalue().split("\n") if line]
     assert len(lines) == 2
-    assert lines[0].startswith("a:v1") and "1.0 kB/1.0 kB" in lines[0] and "100.0%" in lines[0]
-    assert lines[1].startswith("b:v1") and "2.0 kB/2.0 kB" in lines[1] and "100.0%" in lines[1]
+    # IEC units, as all text output (spec/cli.md)
+    assert lines[0].startswith("a:v1") and "1000 B/1000 B" in lines[0] and "100.0%" in lines[0]
+    assert lines[1].startswith("b:v1") and "2.0 KiB/2.0 KiB" in lines[1] and "100.0%" in lines[1]
