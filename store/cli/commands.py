@@ -25,7 +25,7 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
-@click.option("--store", "store_dir", metavar="DIR", envvar=None, help="Store directory [default: $ODAI_STORE_HOME, else $XDG_CACHE_HOME/odai-store].")
+@click.option("--store", "store_dir", metavar="DIR", envvar=None, help="Store directory [default: $ODAI_STORE_HOME, else $XDG_CACHE_HOME/odai-store, else ~/.cache/odai-store].")
 @click.option("--shared", is_flag=True, help="Create the store group-writable (setgid) for every member of its group.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr, only errors.")
