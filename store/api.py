@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import NotFound, StoreError, from_os_error, storage_errors
+from .errors import NotFound, StoreError, UsageError, from_os_error, storage_errors
 from .local.blobs import BlobStore
 from .local.layout import StoreLayout
 from .local.location import store_location
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .reports import ModelEntry, ModelInfo, Root, VerifyResult
     from .export import Exported
     from .lock import LockResult
+    from .lockfile import Pin
     from .download import Download
     from .transfer.progress import Snapshot
     from .local.locks import Holder
@@ -297,8 +298,7 @@ class Store:
         def fetch_pins(pins) -> list[Model]:
             models = []
             for pin in pins:
-                # The remote each pin was resolved on first, then the usual ones.
-                chosen = remotes or (pin.remote, *self._default_remotes())
+                chosen = remotes or self._pin_remotes(pin, options.get("say") or (lambda _: None))
                 models.append(self.fetch(pin.reference, remotes=chosen, keep_by_digest=False, **options))
             return models
 
@@ -318,11 +318,24 @@ class Store:
                     pass  # the sync's own error is the one to report
             raise
 
-    def _default_remotes(self) -> tuple[str, ...]:
-        from .config import read_config
+    def _pin_remotes(self, pin: Pin, say: Callable[[str], None]) -> tuple[str, ...]:
+        """The remote ``pin`` was resolved on, then the usual ones.
 
-        env = os.environ.get("ODAI_STORE_REMOTE", "").split()
-        return tuple(env) or read_config(self.layout.config).remotes
+        A lockfile may name a remote this odai-store cannot use (an s3:// of
+        another tool, spec/lockfile.md): while other remotes remain, it is
+        skipped with a word, not the end of the sync.
+        """
+        from .config import read_config
+        from .remote.select import open_remote, remote_specs
+
+        others = tuple(remote_specs((), read_config(self.layout.config).remotes))
+        if others:
+            try:
+                open_remote(pin.remote).close()
+            except UsageError as err:
+                say(f"{pin.ref_name}: not trying its pinned remote: {err.message}")
+                return others
+        return (pin.remote, *others)
 
     def _register_root(self, lockfile: Path) -> bool:
         """Register ``lockfile`` as a gc root; True if this call added it."""

@@ -10,7 +10,7 @@ from ..errors import UsageError
 from .base import Remote
 from .throttle import Throttled, TokenBucket
 
-__all__ = ["choose_remotes", "open_remote"]
+__all__ = ["choose_remotes", "open_remote", "remote_specs"]
 
 _HINT = "a remote is an http://, https:// or file:// URL, or a path"
 
@@ -37,6 +37,11 @@ def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = 
     return FileLayout(Path(spec).expanduser().absolute())
 
 
+def remote_specs(explicit: tuple[str, ...] | list[str], configured: tuple[str, ...]) -> list[str]:
+    """The remotes to try, in order: ``explicit`` (--remote), else $ODAI_STORE_REMOTE, else ``configured`` (config.toml)."""
+    return list(explicit) or os.environ.get("ODAI_STORE_REMOTE", "").split() or list(configured)
+
+
 def choose_remotes(
     explicit: tuple[str, ...] | list[str],
     configured: tuple[str, ...],
@@ -44,7 +49,7 @@ def choose_remotes(
     ca_bundle: str | None = None,
     limit_rate: float | None = None,
 ) -> list[Remote]:
-    specs = list(explicit) or os.environ.get("ODAI_STORE_REMOTE", "").split() or list(configured)
+    specs = remote_specs(explicit, configured)
     if not specs:
         raise UsageError(
             "no remote to fetch from",

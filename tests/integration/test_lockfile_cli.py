@@ -18,7 +18,7 @@ from store.lockfile import Pin, parse_lockfile, read_lockfile
 from store.oci.digest import Digest
 from store.oci.reference import parse_reference
 from tests.support.cli import assert_error, run_cli_many
-from tests.support.trees import store_files, write_tree
+from tests.support.trees import read_tree, store_files, write_tree
 
 V1 = {"config.json": b'{"v": 1}\n', "weights.bin": bytes(range(256)) * 64}
 V2 = {"config.json": b'{"v": 2}\n', "weights.bin": bytes(range(256)) * 64, "extra.txt": b"two\n"}
@@ -183,3 +183,19 @@ def test_sync_and_check_select_pins_by_digest_only_as_documented(setup: Setup, r
     assert result.err.splitlines()[1] == "hint: run 'odai-store lock llama' first"  # lock takes no digest
     assert "a digest is already a pin" in assert_error(run_cli("lock", "--check", str(pins["v1"].reference), cwd=setup.app), 2)
     assert store_files(setup.store) == before
+
+
+def test_a_pinned_remote_this_store_cannot_use_is_skipped_while_others_remain(setup: Setup, run_cli) -> None:
+    """spec/lockfile.md: a pin's remote is any string, perhaps one another tool wrote (s3://)."""
+    digest, manifest = Store(setup.remote).resolve("llama:v2")
+    pin = Pin.of(parse_reference("llama:v2"), "s3://bucket/models", digest, manifest)
+    lockfile = setup.app / "s3.lock"
+    lockfile.write_bytes(read_lockfile(setup.lockfile).with_pins([pin]).to_bytes())
+    before = store_files(setup.store)
+    message = assert_error(run_cli("sync", "--lockfile", lockfile, "llama:v2", cwd=setup.app), 2)
+    assert "unsupported remote 's3://bucket/models'" in message  # nothing else to try
+    assert store_files(setup.store) == before
+    result = run_cli("sync", "--lockfile", lockfile, "llama:v2", cwd=setup.app, env={"ODAI_STORE_REMOTE": setup.url})
+    assert result.code == 0, result.err
+    assert "llama:v2: not trying its pinned remote: unsupported remote 's3://bucket/models'" in result.err
+    assert read_tree(Path(result.out.strip())) == V2
