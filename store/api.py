@@ -17,6 +17,7 @@ from .local.open import open_layout
 from .local.views import Views
 from .model import Fetched, Model
 from .oci.digest import Digest
+from .oci.index import lists_unnamed
 from .oci.manifest import Manifest, parse_manifest
 from .oci.reference import Reference, parse_reference
 
@@ -39,18 +40,6 @@ __all__ = ["Store"]
 
 # _thread, not threading: the commands that never fetch are spared importing threading.
 _QUEUE_LOCK = _thread.allocate_lock()
-
-
-def _listed_unnamed(index: bytes, digest: Digest) -> bool:
-    """Whether index.json (in the layout odai-store writes: an entry per line) has an unnamed entry for ``digest``."""
-    needle = f'"digest":"{digest}"'.encode()
-    at = index.find(needle)
-    while at >= 0:
-        start, end = index.rfind(b"\n", 0, at) + 1, index.find(b"\n", at)
-        if b'"org.opencontainers.image.ref.name":' not in index[start:end]:
-            return True
-        at = index.find(needle, end)
-    return False
 
 
 def _fetch_options(options: dict):
@@ -408,7 +397,7 @@ class Store:
             index = self.layout.index.read_bytes()
             models = []
             for ref in refs:
-                if not _listed_unnamed(index, ref.digest):
+                if not lists_unnamed(index, ref.digest):
                     return None
                 models.append(self.model(ref))
         except (NotFound, OSError):

@@ -1,5 +1,6 @@
 """Lock: resolve names on remotes and pin their exact manifests in a lockfile; or check the pins still hold."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -48,7 +49,7 @@ def check(layout: StoreLayout, names: Names, refs: list[Reference] | None, path:
     remotes = options.remotes
     moved = []
     for pin in pins:
-        per_pin = FetchOptions(remotes or (pin.remote,), options.connections, options.retries, options.limit_rate, options.ca_bundle)
+        per_pin = replace(options, remotes=remotes or (pin.remote,))
         [now] = resolve(layout, names, [Reference(pin.name, pin.tag)], per_pin)
         if now.digest != pin.digest:
             moved.append(f"{pin.ref_name}: pinned {pin.digest.short}, now {now.digest.short}")

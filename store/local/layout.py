@@ -11,7 +11,7 @@ __all__ = ["StoreLayout", "LAYOUT_VERSION"]
 
 # Version of everything beside the OCI layout (ingest/, meta/, views/, ...).
 # Bump it when any of those paths or file formats changes, and teach
-# Store.open to refuse or migrate the old one.
+# local/open.py to refuse or migrate the old one.
 LAYOUT_VERSION = 1
 
 

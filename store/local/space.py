@@ -1,4 +1,4 @@
-"""Free space: will the bytes still to download fit, with a margin? And reserving them."""
+"""Free space: will the bytes still to download fit, with a margin? (ingest reserves them, with fallocate.)"""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from ..errors import InvalidManifest
 from .descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor, check_descriptor
 from .digest import Digest, InvalidDigest
 
-__all__ = ["Index", "InvalidIndex", "REF_NAME", "SIZE_KEY", "FILES_KEY", "lookup_fast", "named_totals"]
+__all__ = ["Index", "InvalidIndex", "REF_NAME", "SIZE_KEY", "FILES_KEY", "lists_unnamed", "lookup_fast", "named_totals"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 # Totals cached on each index entry so 'list' needs no manifest reads.
@@ -161,6 +161,22 @@ def _canonical_totals(data: bytes) -> list[tuple[str, Digest, int, int]] | None:
     out = [(name, Digest(hex_digest), int(size), int(files)) for hex_digest, size, files, name in found if name]
     out.sort(key=lambda item: item[0])
     return out
+
+
+def lists_unnamed(data: bytes, digest: Digest) -> bool:
+    """Whether ``data``, an index.json in odai-store's layout (an entry per line), has an entry for ``digest`` without a name.
+
+    Meant for the layout odai-store writes, where an entry's annotations are
+    on its line; a False sends the caller the slow way.
+    """
+    needle = f'"digest":"{digest}"'.encode()
+    at = data.find(needle)
+    while at >= 0:
+        start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at)
+        if b'"' + REF_NAME.encode() + b'":' not in data[start:end]:
+            return True
+        at = data.find(needle, end)
+    return False
 
 
 def lookup_fast(data: bytes, ref_name: str) -> Descriptor | None:
