@@ -126,20 +126,11 @@ def fetch(
         results = c.store.fetch_all(list(names), remotes=remotes, progress=render, say=c.out.say, **options)
     for r in results:
         c.out.data(str(r.model.path))
-    c.out.document(
-        {
-            "models": [
-                {
-                    # The model document first: its "name" is NAME:TAG, which the split below replaces.
-                    **model_doc(r.model),
-                    "name": r.model.name.rsplit(":", 1)[0] if r.model.name else names[i].split("@")[0],
-                    "tag": r.model.name.rsplit(":", 1)[1] if r.model.name else None,
-                    "downloaded": r.downloaded,
-                }
-                for i, r in enumerate(results)
-            ]
-        }
-    )
+    from ..oci.reference import parse_reference
+
+    # NAME and TAG apart: from the name it got, or (by digest, no name) the one asked for.
+    refs = [parse_reference(r.model.name or asked) for r, asked in zip(results, names)]
+    c.out.document({"models": [{**model_doc(r.model), "name": ref.name, "tag": ref.tag, "downloaded": r.downloaded} for r, ref in zip(results, refs)]})
 
 
 def sync(
