@@ -45,7 +45,7 @@ from store.api import Store
 from store.config import read_config
 from store.errors import InvalidReference
 from store.local.journal import parse_journal
-from store.local.layout import LAYOUT_VERSION, StoreLayout
+from store.local.layout import LAYOUT_VERSION
 from store.local.roots import register_root
 from store.lockfile import parse_lockfile
 from store.oci.chunks import CHUNK_SIZE, ChunkDigests, ChunkHasher

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-__all__ = ["fsync_dir", "create_private", "create_atomic", "write_atomic", "replace_unsynced", "private_name"]
+__all__ = ["fsync_dir", "create_private", "create_atomic", "write_atomic", "replace_unsynced", "private_name", "owner_pid"]
+
+# What private_name makes; a download partial's journal ends in .journal instead.
+_PRIVATE = re.compile(r"(\d+)-[0-9a-f]{16}\.(?:tmp|journal)$")
 
 
 def private_name(prefix: str = "") -> str:
     """A file name no other writer picks: host-independent pid plus 64 random bits."""
     return f"{prefix}{os.getpid()}-{os.urandom(8).hex()}.tmp"
+
+
+def owner_pid(name: str) -> int | None:
+    """The pid of the writer that made the file ``name`` with private_name; None for another name."""
+    match = _PRIVATE.search(name)
+    return int(match.group(1)) if match else None
 
 
 def fsync_dir(path: Path) -> None:

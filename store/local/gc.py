@@ -6,8 +6,6 @@ its files cannot be told apart from garbage, so nothing is deleted.
 """
 
 import json
-import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -20,8 +18,9 @@ from ..oci.digest import Digest, InvalidDigest, digest_named, sha256_of
 from ..oci.manifest import parse_manifest
 from .blobs import BlobStore
 from .layout import StoreLayout
+from .atomic import owner_pid
 from .leases import STALE_AFTER, gc_lock, leased_digests
-from .locks import Holder
+from .locks import dead_here
 from .names import Names
 from .views import Views
 
@@ -100,25 +99,21 @@ def _stale_partial(path: Path, now: float, present: set[Digest] | None = None) -
     or after STALE_AFTER. Anything else (imports, temporary files) goes as
     soon as its owner is dead.
     """
-    match = _PRIVATE.search(path.name)
+    pid = owner_pid(path.name)
     try:
-        pid = int(match.group(1)) if match else -1
         age = now - path.stat().st_mtime
     except FileNotFoundError:
         return False
-    if match is None:
+    if pid is None:
         return False
     if age > STALE_AFTER:
         return True
-    if not Holder(pid, os.uname().nodename, 0).is_dead():
+    if not dead_here(pid):
         return False
     partial_of = digest_named(path.name.split("-")[0])
     if present is not None and partial_of is not None:
         return partial_of in present
     return True
-
-# atomic.private_name: <prefix><pid>-<16 hex>.tmp; a partial's journal ends in .journal instead.
-_PRIVATE = re.compile(r"(\d+)-[0-9a-f]{16}\.(?:tmp|journal)$")
 
 
 def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool = False) -> GcReport:

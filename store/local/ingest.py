@@ -26,10 +26,10 @@ from pathlib import Path
 from ..errors import IntegrityError, from_os_error
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
-from .atomic import create_private, private_name, replace_unsynced, write_atomic
+from .atomic import create_private, owner_pid, private_name, replace_unsynced, write_atomic
 from .journal import Journal, Ranges, boot_id, parse_journal
 from .layout import StoreLayout
-from .locks import Holder
+from .locks import dead_here
 
 __all__ = ["IngestWriter", "Written", "BLOCK"]
 
@@ -538,9 +538,11 @@ def _abandoned(partial: Path, stale_after: float) -> bool:
     Our own pid means a download this process suspended (Download.pause);
     the caller holds the blob's lock, so no thread of ours is still writing it.
     """
+    pid = owner_pid(partial.name)
     try:
-        pid = int(partial.name.split("-")[1])
         age = time.time() - partial.stat().st_mtime
-    except (IndexError, ValueError, FileNotFoundError):
+    except FileNotFoundError:
         return False
-    return pid == os.getpid() or Holder(pid, os.uname().nodename, 0).is_dead() or age > stale_after
+    if pid is None:
+        return False
+    return pid == os.getpid() or dead_here(pid) or age > stale_after

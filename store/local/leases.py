@@ -52,7 +52,7 @@ class Lease:
         if not new:
             return
         self.digests |= new
-        record = json.dumps({**self._holder.__dict__, "digests": sorted(str(d) for d in self.digests)}).encode()
+        record = json.dumps({**self._holder.to_json(), "digests": sorted(str(d) for d in self.digests)}).encode()
         with gc_lock(self.layout, shared=True):
             if self.path is not None:
                 write_atomic(self.path, record)
@@ -65,7 +65,7 @@ class Lease:
 
 def _read(path: Path) -> tuple[Holder | None, set[Digest]]:
     record = json.loads(path.read_bytes() or b"{}")
-    holder = Holder(int(record["pid"]), str(record["host"]), float(record["since"])) if "pid" in record else None
+    holder = Holder.from_json(record) if "pid" in record else None
     return holder, {parse_digest(d) for d in record.get("digests", [])}
 
 

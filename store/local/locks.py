@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Holder", "hold", "this_holder"]
+__all__ = ["Holder", "dead_here", "hold", "this_holder"]
 
 
 @dataclass(frozen=True)
@@ -34,20 +34,32 @@ class Holder:
 
     def is_dead(self) -> bool:
         """True only when certain: a process of this host that no longer runs (gone, or a zombie)."""
-        if self.host != os.uname().nodename:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # exists, owned by another user
-            return False
-        try:
-            # A killed process whose parent has not reaped it yet still has a pid.
-            with open(f"/proc/{self.pid}/stat", "rb") as f:
-                return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-        except (OSError, IndexError):
-            return False
+        return self.host == os.uname().nodename and dead_here(self.pid)
+
+    def to_json(self) -> dict:
+        """The record's members (spec/locking.md): pid, host, since."""
+        return {"pid": self.pid, "host": self.host, "since": self.since}
+
+    @classmethod
+    def from_json(cls, record: object) -> Holder:
+        """The holder a record names; ValueError, TypeError or KeyError if it is not one."""
+        return cls(int(record["pid"]), str(record["host"]), float(record["since"]))  # type: ignore[index]
+
+
+def dead_here(pid: int) -> bool:
+    """True only when certain: no process ``pid`` runs on this host (none, or a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by another user
+        return False
+    try:
+        # A killed process whose parent has not reaped it yet still has a pid.
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def this_holder() -> Holder:
@@ -56,8 +68,7 @@ def this_holder() -> Holder:
 
 def read_holder(fd: int) -> Holder | None:
     try:
-        record = json.loads(os.pread(fd, 4096, 0) or b"null")
-        return Holder(int(record["pid"]), str(record["host"]), float(record["since"]))
+        return Holder.from_json(json.loads(os.pread(fd, 4096, 0) or b"null"))
     except (ValueError, TypeError, KeyError, OSError):
         return None
 
@@ -117,7 +128,7 @@ def hold(
                     except BlockingIOError:
                         poll(read_holder(fd))
         if not shared:
-            record = json.dumps(this_holder().__dict__).encode()
+            record = json.dumps(this_holder().to_json()).encode()
             os.ftruncate(fd, 0)
             os.pwrite(fd, record, 0)
         yield

@@ -25,7 +25,7 @@ from store import (
     UsageError,
 )
 from store.local.ingest import IngestWriter
-from tests.support.trees import read_tree, sample_model, store_files, write_tree
+from tests.support.trees import read_tree, store_files, write_tree
 
 
 def _sha(data: bytes) -> str:

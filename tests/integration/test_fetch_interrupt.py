@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
 from tests.support.trees import one_file_origin
 from tests.support.counting_server import serve_counting as serve_store
 
