@@ -20,12 +20,13 @@ def megabytes(n: int) -> int:
 
 @dataclass(frozen=True)
 class SpaceCheck:
-    """Room for ``need`` bytes means ``need * (1 + margin)`` free: the filesystem needs slack too."""
+    """Room for ``need`` bytes means ``need`` and ``margin_percent`` of it free: the filesystem needs slack too."""
 
-    margin: float = 0.10
+    margin_percent: int = 10
 
     def required(self, need: int) -> int:
-        return math.ceil(need * (1 + self.margin))
+        # In integers: float's 100 * 1.1 is 110.00000000000001, whose ceiling is 111.
+        return need + -(-need * self.margin_percent // 100)
 
     def shortfall(self, need: int, free: int) -> int:
         """Bytes to free before ``need`` fits; 0 when it fits."""
@@ -36,7 +37,7 @@ class SpaceCheck:
         if short:
             raise NoSpace(
                 f"not enough space in {where}: need {megabytes(self.required(need))} MB "
-                f"({megabytes(need)} MB + {self.margin:.0%} margin), {megabytes(free)} MB available",
+                f"({megabytes(need)} MB + {self.margin_percent}% margin), {megabytes(free)} MB available",
                 f"free up {megabytes(short)} MB"
                 + (f"; 'odai-store gc' would reclaim {megabytes(reclaimable)} MB" if reclaimable else ""),
             )

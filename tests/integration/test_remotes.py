@@ -9,6 +9,7 @@ from store.errors import NetworkError, NotFound
 from store.oci.reference import parse_reference
 from store.remote.http_layout import HttpLayout
 from store.remote.select import open_remote
+from store.remote.throttle import Throttled, TokenBucket
 from tests.support.nginx import Nginx
 from tests.support.remote_suite import RemoteSuite, Sample, make_sample
 from tests.support.store_server import start_store_server
@@ -44,6 +45,16 @@ class TestFileLayoutUrl(RemoteSuite):
     @pytest.fixture
     def remote(self, sample: Sample) -> Iterator:
         remote = open_remote(sample.root.as_uri())
+        yield remote
+        remote.close()
+
+
+class TestThrottled(RemoteSuite):
+    """--limit-rate wraps a remote; the wrapper must be a Remote like any other."""
+
+    @pytest.fixture
+    def remote(self, sample: Sample) -> Iterator:
+        remote = Throttled(open_remote(str(sample.root)), TokenBucket(256 << 20))
         yield remote
         remote.close()
 
