@@ -13,10 +13,6 @@ from .layout import StoreLayout
 
 __all__ = ["Views"]
 
-# views/sha256/<hex>/ is three levels below the root.
-_VIEW_DEPTH = 3
-
-
 class Views:
     def __init__(self, layout: StoreLayout) -> None:
         self.layout = layout
@@ -42,8 +38,8 @@ class Views:
             for f in manifest.files:
                 link = tmp / f.path
                 link.parent.mkdir(parents=True, exist_ok=True)
-                up = "../" * (_VIEW_DEPTH + f.path.count("/"))
-                os.symlink(f"{up}blobs/sha256/{f.digest.hex}", link)
+                # Relative (spec/store-layout.md): ../ up to the root, then blobs/sha256/<hex>.
+                os.symlink(os.path.relpath(self.layout.blob(f.digest), link.parent), link)
             # Durable before it is renamed into place, deepest first: complete
             # or absent holds after a power loss too.
             tree = {tmp / parent for f in manifest.files for parent in PurePosixPath(f.path).parents}
