@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .local.usage import DiskUsage
     from .local.verify import VerifyReport
 
-__all__ = ["Store"]
+__all__ = ["Store", "http_server"]
 
 
 # _thread, not threading: the commands that never fetch are spared importing threading.
@@ -487,3 +487,18 @@ class Store:
         reclaimable = self.gc(dry_run=True).bytes_freed
         with storage_errors("measuring the store"):
             return disk_usage(self.layout, reclaimable)
+
+
+def http_server(path: str | os.PathLike[str] | None, host: str, port: int, *, read_only: bool = False, shared: bool = False):
+    """A server of the store at ``path`` as a remote (spec/remotes.md); call serve_forever() on it.
+
+    ``read_only`` serves a store on read-only media as it is: nothing is
+    created or changed, so a directory without index.json is NotFound.
+    """
+    from .serve import make_server
+
+    location = store_location(path)
+    layout = StoreLayout(location) if read_only else open_layout(location, shared)
+    if not layout.index.exists():
+        raise NotFound(f"no store at {layout.root}", "create one with 'odai-store add', or pass --store")
+    return make_server(layout, host, port)

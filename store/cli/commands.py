@@ -239,16 +239,9 @@ def fetch(c: Context, **params) -> None:
 def serve(c: Context, host: str, port: int, read_only: bool) -> None:
     """Serve this store as a remote (GET/HEAD, Range); print its URL, then serve until interrupted."""
     stop_on_sigterm()
-    from ..local.layout import StoreLayout
-    from ..local.location import store_location
-    from ..serve import make_server
+    from ..api import http_server
 
-    layout = StoreLayout(store_location(c.store_dir)) if read_only else c.store.layout
-    if not layout.index.exists():
-        from ..errors import NotFound
-
-        raise NotFound(f"no store at {layout.root}", "create one with 'odai-store add', or pass --store")
-    server = make_server(layout, host, port)
+    server = http_server(c.store_dir, host, port, read_only=read_only, shared=c.shared)
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
     c.out.data(f"http://{shown}:{bound_port}")
