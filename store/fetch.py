@@ -187,7 +187,7 @@ class _Fetcher:
         def polling(holder: Holder | None) -> None:
             if self.cancel.is_set():
                 raise Interrupted("interrupted")
-            for journal_path in self.layout.ingest.glob(f"{digest.hex}-*.journal"):
+            for journal_path in self.layout.journals(digest):
                 try:
                     journal = parse_journal(journal_path.read_bytes())
                 except FileNotFoundError:  # that download just ended

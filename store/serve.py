@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .errors import UsageError
+from .oci.digest import Digest
 from .local.layout import StoreLayout
 
 __all__ = ["make_server"]
@@ -40,7 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self.layout.oci_layout, None
         match = _BLOB.fullmatch(path)
         if match:
-            return self.layout.blobs / match.group(1), f'"sha256:{match.group(1)}"'
+            return self.layout.blob(Digest(match.group(1))), f'"sha256:{match.group(1)}"'
         return None
 
     def _error(self, status: HTTPStatus, extra: dict[str, str] | None = None) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import IntegrityError, from_os_error
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
-from .atomic import create_private, owner_pid, private_name, replace_unsynced, write_atomic
+from .atomic import create_private, owner_pid, replace_unsynced, write_atomic
 from .journal import Journal, Ranges, boot_id, parse_journal
 from .layout import StoreLayout
 from .locks import dead_here
@@ -187,8 +187,8 @@ class IngestWriter:
         changed for ``stale_after`` seconds, so even without working locks a
         live writer's file is never shared.
         """
-        mine = layout.ingest / private_name(f"{digest.hex}-")
-        for candidate in sorted(layout.ingest.glob(f"{digest.hex}-*.tmp")):
+        mine = layout.new_partial(digest)
+        for candidate in layout.partials(digest):
             if not _abandoned(candidate, stale_after) or not _owned(candidate):
                 continue
             try:
@@ -197,8 +197,8 @@ class IngestWriter:
                 continue
             journal = None
             try:
-                os.rename(_journal_path(candidate), _journal_path(mine))
-                journal = parse_journal(_journal_path(mine).read_bytes(), boot_id())
+                os.rename(StoreLayout.journal_of(candidate), StoreLayout.journal_of(mine))
+                journal = parse_journal(StoreLayout.journal_of(mine).read_bytes(), boot_id())
             except FileNotFoundError:
                 pass
             if journal is None or journal.digest != digest or journal.size != size:
@@ -378,7 +378,7 @@ class IngestWriter:
             )
             # The fast tier is trusted only within this boot, where the page
             # cache is intact: it needs no fsync, which would stall on the data.
-            (write_atomic if sync else replace_unsynced)(_journal_path(self.path), self.journal.to_bytes())
+            (write_atomic if sync else replace_unsynced)(StoreLayout.journal_of(self.path), self.journal.to_bytes())
 
 
     # -- the hash frontier -------------------------------------------------------
@@ -440,7 +440,7 @@ class IngestWriter:
                     f"data hashes to {written.digest} ({written.size} bytes), expected {expected} ({size} bytes)"
                 )
             os.chmod(self.path, 0o444)
-            _journal_path(self.path).unlink(missing_ok=True)
+            StoreLayout.journal_of(self.path).unlink(missing_ok=True)
             return written
         except BaseException:
             self.abort()
@@ -482,7 +482,7 @@ class IngestWriter:
             self._stop()
         finally:
             self.path.unlink(missing_ok=True)
-            _journal_path(self.path).unlink(missing_ok=True)
+            StoreLayout.journal_of(self.path).unlink(missing_ok=True)
 
     def __enter__(self) -> IngestWriter:
         return self
@@ -513,10 +513,6 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
             _sync_file_range = None
     if _sync_file_range is not None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
-
-
-def _journal_path(partial: Path) -> Path:
-    return partial.with_suffix(".journal")
 
 
 def _owned(partial: Path) -> bool:

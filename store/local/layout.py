@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import time
 from functools import cached_property
 from pathlib import Path
 
-from ..oci.digest import Digest
+from ..oci.digest import Digest, sha256_of
+from .atomic import private_name
 
 __all__ = ["StoreLayout", "LAYOUT_VERSION"]
 
@@ -55,9 +58,32 @@ class StoreLayout:
     def lock(self, name: str) -> Path:
         return self.locks / f"{name}.lock"
 
+    # Download partials (spec/ingest.md): <hex>-<pid>-<16 hex>.tmp, each with
+    # its journal beside it, the same name ending in .journal.
+    def new_partial(self, digest: Digest) -> Path:
+        return self.ingest / private_name(f"{digest.hex}-")
+
+    def partials(self, digest: Digest) -> list[Path]:
+        return sorted(self.ingest.glob(f"{digest.hex}-*.tmp"))
+
+    def journals(self, digest: Digest | None = None) -> list[Path]:
+        """The journals of one blob's partials, or of every partial."""
+        return sorted(self.ingest.glob(f"{digest.hex if digest else '*'}-*.journal"))
+
+    @staticmethod
+    def journal_of(partial: Path) -> Path:
+        return partial.with_suffix(".journal")
+
+    @staticmethod
+    def partial_of(journal: Path) -> Path:
+        return journal.with_suffix(".tmp")
+
     @property
     def leases(self) -> Path:
         return self.root / "leases"
+
+    def new_lease(self) -> Path:
+        return self.leases / private_name("lease-")
 
     @property
     def fast_records(self) -> Path:
@@ -70,9 +96,19 @@ class StoreLayout:
     def quarantine(self) -> Path:
         return self.root / "quarantine"
 
+    def quarantined(self, digest: Digest) -> Path:
+        """Where a corrupt blob goes: its hex, when, and who moved it, so no two moves collide."""
+        return self.quarantine / f"{digest.hex}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}"
+
     @property
     def roots(self) -> Path:
         return self.root / "roots"
+
+    def root_entry(self, lockfile: Path) -> Path:
+        """The gc root of ``lockfile`` (absolute): named by the digest of its path, so one
+        lockfile is one root, and the name is filesystem-safe."""
+        # sha256_of, not hashlib: sync of present models then never loads OpenSSL.
+        return self.roots / sha256_of(str(lockfile).encode()).hex[:32]
 
     @cached_property
     def views(self) -> Path:
@@ -80,6 +116,10 @@ class StoreLayout:
 
     def view(self, manifest: Digest) -> Path:
         return self.views / manifest.hex
+
+    def new_view_tree(self, purpose: str) -> Path:
+        """A private name in views/sha256/ for a tree being built or removed (``purpose``: build, remove)."""
+        return self.views / private_name(f".{purpose}-")
 
     @property
     def config(self) -> Path:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..oci.digest import Digest, InvalidDigest, parse_digest
-from .atomic import create_atomic, fsync_dir, private_name, write_atomic
+from .atomic import create_atomic, fsync_dir, write_atomic
 from .layout import StoreLayout
 from .locks import Holder, hold, this_holder
 
@@ -58,7 +58,7 @@ class Lease:
                 write_atomic(self.path, record)
                 return
             # Created whole under a name of its own: link(2) never takes another's.
-            while not create_atomic(path := self.layout.leases / private_name("lease-"), record):
+            while not create_atomic(path := self.layout.new_lease(), record):
                 pass
             self.path = path
 

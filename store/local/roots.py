@@ -5,23 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..oci.digest import sha256_of
 from .atomic import write_atomic
 from .layout import StoreLayout
 
 __all__ = ["register_root", "root_paths", "drop_root"]
 
 
-def _entry(layout: StoreLayout, lockfile: Path) -> Path:
-    # Named by the digest of the lockfile's absolute path: registering the
-    # same lockfile twice is one root, and the name is filesystem-safe.
-    # sha256_of, not hashlib: sync of present models then never loads OpenSSL.
-    return layout.roots / sha256_of(str(lockfile).encode()).hex[:32]
-
-
 def register_root(layout: StoreLayout, lockfile: Path) -> bool:
     """Record ``lockfile`` (absolute) as a root; False if it was already there. Idempotent."""
-    entry = _entry(layout, lockfile)
+    entry = layout.root_entry(lockfile)
     text = str(lockfile) + "\n"
     try:
         if entry.read_text() == text:
@@ -52,4 +44,4 @@ def root_paths(layout: StoreLayout) -> list[Path]:
 
 
 def drop_root(layout: StoreLayout, lockfile: Path) -> None:
-    _entry(layout, lockfile).unlink(missing_ok=True)
+    layout.root_entry(lockfile).unlink(missing_ok=True)

@@ -55,10 +55,10 @@ def pending_bytes(layout: StoreLayout) -> dict[str, int]:
     still need is already taken from the free space; only the rest counts.
     """
     pending: dict[str, int] = {}
-    for journal_path in layout.ingest.glob("*.journal"):
+    for journal_path in layout.journals():
         try:
             journal = parse_journal(journal_path.read_bytes())
-            allocated = journal_path.with_suffix(".tmp").stat().st_blocks * 512
+            allocated = layout.partial_of(journal_path).stat().st_blocks * 512
         except OSError:
             continue
         if journal is not None:

@@ -10,7 +10,6 @@ GIL, so threads use every core.
 import hashlib
 import mmap
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -73,7 +72,7 @@ def _check_present(blobs: BlobStore, digest: Digest, fast: bool) -> tuple[bool, 
 
 def _quarantine(layout: StoreLayout, digest: Digest) -> Path | None:
     """Move a corrupt blob aside; None if it is gone already (gc, or another verify, took it)."""
-    target = layout.quarantine / f"{digest.hex}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}"
+    target = layout.quarantined(digest)
     try:
         os.rename(layout.blob(digest), target)
     except FileNotFoundError:

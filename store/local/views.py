@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 from ..oci.digest import Digest, digest_named
 from ..oci.manifest import Manifest
-from .atomic import fsync_dir, private_name
+from .atomic import fsync_dir
 from .layout import StoreLayout
 
 __all__ = ["Views"]
@@ -32,7 +32,7 @@ class Views:
         final = self.layout.view(digest)
         if final.is_dir():
             return final
-        tmp = self.layout.views / private_name(".build-")
+        tmp = self.layout.new_view_tree("build")
         tmp.mkdir()
         try:
             for f in manifest.files:
@@ -70,7 +70,7 @@ class Views:
         """Remove a view: first renamed away (atomic), then deleted."""
         import shutil
 
-        doomed = self.layout.views / private_name(".remove-")
+        doomed = self.layout.new_view_tree("remove")
         try:
             os.rename(self.layout.view(manifest), doomed)
         except FileNotFoundError:
