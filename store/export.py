@@ -103,7 +103,11 @@ def _name(tmp: Path, target: Path) -> None:
         if err.errno not in _UNSUPPORTED:
             tmp.unlink(missing_ok=True)
             raise from_os_error(err, f"exporting to {target}", outside=_DEST_HINT) from err
-        os.rename(tmp, target)
+        try:
+            os.rename(tmp, target)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise from_os_error(err, f"exporting to {target}", outside=_DEST_HINT) from err
         return
     tmp.unlink(missing_ok=True)
 

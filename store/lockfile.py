@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import UsageError, from_os_error
+from .errors import InvalidReference, UsageError, from_os_error
 from .oci.digest import Digest, InvalidDigest, parse_digest
 from .oci.manifest import Manifest, ModelFile, check_model_paths
 from .oci.reference import Reference, parse_reference
@@ -104,6 +104,8 @@ def _pin(entry: object, where: str) -> Pin:
         if not all(isinstance(v, str) for v in (name, tag, remote)) or not isinstance(files, list):
             raise TypeError
         ref = parse_reference(f"{name}:{tag}")
+        if (ref.name, ref.tag) != (name, tag):  # an '@' in the name made a digest reference of it
+            raise InvalidReference(f"invalid model name {name!r}")
         pinned = tuple(
             PinnedFile(f["path"], parse_digest(f["digest"]), f["size"])
             for f in files

@@ -200,8 +200,10 @@ def _rate(text: str | None) -> float | None:
     if match is None:
         raise click.BadParameter(f"{text!r} is not a rate like 500K, 10M or 1G", param_hint="--limit-rate")
     value = float(match[1]) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[match[2].upper()]
-    if value <= 0:
-        raise click.BadParameter("the rate must be positive", param_hint="--limit-rate")
+    # At least a byte a second, and a number a float holds (400 digits are inf): the
+    # token bucket sleeps for a byte's share of a second and reads rate/10 at a time.
+    if not 1 <= value < float("inf"):
+        raise click.BadParameter(f"{text!r}: the rate must be at least 1 byte per second, and finite", param_hint="--limit-rate")
     return value
 
 

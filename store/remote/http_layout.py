@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import os
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -106,8 +107,10 @@ def _pool(url: str, ca_bundle: str | None, timeout: urllib3.Timeout) -> urllib3.
         try:
             return urllib3.ProxyManager(proxy, **kwargs)
         except LocationValueError as err:  # a socks5:// proxy, or one that does not parse
+            # The lowercase variable wins where both are set, as getproxies_environment reads them.
+            variable = f"{split.scheme}_proxy" if os.environ.get(f"{split.scheme}_proxy") else f"{split.scheme.upper()}_PROXY"
             raise UsageError(
-                f"cannot use the proxy {proxy!r} set by {split.scheme}_proxy in the environment: {err}",
+                f"cannot use the proxy {proxy!r} set by {variable} in the environment: {err}",
                 "odai-store goes through http:// and https:// proxies; fix the variable, or unset it",
             ) from None
     return urllib3.PoolManager(**kwargs)

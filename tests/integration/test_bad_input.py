@@ -235,7 +235,8 @@ BAD_REMOTES = [
     (("fetch", "m", "--remote", "file:../mirror"), {}, "absolute path"),
     (("fetch", "m", "--url", "http://[::1/x", "--sha256", SHA), {}, "invalid URL"),
     (("fetch", "m", "--url", "ftp://h/x", "--sha256", SHA), {}, "invalid URL"),
-    (("fetch", "m", "--remote", "http://example.invalid/x"), {"http_proxy": "socks5://127.0.0.1:9"}, "cannot use the proxy"),
+    (("fetch", "m", "--remote", "http://example.invalid/x"), {"http_proxy": "socks5://127.0.0.1:9"}, "set by http_proxy"),
+    (("fetch", "m", "--remote", "http://example.invalid/x"), {"HTTP_PROXY": "socks5://127.0.0.1:9"}, "set by HTTP_PROXY"),
 ]
 
 

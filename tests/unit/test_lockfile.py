@@ -124,6 +124,7 @@ BAD = {
     "file also a directory": (_edited('path = "weights/model.bin"', 'path = "config.json/x"'), "both a file and the directory"),
     "uppercase name": (_edited('name = "llama"', 'name = "Llama"'), "model 1"),
     "bad tag": (_edited('tag = "v1"', 'tag = "v1:2"'), "model 1"),
+    "name that makes a digest reference": (_edited('name = "llama"\ntag = "v1"', f'name = "llama@sha256"\ntag = "{"a" * 64}"'), "invalid model name 'llama@sha256'"),
     "remote not a string": (_edited('remote = "http://127.0.0.1:8080/models"', "remote = 1"), "needs name, tag, remote"),
     "duplicate NAME:TAG": (
         Lockfile((GOOD,)).to_bytes() + Lockfile((_pin(digest=D2),)).to_bytes().replace(b"version = 1\n", b""),
