@@ -42,6 +42,24 @@ __all__ = ["Store", "http_server"]
 _QUEUE_LOCK = _thread.allocate_lock()
 
 
+def _pin_remotes(pin: Pin, others: tuple[str, ...], say: Callable[[str], None]) -> tuple[str, ...]:
+    """The remote ``pin`` was resolved on, then ``others`` (the usual ones).
+
+    A lockfile may name a remote this odai-store cannot use (an s3:// of
+    another tool, spec/lockfile.md): while others remain, it is skipped
+    with a word, not the end of the sync.
+    """
+    from .remote.select import open_remote
+
+    if others:
+        try:
+            open_remote(pin.remote).close()
+        except UsageError as err:
+            say(f"{pin.ref_name}: not trying its pinned remote: {err.message}")
+            return others
+    return (pin.remote, *others)
+
+
 def _fetch_options(options: dict):
     """FetchOptions from keyword arguments (remotes may be any iterable)."""
     from .fetch import FetchOptions
@@ -285,9 +303,14 @@ class Store:
                 return None
 
         def fetch_pins(pins) -> list[Model]:
+            from .config import read_config
+            from .remote.select import remote_specs
+
+            others = () if remotes else tuple(remote_specs((), read_config(self.layout.config).remotes))
+            say = options.get("say") or (lambda _: None)
             models = []
             for pin in pins:
-                chosen = remotes or self._pin_remotes(pin, options.get("say") or (lambda _: None))
+                chosen = remotes or _pin_remotes(pin, others, say)
                 models.append(self.fetch(pin.reference, remotes=chosen, keep_by_digest=False, **options))
             return models
 
@@ -306,25 +329,6 @@ class Store:
                 except OSError:
                     pass  # the sync's own error is the one to report
             raise
-
-    def _pin_remotes(self, pin: Pin, say: Callable[[str], None]) -> tuple[str, ...]:
-        """The remote ``pin`` was resolved on, then the usual ones.
-
-        A lockfile may name a remote this odai-store cannot use (an s3:// of
-        another tool, spec/lockfile.md): while other remotes remain, it is
-        skipped with a word, not the end of the sync.
-        """
-        from .config import read_config
-        from .remote.select import open_remote, remote_specs
-
-        others = tuple(remote_specs((), read_config(self.layout.config).remotes))
-        if others:
-            try:
-                open_remote(pin.remote).close()
-            except UsageError as err:
-                say(f"{pin.ref_name}: not trying its pinned remote: {err.message}")
-                return others
-        return (pin.remote, *others)
 
     def _register_root(self, lockfile: Path) -> bool:
         """Register ``lockfile`` as a gc root; True if this call added it."""

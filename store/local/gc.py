@@ -100,19 +100,19 @@ def _stale_partial(path: Path, now: float, present: set[Digest] | None = None) -
     soon as its owner is dead.
     """
     pid = owner_pid(path.name)
+    if pid is None:
+        return False
     try:
         age = now - path.stat().st_mtime
     except FileNotFoundError:
-        return False
-    if pid is None:
         return False
     if age > STALE_AFTER:
         return True
     if not dead_here(pid):
         return False
-    partial_of = digest_named(path.name.split("-")[0])
-    if present is not None and partial_of is not None:
-        return partial_of in present
+    blob = StoreLayout.blob_of_partial(path)
+    if present is not None and blob is not None:
+        return blob in present
     return True
 
 

@@ -535,10 +535,10 @@ def _abandoned(partial: Path, stale_after: float) -> bool:
     the caller holds the blob's lock, so no thread of ours is still writing it.
     """
     pid = owner_pid(partial.name)
+    if pid is None:
+        return False
     try:
         age = time.time() - partial.stat().st_mtime
     except FileNotFoundError:
-        return False
-    if pid is None:
         return False
     return pid == os.getpid() or dead_here(pid) or age > stale_after

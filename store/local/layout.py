@@ -7,7 +7,7 @@ import time
 from functools import cached_property
 from pathlib import Path
 
-from ..oci.digest import Digest, sha256_of
+from ..oci.digest import Digest, digest_named, sha256_of
 from .atomic import private_name
 
 __all__ = ["StoreLayout", "LAYOUT_VERSION"]
@@ -77,6 +77,11 @@ class StoreLayout:
     @staticmethod
     def partial_of(journal: Path) -> Path:
         return journal.with_suffix(".tmp")
+
+    @staticmethod
+    def blob_of_partial(path: Path) -> Digest | None:
+        """The blob a partial or journal is of; None for any other file of ingest/."""
+        return digest_named(path.name.split("-", 1)[0])
 
     @property
     def leases(self) -> Path:
