@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,12 @@ from .transfer.retry import RetryPolicy
 from .transfer.segments import SegmentPlan
 
 _T = TypeVar("_T")
+
+# A process waiting for another's download of a blob gives up when that
+# download's journal shows no new byte for this long (spec/remotes.md): longer
+# than the holder's own worst silence (a read timeout, then a backoff), so the
+# waiter does not give up on a holder that will succeed.
+WAIT_STALL = 300.0
 
 __all__ = ["FetchOptions", "Fetched", "Resolved", "fetch", "fetch_url", "resolve"]
 
@@ -184,9 +191,13 @@ class _Fetcher:
             who = holder.describe() if holder else "another process"
             self.say(f"{digest.short}: waiting for {who}, which is downloading it")
 
+        # What the other download holds on disk, and since when it has not grown.
+        watch = {"held": -1, "since": time.monotonic()}
+
         def polling(holder: Holder | None) -> None:
             if self.cancel.is_set():
                 raise Interrupted("interrupted")
+            held = 0
             for journal_path in self.layout.journals(digest):
                 try:
                     journal = parse_journal(journal_path.read_bytes())
@@ -196,6 +207,15 @@ class _Fetcher:
                     # Unchecked bytes count: they wait only for the rest of their chunk.
                     held = journal.done.total() + journal.unchecked.total()
                     self.say(f"{digest.short}: the other download is at {held * 100 // journal.size}%")
+            if held != watch["held"]:
+                watch["held"], watch["since"] = held, time.monotonic()
+            elif time.monotonic() - watch["since"] > WAIT_STALL:
+                who = holder.describe() if holder else "another process"
+                raise NetworkError(
+                    f"{digest.short}: {who} holds its download and has made no progress for {WAIT_STALL:.0f}s",
+                    "run the command again later, or stop that process; its data is kept for whoever resumes",
+                    transient=True,
+                )
 
         with hold(self.layout.lock(f"blob-{digest.hex}"), on_wait=waiting, poll=polling):
             if self.blobs.has(digest):

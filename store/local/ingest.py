@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import IntegrityError, from_os_error
+from ..errors import IntegrityError, StoreError, from_os_error
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
 from .atomic import create_private, owner_pid, replace_unsynced, write_atomic
@@ -45,6 +45,11 @@ _READ_BACK = 1 << 20
 # Unchecked bytes at the hash frontier kept in memory until their chunk is
 # checked: one chunk and a block, so memory stays constant in the blob size.
 _TAIL_MAX = (8 << 20) + (1 << 20)
+# Commit fails, instead of waiting on, when hashing moves no byte for this
+# long (spec/ingest.md): reading back 1 MiB never takes a minute on a
+# working disk, so this only turns a bug or a dead disk into an error.
+STALL_AFTER = 60.0
+_TICK = 1.0  # how often commit looks at the watchdog while it waits
 _ANONYMOUS = "add-"
 JOURNAL_INTERVAL = 0.1  # seconds between journal saves
 SYNC_INTERVAL = 1.0  # seconds between fsyncs of the partial's data
@@ -75,13 +80,19 @@ class _HashThread:
 
         self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUED_BLOCKS)
         self._updates = updates
+        self.failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="odai-hash", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (block := self._queue.get()) is not None:
-            for update in self._updates:
-                update(block)
+            if self.failure is not None:
+                continue  # keep draining: a writer blocked in put() on a full queue must go on
+            try:
+                for update in self._updates:
+                    update(block)
+            except BaseException as err:  # reported by _Hashing.finish
+                self.failure = err
 
     def put(self, block: bytes | memoryview) -> None:
         self._queue.put(block)
@@ -124,6 +135,8 @@ class _Hashing:
         if self._result is None:
             for thread in self._threads:
                 thread.join()
+                if thread.failure is not None:
+                    raise thread.failure
             self._result = (Digest(self.sha256.hexdigest()), self.fast.hexdigest(), self.chunks.result() if self.chunks else None)
         return self._result
 
@@ -155,6 +168,7 @@ class IngestWriter:
         self._unchecked = self.journal.unchecked if self.journal else Ranges()
         self._hashed = 0
         self._reading = False  # the catch-up thread is hashing bytes read back from disk
+        self._failure: BaseException | None = None  # what stopped the catch-up thread
         # The reads at the frontier, kept by reference until their chunk is
         # checked. Not one growing buffer: that copied every byte once more,
         # and freeing 8 MiB buffers made glibc keep up to 16 MiB of free
@@ -270,6 +284,7 @@ class IngestWriter:
                 self._hashed = offset + len(data)
                 self._tail_start = self._hashed
                 self._done = self._done.add(offset, offset + len(data))
+                self._moved()  # the frontier may now have reached bytes checked earlier
                 return
             if self._tail_start != self._hashed:
                 self._tail, self._tail_len, self._tail_start = deque(), 0, self._hashed
@@ -302,9 +317,7 @@ class IngestWriter:
                     left -= len(piece)
                 self._tail_start = end
                 self._hashed = end
-            else:  # not in memory at the frontier: read back from disk
-                self._start_catch_up()
-            self._cond.notify_all()
+            self._moved()  # bytes not hashed from memory here are read back by the frontier thread
 
     def discard(self, start: int, end: int) -> None:
         """Bytes [start, end) failed their check: forget any copy kept in memory."""
@@ -324,6 +337,7 @@ class IngestWriter:
             self._tail_len = 0
             if self.journal is not None:
                 self.journal = Journal(self.journal.digest, self.journal.size, validator, url)
+            self._moved()
         self.save_journal()
 
     def set_source(self, validator: str | None, url: str | None) -> None:
@@ -382,6 +396,23 @@ class IngestWriter:
 
 
     # -- the hash frontier -------------------------------------------------------
+    #
+    # The invariant that keeps the frontier thread and commit in step
+    # (spec/ingest.md, "The hash frontier"): both wait on one predicate,
+    # _behind(), under self._cond, and every block that changes _done,
+    # _hashed or _reading ends with _moved(), which starts the thread if there
+    # is work and wakes every waiter. A change that skipped it once left the
+    # thread asleep with work to do and commit waiting for it for ever.
+
+    def _behind(self) -> bool:
+        """Checked bytes wait at the frontier, to be read back and hashed (call with the condition held)."""
+        return self._done.end_of_run(self._hashed) > self._hashed
+
+    def _moved(self) -> None:
+        """After a change of _done, _hashed or _reading (condition held): start or wake the frontier, wake commit."""
+        if self._behind():
+            self._start_catch_up()
+        self._cond.notify_all()
 
     def _start_catch_up(self) -> None:
         """Start the read-back thread (once); call with the condition held or before threads exist."""
@@ -391,29 +422,60 @@ class IngestWriter:
 
     def _catch_up_loop(self) -> None:
         """Hash checked bytes that were not at the frontier when they arrived, reading them back."""
-        while True:
+        try:
+            while True:
+                with self._cond:
+                    while not self._closed and not self._behind():
+                        self._cond.wait()
+                    if self._closed:
+                        return
+                    at, end = self._hashed, self._done.end_of_run(self._hashed)
+                    self._reading = True
+                    self._moved()
+                while at < end and not self._closed:  # a cancel must not wait for a long read-back
+                    block = os.pread(self._fd, min(_READ_BACK, end - at), at)
+                    if not block:
+                        break
+                    self._hashing.feed(block)
+                    at += len(block)
+                    with self._cond:
+                        self._hashed = at  # progress, for commit's watchdog
+                with self._cond:
+                    self._reading = False
+                    if at < end and not self._closed:
+                        # The file is shorter than the journal said: those ranges are not there.
+                        self._done = Ranges(tuple((s, min(e, at)) for s, e in self._done.spans if s < at))
+                    self._moved()
+        except BaseException as err:  # commit reports it; the thread must not die with _reading set
             with self._cond:
-                while not self._closed and self._done.end_of_run(self._hashed) == self._hashed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                start = self._hashed
-                end = self._done.end_of_run(start)
-                self._reading = True
-            at, short = start, False
-            while at < end and not self._closed:  # a cancel must not wait for a long read-back
-                block = os.pread(self._fd, min(_READ_BACK, end - at), at)
-                if not block:
-                    short = True
-                    break
-                self._hashing.feed(block)
-                at += len(block)
-            with self._cond:
-                self._hashed = at
+                self._failure = err
                 self._reading = False
                 self._cond.notify_all()
-                if short:  # the file is shorter than the journal said: those ranges are not there
-                    self._done = Ranges(tuple((s, min(e, at)) for s, e in self._done.spans if s < at))
+
+    def _await_frontier(self, total: int) -> None:
+        """Wait (condition held) until no checked byte waits beyond the frontier.
+
+        Bounded: the frontier either moves, or fails (its error is raised
+        here), or, after STALL_AFTER seconds without a byte hashed, commit
+        gives up with what it was waiting for instead of hanging.
+        """
+        hashed, since = self._hashed, time.monotonic()
+        while self._failure is None and (self._reading or self._behind()):
+            self._cond.wait(_TICK)
+            if self._hashed != hashed:
+                hashed, since = self._hashed, time.monotonic()
+            elif time.monotonic() - since > STALL_AFTER:
+                end = self._done.end_of_run(self._hashed)
+                raise StoreError(
+                    f"hashing the download made no progress for {STALL_AFTER:.0f}s at byte {self._hashed} of {total} "
+                    f"(waiting for bytes {self._hashed}-{end} to be read back; read-back {'running' if self._reading else 'idle'})"
+                )
+        if self._failure is not None:
+            if isinstance(self._failure, OSError):
+                raise from_os_error(self._failure, "hashing the download") from self._failure
+            if isinstance(self._failure, StoreError):
+                raise self._failure
+            raise StoreError(f"hashing the download failed: {self._failure!r}") from self._failure
 
     # -- finishing ---------------------------------------------------------------
 
@@ -426,8 +488,7 @@ class IngestWriter:
         try:
             total = self._size if self.journal is None else self.journal.size
             with self._cond:
-                while self._hashed < total and self._done.end_of_run(self._hashed) > self._hashed or self._reading:
-                    self._cond.wait()
+                self._await_frontier(total)
                 hashed = self._hashed
             os.fsync(self._fd)
             self._stop()
@@ -454,14 +515,22 @@ class IngestWriter:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        stuck = False
         if self._catch_up is not None:
-            self._catch_up.join()
+            # It stops within a block once _closed is set, unless a read
+            # itself hangs (the stall commit gave up on).
+            self._catch_up.join(STALL_AFTER)
+            stuck = self._catch_up.is_alive()
         if self._journaling is not None:
             self._journaling.join()
-        self._hashing.finish()
-        with self._journal_lock:
-            self._stopped = True
-            os.close(self._fd)
+        try:
+            if not stuck:
+                self._hashing.finish()
+        finally:
+            with self._journal_lock:
+                self._stopped = True
+                if not stuck:  # else leave it open: its number must not be reused under that thread's read
+                    os.close(self._fd)
 
     def suspend(self, sync: bool = True) -> None:
         """Keep the partial and its journal for a later resume, and close.

@@ -8,6 +8,9 @@ drip the body, change the object's ETag, redirect to another host, send more
 than the blob, or gzip it. It records each request (headers included) and the
 body bytes it sent, which is how tests see what crossed the wire.
 
+``latency`` delays every response's first byte, as any real network does:
+loopback alone answers in microseconds and hides timing bugs.
+
 Faults are a script: ``server.fail(Fault(...), Fault(...))`` queues them, and
 each request for a targeted path takes the first queued fault that has uses
 left. Requests that find none are served honestly.
@@ -137,8 +140,9 @@ class _Queue:
 class FaultServer:
     """Serves ``layout`` (and any ``extra`` paths) on 127.0.0.1; use as a context manager or ``close()``."""
 
-    def __init__(self, layout: Layout | None = None, extra: dict[str, bytes] | None = None) -> None:
+    def __init__(self, layout: Layout | None = None, extra: dict[str, bytes] | None = None, *, latency: float = 0.0) -> None:
         self.layout = layout
+        self.latency = latency  # seconds before each response's first byte
         self.files: dict[str, bytes] = {**(layout.files if layout else {}), **(extra or {})}
         self.targets: set[str] = set(layout.file_blob_paths) if layout else set()
         self.requests: list[Request] = []
@@ -249,6 +253,8 @@ class FaultServer:
     def _respond(self, conn: socket.socket, request: Request) -> bool:
         """Answer one request; False when the connection must end (faults that cut it)."""
         path = request.path
+        if self.latency:
+            time.sleep(self.latency)
         fault = request.fault = self._take(path)
         fault = fault or Fault()
         if fault.new_etag:
