@@ -7,7 +7,6 @@ hands each blob to the transfer engine, then to BlobStore.publish.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from .remote.base import Remote
 from .remote.select import choose_remotes
 from .transfer.engine import BlobTask, Engine
 from .transfer.progress import Progress
-from .transfer.retry import RetryPolicy
+from .transfer.retry import RetryPolicy, pausing, retrying
 from .transfer.segments import SegmentPlan
 
 _T = TypeVar("_T")
@@ -149,18 +148,7 @@ class _Fetcher:
 
     def _retrying(self, read: Callable[[], _T]) -> _T:
         """A small read (index.json, a manifest, a file's size), retried on transient faults as blob reads are."""
-        policy = RetryPolicy(retries=self.options.retries)
-        attempt = 0
-        while True:
-            try:
-                return read()
-            except NetworkError as err:
-                attempt += 1
-                delay = policy.delay(attempt, err, random.random())  # full jitter, as for blobs
-                if delay is None:
-                    raise
-                if self.cancel.wait(delay):
-                    raise Interrupted("interrupted") from None
+        return retrying(read, RetryPolicy(retries=self.options.retries), pausing(self.cancel))
 
     # -- downloading -----------------------------------------------------------
 

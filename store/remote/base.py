@@ -9,14 +9,15 @@ wraps a Remote and is a Remote.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Protocol
 
-from ..errors import NotFound
+from ..errors import NetworkError, NotFound, StoreError
 from ..oci.digest import Digest
 from ..oci.index import InvalidIndex, lookup_fast
 from ..oci.reference import Reference
 
-__all__ = ["Remote", "BlobStream", "MAX_INDEX_BYTES", "find_in_index"]
+__all__ = ["Remote", "BlobStream", "Action", "classify", "MAX_INDEX_BYTES", "find_in_index"]
 
 # index.json of a mirror with ~100,000 names; anything larger is refused unread.
 MAX_INDEX_BYTES = 64 << 20
@@ -33,6 +34,23 @@ def find_in_index(data: bytes, ref: Reference, where: str, hint: str) -> Digest:
     if desc is None:
         raise NotFound(f"no model named {ref.ref_name} in {where}", hint)
     return desc.digest
+
+
+class Action(Enum):
+    """What a download does after a source's error; the source says which (``Remote.classify``)."""
+
+    RETRY = "retry"  # the same source again, after a backoff
+    NEXT_SOURCE = "next source"  # this source cannot serve it: the next one may
+    FATAL = "fatal"  # no source can help: the operation fails
+
+
+def classify(err: StoreError) -> Action:
+    """The classification every remote of a static layout uses (spec/remotes.md, "Retries")."""
+    if isinstance(err, NetworkError) and err.transient:
+        return Action.RETRY
+    if isinstance(err, (NetworkError, NotFound)):
+        return Action.NEXT_SOURCE
+    return Action.FATAL
 
 
 class BlobStream(Protocol):
@@ -78,6 +96,10 @@ class Remote(Protocol):
         Raises NetworkError (``transient`` set when a retry may help) or
         NotFound when this remote does not have the blob.
         """
+        ...
+
+    def classify(self, err: StoreError) -> Action:
+        """What to do after ``err`` from this remote: retry it, go to the next, or fail."""
         ...
 
     def close(self) -> None: ...

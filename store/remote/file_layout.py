@@ -12,7 +12,7 @@ from ..errors import NetworkError, NotFound
 from ..oci.digest import Digest
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
-from .base import MAX_INDEX_BYTES, find_in_index
+from .base import MAX_INDEX_BYTES, classify, find_in_index
 
 __all__ = ["FileLayout"]
 
@@ -104,6 +104,8 @@ class FileLayout:
         absent = NotFound(f"blob {digest} is not in {self.root}", "the remote is missing a file of this model")
         with _remote_errors(self.blob_path(digest), absent):
             return _FileStream(self.blob_path(digest), start, end, validator)
+
+    classify = staticmethod(classify)
 
     def close(self) -> None:
         pass

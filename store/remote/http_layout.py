@@ -21,7 +21,7 @@ from ..errors import NetworkError, NotFound, UsageError
 from ..oci.digest import Digest
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
-from .base import MAX_INDEX_BYTES, find_in_index
+from .base import MAX_INDEX_BYTES, classify, find_in_index
 
 __all__ = ["HttpLayout", "HttpFile"]
 
@@ -235,6 +235,8 @@ class HttpLayout:
             response.close()
             raise NetworkError(f"{url}: the server did not say how long the blob is", "serve blobs with Content-Length")
         return _HttpStream(response, url, begin, size, stop - begin)
+
+    classify = staticmethod(classify)
 
     def close(self) -> None:
         self._pool.clear()

@@ -7,7 +7,8 @@ import time
 
 from ..oci.digest import Digest
 from ..oci.reference import Reference
-from .base import BlobStream, Remote
+from ..errors import StoreError
+from .base import Action, BlobStream, Remote
 
 __all__ = ["TokenBucket", "Throttled"]
 
@@ -67,6 +68,9 @@ class Throttled:
 
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> BlobStream:
         return _ThrottledStream(self._remote.open_blob(digest, start, end, validator), self._bucket)
+
+    def classify(self, err: StoreError) -> Action:
+        return self._remote.classify(err)
 
     def close(self) -> None:
         self._remote.close()

@@ -14,16 +14,19 @@ import random
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
-from ..errors import IntegrityError, Interrupted, NetworkError, NotFound, StoreError
+from ..errors import IntegrityError, Interrupted, NetworkError, NotFound
 from ..local.ingest import IngestWriter
 from ..local.journal import Ranges
 from ..oci.chunks import ChunkDigests
 from ..oci.digest import Digest
-from ..remote.base import BlobStream, Remote
+from ..remote.base import Action, BlobStream, Remote
+from .chunk_check import ChunkCheck
 from .progress import Progress
-from .retry import RetryPolicy
+from .retry import Attempts, RetryPolicy, pausing, retrying
 from .segments import SegmentPlan
+from .sources import SourceSet
 
 __all__ = ["BlobTask", "Engine"]
 
@@ -37,11 +40,23 @@ class BlobTask:
     chunks: ChunkDigests | None = None
 
 
-class _Restart(Exception):
-    """The remote sent the whole blob instead of a range: the object changed or Range is ignored."""
+class _Restart(NamedTuple):
+    """A segment's outcome when the source sent the whole blob: Range ignored, or the object changed.
 
-    def __init__(self, opened: tuple[int, BlobStream]) -> None:
-        self.opened = opened
+    Returned, not raised: the caller stops the sibling segments, forgets the
+    partial's bytes and starts over with this validator.
+    """
+
+    validator: str | None
+    url: str
+
+
+class _BadChunk(Exception):
+    def __init__(self, start: int, url: str, expected: str, actual: str) -> None:
+        self.start = start
+        self.url = url
+        self.expected = expected
+        self.actual = actual
 
 
 class _Counter:
@@ -75,6 +90,7 @@ class Engine:
         cancel: threading.Event | None = None,
     ) -> None:
         self.remotes = remotes
+        self.sources = SourceSet(remotes)
         self.progress = progress
         self.policy = policy
         self.plan = plan
@@ -82,9 +98,9 @@ class Engine:
         self._streams: set[BlobStream] = set()
         self._streams_lock = threading.Lock()
         self._random = random.Random()
-        self._unreachable: set[int] = set()
+        self.pause = pausing(self.cancel)
 
-    # -- cancellation ----------------------------------------------------------
+    # -- streams and cancellation ------------------------------------------------
 
     def abort_streams(self) -> None:
         """Close every open stream so blocked reads return at once (cancel, or a failed sibling)."""
@@ -107,22 +123,6 @@ class Engine:
             self._streams.discard(stream)
         stream.close()
 
-    def _alive(self) -> list[int]:
-        """Indexes of the remotes still worth asking; all of them if every one has failed."""
-        alive = [i for i in range(len(self.remotes)) if i not in self._unreachable]
-        return alive or list(range(len(self.remotes)))
-
-    def _given_up(self, index: int, err: StoreError) -> None:
-        # A remote that cannot be reached after every retry is skipped for the
-        # rest of the command: the next blob should not wait through the same
-        # backoff again. A 404 only means this remote lacks this blob.
-        if isinstance(err, NetworkError) and err.transient:
-            self._unreachable.add(index)
-
-    def _pause(self, seconds: float) -> None:
-        if self.cancel.wait(seconds):
-            raise Interrupted("interrupted")
-
     # -- one blob ----------------------------------------------------------------
 
     def fetch(self, task: BlobTask, writer: IngestWriter) -> None:
@@ -142,14 +142,13 @@ class Engine:
         if len(segments) == 1:
             self._segment(task, writer, counter, *segments[0], halt=self.cancel, sole=True)
         elif segments:
-            try:
-                first = self._first_stream(task, segments[0], writer)
-            except _Restart as restart:
-                # The whole blob came back: what is on disk may be another version.
-                writer.restart(restart.opened[1].validator, restart.opened[1].url)
-                self._segment(task, writer, counter, 0, task.size, opened=restart.opened, halt=self.cancel, sole=True)
-            else:
-                self._parallel(task, writer, counter, segments, first)
+            index, stream = self._first_stream(task, segments[0], writer)
+            if stream.start == self._resume_point(task, writer, *segments[0]):
+                self._parallel(task, writer, counter, segments, (index, stream))
+                return
+            # The whole blob came back: what is on disk may be another version.
+            writer.restart(stream.validator, stream.url)
+            self._segment(task, writer, counter, 0, task.size, opened=(index, stream), halt=self.cancel, sole=True)
 
     @staticmethod
     def _resume_point(task: BlobTask, writer: IngestWriter, start: int, end: int) -> int:
@@ -163,46 +162,40 @@ class Engine:
         return start
 
     def _first_stream(self, task: BlobTask, segment: tuple[int, int], writer: IngestWriter) -> tuple[int, BlobStream]:
-        """Open the first segment, failing over across remotes; it tells whether ranges work."""
+        """Open the first segment, failing over across remotes; whether it starts where asked tells if ranges work."""
         # Where _segment will continue, so that a correct 206 is not taken for a whole-blob answer.
         start, end = self._resume_point(task, writer, *segment), segment[1]
         validator = writer.journal.validator if writer.journal else None
-        errors: list[StoreError] = []
-        for index in self._alive():
-            remote = self.remotes[index]
-            attempt = 0
-            while True:
-                try:
-                    stream = self._open(remote, task, start, end, validator)
-                except (NetworkError, NotFound) as err:
-                    attempt += 1
-                    delay = self.policy.delay(attempt, err, self._random.random())
-                    if delay is None:
-                        self._given_up(index, err)
-                        errors.append(err)
-                        break
-                    self._pause(delay)
-                    continue
-                if stream.start != start:
-                    raise _Restart((index, stream))
-                writer.set_source(stream.validator, stream.url)
-                return index, stream
-        raise errors[-1]
+        cursor = self.sources.cursor()
+        while True:
+            source = cursor.source
+            try:
+                stream = retrying(lambda: self._open(source, task, start, end, validator), self.policy, self.pause)
+            except (NetworkError, NotFound) as err:
+                if source.classify(err) is Action.FATAL or not cursor.fail_over(err):
+                    raise
+                continue
+            writer.set_source(stream.validator, stream.url)
+            return cursor.index, stream
 
     def _parallel(self, task, writer, counter, segments, first) -> None:
         """Fetch ``segments`` over up to N connections; the first is already open."""
         queue = list(reversed(segments[1:]))
         lock = threading.Lock()
-        halt = threading.Event()  # set on the first failure, or on cancel, to stop the siblings
+        halt = threading.Event()  # set on the first failure or restart, or on cancel, to stop the siblings
 
-        def worker(opened: tuple[int, BlobStream] | None, segment: tuple[int, int] | None) -> None:
+        def worker(opened: tuple[int, BlobStream] | None, segment: tuple[int, int] | None) -> _Restart | None:
             while True:
                 if segment is None:
                     with lock:
                         if not queue:
-                            return
+                            return None
                         segment = queue.pop()
-                self._segment(task, writer, counter, *segment, opened=opened, halt=halt)
+                restart = self._segment(task, writer, counter, *segment, opened=opened, halt=halt)
+                if restart is not None:
+                    halt.set()
+                    self.abort_streams()
+                    return restart
                 opened, segment = None, None
 
         workers = min(self.plan.connections, len(segments))
@@ -212,7 +205,7 @@ class Engine:
             try:
                 while True:
                     finished, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
-                    if not pending or any(f.exception() for f in finished) or self.cancel.is_set():
+                    if not pending or halt.is_set() or any(f.exception() for f in finished) or self.cancel.is_set():
                         break
             finally:
                 if any(not f.done() or f.exception() for f in futures):
@@ -221,17 +214,19 @@ class Engine:
                     self.abort_streams()
                 wait(futures)
         errors = [f.exception() for f in futures if f.exception() is not None]
-        if not errors:
+        restart = next((f.result() for f in futures if f.exception() is None and f.result() is not None), None)
+        if not errors and restart is None:
             return
         if self.cancel.is_set():
             raise Interrupted("interrupted")
-        restart = next((e for e in errors if isinstance(e, _Restart)), None)
         if restart is not None:
-            writer.restart(restart.opened[1].validator, restart.opened[1].url)
+            writer.restart(restart.validator, restart.url)
             # Its stream was closed with its siblings': ask again, now with the new validator.
             self._segment(task, writer, counter, 0, task.size, halt=self.cancel, sole=True)
             return
         raise next(e for e in errors if not isinstance(e, Interrupted))
+
+    # -- one segment -------------------------------------------------------------
 
     def _segment(
         self,
@@ -244,123 +239,120 @@ class Engine:
         halt: threading.Event,
         opened: tuple[int, BlobStream] | None = None,
         sole: bool = False,
-    ) -> None:
-        """Fetch [start, end) into ``writer``, chunk-checked, retrying and failing over as needed.
+    ) -> _Restart | None:
+        """Fetch [start, end) into ``writer``, chunk-checked, retrying and failing over as the sources say.
 
-        If the remote answers with the whole blob (Range ignored, or If-Range
+        If the source answers with the whole blob (Range ignored, or If-Range
         found it changed), the ``sole`` segment of a download starts over from
-        byte 0 on that stream; one of several raises _Restart, so that the
+        byte 0 on that stream; one of several returns a _Restart, so that the
         caller stops its siblings before anything is thrown away.
         """
-        import blake3
-
-        chunks = task.chunks
-        chunk_start = start
-        pos = self._resume_point(task, writer, start, end)
-        hasher = blake3.blake3() if chunks else None
-        if hasher is not None and pos > start:
-            # A chunk begun before an interruption: its bytes are on disk, so
-            # they are hashed from there and only the rest is fetched.
-            hasher.update(writer.read(start, pos))
-        remote_index, stream = opened if opened else (self._alive()[0], None)
-        attempt = 0
-        # Failed checks per chunk start. Not `attempt`: every block that
-        # arrives resets that, so a remote that always serves the same bad
+        check = ChunkCheck(task.chunks, task.size)
+        resume = self._resume_point(task, writer, start, end)
+        # A chunk begun before an interruption: its bytes are on disk, so they
+        # are hashed from there and only the rest is fetched.
+        check.begin(start, writer.read(start, resume))
+        cursor = self.sources.cursor(opened[0] if opened else None)
+        stream = opened[1] if opened else None
+        attempts = Attempts(self.policy)
+        # Failed checks per chunk start. Not `attempts`: every block that
+        # arrives renews that, so a source that always serves the same bad
         # chunk would be asked for it for ever.
         bad_chunks: dict[int, int] = {}
-        errors: list[StoreError] = []
         try:
-            while pos < end:
+            while check.position < end:
+                began = check.position
                 try:
                     if halt.is_set():
                         raise Interrupted("interrupted")
                     if stream is None:
                         validator = writer.journal.validator if writer.journal else None
-                        stream = self._open(self.remotes[remote_index], task, pos, end, validator)
-                    if writer.journal is not None and writer.journal.validator is None:
-                        writer.set_source(stream.validator, stream.url)
-                    if stream.size is not None and stream.size != task.size:
-                        raise NetworkError(
-                            f"{stream.url} is {stream.size} bytes, the manifest says {task.size}",
-                            "the remote serves a different object under this digest",
-                        )
-                    if stream.start != pos:  # the whole blob came back: Range ignored, or the object changed
+                        stream = self._open(cursor.source, task, check.position, end, validator)
+                    self._accept(stream, task, writer)
+                    if stream.start != check.position:  # the whole blob came back: Range ignored, or the object changed
                         if not sole:
-                            raise _Restart((remote_index, stream))
+                            return _Restart(stream.validator, stream.url)
                         writer.restart(stream.validator, stream.url)
-                        pos = chunk_start = 0
-                        hasher = blake3.blake3() if chunks else None
-                    # A server may send less than the range asked for; the rest is asked for again.
-                    stop = min(end, stream.end)
-                    while pos < stop:
-                        # Never read across a chunk boundary: each chunk is checked on its own.
-                        boundary = min(task.size, (chunk_start // chunks.size + 1) * chunks.size) if chunks else stop
-                        data = stream.read(min(_READ, min(stop, boundary) - pos))
-                        if halt.is_set():
-                            raise Interrupted("interrupted")
-                        if not data:
-                            raise NetworkError(f"{stream.url} ended at byte {pos} of {end}", transient=True)
-                        writer.write_at(pos, data, checked=hasher is None)
-                        counter.arrived(pos, pos + len(data))
-                        pos += len(data)
-                        attempt = 0
-                        if hasher is None:
-                            chunk_start = pos
-                        else:
-                            hasher.update(data)
-                            if pos == boundary:
-                                expected = chunks.digests[chunk_start // chunks.size]
-                                if hasher.hexdigest() != expected:
-                                    writer.discard(chunk_start, boundary)
-                                    raise _BadChunk(chunk_start, stream.url, expected, hasher.hexdigest())
-                                writer.checked(chunk_start, boundary)
-                                chunk_start, hasher = boundary, blake3.blake3()
-                    if stream.read(1):
-                        raise NetworkError(f"{stream.url}: the body is longer than the blob", "the remote serves a different object under this digest")
-                    if pos < end:
+                        check.begin(0)
+                    self._pump(stream, writer, counter, check, min(end, stream.end), halt)
+                    if check.position < end:  # a server may send less than the range asked for; the rest is asked for again
                         self._release(stream)
                         stream = None
                 except _BadChunk as bad:
-                    # Only this chunk is fetched again, from the next remote if there is one.
+                    # Only this chunk is fetched again, from the next source if there is one.
                     self._release(stream)
-                    stream, pos, chunk_start, hasher = None, bad.start, bad.start, blake3.blake3()
+                    stream = None
+                    check.begin(bad.start)
                     bad_chunks[bad.start] = failures = bad_chunks.get(bad.start, 0) + 1
-                    # At least once from every remote, else as often as --retries allows.
+                    # At least once from every source, else as often as --retries allows.
                     if failures > max(self.policy.retries, len(self.remotes) - 1):
                         raise IntegrityError(
                             f"{bad.url}: the chunk at byte {bad.start} of {task.digest} failed its check {failures} times: "
                             f"BLAKE3 {bad.actual}, expected {bad.expected}",
                             "the remotes serve damaged data; the bad chunk was not kept",
                         ) from None
-                    alive = self._alive()
-                    remote_index = alive[(alive.index(remote_index) + 1) % len(alive)] if remote_index in alive else alive[0]
+                    cursor.rotate()
                 except (NetworkError, NotFound) as err:
                     if stream is not None:
                         self._release(stream)
                         stream = None
                     if halt.is_set():
                         raise Interrupted("interrupted") from None
-                    attempt += 1
-                    delay = self.policy.delay(attempt, err, self._random.random())
-                    if delay is not None:
-                        self._pause(delay)
-                        continue
-                    errors.append(err)
-                    self._given_up(remote_index, err)
-                    later = [i for i in self._alive() if i > remote_index]
-                    if not later:
-                        raise errors[-1] from None
-                    # A chunk begun on one remote is not continued from another.
-                    remote_index, attempt = later[0], 0
-                    pos, hasher = chunk_start, blake3.blake3() if chunks else None
+                    if check.position > began:  # bytes arrived: the count of failures starts again
+                        attempts = attempts.fresh()
+                    action = cursor.source.classify(err)
+                    if action is Action.RETRY:
+                        attempts, delay = attempts.after(err, self._random.random())
+                        if delay is not None:
+                            self.pause(delay)
+                            continue  # from check.position: the chunk's hasher goes on
+                    elif action is Action.FATAL:
+                        raise
+                    if not cursor.fail_over(err):
+                        raise
+                    # A chunk begun on one source is not continued from another.
+                    attempts = attempts.fresh()
+                    check.begin(check.start)
         finally:
             if stream is not None:  # interrupted, or done: never leave a connection mid-body
                 self._release(stream)
+        return None
 
+    @staticmethod
+    def _accept(stream: BlobStream, task: BlobTask, writer: IngestWriter) -> None:
+        """Refuse a stream of another object; remember where the bytes come from."""
+        if writer.journal is not None and writer.journal.validator is None:
+            writer.set_source(stream.validator, stream.url)
+        if stream.size is not None and stream.size != task.size:
+            raise NetworkError(
+                f"{stream.url} is {stream.size} bytes, the manifest says {task.size}",
+                "the remote serves a different object under this digest",
+            )
 
-class _BadChunk(Exception):
-    def __init__(self, start: int, url: str, expected: str, actual: str) -> None:
-        self.start = start
-        self.url = url
-        self.expected = expected
-        self.actual = actual
+    @staticmethod
+    def _pump(stream: BlobStream, writer: IngestWriter, counter: _Counter, check: ChunkCheck, stop: int, halt: threading.Event) -> None:
+        """Copy the stream's bytes from ``check.position`` to ``stop`` into the partial, checking each chunk as it completes.
+
+        The stream's body must end at ``stop``: the check "longer than the
+        range" is here, with the check "shorter" (a read that returns nothing).
+        """
+        while check.position < stop:
+            pos = check.position
+            data = stream.read(min(_READ, check.limit(stop) - pos))
+            if halt.is_set():
+                raise Interrupted("interrupted")
+            if not data:
+                raise NetworkError(f"{stream.url} ended at byte {pos} of {stop}", transient=True)
+            writer.write_at(pos, data, checked=not check.active)
+            counter.arrived(pos, pos + len(data))
+            check.update(data)
+            if check.complete():
+                bad = check.verdict()
+                if bad is not None:
+                    writer.discard(check.start, check.position)
+                    raise _BadChunk(check.start, stream.url, *bad)
+                if check.active:
+                    writer.checked(check.start, check.position)
+                check.begin(check.position)
+        if stream.read(1):
+            raise NetworkError(f"{stream.url}: the body is longer than the blob", "the remote serves a different object under this digest")

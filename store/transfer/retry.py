@@ -1,16 +1,28 @@
-"""RetryPolicy: whether to try again after a failure, and how long to wait first.
+"""Retrying: the one rule for trying again after a transient fault, and how long to wait first.
 
-A frozen value with pure methods: it never sleeps and never touches a socket.
-The engine asks, sleeps, and resumes from where the data stopped.
+RetryPolicy and Attempts are frozen values with pure methods: they never
+sleep and never touch a socket. Attempts is how one operation has fared so
+far; each failure gives a new value, as urllib3's ``Retry.increment`` does.
+The loops that act on them are the engine's segment loop, which resumes from
+where the data stopped, and ``retrying`` for small reads (an index, a
+manifest, a size), which sleeps through the pause it is given.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import NetworkError, StoreError
+from ..errors import Interrupted, NetworkError, StoreError
 
-__all__ = ["RetryPolicy"]
+if TYPE_CHECKING:
+    import threading
+
+__all__ = ["RetryPolicy", "Attempts", "retrying", "pausing"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -44,3 +56,43 @@ class RetryPolicy:
                 return None
             wait = max(wait, retry_after)
         return wait
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """The failures of one operation on its current source since it last made progress."""
+
+    policy: RetryPolicy
+    failures: tuple[StoreError, ...] = ()
+
+    def after(self, err: StoreError, jitter: float) -> tuple[Attempts, float | None]:
+        """This value with ``err`` counted, and the seconds to wait before trying again (None: give up)."""
+        failures = (*self.failures, err)
+        return Attempts(self.policy, failures), self.policy.delay(len(failures), err, jitter)
+
+    def fresh(self) -> Attempts:
+        """Counting starts again: bytes arrived, or another source is asked."""
+        return Attempts(self.policy)
+
+
+def retrying(read: Callable[[], _T], policy: RetryPolicy, pause: Callable[[float], None]) -> _T:
+    """``read()``, tried again after each transient fault while ``policy`` allows; ``pause`` sleeps (and may raise on cancel)."""
+    attempts = Attempts(policy)
+    while True:
+        try:
+            return read()
+        except NetworkError as err:
+            attempts, delay = attempts.after(err, random.random())  # full jitter, as for blobs
+            if delay is None:
+                raise
+            pause(delay)
+
+
+def pausing(cancel: threading.Event) -> Callable[[float], None]:
+    """A pause for the retry loops that ends at once, with Interrupted, when ``cancel`` is set."""
+
+    def pause(seconds: float) -> None:
+        if cancel.wait(seconds):
+            raise Interrupted("interrupted")
+
+    return pause

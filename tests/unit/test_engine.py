@@ -1,0 +1,190 @@
+"""The download engine against scripted in-memory sources: faults, restarts, bad chunks, failover.
+
+Beside the socket-level tests of tests/integration/test_fetch_*.py, these
+drive Engine.fetch into a real IngestWriter in a temporary store, with no
+network, so every rule of the retry loop (spec/remotes.md, "Retries") is
+checked in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from store.errors import IntegrityError, Interrupted, NetworkError, NotFound
+from store.local.ingest import IngestWriter
+from store.local.layout import StoreLayout
+from store.local.open import open_layout
+from store.oci.chunks import ChunkHasher
+from store.oci.digest import Digest
+from store.transfer.engine import BlobTask, Engine
+from store.transfer.progress import Progress
+from store.transfer.retry import RetryPolicy
+from store.transfer.segments import SegmentPlan
+from tests.support.scripted_source import ScriptedSource, Step
+
+CHUNK = 64 << 10
+DATA = random.Random(12).randbytes(10 * CHUNK + 1234)  # ten whole chunks and a short one
+DIGEST = Digest(hashlib.sha256(DATA).hexdigest())
+FAST = RetryPolicy(retries=3, base=0.001, cap=0.002)
+
+
+def _chunks():
+    hasher = ChunkHasher(CHUNK)
+    hasher.update(DATA)
+    return hasher.result()
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> StoreLayout:
+    return open_layout(tmp_path / "store")
+
+
+def _fetch(layout: StoreLayout, *sources: ScriptedSource, connections: int = 1, chunks: bool = True, policy: RetryPolicy = FAST, cancel=None):
+    """Run the engine for DATA and commit; return the committed size (the SHA-256 is checked by commit)."""
+    plan = SegmentPlan(connections=connections, threshold=2 * CHUNK, chunk=CHUNK)
+    engine = Engine(list(sources), Progress(), policy=policy, plan=plan, cancel=cancel)
+    writer = IngestWriter.for_blob(layout, DIGEST, len(DATA), stale_after=3600)
+    try:
+        engine.fetch(BlobTask(DIGEST, len(DATA), _chunks() if chunks else None), writer)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit(DIGEST, len(DATA)).size
+
+
+def source(name: str = "a", *script: Step) -> ScriptedSource:
+    return ScriptedSource(f"mem://{name}", {DIGEST: DATA}, list(script))
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+@pytest.mark.parametrize("chunks", [True, False])
+def test_an_honest_source_fills_the_blob(layout, connections: int, chunks: bool) -> None:
+    a = source()
+    assert _fetch(layout, a, connections=connections, chunks=chunks) == len(DATA)
+    assert len(a.opened) == (1 if connections == 1 else len(SegmentPlan(connections, 2 * CHUNK, CHUNK).segments(len(DATA), _ranges(), True)))
+
+
+def _ranges():
+    from store.local.journal import Ranges
+
+    return Ranges()
+
+
+def test_a_reset_resumes_where_the_data_stopped_on_the_same_source(layout) -> None:
+    a = source("a", Step(cut_after=CHUNK + 100))
+    assert _fetch(layout, a) == len(DATA)
+    # Mid-chunk: the chunk's hasher goes on, so only the rest is asked for.
+    assert [o.start for o in a.opened] == [0, CHUNK + 100]
+
+
+def test_failures_are_counted_afresh_after_bytes_arrive(layout) -> None:
+    # Four resets, each after some progress: more than --retries (3) in all,
+    # but never three in a row without a byte, so the download goes on.
+    a = source("a", *(Step(cut_after=CHUNK) for _ in range(4)))
+    assert _fetch(layout, a) == len(DATA)
+
+
+def test_retries_without_progress_run_out_then_the_next_source_serves(layout) -> None:
+    reset = NetworkError("mem://a: connection refused", transient=True)
+    a = source("a", *(Step(fail=reset) for _ in range(10)))
+    b = source("b")
+    assert _fetch(layout, a, b) == len(DATA)
+    assert len(a.opened) == FAST.retries + 1 and len(b.opened) == 1
+
+
+def test_a_source_without_the_blob_fails_over_at_once(layout) -> None:
+    a = source("a", Step(fail=NotFound("mem://a: not found")))
+    b = source("b")
+    assert _fetch(layout, a, b) == len(DATA)
+    assert len(a.opened) == 1
+
+
+def test_every_source_failing_raises_the_last_error(layout) -> None:
+    a = source("a", *(Step(fail=NotFound("mem://a: not found")) for _ in range(3)))
+    b = source("b", *(Step(fail=NotFound("mem://b: not found")) for _ in range(3)))
+    with pytest.raises(NotFound, match="mem://b"):
+        _fetch(layout, a, b)
+
+
+def test_a_bad_chunk_is_fetched_again_from_the_next_source_alone(layout) -> None:
+    a = source("a", Step(corrupt=(3 * CHUNK + 5, 3 * CHUNK + 6)))
+    b = source("b")
+    assert _fetch(layout, a, b) == len(DATA)
+    # b is asked for the bad chunk onwards, a again for nothing before it.
+    assert [o.start for o in b.opened] == [3 * CHUNK]
+
+
+def test_a_chunk_bad_on_every_source_is_an_integrity_error(layout) -> None:
+    bad = Step(corrupt=(0, 1))
+    a = source("a", *(bad for _ in range(10)))
+    b = source("b", *(bad for _ in range(10)))
+    with pytest.raises(IntegrityError, match="failed its check"):
+        _fetch(layout, a, b)
+    assert len(a.opened) + len(b.opened) == FAST.retries + 1
+
+
+def test_without_chunk_digests_a_bad_byte_fails_the_whole_blob_check(layout) -> None:
+    a = source("a", Step(corrupt=(7, 8)))
+    with pytest.raises(IntegrityError, match="hashes to"):
+        _fetch(layout, a, chunks=False)
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_a_source_that_ignores_range_restarts_the_download_from_zero(layout, connections: int) -> None:
+    # A first answer cut short leaves bytes on disk; the second ignores Range:
+    # those bytes may be of another version, so everything starts again.
+    a = source("a", Step(cut_after=2 * CHUNK), Step(ignore_range=True, validator="v2"))
+    assert _fetch(layout, a, connections=connections) == len(DATA)
+    assert any(o.served_from == 0 and o.start > 0 for o in a.opened)
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_a_resume_of_a_changed_object_starts_over_with_its_new_validator(layout, connections: int) -> None:
+    # The first run keeps 3 chunks of version v1; by the resume the object is
+    # v2, so If-Range brings the whole blob and nothing of v1 is kept.
+    engine = Engine([source("a", Step(cut_after=3 * CHUNK))], Progress(), policy=RetryPolicy(retries=0), plan=SegmentPlan(1, 2 * CHUNK, CHUNK))
+    writer = IngestWriter.for_blob(layout, DIGEST, len(DATA), stale_after=3600)
+    with pytest.raises(NetworkError):
+        engine.fetch(BlobTask(DIGEST, len(DATA), _chunks()), writer)
+    writer.suspend()
+    assert writer.journal.validator == "v1" and writer.done.total() == 3 * CHUNK
+    changed = source("a", *(Step(validator="v2") for _ in range(20)))
+    plan = SegmentPlan(connections, 2 * CHUNK, CHUNK)
+    resumed = IngestWriter.for_blob(layout, DIGEST, len(DATA), stale_after=3600)
+    Engine([changed], Progress(), policy=FAST, plan=plan).fetch(BlobTask(DIGEST, len(DATA), _chunks()), resumed)
+    assert changed.opened[0].validator == "v1" and changed.opened[0].served_from == 0
+    assert resumed.journal.validator == "v2"
+    assert resumed.commit(DIGEST, len(DATA)).size == len(DATA)
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_a_body_longer_than_the_range_is_another_object(layout, connections: int) -> None:
+    a = source("a", *(Step(extra=b"payload") for _ in range(10)))
+    with pytest.raises(NetworkError, match="longer than the blob"):
+        _fetch(layout, a, connections=connections)
+    assert len(a.opened) == 1 or connections > 1, "not a fault that retrying the same source can mend"
+
+
+def test_a_cancel_stops_the_download(layout) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Interrupted):
+        _fetch(layout, source("a"), cancel=cancel)
+
+
+def test_an_unreachable_source_is_skipped_for_the_next_blob(layout) -> None:
+    down = NetworkError("mem://a: connection refused", transient=True)
+    a = source("a", *(Step(fail=down) for _ in range(FAST.retries + 1)))
+    b = source("b")
+    plan = SegmentPlan(connections=1, threshold=2 * CHUNK, chunk=CHUNK)
+    engine = Engine([a, b], Progress(), policy=FAST, plan=plan)
+    for _ in range(2):
+        writer = IngestWriter.for_blob(layout, DIGEST, len(DATA), stale_after=3600)
+        engine.fetch(BlobTask(DIGEST, len(DATA), _chunks()), writer)
+        writer.abort()
+    assert len(a.opened) == FAST.retries + 1 and len(b.opened) == 2
