@@ -311,7 +311,10 @@ class Store:
             models = []
             for pin in pins:
                 chosen = remotes or _pin_remotes(pin, others, say)
-                models.append(self.fetch(pin.reference, remotes=chosen, keep_by_digest=False, **options))
+                models.append(self.fetch(pin.reference, remotes=chosen, named=remotes, keep_by_digest=False, **options))
+                # Where a lockfile sent this sync is for the user to see: the lockfile may not be theirs.
+                # Said after, not before: a failure's message names its remote, in the two lines of an error.
+                say(f"{pin.ref_name}: fetched from {' or '.join(chosen)}")
             return models
 
         # The root first: from here on gc keeps what the lockfile pins, so
