@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .local.gc import GcReport
     from .local.usage import DiskUsage
     from .local.verify import VerifyReport
+    from .oci.manifest import ModelFile
 
 __all__ = ["Store", "http_server"]
 
@@ -175,15 +176,16 @@ class Store:
             self._verify_files(model, files)
         return model.path if file is None else model.path / file
 
-    def _verify_files(self, model: Model, files) -> None:
+    def _verify_files(self, model: Model, files: Iterable[ModelFile]) -> None:
         """IntegrityError unless each of ``files`` of ``model`` is its view's link to a blob as published."""
         from .errors import IntegrityError
         from .local.verify import altered_blobs
 
+        files = list(files)
         with storage_errors("verifying the model's files", self.root):
             planted = Views(self.layout).altered(model.digest, files)
-            changed = {str(d) for d in altered_blobs(self.layout, [f.digest for f in files])}
-        bad = sorted({*planted, *(f.path for f in files if str(f.digest) in changed)})
+            changed = set(altered_blobs(self.layout, [f.digest for f in files]))
+        bad = sorted({*planted, *(f.path for f in files if f.digest in changed)})
         if bad:
             shown = model.name or model.digest.short
             raise IntegrityError(
