@@ -21,8 +21,8 @@ MAX_CONFIG_BYTES = 1 << 20  # a config names a few remotes; an unbounded read is
 def read_config(path: Path) -> Config:
     """The config at ``path``; an absent file is the default config.
 
-    Honoured only if it is a regular file that the store's owner or this
-    user owns and nobody else may write (spec/config.md#who-may-write-it):
+    Honoured only if it is a regular file that the store's owner, root or
+    this user owns and nobody else may write (spec/config.md#who-may-write-it):
     in a shared store any member may replace it, to send everyone's
     fetches to a server of theirs.
     """
@@ -65,9 +65,10 @@ def _anchored(remote: str, store: Path) -> str:
 
 
 def _check_writers(path: Path, info: os.stat_result) -> None:
-    """UsageError unless only the store's owner, or this user, can have written the config."""
+    """UsageError unless only the store's owner, root or this user can have written the config."""
     owner = os.stat(path.parent).st_uid
-    if info.st_uid not in (owner, os.geteuid()):
+    # root too, as ssh allows for its config: root may write anything anyway, and no member can write its files.
+    if info.st_uid not in (owner, os.geteuid(), 0):
         raise UsageError(
             f"{path} is owned by uid {info.st_uid}, neither the store's owner (uid {owner}) nor you: it is not honoured",
             "another member of the store's group wrote it; check its remotes, then have the store's owner replace it (or delete it)",

@@ -481,6 +481,14 @@ def test_a_member_cannot_delete_another_members_gc_root_or_lock_file(as_user, sh
     for name in ("blobs/sha256", "ingest", "leases", "meta/xxh3", "views/sha256"):
         assert not os.stat(store / name).st_mode & stat.S_ISVTX, name
 
+    # A store made before the sticky bits: only the directory's owner can add one; another member is told whom to ask.
+    (store / "locks").chmod(0o2775)
+    code, out, err = run(b, "init", "--shared", store)
+    assert (code, out) == (0, f"{store}\n")
+    assert err == f"cannot set the sticky bit of {store / 'locks'}: only its owner (uid {a}) may; ask them to run 'odai-store init --shared {store}'\n"
+    ok(a, "init", "--shared", store)
+    assert stat.S_IMODE(os.stat(store / "locks").st_mode) == 0o3775
+
 
 def test_init_shared_gives_an_existing_shared_store_its_sticky_bits(tmp_path: Path) -> None:
     """A shared store made before the sticky bits: init --shared adds them, and changes nothing else."""
