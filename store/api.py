@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import errno
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from .local.gc import GcReport
     from .local.usage import DiskUsage
     from .local.verify import VerifyReport
+    from .oci.manifest import ModelFile
 
 __all__ = ["Store", "http_server"]
 
@@ -158,14 +160,38 @@ class Store:
                 path = views.build(digest, manifest)
         return Model(None if ref.digest else ref.ref_name, digest, path, manifest.files)
 
-    def path(self, ref: str | Reference, file: str | None = None) -> Path:
-        """The model's view directory, or one file in it. Never touches the network."""
+    def path(self, ref: str | Reference, file: str | None = None, *, verify: bool = False) -> Path:
+        """The model's view directory, or one file in it. Never touches the network.
+
+        With ``verify``, the files (or the one file) are checked first against
+        what was published: IntegrityError (exit 5) if any was changed since.
+        """
         model = self.model(ref)
-        if file is None:
-            return model.path
-        if not any(f.path == file for f in model.files):
-            raise NotFound(f"model {ref} has no file {file!r}", f"'odai-store show {ref}' lists its files")
-        return model.path / file
+        files = model.files
+        if file is not None:
+            files = [f for f in model.files if f.path == file]
+            if not files:
+                raise NotFound(f"model {ref} has no file {file!r}", f"'odai-store show {ref}' lists its files")
+        if verify:
+            self._verify_files(model, files)
+        return model.path if file is None else model.path / file
+
+    def _verify_files(self, model: Model, files: Iterable[ModelFile]) -> None:
+        """IntegrityError unless each of ``files`` of ``model`` is its view's link to a blob as published."""
+        from .errors import IntegrityError
+        from .local.verify import altered_blobs
+
+        files = list(files)
+        with storage_errors("verifying the model's files", self.root):
+            planted = Views(self.layout).altered(model.digest, files)
+            changed = set(altered_blobs(self.layout, [f.digest for f in files]))
+        bad = sorted({*planted, *(f.path for f in files if f.digest in changed)})
+        if bad:
+            shown = model.name or model.digest.short
+            raise IntegrityError(
+                f"{shown}: {len(bad)} file{'s' if len(bad) > 1 else ''} changed since published: {', '.join(bad)}",
+                "run 'odai-store verify' to set damaged blobs aside, then fetch or sync the model again; in a shared store, ask who changed it",
+            )
 
     def list(self) -> list[ModelEntry]:
         from .reports import ModelEntry
@@ -283,6 +309,7 @@ class Store:
 
         With every pin present it sends no request and writes nothing, so it
         works on a read-only store. Registers the lockfile as a gc root.
+        ``verify=True`` checks every file as ``path(verify=True)`` does.
         """
         from .local.roots import drop_root
         from .lockfile import read_lockfile
@@ -290,6 +317,7 @@ class Store:
 
         path = Path(lockfile).absolute()
         remotes = tuple(options.pop("remotes", ()))
+        verify = options.pop("verify", False)
         only = list(names) if names else None
         # Refused before the store changes: a lockfile that does not parse, or
         # does not pin a name asked for, must not become a root that gc then
@@ -311,14 +339,20 @@ class Store:
             models = []
             for pin in pins:
                 chosen = remotes or _pin_remotes(pin, others, say)
-                models.append(self.fetch(pin.reference, remotes=chosen, keep_by_digest=False, **options))
+                models.append(self.fetch(pin.reference, remotes=chosen, named=remotes, keep_by_digest=False, **options))
+                # Where a lockfile sent this sync is for the user to see: the lockfile may not be theirs.
+                # Said after, not before: a failure's message names its remote, in the two lines of an error.
+                say(f"{pin.ref_name}: fetched from {' or '.join(chosen)}")
             return models
 
         # The root first: from here on gc keeps what the lockfile pins, so
         # nothing fetched below can be collected before sync returns.
         registered = self._register_root(path)
         try:
-            return sync(pins, path, present, fetch_pins)
+            models = sync(pins, path, present, fetch_pins)
+            for model in models if verify else ():
+                self._verify_files(model, model.files)
+            return models
         except BaseException:
             # A failed sync leaves the store as it found it. Known hole: a
             # concurrent sync of the same lockfile loses the root too, until
@@ -367,7 +401,12 @@ class Store:
         for path in root_paths(self.layout):
             if not path.exists():
                 if prune:
-                    drop_root(self.layout, path)
+                    try:
+                        drop_root(self.layout, path)
+                    except PermissionError as err:
+                        # Another member's, in a shared store's sticky roots/: it pins nothing, and their gc drops it.
+                        if err.errno != errno.EPERM:
+                            raise
                 continue
             try:
                 digests |= {pin.digest for pin in read_lockfile(path).pins}
@@ -377,6 +416,17 @@ class Store:
                     "fix or delete that lockfile, then run gc again",
                 ) from None
         return digests
+
+    def tighten_shared(self) -> list[Path]:
+        """Give a shared store's directories their sticky bits where they lack them (a store made by an older odai-store).
+
+        Returns the directories this user may not change: only a
+        directory's owner may set its mode.
+        """
+        from .local.open import set_sticky
+
+        with storage_errors("setting the sticky bits", self.root):
+            return set_sticky(self.layout)
 
     @property
     def shared(self) -> bool:

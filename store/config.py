@@ -1,5 +1,8 @@
 """config.toml of a store: settings that outlive one command (spec/config.md)."""
 
+import errno
+import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -12,14 +15,35 @@ class Config(NamedTuple):
     remotes: tuple[str, ...] = ()
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config names a few remotes; an unbounded read is a member's way to stall everyone
+
+
 def read_config(path: Path) -> Config:
-    """The config at ``path``; an absent file is the default config."""
+    """The config at ``path``; an absent file is the default config.
+
+    Honoured only if it is a regular file that the store's owner, root or
+    this user owns and nobody else may write (spec/config.md#who-may-write-it):
+    in a shared store any member may replace it, to send everyone's
+    fetches to a server of theirs.
+    """
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return Config()  # the usual case, with no TOML parser to import
     except OSError as err:
         raise from_os_error(err, "reading the store's config") from err
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EISDIR if stat.S_ISDIR(info.st_mode) else errno.EINVAL, "not a regular file", str(path))
+        _check_writers(path, info)
+        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise from_os_error(err, "reading the store's config") from err
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UsageError(f"{path} is over {MAX_CONFIG_BYTES} bytes", "it names remotes only; its format is in spec/config.md")
     import tomllib
 
     try:
@@ -38,3 +62,19 @@ def _anchored(remote: str, store: Path) -> str:
         return remote
     location = Path(remote).expanduser()
     return remote if location.is_absolute() else str(store / location)
+
+
+def _check_writers(path: Path, info: os.stat_result) -> None:
+    """UsageError unless only the store's owner, root or this user can have written the config."""
+    owner = os.stat(path.parent).st_uid
+    # root too, as ssh allows for its config: root may write anything anyway, and no member can write its files.
+    if info.st_uid not in (owner, os.geteuid(), 0):
+        raise UsageError(
+            f"{path} is owned by uid {info.st_uid}, neither the store's owner (uid {owner}) nor you: it is not honoured",
+            "another member of the store's group wrote it; check its remotes, then have the store's owner replace it (or delete it)",
+        )
+    if info.st_mode & 0o022:
+        raise UsageError(
+            f"{path} may be written by group or others ({stat.filemode(info.st_mode)}): it is not honoured",
+            f"chmod go-w {path}",
+        )

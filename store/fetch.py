@@ -52,6 +52,10 @@ __all__ = ["FetchOptions", "Fetched", "Resolved", "fetch", "fetch_url", "resolve
 @dataclass(frozen=True)
 class FetchOptions:
     remotes: tuple[str, ...] = ()
+    # The remotes the user chose, whose origins $ODAI_STORE_TOKEN may go to;
+    # None: ``remotes``. sync and lock --check set it to the user's own when
+    # ``remotes`` holds a lockfile's pin.
+    named: tuple[str, ...] | None = None
     connections: int = 8
     retries: int = 5
     limit_rate: float | None = None  # bytes per second across all connections
@@ -100,8 +104,10 @@ class _Fetcher:
             self._remotes = choose_remotes(
                 self.options.remotes,
                 read_config(self.layout.config).remotes,
+                named=self.options.named,
                 ca_bundle=self.options.ca_bundle,
                 limit_rate=self.options.limit_rate,
+                say=self.say,
             )
         return self._remotes
 

@@ -49,7 +49,7 @@ def check(layout: StoreLayout, names: Names, refs: list[Reference] | None, path:
     remotes = options.remotes
     moved = []
     for pin in pins:
-        per_pin = replace(options, remotes=remotes or (pin.remote,))
+        per_pin = replace(options, remotes=remotes or (pin.remote,), named=remotes)
         [now] = resolve(layout, names, [Reference(pin.name, pin.tag)], per_pin)
         if now.digest != pin.digest:
             moved.append(f"{pin.ref_name}: pinned {pin.digest.short}, now {now.digest.short}")

@@ -97,8 +97,8 @@ def list_(c: Context) -> None:
         c.out.document({"models": [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files} for e in entries]})
 
 
-def path(c: Context, name: str, file: str | None) -> None:
-    result = c.store.path(name, file)
+def path(c: Context, name: str, file: str | None, verify: bool) -> None:
+    result = c.store.path(name, file, verify=verify)
     c.out.data(str(result))
     c.out.document({"path": str(result)})
 
@@ -142,9 +142,11 @@ def sync(
     retries: int,
     ca_bundle: str | None,
     progress_mode: str | None,
+    verify: bool,
 ) -> None:
     stop_on_sigterm()
-    models = c.store.sync(lockfile, list(names) or None, remotes=remotes, connections=connections, retries=retries, ca_bundle=ca_bundle, progress=_renderer(progress_mode, c.out), say=c.out.say)
+    render = _renderer(progress_mode, c.out)
+    models = c.store.sync(lockfile, list(names) or None, remotes=remotes, connections=connections, retries=retries, ca_bundle=ca_bundle, progress=render, say=c.out.say, verify=verify)
     for model in models:
         c.out.data(str(model.path))
     c.out.document({"lockfile": str(lockfile.absolute()), "models": [model_doc(m) for m in models]})

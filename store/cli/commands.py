@@ -91,9 +91,15 @@ def show(c: Context, name: str) -> None:
     )
 
 
+_VERIFY = click.option(
+    "--verify", is_flag=True, help="First check the files against the xxh3 recorded when they were published (exit 5 if one changed)."
+)
+
+
 @cli.command()
 @click.argument("name")
 @click.option("--file", "file", metavar="F", help="Print the path of this file of the model instead.")
+@_VERIFY
 @pass_ctx
 def path(c: Context, **params) -> None:
     """Print the model's directory (exit 3 if unknown or incomplete). No network."""
@@ -297,6 +303,7 @@ def lock(c: Context, names, lockfile: Path, check: bool, remotes, ca_bundle) -> 
 @_RETRIES
 @_CA_BUNDLE
 @_PROGRESS
+@_VERIFY
 @pass_ctx
 def sync(c: Context, **params) -> None:
     """Make exactly the pinned models present; print each one's path.
@@ -328,10 +335,20 @@ def export(c: Context, **params) -> None:
 
 @cli.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--shared", "shared_here", is_flag=True, help="Group-writable with the setgid bit, for every member of the group.")
+@click.option("--shared", "shared_here", is_flag=True, help="Group-writable with the setgid bit, for every member of the group (read the trust note above).")
 @pass_ctx
 def init(c: Context, directory: Path | None, shared_here: bool) -> None:
-    """Create a store (at DIRECTORY, else the usual location) and print its path."""
+    """Create a store (at DIRECTORY, else the usual location) and print its path.
+
+    \b
+    A shared store (--shared) trusts every member of its group: any member
+    can change or delete the models of the others (rewrite or delete
+    blobs, move names, plant views). Share a store only among
+    people who trust each other. root, or a service account, must not run
+    odai-store on a shared store whose members it does not trust.
+    'path --verify' and 'sync --verify' notice a changed file
+    (spec/locking.md#trust).
+    """
     from ..api import Store
 
     wanted = shared_here or c.shared
@@ -344,5 +361,8 @@ def init(c: Context, directory: Path | None, shared_here: bool) -> None:
             f"the store at {store.root} exists and is not shared; --shared applies only when a store is created",
             "create a shared store with 'odai-store init --shared DIR' and fetch into it from this one with --remote",
         )
+    if wanted:
+        for directory in store.tighten_shared():
+            c.out.say(f"cannot set the sticky bit of {directory}: only its owner (uid {directory.stat().st_uid}) may; ask them to run 'odai-store init --shared {store.root}'")
     c.out.data(str(store.root))
     c.out.document({"store": str(store.root), "shared": store.shared})

@@ -106,11 +106,12 @@ _REMOTE = _Option("remotes", _text, multiple=True)
 _CONNECTIONS = _Option("connections", _int_range(1, 64))
 _RETRIES = _Option("retries", _int_range(0, 100))
 _PROGRESS = _Option("progress_mode", _choice(actions.PROGRESS_MODES))
+_VERIFY = _Option("verify", None)
 _LOCKFILE = _path(dir_okay=False)
 
 _COMMANDS = {
     "list": _Command((), None, 0, {}, dict),
-    "path": _Command((("name", _text),), None, 1, {"--file": _Option("file", _text)}, lambda: {"file": None}),
+    "path": _Command((("name", _text),), None, 1, {"--file": _Option("file", _text), "--verify": _VERIFY}, lambda: {"file": None, "verify": False}),
     "export": _Command(
         (("name", _text), ("dest", _path(file_okay=False))), None, 2, {"--link": _Option("link", _choice(LINK_MODES))}, lambda: {"link": actions.LINK}
     ),
@@ -136,8 +137,8 @@ _COMMANDS = {
         (),
         "names",
         0,
-        {"--lockfile": _Option("lockfile", _LOCKFILE), "--remote": _REMOTE, "--connections": _CONNECTIONS, "--retries": _RETRIES, "--progress": _PROGRESS},
-        lambda: {"lockfile": _LOCKFILE(actions.LOCKFILE), "remotes": (), "connections": actions.CONNECTIONS, "retries": actions.RETRIES, "ca_bundle": None, "progress_mode": None},
+        {"--lockfile": _Option("lockfile", _LOCKFILE), "--remote": _REMOTE, "--connections": _CONNECTIONS, "--retries": _RETRIES, "--progress": _PROGRESS, "--verify": _VERIFY},
+        lambda: {"lockfile": _LOCKFILE(actions.LOCKFILE), "remotes": (), "connections": actions.CONNECTIONS, "retries": actions.RETRIES, "ca_bundle": None, "progress_mode": None, "verify": False},
     ),
 }
 

@@ -76,7 +76,13 @@ def read_holder(fd: int) -> Holder | None:
 def _open_lock(path: Path, shared: bool) -> int | None:
     """The lock file, opened to lock; None if it does not exist and cannot be created."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            # The file as it is first, without O_CREAT: in a shared store's
+            # sticky locks/, fs.protected_regular=2 refuses O_CREAT of a file
+            # another member created, even one that exists.
+            return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     except OSError as err:
         # flock needs no write access, and a shared holder writes nothing:
         # readers of a store they cannot write to (a read-only mount, another

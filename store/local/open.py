@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 from ..errors import StorageError, from_os_error, storage_errors
@@ -11,7 +12,7 @@ from ..oci.index import Index
 from .atomic import create_atomic
 from .layout import LAYOUT_VERSION, StoreLayout
 
-__all__ = ["open_layout", "is_shared"]
+__all__ = ["is_shared", "open_layout", "set_sticky", "sticky_directories"]
 
 _OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}\n'
 
@@ -38,6 +39,31 @@ def _version(layout: StoreLayout) -> tuple[int | None, bool]:
 def is_shared(layout: StoreLayout) -> bool:
     """Whether the store was created shared: its odai-layout says ``"shared": true``."""
     return _version(layout)[1]
+
+
+def sticky_directories(layout: StoreLayout) -> tuple[Path, ...]:
+    """The directories of a shared store whose entries only their owner (or the store's) may delete or replace.
+
+    Those whose entries no other member ever needs to remove: lock files
+    are never deleted, a root is its registrant's, quarantined blobs are
+    evidence. Not blobs/, meta/, views/ (any member's gc collects them),
+    nor ingest/ and leases/ (any member cleans up after a dead writer):
+    spec/store-layout.md#permissions.
+    """
+    return (layout.locks, layout.roots, layout.quarantine)
+
+
+def set_sticky(layout: StoreLayout) -> list[Path]:
+    """Add the sticky bit to each of ``sticky_directories`` that lacks it; return those this user may not change (not their owner)."""
+    refused = []
+    for directory in sticky_directories(layout):
+        try:
+            mode = os.stat(directory).st_mode
+            if not mode & stat.S_ISVTX:
+                os.chmod(directory, stat.S_IMODE(mode) | stat.S_ISVTX)
+        except PermissionError:
+            refused.append(directory)
+    return refused
 
 
 def _share_with_group() -> None:
@@ -77,6 +103,7 @@ def open_layout(root: Path, shared: bool = False) -> StoreLayout:
         if shared:
             for parent in {d.parent for d in layout.directories()} - {root}:
                 os.chmod(parent, 0o2775)
+            set_sticky(layout)
         create_atomic(layout.oci_layout, _OCI_LAYOUT)
         create_atomic(layout.index, Index().to_bytes())
         record = {"odaiLayoutVersion": LAYOUT_VERSION, **({"shared": True} if shared else {})}

@@ -10,6 +10,7 @@ GIL, so threads use every core.
 import hashlib
 import mmap
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -19,7 +20,7 @@ from .atomic import fsync_dir, write_atomic
 from .blobs import BlobStore
 from .layout import StoreLayout
 
-__all__ = ["VerifyReport", "verify_blobs"]
+__all__ = ["VerifyReport", "altered_blobs", "verify_blobs"]
 
 
 class VerifyReport(NamedTuple):
@@ -50,7 +51,8 @@ def _check(blobs: BlobStore, digest: Digest, fast: bool) -> tuple[bool, int] | N
         return None
 
 
-def _check_present(blobs: BlobStore, digest: Digest, fast: bool) -> tuple[bool, int]:
+def _check_present(blobs: BlobStore, digest: Digest, fast: bool, write_record: bool = True) -> tuple[bool, int]:
+    """(sound, size); a sound blob checked the slow way gets its xxh3 record, if ``fast`` and ``write_record``."""
     import xxhash
 
     path = blobs.path(digest)
@@ -63,7 +65,7 @@ def _check_present(blobs: BlobStore, digest: Digest, fast: bool) -> tuple[bool, 
         # is moved to quarantine, and a sound blob gets a fresh record below.
     actual, size = _hash_file(path, hashlib.sha256)
     sound = actual == digest.hex
-    if sound and fast:
+    if sound and fast and write_record:
         # Verified the slow way: record xxh3 so the next --fast is fast.
         fast_hex, _ = _hash_file(path, xxhash.xxh3_128)
         write_atomic(blobs.layout.fast_record(digest), fast_hex.encode() + b"\n", 0o444)
@@ -95,3 +97,28 @@ def verify_blobs(layout: StoreLayout, digests: list[Digest] | None, fast: bool, 
     corrupt = tuple(d for d, target in moved if target is not None)
     quarantined = tuple(target for _, target in moved if target is not None)
     return VerifyReport(len(results), sum(size for _, _, size in results), corrupt, quarantined)
+
+
+def altered_blobs(layout: StoreLayout, digests: list[Digest], workers: int | None = None) -> list[Digest]:
+    """Of ``digests``, those whose blob is not as it was published, in order; writes nothing.
+
+    Altered: gone, not a regular file, writable by anyone (so it may change
+    after this check), or not matching its xxh3 record (its SHA-256 where it
+    has none). For path --verify and sync --verify, which also run on
+    read-only stores: nothing is quarantined and no record is written.
+    """
+    blobs = BlobStore(layout)
+
+    def altered(digest: Digest) -> bool:
+        try:
+            info = os.lstat(blobs.path(digest))
+            if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o222:
+                return True
+            return not _check_present(blobs, digest, fast=True, write_record=False)[0]
+        except FileNotFoundError:
+            return True
+
+    unique = list(dict.fromkeys(digests))
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        flags = dict(zip(unique, pool.map(altered, unique)))
+    return [d for d in unique if flags[d]]

@@ -5,11 +5,17 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from ..oci.digest import Digest, digest_named
 from ..oci.manifest import Manifest
 from .atomic import fsync_dir
 from .layout import StoreLayout
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ..oci.manifest import ModelFile
 
 __all__ = ["Views"]
 
@@ -57,6 +63,27 @@ class Views:
             raise
         fsync_dir(self.layout.views)
         return final
+
+    def altered(self, digest: Digest, files: Iterable[ModelFile]) -> list[str]:
+        """Of ``files`` of manifest ``digest``, the paths whose entry in its view is not the link ``build`` makes; reads only.
+
+        A member of a shared store may plant a view (spec/locking.md#trust):
+        links to files of theirs, or a directory that is a link.
+        """
+        root = self.layout.view(digest)
+        if os.path.islink(root):
+            return [f.path for f in files]
+        out = []
+        for f in files:
+            link = root / f.path
+            expected = os.path.relpath(self.layout.blob(f.digest), link.parent)
+            try:
+                sound = not any(os.path.islink(root / parent) for parent in PurePosixPath(f.path).parents) and os.readlink(link) == expected
+            except OSError:  # absent, or not a link
+                sound = False
+            if not sound:
+                out.append(f.path)
+        return out
 
     def walk(self) -> list[Digest]:
         """Manifest digests that have a view."""

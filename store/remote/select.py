@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
 from .base import Remote
+from .credentials import load_credentials, origin_of
 from .throttle import Throttled, TokenBucket
 
 __all__ = ["choose_remotes", "open_remote", "remote_specs"]
@@ -46,17 +48,36 @@ def choose_remotes(
     explicit: tuple[str, ...] | list[str],
     configured: tuple[str, ...],
     *,
+    named: tuple[str, ...] | None = None,
     ca_bundle: str | None = None,
     limit_rate: float | None = None,
+    say: Callable[[str], None] = lambda _: None,
 ) -> list[Remote]:
+    """The remotes to try, opened, each with the token it may have (spec/remotes.md#credentials).
+
+    ``named`` are the remotes the user chose on the command line (default:
+    ``explicit``); a caller that passes remotes someone else wrote down (a
+    lockfile's pin) passes the user's own here. The origins of
+    $ODAI_STORE_REMOTE count as chosen too. ``say`` hears of a token withheld.
+    """
     specs = remote_specs(explicit, configured)
     if not specs:
         raise UsageError(
             "no remote to fetch from",
             "pass --remote URL, set $ODAI_STORE_REMOTE, or list remotes in the store's config.toml",
         )
-    token = os.environ.get("ODAI_STORE_TOKEN") or None
-    remotes = [open_remote(spec, ca_bundle=ca_bundle, token=token) for spec in specs]
+    remotes = []
+    credentials = None
+    for spec in specs:
+        token = None
+        if origin_of(spec):  # the credentials file is read only for an HTTP remote
+            if credentials is None:
+                chosen = [*(explicit if named is None else named), *os.environ.get("ODAI_STORE_REMOTE", "").split()]
+                credentials = load_credentials(chosen)
+            token, withheld = credentials.token_for(spec)
+            if withheld:
+                say(f"not sending a token to {spec}: {withheld}")
+        remotes.append(open_remote(spec, ca_bundle=ca_bundle, token=token))
     if limit_rate:
         bucket = TokenBucket(limit_rate)
         remotes = [Throttled(remote, bucket) for remote in remotes]

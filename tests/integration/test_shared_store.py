@@ -370,3 +370,164 @@ def test_two_users_of_one_group_add_remove_collect_and_fetch_in_one_store(as_use
 
     owners = {p.stat().st_uid for p in _check_shared_modes(store)}
     assert owners == {a, b}  # both users' files are there, and each was usable by the other
+
+
+# -- what a member can do unnoticed, and what --verify notices (spec/locking.md#trust) ----
+
+
+def _rewrite_in_place(blob: Path, data: bytes) -> None:
+    """What the blob's owner can do (any member, for a blob they published): chmod, write the same inode, chmod back."""
+    blob.chmod(0o644)
+    with open(blob, "r+b") as f:
+        f.write(data)
+    blob.chmod(0o444)
+
+
+def test_path_and_sync_verify_find_a_blob_rewritten_in_place_and_a_planted_view(tmp_path: Path) -> None:
+    store, remote = tmp_path / "store", tmp_path / "remote"
+    digest, manifest = _publish(remote, "llama:v1", V1)
+    app = App(tmp_path / "app", store)
+    assert app.run("lock", "--remote", remote.as_uri(), "llama:v1").code == 0
+    view = app.run("sync").out.strip()
+    assert app.run("path", "--verify", "llama@" + str(digest)) == (0, f"{view}\n", "")
+    assert app.run("sync", "--verify") == (0, f"{view}\n", "")
+
+    weights = next(f for f in manifest.files if f.path == "weights/shared.bin")
+    blob = store / "blobs" / "sha256" / weights.digest.hex
+    _rewrite_in_place(blob, b"\0" * 16)  # same size, same inode, same mode: only the bytes changed
+    # path checks presence only: the rewritten file is served as the model's.
+    assert app.run("path", "llama@" + str(digest)).code == 0
+    message = assert_error(app.run("path", "--verify", "llama@" + str(digest)), 5)
+    assert "1 file changed since published: weights/shared.bin" in message
+    assert_error(app.run("path", "--verify", "--file", "weights/shared.bin", "llama@" + str(digest)), 5)
+    assert app.run("path", "--verify", "--file", "config.json", "llama@" + str(digest)) == (0, f"{view}/config.json\n", "")
+    # Without its xxh3 record, a file is checked by its SHA-256; no record is written (a read-only store works).
+    config_digest = next(f.digest for f in manifest.files if f.path == "config.json")
+    (store / "meta" / "xxh3" / config_digest.hex).unlink()
+    assert app.run("path", "--verify", "--file", "config.json", "llama@" + str(digest)).code == 0
+    assert not (store / "meta" / "xxh3" / config_digest.hex).exists()
+    assert_error(app.run("sync", "--verify"), 5)
+    assert blob.exists(), "--verify reads only: the blob stays for 'verify' to set aside"
+
+    # A blob left writable may change after any check: --verify refuses it too.
+    _rewrite_in_place(blob, SHARED[:16])
+    assert app.run("path", "--verify", "llama@" + str(digest)).code == 0
+    blob.chmod(0o664)
+    assert_error(app.run("path", "--verify", "llama@" + str(digest)), 5)
+    blob.chmod(0o444)
+
+    # A planted view: the link points at a file of the planter's.
+    planted = tmp_path / "planted.json"
+    planted.write_bytes(b'{"version": 666}\n')
+    link = Path(view) / "config.json"
+    link.unlink()
+    link.symlink_to(planted)
+    assert app.run("path", "llama@" + str(digest)).code == 0
+    message = assert_error(app.run("sync", "--verify"), 5)
+    assert "config.json" in message
+
+
+def _two_users(as_user, shared_tmp: Path):
+    """(store, run, ok, python) for two users of one group, each with a home of their own."""
+    store = shared_tmp / "store"
+    homes = {}
+    for uid in USERS:
+        homes[uid] = shared_tmp / f"home-{uid}"
+        homes[uid].mkdir()
+        os.chown(homes[uid], uid, GROUP)
+
+    def run(uid: int, *args: str | os.PathLike[str]) -> CliResult:
+        return run_cli(store, *args, env={"HOME": str(homes[uid])}, prefix=as_user(uid), cwd=homes[uid])
+
+    def ok(uid: int, *args: str | os.PathLike[str]) -> str:
+        code, out, err = run(uid, *args)
+        assert code == 0, f"uid {uid}: {args}: exit {code}: {err}"
+        return out
+
+    def python(uid: int, code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*as_user(uid), sys.executable, "-c", code], capture_output=True, text=True, cwd=homes[uid])
+
+    return store, homes, run, ok, python
+
+
+def test_a_member_cannot_delete_another_members_gc_root_or_lock_file(as_user, shared_tmp: Path) -> None:
+    """roots/ and locks/ are sticky: deleting a's root would let b's gc free a's pinned model."""
+    a, b = USERS
+    store, homes, run, ok, python = _two_users(as_user, shared_tmp)
+    remote = shared_tmp / "remote"
+    _publish(remote, "llama:v1", V1)
+    ok(a, "init", "--shared", store)
+    lockfile = homes[a] / "odai.lock"
+    ok(a, "lock", "--remote", remote.as_uri(), "--lockfile", lockfile, "llama:v1")
+    view = ok(a, "sync", "--lockfile", lockfile).strip()
+    [entry] = list((store / "roots").iterdir())
+    assert entry.stat().st_uid == a
+
+    attack = python(b, f"import os; os.unlink({str(entry)!r})")
+    assert attack.returncode != 0 and "PermissionError" in attack.stderr, attack
+    attack = python(b, f"import os; os.unlink({str(store / 'locks' / 'gc.lock')!r})")
+    assert attack.returncode != 0 and "PermissionError" in attack.stderr, attack
+    ok(b, "gc")
+    assert ok(a, "sync", "--lockfile", lockfile).strip() == view  # still present: no request, nothing fetched
+
+    # A root whose lockfile is gone pins nothing: b's gc leaves a's entry, a's gc drops it.
+    lockfile.unlink()
+    ok(b, "gc")
+    assert entry.exists()
+    ok(a, "gc")
+    assert not entry.exists()
+    for name in ("locks", "roots", "quarantine"):
+        assert os.stat(store / name).st_mode & stat.S_ISVTX, name
+    for name in ("blobs/sha256", "ingest", "leases", "meta/xxh3", "views/sha256"):
+        assert not os.stat(store / name).st_mode & stat.S_ISVTX, name
+
+    # A store made before the sticky bits: only the directory's owner can add one; another member is told whom to ask.
+    (store / "locks").chmod(0o2775)
+    code, out, err = run(b, "init", "--shared", store)
+    assert (code, out) == (0, f"{store}\n")
+    assert err == f"cannot set the sticky bit of {store / 'locks'}: only its owner (uid {a}) may; ask them to run 'odai-store init --shared {store}'\n"
+    ok(a, "init", "--shared", store)
+    assert stat.S_IMODE(os.stat(store / "locks").st_mode) == 0o3775
+
+
+def test_init_shared_gives_an_existing_shared_store_its_sticky_bits(tmp_path: Path) -> None:
+    """A shared store made before the sticky bits: init --shared adds them, and changes nothing else."""
+    store = tmp_path / "shared"
+    assert run_cli(None, "init", "--shared", store).code == 0
+    for name in ("locks", "roots", "quarantine"):
+        (store / name).chmod(0o2775)
+    before = {p: p.stat().st_mode for p in store.rglob("*") if p.name not in ("locks", "roots", "quarantine")}
+    assert run_cli(None, "init", "--shared", store) == (0, f"{store}\n", "")
+    for name in ("locks", "roots", "quarantine"):
+        assert stat.S_IMODE((store / name).stat().st_mode) == 0o3775, name
+    assert {p: p.stat().st_mode for p in store.rglob("*") if p.name not in ("locks", "roots", "quarantine")} == before
+
+
+def _remotes(remote: Path) -> str:
+    return f'remotes = ["{remote.as_uri()}"]\n'
+
+
+def test_a_config_toml_another_member_wrote_is_not_honoured(as_user, shared_tmp: Path) -> None:
+    a, b = USERS
+    store, homes, run, ok, python = _two_users(as_user, shared_tmp)
+    mirror, planted = shared_tmp / "mirror", shared_tmp / "planted"
+    _publish(mirror, "llama:v1", V1)
+    _publish(planted, "llama:v1", {"config.json": b'{"planted": true}\n'})
+    ok(a, "init", "--shared", store)
+    config = store / "config.toml"
+    # b, a member, replaces the config (the store's root is group-writable) to send everyone to b's remote.
+    wrote = python(b, f"import os; os.umask(0o022); open({str(config)!r}, 'w').write({_remotes(planted)!r})")
+    assert wrote.returncode == 0, wrote.stderr
+    message = assert_error(run(a, "fetch", "llama:v1"), 2)
+    assert f"is owned by uid {b}, neither the store's owner (uid {a}) nor you" in message
+    assert "llama" not in ok(a, "list")
+    ok(b, "fetch", "llama:v1")  # b's own file, for b: honoured
+
+    # The store's owner writes it, group-writable: refused too, since any member may have changed it since.
+    config.unlink()
+    wrote = python(a, f"import os; os.umask(0o002); open({str(config)!r}, 'w').write({_remotes(mirror)!r})")
+    assert wrote.returncode == 0, wrote.stderr
+    message = assert_error(run(b, "fetch", "llama:v1"), 2)
+    assert "may be written by group or others (-rw-rw-r--)" in message
+    config.chmod(0o644)
+    ok(b, "fetch", "llama:v1")

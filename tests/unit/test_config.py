@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,29 @@ def test_an_unreadable_config_is_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as info:
         read_config(tmp_path / "config.toml")
     assert info.value.exit_code == 6
+
+
+def test_a_config_others_may_write_is_not_honoured(tmp_path: Path) -> None:
+    """spec/config.md#who-may-write-it: any member of a shared store may have changed it."""
+    path = _write(tmp_path, b'remotes = ["https://planted.example"]\n')
+    path.chmod(0o664)
+    with pytest.raises(UsageError, match="may be written by group or others") as info:
+        read_config(path)
+    assert info.value.exit_code == 2
+
+
+def test_a_config_owned_by_another_user_is_not_honoured(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    path = _write(tmp_path, b'remotes = ["https://planted.example"]\n')
+    os.chown(path, 47399, -1)  # a member, neither the store's owner nor the user running the command
+    with pytest.raises(UsageError, match="owned by uid 47399, neither the store's owner"):
+        read_config(path)
+
+
+def test_a_config_that_is_a_symbolic_link_is_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.toml"
+    target.write_bytes(b'remotes = ["https://planted.example"]\n')
+    (tmp_path / "config.toml").symlink_to(target)
+    with pytest.raises(StorageError):
+        read_config(tmp_path / "config.toml")

@@ -83,7 +83,7 @@ OPTIONS = [
     "--file", "--link", "--lockfile", "--remote", "--connections", "--retries", "--progress",
     "--url", "--sha256", "--filename", "--ca-bundle", "--limit-rate", "--check", "--fast",
     "--link=hardlink", "--link=", "--connections=64", "--retries=0", "--progress=json", "--file=f", "--remote=r",
-    "--", "-", "-h", "--help", "--json", "-q", "--lin",
+    "--", "-", "-h", "--help", "--json", "-q", "--lin", "--verify", "--verify=1",
 ]
 VALUES = [
     "auto", "reflink", "hardlink", "symlink", "copy", "Auto", "bar", "json", "none",
@@ -92,10 +92,10 @@ VALUES = [
 ]
 OWN = {
     "list": ["--json"],
-    "path": ["--file"],
+    "path": ["--file", "--verify"],
     "export": ["--link", "--link=copy"],
     "fetch": ["--remote", "--connections", "--retries", "--progress"],
-    "sync": ["--lockfile", "--remote", "--connections", "--retries", "--progress"],
+    "sync": ["--lockfile", "--remote", "--connections", "--retries", "--progress", "--verify"],
 }
 anything = st.builds(
     lambda g, c, rest: g + c + rest,
@@ -135,6 +135,8 @@ USUAL = [
     ["fetch", "a", "b:v2", "--remote", "https://mirror.example/models", "--remote", "/mnt/mirror", "--connections", "4", "--retries=0", "--progress", "json"],
     ["sync"],
     ["-v", "sync", "llama-3b", "--lockfile", "app/odai.lock", "--progress", "none"],
+    ["sync", "--verify"],
+    ["path", "--verify", "llama-3b:q4", "--file", "config.json"],
     ["export", "llama-3b:q4", "out"],
     ["--store=/srv/models", "export", "--link", "hardlink", "llama-3b:q4", "out"],
 ]
