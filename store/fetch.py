@@ -179,8 +179,6 @@ class _Fetcher:
         Returns the bytes downloaded, and what ingest measured (None if
         another process published the blob meanwhile).
         """
-        before = self.progress.snapshot().downloaded
-
         def waiting(holder: Holder | None) -> None:
             who = holder.describe() if holder else "another process"
             self.say(f"{digest.short}: waiting for {who}, which is downloading it")
@@ -217,7 +215,7 @@ class _Fetcher:
                 return 0, None
             writer = IngestWriter.for_blob(self.layout, digest, size, chunks=measure_chunks, stale_after=STALE_AFTER)
             try:
-                engine.fetch(BlobTask(digest, size, chunks), writer)
+                received = engine.fetch(BlobTask(digest, size, chunks), writer)
             except BaseException as err:
                 if writer.done.total() or writer.unchecked.total():
                     # Keep what arrived: the next run resumes from it.
@@ -233,7 +231,33 @@ class _Fetcher:
                 url = writer.journal.url if writer.journal else "the remote"
                 raise IntegrityError(f"{url}: {err.message}", "the remote serves damaged data; the bad copy was deleted") from None
             self.blobs.publish(writer, written)
-        return self.progress.snapshot().downloaded - before, written
+        return received, written
+
+    def download_all(self, engine: Engine, blobs: list[tuple[Digest, int, object]]) -> dict[Digest, int]:
+        """Download ``blobs`` (digest, size, chunk digests) at once; the bytes each took.
+
+        They share the engine's connections: each blob downloading holds one,
+        and a big blob's extra segments take the ones the others leave free
+        (spec/remotes.md, "Parallel segments"). On the first failure, the
+        blobs not yet started are not started; those under way end on their
+        own (their data is kept for a resume either way).
+        """
+        if len(blobs) == 1:
+            digest, size, chunks = blobs[0]
+            return {digest: self.download(engine, digest, size, chunks)[0]}
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+        # Largest first: its segments fill the connections the small ones leave as they finish.
+        ordered = sorted(blobs, key=lambda blob: -blob[1])
+        with ThreadPoolExecutor(min(self.options.connections, len(ordered)), thread_name_prefix="odai-blob") as pool:
+            futures = {pool.submit(self.download, engine, digest, size, chunks): digest for digest, size, chunks in ordered}
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for future in futures:
+                future.cancel()  # only those not started yet
+        errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+        if errors:
+            raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
+        return {digest: future.result()[0] for future, digest in futures.items()}
 
     def publish_model(self, resolved: Resolved, lease: Lease) -> Model:
         manifest = resolved.manifest
@@ -295,12 +319,9 @@ def fetch(
                 wanted = dict.fromkeys([*(f.digest for f in r.manifest.files), r.manifest.config.digest])
                 own = [d for d in wanted if d in missing and d not in downloaded]
                 progress.begin(str(r.ref), sum(missing[d][0] for d in own))
-                got = 0
-                for digest in own:
-                    size, chunks = missing[digest]
-                    downloaded[digest], _ = fetcher.download(engine, digest, size, chunks)
-                    got += downloaded[digest]
-                out.append(Fetched(fetcher.publish_model(r, lease), got))
+                got = fetcher.download_all(engine, [(d, *missing[d]) for d in own]) if own else {}
+                downloaded.update(got)
+                out.append(Fetched(fetcher.publish_model(r, lease), sum(got.values())))
             progress.finish()
             return out
     finally:

@@ -66,11 +66,13 @@ class _Counter:
         self._progress = progress
         self._seen = already
         self._lock = threading.Lock()
+        self.received = 0  # bytes of this blob received from sources, refetched ones included
 
     def arrived(self, start: int, end: int) -> None:
         with self._lock:
             repeat = self._seen.covered(start, end)
             self._seen = self._seen.add(start, end)
+            self.received += end - start
         if end - start - repeat:
             self._progress.advance(end - start - repeat, first_time=True)
         if repeat:
@@ -95,24 +97,30 @@ class Engine:
         self.policy = policy
         self.plan = plan
         self.cancel = cancel or threading.Event()
-        self._streams: set[BlobStream] = set()
+        # The connection budget (--connections), shared by every blob this
+        # engine fetches at once: a blob holds one while it downloads, and its
+        # extra segments take more as they come free.
+        self._slots = threading.BoundedSemaphore(plan.connections)
+        # Each open stream and the group it belongs to (one blob's segments):
+        # a failed segment stops its siblings, not the other blobs' streams.
+        self._streams: dict[BlobStream, threading.Event] = {}
         self._streams_lock = threading.Lock()
         self._random = random.Random()
         self.pause = pausing(self.cancel)
 
     # -- streams and cancellation ------------------------------------------------
 
-    def abort_streams(self) -> None:
-        """Close every open stream so blocked reads return at once (cancel, or a failed sibling)."""
+    def abort_streams(self, group: threading.Event) -> None:
+        """Close the open streams of ``group`` so blocked reads return at once (a failed or restarting sibling, a cancel)."""
         with self._streams_lock:
-            streams = list(self._streams)
+            streams = [stream for stream, of in self._streams.items() if of is group]
         for stream in streams:
             stream.close()
 
-    def _open(self, remote: Remote, task: BlobTask, start: int, end: int, validator: str | None) -> BlobStream:
+    def _open(self, remote: Remote, task: BlobTask, start: int, end: int, validator: str | None, group: threading.Event) -> BlobStream:
         stream = remote.open_blob(task.digest, start, end, validator)
         with self._streams_lock:
-            self._streams.add(stream)
+            self._streams[stream] = group
         if self.cancel.is_set():
             stream.close()
             raise Interrupted("interrupted")
@@ -120,13 +128,20 @@ class Engine:
 
     def _release(self, stream: BlobStream) -> None:
         with self._streams_lock:
-            self._streams.discard(stream)
+            self._streams.pop(stream, None)
         stream.close()
+
+    def _extra_slot(self, halt: threading.Event, queue: list) -> bool:
+        """Wait for a connection beyond the blob's own, while segments remain to take; False if none is needed any more."""
+        while not self._slots.acquire(timeout=0.05):
+            if halt.is_set() or self.cancel.is_set() or not queue:
+                return False
+        return True
 
     # -- one blob ----------------------------------------------------------------
 
-    def fetch(self, task: BlobTask, writer: IngestWriter) -> None:
-        """Fill ``writer`` with ``task``'s bytes. Raises StoreError; Interrupted on cancel.
+    def fetch(self, task: BlobTask, writer: IngestWriter) -> int:
+        """Fill ``writer`` with ``task``'s bytes; return how many were received. Raises StoreError; Interrupted on cancel.
 
         On any failure the caller decides whether to keep the partial
         (``writer.suspend()``) for a resume or to drop it.
@@ -139,16 +154,19 @@ class Engine:
         # chunk could never check it. Manifests may use any chunk size.
         plan = replace(self.plan, chunk=task.chunks.size) if task.chunks else self.plan
         segments = plan.segments(task.size, done, ranges_ok=True)
-        if len(segments) == 1:
-            self._segment(task, writer, counter, *segments[0], halt=self.cancel, sole=True)
-        elif segments:
-            index, stream = self._first_stream(task, segments[0], writer)
-            if stream.start == self._resume_point(task, writer, *segments[0]):
-                self._parallel(task, writer, counter, segments, (index, stream))
-                return
-            # The whole blob came back: what is on disk may be another version.
-            writer.restart(stream.validator, stream.url)
-            self._segment(task, writer, counter, 0, task.size, opened=(index, stream), halt=self.cancel, sole=True)
+        with self._slots:  # the blob's own connection
+            if len(segments) == 1:
+                self._segment(task, writer, counter, *segments[0], halt=self.cancel, sole=True)
+            elif segments:
+                halt = threading.Event()  # set on the first failure or restart, or on cancel, to stop the siblings
+                index, stream = self._first_stream(task, segments[0], writer, halt)
+                if stream.start == self._resume_point(task, writer, *segments[0]):
+                    self._parallel(task, writer, counter, segments, (index, stream), halt)
+                else:
+                    # The whole blob came back: what is on disk may be another version.
+                    writer.restart(stream.validator, stream.url)
+                    self._segment(task, writer, counter, 0, task.size, opened=(index, stream), halt=self.cancel, sole=True)
+        return counter.received
 
     @staticmethod
     def _resume_point(task: BlobTask, writer: IngestWriter, start: int, end: int) -> int:
@@ -161,7 +179,7 @@ class Engine:
             # A whole chunk unchecked on disk (the check was cut short) is fetched again.
         return start
 
-    def _first_stream(self, task: BlobTask, segment: tuple[int, int], writer: IngestWriter) -> tuple[int, BlobStream]:
+    def _first_stream(self, task: BlobTask, segment: tuple[int, int], writer: IngestWriter, group: threading.Event) -> tuple[int, BlobStream]:
         """Open the first segment, failing over across remotes; whether it starts where asked tells if ranges work."""
         # Where _segment will continue, so that a correct 206 is not taken for a whole-blob answer.
         start, end = self._resume_point(task, writer, *segment), segment[1]
@@ -170,7 +188,7 @@ class Engine:
         while True:
             source = cursor.source
             try:
-                stream = retrying(lambda: self._open(source, task, start, end, validator), self.policy, self.pause)
+                stream = retrying(lambda: self._open(source, task, start, end, validator, group), self.policy, self.pause)
             except (NetworkError, NotFound) as err:
                 if source.classify(err) is Action.FATAL or not cursor.fail_over(err):
                     raise
@@ -178,23 +196,29 @@ class Engine:
             writer.set_source(stream.validator, stream.url)
             return cursor.index, stream
 
-    def _parallel(self, task, writer, counter, segments, first) -> None:
-        """Fetch ``segments`` over up to N connections; the first is already open."""
+    def _parallel(self, task, writer, counter, segments, first, halt: threading.Event) -> None:
+        """Fetch ``segments`` over up to N connections; the first is already open, on the blob's own connection."""
         queue = list(reversed(segments[1:]))
         lock = threading.Lock()
-        halt = threading.Event()  # set on the first failure or restart, or on cancel, to stop the siblings
 
         def worker(opened: tuple[int, BlobStream] | None, segment: tuple[int, int] | None) -> _Restart | None:
+            own = segment is not None  # the first worker runs on the blob's own connection; the others take one each time
             while True:
-                if segment is None:
-                    with lock:
-                        if not queue:
-                            return None
-                        segment = queue.pop()
-                restart = self._segment(task, writer, counter, *segment, opened=opened, halt=halt)
+                if not own and not self._extra_slot(halt, queue):
+                    return None
+                try:
+                    if segment is None:
+                        with lock:
+                            if not queue:
+                                return None
+                            segment = queue.pop()
+                    restart = self._segment(task, writer, counter, *segment, opened=opened, halt=halt)
+                finally:
+                    if not own:
+                        self._slots.release()
                 if restart is not None:
                     halt.set()
-                    self.abort_streams()
+                    self.abort_streams(halt)
                     return restart
                 opened, segment = None, None
 
@@ -211,7 +235,7 @@ class Engine:
                 if any(not f.done() or f.exception() for f in futures):
                     # Closing the siblings' streams ends their blocked reads at once.
                     halt.set()
-                    self.abort_streams()
+                    self.abort_streams(halt)
                 wait(futures)
         errors = [f.exception() for f in futures if f.exception() is not None]
         restart = next((f.result() for f in futures if f.exception() is None and f.result() is not None), None)
@@ -267,7 +291,7 @@ class Engine:
                         raise Interrupted("interrupted")
                     if stream is None:
                         validator = writer.journal.validator if writer.journal else None
-                        stream = self._open(cursor.source, task, check.position, end, validator)
+                        stream = self._open(cursor.source, task, check.position, end, validator, halt)
                     self._accept(stream, task, writer)
                     if stream.start != check.position:  # the whole blob came back: Range ignored, or the object changed
                         if not sole:
