@@ -30,16 +30,24 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr, only errors.")
 @click.option("-v", "--verbose", is_flag=True, help="More detail, and tracebacks of errors.")
+@click.option(
+    "--lock-timeout",
+    type=click.IntRange(min=0),
+    default=actions.LOCK_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up (exit 8) after waiting this long for a lock of the store that another process holds.",
+)
 @click.version_option(__version__, "--version", prog_name="odai-store", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool) -> None:
+def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool, lock_timeout: int) -> None:
     """A content-addressed store for AI models.
 
     Model files live once, under their SHA-256 digest, in an OCI image layout;
     names like llama-3b:q4 point at manifests that list them. Commands that
     produce a model print its directory on stdout, and nothing else.
     """
-    ctx.obj = Context(store_dir, shared, as_json, quiet, verbose)
+    ctx.obj = Context(store_dir, shared, as_json, quiet, verbose, lock_timeout)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import StorageError, from_os_error, storage_errors
 from ..oci.index import Index
 from .atomic import create_atomic
+from .bounded import ODAI_LAYOUT_MAX, read_bounded
 from .layout import LAYOUT_VERSION, StoreLayout
 
 __all__ = ["open_layout", "is_shared"]
@@ -19,7 +20,7 @@ _OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}\n'
 def _version(layout: StoreLayout) -> tuple[int | None, bool]:
     """(odaiLayoutVersion, shared) of the store, (None, False) if it has none yet."""
     try:
-        doc = json.loads(layout.odai_layout.read_bytes())
+        doc = json.loads(read_bounded(layout.odai_layout, ODAI_LAYOUT_MAX, "odai-layout"))
         version, shared = doc["odaiLayoutVersion"], doc.get("shared", False)
         # Exactly as spec/store-layout.md says: int() would take true, "1" and 1.7 for 1.
         if type(version) is not int or version < 1 or type(shared) is not bool:
