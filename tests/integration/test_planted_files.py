@@ -245,3 +245,39 @@ def test_a_wait_for_a_holder_that_makes_progress_outlasts_the_timeout(added: Sto
     with hold(added.layout.lock("blob-x"), poll=lambda holder: next(ticks), interval=0.05, timeout=0.3):
         waited = time.monotonic() - began
     assert waited >= 0.9
+
+
+# -- 11: control characters in what people read -------------------------------------------
+
+ESCAPE = "\x1b]0;pwned\x07\x1b[2J"  # retitles the terminal, then clears it
+SHOWN = "\\x1b]0;pwned\\x07\\x1b[2J"
+
+
+def test_show_escapes_control_characters_of_file_names(store_dir: Path, tmp_path: Path) -> None:
+    source = write_tree(tmp_path / "m", {f"a{ESCAPE}b.txt": b"x", "ok.txt": b"y"})
+    Store(store_dir).add("m:v1", [source])
+    text = run_cli(store_dir, "show", "m:v1")
+    assert text.code == 0 and "\x1b" not in text.out and f"a{SHOWN}b.txt" in text.out
+    doc = json.loads(run_cli(store_dir, "--json", "show", "m:v1").out)
+    assert f"a{ESCAPE}b.txt" in [f["path"] for f in doc["files"]]
+
+
+def test_roots_escapes_control_characters_of_lockfile_paths(store: Store, store_dir: Path, tmp_path: Path) -> None:
+    from store.local.roots import register_root
+
+    lockfile = tmp_path / f"app{ESCAPE}" / "odai.lock"
+    register_root(store.layout, lockfile)
+    text = run_cli(store_dir, "roots")
+    assert text.code == 0 and text.out == f"{tmp_path}/app{SHOWN}/odai.lock  missing\n"
+    assert json.loads(run_cli(store_dir, "--json", "roots").out)["roots"][0]["lockfile"] == str(lockfile)
+
+
+def test_verify_escapes_control_characters_of_paths(tmp_path: Path, model_tree: Path) -> None:
+    store_dir = tmp_path / f"store{ESCAPE}"
+    store = Store(store_dir)
+    model = store.add("m:v1", [model_tree])
+    blob = store.layout.blob(model.files[0].digest)
+    blob.chmod(0o644)
+    blob.write_bytes(b"damaged")
+    text = run_cli(store_dir, "verify")
+    assert text.code == 5 and "\x1b" not in text.out and f"store{SHOWN}/quarantine/" in text.out
