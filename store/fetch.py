@@ -202,7 +202,7 @@ class _Fetcher:
                     progress = max(progress or 0, held)
             return progress
 
-        with hold(self.layout.lock(f"blob-{digest.hex}"), on_wait=waiting, poll=polling, timeout=self.names.lock_timeout):
+        with hold(self.layout.lock(f"blob-{digest.hex}"), on_wait=waiting, poll=polling, timeout=self.names.lock_timeout, group=self.layout.shared):
             if self.blobs.has(digest):
                 self.progress.already(size)
                 return 0, None

@@ -42,6 +42,13 @@ class Context:
             from ..api import Store
 
             self._store = Store(self.store_dir, shared=self.shared, on_wait=self._waiting, lock_timeout=self.lock_timeout)
+            if self._store.layout.shared:
+                # The program's own umask, which a library must leave alone: group
+                # write for the files ingest still makes without an explicit mode
+                # (partials and their journals), as spec/locking.md has them.
+                import os
+
+                os.umask(os.umask(0) & ~0o020)
         return self._store
 
     def _waiting(self, holder) -> None:

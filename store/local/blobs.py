@@ -57,7 +57,7 @@ class BlobStore:
         if target.exists():
             ingest.abort()
             return False
-        write_atomic(self.layout.fast_record(written.digest), written.fast.encode() + b"\n", 0o444)
+        write_atomic(self.layout.fast_record(written.digest), written.fast.encode() + b"\n", 0o444, group=self.layout.shared)
         os.replace(ingest.path, target)
         fsync_dir(target.parent)
         return True

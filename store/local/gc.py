@@ -144,8 +144,8 @@ def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool
                 blobs.delete(digest)
             for path in partials:
                 path.unlink(missing_ok=True)
-            # write_atomic's temporaries (".<name>.<pid>-<random>.tmp") of writers that died.
-            for directory in (layout.root, layout.fast_records, layout.roots, layout.leases):
+            # write_atomic's temporaries (".<name>.<pid>-<random>.tmp") of writers that died, and a lock file's.
+            for directory in (layout.root, layout.fast_records, layout.roots, layout.leases, layout.locks):
                 for leftover in directory.glob(".*.tmp"):
                     if _stale_partial(leftover, now):
                         leftover.unlink(missing_ok=True)

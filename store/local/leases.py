@@ -28,7 +28,7 @@ STALE_AFTER = 24 * 3600
 
 def gc_lock(layout: StoreLayout, shared: bool, timeout: float | None = None):
     """gc.lock: shared for a writer's lease or root, exclusive for gc; ``timeout`` as in locks.hold."""
-    return hold(layout.lock("gc"), shared=shared, timeout=timeout)
+    return hold(layout.lock("gc"), shared=shared, timeout=timeout, group=layout.shared)
 
 
 class Lease:
@@ -58,10 +58,10 @@ class Lease:
         record = json.dumps({**self._holder.to_json(), "digests": sorted(str(d) for d in self.digests)}).encode()
         with gc_lock(self.layout, shared=True, timeout=self.lock_timeout):
             if self.path is not None:
-                write_atomic(self.path, record)
+                write_atomic(self.path, record, group=self.layout.shared)
                 return
             # Created whole under a name of its own: link(2) never takes another's.
-            while not create_atomic(path := self.layout.new_lease(), record):
+            while not create_atomic(path := self.layout.new_lease(), record, group=self.layout.shared):
                 pass
             self.path = path
 

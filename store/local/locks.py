@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockTimeout
+from .atomic import create_private
 from .bounded import HOLDER_MAX, Refused, open_regular
 
 __all__ = ["Holder", "dead_here", "hold", "this_holder"]
@@ -76,7 +77,29 @@ def read_holder(fd: int) -> Holder | None:
         return None
 
 
-def _open_lock(path: Path, shared: bool) -> int | None:
+def _open_for_writing(path: Path, group: bool) -> tuple[int, os.stat_result]:
+    """The lock file opened for reading and writing, created if absent.
+
+    Created whole under a private name and linked to its own, so that it never
+    has the name with another mode: in a shared store (``group``) every member
+    opens it for writing from the instant it exists.
+    """
+    try:
+        return open_regular(path, "a lock file", os.O_RDWR)
+    except FileNotFoundError:
+        pass
+    fd, tmp = create_private(path.parent, f".{path.name}.", group=group)
+    os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:  # another process made it first: that one is as good
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return open_regular(path, "a lock file", os.O_RDWR)
+
+
+def _open_lock(path: Path, shared: bool, group: bool) -> int | None:
     """The lock file, opened to lock; None if it does not exist and cannot be created.
 
     Refused (naming it) if something other than a regular file has its name:
@@ -85,7 +108,7 @@ def _open_lock(path: Path, shared: bool) -> int | None:
     """
     try:
         try:
-            fd, info = open_regular(path, "a lock file", os.O_RDWR | os.O_CREAT)
+            fd, info = _open_for_writing(path, group)
         except OSError as err:
             # flock needs no write access, and a shared holder writes nothing:
             # readers of a store they cannot write to (a read-only mount, another
@@ -150,6 +173,7 @@ def hold(
     poll: Callable[[Holder | None], object] | None = None,
     interval: float = 0.5,
     timeout: float | None = None,
+    group: bool = False,
 ) -> Iterator[None]:
     """Hold the lock at ``path`` for the block, waiting for it if need be.
 
@@ -158,11 +182,12 @@ def hold(
     ``poll``, if given, is called every ``interval`` seconds while waiting.
     After ``timeout`` seconds of waiting (None: no limit) it raises
     LockTimeout naming the holder; a wait whose ``poll`` returns a new value
-    (the holder's progress) starts its ``timeout`` again.
+    (the holder's progress) starts its ``timeout`` again. ``group``: the
+    store is shared, and a lock file made here is group-writable.
     Lock files are never deleted: unlinking a lock file that another process
     is about to lock would let two processes hold "the same" lock.
     """
-    fd = _open_lock(path, shared)
+    fd = _open_lock(path, shared, group)
     if fd is None:  # no lock file, and none can be made: nobody can hold it
         yield
         return

@@ -54,9 +54,9 @@ class Names:
         """
         from .locks import hold
 
-        with hold(self.layout.lock("index"), on_wait=self.on_wait, timeout=self.lock_timeout):
+        with hold(self.layout.lock("index"), on_wait=self.on_wait, timeout=self.lock_timeout, group=self.layout.shared):
             new = change(self.index())
-            write_atomic(self.layout.index, new.to_bytes())
+            write_atomic(self.layout.index, new.to_bytes(), group=self.layout.shared)
         return new
 
     def set(self, ref: Reference, desc: Descriptor) -> None:

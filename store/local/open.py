@@ -41,34 +41,24 @@ def is_shared(layout: StoreLayout) -> bool:
     return _version(layout)[1]
 
 
-def _share_with_group() -> None:
-    # Files and directories of a shared store must be group-writable, whoever
-    # creates them: clear the group-write bit of this process's umask.
-    current = os.umask(0)
-    os.umask(current & ~0o020)
-
-
 def open_layout(root: Path, shared: bool = False) -> StoreLayout:
     """The layout at ``root``, created if absent (group-shared if ``shared``). A store that exists is not written to.
 
     An OCI image layout made by another tool is adopted: our directories are
-    added beside it and its index.json is kept. Opening a shared store sets
-    the process umask group-writable (spec/store-layout.md).
+    added beside it and its index.json is kept. The process umask is left
+    alone: in a shared store, the layout's ``shared`` makes writers give
+    their files group read and write explicitly (spec/locking.md#shared-stores).
     """
-    layout = StoreLayout(root)
-    version, is_shared = _version(layout)
+    version, is_shared = _version(StoreLayout(root))
     if version is not None and version > LAYOUT_VERSION:
         raise StorageError(
             f"the store at {root} has layout version {version}; this odai-store knows up to {LAYOUT_VERSION}",
             "upgrade odai-store, or use another store with --store",
         )
     if version == LAYOUT_VERSION:
-        if is_shared:
-            _share_with_group()
-        return layout
+        return StoreLayout(root, is_shared)
+    layout = StoreLayout(root, shared)
     with storage_errors(f"creating the store at {root}"):
-        if shared:
-            _share_with_group()
         root.mkdir(parents=True, exist_ok=True)
         for directory in (root, *layout.directories()):
             directory.mkdir(parents=True, exist_ok=True)
@@ -78,9 +68,9 @@ def open_layout(root: Path, shared: bool = False) -> StoreLayout:
         if shared:
             for parent in {d.parent for d in layout.directories()} - {root}:
                 os.chmod(parent, 0o2775)
-        create_atomic(layout.oci_layout, _OCI_LAYOUT)
-        create_atomic(layout.index, Index().to_bytes())
+        create_atomic(layout.oci_layout, _OCI_LAYOUT, group=shared)
+        create_atomic(layout.index, Index().to_bytes(), group=shared)
         record = {"odaiLayoutVersion": LAYOUT_VERSION, **({"shared": True} if shared else {})}
         # Last: its presence says every part above exists.
-        create_atomic(layout.odai_layout, json.dumps(record).encode() + b"\n")
+        create_atomic(layout.odai_layout, json.dumps(record).encode() + b"\n", group=shared)
     return layout

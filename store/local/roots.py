@@ -27,7 +27,7 @@ def register_root(layout: StoreLayout, lockfile: Path, lock_timeout: float | Non
     from .leases import gc_lock  # here: a sync whose root is registered already needs no lock code
 
     with gc_lock(layout, shared=True, timeout=lock_timeout):
-        write_atomic(entry, text.encode())
+        write_atomic(entry, text.encode(), group=layout.shared)
     return True
 
 

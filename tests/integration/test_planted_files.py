@@ -281,3 +281,26 @@ def test_verify_escapes_control_characters_of_paths(tmp_path: Path, model_tree: 
     blob.write_bytes(b"damaged")
     text = run_cli(store_dir, "verify")
     assert text.code == 5 and "\x1b" not in text.out and f"store{SHOWN}/quarantine/" in text.out
+
+
+# -- 11: the Python API leaves the process umask alone ------------------------------------
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_opening_a_shared_store_leaves_the_umask_alone(tmp_path: Path, model_tree: Path, existing: bool) -> None:
+    if existing:
+        Store(tmp_path / "shared", shared=True)
+    before = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "shared", shared=True)
+        model = store.add("m:v1", [model_tree])
+        record = os.stat(store.layout.fast_record(model.files[0].digest)).st_mode & 0o777
+        store.remove(["m:v1"])
+        store.gc()
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(before)
+    # Explicit modes instead: what other members must be able to write, they can.
+    for path in (store.layout.lock("index"), store.layout.lock("gc"), store.layout.index):
+        assert os.stat(path).st_mode & 0o060 == 0o060, path
+    assert record == 0o444
