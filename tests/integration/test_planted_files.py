@@ -185,7 +185,7 @@ def test_a_fifo_planted_as_a_lease_does_not_hang_gc(added: Store, store_dir: Pat
     assert result.code == 0, result.err
 
 
-def test_a_gc_root_naming_a_fifo_stops_gc_without_holding_its_lock(added: Store, store_dir: Path, tmp_path: Path) -> None:
+def test_a_gc_root_naming_a_fifo_stops_gc_without_holding_its_lock(added: Store, store_dir: Path, tmp_path: Path, model_tree: Path) -> None:
     fifo = tmp_path / "app" / "odai.lock"
     fifo.parent.mkdir()
     os.mkfifo(fifo)
@@ -193,8 +193,8 @@ def test_a_gc_root_naming_a_fifo_stops_gc_without_holding_its_lock(added: Store,
     entry.write_text(f"{fifo}\n")
     refused(run_cli(store_dir, "gc", timeout=HANG), 2, f"gc root {fifo} cannot be read")
     refused(run_cli(store_dir, "roots", timeout=HANG), 2, str(fifo))
-    # The lock is free again: an add goes through.
-    assert run_cli(store_dir, "--lock-timeout", "5", "rm", "m:v1", timeout=HANG).code == 0
+    # gc.lock is free again: an add (whose lease takes it) goes through.
+    assert run_cli(store_dir, "--lock-timeout", "5", "add", "m:v2", model_tree, timeout=HANG).code == 0
 
 
 def test_a_root_entry_that_is_a_fifo_stops_gc_naming_it(added: Store, store_dir: Path) -> None:
