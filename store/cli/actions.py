@@ -9,6 +9,7 @@ parameters click would pass.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -46,8 +47,6 @@ class Context:
                 # The program's own umask, which a library must leave alone: group
                 # write for the files ingest still makes without an explicit mode
                 # (partials and their journals), as spec/locking.md has them.
-                import os
-
                 os.umask(os.umask(0) & ~0o020)
         return self._store
 
