@@ -234,6 +234,17 @@ def test_a_lock_held_too_long_ends_the_wait_naming_its_holder(added: Store, stor
     assert waited < HANG / 2
 
 
+def test_a_blob_lock_held_without_progress_ends_the_fetch_naming_its_holder(added: Store, tmp_path: Path) -> None:
+    mine = Store(tmp_path / "mine")
+    digest = max(added.resolve("m:v1")[1].files, key=lambda f: f.size).digest
+    fd = _held(mine.layout, f"blob-{digest.hex}")
+    try:
+        result = run_cli(mine.root, "-q", "--lock-timeout", "1", "fetch", "m:v1", "--remote", added.root, timeout=HANG)
+    finally:
+        os.close(fd)
+    refused(result, 8, f"for {mine.layout.lock(f'blob-{digest.hex}')}, held by process {os.getpid()}")
+
+
 def test_a_wait_for_a_holder_that_makes_progress_outlasts_the_timeout(added: Store) -> None:
     """A blob lock's holder downloads: while its journals grow, the waiter waits on (spec/locking.md)."""
     from store.local.locks import hold
