@@ -14,6 +14,7 @@ from .errors import (
     InvalidPath,
     InvalidReference,
     LockfileError,
+    LockTimeout,
     NetworkError,
     NoSpace,
     NotFound,
@@ -64,5 +65,6 @@ __all__ = [
     "NoSpace",
     "ReadOnlyStore",
     "LockfileError",
+    "LockTimeout",
     "Interrupted",
 ]

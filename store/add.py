@@ -103,7 +103,7 @@ def add(layout: StoreLayout, ref: Reference, sources: list[Path], names: Names) 
         raise UsageError(f"cannot add under a digest reference: {ref}", "name the model NAME[:TAG]")
     plan = plan_sources(sources)
     blobs = BlobStore(layout)
-    with storage_errors("adding to the store", layout.root), Lease(layout) as lease:
+    with storage_errors("adding to the store", layout.root), Lease(layout, names.lock_timeout) as lease:
         files = [_ingest_file(layout, blobs, lease, model_path, source) for model_path, source in plan]
         manifest = Manifest.of(files)
         data = manifest.to_bytes()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .errors import NotFound, StoreError, UsageError, from_os_error, storage_errors
 from .local.blobs import BlobStore
+from .local.bounded import INDEX_MAX, read_bounded
 from .local.layout import StoreLayout
 from .local.location import store_location
 from .local.names import Names
@@ -90,7 +91,10 @@ class Store:
     to call from many processes at once on one store.
 
     ``on_wait`` is called with the holder when a lock is busy, so a caller can
-    say whom it waits for.
+    say whom it waits for. A method that waits for a lock longer than
+    ``lock_timeout`` seconds (600, as the command line's default; None: no
+    limit) raises LockTimeout naming the holder; waiting for another process's
+    download of a blob only counts while that download makes no progress.
     """
 
     def __init__(
@@ -100,11 +104,12 @@ class Store:
         shared: bool = False,
         max_downloads: int = 2,
         on_wait: Callable[[Holder | None], None] | None = None,
+        lock_timeout: float | None = 600,
     ) -> None:
         self.layout: StoreLayout = open_layout(store_location(path), shared)
         self.max_downloads = max_downloads
         self._queue = None
-        self._names = Names(self.layout, on_wait)
+        self._names = Names(self.layout, on_wait, lock_timeout)
         self._blobs = BlobStore(self.layout)
 
     @property
@@ -125,7 +130,7 @@ class Store:
                     raise NotFound(f"no model named {ref.ref_name} in {self.root}")
                 digest = desc.digest
             try:
-                data = self._blobs.read(digest)
+                data = self._blobs.read_manifest(digest)
             except FileNotFoundError:
                 raise NotFound(f"the manifest of {ref} ({digest}) is not in the store", "fetch or add the model again") from None
         return digest, parse_manifest(data, digest)
@@ -199,7 +204,7 @@ class Store:
         from .oci.index import named_totals
 
         with storage_errors("reading the store"):
-            data = self.layout.index.read_bytes()
+            data = read_bounded(self.layout.index, INDEX_MAX, "index.json")
         return [ModelEntry(*totals) for totals in named_totals(data)]
 
     # -- writing -------------------------------------------------------------
@@ -369,7 +374,7 @@ class Store:
         from .local.roots import register_root
 
         try:
-            return register_root(self.layout, lockfile)
+            return register_root(self.layout, lockfile, self._names.lock_timeout)
         except OSError as err:
             if not self.read_only:
                 raise from_os_error(err, "registering the lockfile as a gc root") from err
@@ -448,7 +453,7 @@ class Store:
         if not refs or any(ref.digest is None for ref in refs):
             return None
         try:
-            index = self.layout.index.read_bytes()
+            index = read_bounded(self.layout.index, INDEX_MAX, "index.json")
             models = []
             for ref in refs:
                 if not lists_unnamed(index, ref.digest):
@@ -506,7 +511,7 @@ class Store:
         from .local.gc import collect
 
         with storage_errors("collecting garbage", self.root):
-            return collect(self.layout, lambda: self._root_digests(prune=not dry_run), dry_run)
+            return collect(self.layout, lambda: self._root_digests(prune=not dry_run), dry_run, self._names.lock_timeout)
 
     def verify(self, refs: Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/."""
@@ -528,7 +533,7 @@ class Store:
                 damaged.append(name)
                 continue
             try:
-                manifest = parse_manifest(self._blobs.read(desc.digest), desc.digest)
+                manifest = parse_manifest(self._blobs.read_manifest(desc.digest), desc.digest)
             except (OSError, StoreError):  # gone, or damaged and reported above
                 continue
             if manifest.blob_digests() & set(report.corrupt):

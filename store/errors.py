@@ -26,6 +26,7 @@ __all__ = [
     "NoSpace",
     "ReadOnlyStore",
     "LockfileError",
+    "LockTimeout",
     "Interrupted",
     "storage_errors",
     "from_os_error",
@@ -120,6 +121,13 @@ class ReadOnlyStore(StorageError):
 class LockfileError(StoreError):
     exit_code = 7
     default_hint = "run 'odai-store lock' to update the lockfile"
+
+
+class LockTimeout(StoreError):
+    """Another process held a lock of the store longer than the caller would wait (--lock-timeout)."""
+
+    exit_code = 8
+    default_hint = "run the command again later, or wait longer with --lock-timeout SECONDS; if the holder is stuck, stop it"
 
 
 class Interrupted(StoreError):

@@ -8,7 +8,6 @@ hands each blob to the transfer engine, then to BlobStore.publish.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from .config import read_config
 from .errors import IntegrityError, Interrupted, InvalidManifest, NetworkError, NotFound, StoreError, UsageError, storage_errors
 from .local.blobs import BlobStore
 from .local.ingest import IngestWriter, Written
+from .local.bounded import JOURNAL_MAX, Refused, read_bounded
 from .local.journal import parse_journal
 from .local.layout import StoreLayout
 from .local.leases import STALE_AFTER, Lease
@@ -39,12 +39,6 @@ from .transfer.retry import RetryPolicy, pausing, retrying
 from .transfer.segments import SegmentPlan
 
 _T = TypeVar("_T")
-
-# A process waiting for another's download of a blob gives up when that
-# download's journal shows no new byte for this long (spec/remotes.md): longer
-# than the holder's own worst silence (a read timeout, then a backoff), so the
-# waiter does not give up on a holder that will succeed.
-WAIT_STALL = 300.0
 
 __all__ = ["FetchOptions", "Fetched", "Resolved", "fetch", "fetch_url", "resolve"]
 
@@ -130,7 +124,7 @@ class _Fetcher:
         """The model if ``ref`` is a digest whose manifest and files are all here: no network then."""
         if ref.digest is None or not self.blobs.has(ref.digest):
             return None
-        data = self.blobs.read(ref.digest)
+        data = self.blobs.read_manifest(ref.digest)
         manifest = parse_manifest(data, ref.digest)
         if all(self.blobs.has(d) for d in manifest.blob_digests()):
             return Resolved(ref, ref.digest, data, manifest)
@@ -142,7 +136,7 @@ class _Fetcher:
         for remote in self.remotes:
             try:
                 digest = self._retrying(lambda: remote.resolve(ref))
-                data = self.blobs.read(digest) if self.blobs.has(digest) else self._retrying(lambda: remote.read_manifest(digest))
+                data = self.blobs.read_manifest(digest) if self.blobs.has(digest) else self._retrying(lambda: remote.read_manifest(digest))
                 return Resolved(ref, digest, data, parse_manifest(data, digest), remote.url)
             except (NetworkError, NotFound, InvalidManifest) as err:
                 errors.append(err)  # a damaged index or manifest on one remote: the next may be sound
@@ -168,7 +162,7 @@ class _Fetcher:
         free = free_bytes(self.layout)
         if check.shortfall(need, free):
             try:
-                reclaimable = collect(self.layout, self.gc_roots, dry_run=True).bytes_freed
+                reclaimable = collect(self.layout, self.gc_roots, dry_run=True, lock_timeout=self.names.lock_timeout).bytes_freed
             except StoreError:  # a damaged root or manifest: the hint goes without the gc figure
                 reclaimable = 0
             check.check(need, free, str(self.layout.root), reclaimable)
@@ -183,33 +177,24 @@ class _Fetcher:
             who = holder.describe() if holder else "another process"
             self.say(f"{digest.short}: waiting for {who}, which is downloading it")
 
-        # What the other download holds on disk, and since when it has not grown.
-        watch = {"held": -1, "since": time.monotonic()}
-
-        def polling(holder: Holder | None) -> None:
+        def polling(holder: Holder | None) -> int | None:
+            """The bytes the other download holds: while they grow, --lock-timeout does not run out."""
             if self.cancel.is_set():
                 raise Interrupted("interrupted")
-            held = 0
+            progress = None
             for journal_path in self.layout.journals(digest):
                 try:
-                    journal = parse_journal(journal_path.read_bytes())
-                except FileNotFoundError:  # that download just ended
+                    journal = parse_journal(read_bounded(journal_path, JOURNAL_MAX, "journal"))
+                except (FileNotFoundError, Refused):  # that download just ended; not a journal
                     continue
                 if journal is not None and journal.size:
                     # Unchecked bytes count: they wait only for the rest of their chunk.
                     held = journal.done.total() + journal.unchecked.total()
                     self.say(f"{digest.short}: the other download is at {held * 100 // journal.size}%")
-            if held != watch["held"]:
-                watch["held"], watch["since"] = held, time.monotonic()
-            elif time.monotonic() - watch["since"] > WAIT_STALL:
-                who = holder.describe() if holder else "another process"
-                raise NetworkError(
-                    f"{digest.short}: {who} holds its download and has made no progress for {WAIT_STALL:.0f}s",
-                    "run the command again later, or stop that process; its data is kept for whoever resumes",
-                    transient=True,
-                )
+                    progress = max(progress or 0, held)
+            return progress
 
-        with hold(self.layout.lock(f"blob-{digest.hex}"), on_wait=waiting, poll=polling):
+        with hold(self.layout.lock(f"blob-{digest.hex}"), on_wait=waiting, poll=polling, timeout=self.names.lock_timeout, group=self.layout.shared):
             if self.blobs.has(digest):
                 self.progress.already(size)
                 return 0, None
@@ -296,7 +281,7 @@ def fetch(
     """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded."""
     fetcher = _Fetcher(layout, names, options, progress, cancel, say, gc_roots=gc_roots)
     try:
-        with storage_errors("fetching", layout.root), Lease(layout) as lease:
+        with storage_errors("fetching", layout.root), Lease(layout, names.lock_timeout) as lease:
             resolved = [fetcher.local(ref) or fetcher.resolve(ref) for ref in refs]
             # Leased before looking which are here: gc keeps what this finds present (spec/locking.md).
             lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
@@ -349,7 +334,7 @@ def fetch_url(
     try:
         name = check_model_path(filename or unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "model")
         fetcher = _Fetcher(layout, names, options, progress, cancel, say, remotes=[remote])
-        with storage_errors("fetching", layout.root), Lease(layout) as lease:
+        with storage_errors("fetching", layout.root), Lease(layout, names.lock_timeout) as lease:
             lease.add(sha256)
             got, written = 0, None
             if not fetcher.blobs.has(sha256):

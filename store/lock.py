@@ -7,6 +7,7 @@ from typing import NamedTuple
 from .errors import LockfileError, UsageError, from_os_error
 from .fetch import FetchOptions, resolve
 from .local.atomic import write_atomic
+from .local.bounded import LOCKFILE_MAX, Refused, read_bounded
 from .local.layout import StoreLayout
 from .local.names import Names
 from .lockfile import Lockfile, Pin, read_lockfile
@@ -30,8 +31,8 @@ def lock(layout: StoreLayout, names: Names, refs: list[Reference], path: Path, o
     updated = current.with_pins(pins)
     data = updated.to_bytes()
     try:
-        changed = path.read_bytes() != data
-    except FileNotFoundError:
+        changed = read_bounded(path, LOCKFILE_MAX, "lockfile", follow=True) != data
+    except (FileNotFoundError, Refused):  # the rename below replaces whatever has the name
         changed = True
     if changed:
         try:

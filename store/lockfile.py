@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import InvalidReference, UsageError, from_os_error
+from .local.bounded import LOCKFILE_MAX, Refused, read_bounded
 from .oci.digest import Digest, InvalidDigest, parse_digest
 from .oci.manifest import Manifest, ModelFile, check_model_paths
 from .oci.reference import Reference, parse_reference
@@ -144,8 +145,15 @@ def parse_lockfile(data: bytes, where: str = DEFAULT_NAME) -> Lockfile:
 
 
 def read_lockfile(path: Path, missing_ok: bool = False) -> Lockfile:
+    """The lockfile at ``path``, a regular file of at most LOCKFILE_MAX bytes (spec/lockfile.md#reading).
+
+    It is opened without blocking: a FIFO in its place (a gc root may name
+    any path) is refused at once, not waited on while gc holds its lock.
+    """
     try:
-        return parse_lockfile(path.read_bytes(), str(path))
+        return parse_lockfile(read_bounded(path, LOCKFILE_MAX, "lockfile", follow=True), str(path))
+    except Refused as err:
+        raise InvalidLockfile(err.message, "a lockfile is a regular file that 'odai-store lock' writes; replace this one") from None
     except FileNotFoundError:
         if missing_ok:
             return Lockfile()

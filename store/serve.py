@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .oci.digest import Digest
+from .local.bounded import Refused, open_regular
 from .local.layout import StoreLayout
 
 __all__ = ["make_server"]
@@ -63,11 +64,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.NOT_FOUND)
         path, etag = target
         try:
-            f = open(path, "rb")  # noqa: SIM115 - closed below
-        except OSError:
+            # Never through a link, only a regular file: a member of a shared
+            # store who links a blob's name to a file only the serving user
+            # may read must not publish that file to the network.
+            fd, info = open_regular(path, "a served file")
+        except (OSError, Refused):
             return self._error(HTTPStatus.NOT_FOUND)
-        with f:
-            info = os.fstat(f.fileno())
+        with open(fd, "rb") as f:
             size = info.st_size
             validator = etag or email.utils.formatdate(info.st_mtime, usegmt=True)
             start, end = 0, size

@@ -9,28 +9,31 @@ parameters click would pass.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from .output import Output, files_count, human_bytes
 
-__all__ = ["BY_NAME", "CONNECTIONS", "LINK", "LOCKFILE", "PROGRESS_MODES", "RETRIES", "Context", "export", "fetch", "list_", "model_doc", "path", "stop_on_sigterm", "sync"]
+__all__ = ["BY_NAME", "CONNECTIONS", "LINK", "LOCKFILE", "LOCK_TIMEOUT", "PROGRESS_MODES", "RETRIES", "Context", "export", "fetch", "list_", "model_doc", "path", "stop_on_sigterm", "sync"]
 
 # Defaults and choices that the click declarations and the quick path share.
 CONNECTIONS = 8
 RETRIES = 5
 LOCKFILE = "odai.lock"
 LINK = "auto"
+LOCK_TIMEOUT = 600  # seconds; the Python API's default too
 PROGRESS_MODES = ("bar", "json", "none")
 
 
 class Context:
     """What every command gets: the store (opened on first use) and the output."""
 
-    def __init__(self, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool) -> None:
+    def __init__(self, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool, lock_timeout: int) -> None:
         """The global options, as click's group passes them."""
         self.store_dir = store_dir
         self.shared = shared
+        self.lock_timeout = lock_timeout
         self.out = Output(as_json, quiet, verbose)
         self._store = None
 
@@ -39,7 +42,12 @@ class Context:
         if self._store is None:
             from ..api import Store
 
-            self._store = Store(self.store_dir, shared=self.shared, on_wait=self._waiting)
+            self._store = Store(self.store_dir, shared=self.shared, on_wait=self._waiting, lock_timeout=self.lock_timeout)
+            if self._store.layout.shared:
+                # The program's own umask, which a library must leave alone: group
+                # write for the files ingest still makes without an explicit mode
+                # (partials and their journals), as spec/locking.md has them.
+                os.umask(os.umask(0) & ~0o020)
         return self._store
 
     def _waiting(self, holder) -> None:

@@ -16,7 +16,7 @@ from .. import __version__
 from ..export import LINK_MODES
 from . import actions
 from .actions import Context, model_doc, stop_on_sigterm
-from .output import files_count, human_bytes, pins_count
+from .output import escaped, files_count, human_bytes, pins_count
 
 __all__ = ["cli"]
 
@@ -30,16 +30,24 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr, only errors.")
 @click.option("-v", "--verbose", is_flag=True, help="More detail, and tracebacks of errors.")
+@click.option(
+    "--lock-timeout",
+    type=click.IntRange(min=0),
+    default=actions.LOCK_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up (exit 8) after waiting this long for a lock of the store that another process holds.",
+)
 @click.version_option(__version__, "--version", prog_name="odai-store", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool) -> None:
+def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool, lock_timeout: int) -> None:
     """A content-addressed store for AI models.
 
     Model files live once, under their SHA-256 digest, in an OCI image layout;
     names like llama-3b:q4 point at manifests that list them. Commands that
     produce a model print its directory on stdout, and nothing else.
     """
-    ctx.obj = Context(store_dir, shared, as_json, quiet, verbose)
+    ctx.obj = Context(store_dir, shared, as_json, quiet, verbose, lock_timeout)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -76,7 +84,7 @@ def show(c: Context, name: str) -> None:
     c.out.data(f"digest: {info.digest}")
     c.out.data(f"size: {human_bytes(info.size)} in {files_count(len(info.files))} ({'complete' if info.complete else 'incomplete'})")
     for s in info.files:
-        c.out.data(f"{'present' if s.present else 'missing':<7}  {s.file.digest.short}  {human_bytes(s.file.size):>10}  {s.file.path}")
+        c.out.data(f"{'present' if s.present else 'missing':<7}  {s.file.digest.short}  {human_bytes(s.file.size):>10}  {escaped(s.file.path)}")
     c.out.document(
         {
             "name": info.name,
@@ -150,9 +158,9 @@ def verify(c: Context, names: tuple[str, ...], fast: bool) -> None:
     report = result.report
     c.out.data(f"checked {report.checked} blobs, {human_bytes(report.bytes_checked)}: {len(report.corrupt)} corrupt")
     for digest, moved in zip(report.corrupt, report.quarantined):
-        c.out.data(f"corrupt {digest} -> {moved}")
+        c.out.data(f"corrupt {digest} -> {escaped(str(moved))}")
     for name in result.damaged_models:
-        c.out.data(f"damaged model {name}")
+        c.out.data(f"damaged model {escaped(name)}")
     c.out.document(
         {
             "checked": report.checked,
@@ -319,7 +327,7 @@ def roots(c: Context) -> None:
     """List the lockfiles registered as gc roots (gc drops those whose file is gone)."""
     found = c.store.roots()
     for root in found:
-        c.out.data(f"{root.lockfile}  {pins_count(root.pins) if root.exists else 'missing'}")
+        c.out.data(f"{escaped(str(root.lockfile))}  {pins_count(root.pins) if root.exists else 'missing'}")
     c.out.document({"roots": [{"lockfile": str(r.lockfile), "exists": r.exists, "pins": r.pins} for r in found]})
 
 

@@ -8,7 +8,7 @@ from typing import NoReturn
 
 from ..errors import Interrupted, StoreError, UsageError
 from . import actions, quick
-from .output import ReaderGone
+from .output import ReaderGone, escaped
 
 __all__ = ["main"]
 
@@ -18,16 +18,9 @@ def _report(err: StoreError, verbose: bool) -> int:
         import traceback
 
         traceback.print_exception(err.__cause__, file=sys.stderr)
-    sys.stderr.write(f"odai-store: error: {_one_line(err.message)}\nhint: {_one_line(err.hint)}\n")
+    # Escaped: a file name with a newline (or a terminal escape) in a message must not break the two-line form.
+    sys.stderr.write(f"odai-store: error: {escaped(err.message)}\nhint: {escaped(err.hint)}\n")
     return err.exit_code
-
-
-def _one_line(text: str) -> str:
-    """Control characters escaped, as Python writes them: a file name with a newline (or a
-    terminal escape) in a message must not break the two-line form."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _run_click(args: list[str]) -> int:

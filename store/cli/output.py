@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["Output", "ReaderGone", "human_bytes", "files_count", "pins_count"]
+__all__ = ["Output", "ReaderGone", "escaped", "human_bytes", "files_count", "pins_count"]
 
 
 class ReaderGone(Exception):
@@ -22,6 +22,18 @@ def _stdout(text: str) -> None:
         sys.stdout.write(text)
     except BrokenPipeError:
         raise ReaderGone() from None
+
+
+def escaped(text: str) -> str:
+    """``text`` with every character that is not printable escaped as Python's repr writes it (``\\n``, ``\\x1b``).
+
+    For text meant for people: a name or path from the store or a remote,
+    printed raw, could move the cursor, rewrite the terminal's title or
+    forge a line of output. --json output keeps the exact strings.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def human_bytes(n: int) -> str:

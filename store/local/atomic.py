@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 __all__ = ["fsync_dir", "create_private", "create_atomic", "write_atomic", "replace_unsynced", "private_name", "owner_pid"]
@@ -32,22 +33,34 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def create_private(directory: Path, prefix: str = "", mode: int = 0o666) -> tuple[int, Path]:
+def create_private(directory: Path, prefix: str = "", mode: int = 0o666, *, group: bool = False) -> tuple[int, Path]:
     """Create and open a new file only this caller owns (O_EXCL), for writing.
 
-    ``mode`` goes through the umask, which a shared store sets group-writable.
+    ``mode`` goes through the umask; with ``group`` (a shared store) the
+    group's read and write bits of ``mode`` are then set on the descriptor
+    whatever the umask cleared, before the file is renamed or linked to its
+    name. Not by changing the umask: it belongs to the whole process, and a
+    library must not change the modes of its host application's files.
     """
     while True:
         path = directory / private_name(prefix)
         try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), path
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         except FileExistsError:  # 64 random bits collided: pick again
             continue
+        if group:
+            try:
+                os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | (mode & 0o060))
+            except BaseException:
+                os.close(fd)
+                path.unlink(missing_ok=True)
+                raise
+        return fd, path
 
 
-def _durable_temp(path: Path, data: bytes, mode: int) -> Path:
+def _durable_temp(path: Path, data: bytes, mode: int, group: bool) -> Path:
     """A private file beside ``path`` (same filesystem, so rename and link are atomic) holding ``data``, fsynced."""
-    fd, tmp = create_private(path.parent, f".{path.name}.", mode)
+    fd, tmp = create_private(path.parent, f".{path.name}.", mode, group=group)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -59,9 +72,9 @@ def _durable_temp(path: Path, data: bytes, mode: int) -> Path:
     return tmp
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new bytes, never a mix."""
-    tmp = _durable_temp(path, data, mode)
+def write_atomic(path: Path, data: bytes, mode: int = 0o666, *, group: bool = False) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new bytes, never a mix. ``group`` as in create_private."""
+    tmp = _durable_temp(path, data, mode, group)
     try:
         os.replace(tmp, path)
     except BaseException:
@@ -70,13 +83,13 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
     fsync_dir(path.parent)
 
 
-def create_atomic(path: Path, data: bytes, mode: int = 0o666) -> bool:
-    """Create ``path`` with ``data`` unless it exists; False if it did. Never exposes a partial file.
+def create_atomic(path: Path, data: bytes, mode: int = 0o666, *, group: bool = False) -> bool:
+    """Create ``path`` with ``data`` unless it exists; False if it did. Never exposes a partial file. ``group`` as in create_private.
 
     link(2) fails if the target exists, so concurrent creators cannot
     overwrite each other (which a rename would).
     """
-    tmp = _durable_temp(path, data, mode)
+    tmp = _durable_temp(path, data, mode, group)
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -87,7 +100,7 @@ def create_atomic(path: Path, data: bytes, mode: int = 0o666) -> bool:
     return True
 
 
-def replace_unsynced(path: Path, data: bytes, mode: int = 0o666) -> None:
+def replace_unsynced(path: Path, data: bytes, mode: int = 0o666, *, group: bool = False) -> None:
     """Replace ``path`` atomically but without fsync: survives a crash, maybe not a power loss.
 
     Only for a file whose loss or staleness after a power loss is harmless
@@ -95,7 +108,7 @@ def replace_unsynced(path: Path, data: bytes, mode: int = 0o666) -> None:
     fsync here would cost what the fsync of the data it describes costs (ext4
     flushes a file's dirty data before committing a metadata change to it).
     """
-    fd, tmp = create_private(path.parent, f".{path.name}.", mode)
+    fd, tmp = create_private(path.parent, f".{path.name}.", mode, group=group)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..oci.digest import Digest, digest_named
+from ..oci.manifest import MAX_MANIFEST_BYTES
 from .atomic import fsync_dir, write_atomic
+from .bounded import RECORD_MAX, Refused, read_bounded
 from .layout import StoreLayout
 
 if TYPE_CHECKING:
@@ -32,8 +34,9 @@ class BlobStore:
         except FileNotFoundError:
             return None
 
-    def read(self, digest: Digest) -> bytes:
-        return self.layout.blob(digest).read_bytes()
+    def read_manifest(self, digest: Digest) -> bytes:
+        """The bytes of a manifest blob; Refused if larger than any manifest may be (spec/manifest.md) or not a regular file."""
+        return read_bounded(self.layout.blob(digest), MAX_MANIFEST_BYTES, "manifest")
 
     def walk(self) -> Iterator[Digest]:
         """Every blob present now; blobs published during the walk may or may not appear."""
@@ -54,7 +57,7 @@ class BlobStore:
         if target.exists():
             ingest.abort()
             return False
-        write_atomic(self.layout.fast_record(written.digest), written.fast.encode() + b"\n", 0o444)
+        write_atomic(self.layout.fast_record(written.digest), written.fast.encode() + b"\n", 0o444, group=self.layout.shared)
         os.replace(ingest.path, target)
         fsync_dir(target.parent)
         return True
@@ -71,8 +74,8 @@ class BlobStore:
 
     def fast_record(self, digest: Digest) -> str | None:
         try:
-            return self.layout.fast_record(digest).read_text().strip()
-        except FileNotFoundError:
+            return read_bounded(self.layout.fast_record(digest), RECORD_MAX, "fast-verify record").decode("ascii", "replace").strip()
+        except (FileNotFoundError, Refused):  # none, or not ours: the blob is hashed in full
             return None
 
     def delete(self, digest: Digest) -> None:

@@ -71,7 +71,7 @@ def reachable(blobs: BlobStore, manifests: set[Digest]) -> set[Digest]:
         parsed.add(digest)
         keep.add(digest)
         try:
-            data = blobs.read(digest)
+            data = blobs.read_manifest(digest)
         except FileNotFoundError:
             continue
         try:
@@ -116,7 +116,7 @@ def _stale_partial(path: Path, now: float, present: set[Digest] | None = None) -
     return True
 
 
-def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool = False) -> GcReport:
+def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool = False, lock_timeout: float | None = None) -> GcReport:
     """Delete blobs, records and views reachable from no name, no manifest ``roots()`` returns, and no lease.
 
     ``roots`` is called under the gc lock: a sync registers its root before it
@@ -125,7 +125,7 @@ def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool
     blobs, names, views = BlobStore(layout), Names(layout), Views(layout)
     # A dry run deletes nothing, so writers may go on; it only must not count
     # while a real gc deletes. Shared, it also works on a read-only store (du).
-    with gc_lock(layout, shared=dry_run):
+    with gc_lock(layout, shared=dry_run, timeout=lock_timeout):
         present = set(blobs.walk())
         named = {d.digest for d in names.index().entries}
         keep = reachable(blobs, named | roots()) | leased_digests(layout)
@@ -144,8 +144,8 @@ def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool
                 blobs.delete(digest)
             for path in partials:
                 path.unlink(missing_ok=True)
-            # write_atomic's temporaries (".<name>.<pid>-<random>.tmp") of writers that died.
-            for directory in (layout.root, layout.fast_records, layout.roots, layout.leases):
+            # write_atomic's temporaries (".<name>.<pid>-<random>.tmp") of writers that died, and a lock file's.
+            for directory in (layout.root, layout.fast_records, layout.roots, layout.leases, layout.locks):
                 for leftover in directory.glob(".*.tmp"):
                     if _stale_partial(leftover, now):
                         leftover.unlink(missing_ok=True)

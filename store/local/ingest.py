@@ -27,6 +27,7 @@ from ..errors import IntegrityError, StoreError, from_os_error
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
 from .atomic import create_private, owner_pid, replace_unsynced, write_atomic
+from .bounded import JOURNAL_MAX, Refused, read_bounded
 from .journal import Journal, Ranges, boot_id, parse_journal
 from .layout import StoreLayout
 from .locks import dead_here
@@ -212,8 +213,8 @@ class IngestWriter:
             journal = None
             try:
                 os.rename(StoreLayout.journal_of(candidate), StoreLayout.journal_of(mine))
-                journal = parse_journal(StoreLayout.journal_of(mine).read_bytes(), boot_id())
-            except FileNotFoundError:
+                journal = parse_journal(read_bounded(StoreLayout.journal_of(mine), JOURNAL_MAX, "journal"), boot_id())
+            except (FileNotFoundError, Refused):
                 pass
             if journal is None or journal.digest != digest or journal.size != size:
                 journal = Journal(digest, size)

@@ -21,8 +21,11 @@ LAYOUT_VERSION = 1
 class StoreLayout:
     # A plain class, not a dataclass: every command builds one at start-up,
     # where creating a dataclass costs more than the rest of this module.
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shared: bool = False) -> None:
         self.root = root
+        # A shared store (spec/locking.md#shared-stores): the files made in it
+        # are given group read and write explicitly, whatever the umask.
+        self.shared = shared
 
     # The OCI image layout: readable by any OCI tool.
     @property

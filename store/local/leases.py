@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..oci.digest import Digest, InvalidDigest, parse_digest
 from .atomic import create_atomic, fsync_dir, write_atomic
+from .bounded import LEASE_MAX, Refused, read_bounded
 from .layout import StoreLayout
 from .locks import Holder, hold, this_holder
 
@@ -25,15 +26,17 @@ __all__ = ["Lease", "leased_digests", "gc_lock", "STALE_AFTER"]
 STALE_AFTER = 24 * 3600
 
 
-def gc_lock(layout: StoreLayout, shared: bool):
-    return hold(layout.lock("gc"), shared=shared)
+def gc_lock(layout: StoreLayout, shared: bool, timeout: float | None = None):
+    """gc.lock: shared for a writer's lease or root, exclusive for gc; ``timeout`` as in locks.hold."""
+    return hold(layout.lock("gc"), shared=shared, timeout=timeout, group=layout.shared)
 
 
 class Lease:
     """A writer's lease. Use as a context manager; the lease is dropped on exit."""
 
-    def __init__(self, layout: StoreLayout) -> None:
+    def __init__(self, layout: StoreLayout, lock_timeout: float | None = None) -> None:
         self.layout = layout
+        self.lock_timeout = lock_timeout
         self.digests: set[Digest] = set()
         self._holder = this_holder()
         self.path: Path | None = None  # the lease file exists from the first add on
@@ -43,7 +46,7 @@ class Lease:
 
     def __exit__(self, *exc: object) -> None:
         if self.path is not None:
-            with gc_lock(self.layout, shared=True):
+            with gc_lock(self.layout, shared=True, timeout=self.lock_timeout):
                 self.path.unlink(missing_ok=True)
 
     def add(self, *digests: Digest) -> None:
@@ -53,18 +56,18 @@ class Lease:
             return
         self.digests |= new
         record = json.dumps({**self._holder.to_json(), "digests": sorted(str(d) for d in self.digests)}).encode()
-        with gc_lock(self.layout, shared=True):
+        with gc_lock(self.layout, shared=True, timeout=self.lock_timeout):
             if self.path is not None:
-                write_atomic(self.path, record)
+                write_atomic(self.path, record, group=self.layout.shared)
                 return
             # Created whole under a name of its own: link(2) never takes another's.
-            while not create_atomic(path := self.layout.new_lease(), record):
+            while not create_atomic(path := self.layout.new_lease(), record, group=self.layout.shared):
                 pass
             self.path = path
 
 
 def _read(path: Path) -> tuple[Holder | None, set[Digest]]:
-    record = json.loads(path.read_bytes() or b"{}")
+    record = json.loads(read_bounded(path, LEASE_MAX, "lease") or b"{}")
     holder = Holder.from_json(record) if "pid" in record else None
     return holder, {parse_digest(d) for d in record.get("digests", [])}
 
@@ -78,11 +81,11 @@ def leased_digests(layout: StoreLayout) -> set[Digest]:
         path = Path(entry.path)
         try:
             holder, leased = _read(path)
-            age = time.time() - entry.stat().st_mtime
+            age = time.time() - entry.stat(follow_symlinks=False).st_mtime
         except FileNotFoundError:
             continue
-        except (ValueError, KeyError, TypeError, InvalidDigest):
-            holder, leased, age = None, set(), time.time() - entry.stat().st_mtime
+        except (ValueError, KeyError, TypeError, InvalidDigest, Refused):  # Refused: not a lease at all
+            holder, leased, age = None, set(), time.time() - entry.stat(follow_symlinks=False).st_mtime
         if (holder is not None and holder.is_dead()) or age > STALE_AFTER:
             path.unlink(missing_ok=True)
             continue

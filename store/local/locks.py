@@ -18,6 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import LockTimeout
+from .atomic import create_private
+from .bounded import HOLDER_MAX, Refused, open_regular
+
 __all__ = ["Holder", "dead_here", "hold", "this_holder"]
 
 
@@ -68,31 +72,96 @@ def this_holder() -> Holder:
 
 def read_holder(fd: int) -> Holder | None:
     try:
-        return Holder.from_json(json.loads(os.pread(fd, 4096, 0) or b"null"))
+        return Holder.from_json(json.loads(os.pread(fd, HOLDER_MAX, 0) or b"null"))
     except (ValueError, TypeError, KeyError, OSError):
         return None
 
 
-def _open_lock(path: Path, shared: bool) -> int | None:
-    """The lock file, opened to lock; None if it does not exist and cannot be created."""
+def _open_for_writing(path: Path, group: bool) -> tuple[int, os.stat_result]:
+    """The lock file opened for reading and writing, created if absent.
+
+    Created whole under a private name and linked to its own, so that it never
+    has the name with another mode: in a shared store (``group``) every member
+    opens it for writing from the instant it exists.
+    """
+    try:
+        return open_regular(path, "a lock file", os.O_RDWR)
+    except FileNotFoundError:
+        pass
+    fd, tmp = create_private(path.parent, f".{path.name}.", group=group)
+    os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:  # another process made it first: that one is as good
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return open_regular(path, "a lock file", os.O_RDWR)
+
+
+def _open_lock(path: Path, shared: bool, group: bool) -> int | None:
+    """The lock file, opened to lock; None if it does not exist and cannot be created.
+
+    Refused (naming it) if something other than a regular file has its name:
+    the exclusive holder writes into the file, and must never write through
+    a link planted there into a file of whoever locks next.
+    """
     try:
         try:
-            # The file as it is first, without O_CREAT: in a shared store's
-            # sticky locks/, fs.protected_regular=2 refuses O_CREAT of a file
-            # another member created, even one that exists.
-            return os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    except OSError as err:
-        # flock needs no write access, and a shared holder writes nothing:
-        # readers of a store they cannot write to (a read-only mount, another
-        # user's store) lock the file as it is.
-        if not shared or err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
+            fd, info = _open_for_writing(path, group)
+        except OSError as err:
+            # flock needs no write access, and a shared holder writes nothing:
+            # readers of a store they cannot write to (a read-only mount, another
+            # user's store) lock the file as it is.
+            if not shared or err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            try:
+                return open_regular(path, "a lock file")[0]
+            except FileNotFoundError:
+                return None
+    except Refused as err:
+        raise Refused(err.message, f"remove {path}: odai-store makes a lock file there again (spec/locking.md)") from None
+    if info.st_nlink != 1 and not shared:
+        os.close(fd)
+        # A hard link: truncating it would truncate the other name's file too.
+        raise Refused(f"{path} (a lock file) has {info.st_nlink} names; odai-store did not write it", f"remove {path}: odai-store makes a lock file there again (spec/locking.md)")
+    return fd
+
+
+# How often a bounded wait tries the lock again: from 1 ms, doubling up to
+# this. A blocking flock cannot be given a timeout (short of a signal, which
+# belongs to the application), and trying more seldom would let a stream of
+# brief holders (writers' lease updates) starve a gc waiting for gc.lock.
+_RETRY_MAX = 0.02
+
+
+def _wait(fd: int, mode: int, path: Path, poll: Callable[[Holder | None], object] | None, interval: float, timeout: float | None) -> None:
+    """Block until ``fd`` is locked in ``mode``, or LockTimeout after ``timeout`` seconds without progress."""
+    if poll is None and timeout is None:
+        fcntl.flock(fd, mode)
+        return
+    now = time.monotonic()
+    deadline = None if timeout is None else now + timeout
+    next_poll, progress, step = now + interval, None, 0.001
+    while True:
+        time.sleep(step if deadline is None else max(0.0, min(step, deadline - now)))
+        step = min(2 * step, _RETRY_MAX)
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        now = time.monotonic()
+        if poll is not None and now >= next_poll:
+            next_poll = now + interval
+            seen = poll(read_holder(fd))
+            if seen is not None and seen != progress:  # the holder moves on: waiting is worth it
+                progress = seen
+                deadline = None if timeout is None else now + timeout
+        if deadline is not None and now >= deadline:
+            holder = read_holder(fd)
+            who = holder.describe() if holder else "another process (it left no holder record)"
+            raise LockTimeout(f"gave up after waiting {timeout:g}s for {path}, held by {who}")
 
 
 @contextlib.contextmanager
@@ -101,18 +170,24 @@ def hold(
     *,
     shared: bool = False,
     on_wait: Callable[[Holder | None], None] | None = None,
-    poll: Callable[[Holder | None], None] | None = None,
+    poll: Callable[[Holder | None], object] | None = None,
     interval: float = 0.5,
+    timeout: float | None = None,
+    group: bool = False,
 ) -> Iterator[None]:
     """Hold the lock at ``path`` for the block, waiting for it if need be.
 
     If the lock is busy, ``on_wait`` is called once with the recorded holder
     (None if unknown) before blocking, so the caller can say who it waits for;
     ``poll``, if given, is called every ``interval`` seconds while waiting.
+    After ``timeout`` seconds of waiting (None: no limit) it raises
+    LockTimeout naming the holder; a wait whose ``poll`` returns a new value
+    (the holder's progress) starts its ``timeout`` again. ``group``: the
+    store is shared, and a lock file made here is group-writable.
     Lock files are never deleted: unlinking a lock file that another process
     is about to lock would let two processes hold "the same" lock.
     """
-    fd = _open_lock(path, shared)
+    fd = _open_lock(path, shared, group)
     if fd is None:  # no lock file, and none can be made: nobody can hold it
         yield
         return
@@ -123,16 +198,7 @@ def hold(
         except BlockingIOError:
             if on_wait is not None:
                 on_wait(read_holder(fd))
-            if poll is None:
-                fcntl.flock(fd, mode)
-            else:
-                while True:
-                    time.sleep(interval)
-                    try:
-                        fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        poll(read_holder(fd))
+            _wait(fd, mode, path, poll, interval, timeout)
         if not shared:
             record = json.dumps(this_holder().to_json()).encode()
             os.ftruncate(fd, 0)

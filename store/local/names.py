@@ -11,6 +11,7 @@ from ..oci.manifest import Manifest
 from ..oci.digest import Digest
 from ..oci.reference import Reference
 from .atomic import write_atomic
+from .bounded import INDEX_MAX, read_bounded
 from .layout import StoreLayout
 
 if TYPE_CHECKING:
@@ -31,17 +32,19 @@ def manifest_descriptor(digest: Digest, data_size: int, manifest: Manifest) -> D
 
 
 class Names:
-    def __init__(self, layout: StoreLayout, on_wait: Callable[[Holder | None], None] | None = None) -> None:
+    def __init__(self, layout: StoreLayout, on_wait: Callable[[Holder | None], None] | None = None, lock_timeout: float | None = None) -> None:
+        """``on_wait`` and ``lock_timeout`` say how this store's user waits for its locks (locks.hold)."""
         self.layout = layout
         self.on_wait = on_wait
+        self.lock_timeout = lock_timeout
 
     def index(self) -> Index:
         """The current index; readers need no lock, since index.json only ever changes by rename."""
-        return Index.parse(self.layout.index.read_bytes())
+        return Index.parse(read_bounded(self.layout.index, INDEX_MAX, "index.json"))
 
     def lookup(self, ref: Reference) -> Descriptor | None:
         """The manifest descriptor ``ref`` names, or None. A digest reference needs no lookup."""
-        return lookup_fast(self.layout.index.read_bytes(), ref.ref_name)
+        return lookup_fast(read_bounded(self.layout.index, INDEX_MAX, "index.json"), ref.ref_name)
 
     def edit(self, change: Callable[[Index], Index]) -> Index:
         """Replace the index with ``change(current)`` under the index lock; return the new index.
@@ -51,9 +54,9 @@ class Names:
         """
         from .locks import hold
 
-        with hold(self.layout.lock("index"), on_wait=self.on_wait):
+        with hold(self.layout.lock("index"), on_wait=self.on_wait, timeout=self.lock_timeout, group=self.layout.shared):
             new = change(self.index())
-            write_atomic(self.layout.index, new.to_bytes())
+            write_atomic(self.layout.index, new.to_bytes(), group=self.layout.shared)
         return new
 
     def set(self, ref: Reference, desc: Descriptor) -> None:

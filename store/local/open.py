@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import StorageError, from_os_error, storage_errors
 from ..oci.index import Index
 from .atomic import create_atomic
+from .bounded import ODAI_LAYOUT_MAX, read_bounded
 from .layout import LAYOUT_VERSION, StoreLayout
 
 __all__ = ["is_shared", "open_layout", "set_sticky", "sticky_directories"]
@@ -20,7 +21,7 @@ _OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}\n'
 def _version(layout: StoreLayout) -> tuple[int | None, bool]:
     """(odaiLayoutVersion, shared) of the store, (None, False) if it has none yet."""
     try:
-        doc = json.loads(layout.odai_layout.read_bytes())
+        doc = json.loads(read_bounded(layout.odai_layout, ODAI_LAYOUT_MAX, "odai-layout"))
         version, shared = doc["odaiLayoutVersion"], doc.get("shared", False)
         # Exactly as spec/store-layout.md says: int() would take true, "1" and 1.7 for 1.
         if type(version) is not int or version < 1 or type(shared) is not bool:
@@ -66,34 +67,24 @@ def set_sticky(layout: StoreLayout) -> list[Path]:
     return refused
 
 
-def _share_with_group() -> None:
-    # Files and directories of a shared store must be group-writable, whoever
-    # creates them: clear the group-write bit of this process's umask.
-    current = os.umask(0)
-    os.umask(current & ~0o020)
-
-
 def open_layout(root: Path, shared: bool = False) -> StoreLayout:
     """The layout at ``root``, created if absent (group-shared if ``shared``). A store that exists is not written to.
 
     An OCI image layout made by another tool is adopted: our directories are
-    added beside it and its index.json is kept. Opening a shared store sets
-    the process umask group-writable (spec/store-layout.md).
+    added beside it and its index.json is kept. The process umask is left
+    alone: in a shared store, the layout's ``shared`` makes writers give
+    their files group read and write explicitly (spec/locking.md#shared-stores).
     """
-    layout = StoreLayout(root)
-    version, is_shared = _version(layout)
+    version, is_shared = _version(StoreLayout(root))
     if version is not None and version > LAYOUT_VERSION:
         raise StorageError(
             f"the store at {root} has layout version {version}; this odai-store knows up to {LAYOUT_VERSION}",
             "upgrade odai-store, or use another store with --store",
         )
     if version == LAYOUT_VERSION:
-        if is_shared:
-            _share_with_group()
-        return layout
+        return StoreLayout(root, is_shared)
+    layout = StoreLayout(root, shared)
     with storage_errors(f"creating the store at {root}"):
-        if shared:
-            _share_with_group()
         root.mkdir(parents=True, exist_ok=True)
         for directory in (root, *layout.directories()):
             directory.mkdir(parents=True, exist_ok=True)
@@ -104,9 +95,9 @@ def open_layout(root: Path, shared: bool = False) -> StoreLayout:
             for parent in {d.parent for d in layout.directories()} - {root}:
                 os.chmod(parent, 0o2775)
             set_sticky(layout)
-        create_atomic(layout.oci_layout, _OCI_LAYOUT)
-        create_atomic(layout.index, Index().to_bytes())
+        create_atomic(layout.oci_layout, _OCI_LAYOUT, group=shared)
+        create_atomic(layout.index, Index().to_bytes(), group=shared)
         record = {"odaiLayoutVersion": LAYOUT_VERSION, **({"shared": True} if shared else {})}
         # Last: its presence says every part above exists.
-        create_atomic(layout.odai_layout, json.dumps(record).encode() + b"\n")
+        create_atomic(layout.odai_layout, json.dumps(record).encode() + b"\n", group=shared)
     return layout

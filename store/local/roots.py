@@ -6,27 +6,28 @@ import os
 from pathlib import Path
 
 from .atomic import write_atomic
+from .bounded import ROOT_ENTRY_MAX, Refused, read_bounded
 from .layout import StoreLayout
 
 __all__ = ["register_root", "root_paths", "drop_root"]
 
 
-def register_root(layout: StoreLayout, lockfile: Path) -> bool:
+def register_root(layout: StoreLayout, lockfile: Path, lock_timeout: float | None = None) -> bool:
     """Record ``lockfile`` (absolute) as a root; False if it was already there. Idempotent."""
     entry = layout.root_entry(lockfile)
     text = str(lockfile) + "\n"
     try:
-        if entry.read_text() == text:
+        if read_bounded(entry, ROOT_ENTRY_MAX, "gc root entry") == text.encode():
             return False
-    except FileNotFoundError:
+    except (FileNotFoundError, Refused):  # absent, or not ours: write_atomic replaces it
         pass
     # Under gc.lock shared, like a lease: a gc that runs now either reads this
     # root (it reads them under the lock) or ends before the caller looks for
     # the pinned models, which then finds what that gc deleted missing.
     from .leases import gc_lock  # here: a sync whose root is registered already needs no lock code
 
-    with gc_lock(layout, shared=True):
-        write_atomic(entry, text.encode())
+    with gc_lock(layout, shared=True, timeout=lock_timeout):
+        write_atomic(entry, text.encode(), group=layout.shared)
     return True
 
 
@@ -37,7 +38,7 @@ def root_paths(layout: StoreLayout) -> list[Path]:
         if entry.name.startswith("."):
             continue
         try:
-            out.append(Path(Path(entry.path).read_text().strip()))
+            out.append(Path(os.fsdecode(read_bounded(Path(entry.path), ROOT_ENTRY_MAX, "gc root entry")).strip()))
         except FileNotFoundError:
             continue
     return out

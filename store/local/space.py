@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import NoSpace
+from .bounded import JOURNAL_MAX, Refused, read_bounded
 from .journal import parse_journal
 from .layout import StoreLayout
 
@@ -57,9 +58,9 @@ def pending_bytes(layout: StoreLayout) -> dict[str, int]:
     pending: dict[str, int] = {}
     for journal_path in layout.journals():
         try:
-            journal = parse_journal(journal_path.read_bytes())
-            allocated = layout.partial_of(journal_path).stat().st_blocks * 512
-        except OSError:
+            journal = parse_journal(read_bounded(journal_path, JOURNAL_MAX, "journal"))
+            allocated = layout.partial_of(journal_path).stat(follow_symlinks=False).st_blocks * 512
+        except (OSError, Refused):
             continue
         if journal is not None:
             hexdigest = journal.digest.hex

@@ -68,7 +68,7 @@ def _check_present(blobs: BlobStore, digest: Digest, fast: bool, write_record: b
     if sound and fast and write_record:
         # Verified the slow way: record xxh3 so the next --fast is fast.
         fast_hex, _ = _hash_file(path, xxhash.xxh3_128)
-        write_atomic(blobs.layout.fast_record(digest), fast_hex.encode() + b"\n", 0o444)
+        write_atomic(blobs.layout.fast_record(digest), fast_hex.encode() + b"\n", 0o444, group=blobs.layout.shared)
     return sound, size
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from ..errors import StorageError
 from ..oci.digest import Digest, digest_named
 from ..oci.manifest import Manifest
 from .atomic import fsync_dir
@@ -18,6 +20,17 @@ if TYPE_CHECKING:
     from ..oci.manifest import ModelFile
 
 __all__ = ["Views"]
+
+
+def _own_directory(path: Path) -> int:
+    """The directory this process just made at ``path``, opened; StorageError if the name now holds another."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        os.close(fd)
+        raise StorageError(f"{path} was replaced while this process built a view in it", "someone else writes views/sha256/ of this store; run the command again")
+    return fd
+
 
 class Views:
     def __init__(self, layout: StoreLayout) -> None:
@@ -39,18 +52,13 @@ class Views:
         if final.is_dir():
             return final
         tmp = self.layout.new_view_tree("build")
-        tmp.mkdir()
+        os.mkdir(tmp, 0o700)
         try:
-            for f in manifest.files:
-                link = tmp / f.path
-                link.parent.mkdir(parents=True, exist_ok=True)
-                # Relative (spec/store-layout.md): ../ up to the root, then blobs/sha256/<hex>.
-                os.symlink(os.path.relpath(self.layout.blob(f.digest), link.parent), link)
-            # Durable before it is renamed into place, deepest first: complete
-            # or absent holds after a power loss too.
-            tree = {tmp / parent for f in manifest.files for parent in PurePosixPath(f.path).parents}
-            for directory in sorted(tree, key=lambda d: len(d.parts), reverse=True):
-                fsync_dir(directory)
+            top = _own_directory(tmp)
+            try:
+                self._fill(top, tmp, manifest)
+            finally:
+                os.close(top)
             try:
                 os.rename(tmp, final)
             except OSError as err:
@@ -63,6 +71,38 @@ class Views:
             raise
         fsync_dir(self.layout.views)
         return final
+
+    def _fill(self, top: int, tmp: Path, manifest: Manifest) -> None:
+        """Make the view's directories and links in the tree open as ``top``, then open it up.
+
+        Private (0700) while it is built: views/sha256/ is writable by every
+        member of a shared store, and a member who could write into the tree
+        could put a link where a directory of it is about to be, and have the
+        builder make the rest of the tree wherever that points. Every step is
+        relative to ``top``, which was checked to be the directory made here,
+        so a rename of the tree's name does not redirect it either.
+        """
+        directories = sorted({parent for f in manifest.files for parent in PurePosixPath(f.path).parents if parent.parts}, key=lambda d: len(d.parts))
+        for directory in directories:
+            os.mkdir(directory, 0o700, dir_fd=top)
+        for f in manifest.files:
+            # Relative (spec/store-layout.md): ../ up to the root, then blobs/sha256/<hex>.
+            os.symlink(os.path.relpath(self.layout.blob(f.digest), (tmp / f.path).parent), f.path, dir_fd=top)
+        # The mode of views/sha256/ itself: 0755 with the usual umask, 02775 in a shared store.
+        mode = stat.S_IMODE(os.stat(self.layout.views).st_mode)
+        for directory in directories:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+            try:
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+        os.fchmod(top, mode)
+        # Durable before it is renamed into place, deepest first: complete
+        # or absent holds after a power loss too. (By name: an fsync
+        # through a name swapped meanwhile writes nothing anywhere.)
+        for directory in reversed(directories):
+            fsync_dir(tmp / directory)
+        fsync_dir(tmp)
 
     def altered(self, digest: Digest, files: Iterable[ModelFile]) -> list[str]:
         """Of ``files`` of manifest ``digest``, the paths whose entry in its view is not the link ``build`` makes; reads only.

@@ -16,6 +16,7 @@ from store.errors import (
     InvalidPath,
     InvalidReference,
     LockfileError,
+    LockTimeout,
     NetworkError,
     NoSpace,
     NotFound,
@@ -41,6 +42,7 @@ EXIT_CODES = {
     NoSpace: 6,
     ReadOnlyStore: 6,
     LockfileError: 7,
+    LockTimeout: 8,
     Interrupted: 130,
 }
 

@@ -77,7 +77,10 @@ def working_directory(path: Path) -> Iterator[None]:
         os.chdir(before)
 
 
-GLOBAL = ["--store", "--store=s", "--store=", "--shared", "--json", "--json=1", "-q", "--quiet", "-v", "--verbose", "-qv", "-h", "--help", "--version", "--stor", "s"]
+GLOBAL = [
+    "--store", "--store=s", "--store=", "--shared", "--json", "--json=1", "-q", "--quiet", "-v", "--verbose", "-qv", "-h", "--help", "--version", "--stor", "s",
+    "--lock-timeout", "--lock-timeout=0", "--lock-timeout=30", "--lock-timeout=-1", "--lock-timeout=1.5", "--lock-timeout=+5", "--lock-timeout=",
+]
 COMMANDS = ["path", "export", "fetch", "sync", "list", "lock", "pat", ""]
 OPTIONS = [
     "--file", "--link", "--lockfile", "--remote", "--connections", "--retries", "--progress",
@@ -107,7 +110,7 @@ anything = st.builds(
 nearly_right = st.sampled_from(sorted(OWN)).flatmap(
     lambda c: st.builds(
         lambda g, rest: g + [c] + rest,
-        st.lists(st.sampled_from(["--store=s", "--store=", "--shared", "--json", "-q", "--quiet", "-v", "--verbose"]), max_size=3),
+        st.lists(st.sampled_from(["--store=s", "--store=", "--shared", "--json", "-q", "--quiet", "-v", "--verbose", "--lock-timeout=0", "--lock-timeout=7"]), max_size=3),
         st.lists(st.sampled_from(OWN[c]) | st.sampled_from(VALUES), max_size=4),
     )
 )
@@ -137,6 +140,7 @@ USUAL = [
     ["-v", "sync", "llama-3b", "--lockfile", "app/odai.lock", "--progress", "none"],
     ["sync", "--verify"],
     ["path", "--verify", "llama-3b:q4", "--file", "config.json"],
+    ["--lock-timeout", "30", "sync"],
     ["export", "llama-3b:q4", "out"],
     ["--store=/srv/models", "export", "--link", "hardlink", "llama-3b:q4", "out"],
 ]

@@ -1,0 +1,317 @@
+"""Files another member of a shared store puts where odai-store reads or writes its own (issue 11).
+
+Every member may create, rename and delete entries of a shared store. Each
+test here is one such attack, run by root on a store root owns (root stands
+in for the member and for the victim alike: what matters is what odai-store
+does with what it finds): a link from a lock file to a file of the victim,
+a FIFO where metadata is read, a blob name linked to a private file that
+`serve` would publish, a view tree renamed away while it is built.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from store import StorageError, Store
+from store.local.layout import StoreLayout
+from store.local.locks import this_holder
+from store.local.views import Views
+from store.serve import make_server
+from tests.support.cli import assert_error, run_cli
+from tests.support.trees import write_tree
+
+# Long enough for a loaded machine to start Python several times over; the old
+# code did not come back at all.
+HANG = 60
+
+
+def refused(result, code: int, text: str) -> None:
+    """The error contract (exit ``code``, two lines), with ``text`` in the message."""
+    message = assert_error(result, code)
+    assert text in message, message
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A file of the user who runs the next command, outside the store."""
+    path = tmp_path / "victim" / "notes.txt"
+    path.parent.mkdir()
+    path.write_text("the victim's own notes\n")
+    return path
+
+
+@pytest.fixture
+def added(store: Store, model_tree: Path) -> Store:
+    store.add("m:v1", [model_tree])
+    return store
+
+
+# -- 1b: lock files --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("lock", "command"), [("index", ("add", "m:v2")), ("gc", ("gc",))])
+@pytest.mark.parametrize("plant", ["symlink", "hardlink"])
+def test_a_lock_file_planted_as_a_link_to_a_file_is_not_truncated(
+    added: Store, store_dir: Path, model_tree: Path, victim: Path, lock: str, command: tuple[str, ...], plant: str
+) -> None:
+    planted = added.layout.lock(lock)
+    planted.unlink(missing_ok=True)
+    (os.symlink if plant == "symlink" else os.link)(victim, planted)
+    args = (*command, model_tree) if command[0] == "add" else command
+    result = run_cli(store_dir, *args)
+    assert victim.read_text() == "the victim's own notes\n"
+    refused(result, 6, str(planted))
+    assert f"remove {planted}" in result.err
+
+
+def test_a_fifo_as_a_lock_file_is_refused_at_once(added: Store, store_dir: Path, model_tree: Path) -> None:
+    planted = added.layout.lock("index")
+    planted.unlink(missing_ok=True)
+    os.mkfifo(planted)
+    result = run_cli(store_dir, "add", "m:v2", model_tree, timeout=HANG)
+    refused(result, 6, "is a FIFO, not a regular file")
+
+
+# -- 1c: view trees ----------------------------------------------------------------------
+
+
+def test_a_view_tree_renamed_to_a_link_while_it_is_built_writes_nothing_there(
+    store_dir: Path, model_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The racer renames the builder's fresh tree away and puts a link to the victim's directory in its place."""
+    store = Store(store_dir, shared=True)
+    elsewhere = tmp_path / "victims-directory"
+    elsewhere.mkdir()
+    real_mkdir = os.mkdir
+
+    def racing_mkdir(path, *args, **kwargs):
+        real_mkdir(path, *args, **kwargs)
+        if kwargs.get("dir_fd") is None and Path(path).name.startswith(".build-"):
+            os.rename(path, tmp_path / "taken")
+            os.symlink(elsewhere, path)
+
+    monkeypatch.setattr(os, "mkdir", racing_mkdir)
+    with pytest.raises(StorageError):
+        store.add("m:v1", [model_tree])
+    monkeypatch.undo()
+    assert list(elsewhere.iterdir()) == []
+    assert Views(store.layout).walk() == []
+
+
+def test_a_view_tree_is_private_until_it_is_complete(store_dir: Path, model_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(store_dir, shared=True)
+    seen: list[int] = []
+    real_symlink = os.symlink
+
+    def watching_symlink(target, link, *args, **kwargs):
+        for tree in store.layout.views.glob(".build-*"):
+            seen.extend(os.lstat(d).st_mode & 0o777 for d in [tree, *(p for p in tree.rglob("*") if p.is_dir() and not p.is_symlink())])
+        return real_symlink(target, link, *args, **kwargs)
+
+    monkeypatch.setattr(os, "symlink", watching_symlink)
+    model = store.add("m:v1", [model_tree])
+    monkeypatch.undo()
+    assert seen and all(mode == 0o700 for mode in seen), [oct(m) for m in seen]
+    views_mode = os.stat(store.layout.views).st_mode & 0o7777
+    for directory in [model.path, *(p for p in model.path.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        assert os.stat(directory).st_mode & 0o7777 == views_mode, directory
+
+
+# -- 5: serve ------------------------------------------------------------------------------
+
+
+def test_serve_does_not_publish_a_file_linked_into_blobs(added: Store, tmp_path: Path) -> None:
+    secret = tmp_path / "home" / ".ssh" / "id_ed25519"
+    secret.parent.mkdir(parents=True)
+    secret.write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    secret.chmod(0o600)
+    name = "ab" * 32
+    os.symlink(secret, added.layout.blobs / name)
+    index = added.layout.index
+    index.rename(tmp_path / "index.json")
+    os.symlink(secret, index)
+    server = make_server(added.layout, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        for path in (f"/blobs/sha256/{name}", "/index.json"):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(base + path, timeout=HANG)
+            assert caught.value.code == 404
+            assert b"PRIVATE KEY" not in caught.value.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- 8: bounded reads of metadata ---------------------------------------------------------
+
+
+def test_a_fifo_planted_as_a_journal_does_not_hang_a_fetch(added: Store, tmp_path: Path) -> None:
+    """Every fetch that downloads reads every journal of ingest/ (the space check)."""
+    mine = tmp_path / "mine"
+    os.mkfifo(Store(mine).layout.ingest / f"{'cd' * 32}-1-{'0' * 16}.journal")
+    result = run_cli(mine, "fetch", "m:v1", "--remote", added.root, timeout=HANG)
+    assert result.code == 0, result.err
+
+
+@pytest.mark.parametrize("where", ["index.json", "odai-layout"])
+def test_a_fifo_planted_as_store_metadata_is_refused_at_once(added: Store, store_dir: Path, where: str) -> None:
+    planted = store_dir / where
+    planted.unlink()
+    os.mkfifo(planted)
+    result = run_cli(store_dir, "list", timeout=HANG)
+    refused(result, 6, f"{planted} ({where}) is a FIFO, not a regular file")
+
+
+def test_a_large_index_is_refused_without_reading_it(added: Store, store_dir: Path) -> None:
+    with open(store_dir / "index.json", "r+b") as f:
+        f.truncate(64 * 2**20 + 1)  # sparse: a /dev/zero that ends
+    refused(run_cli(store_dir, "list", timeout=HANG), 6, f"{store_dir / 'index.json'} (index.json) holds 67108865 bytes, more than the 67108864")
+
+
+def test_a_fifo_planted_as_a_lease_does_not_hang_gc(added: Store, store_dir: Path) -> None:
+    os.mkfifo(added.layout.leases / f"lease-1-{'0' * 16}.tmp")
+    result = run_cli(store_dir, "gc", timeout=HANG)
+    assert result.code == 0, result.err
+
+
+def test_a_gc_root_naming_a_fifo_stops_gc_without_holding_its_lock(added: Store, store_dir: Path, tmp_path: Path, model_tree: Path) -> None:
+    fifo = tmp_path / "app" / "odai.lock"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    entry = added.layout.root_entry(fifo)
+    entry.write_text(f"{fifo}\n")
+    refused(run_cli(store_dir, "gc", timeout=HANG), 2, f"gc root {fifo} cannot be read")
+    refused(run_cli(store_dir, "roots", timeout=HANG), 2, str(fifo))
+    # gc.lock is free again: an add (whose lease takes it) goes through.
+    assert run_cli(store_dir, "--lock-timeout", "5", "add", "m:v2", model_tree, timeout=HANG).code == 0
+
+
+def test_a_root_entry_that_is_a_fifo_stops_gc_naming_it(added: Store, store_dir: Path) -> None:
+    entry = added.layout.roots / ("ef" * 16)
+    os.mkfifo(entry)
+    refused(run_cli(store_dir, "gc", timeout=HANG), 6, f"{entry} (gc root entry) is a FIFO")
+
+
+def test_a_lockfile_that_is_a_fifo_is_refused(store_dir: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "odai.lock"
+    os.mkfifo(fifo)
+    refused(run_cli(store_dir, "sync", "--lockfile", fifo, timeout=HANG), 2, f"{fifo} (lockfile) is a FIFO")
+
+
+# -- 8: lock waits have a bound ---------------------------------------------------------------
+
+
+def _held(layout: StoreLayout, name: str) -> int:
+    """Hold ``locks/<name>.lock`` exclusively in this process, as odai-store does: with a holder record."""
+    fd = os.open(layout.lock(name), os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(this_holder().to_json()).encode(), 0)
+    return fd
+
+
+@pytest.mark.parametrize(("lock", "command"), [("index", ("rm", "m:v1")), ("gc", ("gc",))])
+def test_a_lock_held_too_long_ends_the_wait_naming_its_holder(added: Store, store_dir: Path, lock: str, command: tuple[str, ...]) -> None:
+    fd = _held(added.layout, lock)
+    try:
+        began = time.monotonic()
+        result = run_cli(store_dir, "-q", "--lock-timeout", "1", *command, timeout=HANG)
+        waited = time.monotonic() - began
+    finally:
+        os.close(fd)
+    refused(result, 8, f"gave up after waiting 1s for {added.layout.lock(lock)}, held by process {os.getpid()} on {os.uname().nodename}")
+    assert waited < HANG / 2
+
+
+def test_a_blob_lock_held_without_progress_ends_the_fetch_naming_its_holder(added: Store, tmp_path: Path) -> None:
+    mine = Store(tmp_path / "mine")
+    digest = max(added.resolve("m:v1")[1].files, key=lambda f: f.size).digest
+    fd = _held(mine.layout, f"blob-{digest.hex}")
+    try:
+        result = run_cli(mine.root, "-q", "--lock-timeout", "1", "fetch", "m:v1", "--remote", added.root, timeout=HANG)
+    finally:
+        os.close(fd)
+    refused(result, 8, f"for {mine.layout.lock(f'blob-{digest.hex}')}, held by process {os.getpid()}")
+
+
+def test_a_wait_for_a_holder_that_makes_progress_outlasts_the_timeout(added: Store) -> None:
+    """A blob lock's holder downloads: while its journals grow, the waiter waits on (spec/locking.md)."""
+    from store.local.locks import hold
+
+    fd = _held(added.layout, "blob-x")
+    threading.Timer(1.0, os.close, [fd]).start()
+    ticks = iter(range(10**6))
+    began = time.monotonic()
+    with hold(added.layout.lock("blob-x"), poll=lambda holder: next(ticks), interval=0.05, timeout=0.3):
+        waited = time.monotonic() - began
+    assert waited >= 0.9
+
+
+# -- 11: control characters in what people read -------------------------------------------
+
+ESCAPE = "\x1b]0;pwned\x07\x1b[2J"  # retitles the terminal, then clears it
+SHOWN = "\\x1b]0;pwned\\x07\\x1b[2J"
+
+
+def test_show_escapes_control_characters_of_file_names(store_dir: Path, tmp_path: Path) -> None:
+    source = write_tree(tmp_path / "m", {f"a{ESCAPE}b.txt": b"x", "ok.txt": b"y"})
+    Store(store_dir).add("m:v1", [source])
+    text = run_cli(store_dir, "show", "m:v1")
+    assert text.code == 0 and "\x1b" not in text.out and f"a{SHOWN}b.txt" in text.out
+    doc = json.loads(run_cli(store_dir, "--json", "show", "m:v1").out)
+    assert f"a{ESCAPE}b.txt" in [f["path"] for f in doc["files"]]
+
+
+def test_roots_escapes_control_characters_of_lockfile_paths(store: Store, store_dir: Path, tmp_path: Path) -> None:
+    from store.local.roots import register_root
+
+    lockfile = tmp_path / f"app{ESCAPE}" / "odai.lock"
+    register_root(store.layout, lockfile)
+    text = run_cli(store_dir, "roots")
+    assert text.code == 0 and text.out == f"{tmp_path}/app{SHOWN}/odai.lock  missing\n"
+    assert json.loads(run_cli(store_dir, "--json", "roots").out)["roots"][0]["lockfile"] == str(lockfile)
+
+
+def test_verify_escapes_control_characters_of_paths(tmp_path: Path, model_tree: Path) -> None:
+    store_dir = tmp_path / f"store{ESCAPE}"
+    store = Store(store_dir)
+    model = store.add("m:v1", [model_tree])
+    blob = store.layout.blob(model.files[0].digest)
+    blob.chmod(0o644)
+    blob.write_bytes(b"damaged")
+    text = run_cli(store_dir, "verify")
+    assert text.code == 5 and "\x1b" not in text.out and f"store{SHOWN}/quarantine/" in text.out
+
+
+# -- 11: the Python API leaves the process umask alone ------------------------------------
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_opening_a_shared_store_leaves_the_umask_alone(tmp_path: Path, model_tree: Path, existing: bool) -> None:
+    if existing:
+        Store(tmp_path / "shared", shared=True)
+    before = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "shared", shared=True)
+        model = store.add("m:v1", [model_tree])
+        record = os.stat(store.layout.fast_record(model.files[0].digest)).st_mode & 0o777
+        store.remove(["m:v1"])
+        store.gc()
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(before)
+    # Explicit modes instead: what other members must be able to write, they can.
+    for path in (store.layout.lock("index"), store.layout.lock("gc"), store.layout.index):
+        assert os.stat(path).st_mode & 0o060 == 0o060, path
+    assert record == 0o444
