@@ -178,11 +178,16 @@ class Store:
 
     # -- writing -------------------------------------------------------------
 
-    def add(self, ref: str | Reference, paths: Iterable[str | os.PathLike[str]]) -> Model:
-        """Import files and directory trees as one model named ``ref``."""
+    def add(self, ref: str | Reference, paths: Iterable[str | os.PathLike[str]], *, follow_links: bool = False) -> Model:
+        """Import files and directory trees as one model named ``ref``.
+
+        A symbolic link in a directory that leads outside it is refused
+        (UsageError) unless ``follow_links``; files under /proc, /sys and
+        /dev always are (spec/cli.md, "add").
+        """
         from .add import add
 
-        return add(self.layout, _ref(ref), [Path(p) for p in paths], self._names)
+        return add(self.layout, _ref(ref), [Path(p) for p in paths], self._names, follow_links)
 
     def fetch(self, ref: str | Reference, **options) -> Model:
         """Make one model complete in the store from the remotes and return it.

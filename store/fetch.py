@@ -226,12 +226,15 @@ class _Fetcher:
         if not self.blobs.has(manifest.config.digest) and manifest.config.digest == EMPTY_DESCRIPTOR.digest:
             self.blobs.put_bytes(EMPTY_BYTES, EMPTY_DESCRIPTOR.digest)
         self.blobs.put_bytes(resolved.data, resolved.digest)
+        # The view before the name: a view that cannot be built (views/ not
+        # writable, a path the filesystem refuses) must leave no name that
+        # points at a model without one. The lease keeps the view from gc meanwhile.
+        path = Views(self.layout).build(resolved.digest, manifest)
         desc = manifest_descriptor(resolved.digest, len(resolved.data), manifest)
         if resolved.ref.digest is None:
             self.names.set(resolved.ref, desc)
         elif self.options.keep_by_digest:
             self.names.edit(lambda index: index.with_unnamed(desc))
-        path = Views(self.layout).build(resolved.digest, manifest)
         name = None if resolved.ref.digest is not None else resolved.ref.ref_name
         return Model(name, resolved.digest, path, manifest.files)
 

@@ -47,14 +47,15 @@ def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, 
 @cli.command()
 @click.argument("name")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--follow-links", is_flag=True, help="Also add what symbolic links lead to outside the directory being added.")
 @pass_ctx
-def add(c: Context, name: str, paths: tuple[Path, ...]) -> None:
+def add(c: Context, name: str, paths: tuple[Path, ...], follow_links: bool) -> None:
     """Import files and directories as the model NAME[:TAG]; print its path.
 
     A file is stored under its base name; a directory contributes its contents.
     """
     stop_on_sigterm()
-    model = c.store.add(name, paths)
+    model = c.store.add(name, paths, follow_links=follow_links)
     c.out.say(f"added {model.name} ({model.digest.short}, {files_count(len(model.files))}, {human_bytes(model.size)})")
     c.out.data(str(model.path))
     c.out.document(model_doc(model))
