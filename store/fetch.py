@@ -7,8 +7,10 @@ hands each blob to the transfer engine, then to BlobStore.publish.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from .oci.manifest import Manifest, ModelFile, check_model_path, parse_manifest
 from .oci.reference import Reference
 from .remote.base import Remote
 from .remote.select import choose_remotes
+from .transfer.deadline import Deadline
 from .transfer.engine import BlobTask, Engine
 from .transfer.progress import Progress
 from .transfer.retry import RetryPolicy
@@ -53,6 +56,7 @@ class FetchOptions:
     # A model fetched by digest gets an unnamed index.json entry so gc keeps
     # it; sync turns this off, since its lockfile (a gc root) keeps its pins.
     keep_by_digest: bool = True
+    deadline: Deadline | None = None  # --timeout: when the network phase must end
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class _Fetcher:
         self.say = say
         self.blobs = BlobStore(layout)
         self._remotes = remotes
+        self._engine: Engine | None = None
+        self.doing = "starting"  # what the command waits for, to name when --timeout expires
 
     @property
     def remotes(self) -> list[Remote]:
@@ -100,13 +106,55 @@ class _Fetcher:
         return self._remotes
 
     def engine(self) -> Engine:
-        return Engine(
+        self._engine = Engine(
             self.remotes,
             self.progress,
             policy=RetryPolicy(retries=self.options.retries),
             plan=SegmentPlan(connections=self.options.connections),
             cancel=self.cancel,
         )
+        return self._engine
+
+    @contextlib.contextmanager
+    def bounded(self):
+        """Hold the block to the options' deadline: at expiry every wait and read stops, and NetworkError (exit 4) says what was waiting.
+
+        A timer thread, not SIGALRM: the API runs fetches in threads of its
+        own (start_fetch), where no signal arrives. It stops the block as
+        cancel does, and closes the remotes, which ends a read of index.json
+        or a manifest in progress.
+        """
+        deadline = self.options.deadline
+        if deadline is None:
+            yield
+            return
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self.cancel.set()
+            if self._engine is not None:
+                self._engine.abort_streams()
+            for remote in self._remotes or ():
+                remote.close()
+
+        timer = threading.Timer(deadline.remaining(time.monotonic()), expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except StoreError:
+            if not expired.is_set():
+                raise
+            snapshot = self.progress.snapshot()
+            got = f"; {snapshot.done} of {snapshot.total} bytes are in" if snapshot.total else ""
+            raise NetworkError(
+                f"--timeout {deadline.seconds:g} s expired while {self.doing}{got}",
+                "data already downloaded is kept: run the same command again, with a longer --timeout",
+                transient=True,
+            ) from None
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         for remote in self._remotes or ():
@@ -128,6 +176,7 @@ class _Fetcher:
         """Resolve on the remotes in order; the first that knows the reference wins."""
         errors: list[StoreError] = []
         for remote in self.remotes:
+            self.doing = f"resolving {ref} on {remote.url}"
             try:
                 digest = self._retrying(lambda: remote.resolve(ref))
                 data = self.blobs.read(digest) if self.blobs.has(digest) else self._retrying(lambda: remote.read_manifest(digest))
@@ -182,6 +231,7 @@ class _Fetcher:
 
         def waiting(holder: Holder | None) -> None:
             who = holder.describe() if holder else "another process"
+            self.doing = f"waiting for {who} to download {digest.short}"
             self.say(f"{digest.short}: waiting for {who}, which is downloading it")
 
         def polling(holder: Holder | None) -> None:
@@ -202,6 +252,7 @@ class _Fetcher:
                 self.progress.already(size)
                 return 0, None
             writer = IngestWriter.for_blob(self.layout, digest, size, chunks=measure_chunks, stale_after=STALE_AFTER)
+            self.doing = f"downloading {digest.short} ({size} bytes) from {', '.join(r.url for r in self.remotes)}"
             try:
                 engine.fetch(BlobTask(digest, size, chunks), writer)
             except BaseException as err:
@@ -243,7 +294,8 @@ def resolve(layout: StoreLayout, names: Names, refs: list[Reference], options: F
     """Resolve each reference on the remotes (always the network: tags move). Downloads manifests only."""
     fetcher = _Fetcher(layout, names, options, Progress(), threading.Event(), lambda _: None)
     try:
-        return [fetcher.resolve(ref) for ref in refs]
+        with fetcher.bounded():
+            return [fetcher.resolve(ref) for ref in refs]
     finally:
         fetcher.close()
 
@@ -261,7 +313,7 @@ def fetch(
     """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded."""
     fetcher = _Fetcher(layout, names, options, progress, cancel, say, gc_roots=gc_roots)
     try:
-        with storage_errors("fetching", layout.root), Lease(layout) as lease:
+        with fetcher.bounded(), storage_errors("fetching", layout.root), Lease(layout) as lease:
             resolved = [fetcher.local(ref) or fetcher.resolve(ref) for ref in refs]
             # Leased before looking which are here: gc keeps what this finds present (spec/locking.md).
             lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
@@ -317,10 +369,11 @@ def fetch_url(
     try:
         name = check_model_path(filename or unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "model")
         fetcher = _Fetcher(layout, names, options, progress, cancel, say, remotes=[remote])
-        with storage_errors("fetching", layout.root), Lease(layout) as lease:
+        with fetcher.bounded(), storage_errors("fetching", layout.root), Lease(layout) as lease:
             lease.add(sha256)
             got, written = 0, None
             if not fetcher.blobs.has(sha256):
+                fetcher.doing = f"asking {url} for the file's size"
                 size = fetcher._retrying(remote.size)
                 fetcher.check_space({sha256: size})
                 progress.add_total(size)

@@ -27,10 +27,11 @@ PROGRESS_MODES = ("bar", "json", "none")
 class Context:
     """What every command gets: the store (opened on first use) and the output."""
 
-    def __init__(self, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool) -> None:
+    def __init__(self, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool, timeout: float | None = None) -> None:
         """The global options, as click's group passes them."""
         self.store_dir = store_dir
         self.shared = shared
+        self.timeout = timeout  # seconds for the network phase (--timeout)
         self.out = Output(as_json, quiet, verbose)
         self._store = None
 
@@ -118,7 +119,7 @@ def fetch(
 ) -> None:
     """Fetch ``names``, or with ``url`` the one file as the model ``names[0]``; the caller has checked the combination."""
     stop_on_sigterm()
-    options = dict(connections=connections, retries=retries, limit_rate=limit_rate, ca_bundle=ca_bundle)
+    options = dict(connections=connections, retries=retries, limit_rate=limit_rate, ca_bundle=ca_bundle, timeout=c.timeout)
     render = _renderer(progress_mode, c.out)
     if url:
         results = [c.store.fetch_url(names[0], url, sha256, filename=filename, progress=render, say=c.out.say, **options)]
@@ -144,7 +145,17 @@ def sync(
     progress_mode: str | None,
 ) -> None:
     stop_on_sigterm()
-    models = c.store.sync(lockfile, list(names) or None, remotes=remotes, connections=connections, retries=retries, ca_bundle=ca_bundle, progress=_renderer(progress_mode, c.out), say=c.out.say)
+    models = c.store.sync(
+        lockfile,
+        list(names) or None,
+        remotes=remotes,
+        connections=connections,
+        retries=retries,
+        ca_bundle=ca_bundle,
+        timeout=c.timeout,
+        progress=_renderer(progress_mode, c.out),
+        say=c.out.say,
+    )
     for model in models:
         c.out.data(str(model.path))
     c.out.document({"lockfile": str(lockfile.absolute()), "models": [model_doc(m) for m in models]})

@@ -30,16 +30,17 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr, only errors.")
 @click.option("-v", "--verbose", is_flag=True, help="More detail, and tracebacks of errors.")
+@click.option("--timeout", metavar="SECONDS", callback=lambda ctx, param, value: _seconds(value), help="Bound the network phase of fetch, sync and lock; exit 4 when it expires.")
 @click.version_option(__version__, "--version", prog_name="odai-store", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool) -> None:
+def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool, timeout: float | None) -> None:
     """A content-addressed store for AI models.
 
     Model files live once, under their SHA-256 digest, in an OCI image layout;
     names like llama-3b:q4 point at manifests that list them. Commands that
     produce a model print its directory on stdout, and nothing else.
     """
-    ctx.obj = Context(store_dir, shared, as_json, quiet, verbose)
+    ctx.obj = Context(store_dir, shared, as_json, quiet, verbose, timeout)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -192,6 +193,15 @@ _LOCKFILE = click.option(
 )
 
 
+def _seconds(text: str | None) -> float | None:
+    """--timeout's value: a positive decimal number of seconds (grammar: spec/cli.md, "Global options")."""
+    if text is None:
+        return None
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text) is None or not 0 < float(text) < float("inf"):
+        raise click.BadParameter(f"{text!r} is not a number of seconds above 0, like 30 or 2.5", param_hint="--timeout")
+    return float(text)
+
+
 def _rate(text: str | None) -> float | None:
     """'10M' -> bytes per second; K, M, G are powers of 1024, as in curl's --limit-rate (grammar: spec/remotes.md)."""
     if text is None:
@@ -278,12 +288,12 @@ def lock(c: Context, names, lockfile: Path, check: bool, remotes, ca_bundle) -> 
     """
     stop_on_sigterm()
     if check:
-        result = c.store.check_lock(lockfile, list(names) or None, remotes=remotes, ca_bundle=ca_bundle)
+        result = c.store.check_lock(lockfile, list(names) or None, remotes=remotes, ca_bundle=ca_bundle, timeout=c.timeout)
         c.out.say(f"{pins_count(len(result.pins))} {'holds' if len(result.pins) == 1 else 'hold'} in {lockfile}")
     else:
         if not names:
             raise click.UsageError("name at least one model to lock")
-        result = c.store.lock(list(names), lockfile, remotes=remotes, ca_bundle=ca_bundle)
+        result = c.store.lock(list(names), lockfile, remotes=remotes, ca_bundle=ca_bundle, timeout=c.timeout)
         for pin in result.pins:
             c.out.say(f"locked {pin.ref_name} at {pin.digest.short}")
     c.out.data(str(result.lockfile))

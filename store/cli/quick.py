@@ -100,7 +100,8 @@ _GLOBAL = {
     "-v": _Option("verbose", None),
     "--verbose": _Option("verbose", None),
 }
-_GLOBAL_DEFAULTS = {"store_dir": None, "shared": False, "as_json": False, "quiet": False, "verbose": False}
+# --timeout is click's: a script that bounds the network pays for click's import.
+_GLOBAL_DEFAULTS = {"store_dir": None, "shared": False, "as_json": False, "quiet": False, "verbose": False, "timeout": None}
 
 _REMOTE = _Option("remotes", _text, multiple=True)
 _CONNECTIONS = _Option("connections", _int_range(1, 64))
