@@ -13,13 +13,12 @@ from typing import Protocol
 
 from ..errors import NotFound
 from ..oci.digest import Digest
-from ..oci.index import InvalidIndex, lookup_fast
+from ..oci.index import MAX_INDEX_BYTES, InvalidIndex, lookup_fast
 from ..oci.reference import Reference
 
+# MAX_INDEX_BYTES: a remote's index.json larger than the parser takes is refused unread.
 __all__ = ["Remote", "BlobStream", "MAX_INDEX_BYTES", "find_in_index"]
 
-# index.json of a mirror with ~100,000 names; anything larger is refused unread.
-MAX_INDEX_BYTES = 64 << 20
 _DAMAGED_REMOTE_INDEX = "the remote's index.json is damaged: tell its owner, try another remote, or fetch NAME@sha256:<digest>"
 
 

@@ -23,6 +23,7 @@ from store import Store
 from store.errors import NetworkError
 from store.oci.chunks import CHUNK_SIZE
 from store.oci.digest import Digest
+from store.oci.index import MAX_INDEX_BYTES
 from store.oci.reference import parse_reference
 from store.remote.http_layout import HttpLayout
 from store.remote.min_rate import MinRate
@@ -282,6 +283,16 @@ def test_timeout_is_one_deadline_for_the_whole_sync(fault_server, run_cli, tmp_p
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e3", "", "2s"])
 def test_timeout_must_be_a_positive_number_of_seconds(value: str, run_cli) -> None:
     assert "--timeout" in assert_error(run_cli("--timeout", value, "fetch", "--remote", "http://127.0.0.1:9", "m"), 2)
+
+
+def test_a_remote_index_over_the_cap_is_refused_unparsed(fault_server, run_cli) -> None:
+    # The attack: a remote's index.json of '{},' repeated; 64 MiB of it took 1.7 GB to parse.
+    layout = oci_layout({"w.bin": SMALL[:1000]})
+    layout.files["/index.json"] = b'{"schemaVersion":2,"manifests":[' + b"{}," * (3 << 20) + b"{}]}"
+    assert len(layout.files["/index.json"]) > MAX_INDEX_BYTES
+    server = fault_server(layout)
+    message = assert_error(fetch(run_cli, server), 4)
+    assert f"over the {MAX_INDEX_BYTES}-byte limit" in message
 
 
 def test_resume_in_a_later_run_fetches_only_the_rest(fault_server, run_cli) -> None:
