@@ -188,7 +188,8 @@ class _Tree:
     def first_taken(self, paths: list[str]) -> UsageError | None:
         """Why the first of ``paths`` cannot be made: something at it or where a directory of it goes (DEST included)."""
         try:
-            self._open("", create=False)
+            if self._open("", create=False) is None and os.path.lexists(self.dest):
+                return _taken(self.dest)  # a dangling link: nothing can be made through it
         except NotADirectoryError:
             return _taken(self.dest)
         for path in paths:

@@ -272,3 +272,9 @@ def test_dest_itself_may_be_a_link(keys_model: str, tmp_path: Path, run_cli) -> 
     (tmp_path / "dest").symlink_to(real)
     assert run_cli("export", keys_model, tmp_path / "dest").code == 0
     assert read_tree(real) == KEYS
+
+
+def test_a_dest_that_is_a_dangling_link_is_taken(keys_model: str, tmp_path: Path, run_cli) -> None:
+    (tmp_path / "dest").symlink_to(tmp_path / "nowhere")
+    assert "exists; export never overwrites" in assert_error(run_cli("export", keys_model, tmp_path / "dest"), 2)
+    assert not (tmp_path / "nowhere").exists()
