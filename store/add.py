@@ -26,8 +26,10 @@ __all__ = ["add", "plan_sources"]
 
 
 # Pseudo-filesystems: their "files" are the reading process's secrets
-# (/proc/self/environ holds the token) or devices, never a model's.
-_PSEUDO = ("/proc", "/sys", "/dev")
+# (/proc/self/environ holds the token) or devices, never a model's. /dev
+# by its filesystem only: /dev/shm, a tmpfs of its own, may hold models.
+_PSEUDO_TREES = ("/proc", "/sys")
+_PSEUDO_MOUNTS = ("/proc", "/sys", "/dev")
 _FOLLOW_HINT = "pass --follow-links to add files that links lead to outside PATH"
 
 
@@ -55,7 +57,7 @@ class _Planner:
         self._pseudo_devices: set[int] | None = None
 
     def _pseudo(self, real: str, info: os.stat_result) -> bool:
-        if any(_within(real, top) for top in _PSEUDO):
+        if any(_within(real, top) for top in _PSEUDO_TREES):
             return True
         if self._pseudo_devices is None:
             # A procfs or sysfs mounted elsewhere has the device of /proc or
@@ -63,7 +65,7 @@ class _Planner:
             self._pseudo_devices = set()
             with contextlib.suppress(OSError):
                 root_device = os.stat("/").st_dev
-                for top in _PSEUDO[:2]:
+                for top in _PSEUDO_MOUNTS:
                     self._pseudo_devices.add(os.stat(top).st_dev)
                 self._pseudo_devices.discard(root_device)
         return info.st_dev in self._pseudo_devices
@@ -74,7 +76,7 @@ class _Planner:
         real = os.path.realpath(shown)
         info = os.stat(real)
         if self._pseudo(real, info):
-            raise UsageError(f"not a regular file of a model: {shown} is in a pseudo-filesystem ({real})", "a model holds regular files only; /proc, /sys and /dev are never read")
+            raise UsageError(f"not a regular file of a model: {shown} is in a pseudo-filesystem ({real})", "a model holds regular files only; /proc, /sys and the filesystem of /dev are never read")
         is_link = root is not None and shown.is_symlink()
         if is_link and not self.follow_links and not any(_within(real, top) for top in (root, self.blobs) if top):
             raise UsageError(f"{shown} is a link to {real}, outside {root}", _FOLLOW_HINT)

@@ -115,7 +115,7 @@ def test_a_link_out_of_the_tree_is_refused_without_follow_links(kind: str, tmp_p
     _unchanged(store_dir, held)
 
 
-@pytest.mark.parametrize("target", ["/proc/self/environ", "/proc/self", "/sys/kernel/mm", "/dev/zero", "/dev/shm"])
+@pytest.mark.parametrize("target", ["/proc/self/environ", "/proc/self", "/dev/stdin", "/sys/kernel/mm", "/dev/zero", "/dev/null"])
 def test_pseudo_filesystems_are_refused_even_with_follow_links(target: str, tmp_path: Path, store_dir: Path, run_cli, held) -> None:
     # /proc/self/environ holds the remote's token: it would be stored as a world-readable blob.
     if not os.path.exists(target):
