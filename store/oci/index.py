@@ -46,7 +46,10 @@ class InvalidIndex(InvalidManifest):
 def check_index_size(size: int) -> None:
     """Refuse an index.json of ``size`` bytes over MAX_INDEX_BYTES, before it is read or parsed."""
     if size > MAX_INDEX_BYTES:
-        raise InvalidIndex(f"index.json of {size} bytes is over the {MAX_INDEX_BYTES}-byte limit (spec/names.md)")
+        raise InvalidIndex(
+            f"index.json of {size} bytes is over the {MAX_INDEX_BYTES}-byte limit",
+            "an index.json this large is refused unparsed (spec/names.md): drop entries from it with another tool, or split the store",
+        )
 
 
 def _line(desc: Descriptor) -> bytes:
