@@ -387,3 +387,30 @@ def test_damaged_layout_version(store_dir: Path, run_cli, held) -> None:
     (store_dir / "odai-layout").write_bytes(b'{"odaiLayoutVersion": 99}\n')
     message = assert_error(run_cli("list"), 6)
     assert "99" in message
+
+
+@pytest.mark.parametrize("swap", ["link", "fifo"])
+def test_a_file_swapped_after_the_walk_is_not_read(swap: str, tmp_path: Path, store_dir: Path, held, monkeypatch) -> None:
+    """Between the walk and the read, someone who may write the tree replaces a file by a link to
+    a secret, or by a FIFO (which would hang the read): the file opened must be the one planned."""
+    import store.add as add_module
+    from store import UsageError
+
+    secret = write_tree(tmp_path / "home", {"id_ed25519": b"PRIVATE KEY"}) / "id_ed25519"
+    tree = write_tree(tmp_path / "t", {"config.json": b"{}", "tokenizer.json": b"{}"})
+    plan = add_module.plan_sources
+
+    def plan_then_swap(*args, **kwargs):
+        planned = plan(*args, **kwargs)
+        (tree / "tokenizer.json").unlink()
+        if swap == "link":
+            (tree / "tokenizer.json").symlink_to(secret)
+        else:
+            os.mkfifo(tree / "tokenizer.json")
+        return planned
+
+    monkeypatch.setattr(add_module, "plan_sources", plan_then_swap)
+    with pytest.raises(UsageError, match="tokenizer.json was replaced"):
+        Store(store_dir).add("m", [tree])
+    _unchanged(store_dir, held, new_blobs=True)
+    assert b"PRIVATE KEY" not in b"".join(p.read_bytes() for p in (store_dir / "blobs" / "sha256").iterdir())
