@@ -239,6 +239,18 @@ def test_a_drip_below_the_minimum_rate_is_a_transient_fault(target: str, fault_s
     assert time.monotonic() - began < 5
 
 
+def test_a_stalled_blob_is_retried_from_where_its_data_stopped(fault_server, store_dir, monkeypatch) -> None:
+    # The engine's side of the rule: a stall is transient like a reset, so the
+    # next request asks for the rest, and the model arrives whole.
+    monkeypatch.setitem(HttpLayout.__init__.__kwdefaults__, "min_rate", MinRate(bytes_per_second=1000, window=0.5))
+    layout = oci_layout({"w.bin": SMALL})
+    server = fault_server(layout).fail(Fault(drip=(10, 0.1)))
+    model = Store(store_dir).fetch(layout.ref_name, remotes=[server.url])
+    assert read_tree(model.path) == layout.blobs
+    starts = [range_start(r) for r in server.requests_for(layout.blob_path(SMALL))]
+    assert len(starts) == 2 and 0 < starts[1] < 1000, starts
+
+
 def test_a_slow_but_steady_stream_is_not_stalled(fault_server) -> None:
     data = SMALL[:20_000]
     layout = oci_layout({"w.bin": data})
