@@ -198,8 +198,8 @@ class Store:
         """Import files and directory trees as one model named ``ref``.
 
         A symbolic link in a directory that leads outside it is refused
-        (UsageError) unless ``follow_links``; files under /proc, /sys and
-        /dev always are (spec/cli.md, "add").
+        (UsageError) unless ``follow_links``; files in /proc, /sys and the
+        filesystem of /dev always are (spec/cli.md, "add").
         """
         from .add import add
 
