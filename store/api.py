@@ -64,10 +64,26 @@ def _pin_remotes(pin: Pin, others: tuple[str, ...], say: Callable[[str], None]) 
 
 
 def _fetch_options(options: dict):
-    """FetchOptions from keyword arguments (remotes may be any iterable)."""
+    """FetchOptions from keyword arguments (remotes may be any iterable; timeout, in seconds, starts a deadline now)."""
     from .fetch import FetchOptions
 
+    options = _with_deadline(options)
     return FetchOptions(**{**options, "remotes": tuple(options.get("remotes", ()))})
+
+
+def _with_deadline(options: dict) -> dict:
+    """``options`` with ``timeout`` (seconds, or None) turned into the deadline it sets from now."""
+    if "timeout" not in options:
+        return options
+    options = dict(options)
+    timeout = options.pop("timeout")
+    if timeout is not None:
+        import time
+
+        from .transfer.deadline import Deadline
+
+        options["deadline"] = Deadline.after(timeout, time.monotonic())
+    return options
 
 
 def _run(progress, cancel, say):
@@ -209,11 +225,16 @@ class Store:
 
     # -- writing -------------------------------------------------------------
 
-    def add(self, ref: str | Reference, paths: Iterable[str | os.PathLike[str]]) -> Model:
-        """Import files and directory trees as one model named ``ref``."""
+    def add(self, ref: str | Reference, paths: Iterable[str | os.PathLike[str]], *, follow_links: bool = False) -> Model:
+        """Import files and directory trees as one model named ``ref``.
+
+        A symbolic link in a directory that leads outside it is refused
+        (UsageError) unless ``follow_links``; files in /proc, /sys and the
+        filesystem of /dev always are (spec/cli.md, "add").
+        """
         from .add import add
 
-        return add(self.layout, _ref(ref), [Path(p) for p in paths], self._names)
+        return add(self.layout, _ref(ref), [Path(p) for p in paths], self._names, follow_links)
 
     def fetch(self, ref: str | Reference, **options) -> Model:
         """Make one model complete in the store from the remotes and return it.
@@ -235,7 +256,8 @@ class Store:
         """Make models complete in the store from remotes; one Fetched per reference, in order.
 
         ``options`` are the fields of FetchOptions: remotes, connections (8),
-        retries (5), limit_rate (bytes/s), ca_bundle. ``progress`` receives
+        retries (5), limit_rate (bytes/s), ca_bundle; and timeout (seconds),
+        after which the network phase stops with NetworkError. ``progress`` receives
         Snapshots whose ``done`` never decreases and ends equal to ``total``.
         Setting ``cancel`` stops within a second, keeping partial data for the
         next call, and raises Interrupted.
@@ -292,22 +314,32 @@ class Store:
 
     # -- lockfiles and sharing -------------------------------------------------
 
-    def lock(self, refs: Iterable[str | Reference], lockfile: str | os.PathLike[str] = "odai.lock", *, remotes: Iterable[str] = (), ca_bundle: str | None = None) -> LockResult:
+    def lock(
+        self, refs: Iterable[str | Reference], lockfile: str | os.PathLike[str] = "odai.lock", *, remotes: Iterable[str] = (), ca_bundle: str | None = None, timeout: float | None = None
+    ) -> LockResult:
         """Resolve ``refs`` on the remotes and pin them in ``lockfile``; register it as a gc root."""
         from .lock import lock
 
         path = Path(lockfile).absolute()
-        result = lock(self.layout, self._names, [_ref(r) for r in refs], path, _fetch_options({"remotes": remotes, "ca_bundle": ca_bundle}))
+        result = lock(self.layout, self._names, [_ref(r) for r in refs], path, _fetch_options({"remotes": remotes, "ca_bundle": ca_bundle, "timeout": timeout}))
         self._register_root(path)
         return result
 
-    def check_lock(self, lockfile: str | os.PathLike[str] = "odai.lock", refs: Iterable[str | Reference] | None = None, *, remotes: Iterable[str] = (), ca_bundle: str | None = None) -> LockResult:
+    def check_lock(
+        self,
+        lockfile: str | os.PathLike[str] = "odai.lock",
+        refs: Iterable[str | Reference] | None = None,
+        *,
+        remotes: Iterable[str] = (),
+        ca_bundle: str | None = None,
+        timeout: float | None = None,
+    ) -> LockResult:
         """Resolve the pinned names again; LockfileError (exit 7) if any tag moved."""
         from .lock import check
 
         path = Path(lockfile).absolute()
         parsed = None if refs is None else [_ref(r) for r in refs]
-        return check(self.layout, self._names, parsed, path, _fetch_options({"remotes": remotes, "ca_bundle": ca_bundle}))
+        return check(self.layout, self._names, parsed, path, _fetch_options({"remotes": remotes, "ca_bundle": ca_bundle, "timeout": timeout}))
 
     def sync(self, lockfile: str | os.PathLike[str] = "odai.lock", names: Iterable[str] | None = None, **options) -> list[Model]:
         """Make exactly the pinned models present (all, or the pins of ``names``: NAME, NAME:TAG or NAME@DIGEST); never looks a tag up.
@@ -321,6 +353,7 @@ class Store:
         from .sync import select_pins, sync
 
         path = Path(lockfile).absolute()
+        options = _with_deadline(options)  # one deadline for every pin's fetch
         remotes = tuple(options.pop("remotes", ()))
         verify = options.pop("verify", False)
         only = list(names) if names else None

@@ -5,8 +5,10 @@ copy. Every exported file is read-only: a hardlink is the blob itself, so a
 writable one would let an app corrupt the store.
 """
 
+import contextlib
 import errno
 import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,116 +36,209 @@ class Exported(NamedTuple):
         return methods.pop() if len(methods) == 1 else "mixed"
 
 
-def _reflink(src: Path, dst: Path) -> None:
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _new_file(dir_fd: int, name: str, fill) -> None:
+    """Create ``name`` in ``dir_fd`` (never through a link), ``fill`` its fd, make it durable and read-only."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    try:
+        fill(fd)
+        os.fsync(fd)
+        os.fchmod(fd, 0o444)
+    finally:
+        os.close(fd)
+
+
+def _reflink(src: Path, dir_fd: int, name: str) -> None:
     # Imported here: the quick path loads this module for LINK_MODES, and
     # path, list, fetch and sync need no fcntl.
     import fcntl
 
-    with open(src, "rb") as s, open(dst, "xb") as d:
-        try:
-            fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
-        except OSError:
-            d.close()
-            dst.unlink()
-            raise
-        os.fsync(d.fileno())
-    os.chmod(dst, 0o444)
+    with open(src, "rb") as s:
+        _new_file(dir_fd, name, lambda fd: fcntl.ioctl(fd, _FICLONE, s.fileno()))
 
 
-def _copy(src: Path, dst: Path) -> None:
-    # Imported here: shutil pulls in zlib, bz2 and lzma, 6 ms of every export that links.
-    import shutil
+def _copy(src: Path, dir_fd: int, name: str) -> None:
+    def send(fd: int) -> None:
+        with open(src, "rb") as s:
+            size, at = os.fstat(s.fileno()).st_size, 0
+            while at < size and (sent := os.sendfile(fd, s.fileno(), at, size - at)):
+                at += sent
 
-    shutil.copyfile(src, dst)
-    fd = os.open(dst, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(dst, 0o444)
+    _new_file(dir_fd, name, send)
 
 
 _MAKERS = {
     "reflink": _reflink,
-    "hardlink": lambda src, dst: os.link(src, dst),
-    "symlink": lambda src, dst: os.symlink(src, dst),
+    "hardlink": lambda src, dir_fd, name: os.link(src, name, dst_dir_fd=dir_fd),
+    "symlink": lambda src, dir_fd, name: os.symlink(src, name, dir_fd=dir_fd),
     "copy": _copy,
 }
 
 
-def _place(src: Path, target: Path, mode: str) -> str:
-    """Make ``target`` from ``src`` by ``mode`` (trying in turn under auto); return the method used."""
-    tmp = target.parent / private_name(f".{target.name}.")
+def _unlink(dir_fd: int, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _place(src: Path, dir_fd: int, target: Path, mode: str) -> str:
+    """Make ``target`` (its name in ``dir_fd``) from ``src`` by ``mode`` (trying in turn under auto); return the method used."""
+    tmp = private_name(f".{target.name}.")
     tries = ("reflink", "hardlink", "copy") if mode == "auto" else (mode,)
     for how in tries:
         try:
-            _MAKERS[how](src, tmp)
+            _MAKERS[how](src, dir_fd, tmp)
         except OSError as err:
-            tmp.unlink(missing_ok=True)
+            _unlink(dir_fd, tmp)
             if mode == "auto" and err.errno in _UNSUPPORTED:
                 continue
             raise from_os_error(err, f"exporting by {how} to {target}", outside=_DEST_HINT) from err
-        _name(tmp, target)
+        _name(dir_fd, tmp, target)
         return how
     raise AssertionError("copy always applies")
 
 
-def _name(tmp: Path, target: Path) -> None:
+def _name(dir_fd: int, tmp: str, target: Path) -> None:
     """Give the made file its model path, never over a file another process put there.
 
     link(2) fails where rename(2) would replace; rename remains for the
     filesystems that have no hard links, after the check export made first.
     """
     try:
-        os.link(tmp, target, follow_symlinks=False)
+        os.link(tmp, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
     except FileExistsError:
-        tmp.unlink(missing_ok=True)
+        _unlink(dir_fd, tmp)
         raise _taken(target) from None
     except OSError as err:
         if err.errno not in _UNSUPPORTED:
-            tmp.unlink(missing_ok=True)
+            _unlink(dir_fd, tmp)
             raise from_os_error(err, f"exporting to {target}", outside=_DEST_HINT) from err
         try:
-            os.rename(tmp, target)
+            os.rename(tmp, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError as err:
-            tmp.unlink(missing_ok=True)
+            _unlink(dir_fd, tmp)
             raise from_os_error(err, f"exporting to {target}", outside=_DEST_HINT) from err
         return
-    tmp.unlink(missing_ok=True)
+    _unlink(dir_fd, tmp)
 
 
 def _taken(target: Path) -> UsageError:
     return UsageError(f"{target} exists; export never overwrites", "remove it, or export to an empty directory")
 
 
-def _first_taken(dest: Path, targets: list[Path]) -> Path | None:
-    """The first target, or directory a target needs (DEST included), that something already holds."""
-    for target in targets:
-        if target.exists() or target.is_symlink():  # is_symlink: a dangling link is taken too
-            return target
-        for parent in target.relative_to(dest).parents:
-            directory = dest / parent
-            if (directory.exists() or directory.is_symlink()) and not directory.is_dir():
-                return directory
-    return None
+def _linked(path: Path) -> UsageError:
+    return UsageError(f"{path} is a symbolic link; export follows no link below DEST", "remove it, or export to an empty directory")
+
+
+class _Tree:
+    """The directories below DEST, each opened from its parent's fd and never through a link.
+
+    Someone who may write under DEST (a shared folder) could plant a link
+    where a directory of the model goes: ``keys -> ~victim/.ssh``. Path
+    operations would follow it; openat with O_NOFOLLOW, mkdirat and linkat
+    do not. DEST itself is the user's word and is followed.
+    """
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self._fds: dict[str, int] = {}  # "" is DEST, else a model directory
+
+    def __enter__(self) -> "_Tree":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+
+    def _open(self, rel: str, create: bool) -> int | None:
+        """The fd of DEST or of the directory ``rel`` below it; None if absent and not ``create``."""
+        if rel in self._fds:
+            return self._fds[rel]
+        if not rel:
+            if create:
+                os.makedirs(self.dest, exist_ok=True)
+            try:
+                fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return None
+        else:
+            parent_rel, _, name = rel.rpartition("/")
+            parent = self._open(parent_rel, create)
+            if parent is None:
+                return None
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, dir_fd=parent)
+            try:
+                fd = os.open(name, _DIRECTORY, dir_fd=parent)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return None
+            except NotADirectoryError:
+                # A link or a file put there after the check: never gone through.
+                what = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+                raise (_linked if stat.S_ISLNK(what) else _taken)(self.dest / rel) from None
+        self._fds[rel] = fd
+        return fd
+
+    def first_taken(self, paths: list[str]) -> UsageError | None:
+        """Why the first of ``paths`` cannot be made: something at it or where a directory of it goes (DEST included)."""
+        try:
+            if self._open("", create=False) is None and os.path.lexists(self.dest):
+                return _taken(self.dest)  # a dangling link: nothing can be made through it
+        except NotADirectoryError:
+            return _taken(self.dest)
+        for path in paths:
+            parts = path.split("/")
+            for depth in range(1, len(parts) + 1):
+                parent = self._open("/".join(parts[: depth - 1]), create=False)
+                if parent is None:
+                    break
+                try:
+                    what = os.stat(parts[depth - 1], dir_fd=parent, follow_symlinks=False).st_mode
+                except FileNotFoundError:
+                    break
+                here = self.dest.joinpath(*parts[:depth])
+                if depth == len(parts):
+                    return _taken(here)
+                if stat.S_ISLNK(what):
+                    return _linked(here)
+                if not stat.S_ISDIR(what):
+                    return _taken(here)
+        return None
+
+    def directory(self, rel: str) -> int:
+        """The fd of the directory ``rel`` below DEST, made where absent."""
+        fd = self._open(rel, create=True)
+        assert fd is not None
+        return fd
 
 
 def export(files: tuple[ModelFile, ...], blob_path, dest: Path, mode: str = "auto") -> Exported:
-    """Materialize a model's ``files`` under ``dest``; existing files are never overwritten (UsageError)."""
+    """Materialize a model's ``files`` under ``dest``; existing files are never overwritten (UsageError).
+
+    No symbolic link below ``dest`` is followed (UsageError); ``dest`` itself may be one.
+    """
     if mode not in LINK_MODES:
         raise UsageError(f"unknown link mode {mode!r}", f"use one of {', '.join(LINK_MODES)}")
-    targets = [(f, dest / f.path) for f in files]
-    try:
-        taken = _first_taken(dest, [t for _, t in targets])
-    except OSError as err:
-        raise from_os_error(err, f"looking into {dest}", outside=_DEST_HINT) from err
-    if taken is not None:
-        raise _taken(taken)
     done = []
-    for f, target in targets:
+    with _Tree(dest) as tree:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            refused = tree.first_taken([f.path for f in files])
         except OSError as err:
-            raise from_os_error(err, f"creating {target.parent}", outside=_DEST_HINT) from err
-        done.append((f.path, _place(blob_path(f.digest), target, mode)))
+            raise from_os_error(err, f"looking into {dest}", outside=_DEST_HINT) from err
+        if refused is not None:
+            raise refused
+        for f in files:
+            target = dest / f.path
+            parent = f.path.rpartition("/")[0]
+            try:
+                dir_fd = tree.directory(parent)
+            except OSError as err:
+                raise from_os_error(err, f"creating {dest / parent}", outside=_DEST_HINT) from err
+            done.append((f.path, _place(blob_path(f.digest), dir_fd, target, mode)))
     return Exported(dest, tuple(done))

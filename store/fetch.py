@@ -7,7 +7,9 @@ hands each blob to the transfer engine, then to BlobStore.publish.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from .oci.manifest import Manifest, ModelFile, check_model_path, parse_manifest
 from .oci.reference import Reference
 from .remote.base import Remote
 from .remote.select import choose_remotes
+from .transfer.deadline import Deadline
 from .transfer.engine import BlobTask, Engine
 from .transfer.progress import Progress
 from .transfer.retry import RetryPolicy, pausing, retrying
@@ -57,6 +60,7 @@ class FetchOptions:
     # A model fetched by digest gets an unnamed index.json entry so gc keeps
     # it; sync turns this off, since its lockfile (a gc root) keeps its pins.
     keep_by_digest: bool = True
+    deadline: Deadline | None = None  # --timeout: when the network phase must end
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ class _Fetcher:
         self.say = say
         self.blobs = BlobStore(layout)
         self._remotes = remotes
+        self._engine: Engine | None = None
+        self.doing = "starting"  # what the command waits for, to name when --timeout expires
 
     @property
     def remotes(self) -> list[Remote]:
@@ -106,13 +112,55 @@ class _Fetcher:
         return self._remotes
 
     def engine(self) -> Engine:
-        return Engine(
+        self._engine = Engine(
             self.remotes,
             self.progress,
             policy=RetryPolicy(retries=self.options.retries),
             plan=SegmentPlan(connections=self.options.connections),
             cancel=self.cancel,
         )
+        return self._engine
+
+    @contextlib.contextmanager
+    def bounded(self):
+        """Hold the block to the options' deadline: at expiry every wait and read stops, and NetworkError (exit 4) says what was waiting.
+
+        A timer thread, not SIGALRM: the API runs fetches in threads of its
+        own (start_fetch), where no signal arrives. It stops the block as
+        cancel does, and closes the remotes, which ends a read of index.json
+        or a manifest in progress.
+        """
+        deadline = self.options.deadline
+        if deadline is None:
+            yield
+            return
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self.cancel.set()
+            if self._engine is not None:
+                self._engine.abort_streams()
+            for remote in self._remotes or ():
+                remote.close()
+
+        timer = threading.Timer(deadline.remaining(time.monotonic()), expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except StoreError:
+            if not expired.is_set():
+                raise
+            snapshot = self.progress.snapshot()
+            got = f"; {snapshot.done} of {snapshot.total} bytes are in" if snapshot.total else ""
+            raise NetworkError(
+                f"--timeout {deadline.seconds:g} s expired while {self.doing}{got}",
+                "data already downloaded is kept: run the same command again, with a longer --timeout",
+                transient=True,
+            ) from None
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         for remote in self._remotes or ():
@@ -134,6 +182,7 @@ class _Fetcher:
         """Resolve on the remotes in order; the first that knows the reference wins."""
         errors: list[StoreError] = []
         for remote in self.remotes:
+            self.doing = f"resolving {ref} on {remote.url}"
             try:
                 digest = self._retrying(lambda: remote.resolve(ref))
                 data = self.blobs.read_manifest(digest) if self.blobs.has(digest) else self._retrying(lambda: remote.read_manifest(digest))
@@ -175,6 +224,7 @@ class _Fetcher:
         """
         def waiting(holder: Holder | None) -> None:
             who = holder.describe() if holder else "another process"
+            self.doing = f"waiting for {who} to download {digest.short}"
             self.say(f"{digest.short}: waiting for {who}, which is downloading it")
 
         def polling(holder: Holder | None) -> int | None:
@@ -199,6 +249,7 @@ class _Fetcher:
                 self.progress.already(size)
                 return 0, None
             writer = IngestWriter.for_blob(self.layout, digest, size, chunks=measure_chunks, stale_after=STALE_AFTER)
+            self.doing = f"downloading {digest.short} ({size} bytes) from {', '.join(r.url for r in self.remotes)}"
             try:
                 received = engine.fetch(BlobTask(digest, size, chunks), writer)
             except BaseException as err:
@@ -249,12 +300,15 @@ class _Fetcher:
         if not self.blobs.has(manifest.config.digest) and manifest.config.digest == EMPTY_DESCRIPTOR.digest:
             self.blobs.put_bytes(EMPTY_BYTES, EMPTY_DESCRIPTOR.digest)
         self.blobs.put_bytes(resolved.data, resolved.digest)
+        # The view before the name: a view that cannot be built (views/ not
+        # writable, a path the filesystem refuses) must leave no name that
+        # points at a model without one. The lease keeps the view from gc meanwhile.
+        path = Views(self.layout).build(resolved.digest, manifest)
         desc = manifest_descriptor(resolved.digest, len(resolved.data), manifest)
         if resolved.ref.digest is None:
             self.names.set(resolved.ref, desc)
         elif self.options.keep_by_digest:
             self.names.edit(lambda index: index.with_unnamed(desc))
-        path = Views(self.layout).build(resolved.digest, manifest)
         name = None if resolved.ref.digest is not None else resolved.ref.ref_name
         return Model(name, resolved.digest, path, manifest.files)
 
@@ -263,7 +317,8 @@ def resolve(layout: StoreLayout, names: Names, refs: list[Reference], options: F
     """Resolve each reference on the remotes (always the network: tags move). Downloads manifests only."""
     fetcher = _Fetcher(layout, names, options, Progress(), threading.Event(), lambda _: None)
     try:
-        return [fetcher.resolve(ref) for ref in refs]
+        with fetcher.bounded():
+            return [fetcher.resolve(ref) for ref in refs]
     finally:
         fetcher.close()
 
@@ -281,7 +336,7 @@ def fetch(
     """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded."""
     fetcher = _Fetcher(layout, names, options, progress, cancel, say, gc_roots=gc_roots)
     try:
-        with storage_errors("fetching", layout.root), Lease(layout, names.lock_timeout) as lease:
+        with fetcher.bounded(), storage_errors("fetching", layout.root), Lease(layout, names.lock_timeout) as lease:
             resolved = [fetcher.local(ref) or fetcher.resolve(ref) for ref in refs]
             # Leased before looking which are here: gc keeps what this finds present (spec/locking.md).
             lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
@@ -334,10 +389,11 @@ def fetch_url(
     try:
         name = check_model_path(filename or unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "model")
         fetcher = _Fetcher(layout, names, options, progress, cancel, say, remotes=[remote])
-        with storage_errors("fetching", layout.root), Lease(layout, names.lock_timeout) as lease:
+        with fetcher.bounded(), storage_errors("fetching", layout.root), Lease(layout, names.lock_timeout) as lease:
             lease.add(sha256)
             got, written = 0, None
             if not fetcher.blobs.has(sha256):
+                fetcher.doing = f"asking {url} for the file's size"
                 size = fetcher._retrying(remote.size)
                 fetcher.check_space({sha256: size})
                 progress.add_total(size)

@@ -29,11 +29,12 @@ PROGRESS_MODES = ("bar", "json", "none")
 class Context:
     """What every command gets: the store (opened on first use) and the output."""
 
-    def __init__(self, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool, lock_timeout: int) -> None:
+    def __init__(self, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool, lock_timeout: int, timeout: float | None = None) -> None:
         """The global options, as click's group passes them."""
         self.store_dir = store_dir
         self.shared = shared
         self.lock_timeout = lock_timeout
+        self.timeout = timeout  # seconds for the network phase (--timeout)
         self.out = Output(as_json, quiet, verbose)
         self._store = None
 
@@ -126,7 +127,7 @@ def fetch(
 ) -> None:
     """Fetch ``names``, or with ``url`` the one file as the model ``names[0]``; the caller has checked the combination."""
     stop_on_sigterm()
-    options = dict(connections=connections, retries=retries, limit_rate=limit_rate, ca_bundle=ca_bundle)
+    options = dict(connections=connections, retries=retries, limit_rate=limit_rate, ca_bundle=ca_bundle, timeout=c.timeout)
     render = _renderer(progress_mode, c.out)
     if url:
         results = [c.store.fetch_url(names[0], url, sha256, filename=filename, progress=render, say=c.out.say, **options)]
@@ -153,8 +154,18 @@ def sync(
     verify: bool,
 ) -> None:
     stop_on_sigterm()
-    render = _renderer(progress_mode, c.out)
-    models = c.store.sync(lockfile, list(names) or None, remotes=remotes, connections=connections, retries=retries, ca_bundle=ca_bundle, progress=render, say=c.out.say, verify=verify)
+    models = c.store.sync(
+        lockfile,
+        list(names) or None,
+        remotes=remotes,
+        connections=connections,
+        retries=retries,
+        ca_bundle=ca_bundle,
+        timeout=c.timeout,
+        progress=_renderer(progress_mode, c.out),
+        say=c.out.say,
+        verify=verify,
+    )
     for model in models:
         c.out.data(str(model.path))
     c.out.document({"lockfile": str(lockfile.absolute()), "models": [model_doc(m) for m in models]})

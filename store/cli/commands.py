@@ -38,16 +38,17 @@ pass_ctx = click.make_pass_decorator(Context)
     metavar="SECONDS",
     help="Give up (exit 8) after waiting this long for a lock of the store that another process holds.",
 )
+@click.option("--timeout", metavar="SECONDS", callback=lambda ctx, param, value: _seconds(value), help="Bound the network phase of fetch, sync and lock; exit 4 when it expires.")
 @click.version_option(__version__, "--version", prog_name="odai-store", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool, lock_timeout: int) -> None:
+def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool, lock_timeout: int, timeout: float | None) -> None:
     """A content-addressed store for AI models.
 
     Model files live once, under their SHA-256 digest, in an OCI image layout;
     names like llama-3b:q4 point at manifests that list them. Commands that
     produce a model print its directory on stdout, and nothing else.
     """
-    ctx.obj = Context(store_dir, shared, as_json, quiet, verbose, lock_timeout)
+    ctx.obj = Context(store_dir, shared, as_json, quiet, verbose, lock_timeout, timeout)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -55,14 +56,15 @@ def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, 
 @cli.command()
 @click.argument("name")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--follow-links", is_flag=True, help="Also add what symbolic links lead to outside the directory being added.")
 @pass_ctx
-def add(c: Context, name: str, paths: tuple[Path, ...]) -> None:
+def add(c: Context, name: str, paths: tuple[Path, ...], follow_links: bool) -> None:
     """Import files and directories as the model NAME[:TAG]; print its path.
 
     A file is stored under its base name; a directory contributes its contents.
     """
     stop_on_sigterm()
-    model = c.store.add(name, paths)
+    model = c.store.add(name, paths, follow_links=follow_links)
     c.out.say(f"added {model.name} ({model.digest.short}, {files_count(len(model.files))}, {human_bytes(model.size)})")
     c.out.data(str(model.path))
     c.out.document(model_doc(model))
@@ -205,6 +207,15 @@ _LOCKFILE = click.option(
 )
 
 
+def _seconds(text: str | None) -> float | None:
+    """--timeout's value: a positive decimal number of seconds (grammar: spec/cli.md, "Global options")."""
+    if text is None:
+        return None
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text) is None or not 0 < float(text) < float("inf"):
+        raise click.BadParameter(f"{text!r} is not a number of seconds above 0, like 30 or 2.5", param_hint="--timeout")
+    return float(text)
+
+
 def _rate(text: str | None) -> float | None:
     """'10M' -> bytes per second; K, M, G are powers of 1024, as in curl's --limit-rate (grammar: spec/remotes.md)."""
     if text is None:
@@ -291,12 +302,12 @@ def lock(c: Context, names, lockfile: Path, check: bool, remotes, ca_bundle) -> 
     """
     stop_on_sigterm()
     if check:
-        result = c.store.check_lock(lockfile, list(names) or None, remotes=remotes, ca_bundle=ca_bundle)
+        result = c.store.check_lock(lockfile, list(names) or None, remotes=remotes, ca_bundle=ca_bundle, timeout=c.timeout)
         c.out.say(f"{pins_count(len(result.pins))} {'holds' if len(result.pins) == 1 else 'hold'} in {lockfile}")
     else:
         if not names:
             raise click.UsageError("name at least one model to lock")
-        result = c.store.lock(list(names), lockfile, remotes=remotes, ca_bundle=ca_bundle)
+        result = c.store.lock(list(names), lockfile, remotes=remotes, ca_bundle=ca_bundle, timeout=c.timeout)
         for pin in result.pins:
             c.out.say(f"locked {pin.ref_name} at {pin.digest.short}")
     c.out.data(str(result.lockfile))

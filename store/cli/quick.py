@@ -102,7 +102,8 @@ _GLOBAL = {
     # Any bound: a larger value goes to click, which takes it too.
     "--lock-timeout": _Option("lock_timeout", _int_range(0, 10**9)),
 }
-_GLOBAL_DEFAULTS = {"store_dir": None, "shared": False, "as_json": False, "quiet": False, "verbose": False, "lock_timeout": actions.LOCK_TIMEOUT}
+# --timeout is click's: a script that bounds the network pays for click's import.
+_GLOBAL_DEFAULTS = {"store_dir": None, "shared": False, "as_json": False, "quiet": False, "verbose": False, "lock_timeout": actions.LOCK_TIMEOUT, "timeout": None}
 
 _REMOTE = _Option("remotes", _text, multiple=True)
 _CONNECTIONS = _Option("connections", _int_range(1, 64))

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import IntegrityError, StoreError, from_os_error
 from ..oci.chunks import ChunkDigests, ChunkHasher
@@ -262,15 +263,14 @@ class IngestWriter:
         self._size += len(data)
         self.write_at(offset, data, checked=True)
 
-    def copy_from(self, path: Path) -> None:
-        """Append the whole file at ``path``: one read of each byte."""
+    def copy_from(self, src: BinaryIO) -> None:
+        """Append the rest of ``src``, which the caller opened (and checked) and closes: one read of each byte."""
         flushed = self._size
-        with open(path, "rb", buffering=0) as src:
-            while block := src.read(BLOCK):
-                self.write(block)
-                if self._size - flushed >= _WRITE_BEHIND:
-                    _start_writeback(self._fd, flushed, self._size - flushed)
-                    flushed = self._size
+        while block := src.read(BLOCK):
+            self.write(block)
+            if self._size - flushed >= _WRITE_BEHIND:
+                _start_writeback(self._fd, flushed, self._size - flushed)
+                flushed = self._size
 
     def write_at(self, offset: int, data: bytes | memoryview, checked: bool = False) -> None:
         """Write ``data`` at ``offset``; with ``checked`` it also counts as ``checked(...)``."""

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..oci.descriptor import MANIFEST_TYPE, Descriptor
-from ..oci.index import FILES_KEY, SIZE_KEY, Index, lookup_fast
+from ..errors import StorageError
+from ..oci.index import FILES_KEY, MAX_INDEX_BYTES, SIZE_KEY, Index, lookup_fast
 from ..oci.manifest import Manifest
 from ..oci.digest import Digest
 from ..oci.reference import Reference
@@ -56,7 +57,14 @@ class Names:
 
         with hold(self.layout.lock("index"), on_wait=self.on_wait, timeout=self.lock_timeout, group=self.layout.shared):
             new = change(self.index())
-            write_atomic(self.layout.index, new.to_bytes(), group=self.layout.shared)
+            data = new.to_bytes()
+            if len(data) > MAX_INDEX_BYTES:
+                # Written, it would be refused by every later read of it.
+                raise StorageError(
+                    f"index.json would be {len(data)} bytes, over the {MAX_INDEX_BYTES}-byte limit (about 20,000 names)",
+                    "remove names with 'odai-store rm', or use another store for more models",
+                )
+            write_atomic(self.layout.index, data, group=self.layout.shared)
         return new
 
     def set(self, ref: Reference, desc: Descriptor) -> None:

@@ -14,9 +14,13 @@ from ..errors import InvalidManifest
 from .descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor, check_descriptor
 from .digest import Digest, InvalidDigest
 
-__all__ = ["Index", "InvalidIndex", "REF_NAME", "SIZE_KEY", "FILES_KEY", "lists_unnamed", "lookup_fast", "named_totals"]
+__all__ = ["Index", "InvalidIndex", "MAX_INDEX_BYTES", "REF_NAME", "SIZE_KEY", "FILES_KEY", "check_index_size", "lists_unnamed", "lookup_fast", "named_totals"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
+# About 20,000 names as odai-store writes them (twice the 10,000 'path' is
+# tuned for). Parsing JSON takes up to ~28 times its size in memory ('{},'
+# repeated): 64 MiB cost 1.7 GB, 8 MiB at most ~230 MB.
+MAX_INDEX_BYTES = 8 << 20
 # Totals cached on each index entry so 'list' needs no manifest reads.
 SIZE_KEY = "ai.odai.model.size"
 FILES_KEY = "ai.odai.model.files"
@@ -37,6 +41,15 @@ _CANONICAL_LINE = (
 
 class InvalidIndex(InvalidManifest):
     default_hint = "index.json is damaged; restore it from a backup, or remove it and add the models again"
+
+
+def check_index_size(size: int) -> None:
+    """Refuse an index.json of ``size`` bytes over MAX_INDEX_BYTES, before it is read or parsed."""
+    if size > MAX_INDEX_BYTES:
+        raise InvalidIndex(
+            f"index.json of {size} bytes is over the {MAX_INDEX_BYTES}-byte limit",
+            "an index.json this large is refused unparsed (spec/names.md): drop entries from it with another tool, or split the store",
+        )
 
 
 def _line(desc: Descriptor) -> bytes:
@@ -92,6 +105,7 @@ class Index(NamedTuple):
     @classmethod
     def parse(cls, data: bytes) -> "Index":
         """Parse index.json bytes; raise InvalidIndex if they are not an OCI image index."""
+        check_index_size(len(data))
         try:
             doc = json.loads(data)
             if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
@@ -114,6 +128,7 @@ def named_totals(data: bytes) -> list[tuple[str, Digest, int, int]]:
     Descriptor per entry (Index.parse) costs more than the rest of the command.
     Entries are still checked: a damaged index.json raises InvalidIndex.
     """
+    check_index_size(len(data))
     fast = _canonical_totals(data)
     if fast is not None:
         return fast
@@ -181,6 +196,7 @@ def lists_unnamed(data: bytes, digest: Digest) -> bool:
 
 def lookup_fast(data: bytes, ref_name: str) -> Descriptor | None:
     """``Index.parse(data).lookup(ref_name)``, without parsing other entries when ``data`` is in our layout."""
+    check_index_size(len(data))
     # Both ends must be ours: a file cut short (a disk that lost its tail)
     # gets the full parse, which reports the damage instead of "not found".
     if not (data.startswith(_HEAD) and data.endswith(_TAIL)):

@@ -14,13 +14,12 @@ from typing import Protocol
 
 from ..errors import NetworkError, NotFound, StoreError
 from ..oci.digest import Digest
-from ..oci.index import InvalidIndex, lookup_fast
+from ..oci.index import MAX_INDEX_BYTES, InvalidIndex, lookup_fast
 from ..oci.reference import Reference
 
+# MAX_INDEX_BYTES: a remote's index.json larger than the parser takes is refused unread.
 __all__ = ["Remote", "BlobStream", "Action", "classify", "MAX_INDEX_BYTES", "find_in_index"]
 
-# index.json of a mirror with ~100,000 names; anything larger is refused unread.
-MAX_INDEX_BYTES = 64 << 20
 _DAMAGED_REMOTE_INDEX = "the remote's index.json is damaged: tell its owner, try another remote, or fetch NAME@sha256:<digest>"
 
 
@@ -102,4 +101,6 @@ class Remote(Protocol):
         """What to do after ``err`` from this remote: retry it, go to the next, or fail."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the connections. Safe from another thread: a resolve or read_manifest blocked in a read then ends (NetworkError), as --timeout needs."""
+        ...

@@ -22,6 +22,7 @@ from ..oci.digest import Digest
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
 from .base import MAX_INDEX_BYTES, classify, find_in_index
+from .min_rate import MinRate
 
 __all__ = ["HttpLayout", "HttpFile"]
 
@@ -116,9 +117,55 @@ def _pool(url: str, ca_bundle: str | None, timeout: urllib3.Timeout) -> urllib3.
     return urllib3.PoolManager(**kwargs)
 
 
-class _HttpStream:
-    def __init__(self, response: urllib3.BaseHTTPResponse, url: str, start: int, size: int | None, length: int) -> None:
+class _Paced:
+    """The reads of one response body, held to a MinRate over the time spent waiting in them."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, url: str, min_rate: MinRate) -> None:
         self._response = response
+        self._url = url
+        self._min_rate = min_rate
+        self._received = 0
+        self._waited = 0.0
+        self._aborted = False
+
+    def read1(self, amount: int) -> bytes:
+        began = time.monotonic()
+        try:
+            with _translating_errors(self._url):
+                data = self._response.read1(amount, decode_content=False)
+        except (AttributeError, ValueError):
+            # http.client is not thread-safe: a close from another thread
+            # during the read can break it anywhere. Only then is this expected.
+            if not self._aborted:
+                raise
+            raise NetworkError(f"{self._url}: the read was stopped", transient=True) from None
+        self._waited += time.monotonic() - began
+        self._received += len(data)
+        fast_enough = self._min_rate.verdict(self._received, self._waited)
+        if fast_enough is False:
+            raise NetworkError(
+                f"{self._url}: {self._received} bytes in {self._waited:.0f} s, below the minimum of {self._min_rate.bytes_per_second:g} bytes/s",
+                "the remote is stalled; run the same command again, or try another remote",
+                transient=True,
+            )
+        if fast_enough:
+            self._received, self._waited = 0, 0.0
+        return data
+
+    def abort(self) -> None:
+        """Drop the connection mid-body; from another thread too, where it ends a blocked read at once."""
+        self._aborted = True
+        # Shut down first: it wakes a read blocked in another thread, which close alone may not.
+        with contextlib.suppress(Exception):
+            self._response.shutdown()
+        with contextlib.suppress(Exception):
+            self._response.close()
+
+
+class _HttpStream:
+    def __init__(self, response: urllib3.BaseHTTPResponse, url: str, start: int, size: int | None, length: int, min_rate: MinRate) -> None:
+        self._response = response
+        self._body = _Paced(response, url, min_rate)
         self.url = url
         self.start = start
         self.end = start + length
@@ -127,12 +174,11 @@ class _HttpStream:
         self._left = length
 
     def read(self, amount: int) -> bytes:
-        with _translating_errors(self.url):
-            if self._left == 0:
-                if self._response.read1(1, decode_content=False):
-                    raise NetworkError(f"{self.url}: the body is longer than the blob's declared size", "the remote serves a different object under this digest")
-                return b""
-            data = self._response.read1(min(amount, self._left), decode_content=False)
+        if self._left == 0:
+            if self._body.read1(1):
+                raise NetworkError(f"{self.url}: the body is longer than the blob's declared size", "the remote serves a different object under this digest")
+            return b""
+        data = self._body.read1(min(amount, self._left))
         if not data:
             raise NetworkError(f"{self.url}: connection closed {self._left} bytes early", transient=True)
         self._left -= len(data)
@@ -142,12 +188,8 @@ class _HttpStream:
         if self._left == 0:
             self._response.release_conn()  # fully read: the connection is reusable
             return
-        # Mid-body: the connection carries unread bytes, so it is shut down
-        # (which also wakes a read blocked in another thread) and dropped.
-        with contextlib.suppress(Exception):
-            self._response.shutdown()
-        with contextlib.suppress(Exception):
-            self._response.close()
+        # Mid-body: the connection carries unread bytes, so it is dropped.
+        self._body.abort()
 
 
 class HttpLayout:
@@ -160,10 +202,14 @@ class HttpLayout:
         token: str | None = None,
         ca_bundle: str | None = None,
         timeout: urllib3.Timeout | None = None,
+        min_rate: MinRate = MinRate(),
     ) -> None:
         self.url = url.rstrip("/")
         self._token = token
+        self._min_rate = min_rate
         self._pool = _pool(self.url, ca_bundle, timeout or urllib3.Timeout(connect=10.0, read=30.0))
+        # Small reads in progress, so that close() from another thread ends them.
+        self._reading: set[_Paced] = set()
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **(extra or {})}
@@ -181,16 +227,21 @@ class HttpLayout:
 
     def _get_small(self, url: str, cap: int) -> bytes:
         response = self._get(url)
+        body = _Paced(response, url, self._min_rate)
+        self._reading.add(body)
         try:
             declared = response.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > cap:
                 raise NetworkError(f"{url} is {declared} bytes, over the {cap}-byte limit", "the remote is not an odai-store layout")
-            with _translating_errors(url):
-                data = response.read(cap + 1, decode_content=False)
-            if len(data) > cap:
+            parts, got = [], 0
+            while got <= cap and (part := body.read1(min(1 << 20, cap + 1 - got))):
+                parts.append(part)
+                got += len(part)
+            if got > cap:
                 raise NetworkError(f"{url} is over the {cap}-byte limit", "the remote is not an odai-store layout")
-            return data
+            return b"".join(parts)
         finally:
+            self._reading.discard(body)
             if response.length_remaining == 0:
                 response.release_conn()  # read to its end: the connection is reusable
             else:
@@ -234,11 +285,14 @@ class HttpLayout:
         if stop is None:
             response.close()
             raise NetworkError(f"{url}: the server did not say how long the blob is", "serve blobs with Content-Length")
-        return _HttpStream(response, url, begin, size, stop - begin)
+        return _HttpStream(response, url, begin, size, stop - begin, self._min_rate)
 
     classify = staticmethod(classify)
 
     def close(self) -> None:
+        """Release the connections. Safe from another thread: a read of index.json or a manifest in progress ends (NetworkError)."""
+        for body in list(self._reading):
+            body.abort()
         self._pool.clear()
 
 

@@ -110,10 +110,10 @@ class Engine:
 
     # -- streams and cancellation ------------------------------------------------
 
-    def abort_streams(self, group: threading.Event) -> None:
-        """Close the open streams of ``group`` so blocked reads return at once (a failed or restarting sibling, a cancel)."""
+    def abort_streams(self, group: threading.Event | None = None) -> None:
+        """Close the open streams of ``group`` (None: every one) so blocked reads return at once (a failed or restarting sibling, a deadline)."""
         with self._streams_lock:
-            streams = [stream for stream, of in self._streams.items() if of is group]
+            streams = [stream for stream, of in self._streams.items() if group is None or of is group]
         for stream in streams:
             stream.close()
 

@@ -90,13 +90,57 @@ def test_directory_loop(tmp_path: Path, store_dir: Path, run_cli, held) -> None:
 
 def test_symlinks_to_files_and_directories_are_followed(tmp_path: Path, run_cli) -> None:
     outside = write_tree(tmp_path / "outside", {"w.bin": b"weights", "d/x": b"x"})
-    tree = write_tree(tmp_path / "t", {"a": b"a"})
+    tree = write_tree(tmp_path / "t", {"a": b"a", "blobs/w": b"inside"})
     (tree / "link.bin").symlink_to(outside / "w.bin")
     (tree / "dir").symlink_to(outside / "d")
-    code, out, _ = run_cli("add", "m", tree)
+    (tree / "inner.bin").symlink_to("blobs/w")  # inside the tree: followed without asking
+    code, out, _ = run_cli("add", "--follow-links", "m", tree)
     assert code == 0
     view = Path(out.strip())
     assert (view / "link.bin").read_bytes() == b"weights" and (view / "dir" / "x").read_bytes() == b"x"
+    assert (view / "inner.bin").read_bytes() == b"inside"
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_a_link_out_of_the_tree_is_refused_without_follow_links(kind: str, tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    # The attack: someone else's model directory whose tokenizer.json leads to a
+    # secret of the user who adds it (/etc/shadow as root), which became a 0444 blob.
+    secret = write_tree(tmp_path / "home", {".ssh/id_ed25519": b"PRIVATE KEY"})
+    tree = write_tree(tmp_path / "t", {"config.json": b"{}"})
+    target = secret / ".ssh" / "id_ed25519" if kind == "file" else secret / ".ssh"
+    (tree / "tokenizer.json").symlink_to(target)
+    message = assert_error(run_cli("add", "m", tree), 2)
+    assert f"{tree / 'tokenizer.json'} is a link to {target}, outside {tree}" in message
+    assert "--follow-links" in run_cli("add", "m", tree).err.splitlines()[1]
+    _unchanged(store_dir, held)
+
+
+@pytest.mark.parametrize("target", ["/proc/self/environ", "/proc/self", "/dev/stdin", "/sys/kernel/mm", "/dev/zero", "/dev/null"])
+def test_pseudo_filesystems_are_refused_even_with_follow_links(target: str, tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    # /proc/self/environ holds the remote's token: it would be stored as a world-readable blob.
+    if not os.path.exists(target):
+        pytest.skip(f"{target} does not exist here")
+    tree = write_tree(tmp_path / "t", {"config.json": b"{}"})
+    (tree / "tokenizer.json").symlink_to(target)
+    for args in (("add", "m", tree), ("add", "--follow-links", "m", tree), ("add", "m", target)):
+        message = assert_error(run_cli(*args, env={"ODAI_STORE_TOKEN": "s3cret"}), 2)
+        assert "pseudo-filesystem" in message
+    _unchanged(store_dir, held)
+
+
+def test_directories_reached_many_times_are_walked_once(tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    # The attack: 20 nested pairs of links to one directory expanded to 2^20
+    # files and kept add busy for minutes. Each directory is walked once, and a
+    # second way into one is refused at once.
+    tree = write_tree(tmp_path / "t", {"d20/w": b"w"})
+    for level in range(20):
+        (tree / f"d{level}").mkdir()
+        (tree / f"d{level}" / "a").symlink_to(f"../d{level + 1}")
+        (tree / f"d{level}" / "b").symlink_to(f"../d{level + 1}")
+    for args in (("m", tree), ("--follow-links", "m", tree / "d0")):
+        message = assert_error(run_cli("add", *args, timeout=20), 2)
+        assert "reached twice" in message
+    _unchanged(store_dir, held)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "fifo-in-tree", "device", "socket-in-tree"])
@@ -174,6 +218,21 @@ def test_unreadable_input(where: str, tmp_path: Path, store_dir: Path, run_cli, 
     assert str(target) in assert_error(result, 2)
     # Files read before the unreadable one may be in blobs/ now: unnamed garbage.
     _unchanged(store_dir, held, new_blobs=True)
+
+
+def test_a_view_that_cannot_be_built_leaves_no_name(tmp_path: Path, store_dir: Path, run_cli, held) -> None:
+    # The name was set before the view was built: a failed build left a name
+    # whose model had no view. Now the view comes first.
+    prefix = bound_by_permissions()
+    model_tree = write_tree(tmp_path / "t", {"new.bin": b"a model this store lacks"})
+    views = store_dir / "views" / "sha256"
+    views.chmod(0o555)
+    try:
+        assert "Permission denied" in assert_error(run_cli("add", "m", model_tree, prefix=prefix), 6)
+    finally:
+        views.chmod(0o755)
+    _unchanged(store_dir, held, new_blobs=True)
+    assert "m:latest" not in (store_dir / "index.json").read_text()
 
 
 # -- names and references ---------------------------------------------------------
@@ -328,3 +387,30 @@ def test_damaged_layout_version(store_dir: Path, run_cli, held) -> None:
     (store_dir / "odai-layout").write_bytes(b'{"odaiLayoutVersion": 99}\n')
     message = assert_error(run_cli("list"), 6)
     assert "99" in message
+
+
+@pytest.mark.parametrize("swap", ["link", "fifo"])
+def test_a_file_swapped_after_the_walk_is_not_read(swap: str, tmp_path: Path, store_dir: Path, held, monkeypatch) -> None:
+    """Between the walk and the read, someone who may write the tree replaces a file by a link to
+    a secret, or by a FIFO (which would hang the read): the file opened must be the one planned."""
+    import store.add as add_module
+    from store import UsageError
+
+    secret = write_tree(tmp_path / "home", {"id_ed25519": b"PRIVATE KEY"}) / "id_ed25519"
+    tree = write_tree(tmp_path / "t", {"config.json": b"{}", "tokenizer.json": b"{}"})
+    plan = add_module.plan_sources
+
+    def plan_then_swap(*args, **kwargs):
+        planned = plan(*args, **kwargs)
+        (tree / "tokenizer.json").unlink()
+        if swap == "link":
+            (tree / "tokenizer.json").symlink_to(secret)
+        else:
+            os.mkfifo(tree / "tokenizer.json")
+        return planned
+
+    monkeypatch.setattr(add_module, "plan_sources", plan_then_swap)
+    with pytest.raises(UsageError, match="tokenizer.json was replaced"):
+        Store(store_dir).add("m", [tree])
+    _unchanged(store_dir, held, new_blobs=True)
+    assert b"PRIVATE KEY" not in b"".join(p.read_bytes() for p in (store_dir / "blobs" / "sha256").iterdir())

@@ -8,6 +8,7 @@ independent of ours, so the reflink expectations follow the machine the tests ru
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -137,11 +138,13 @@ def test_a_file_another_process_puts_at_a_target_meanwhile_is_not_overwritten(mo
     dest = tmp_path / "out"
     make = export_module._MAKERS[mode]
 
-    def make_then_race(src: Path, dst: Path) -> None:
-        make(src, dst)
-        target = dst.parent / dst.name[1:].rsplit(".", 2)[0]  # .<name>.<pid>-<hex>.tmp
-        if not target.exists():
-            target.write_bytes(b"theirs")
+    def make_then_race(src: Path, dir_fd: int, name: str) -> None:
+        make(src, dir_fd, name)
+        target = name[1:].rsplit(".", 2)[0]  # .<name>.<pid>-<hex>.tmp
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=dir_fd)
+            os.write(fd, b"theirs")
+            os.close(fd)
 
     monkeypatch.setitem(export_module._MAKERS, mode, make_then_race)
     with pytest.raises(UsageError, match="exists; export never overwrites"):
@@ -214,3 +217,64 @@ def test_hardlink_or_reflink_across_filesystems_fails_cleanly(mode: str, model: 
     assert mode in message and "cross-device" in message
     assert not any(p.is_file() or p.is_symlink() for p in other_filesystem.rglob("*"))
     assert run_cli("verify").code == 0
+
+
+# -- links planted under DEST -------------------------------------------------------------
+
+KEYS = {"README.md": b"model card\n", "keys/authorized_keys": b"ssh-ed25519 AAAA attacker\n", "keys/inner/x": b"x"}
+
+
+@pytest.fixture
+def keys_model(tmp_path: Path, run_cli) -> str:
+    assert run_cli("add", "keys:v1", write_tree(tmp_path / "keys-src", KEYS)).code == 0
+    return "keys:v1"
+
+
+@pytest.mark.parametrize("planted", ["keys", "keys/inner"])
+@pytest.mark.parametrize("mode", ["copy", "hardlink", "symlink"])
+def test_a_link_planted_below_dest_is_never_followed(planted: str, mode: str, keys_model: str, tmp_path: Path, run_cli) -> None:
+    # The attack: in a shared folder someone makes keys -> ~victim/.ssh; an
+    # export of a model with keys/authorized_keys wrote into the victim's ~/.ssh.
+    victim = tmp_path / "victim" / ".ssh"
+    victim.mkdir(parents=True)
+    dest = tmp_path / "shared" / "out"
+    (dest / planted).parent.mkdir(parents=True, exist_ok=True)
+    (dest / planted).symlink_to(victim)
+    message = assert_error(run_cli("export", "--link", mode, keys_model, dest), 2)
+    assert f"{dest / planted} is a symbolic link" in message
+    assert list(victim.iterdir()) == []
+
+
+def test_a_link_planted_during_the_export_is_never_followed(keys_model: str, store_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """After the check and before the directory is made: the directory is opened with O_NOFOLLOW from its parent."""
+    import store.export as export_module
+    from store import Store, UsageError
+
+    victim = tmp_path / "victim" / ".ssh"
+    victim.mkdir(parents=True)
+    dest = tmp_path / "out"
+    make = export_module._MAKERS["copy"]
+
+    def make_then_plant(src: Path, dir_fd: int, name: str) -> None:
+        make(src, dir_fd, name)
+        with contextlib.suppress(FileExistsError):
+            (dest / "keys").symlink_to(victim)
+
+    monkeypatch.setitem(export_module._MAKERS, "copy", make_then_plant)
+    with pytest.raises(UsageError, match="is a symbolic link"):
+        Store(store_dir).export(keys_model, dest, link="copy")
+    assert list(victim.iterdir()) == []
+
+
+def test_dest_itself_may_be_a_link(keys_model: str, tmp_path: Path, run_cli) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "dest").symlink_to(real)
+    assert run_cli("export", keys_model, tmp_path / "dest").code == 0
+    assert read_tree(real) == KEYS
+
+
+def test_a_dest_that_is_a_dangling_link_is_taken(keys_model: str, tmp_path: Path, run_cli) -> None:
+    (tmp_path / "dest").symlink_to(tmp_path / "nowhere")
+    assert "exists; export never overwrites" in assert_error(run_cli("export", keys_model, tmp_path / "dest"), 2)
+    assert not (tmp_path / "nowhere").exists()

@@ -26,6 +26,7 @@ from store.oci.digest import Digest
 from tests.support.cli import assert_error, run_cli_many
 from tests.support.fault_server import Fault, oci_layout
 from tests.support.nginx import THROTTLE_BYTES, Nginx
+from tests.support.privileges import bound_by_permissions
 from tests.support.scratch import scratch_dir
 from tests.support.trees import read_tree, sample_model, write_tree
 
@@ -174,6 +175,22 @@ def test_a_present_model_by_digest_sends_no_request(fault_server, store_dir: Pat
     assert by_name.code == 0, by_name.err
     assert json.loads(by_name.out)["models"][0]["downloaded"] == 0
     assert [r.path for r in server.requests[requests:]] == ["/index.json"]
+
+
+def test_a_fetch_whose_view_cannot_be_built_leaves_no_name(fault_server, store_dir: Path, run_cli) -> None:
+    # The name was set before the view was built: a fetch that failed at the
+    # view left the model named, without a view.
+    server = fault_server(oci_layout(OTHER, "demo/other:v1"))
+    assert run_cli("list").code == 0  # creates the store
+    views = store_dir / "views" / "sha256"
+    views.chmod(0o555)
+    try:
+        result = run_cli("fetch", "--remote", server.url, "demo/other:v1", prefix=bound_by_permissions())
+    finally:
+        views.chmod(0o755)
+    assert "Permission denied" in assert_error(result, 6)
+    assert run_cli("list").out == ""
+    assert run_cli("fetch", "--remote", server.url, "demo/other:v1").code == 0
 
 
 def test_a_shared_file_is_downloaded_once(published: Published, nginx: Nginx, store_dir: Path, run_cli) -> None:

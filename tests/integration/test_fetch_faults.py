@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from pathlib import Path
 
 import blake3
@@ -22,7 +23,10 @@ from store import Store
 from store.errors import NetworkError
 from store.oci.chunks import CHUNK_SIZE
 from store.oci.digest import Digest
+from store.oci.index import MAX_INDEX_BYTES
+from store.oci.reference import parse_reference
 from store.remote.http_layout import HttpLayout
+from store.remote.min_rate import MinRate
 from tests.support.cli import CliResult, assert_error
 from tests.support.fault_server import Fault, FaultServer, Layout, oci_layout
 from tests.support.trees import read_tree
@@ -209,6 +213,98 @@ def test_slow_drip_completes(fault_server, run_cli) -> None:
     server = fault_server(layout).fail(Fault(drip=(1024, 0.005)))
     assert_fetched(fetch(run_cli, server), layout)
     assert server.served_for(layout.blob_path(data)) == len(data)
+
+
+@pytest.mark.parametrize("target", ["blob", "index.json"])
+def test_a_drip_below_the_minimum_rate_is_a_transient_fault(target: str, fault_server) -> None:
+    # The attack: one byte every 0.2 s never reaches the read timeout, so the
+    # read went on for as long as the remote liked (hours for a large blob).
+    data = SMALL[:100_000]
+    layout = oci_layout({"w.bin": data})
+    path = layout.blob_path(data) if target == "blob" else "/index.json"
+    server = fault_server(layout).fail(Fault(drip=(1, 0.2), times=None, path=path))
+    remote = HttpLayout(server.url, min_rate=MinRate(bytes_per_second=100, window=1.0))
+    began = time.monotonic()
+    try:
+        with pytest.raises(NetworkError) as caught:
+            if target == "blob":
+                stream = remote.open_blob(Digest(_sha(data)), 0, len(data))
+                while stream.read(1 << 20):
+                    pass
+            else:
+                remote.resolve(parse_reference(layout.ref_name))
+    finally:
+        remote.close()
+    assert caught.value.transient and "below the minimum of 100 bytes/s" in caught.value.message
+    assert time.monotonic() - began < 5
+
+
+def test_a_stalled_blob_is_retried_from_where_its_data_stopped(fault_server, store_dir, monkeypatch) -> None:
+    # The engine's side of the rule: a stall is transient like a reset, so the
+    # next request asks for the rest, and the model arrives whole.
+    monkeypatch.setitem(HttpLayout.__init__.__kwdefaults__, "min_rate", MinRate(bytes_per_second=1000, window=0.5))
+    layout = oci_layout({"w.bin": SMALL})
+    server = fault_server(layout).fail(Fault(drip=(10, 0.1)))
+    model = Store(store_dir).fetch(layout.ref_name, remotes=[server.url])
+    assert read_tree(model.path) == layout.blobs
+    starts = [range_start(r) for r in server.requests_for(layout.blob_path(SMALL))]
+    assert len(starts) == 2 and 0 < starts[1] < 1000, starts
+
+
+def test_a_slow_but_steady_stream_is_not_stalled(fault_server) -> None:
+    data = SMALL[:20_000]
+    layout = oci_layout({"w.bin": data})
+    server = fault_server(layout).fail(Fault(drip=(1000, 0.05)))  # 20 kB/s
+    remote = HttpLayout(server.url, min_rate=MinRate(bytes_per_second=1000, window=0.3))
+    try:
+        stream = remote.open_blob(Digest(_sha(data)), 0, len(data))
+        got = b""
+        while part := stream.read(1 << 20):
+            got += part
+    finally:
+        remote.close()
+    assert got == data
+
+
+@pytest.mark.parametrize(("target", "waiting"), [("blob", "while downloading "), ("index.json", "while resolving faulty/model:v1 on http://")])
+def test_timeout_bounds_the_network_phase(target: str, waiting: str, fault_server, run_cli, store_dir) -> None:
+    # The attack: a remote dripping a byte every half second kept fetch alive for
+    # ever (a read timeout never fires). --timeout ends it, exit 4, naming what waited.
+    layout = oci_layout({"w.bin": SMALL})
+    path = layout.blob_path(SMALL) if target == "blob" else "/index.json"
+    server = fault_server(layout).fail(Fault(drip=(1, 0.5), times=None, path=path))
+    began = time.monotonic()
+    result = run_cli("--timeout", "2", "fetch", "--remote", server.url, layout.ref_name, timeout=30)
+    message = assert_error(result, 4)
+    assert time.monotonic() - began < 10
+    assert message.startswith("--timeout 2 s expired " + waiting), message
+    assert not (Store(store_dir).layout.blobs / _sha(SMALL)).exists()
+
+
+def test_timeout_is_one_deadline_for_the_whole_sync(fault_server, run_cli, tmp_path) -> None:
+    layout = oci_layout({"w.bin": SMALL})
+    server = fault_server(layout)
+    lockfile = tmp_path / "odai.lock"
+    assert run_cli("lock", "--lockfile", lockfile, "--remote", server.url, layout.ref_name).code == 0
+    server.fail(Fault(drip=(1, 0.5), times=None))
+    began = time.monotonic()
+    assert_error(run_cli("--timeout", "1.5", "sync", "--lockfile", lockfile, "--remote", server.url, timeout=30), 4)
+    assert time.monotonic() - began < 10
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e3", "", "2s"])
+def test_timeout_must_be_a_positive_number_of_seconds(value: str, run_cli) -> None:
+    assert "--timeout" in assert_error(run_cli("--timeout", value, "fetch", "--remote", "http://127.0.0.1:9", "m"), 2)
+
+
+def test_a_remote_index_over_the_cap_is_refused_unparsed(fault_server, run_cli) -> None:
+    # The attack: a remote's index.json of '{},' repeated; 64 MiB of it took 1.7 GB to parse.
+    layout = oci_layout({"w.bin": SMALL[:1000]})
+    layout.files["/index.json"] = b'{"schemaVersion":2,"manifests":[' + b"{}," * (3 << 20) + b"{}]}"
+    assert len(layout.files["/index.json"]) > MAX_INDEX_BYTES
+    server = fault_server(layout)
+    message = assert_error(fetch(run_cli, server), 4)
+    assert f"over the {MAX_INDEX_BYTES}-byte limit" in message
 
 
 def test_resume_in_a_later_run_fetches_only_the_rest(fault_server, run_cli) -> None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from store.oci.descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor
 from store.oci.digest import Digest
-from store.oci.index import FILES_KEY, REF_NAME, SIZE_KEY, Index, InvalidIndex, _canonical_totals, lookup_fast, named_totals
+from store.oci.index import FILES_KEY, MAX_INDEX_BYTES, REF_NAME, SIZE_KEY, Index, InvalidIndex, _canonical_totals, lookup_fast, named_totals
 from store.oci.manifest import ARTIFACT_TYPE
 from tests.support.strategies import digests_hex, garbage, json_garbage, ref_names
 
@@ -241,3 +241,47 @@ def test_a_display_cache_that_is_not_a_number_is_shown_as_zero() -> None:
     entry = {"mediaType": MANIFEST_TYPE, "digest": digest, "size": 10, "annotations": {SIZE_KEY: "9.4MB", FILES_KEY: "-1", REF_NAME: "m:v1"}}
     data = json.dumps({"schemaVersion": 2, "manifests": [entry]}).encode()
     assert named_totals(data) == [("m:v1", Digest("a" * 64), 0, 0)]
+
+
+# -- size: the memory a parse may take ------------------------------------------------
+
+_HOSTILE = b'{"schemaVersion":2,"manifests":[' + b"{}," * ((MAX_INDEX_BYTES - 40) // 3) + b"{}]}"
+
+
+@pytest.mark.parametrize("parse", [Index.parse, named_totals, lambda data: lookup_fast(data, "m:v1")], ids=["parse", "named_totals", "lookup_fast"])
+def test_an_index_over_the_cap_is_refused_before_it_is_parsed(parse) -> None:
+    # The attack: '{},' repeated costs ~28 times its size as Python objects;
+    # a 64 MiB index.json took 1.7 GB to be found invalid.
+    import tracemalloc
+
+    data = _HOSTILE + b" " * (MAX_INDEX_BYTES + 1 - len(_HOSTILE))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidIndex, match=f"over the {MAX_INDEX_BYTES}-byte limit"):
+            parse(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_the_cap_is_the_documented_one() -> None:
+    assert MAX_INDEX_BYTES == 8 * 1024 * 1024
+
+
+def test_the_store_never_writes_an_index_over_the_cap(tmp_path) -> None:
+    from store import Store, StorageError
+
+    store = Store(tmp_path / "store")
+    def entry(i: int) -> Descriptor:
+        return Descriptor(MANIFEST_TYPE, Digest("a" * 64), 1, {REF_NAME: f"m/n-{i:06d}:v1"})
+
+    line = len(Index((entry(0), entry(1))).to_bytes()) - len(Index((entry(0),)).to_bytes())
+    room = (MAX_INDEX_BYTES - len(Index().to_bytes())) // line
+    store.layout.index.write_bytes(Index(tuple(entry(i) for i in range(room - 2))).to_bytes())
+    before = store.layout.index.read_bytes()
+    with pytest.raises(StorageError, match="over the 8388608-byte limit"):
+        for i in range(3):
+            store._names.edit(lambda index, i=i: index.with_name(f"m/n-{room + i:06d}:v1", entry(0)))
+    assert len(store.layout.index.read_bytes()) <= MAX_INDEX_BYTES
+    assert store.layout.index.read_bytes().startswith(before[:100])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import blake3
 import pytest
@@ -150,6 +151,44 @@ def test_siblings_sharing_a_prefix_are_fine() -> None:
     check_model_paths(["a", "ab/c", "a.b", "a-b/c"])
 
 
+def test_a_file_and_a_directory_not_next_to_each_other_in_plain_order() -> None:
+    # In plain string order "a-b" and "a.b" sort between "a" and "a/x" ('-' and '.' < '/').
+    with pytest.raises(InvalidPath, match="'a' is both a file and the directory of 'a/x'"):
+        check_model_paths(["a/x", "a-b", "a", "a.b"])
+
+
+def _deep_manifest(depth: int) -> bytes:
+    """As many 4096-byte paths ``depth`` components deep as fit in the manifest cap."""
+    stem = ("p" * ((4096 - 7) // (depth - 1) - 1) + "/") * (depth - 1)
+    layers, size, i = [], 200, 0
+    while True:
+        layer = _layer(f"{stem}{i:07d}")
+        size += len(json.dumps(layer)) + 2
+        if size > MAX_MANIFEST_BYTES:
+            return _doc(layers)
+        layers.append(layer)
+        i += 1
+
+
+def test_a_hostile_deep_manifest_is_refused_quickly() -> None:
+    # The attack: ~1000 paths 2000 components deep in 4 MiB took 20 s to parse
+    # (every prefix of every path joined), in every command that read it, gc included.
+    data = _deep_manifest(2000)
+    assert len(data) <= MAX_MANIFEST_BYTES and len(json.loads(data)["layers"][0]["annotations"][TITLE]) <= 4096
+    began = time.monotonic()
+    with pytest.raises(InvalidManifest, match="deeper than 64"):
+        parse_manifest(data)
+    assert time.monotonic() - began < 1.0
+
+
+def test_the_deepest_allowed_manifest_parses_quickly() -> None:
+    data = _deep_manifest(64)
+    began = time.monotonic()
+    manifest = parse_manifest(data)
+    assert time.monotonic() - began < 1.0
+    assert len(manifest.files) > 900 and manifest.files[0].path.count("/") == 63
+
+
 @pytest.mark.parametrize(
     "doc",
     [
@@ -220,6 +259,13 @@ def test_any_valid_manifest_round_trips(entries: list[tuple[str, bytes]]) -> Non
 
 
 # -- check_model_path -----------------------------------------------------------
+
+
+def test_depth_limit() -> None:
+    at_limit = "/".join(["d"] * 64)
+    assert check_model_path(at_limit) == at_limit
+    with pytest.raises(InvalidPath, match="deeper than 64"):
+        check_model_path(at_limit + "/d")
 
 
 def test_component_and_path_length_limits() -> None:
