@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from pathlib import Path
 
-__all__ = ["fsync_dir", "create_private", "create_atomic", "write_atomic", "replace_unsynced", "private_name", "owner_pid"]
+__all__ = [
+    "fsync_dir",
+    "create_private",
+    "create_atomic",
+    "write_atomic",
+    "replace_unsynced",
+    "private_name",
+    "owner_pid",
+    "open_regular",
+    "read_regular",
+]
 
 # What private_name makes; a download partial's journal ends in .journal instead.
 _PRIVATE = re.compile(r"(\d+)-[0-9a-f]{16}\.(?:tmp|journal)$")
@@ -21,6 +33,38 @@ def owner_pid(name: str) -> int | None:
     """The pid of the writer that made the file ``name`` with private_name; None for another name."""
     match = _PRIVATE.search(name)
     return int(match.group(1)) if match else None
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY) -> tuple[int, os.stat_result]:
+    """Open ``path`` itself, never what a symlink there points to; (fd, its fstat). OSError unless a regular file.
+
+    Store directories may be writable by every member of a group, so any name
+    in them may have been replaced by a link to another user's file.
+    O_NONBLOCK: opening a FIFO planted under the name must not hang.
+    """
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd, st
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (opened as open_regular does); OSError if it holds more than ``limit``."""
+    fd, st = open_regular(path)
+    try:
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        chunks, left = [], limit + 1
+        while left and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        if not left:  # grew since fstat
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:

@@ -32,6 +32,10 @@ class SpaceCheck:
         """Bytes to free before ``need`` fits; 0 when it fits."""
         return max(0, self.required(need) - free) if need else 0
 
+    def low(self, free: int, size: int) -> bool:
+        """Whether a filesystem of ``size`` bytes with ``free`` available is short of space: less than the margin free."""
+        return free * 100 < size * self.margin_percent
+
     def check(self, need: int, free: int, where: str, reclaimable: int) -> None:
         short = self.shortfall(need, free)
         if short:
