@@ -19,7 +19,7 @@ from .config import read_config
 from .errors import IntegrityError, Interrupted, InvalidManifest, NetworkError, NotFound, StoreError, UsageError, storage_errors
 from .local.blobs import BlobStore
 from .local.ingest import IngestWriter, Written
-from .local.journal import parse_journal
+from .local.journal import read_journal
 from .local.layout import StoreLayout
 from .local.leases import STALE_AFTER, Lease
 from .local.locks import Holder, hold
@@ -188,10 +188,7 @@ class _Fetcher:
             if self.cancel.is_set():
                 raise Interrupted("interrupted")
             for journal_path in self.layout.journals(digest):
-                try:
-                    journal = parse_journal(journal_path.read_bytes())
-                except FileNotFoundError:  # that download just ended
-                    continue
+                journal = read_journal(journal_path)  # None: that download just ended
                 if journal is not None and journal.size:
                     # Unchecked bytes count: they wait only for the rest of their chunk.
                     held = journal.done.total() + journal.unchecked.total()

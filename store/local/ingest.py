@@ -27,8 +27,8 @@ from pathlib import Path
 from ..errors import IntegrityError, from_os_error
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
-from .atomic import create_private, open_regular, owner_pid, read_regular, replace_unsynced, write_atomic
-from .journal import Journal, Ranges, boot_id, parse_journal
+from .atomic import create_private, open_regular, owner_pid, replace_unsynced, write_atomic
+from .journal import Journal, Ranges, boot_id, read_journal
 from .layout import StoreLayout
 from .locks import dead_here, silent_for
 
@@ -49,8 +49,6 @@ _TAIL_MAX = (8 << 20) + (1 << 20)
 _ANONYMOUS = "add-"
 # Disk is allocated this far ahead of each write position of a download.
 _RESERVE_STEP = 32 << 20
-# A journal lists ranges of one blob; one larger than this is not ours.
-_JOURNAL_MAX = 16 << 20
 JOURNAL_INTERVAL = 0.1  # seconds between journal saves
 SYNC_INTERVAL = 1.0  # seconds between fsyncs of the partial's data
 # An import asks the kernel to start writing every this many bytes to disk.
@@ -638,9 +636,9 @@ def _adopt_journal(candidate: Path, mine: Path) -> Journal | None:
     """The journal of an adopted partial, moved beside it under its new name; None if absent or unusable."""
     try:
         os.rename(StoreLayout.journal_of(candidate), StoreLayout.journal_of(mine))
-        return parse_journal(read_regular(StoreLayout.journal_of(mine), _JOURNAL_MAX), boot_id())
-    except OSError:  # absent, a link, or too large: start again
+    except FileNotFoundError:
         return None
+    return read_journal(StoreLayout.journal_of(mine), boot_id())
 
 
 def _abandoned(partial: Path, stale_after: float) -> bool:

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..oci.digest import Digest, InvalidDigest, parse_digest
+from .atomic import read_regular
 
-__all__ = ["Ranges", "Journal", "parse_journal"]
+__all__ = ["Ranges", "Journal", "parse_journal", "read_journal"]
+
+# A journal lists the ranges of one blob; a larger file is not one.
+_MAX_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -163,4 +168,16 @@ def parse_journal(data: bytes, boot: str | None = None) -> Journal | None:
             parse_digest(doc["digest"]), size, doc.get("validator"), doc.get("url"), done, unchecked, durable_done, durable_unchecked, boot
         )
     except (ValueError, KeyError, TypeError, AttributeError, InvalidDigest):
+        return None
+
+
+def read_journal(path: Path, boot: str | None = None) -> Journal | None:
+    """The journal at ``path`` as parse_journal reads it; None if absent, not a regular file, too large or damaged.
+
+    Opened without following a link and read up to a bound: in a shared
+    store any member may have put a link to a FIFO or a huge file there.
+    """
+    try:
+        return parse_journal(read_regular(path, _MAX_BYTES), boot)
+    except OSError:
         return None

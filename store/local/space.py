@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import NoSpace
-from .journal import parse_journal
+from .journal import read_journal
 from .layout import StoreLayout
 
 __all__ = ["SpaceCheck", "pending_bytes", "free_bytes", "megabytes"]
@@ -61,8 +61,8 @@ def pending_bytes(layout: StoreLayout) -> dict[str, int]:
     pending: dict[str, int] = {}
     for journal_path in layout.journals():
         try:
-            journal = parse_journal(journal_path.read_bytes())
-            allocated = layout.partial_of(journal_path).stat().st_blocks * 512
+            journal = read_journal(journal_path)
+            allocated = layout.partial_of(journal_path).lstat().st_blocks * 512
         except OSError:
             continue
         if journal is not None:

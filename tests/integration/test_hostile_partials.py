@@ -80,6 +80,21 @@ def test_a_link_planted_as_a_dead_writers_partial_is_not_written_through(link, f
     assert blob.read_bytes() == data
 
 
+def test_a_journal_planted_as_a_link_to_a_fifo_does_not_hang_a_fetch(fault_server, store: Store, tmp_path, run_cli) -> None:
+    # Every fetch reads the journals in ingest/ (the space check): a FIFO blocks its reader for ever.
+    data = os.urandom(300_000)
+    layout = oci_layout({"w.bin": data})
+    os.mkfifo(tmp_path / "fifo")
+    planted = _planted_name(store.layout, data)
+    StoreLayout.journal_of(planted).symlink_to(tmp_path / "fifo")
+    planted.write_bytes(b"")
+
+    result = run_cli("fetch", "--remote", fault_server(layout).url, layout.ref_name, timeout=30)
+
+    assert result.code == 0, result.err
+    assert store.layout.blob(Digest(_sha(data))).read_bytes() == data
+
+
 # -- 2: bytes beyond the digest never reach the blob ----------------------------------------
 
 
