@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -235,6 +236,27 @@ def test_gc_partials_reclaims_a_dead_writers_partial(fault_server, store: Store,
     assert result.code == 0, result.err
     assert not list(store.layout.ingest.iterdir())
     assert '"partials": [' in result.out and kept[0].name in result.out
+
+
+def test_gc_on_a_disk_short_of_space_reclaims_a_dead_writers_partial(store: Store, monkeypatch) -> None:
+    data = os.urandom(1000)
+    writer = IngestWriter.for_blob(store.layout, Digest(_sha(data)), 1 << 20, stale_after=3600)
+    writer.write_at(0, data, checked=True)
+    writer.suspend()
+    dead = _planted_name(store.layout, data)  # the same partial, as a writer that died left it
+    for path in list(store.layout.ingest.iterdir()):
+        path.rename(dead.with_suffix(path.suffix))
+    real = os.statvfs(store.layout.root)
+
+    def free(fraction: float) -> None:
+        seen = types.SimpleNamespace(f_frsize=real.f_frsize, f_blocks=real.f_blocks, f_bavail=int(real.f_blocks * fraction))
+        monkeypatch.setattr(os, "statvfs", lambda path: seen)
+
+    free(0.5)
+    assert store.gc().partials == (), "with room to spare, a plain gc keeps it for a resume"
+    free(0.05)
+    assert len(store.gc().partials) == 2
+    assert not list(store.layout.ingest.iterdir())
 
 
 def test_a_partial_dated_in_the_future_goes_stale(store: Store) -> None:
