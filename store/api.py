@@ -156,13 +156,13 @@ class Store:
 
         ref = _ref(ref)
         digest, manifest = self.resolve(ref)
-        files = tuple(ModelFileStatus(f, self._blobs.has(f.digest)) for f in manifest.files)
+        files = tuple(ModelFileStatus(f, self._blobs.has(f.digest, f.size)) for f in manifest.files)
         return ModelInfo(None if ref.digest else ref.ref_name, digest, files)
 
     def _complete(self, ref: Reference) -> tuple[Digest, Manifest]:
         """The manifest ``ref`` designates, once every file's blob is here; NotFound if any is absent."""
         digest, manifest = self.resolve(ref)
-        missing = [f.path for f in manifest.files if not self._blobs.has(f.digest)]
+        missing = [f.path for f in manifest.files if not self._blobs.has(f.digest, f.size)]
         if missing:
             raise NotFound(
                 f"model {ref} is incomplete: {len(missing)} of {len(manifest.files)} files missing ({missing[0]}, ...)",
@@ -539,12 +539,16 @@ class Store:
             self._names.edit(drop)
         return [str(r) if r.digest else r.ref_name for r in parsed]
 
-    def gc(self, dry_run: bool = False) -> GcReport:
-        """Delete everything no name, gc root or running writer needs."""
+    def gc(self, dry_run: bool = False, partials: bool = False) -> GcReport:
+        """Delete everything no name, gc root or running writer needs.
+
+        With ``partials``, also the partial downloads of writers that are
+        dead (on this host), which a later fetch would otherwise resume.
+        """
         from .local.gc import collect
 
         with storage_errors("collecting garbage", self.root):
-            return collect(self.layout, lambda: self._root_digests(prune=not dry_run), dry_run, self._names.lock_timeout)
+            return collect(self.layout, lambda: self._root_digests(prune=not dry_run), dry_run, self._names.lock_timeout, partials)
 
     def verify(self, refs: Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/."""

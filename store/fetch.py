@@ -20,8 +20,7 @@ from .config import read_config
 from .errors import IntegrityError, Interrupted, InvalidManifest, NetworkError, NotFound, StoreError, UsageError, storage_errors
 from .local.blobs import BlobStore
 from .local.ingest import IngestWriter, Written
-from .local.bounded import JOURNAL_MAX, Refused, read_bounded
-from .local.journal import parse_journal
+from .local.journal import read_journal
 from .local.layout import StoreLayout
 from .local.leases import STALE_AFTER, Lease
 from .local.locks import Holder, hold
@@ -174,7 +173,7 @@ class _Fetcher:
             return None
         data = self.blobs.read_manifest(ref.digest)
         manifest = parse_manifest(data, ref.digest)
-        if all(self.blobs.has(d) for d in manifest.blob_digests()):
+        if all(self.blobs.has(d.digest, d.size) for d in (*manifest.files, manifest.config)):
             return Resolved(ref, ref.digest, data, manifest)
         return None
 
@@ -233,10 +232,7 @@ class _Fetcher:
                 raise Interrupted("interrupted")
             progress = None
             for journal_path in self.layout.journals(digest):
-                try:
-                    journal = parse_journal(read_bounded(journal_path, JOURNAL_MAX, "journal"))
-                except (FileNotFoundError, Refused):  # that download just ended; not a journal
-                    continue
+                journal = read_journal(journal_path)  # None: that download just ended
                 if journal is not None and journal.size:
                     # Unchecked bytes count: they wait only for the rest of their chunk.
                     held = journal.done.total() + journal.unchecked.total()
@@ -245,27 +241,39 @@ class _Fetcher:
             return progress
 
         with hold(self.layout.lock(f"blob-{digest.hex}"), on_wait=waiting, poll=polling, timeout=self.names.lock_timeout, group=self.layout.shared):
-            if self.blobs.has(digest):
+            if self.blobs.has(digest, size):
                 self.progress.already(size)
                 return 0, None
-            writer = IngestWriter.for_blob(self.layout, digest, size, chunks=measure_chunks, stale_after=STALE_AFTER)
             self.doing = f"downloading {digest.short} ({size} bytes) from {', '.join(r.url for r in self.remotes)}"
-            try:
-                received = engine.fetch(BlobTask(digest, size, chunks), writer)
-            except BaseException as err:
-                if writer.done.total() or writer.unchecked.total():
-                    # Keep what arrived: the next run resumes from it.
-                    writer.suspend(sync=not isinstance(err, (Interrupted, KeyboardInterrupt)))
-                else:
-                    # Nothing arrived (a 404, a refused encoding): a kept partial
-                    # would only hold its preallocated space until gc.
-                    writer.abort()
-                raise
-            try:
-                written = writer.commit(digest, size)
-            except IntegrityError as err:
-                url = writer.journal.url if writer.journal else "the remote"
-                raise IntegrityError(f"{url}: {err.message}", "the remote serves damaged data; the bad copy was deleted") from None
+            received, adopt = 0, True
+            while True:
+                writer = IngestWriter.for_blob(self.layout, digest, size, chunks=measure_chunks, stale_after=STALE_AFTER, adopt=adopt)
+                resumed = bool(writer.done.total() or writer.unchecked.total())
+                try:
+                    received += engine.fetch(BlobTask(digest, size, chunks), writer, again=not adopt)
+                except BaseException as err:
+                    if _resumable(err) and (writer.done.total() or writer.unchecked.total()):
+                        # Keep what arrived: the next run resumes from it.
+                        writer.suspend(sync=not isinstance(err, (Interrupted, KeyboardInterrupt)))
+                    else:
+                        # Nothing arrived (a 404, a refused encoding), or no remote
+                        # will ever send the rest: a kept partial would only hold
+                        # its space until gc.
+                        writer.abort()
+                    raise
+                try:
+                    written = writer.commit(digest, size)
+                    break
+                except IntegrityError as err:
+                    if resumed and adopt:
+                        # The bytes kept from before may be a hostile or damaged
+                        # remote's: the one that sent the rest is not to blame
+                        # until the whole blob came from it (spec/ingest.md, Adopting a partial).
+                        self.say(f"{digest.short}: the data kept from an earlier download is damaged; downloading it again")
+                        adopt = False
+                        continue
+                    url = writer.journal.url if writer.journal else "the remote"
+                    raise IntegrityError(f"{url}: {err.message}", "the remote serves damaged data; the bad copy was deleted") from None
             self.blobs.publish(writer, written)
         return received, written
 
@@ -343,10 +351,10 @@ def fetch(
             missing: dict[Digest, tuple[int, object]] = {}
             for r in resolved:
                 for f in r.manifest.files:
-                    if not fetcher.blobs.has(f.digest):
+                    if not fetcher.blobs.has(f.digest, f.size):
                         missing.setdefault(f.digest, (f.size, f.chunks))
                 config = r.manifest.config
-                if config.digest != EMPTY_DESCRIPTOR.digest and not fetcher.blobs.has(config.digest):
+                if config.digest != EMPTY_DESCRIPTOR.digest and not fetcher.blobs.has(config.digest, config.size):
                     missing.setdefault(config.digest, (config.size, None))
             if missing:
                 fetcher.check_space({d: size for d, (size, _) in missing.items()})
@@ -410,6 +418,17 @@ def fetch_url(
             return Fetched(fetcher.publish_model(resolved, lease), got)
     finally:
         remote.close()
+
+
+def _resumable(err: BaseException) -> bool:
+    """Whether a download that ended with ``err`` may be resumed later: not when no remote would send the rest.
+
+    Permanent errors (not found, refused, damaged data) come after every
+    remote was tried; a transient one, a full disk or an interrupt may pass.
+    """
+    if isinstance(err, NetworkError):
+        return err.transient
+    return not isinstance(err, (NotFound, IntegrityError, InvalidManifest))
 
 
 def _measure(path: Path, digest: Digest) -> Written:

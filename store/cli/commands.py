@@ -129,11 +129,12 @@ def rm(c: Context, names: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Only print what would be freed.")
+@click.option("--partials", is_flag=True, help="Also delete partial downloads of dead processes, which a fetch would resume.")
 @pass_ctx
-def gc(c: Context, dry_run: bool) -> None:
+def gc(c: Context, dry_run: bool, partials: bool) -> None:
     """Delete blobs, manifests and views that no name or gc root needs."""
     stop_on_sigterm()
-    report = c.store.gc(dry_run)
+    report = c.store.gc(dry_run, partials)
     verb = "would free" if dry_run else "freed"
     c.out.data(f"{verb} {human_bytes(report.bytes_freed)}: {len(report.blobs)} blobs, {len(report.views)} views, {len(report.partials)} partial files")
     c.out.document(

@@ -7,7 +7,15 @@ import re
 import stat
 from pathlib import Path
 
-__all__ = ["fsync_dir", "create_private", "create_atomic", "write_atomic", "replace_unsynced", "private_name", "owner_pid"]
+__all__ = [
+    "fsync_dir",
+    "create_private",
+    "create_atomic",
+    "write_atomic",
+    "replace_unsynced",
+    "private_name",
+    "owner_pid",
+]
 
 # What private_name makes; a download partial's journal ends in .journal instead.
 _PRIVATE = re.compile(r"(\d+)-[0-9a-f]{16}\.(?:tmp|journal)$")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,8 +26,18 @@ class BlobStore:
     def path(self, digest: Digest) -> Path:
         return self.layout.blob(digest)
 
-    def has(self, digest: Digest) -> bool:
-        return self.layout.blob(digest).is_file()
+    def has(self, digest: Digest, size: int | None = None) -> bool:
+        """Whether the blob is here; with ``size`` (a descriptor's), only if it has that size too.
+
+        A blob of another size than its descriptor says is damaged
+        (spec/store-layout.md): it counts as absent, so a fetch downloads it
+        again and publish replaces it. One stat either way.
+        """
+        try:
+            st = os.stat(self.layout.blob(digest))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return stat.S_ISREG(st.st_mode) and (size is None or st.st_size == size)
 
     def size(self, digest: Digest) -> int | None:
         try:
@@ -52,9 +63,12 @@ class BlobStore:
         racing on one digest both rename identical bytes; either result is right.
         The fast-verify record goes first: a record without a blob is harmless,
         a blob without a record only costs a SHA-256 at the next verify --fast.
+        A blob present with another size than ``written`` is damaged (bytes
+        beyond its digest's) and is replaced.
         """
+        ingest.check_sealed(written)
         target = self.layout.blob(written.digest)
-        if target.exists():
+        if self.has(written.digest, written.size):
             ingest.abort()
             return False
         write_atomic(self.layout.fast_record(written.digest), written.fast.encode() + b"\n", 0o444, group=self.layout.shared)

@@ -6,6 +6,7 @@ its files cannot be told apart from garbage, so nothing is deleted.
 """
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -20,8 +21,9 @@ from .blobs import BlobStore
 from .layout import StoreLayout
 from .atomic import owner_pid
 from .leases import STALE_AFTER, gc_lock, leased_digests
-from .locks import dead_here
+from .locks import dead_here, silent_for
 from .names import Names
+from .space import SpaceCheck
 from .views import Views
 
 __all__ = ["GcReport", "collect", "reachable"]
@@ -90,20 +92,21 @@ def reachable(blobs: BlobStore, manifests: set[Digest]) -> set[Digest]:
     return keep
 
 
-def _stale_partial(path: Path, now: float, present: set[Digest] | None = None) -> bool:
+def _stale_partial(path: Path, now: float, present: set[Digest] | None = None, resumable: bool = False) -> bool:
     """Whether gc may delete a file in ingest/ or a half-built view.
 
     Names are <prefix><pid>-<random>.tmp, written by their owner on this host.
     A resumable partial (<hex>-...) outlives its dead owner, so the next fetch
     can continue it; it goes once its owner is dead and its blob is published,
-    or after STALE_AFTER. Anything else (imports, temporary files) goes as
-    soon as its owner is dead.
+    or after STALE_AFTER, or with ``resumable`` as soon as its owner is dead
+    (gc --partials, or a disk short of space). Anything else (imports,
+    temporary files) goes as soon as its owner is dead.
     """
     pid = owner_pid(path.name)
     if pid is None:
         return False
     try:
-        age = now - path.stat().st_mtime
+        age = silent_for(path.lstat().st_mtime, now)
     except FileNotFoundError:
         return False
     if age > STALE_AFTER:
@@ -112,15 +115,17 @@ def _stale_partial(path: Path, now: float, present: set[Digest] | None = None) -
         return False
     blob = StoreLayout.blob_of_partial(path)
     if present is not None and blob is not None:
-        return blob in present
+        return resumable or blob in present
     return True
 
 
-def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool = False, lock_timeout: float | None = None) -> GcReport:
+def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool = False, lock_timeout: float | None = None, partials: bool = False) -> GcReport:
     """Delete blobs, records and views reachable from no name, no manifest ``roots()`` returns, and no lease.
 
     ``roots`` is called under the gc lock: a sync registers its root before it
     fetches, so reading the roots any earlier could miss what it fetched.
+    With ``partials``, or when the disk is short of space (SpaceCheck.low),
+    the resumable partials of dead writers go too.
     """
     blobs, names, views = BlobStore(layout), Names(layout), Views(layout)
     # A dry run deletes nothing, so writers may go on; it only must not count
@@ -133,7 +138,9 @@ def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool
         freed = sum(blobs.size(d) or 0 for d in doomed)
         dead_views = sorted(set(views.walk()) - keep)
         now = time.time()
-        partials = [p for p in layout.ingest.iterdir() if _stale_partial(p, now, present)]
+        fs = os.statvfs(layout.root)
+        resumable = partials or SpaceCheck().low(fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize)
+        doomed_partials = [p for p in layout.ingest.iterdir() if _stale_partial(p, now, present, resumable)]
         if not dry_run:
             for digest in dead_views:
                 views.remove(digest)
@@ -142,7 +149,7 @@ def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool
                     shutil.rmtree(leftover, ignore_errors=True)
             for digest in doomed:
                 blobs.delete(digest)
-            for path in partials:
+            for path in doomed_partials:
                 path.unlink(missing_ok=True)
             # write_atomic's temporaries (".<name>.<pid>-<random>.tmp") of writers that died, and a lock file's.
             for directory in (layout.root, layout.fast_records, layout.roots, layout.leases, layout.locks):
@@ -153,4 +160,4 @@ def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool
             for record in layout.fast_records.iterdir():
                 if (digest := digest_named(record.name)) is not None and digest not in needed:
                     record.unlink(missing_ok=True)
-    return GcReport(tuple(doomed), freed, tuple(dead_views), tuple(partials), dry_run)
+    return GcReport(tuple(doomed), freed, tuple(dead_views), tuple(doomed_partials), dry_run)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -28,10 +29,10 @@ from ..errors import IntegrityError, StoreError, from_os_error
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
 from .atomic import create_private, owner_pid, replace_unsynced, write_atomic
-from .bounded import JOURNAL_MAX, Refused, read_bounded
-from .journal import Journal, Ranges, boot_id, parse_journal
+from .bounded import Refused, open_regular
+from .journal import Journal, Ranges, boot_id, read_journal
 from .layout import StoreLayout
-from .locks import dead_here
+from .locks import dead_here, silent_for
 
 __all__ = ["IngestWriter", "Written", "BLOCK"]
 
@@ -53,6 +54,8 @@ _TAIL_MAX = (8 << 20) + (1 << 20)
 STALL_AFTER = 60.0
 _TICK = 1.0  # how often commit looks at the watchdog while it waits
 _ANONYMOUS = "add-"
+# Disk is allocated this far ahead of each write position of a download.
+_RESERVE_STEP = 32 << 20
 JOURNAL_INTERVAL = 0.1  # seconds between journal saves
 SYNC_INTERVAL = 1.0  # seconds between fsyncs of the partial's data
 # An import asks the kernel to start writing every this many bytes to disk.
@@ -183,6 +186,9 @@ class IngestWriter:
         self._stopping = False
         self._stopped = False  # file closed: the journal thread must not touch it
         self._kept = False  # suspended: the partial stays for a resume
+        self._reserved = Ranges()  # allocated ahead of the writes (downloads only)
+        self._reserve_lock = threading.Lock()
+        self._sealed: os.stat_result | None = None  # the committed file, as fstat saw it
         # Started when bytes beyond the frontier are checked, or a resumed journal lists some.
         self._catch_up: threading.Thread | None = None
         if self._done.spans:
@@ -195,49 +201,60 @@ class IngestWriter:
     # -- opening a resumable partial -------------------------------------------
 
     @classmethod
-    def for_blob(cls, layout: StoreLayout, digest: Digest, size: int, *, chunks: bool = False, stale_after: float) -> IngestWriter:
-        """A partial for ``digest``: a dead writer's, adopted with its journal, or a new one.
+    def for_blob(
+        cls, layout: StoreLayout, digest: Digest, size: int, *, chunks: bool = False, stale_after: float, adopt: bool = True
+    ) -> IngestWriter:
+        """A partial for ``digest``: a dead writer's, adopted with its journal, or a new one (always, without ``adopt``).
 
         The caller should hold the blob's lock; adoption only takes partials
         whose owner is certainly gone (dead pid on this host) or that have not
         changed for ``stale_after`` seconds, so even without working locks a
-        live writer's file is never shared.
+        live writer's file is never shared. An adopted partial whose journal
+        is missing, damaged or of another size starts again from an empty
+        file: bytes beyond ``size`` must never reach the blob.
         """
         mine = layout.new_partial(digest)
-        for candidate in layout.partials(digest):
-            if not _abandoned(candidate, stale_after) or not _owned(candidate):
-                continue
-            try:
-                os.rename(candidate, mine)  # atomic: exactly one adopter wins
-            except FileNotFoundError:
-                continue
-            journal = None
-            try:
-                os.rename(StoreLayout.journal_of(candidate), StoreLayout.journal_of(mine))
-                journal = parse_journal(read_bounded(StoreLayout.journal_of(mine), JOURNAL_MAX, "journal"), boot_id())
-            except (FileNotFoundError, Refused):
-                pass
-            if journal is None or journal.digest != digest or journal.size != size:
-                journal = Journal(digest, size)
-            fd = os.open(mine, os.O_RDWR | os.O_CLOEXEC)
-            return cls(layout, _partial=(fd, mine, journal), chunks=chunks)
-        fd = os.open(mine, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        if adopt:
+            for candidate in layout.partials(digest):
+                if not _abandoned(candidate, stale_after) or (fd := _adopt(candidate, mine)) is None:
+                    continue
+                journal = _adopt_journal(candidate, mine)
+                if journal is None or journal.digest != digest or journal.size != size:
+                    journal = Journal(digest, size)
+                    # A partial of a remote that claimed a larger size holds
+                    # bytes past ``size``: kept, they would follow the blob's.
+                    os.ftruncate(fd, 0)
+                writer = cls(layout, _partial=(fd, mine, journal), chunks=chunks)
+                writer._preallocate()
+                return writer
+        fd = os.open(mine, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
         writer = cls(layout, _partial=(fd, mine, Journal(digest, size)), chunks=chunks)
-        writer._preallocate(size)
+        writer._preallocate()
         return writer
 
-    def _preallocate(self, size: int) -> None:
-        # Reserve the space now, so a disk filling from elsewhere fails the
-        # download at its start, not at 99%.
+    def _preallocate(self) -> None:
+        # Reserve the first step now, so a disk filling from elsewhere fails
+        # the download at its start. Not the whole size: a manifest's size is
+        # a claim, and a remote that claims 1 GiB and sends 64 KiB would hold
+        # the rest of that GiB until gc (spec/ingest.md, Reserving space).
+        # fetch's space check has counted the whole size before this.
         try:
-            if size:
-                os.posix_fallocate(self._fd, 0, size)
+            self._reserve(0, 1)
         except OSError as err:
-            if err.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # the filesystem cannot; the write will tell
-                os.ftruncate(self._fd, size)
-                return
             self.abort()
             raise from_os_error(err, "reserving space for the download") from err
+
+    def _reserve(self, start: int, end: int) -> None:
+        """Allocate disk for a write to [start, end) of a download, _RESERVE_STEP ahead of it. OSError as pwrite's."""
+        if self.journal is None:  # an import: its size is not known, and it is local
+            return
+        with self._reserve_lock:
+            if self._reserved.covered(start, end) == end - start:
+                return
+            upto = min(self.journal.size, max(end, start + _RESERVE_STEP))
+            if upto > start:
+                _allocate(self._fd, start, upto - start)
+            self._reserved = self._reserved.add(start, upto)
 
     # -- writing ---------------------------------------------------------------
 
@@ -274,6 +291,7 @@ class IngestWriter:
 
     def write_at(self, offset: int, data: bytes | memoryview, checked: bool = False) -> None:
         """Write ``data`` at ``offset``; with ``checked`` it also counts as ``checked(...)``."""
+        self._reserve(offset, offset + len(data))
         view = memoryview(data)
         at = offset
         while view:
@@ -492,21 +510,55 @@ class IngestWriter:
                 self._await_frontier(total)
                 hashed = self._hashed
             os.fsync(self._fd)
+            self._seal()
             self._stop()
             digest, fast, chunks = self._hashing.finish()
             if hashed != total:
                 raise IntegrityError(f"only {hashed} of {total} bytes were written", "run the same command again")
+            if self._sealed.st_size != hashed:
+                # Only the first ``hashed`` bytes were checked: anything after them would be published unchecked.
+                raise IntegrityError(f"the partial holds {self._sealed.st_size} bytes, the data {hashed}", "run the same command again")
             written = Written(digest, hashed, chunks, fast)
             if (expected is not None and written.digest != expected) or (size is not None and written.size != size):
                 raise IntegrityError(
                     f"data hashes to {written.digest} ({written.size} bytes), expected {expected} ({size} bytes)"
                 )
-            os.chmod(self.path, 0o444)
             StoreLayout.journal_of(self.path).unlink(missing_ok=True)
             return written
         except BaseException:
             self.abort()
             raise
+
+    def _seal(self) -> None:
+        """Make the open file read-only and remember it as fstat sees it (size, device, inode).
+
+        fchmod, not chmod: the name is in a directory other users may write,
+        and chmod would follow whatever they put there.
+        """
+        os.fchmod(self._fd, 0o444)
+        self._sealed = os.fstat(self._fd)
+
+    def check_sealed(self, written: Written) -> None:
+        """IntegrityError unless ``path`` is still the file commit checked, of ``written.size`` bytes.
+
+        BlobStore.publish renames the name, not the file: this is the last
+        look before it does.
+        """
+        try:
+            now = os.lstat(self.path)
+        except FileNotFoundError:
+            now = None
+        sealed = self._sealed
+        if (
+            sealed is None
+            or now is None
+            or (now.st_dev, now.st_ino) != (sealed.st_dev, sealed.st_ino)
+            or now.st_size != written.size
+        ):
+            self.abort()
+            raise IntegrityError(
+                f"{self.path} is no longer the file that was checked for {written.digest}", "run the same command again"
+            )
 
     def _stop(self) -> None:
         """Stop the threads and close the file; idempotent."""
@@ -562,40 +614,101 @@ class IngestWriter:
             self.abort()
 
 
-_sync_file_range: Callable[[int, int, int, int], int] | None | bool = False  # False: not looked up yet
-
-
 def _start_writeback(fd: int, offset: int, length: int) -> None:
     """Start writing a range of ``fd`` to disk without waiting (Linux; length 0: to the end); a hint, so errors are ignored.
 
     Durability still comes from commit's fsync; this only lets the disk work
     while the hashers do.
     """
-    global _sync_file_range
-    if _sync_file_range is False:
+    sync_file_range = _libc("sync_file_range", ("c_int", "c_int64", "c_int64", "c_uint"))
+    if sync_file_range is not None:  # not Linux: the final fsync does it all
+        sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def _allocate(fd: int, offset: int, length: int) -> None:
+    """Allocate [offset, offset + length) of ``fd`` on disk, extending the file; OSError (ENOSPC) if it cannot.
+
+    fallocate(2), not posix_fallocate: where the filesystem cannot allocate,
+    glibc emulates the latter by writing a zero byte into every block that
+    reads as zero, which would race the writes of parallel segments and
+    overwrite their data. Such a filesystem gets no reservation; the writes
+    themselves will meet a full disk.
+    """
+    fallocate = _libc("fallocate", ("c_int", "c_int", "c_int64", "c_int64"))
+    if fallocate is None:
+        return
+    if fallocate(fd, 0, offset, length) != 0:
+        import ctypes
+
+        code = ctypes.get_errno()
+        if code not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise OSError(code, os.strerror(code))
+
+
+_LIBC: dict[str, Callable[..., int] | None] = {}
+
+
+def _libc(name: str, argtypes: tuple[str, ...]) -> Callable[..., int] | None:
+    """The C library's function ``name`` (ctypes, looked up once); None where there is none (not Linux)."""
+    if name not in _LIBC:
         try:
             import ctypes
 
-            function = ctypes.CDLL(None, use_errno=True).sync_file_range
-            function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            _sync_file_range = function
-        except (OSError, AttributeError):  # not Linux: the final fsync does it all
-            _sync_file_range = None
-    if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+            function = getattr(ctypes.CDLL(None, use_errno=True), name)
+            function.argtypes = [getattr(ctypes, t) for t in argtypes]
+            _LIBC[name] = function
+        except (OSError, AttributeError):
+            _LIBC[name] = None
+    return _LIBC[name]
 
 
-def _owned(partial: Path) -> bool:
-    """True if this user owns ``partial``.
+def _private(st: os.stat_result) -> bool:
+    """True for a regular file of this user with no other name: one a writer of ours made.
 
-    In a shared store another member's partial is left alone: commit makes
-    the blob read-only with chmod, which only a file's owner may do. gc
-    removes it once the blob is present.
+    In a shared store, other members may write ingest/: a symlink or a hard
+    link planted under a partial's name would have the adopter write the
+    blob's bytes into the linked file (a victim's ~/.profile). Another
+    member's own partial is left alone too: commit makes the blob read-only
+    with fchmod, which only a file's owner may do. gc removes it once the
+    blob is present.
     """
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_nlink == 1
+
+
+def _adopt(candidate: Path, mine: Path) -> int | None:
+    """Take ``candidate`` over under the name ``mine``; its fd open for writing, or None if it is not ours to take."""
     try:
-        return partial.stat().st_uid == os.geteuid()
+        if not _private(os.lstat(candidate)):
+            return None
+        os.rename(candidate, mine)  # atomic: exactly one adopter wins
     except FileNotFoundError:
-        return False
+        return None
+    # The name could have been swapped between lstat and rename: what counts
+    # is the file opened, without following a link, and that ``mine`` still
+    # names that very file.
+    try:
+        fd, st = open_regular(mine, "a partial", os.O_RDWR)
+    except (OSError, Refused):
+        mine.unlink(missing_ok=True)  # removes the planted name only, never what it points to
+        return None
+    try:
+        here = os.lstat(mine)
+    except FileNotFoundError:
+        here = None
+    if not _private(st) or here is None or (here.st_dev, here.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        mine.unlink(missing_ok=True)
+        return None
+    return fd
+
+
+def _adopt_journal(candidate: Path, mine: Path) -> Journal | None:
+    """The journal of an adopted partial, moved beside it under its new name; None if absent or unusable."""
+    try:
+        os.rename(StoreLayout.journal_of(candidate), StoreLayout.journal_of(mine))
+    except FileNotFoundError:
+        return None
+    return read_journal(StoreLayout.journal_of(mine), boot_id())
 
 
 def _abandoned(partial: Path, stale_after: float) -> bool:
@@ -608,7 +721,7 @@ def _abandoned(partial: Path, stale_after: float) -> bool:
     if pid is None:
         return False
     try:
-        age = time.time() - partial.stat().st_mtime
+        age = silent_for(partial.lstat().st_mtime, time.time())
     except FileNotFoundError:
         return False
     return pid == os.getpid() or dead_here(pid) or age > stale_after

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..oci.digest import Digest, InvalidDigest, parse_digest
+from .bounded import JOURNAL_MAX, Refused, read_bounded
 
-__all__ = ["Ranges", "Journal", "parse_journal"]
+__all__ = ["Ranges", "Journal", "parse_journal", "read_journal"]
 
 
 @dataclass(frozen=True)
@@ -163,4 +165,16 @@ def parse_journal(data: bytes, boot: str | None = None) -> Journal | None:
             parse_digest(doc["digest"]), size, doc.get("validator"), doc.get("url"), done, unchecked, durable_done, durable_unchecked, boot
         )
     except (ValueError, KeyError, TypeError, AttributeError, InvalidDigest):
+        return None
+
+
+def read_journal(path: Path, boot: str | None = None) -> Journal | None:
+    """The journal at ``path`` as parse_journal reads it; None if absent, not a regular file, too large or damaged.
+
+    Opened without following a link and read up to a bound: in a shared
+    store any member may have put a link to a FIFO or a huge file there.
+    """
+    try:
+        return parse_journal(read_bounded(path, JOURNAL_MAX, "a journal"), boot)
+    except (OSError, Refused):
         return None

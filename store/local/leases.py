@@ -17,7 +17,7 @@ from ..oci.digest import Digest, InvalidDigest, parse_digest
 from .atomic import create_atomic, fsync_dir, write_atomic
 from .bounded import LEASE_MAX, Refused, read_bounded
 from .layout import StoreLayout
-from .locks import Holder, hold, this_holder
+from .locks import Holder, hold, silent_for, this_holder
 
 __all__ = ["Lease", "leased_digests", "gc_lock", "STALE_AFTER"]
 
@@ -81,11 +81,11 @@ def leased_digests(layout: StoreLayout) -> set[Digest]:
         path = Path(entry.path)
         try:
             holder, leased = _read(path)
-            age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+            age = silent_for(entry.stat(follow_symlinks=False).st_mtime, time.time())
         except FileNotFoundError:
             continue
         except (ValueError, KeyError, TypeError, InvalidDigest, Refused):  # Refused: not a lease at all
-            holder, leased, age = None, set(), time.time() - entry.stat(follow_symlinks=False).st_mtime
+            holder, leased, age = None, set(), silent_for(entry.stat(follow_symlinks=False).st_mtime, time.time())
         if (holder is not None and holder.is_dead()) or age > STALE_AFTER:
             path.unlink(missing_ok=True)
             continue

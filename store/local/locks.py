@@ -22,7 +22,7 @@ from ..errors import LockTimeout
 from .atomic import create_private
 from .bounded import HOLDER_MAX, Refused, open_regular
 
-__all__ = ["Holder", "dead_here", "hold", "this_holder"]
+__all__ = ["Holder", "dead_here", "hold", "silent_for", "this_holder"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,16 @@ def dead_here(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
     except (OSError, IndexError):
         return False
+
+
+def silent_for(mtime: float, now: float) -> float:
+    """Seconds a file last changed at ``mtime`` has been silent, for staleness checks.
+
+    A time in the future (a skewed clock on another host, or a name planted
+    with touch -d) counts as far from now as it is: taken as is, its age
+    would be negative, and such a file would never go stale.
+    """
+    return abs(now - mtime)
 
 
 def this_holder() -> Holder:

@@ -7,8 +7,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import NoSpace
-from .bounded import JOURNAL_MAX, Refused, read_bounded
-from .journal import parse_journal
+from .journal import read_journal
 from .layout import StoreLayout
 
 __all__ = ["SpaceCheck", "pending_bytes", "free_bytes", "megabytes"]
@@ -32,6 +31,10 @@ class SpaceCheck:
     def shortfall(self, need: int, free: int) -> int:
         """Bytes to free before ``need`` fits; 0 when it fits."""
         return max(0, self.required(need) - free) if need else 0
+
+    def low(self, free: int, size: int) -> bool:
+        """Whether a filesystem of ``size`` bytes with ``free`` available is short of space: less than the margin free."""
+        return free * 100 < size * self.margin_percent
 
     def check(self, need: int, free: int, where: str, reclaimable: int) -> None:
         short = self.shortfall(need, free)
@@ -58,9 +61,9 @@ def pending_bytes(layout: StoreLayout) -> dict[str, int]:
     pending: dict[str, int] = {}
     for journal_path in layout.journals():
         try:
-            journal = parse_journal(read_bounded(journal_path, JOURNAL_MAX, "journal"))
+            journal = read_journal(journal_path)
             allocated = layout.partial_of(journal_path).stat(follow_symlinks=False).st_blocks * 512
-        except (OSError, Refused):
+        except OSError:
             continue
         if journal is not None:
             hexdigest = journal.digest.hex

@@ -140,16 +140,21 @@ class Engine:
 
     # -- one blob ----------------------------------------------------------------
 
-    def fetch(self, task: BlobTask, writer: IngestWriter) -> int:
+    def fetch(self, task: BlobTask, writer: IngestWriter, again: bool = False) -> int:
         """Fill ``writer`` with ``task``'s bytes; return how many were received. Raises StoreError; Interrupted on cancel.
 
         On any failure the caller decides whether to keep the partial
-        (``writer.suspend()``) for a resume or to drop it.
+        (``writer.suspend()``) for a resume or to drop it. ``again``: the
+        progress counted this blob's bytes in an earlier attempt, so every
+        byte now counts as refetched.
         """
         done = writer.done
         on_disk = done.union(writer.unchecked)
-        self.progress.already(on_disk.total())
-        counter = _Counter(self.progress, on_disk)
+        if again:
+            counter = _Counter(self.progress, Ranges(((0, task.size),)))
+        else:
+            self.progress.already(on_disk.total())
+            counter = _Counter(self.progress, on_disk)
         # Cut on this blob's own chunk boundaries: a segment that began inside a
         # chunk could never check it. Manifests may use any chunk size.
         plan = replace(self.plan, chunk=task.chunks.size) if task.chunks else self.plan

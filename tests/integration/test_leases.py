@@ -68,6 +68,15 @@ def test_a_lease_of_another_host_ages_out(store: Store, garbage: list[str]) -> N
     assert not old.exists()
 
 
+def test_a_lease_dated_in_the_future_ages_out(store: Store, garbage: list[str]) -> None:
+    # A skewed clock on another host, or a lease planted with touch -d: taken as is, its age
+    # is negative, and it would pin its digests for ever.
+    future = _lease(store, 1, "some-other-host.invalid", garbage[:1], age=-25 * 3600)
+    assert sorted(str(d) for d in store.gc().blobs) == garbage
+    assert not future.exists()
+    assert _present(store) == []
+
+
 @pytest.mark.parametrize("content", [b"", b"{not json", b'{"pid": "x"}', b'{"digests": ["sha256:nope"]}'])
 def test_an_unreadable_lease_lists_nothing(content: bytes, store: Store, garbage: list[str]) -> None:
     lease = store.layout.leases / f"lease-{os.getpid()}-0000000000000000.tmp"
@@ -134,12 +143,12 @@ def test_a_gc_at_any_presence_check_of_a_fetch_leaves_its_model_complete(store: 
     calls: list[Digest] = []
     gc_at: list[int] = []  # the index of the call before which gc runs
 
-    def has_then_gc(blobs: BlobStore, digest: Digest) -> bool:
+    def has_then_gc(blobs: BlobStore, digest: Digest, size: int | None = None) -> bool:
         if blobs.layout.root == store.layout.root:
             if len(calls) in gc_at:
                 Store(store.layout.root).gc()
             calls.append(digest)
-        return has(blobs, digest)
+        return has(blobs, digest, size)
 
     monkeypatch.setattr(BlobStore, "has", has_then_gc)
     store.fetch("m", remotes=[str(tmp_path / "source")])

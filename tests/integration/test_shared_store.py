@@ -531,3 +531,45 @@ def test_a_config_toml_another_member_wrote_is_not_honoured(as_user, shared_tmp:
     assert "may be written by group or others (-rw-rw-r--)" in message
     config.chmod(0o644)
     ok(b, "fetch", "llama:v1")
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_a_member_cannot_have_anothers_fetch_write_through_a_planted_partial(link: str, as_user, shared_tmp: Path) -> None:
+    """Issue 11, finding 1a: ingest/ is group-writable without the sticky bit, so member a
+    may plant a dead writer's partial name that links to member b's ~/.profile; b's fetch
+    of that blob must neither write into the file, chmod it, nor publish the link."""
+    store, remote = shared_tmp / "store", shared_tmp / "remote"
+    a, b = USERS
+    homes = {}
+    for uid in USERS:
+        homes[uid] = shared_tmp / f"home-{uid}"
+        homes[uid].mkdir()
+        os.chown(homes[uid], uid, GROUP)
+    profile = homes[b] / ".profile"
+    profile.write_bytes(b"export PATH=$HOME/bin:$PATH\n")
+    os.chown(profile, b, GROUP)
+    profile.chmod(0o644)
+    _publish(remote, "llama:v1", V1)
+
+    def run(uid: int, *args: str | os.PathLike[str]) -> CliResult:
+        return run_cli(store, *args, env={"HOME": str(homes[uid])}, prefix=as_user(uid), cwd=homes[uid])
+
+    assert run(a, "init", "--shared", store).code == 0
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    hexdigest = hashlib.sha256(SHARED).hexdigest()
+    planted = store / "ingest" / f"{hexdigest}-{dead.pid}-{os.urandom(8).hex()}.tmp"
+    if link == "symlink":
+        planted.symlink_to(profile)
+        os.lchown(planted, a, GROUP)  # a's own link: a may create it in ingest/
+    else:
+        os.link(profile, planted)  # as a can where fs.protected_hardlinks is 0, or the file is group-writable
+
+    with serve_counting(remote) as served:
+        code, _, err = run(b, "fetch", "--remote", served.url, "llama:v1")
+    assert code == 0, err
+    assert profile.read_bytes() == b"export PATH=$HOME/bin:$PATH\n"
+    assert stat.S_IMODE(profile.stat().st_mode) == 0o644
+    blob = store / "blobs" / "sha256" / hexdigest
+    assert stat.S_ISREG(os.lstat(blob).st_mode) and os.lstat(blob).st_ino != profile.stat().st_ino
+    assert blob.read_bytes() == SHARED

@@ -108,8 +108,14 @@ class Layout:
         return {self.blob_path(data) for data in self.blobs.values()}
 
 
-def oci_layout(model: dict[str, bytes], ref_name: str = "faulty/model:v1", *, chunks: bool = True) -> Layout:
-    """The layout a store would serve for ``model`` named ``ref_name``; without ``chunks``, no chunk digests."""
+def oci_layout(
+    model: dict[str, bytes], ref_name: str = "faulty/model:v1", *, chunks: bool = True, sizes: dict[str, int] | None = None
+) -> Layout:
+    """The layout a store would serve for ``model`` named ``ref_name``; without ``chunks``, no chunk digests.
+
+    ``sizes`` makes the manifest claim another size for some paths, as a
+    lying remote would (serve the bytes to match with ``Fault(extra=...)``).
+    """
     files: dict[str, bytes] = {"/oci-layout": b'{"imageLayoutVersion":"1.0.0"}\n'}
     entries = []
     for path, data in model.items():
@@ -118,7 +124,8 @@ def oci_layout(model: dict[str, bytes], ref_name: str = "faulty/model:v1", *, ch
             hasher = ChunkHasher()
             hasher.update(data)
             chunk_digests = hasher.result()
-        entries.append(ModelFile(path, Digest(hashlib.sha256(data).hexdigest()), len(data), chunk_digests))
+        size = (sizes or {}).get(path, len(data))
+        entries.append(ModelFile(path, Digest(hashlib.sha256(data).hexdigest()), size, chunk_digests))
         files[f"/blobs/sha256/{hashlib.sha256(data).hexdigest()}"] = data
     manifest = Manifest.of(entries)
     data = manifest.to_bytes()

@@ -33,3 +33,9 @@ def test_the_message_of_the_origin_with_the_gc_clause() -> None:
 
 def test_megabytes_round_up() -> None:
     assert [megabytes(n) for n in (0, 1, 999_999, 1_000_000, 1_000_001)] == [0, 1, 1, 1, 2]
+
+
+def test_a_filesystem_is_short_of_space_below_the_margin_free() -> None:
+    check = SpaceCheck()
+    assert check.low(9, 100) and check.low(0, 100)
+    assert not check.low(10, 100) and not check.low(100, 100)
