@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from ..errors import StorageError
+from ..oci.index import MAX_INDEX_BYTES
 
 __all__ = [
     "Refused",
@@ -37,7 +38,7 @@ JOURNAL_MAX = 1 * MIB  # a few ranges per connection
 LEASE_MAX = 16 * MIB  # ~200,000 digests
 ROOT_ENTRY_MAX = 4 * KIB  # a path (PATH_MAX) and its LF
 HOLDER_MAX = 4 * KIB  # a lock file's holder record
-INDEX_MAX = 64 * MIB  # ~200,000 names
+INDEX_MAX = MAX_INDEX_BYTES  # ~20,000 names: the limit of the format (spec/names.md)
 ODAI_LAYOUT_MAX = 4 * KIB
 LOCKFILE_MAX = 16 * MIB  # odai.lock: ~100,000 pinned files
 RECORD_MAX = 4 * KIB  # meta/xxh3/<hex>

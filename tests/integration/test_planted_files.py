@@ -25,6 +25,7 @@ from store import StorageError, Store
 from store.local.layout import StoreLayout
 from store.local.locks import this_holder
 from store.local.views import Views
+from store.oci.index import MAX_INDEX_BYTES
 from store.serve import make_server
 from tests.support.cli import assert_error, run_cli
 from tests.support.trees import write_tree
@@ -175,8 +176,8 @@ def test_a_fifo_planted_as_store_metadata_is_refused_at_once(added: Store, store
 
 def test_a_large_index_is_refused_without_reading_it(added: Store, store_dir: Path) -> None:
     with open(store_dir / "index.json", "r+b") as f:
-        f.truncate(64 * 2**20 + 1)  # sparse: a /dev/zero that ends
-    refused(run_cli(store_dir, "list", timeout=HANG), 6, f"{store_dir / 'index.json'} (index.json) holds 67108865 bytes, more than the 67108864")
+        f.truncate(MAX_INDEX_BYTES + 1)  # sparse: a /dev/zero that ends
+    refused(run_cli(store_dir, "list", timeout=HANG), 6, f"{store_dir / 'index.json'} (index.json) holds {MAX_INDEX_BYTES + 1} bytes, more than the {MAX_INDEX_BYTES}")
 
 
 def test_a_fifo_planted_as_a_lease_does_not_hang_gc(added: Store, store_dir: Path) -> None:
