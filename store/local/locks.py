@@ -118,7 +118,7 @@ def _open_lock(path: Path, shared: bool, group: bool) -> int | None:
     """
     try:
         try:
-            fd, info = _open_for_writing(path, group)
+            fd, _ = _open_for_writing(path, group)
         except OSError as err:
             # flock needs no write access, and a shared holder writes nothing:
             # readers of a store they cannot write to (a read-only mount, another
@@ -131,11 +131,26 @@ def _open_lock(path: Path, shared: bool, group: bool) -> int | None:
                 return None
     except Refused as err:
         raise Refused(err.message, f"remove {path}: odai-store makes a lock file there again (spec/locking.md)") from None
-    if info.st_nlink != 1 and not shared:
-        os.close(fd)
-        # A hard link: truncating it would truncate the other name's file too.
-        raise Refused(f"{path} (a lock file) has {info.st_nlink} names; odai-store did not write it", f"remove {path}: odai-store makes a lock file there again (spec/locking.md)")
     return fd
+
+
+def _check_one_name(fd: int, path: Path) -> None:
+    """Refused unless the lock file has exactly one name, before the holder writes into it.
+
+    A hard link planted at the name would have the truncate reach the other
+    name's file too. But a lock file also has two names for a moment when it
+    is made (linked to its name, then its private name removed): that moment
+    is waited out, for at most _MADE_WITHIN.
+    """
+    deadline = time.monotonic() + _MADE_WITHIN
+    while (names := os.fstat(fd).st_nlink) != 1:
+        if time.monotonic() > deadline:
+            raise Refused(f"{path} (a lock file) has {names} names; odai-store did not write it", f"remove {path}: odai-store makes a lock file there again (spec/locking.md)")
+        time.sleep(0.001)
+
+
+# How long a lock file just made may keep its maker's private name as well.
+_MADE_WITHIN = 0.5
 
 
 # How often a bounded wait tries the lock again: from 1 ms, doubling up to
@@ -210,6 +225,7 @@ def hold(
                 on_wait(read_holder(fd))
             _wait(fd, mode, path, poll, interval, timeout)
         if not shared:
+            _check_one_name(fd, path)
             record = json.dumps(this_holder().to_json()).encode()
             os.ftruncate(fd, 0)
             os.pwrite(fd, record, 0)
