@@ -14,10 +14,9 @@ from .local.blobs import BlobStore
 from .local.ingest import IngestWriter
 from .local.layout import StoreLayout
 from .local.leases import Lease
-from .local.names import Names, manifest_descriptor
-from .local.views import Views
+from .local.names import Names
+from .local.publish import publish_model
 from .model import Model
-from .oci.descriptor import EMPTY_BYTES
 from .oci.digest import sha256_of
 from .oci.manifest import Manifest, ModelFile, check_model_paths
 from .oci.reference import Reference
@@ -172,8 +171,5 @@ def add(layout: StoreLayout, ref: Reference, sources: list[Path], names: Names, 
         manifest = Manifest.of(files)
         data = manifest.to_bytes()
         lease.add(manifest.config.digest, sha256_of(data))
-        blobs.put_bytes(EMPTY_BYTES, manifest.config.digest)
-        digest = blobs.put_bytes(data)
-        path = Views(layout).build(digest, manifest)  # before the name, as fetch does (spec/locking.md#add)
-        names.set(ref, manifest_descriptor(digest, len(data), manifest))
+        digest, path = publish_model(layout, names, ref, manifest, data)
     return Model(ref.ref_name, digest, path, manifest.files)

@@ -86,13 +86,14 @@ def _with_deadline(options: dict) -> dict:
     return options
 
 
-def _run(progress, cancel, say):
-    """The per-call plumbing of a fetch: progress counters, the cancel event, where messages go."""
+def _context(store: Store, options: dict, progress, cancel, say):
+    """The FetchContext of one call: the store, its options, progress counters, the cancel event, where messages go."""
     import threading
 
+    from .fetch import FetchContext
     from .transfer.progress import Progress
 
-    return Progress(progress), cancel or threading.Event(), say or (lambda _: None)
+    return FetchContext(store.layout, store._names, _fetch_options(options), Progress(progress), cancel or threading.Event(), say or (lambda _: None))
 
 
 def _ref(ref: str | Reference) -> Reference:
@@ -268,14 +269,7 @@ class Store:
             return present
         from .fetch import fetch
 
-        return fetch(
-            self.layout,
-            self._names,
-            parsed,
-            _fetch_options(options),
-            *_run(progress, cancel, say),
-            gc_roots=lambda: self._root_digests(prune=False),
-        )
+        return fetch(_context(self, options, progress, cancel, say), parsed, gc_roots=lambda: self._root_digests(prune=False))
 
     def fetch_url(
         self,
@@ -294,7 +288,7 @@ class Store:
         from .oci.digest import parse_digest
 
         digest = parse_digest(sha256 if sha256.startswith("sha256:") else f"sha256:{sha256}")
-        return fetch_url(self.layout, self._names, _ref(ref), url, digest, filename, _fetch_options(options), *_run(progress, cancel, say))
+        return fetch_url(_context(self, options, progress, cancel, say), _ref(ref), url, digest, filename)
 
     def start_fetch(self, ref: str | Reference, *, priority: int = 0, **options) -> Download:
         """Queue a fetch of ``ref`` in the background; the Download handle watches and steers it.

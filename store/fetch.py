@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
@@ -24,11 +24,11 @@ from .local.journal import read_journal
 from .local.layout import StoreLayout
 from .local.leases import STALE_AFTER, Lease
 from .local.locks import Holder, hold
-from .local.names import Names, manifest_descriptor
+from .local.names import Names
+from .local.publish import publish_model
 from .local.space import SpaceCheck, free_bytes, pending_bytes
-from .local.views import Views
 from .model import Fetched, Model
-from .oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR
+from .oci.descriptor import EMPTY_DESCRIPTOR
 from .oci.digest import Digest, sha256_of
 from .oci.manifest import Manifest, ModelFile, check_model_path, parse_manifest
 from .oci.reference import Reference
@@ -42,7 +42,7 @@ from .transfer.segments import SegmentPlan
 
 _T = TypeVar("_T")
 
-__all__ = ["FetchOptions", "Fetched", "Resolved", "fetch", "fetch_url", "resolve"]
+__all__ = ["FetchContext", "FetchOptions", "Fetched", "Resolved", "fetch", "fetch_url", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,18 @@ class FetchOptions:
 
 
 @dataclass(frozen=True)
+class FetchContext:
+    """Where a fetch works and how it reports: the one value every step of it needs."""
+
+    layout: StoreLayout
+    names: Names
+    options: FetchOptions
+    progress: Progress = field(default_factory=Progress)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    say: Callable[[str], None] = lambda _: None
+
+
+@dataclass(frozen=True)
 class Resolved:
     """A reference resolved to a verified manifest, and where."""
 
@@ -74,25 +86,11 @@ class Resolved:
 
 
 class _Fetcher:
-    def __init__(
-        self,
-        layout: StoreLayout,
-        names: Names,
-        options: FetchOptions,
-        progress: Progress,
-        cancel: threading.Event,
-        say: Callable[[str], None],
-        remotes: list[Remote] | None = None,
-        gc_roots: Callable[[], set[Digest]] = set,
-    ) -> None:
-        self.layout = layout
+    def __init__(self, ctx: FetchContext, remotes: list[Remote] | None = None, gc_roots: Callable[[], set[Digest]] = set) -> None:
+        self.layout, self.names, self.options = ctx.layout, ctx.names, ctx.options
+        self.progress, self.cancel, self.say = ctx.progress, ctx.cancel, ctx.say
         self.gc_roots = gc_roots  # what gc keeps besides names, for the no-space hint
-        self.names = names
-        self.options = options
-        self.progress = progress
-        self.cancel = cancel
-        self.say = say
-        self.blobs = BlobStore(layout)
+        self.blobs = BlobStore(ctx.layout)
         self._remotes = remotes
         self._engine: Engine | None = None
         self.doing = "starting"  # what the command waits for, to name when --timeout expires
@@ -303,27 +301,16 @@ class _Fetcher:
             raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
         return {digest: future.result()[0] for future, digest in futures.items()}
 
-    def publish_model(self, resolved: Resolved, lease: Lease) -> Model:
-        manifest = resolved.manifest
-        if not self.blobs.has(manifest.config.digest) and manifest.config.digest == EMPTY_DESCRIPTOR.digest:
-            self.blobs.put_bytes(EMPTY_BYTES, EMPTY_DESCRIPTOR.digest)
-        self.blobs.put_bytes(resolved.data, resolved.digest)
-        # The view before the name: a view that cannot be built (views/ not
-        # writable, a path the filesystem refuses) must leave no name that
-        # points at a model without one. The lease keeps the view from gc meanwhile.
-        path = Views(self.layout).build(resolved.digest, manifest)
-        desc = manifest_descriptor(resolved.digest, len(resolved.data), manifest)
-        if resolved.ref.digest is None:
-            self.names.set(resolved.ref, desc)
-        elif self.options.keep_by_digest:
-            self.names.edit(lambda index: index.with_unnamed(desc))
-        name = None if resolved.ref.digest is not None else resolved.ref.ref_name
-        return Model(name, resolved.digest, path, manifest.files)
+    def publish_model(self, resolved: Resolved) -> Model:
+        digest, path = publish_model(
+            self.layout, self.names, resolved.ref, resolved.manifest, resolved.data, resolved.digest, keep_by_digest=self.options.keep_by_digest
+        )
+        return Model(None if resolved.ref.digest is not None else resolved.ref.ref_name, digest, path, resolved.manifest.files)
 
 
-def resolve(layout: StoreLayout, names: Names, refs: list[Reference], options: FetchOptions) -> list[Resolved]:
+def resolve(ctx: FetchContext, refs: list[Reference]) -> list[Resolved]:
     """Resolve each reference on the remotes (always the network: tags move). Downloads manifests only."""
-    fetcher = _Fetcher(layout, names, options, Progress(), threading.Event(), lambda _: None)
+    fetcher = _Fetcher(ctx)
     try:
         with fetcher.bounded():
             return [fetcher.resolve(ref) for ref in refs]
@@ -331,18 +318,10 @@ def resolve(layout: StoreLayout, names: Names, refs: list[Reference], options: F
         fetcher.close()
 
 
-def fetch(
-    layout: StoreLayout,
-    names: Names,
-    refs: list[Reference],
-    options: FetchOptions,
-    progress: Progress,
-    cancel: threading.Event,
-    say: Callable[[str], None],
-    gc_roots: Callable[[], set[Digest]] = set,
-) -> list[Fetched]:
+def fetch(ctx: FetchContext, refs: list[Reference], gc_roots: Callable[[], set[Digest]] = set) -> list[Fetched]:
     """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded."""
-    fetcher = _Fetcher(layout, names, options, progress, cancel, say, gc_roots=gc_roots)
+    layout, names, progress = ctx.layout, ctx.names, ctx.progress
+    fetcher = _Fetcher(ctx, gc_roots=gc_roots)
     try:
         with fetcher.bounded(), storage_errors("fetching", layout.root), Lease(layout, names.lock_timeout) as lease:
             resolved = [fetcher.local(ref) or fetcher.resolve(ref) for ref in refs]
@@ -369,26 +348,16 @@ def fetch(
                 progress.begin(str(r.ref), sum(missing[d][0] for d in own))
                 got = fetcher.download_all(engine, [(d, *missing[d]) for d in own]) if own else {}
                 downloaded.update(got)
-                out.append(Fetched(fetcher.publish_model(r, lease), sum(got.values())))
+                out.append(Fetched(fetcher.publish_model(r), sum(got.values())))
             progress.finish()
             return out
     finally:
         fetcher.close()
 
 
-def fetch_url(
-    layout: StoreLayout,
-    names: Names,
-    ref: Reference,
-    url: str,
-    sha256: Digest,
-    filename: str | None,
-    options: FetchOptions,
-    progress: Progress,
-    cancel: threading.Event,
-    say: Callable[[str], None],
-) -> Fetched:
+def fetch_url(ctx: FetchContext, ref: Reference, url: str, sha256: Digest, filename: str | None) -> Fetched:
     """A single-file model from any URL, checked against ``sha256``."""
+    layout, names, options, progress = ctx.layout, ctx.names, ctx.options, ctx.progress
     if ref.digest is not None:
         raise UsageError(f"--url needs NAME[:TAG], not a digest: {ref}", "name the model NAME[:TAG]")
     from .remote.http_layout import HttpFile
@@ -396,7 +365,7 @@ def fetch_url(
     remote = HttpFile(url, ca_bundle=options.ca_bundle)  # first: it refuses a URL that does not parse
     try:
         name = check_model_path(filename or unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "model")
-        fetcher = _Fetcher(layout, names, options, progress, cancel, say, remotes=[remote])
+        fetcher = _Fetcher(ctx, remotes=[remote])
         with fetcher.bounded(), storage_errors("fetching", layout.root), Lease(layout, names.lock_timeout) as lease:
             lease.add(sha256)
             got, written = 0, None
@@ -415,7 +384,7 @@ def fetch_url(
             resolved = Resolved(ref, sha256_of(data), data, manifest)
             lease.add(resolved.digest, EMPTY_DESCRIPTOR.digest)
             progress.finish()
-            return Fetched(fetcher.publish_model(resolved, lease), got)
+            return Fetched(fetcher.publish_model(resolved), got)
     finally:
         remote.close()
 

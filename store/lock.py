@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import LockfileError, UsageError, from_os_error
-from .fetch import FetchOptions, resolve
+from .fetch import FetchContext, FetchOptions, resolve
 from .local.atomic import write_atomic
 from .local.bounded import LOCKFILE_MAX, Refused, read_bounded
 from .local.layout import StoreLayout
@@ -26,7 +26,7 @@ def lock(layout: StoreLayout, names: Names, refs: list[Reference], path: Path, o
     """Resolve ``refs`` (network) and write or update their pins in the lockfile at ``path``."""
     _tags_only(refs)
     current = read_lockfile(path, missing_ok=True)
-    resolved = resolve(layout, names, refs, options)
+    resolved = resolve(FetchContext(layout, names, options), refs)
     pins = [Pin.of(r.ref, r.remote or "", r.digest, r.manifest) for r in resolved]
     updated = current.with_pins(pins)
     data = updated.to_bytes()
@@ -51,7 +51,7 @@ def check(layout: StoreLayout, names: Names, refs: list[Reference] | None, path:
     moved = []
     for pin in pins:
         per_pin = replace(options, remotes=remotes or (pin.remote,), named=remotes)
-        [now] = resolve(layout, names, [Reference(pin.name, pin.tag)], per_pin)
+        [now] = resolve(FetchContext(layout, names, per_pin), [Reference(pin.name, pin.tag)])
         if now.digest != pin.digest:
             moved.append(f"{pin.ref_name}: pinned {pin.digest.short}, now {now.digest.short}")
     if moved:

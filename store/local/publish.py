@@ -1,0 +1,47 @@
+"""Publishing a model whose files are in blobs/: its config and manifest blobs, then its view, then its name.
+
+One order for every verb that makes a model (add, fetch, sync), so a failure
+at any step leaves no name pointing at a model that is not complete and
+viewable (spec/locking.md, "What add does"). The caller's lease must already
+list the manifest's, the config's and the files' digests, or gc could take
+them between these steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR
+from ..oci.digest import Digest
+from ..oci.manifest import Manifest
+from ..oci.reference import Reference
+from .blobs import BlobStore
+from .layout import StoreLayout
+from .names import Names, manifest_descriptor
+from .views import Views
+
+__all__ = ["publish_model"]
+
+
+def publish_model(
+    layout: StoreLayout, names: Names, ref: Reference, manifest: Manifest, data: bytes, digest: Digest | None = None, *, keep_by_digest: bool = True
+) -> tuple[Digest, Path]:
+    """Publish the manifest ``data`` (of ``digest``, checked, when given) and name it ``ref``; return its digest and view.
+
+    A reference by digest names nothing: with ``keep_by_digest`` the model
+    gets an unnamed entry in index.json, so gc keeps it (spec/names.md).
+    """
+    blobs = BlobStore(layout)
+    if manifest.config.digest == EMPTY_DESCRIPTOR.digest and not blobs.has(EMPTY_DESCRIPTOR.digest):
+        blobs.put_bytes(EMPTY_BYTES, EMPTY_DESCRIPTOR.digest)
+    digest = blobs.put_bytes(data, digest)
+    # The view before the name: a view that cannot be built (views/ not
+    # writable, a path the filesystem refuses) must leave no name that points
+    # at a model without one.
+    path = Views(layout).build(digest, manifest)
+    desc = manifest_descriptor(digest, len(data), manifest)
+    if ref.digest is None:
+        names.set(ref, desc)
+    elif keep_by_digest:
+        names.edit(lambda index: index.with_unnamed(desc))
+    return digest, path
