@@ -42,7 +42,7 @@ from .transfer.segments import SegmentPlan
 
 _T = TypeVar("_T")
 
-__all__ = ["FetchContext", "FetchOptions", "Fetched", "Resolved", "fetch", "fetch_url", "resolve"]
+__all__ = ["FetchContext", "FetchOptions", "FetchPlan", "Fetched", "Resolved", "fetch", "fetch_url", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,22 @@ class FetchContext:
     progress: Progress = field(default_factory=Progress)
     cancel: threading.Event = field(default_factory=threading.Event)
     say: Callable[[str], None] = lambda _: None
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """What a fetch will do, decided before its first byte."""
+
+    models: tuple[Resolved, ...]
+    downloads: tuple[tuple[BlobTask, ...], ...]  # per model: the missing blobs no model before it needs
+
+    @property
+    def missing(self) -> tuple[BlobTask, ...]:
+        return tuple(task for own in self.downloads for task in own)
+
+    @property
+    def bytes_needed(self) -> int:
+        return sum(task.size for task in self.missing)
 
 
 @dataclass(frozen=True)
@@ -275,8 +291,8 @@ class _Fetcher:
             self.blobs.publish(writer, written)
         return received, written
 
-    def download_all(self, engine: Engine, blobs: list[tuple[Digest, int, object]]) -> dict[Digest, int]:
-        """Download ``blobs`` (digest, size, chunk digests) at once; the bytes each took.
+    def download_all(self, engine: Engine, blobs: tuple[BlobTask, ...]) -> dict[Digest, int]:
+        """Download ``blobs`` at once; the bytes each took.
 
         They share the engine's connections: each blob downloading holds one,
         and a big blob's extra segments take the ones the others leave free
@@ -285,14 +301,14 @@ class _Fetcher:
         own (their data is kept for a resume either way).
         """
         if len(blobs) == 1:
-            digest, size, chunks = blobs[0]
-            return {digest: self.download(engine, digest, size, chunks)[0]}
+            task = blobs[0]
+            return {task.digest: self.download(engine, task.digest, task.size, task.chunks)[0]}
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
         # Largest first: its segments fill the connections the small ones leave as they finish.
-        ordered = sorted(blobs, key=lambda blob: -blob[1])
+        ordered = sorted(blobs, key=lambda task: -task.size)
         with ThreadPoolExecutor(min(self.options.connections, len(ordered)), thread_name_prefix="odai-blob") as pool:
-            futures = {pool.submit(self.download, engine, digest, size, chunks): digest for digest, size, chunks in ordered}
+            futures = {pool.submit(self.download, engine, task.digest, task.size, task.chunks): task.digest for task in ordered}
             wait(futures, return_when=FIRST_EXCEPTION)
             for future in futures:
                 future.cancel()  # only those not started yet
@@ -319,40 +335,54 @@ def resolve(ctx: FetchContext, refs: list[Reference]) -> list[Resolved]:
 
 
 def fetch(ctx: FetchContext, refs: list[Reference], gc_roots: Callable[[], set[Digest]] = set) -> list[Fetched]:
-    """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded."""
-    layout, names, progress = ctx.layout, ctx.names, ctx.progress
+    """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded.
+
+    Planned, then executed: every reference is resolved and every missing
+    blob known, and the space for them checked, before the first byte.
+    """
     fetcher = _Fetcher(ctx, gc_roots=gc_roots)
     try:
-        with fetcher.bounded(), storage_errors("fetching", layout.root), Lease(layout, names.lock_timeout) as lease:
-            resolved = [fetcher.local(ref) or fetcher.resolve(ref) for ref in refs]
-            # Leased before looking which are here: gc keeps what this finds present (spec/locking.md).
-            lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
-            missing: dict[Digest, tuple[int, object]] = {}
-            for r in resolved:
-                for f in r.manifest.files:
-                    if not fetcher.blobs.has(f.digest, f.size):
-                        missing.setdefault(f.digest, (f.size, f.chunks))
-                config = r.manifest.config
-                if config.digest != EMPTY_DESCRIPTOR.digest and not fetcher.blobs.has(config.digest, config.size):
-                    missing.setdefault(config.digest, (config.size, None))
-            if missing:
-                fetcher.check_space({d: size for d, (size, _) in missing.items()})
-                progress.add_total(sum(size for size, _ in missing.values()))
-                engine = fetcher.engine()
-            downloaded: dict[Digest, int] = {}
-            out = []
-            for r in resolved:
-                # This model's own blobs: missing, and not fetched for a model before it.
-                wanted = dict.fromkeys([*(f.digest for f in r.manifest.files), r.manifest.config.digest])
-                own = [d for d in wanted if d in missing and d not in downloaded]
-                progress.begin(str(r.ref), sum(missing[d][0] for d in own))
-                got = fetcher.download_all(engine, [(d, *missing[d]) for d in own]) if own else {}
-                downloaded.update(got)
-                out.append(Fetched(fetcher.publish_model(r), sum(got.values())))
-            progress.finish()
-            return out
+        with fetcher.bounded(), storage_errors("fetching", ctx.layout.root), Lease(ctx.layout, ctx.names.lock_timeout) as lease:
+            return _execute(fetcher, _plan(fetcher, refs, lease))
     finally:
         fetcher.close()
+
+
+def _plan(fetcher: _Fetcher, refs: list[Reference], lease: Lease) -> FetchPlan:
+    """Resolve ``refs`` (locally when a digest is complete here) and list what each model lacks."""
+    resolved = tuple(fetcher.local(ref) or fetcher.resolve(ref) for ref in refs)
+    # Leased before looking which are here: gc keeps what this finds present (spec/locking.md).
+    lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
+    planned: set[Digest] = set()
+    downloads = []
+    for r in resolved:
+        config = r.manifest.config
+        needs = [BlobTask(f.digest, f.size, f.chunks) for f in r.manifest.files]
+        if config.digest != EMPTY_DESCRIPTOR.digest:
+            needs.append(BlobTask(config.digest, config.size))
+        own = []
+        for task in needs:
+            if task.digest not in planned and not fetcher.blobs.has(task.digest, task.size):
+                planned.add(task.digest)
+                own.append(task)
+        downloads.append(tuple(own))
+    return FetchPlan(resolved, tuple(downloads))
+
+
+def _execute(fetcher: _Fetcher, plan: FetchPlan) -> list[Fetched]:
+    """Download what ``plan`` lists, model by model, and publish each model as its blobs are in."""
+    progress = fetcher.progress
+    if plan.bytes_needed:
+        fetcher.check_space({task.digest: task.size for task in plan.missing})
+        progress.add_total(plan.bytes_needed)
+    engine = fetcher.engine() if plan.missing else None
+    out = []
+    for model, own in zip(plan.models, plan.downloads):
+        progress.begin(str(model.ref), sum(task.size for task in own))
+        got = fetcher.download_all(engine, own) if own else {}
+        out.append(Fetched(fetcher.publish_model(model), sum(got.values())))
+    progress.finish()
+    return out
 
 
 def fetch_url(ctx: FetchContext, ref: Reference, url: str, sha256: Digest, filename: str | None) -> Fetched:
