@@ -26,17 +26,16 @@ from .oci.reference import Reference, parse_reference
 if TYPE_CHECKING:
     import threading
 
-    from .reports import ModelEntry, ModelInfo, Root, VerifyResult
+    from .download import Download
     from .export import Exported
+    from .local.gc import GcReport
+    from .local.locks import Holder
+    from .local.usage import DiskUsage
     from .lock import LockResult
     from .lockfile import Pin
-    from .download import Download
-    from .transfer.progress import Snapshot
-    from .local.locks import Holder
-    from .local.gc import GcReport
-    from .local.usage import DiskUsage
-    from .local.verify import VerifyReport
     from .oci.manifest import ModelFile
+    from .reports import ModelEntry, ModelInfo, Root, VerifyResult
+    from .transfer.progress import Snapshot
 
 __all__ = ["Store", "http_server"]
 
@@ -215,9 +214,8 @@ class Store:
             )
 
     def list(self) -> list[ModelEntry]:
-        from .reports import ModelEntry
-
         from .oci.index import named_totals
+        from .reports import ModelEntry
 
         with storage_errors("reading the store"):
             data = read_bounded(self.layout.index, INDEX_MAX, "index.json")

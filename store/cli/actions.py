@@ -138,8 +138,8 @@ def fetch(
     from ..oci.reference import parse_reference
 
     # NAME and TAG apart: from the name it got, or (by digest, no name) the one asked for.
-    refs = [parse_reference(r.model.name or asked) for r, asked in zip(results, names)]
-    c.out.document({"models": [{**model_doc(r.model), "name": ref.name, "tag": ref.tag, "downloaded": r.downloaded} for r, ref in zip(results, refs)]})
+    refs = [parse_reference(r.model.name or asked) for r, asked in zip(results, names, strict=True)]
+    c.out.document({"models": [{**model_doc(r.model), "name": ref.name, "tag": ref.tag, "downloaded": r.downloaded} for r, ref in zip(results, refs, strict=True)]})
 
 
 def sync(

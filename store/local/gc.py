@@ -17,9 +17,9 @@ from ..errors import IntegrityError, InvalidManifest, InvalidPath
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest, InvalidDigest, digest_named, sha256_of
 from ..oci.manifest import parse_manifest
+from .atomic import owner_pid
 from .blobs import BlobStore
 from .layout import StoreLayout
-from .atomic import owner_pid
 from .leases import STALE_AFTER, gc_lock, leased_digests
 from .locks import dead_here, silent_for
 from .names import Names
