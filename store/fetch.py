@@ -173,7 +173,7 @@ class _Fetcher:
             return None
         data = self.blobs.read_manifest(ref.digest)
         manifest = parse_manifest(data, ref.digest)
-        if all(self.blobs.has(d.digest, d.size) for d in (*manifest.files, manifest.config)):
+        if all(self.blobs.has(d.digest, d.size) for d in (*manifest.files, manifest.config)):  # type: ignore[attr-defined]  # ModelFile and Descriptor both have them
             return Resolved(ref, ref.digest, data, manifest)
         return None
 
@@ -300,7 +300,7 @@ class _Fetcher:
                 future.cancel()  # only those not started yet
         errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
         if errors:
-            raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
+            raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])  # type: ignore[misc]  # errors holds no None; mypy cannot see the filter
         return {digest: future.result()[0] for future, digest in futures.items()}
 
     def publish_model(self, resolved: Resolved, lease: Lease) -> Model:

@@ -12,8 +12,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .output import Output, files_count, human_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["BY_NAME", "CONNECTIONS", "LINK", "LOCKFILE", "LOCK_TIMEOUT", "PROGRESS_MODES", "RETRIES", "Context", "export", "fetch", "list_", "model_doc", "path", "stop_on_sigterm", "sync"]
 
@@ -69,7 +73,7 @@ def stop_on_sigterm() -> None:
     signal, 3 million instructions.
     """
     try:
-        from _signal import SIGTERM, signal
+        from _signal import SIGTERM, signal  # type: ignore[import-not-found]  # stubless
     except ImportError:
         from signal import SIGTERM, signal
 
@@ -180,4 +184,4 @@ def export(c: Context, name: str, dest: Path, link: str) -> None:
 
 
 # The commands by their names on the command line, for the quick path.
-BY_NAME = {"list": list_, "path": path, "fetch": fetch, "sync": sync, "export": export}
+BY_NAME: dict[str, Callable[..., None]] = {"list": list_, "path": path, "fetch": fetch, "sync": sync, "export": export}

@@ -158,6 +158,6 @@ def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool
                         leftover.unlink(missing_ok=True)
             needed = present | keep
             for record in layout.fast_records.iterdir():
-                if (digest := digest_named(record.name)) is not None and digest not in needed:
+                if (recorded := digest_named(record.name)) is not None and recorded not in needed:
                     record.unlink(missing_ok=True)
     return GcReport(tuple(doomed), freed, tuple(dead_views), tuple(doomed_partials), dry_run)
