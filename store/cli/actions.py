@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .output import Output, files_count, human_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from ..api import Store
 
 __all__ = ["BY_NAME", "CONNECTIONS", "LINK", "LOCKFILE", "LOCK_TIMEOUT", "PROGRESS_MODES", "RETRIES", "Context", "export", "fetch", "list_", "model_doc", "path", "stop_on_sigterm", "sync"]
 
@@ -40,10 +42,10 @@ class Context:
         self.lock_timeout = lock_timeout
         self.timeout = timeout  # seconds for the network phase (--timeout)
         self.out = Output(as_json, quiet, verbose)
-        self._store = None
+        self._store: Store | None = None
 
     @property
-    def store(self):
+    def store(self) -> Store:
         if self._store is None:
             from ..api import Store
 
@@ -131,9 +133,10 @@ def fetch(
 ) -> None:
     """Fetch ``names``, or with ``url`` the one file as the model ``names[0]``; the caller has checked the combination."""
     stop_on_sigterm()
-    options = dict(connections=connections, retries=retries, limit_rate=limit_rate, ca_bundle=ca_bundle, timeout=c.timeout)
+    options: dict[str, Any] = dict(connections=connections, retries=retries, limit_rate=limit_rate, ca_bundle=ca_bundle, timeout=c.timeout)
     render = _renderer(progress_mode, c.out)
     if url:
+        assert sha256 is not None  # commands.fetch refuses --url without --sha256
         results = [c.store.fetch_url(names[0], url, sha256, filename=filename, progress=render, say=c.out.say, **options)]
     else:
         results = c.store.fetch_all(list(names), remotes=remotes, progress=render, say=c.out.say, **options)
