@@ -5,7 +5,7 @@ from __future__ import annotations
 import _thread
 import errno
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,19 +24,21 @@ from .oci.manifest import Manifest, parse_manifest
 from .oci.reference import Reference, parse_reference
 
 if TYPE_CHECKING:
+    # Inside class Store, the method 'list' hides the builtin in every later signature.
+    import builtins
     import threading
 
-    from .reports import ModelEntry, ModelInfo, Root, VerifyResult
+    from .download import Download, DownloadQueue
     from .export import Exported
+    from .fetch import FetchContext
+    from .local.gc import GcReport
+    from .local.locks import Holder
+    from .local.usage import DiskUsage
     from .lock import LockResult
     from .lockfile import Pin
-    from .download import Download
-    from .transfer.progress import Snapshot
-    from .local.locks import Holder
-    from .local.gc import GcReport
-    from .local.usage import DiskUsage
-    from .local.verify import VerifyReport
     from .oci.manifest import ModelFile
+    from .reports import ModelEntry, ModelInfo, Root, VerifyResult
+    from .transfer.progress import Snapshot
 
 __all__ = ["Store", "http_server"]
 
@@ -86,7 +88,9 @@ def _with_deadline(options: dict) -> dict:
     return options
 
 
-def _context(store: Store, options: dict, progress, cancel, say):
+def _context(
+    store: Store, options: dict, progress: Callable[[Snapshot], None] | None, cancel: threading.Event | None, say: Callable[[str], None] | None
+) -> FetchContext:
     """The FetchContext of one call: the store, its options, progress counters, the cancel event, where messages go."""
     import threading
 
@@ -125,7 +129,7 @@ class Store:
     ) -> None:
         self.layout: StoreLayout = open_layout(store_location(path), shared)
         self.max_downloads = max_downloads
-        self._queue = None
+        self._queue: DownloadQueue | None = None
         self._names = Names(self.layout, on_wait, lock_timeout)
         self._blobs = BlobStore(self.layout)
 
@@ -189,7 +193,7 @@ class Store:
         what was published: IntegrityError (exit 5) if any was changed since.
         """
         model = self.model(ref)
-        files = model.files
+        files: Sequence[ModelFile] = model.files
         if file is not None:
             files = [f for f in model.files if f.path == file]
             if not files:
@@ -216,9 +220,8 @@ class Store:
             )
 
     def list(self) -> list[ModelEntry]:
-        from .reports import ModelEntry
-
         from .oci.index import named_totals
+        from .reports import ModelEntry
 
         with storage_errors("reading the store"):
             data = read_bounded(self.layout.index, INDEX_MAX, "index.json")
@@ -253,7 +256,7 @@ class Store:
         cancel: threading.Event | None = None,
         say: Callable[[str], None] | None = None,
         **options,
-    ) -> list[Fetched]:
+    ) -> builtins.list[Fetched]:
         """Make models complete in the store from remotes; one Fetched per reference, in order.
 
         ``options`` are the fields of FetchOptions: remotes, connections (8),
@@ -335,7 +338,7 @@ class Store:
         parsed = None if refs is None else [_ref(r) for r in refs]
         return check(self.layout, self._names, parsed, path, _fetch_options({"remotes": remotes, "ca_bundle": ca_bundle, "timeout": timeout}))
 
-    def sync(self, lockfile: str | os.PathLike[str] = "odai.lock", names: Iterable[str] | None = None, **options) -> list[Model]:
+    def sync(self, lockfile: str | os.PathLike[str] = "odai.lock", names: Iterable[str] | None = None, **options) -> builtins.list[Model]:
         """Make exactly the pinned models present (all, or the pins of ``names``: NAME, NAME:TAG or NAME@DIGEST); never looks a tag up.
 
         With every pin present it sends no request and writes nothing, so it
@@ -408,7 +411,7 @@ class Store:
             # A read-only store keeps everything anyway: nothing to protect.
             return False
 
-    def roots(self) -> list[Root]:
+    def roots(self) -> builtins.list[Root]:
         """The registered lockfiles, whether they still exist, and how many models each pins."""
         from .local.roots import root_paths
         from .lockfile import read_lockfile
@@ -449,7 +452,7 @@ class Store:
                 ) from None
         return digests
 
-    def tighten_shared(self) -> list[Path]:
+    def tighten_shared(self) -> builtins.list[Path]:
         """Give a shared store's directories their sticky bits where they lack them (a store made by an older odai-store).
 
         Returns the directories this user may not change: only a
@@ -468,7 +471,7 @@ class Store:
         with storage_errors("reading the store"):
             return is_shared(self.layout)
 
-    def _present_by_digest(self, refs: list[Reference]) -> list[Fetched] | None:
+    def _present_by_digest(self, refs: builtins.list[Reference]) -> builtins.list[Fetched] | None:
         """The models, if every ref is a digest of a complete model that gc keeps anyway; else None.
 
         Then fetch needs no network, no write and none of the download
@@ -483,7 +486,7 @@ class Store:
             index = read_bounded(self.layout.index, INDEX_MAX, "index.json")
             models = []
             for ref in refs:
-                if not lists_unnamed(index, ref.digest):
+                if not lists_unnamed(index, ref.digest):  # type: ignore[arg-type]  # not None: checked above
                     return None
                 models.append(self.model(ref))
         except (NotFound, OSError):
@@ -503,7 +506,7 @@ class Store:
         _, manifest = self._complete(_ref(ref))
         return export(manifest.files, self._blobs.path, Path(dest), link)
 
-    def remove(self, refs: Iterable[str | Reference]) -> list[str]:
+    def remove(self, refs: Iterable[str | Reference]) -> builtins.list[str]:
         """Drop names (blobs stay until gc); NotFound, with nothing removed, if any is unknown.
 
         A name given twice, in any spelling (``a``, ``a:latest``), is removed once.

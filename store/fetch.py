@@ -187,7 +187,7 @@ class _Fetcher:
             return None
         data = self.blobs.read_manifest(ref.digest)
         manifest = parse_manifest(data, ref.digest)
-        if all(self.blobs.has(d.digest, d.size) for d in (*manifest.files, manifest.config)):
+        if all(self.blobs.has(d.digest, d.size) for d in (*manifest.files, manifest.config)):  # type: ignore[attr-defined]  # ModelFile and Descriptor both have them
             return Resolved(ref, ref.digest, data, manifest)
         return None
 
@@ -314,7 +314,7 @@ class _Fetcher:
                 future.cancel()  # only those not started yet
         errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
         if errors:
-            raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
+            raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])  # type: ignore[misc]  # errors holds no None; mypy cannot see the filter
         return {digest: future.result()[0] for future, digest in futures.items()}
 
     def publish_model(self, resolved: Resolved) -> Model:
@@ -375,11 +375,11 @@ def _execute(fetcher: _Fetcher, plan: FetchPlan) -> list[Fetched]:
     if plan.bytes_needed:
         fetcher.check_space({task.digest: task.size for task in plan.missing})
         progress.add_total(plan.bytes_needed)
-    engine = fetcher.engine() if plan.missing else None
+    engine = fetcher.engine() if plan.missing else None  # nothing missing: no remote is even opened
     out = []
-    for model, own in zip(plan.models, plan.downloads):
+    for model, own in zip(plan.models, plan.downloads, strict=True):
         progress.begin(str(model.ref), sum(task.size for task in own))
-        got = fetcher.download_all(engine, own) if own else {}
+        got = fetcher.download_all(engine, own) if engine is not None and own else {}
         out.append(Fetched(fetcher.publish_model(model), sum(got.values())))
     progress.finish()
     return out

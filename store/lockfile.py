@@ -54,6 +54,7 @@ class Pin(NamedTuple):
     @classmethod
     def of(cls, ref: Reference, remote: str, digest: Digest, manifest: Manifest) -> "Pin":
         """The pin of ``ref``, a NAME:TAG reference, resolved on ``remote`` to ``digest``."""
+        assert ref.tag is not None  # lock refuses digest references first (lock._tags_only)
         files = tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in manifest.files))
         return cls(ref.name, ref.tag, remote, digest, files)
 
@@ -114,7 +115,7 @@ def _pin(entry: object, where: str) -> Pin:
         if any(type(f.size) is not int or f.size < 0 or not isinstance(f.path, str) for f in pinned):
             raise TypeError
         check_model_paths([f.path for f in pinned])
-        return Pin(ref.name, ref.tag, remote, parse_digest(entry["digest"]), tuple(sorted(pinned)))
+        return Pin(ref.name, tag, remote, parse_digest(entry["digest"]), tuple(sorted(pinned)))
     except (KeyError, TypeError):
         raise InvalidLockfile(f"{where}: a model needs name, tag, remote, digest and files (path, digest, size)") from None
     except (InvalidDigest, UsageError) as err:  # a bad digest, name, tag or file path

@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .errors import UsageError
-from .oci.digest import Digest
 from .local.bounded import Refused, open_regular
 from .local.layout import StoreLayout
+from .oci.digest import Digest
 
 __all__ = ["make_server"]
 

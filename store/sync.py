@@ -51,7 +51,7 @@ def sync(
         else:
             models[pin.ref_name] = model
     if missing:
-        for pin, model in zip(missing, fetch_pins(missing)):
+        for pin, model in zip(missing, fetch_pins(missing), strict=True):
             models[pin.ref_name] = model
     for pin in pins:
         got = models[pin.ref_name]

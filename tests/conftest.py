@@ -12,7 +12,8 @@ import pytest
 from hypothesis import settings
 
 from store import Store
-from tests.support.cli import CliResult, run_cli as _run_cli
+from tests.support.cli import CliResult
+from tests.support.cli import run_cli as _run_cli
 from tests.support.trees import sample_model, write_tree
 
 # No per-example deadline: the CI machine is shared and noisy, and a slow example

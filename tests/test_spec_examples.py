@@ -26,10 +26,10 @@ This file uses no fixture of tests/conftest.py, so it runs on its own.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import http.client
 import json
-import email.utils
 import os
 import re
 import shlex
@@ -162,6 +162,17 @@ def _check_holder(doc: dict) -> None:
     assert isinstance(doc["since"], (int, float))
 
 
+def _check_index(data: bytes) -> None:
+    index = Index.parse(data)
+    for name, desc in index.named():
+        ref = parse_reference(name)
+        assert ref.ref_name == name
+        assert lookup_fast(data, name) == desc
+    if data.startswith(_INDEX_HEAD.encode()):
+        # The line layout of names.md is exactly what odai-store writes.
+        assert index.to_bytes() == data
+
+
 @pytest.mark.parametrize("block", JSON_BLOCKS, ids=lambda b: b.id)
 def test_json_example_parses_with_our_code(block: Block) -> None:
     doc = json.loads(block.text)
@@ -175,14 +186,7 @@ def test_json_example_parses_with_our_code(block: Block) -> None:
         for f in manifest.files:
             assert f.chunks is not None and f.chunks.size == CHUNK_SIZE
     elif kind == "index":
-        index = Index.parse(data)
-        for name, desc in index.named():
-            ref = parse_reference(name)
-            assert ref.ref_name == name
-            assert lookup_fast(data, name) == desc
-        if block.text.startswith(_INDEX_HEAD):
-            # The line layout of names.md is exactly what odai-store writes.
-            assert index.to_bytes() == data
+        _check_index(data)
     elif kind == "oci-layout":
         assert doc == {"imageLayoutVersion": "1.0.0"}
     elif kind == "odai-layout":

@@ -244,7 +244,7 @@ class Table:
 
     def print(self) -> None:
         widths = [max(len(r[i]) for r in [self.HEAD, *self.rows]) for i in range(len(self.HEAD))]
-        line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+        line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
         print(line(self.HEAD))
         print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
         for row in self.rows:

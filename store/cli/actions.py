@@ -12,8 +12,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .output import Output, files_count, human_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..api import Store
 
 __all__ = ["BY_NAME", "CONNECTIONS", "LINK", "LOCKFILE", "LOCK_TIMEOUT", "PROGRESS_MODES", "RETRIES", "Context", "export", "fetch", "list_", "model_doc", "path", "stop_on_sigterm", "sync"]
 
@@ -36,10 +42,10 @@ class Context:
         self.lock_timeout = lock_timeout
         self.timeout = timeout  # seconds for the network phase (--timeout)
         self.out = Output(as_json, quiet, verbose)
-        self._store = None
+        self._store: Store | None = None
 
     @property
-    def store(self):
+    def store(self) -> Store:
         if self._store is None:
             from ..api import Store
 
@@ -69,7 +75,7 @@ def stop_on_sigterm() -> None:
     signal, 3 million instructions.
     """
     try:
-        from _signal import SIGTERM, signal
+        from _signal import SIGTERM, signal  # type: ignore[import-not-found]  # stubless
     except ImportError:
         from signal import SIGTERM, signal
 
@@ -127,9 +133,10 @@ def fetch(
 ) -> None:
     """Fetch ``names``, or with ``url`` the one file as the model ``names[0]``; the caller has checked the combination."""
     stop_on_sigterm()
-    options = dict(connections=connections, retries=retries, limit_rate=limit_rate, ca_bundle=ca_bundle, timeout=c.timeout)
+    options: dict[str, Any] = dict(connections=connections, retries=retries, limit_rate=limit_rate, ca_bundle=ca_bundle, timeout=c.timeout)
     render = _renderer(progress_mode, c.out)
     if url:
+        assert sha256 is not None  # commands.fetch refuses --url without --sha256
         results = [c.store.fetch_url(names[0], url, sha256, filename=filename, progress=render, say=c.out.say, **options)]
     else:
         results = c.store.fetch_all(list(names), remotes=remotes, progress=render, say=c.out.say, **options)
@@ -138,8 +145,8 @@ def fetch(
     from ..oci.reference import parse_reference
 
     # NAME and TAG apart: from the name it got, or (by digest, no name) the one asked for.
-    refs = [parse_reference(r.model.name or asked) for r, asked in zip(results, names)]
-    c.out.document({"models": [{**model_doc(r.model), "name": ref.name, "tag": ref.tag, "downloaded": r.downloaded} for r, ref in zip(results, refs)]})
+    refs = [parse_reference(r.model.name or asked) for r, asked in zip(results, names, strict=True)]
+    c.out.document({"models": [{**model_doc(r.model), "name": ref.name, "tag": ref.tag, "downloaded": r.downloaded} for r, ref in zip(results, refs, strict=True)]})
 
 
 def sync(
@@ -180,4 +187,4 @@ def export(c: Context, name: str, dest: Path, link: str) -> None:
 
 
 # The commands by their names on the command line, for the quick path.
-BY_NAME = {"list": list_, "path": path, "fetch": fetch, "sync": sync, "export": export}
+BY_NAME: dict[str, Callable[..., None]] = {"list": list_, "path": path, "fetch": fetch, "sync": sync, "export": export}

@@ -189,7 +189,7 @@ def parse(args: list[str]) -> Call | None:
         arguments = _options(rest[1:], command.options, params, interspersed=True)
         if len(arguments) < command.at_least or (command.variadic is None and len(arguments) > len(command.arguments)):
             return None
-        for (name, convert), value in zip(command.arguments, arguments):
+        for (name, convert), value in zip(command.arguments, arguments, strict=False):
             params[name] = convert(value)
         if command.variadic is not None:
             params[command.variadic] = tuple(arguments)

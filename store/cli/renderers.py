@@ -12,7 +12,7 @@ __all__ = ["bar_renderer", "json_renderer"]
 
 def bar_renderer(stream=sys.stderr, width: int = 28) -> Callable[[Snapshot], None]:
     """A one-line bar per model redrawn in place: its reference, its bytes and percent, speed, ETA."""
-    shown = {"label": None, "ended": False}
+    shown: dict[str, object] = {"label": None, "ended": False}
 
     def render(s: Snapshot) -> None:
         if s.label != shown["label"]:

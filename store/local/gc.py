@@ -17,9 +17,9 @@ from ..errors import IntegrityError, InvalidManifest, InvalidPath
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest, InvalidDigest, digest_named, sha256_of
 from ..oci.manifest import parse_manifest
+from .atomic import owner_pid
 from .blobs import BlobStore
 from .layout import StoreLayout
-from .atomic import owner_pid
 from .leases import STALE_AFTER, gc_lock, leased_digests
 from .locks import dead_here, silent_for
 from .names import Names
@@ -158,6 +158,6 @@ def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool
                         leftover.unlink(missing_ok=True)
             needed = present | keep
             for record in layout.fast_records.iterdir():
-                if (digest := digest_named(record.name)) is not None and digest not in needed:
+                if (recorded := digest_named(record.name)) is not None and recorded not in needed:
                     record.unlink(missing_ok=True)
     return GcReport(tuple(doomed), freed, tuple(dead_views), tuple(doomed_partials), dry_run)

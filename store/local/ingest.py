@@ -80,10 +80,10 @@ class Written:
 class _HashThread:
     """Feeds blocks, in order, to a list of update functions on its own thread."""
 
-    def __init__(self, updates: list[Callable[[bytes], object]]) -> None:
+    def __init__(self, updates: list[Callable[[bytes | memoryview], object]]) -> None:
         import queue
 
-        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUED_BLOCKS)
+        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(_QUEUED_BLOCKS)
         self._updates = updates
         self.failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="odai-hash", daemon=True)
@@ -116,7 +116,7 @@ class _Hashing:
         self.sha256 = hashlib.sha256()
         self.fast = xxhash.xxh3_128()
         self.chunks = ChunkHasher() if chunks else None
-        self._side: list[Callable[[bytes], object]] = [self.fast.update]
+        self._side: list[Callable[[bytes | memoryview], object]] = [self.fast.update]
         if self.chunks is not None:
             self._side.insert(0, self.chunks.update)
         self._threads: list[_HashThread] = []
@@ -378,6 +378,7 @@ class IngestWriter:
                 self._cond.wait_for(lambda: self._closed, JOURNAL_INTERVAL)
                 if self._closed:
                     return
+                assert self.journal is not None  # the loop runs only for a partial with a journal (__init__)
                 changed = (self._done, self._unchecked) != (self.journal.done, self.journal.unchecked)
             if not changed:
                 continue
@@ -510,14 +511,14 @@ class IngestWriter:
                 self._await_frontier(total)
                 hashed = self._hashed
             os.fsync(self._fd)
-            self._seal()
+            sealed = self._seal()
             self._stop()
             digest, fast, chunks = self._hashing.finish()
             if hashed != total:
                 raise IntegrityError(f"only {hashed} of {total} bytes were written", "run the same command again")
-            if self._sealed.st_size != hashed:
+            if sealed.st_size != hashed:
                 # Only the first ``hashed`` bytes were checked: anything after them would be published unchecked.
-                raise IntegrityError(f"the partial holds {self._sealed.st_size} bytes, the data {hashed}", "run the same command again")
+                raise IntegrityError(f"the partial holds {sealed.st_size} bytes, the data {hashed}", "run the same command again")
             written = Written(digest, hashed, chunks, fast)
             if (expected is not None and written.digest != expected) or (size is not None and written.size != size):
                 raise IntegrityError(
@@ -529,14 +530,15 @@ class IngestWriter:
             self.abort()
             raise
 
-    def _seal(self) -> None:
-        """Make the open file read-only and remember it as fstat sees it (size, device, inode).
+    def _seal(self) -> os.stat_result:
+        """Make the open file read-only and remember (and return) it as fstat sees it (size, device, inode).
 
         fchmod, not chmod: the name is in a directory other users may write,
         and chmod would follow whatever they put there.
         """
         os.fchmod(self._fd, 0o444)
         self._sealed = os.fstat(self._fd)
+        return self._sealed
 
     def check_sealed(self, written: Written) -> None:
         """IntegrityError unless ``path`` is still the file commit checked, of ``written.size`` bytes.

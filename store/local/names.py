@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..oci.descriptor import MANIFEST_TYPE, Descriptor
 from ..errors import StorageError
+from ..oci.descriptor import MANIFEST_TYPE, Descriptor
+from ..oci.digest import Digest
 from ..oci.index import FILES_KEY, MAX_INDEX_BYTES, SIZE_KEY, Index, lookup_fast
 from ..oci.manifest import Manifest
-from ..oci.digest import Digest
 from ..oci.reference import Reference
 from .atomic import write_atomic
 from .bounded import INDEX_MAX, read_bounded

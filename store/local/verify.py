@@ -120,5 +120,5 @@ def altered_blobs(layout: StoreLayout, digests: list[Digest], workers: int | Non
 
     unique = list(dict.fromkeys(digests))
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        flags = dict(zip(unique, pool.map(altered, unique)))
+        flags = dict(zip(unique, pool.map(altered, unique), strict=True))
     return [d for d in unique if flags[d]]

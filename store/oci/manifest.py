@@ -75,7 +75,7 @@ def check_model_paths(paths: list[str]) -> None:
     for path in paths:
         check_model_path(path)
     keyed = sorted((path.replace("/", "\0"), path) for path in paths)
-    for (key, path), (next_key, next_path) in zip(keyed, keyed[1:]):
+    for (key, path), (next_key, next_path) in zip(keyed, keyed[1:], strict=False):
         if next_key == key:
             raise InvalidPath(f"two files at the same model path {path!r}")
         if next_key.startswith(key + "\0"):

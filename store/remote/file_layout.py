@@ -40,8 +40,9 @@ class _FileStream:
         self.url = path.as_uri()
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         info = os.fstat(self._file.fileno())
-        self.size = info.st_size
-        self.validator = f"{info.st_mtime_ns}-{info.st_size}"
+        # Typed as BlobStream types them: a protocol's attributes must match exactly.
+        self.size: int | None = info.st_size
+        self.validator: str | None = f"{info.st_mtime_ns}-{info.st_size}"
         # Like If-Range: a file that changed since the partial began is read whole.
         self.start = start if validator in (None, self.validator) else 0
         if (start or end is not None) and self.start == start and start >= info.st_size:

@@ -12,6 +12,7 @@ import email.utils
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
@@ -100,11 +101,11 @@ def _pool(url: str, ca_bundle: str | None, timeout: urllib3.Timeout) -> urllib3.
     # The redirect budget is urllib3's; every other retry is the engine's,
     # because only the engine knows where the data stopped.
     retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10)
-    kwargs = {"timeout": timeout, "retries": retries, "ca_certs": ca_bundle, "maxsize": 16, "block": False}
+    kwargs: dict[str, Any] = {"timeout": timeout, "retries": retries, "ca_certs": ca_bundle, "maxsize": 16, "block": False}
     proxies = urllib.request.getproxies_environment()
     split = urlsplit(url)
     proxy = proxies.get(split.scheme)
-    if proxy and not urllib.request.proxy_bypass_environment(split.hostname or "", proxies):
+    if proxy and not urllib.request.proxy_bypass_environment(split.hostname or "", proxies):  # type: ignore[attr-defined]  # not in typeshed
         try:
             return urllib3.ProxyManager(proxy, **kwargs)
         except LocationValueError as err:  # a socks5:// proxy, or one that does not parse

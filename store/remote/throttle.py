@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+from ..errors import StoreError
 from ..oci.digest import Digest
 from ..oci.reference import Reference
-from ..errors import StoreError
 from .base import Action, BlobStream, Remote
 
 __all__ = ["TokenBucket", "Throttled"]

@@ -253,7 +253,7 @@ class Engine:
             # Its stream was closed with its siblings': ask again, now with the new validator.
             self._segment(task, writer, counter, 0, task.size, halt=self.cancel, sole=True)
             return
-        raise next(e for e in errors if not isinstance(e, Interrupted))
+        raise next(e for e in errors if not isinstance(e, Interrupted))  # type: ignore[misc]  # errors holds no None; mypy cannot see the filter
 
     # -- one segment -------------------------------------------------------------
 
@@ -309,7 +309,7 @@ class Engine:
                         stream = None
                 except _BadChunk as bad:
                     # Only this chunk is fetched again, from the next source if there is one.
-                    self._release(stream)
+                    self._release(stream)  # type: ignore[arg-type]  # a bad chunk comes from _pump, on an open stream
                     stream = None
                     check.begin(bad.start)
                     bad_chunks[bad.start] = failures = bad_chunks.get(bad.start, 0) + 1

@@ -245,7 +245,7 @@ def test_invalid_names(store_dir: Path, held, model_tree: Path) -> None:
     argvs = [("add", name, str(model_tree)) for name in BAD_NAMES]
     for command in [("show",), ("path",), ("rm",), ("verify",), ("path", "--file", "x")]:
         argvs += [(command[0], name, *command[1:]) for name in ("Upper", "a..b", "a@sha256:abc")]
-    for argv, result in zip(argvs, run_cli_many(store_dir, argvs)):
+    for result in run_cli_many(store_dir, argvs):
         assert_error(result, 2)
     _unchanged(store_dir, held)
 

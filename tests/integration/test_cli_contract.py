@@ -189,7 +189,7 @@ def test_du(shared_demo: Demo) -> None:
     lines = out.splitlines()
     # A label column of 20, a space, values right-aligned in 10. The filesystem's
     # own figures vary: only their form is fixed.
-    for line, label in zip(lines[:2], ("filesystem size", "filesystem free")):
+    for line, label in zip(lines[:2], ("filesystem size", "filesystem free"), strict=True):
         assert line.startswith(f"{label:<20} ") and len(line) == 31
         assert re.fullmatch(r" *\d+(\.\d)? (B|KiB|MiB|GiB|TiB)", line[21:])
     assert lines[2:] == [
@@ -336,7 +336,7 @@ def helps(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, CliResult
     home = tmp_path_factory.mktemp("help") / "home"
     commands = sorted(cli.commands)
     results = run_cli_many(None, [(c, "--help") for c in commands], env={"HOME": str(home)})
-    return dict(zip(commands, results)), home
+    return dict(zip(commands, results, strict=True)), home
 
 
 @pytest.mark.parametrize("command", sorted(cli.commands))

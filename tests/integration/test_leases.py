@@ -29,7 +29,7 @@ def _dead_pid() -> int:
 @pytest.fixture
 def garbage(store: Store, tmp_path: Path) -> list[str]:
     """The digests of a removed model: garbage unless a lease lists them."""
-    model = store.add("m", [write_tree(tmp_path / "m", {"a": b"a" * 100, "b": b"b" * 100})])
+    store.add("m", [write_tree(tmp_path / "m", {"a": b"a" * 100, "b": b"b" * 100})])
     store.remove(["m"])
     return sorted(["sha256:" + h for h in os.listdir(store.layout.blobs)])
 

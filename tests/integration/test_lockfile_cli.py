@@ -94,7 +94,7 @@ def test_a_bad_lockfile_is_a_usage_error_and_changes_nothing(case: str, setup: S
     # reads it, and lock, which rewrites it, for every case.
     commands = list(COMMANDS) if case == BAD_CASES[0] else ["sync", "lock"]
     argvs = [tuple(a.format(lockfile=bad, url=setup.url) for a in COMMANDS[c]) for c in commands]
-    for command, result in zip(commands, run_cli_many(setup.store, argvs)):
+    for command, result in zip(commands, run_cli_many(setup.store, argvs), strict=True):
         message = assert_error(result, 2)
         assert str(bad) in message, (command, message)
     assert store_files(setup.store) == before

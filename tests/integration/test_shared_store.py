@@ -179,7 +179,7 @@ def _check_shared_modes(root: Path) -> list[Path]:
     """Every directory setgid and group-writable; mutable files group-writable; blobs and records group-readable.
     Returns the files seen."""
     files = []
-    for directory, dirnames, filenames in os.walk(root):
+    for directory, _dirnames, filenames in os.walk(root):
         mode = os.stat(directory).st_mode
         assert mode & stat.S_ISGID and mode & 0o070 == 0o070, f"{directory}: {stat.filemode(mode)}"
         for name in filenames:

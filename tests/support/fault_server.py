@@ -257,7 +257,7 @@ class FaultServer:
         lines += [f"{name}: {value}" for name, value in headers.items()]
         conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
-    def _respond(self, conn: socket.socket, request: Request) -> bool:
+    def _respond(self, conn: socket.socket, request: Request) -> bool:  # noqa: C901 - the faults in the order a response meets them, read top to bottom
         """Answer one request; False when the connection must end (faults that cut it)."""
         path = request.path
         if self.latency:

@@ -40,7 +40,7 @@ def names(draw, max_runs: int = 4) -> str:
     """A valid model name: lowercase alphanumeric runs joined by single '.', '_', '-' or '/'."""
     runs = draw(st.lists(_spelled(_ALNUM, 1, 8), min_size=1, max_size=max_runs))
     seps = draw(_spelled("._-/", len(runs) - 1, len(runs) - 1))
-    return runs[0] + "".join(sep + run for sep, run in zip(seps, runs[1:]))
+    return runs[0] + "".join(sep + run for sep, run in zip(seps, runs[1:], strict=True))
 
 
 def tags() -> st.SearchStrategy[str]:

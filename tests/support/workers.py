@@ -21,7 +21,7 @@ def _guard(report: Path, body) -> None:
         result = body()
     except BaseException:
         report.with_suffix(".error").write_text(traceback.format_exc())
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     report.write_text(json.dumps(result))
 
 

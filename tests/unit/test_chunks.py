@@ -19,7 +19,7 @@ def _split(draw) -> tuple[bytes, int, list[bytes]]:
     size = draw(st.integers(1, 64))
     data = draw(st.binary(max_size=400))
     cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=10)))
-    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
     return data, size, pieces
 
 

@@ -270,7 +270,7 @@ def test_the_cap_is_the_documented_one() -> None:
 
 
 def test_the_store_never_writes_an_index_over_the_cap(tmp_path) -> None:
-    from store import Store, StorageError
+    from store import StorageError, Store
 
     store = Store(tmp_path / "store")
     def entry(i: int) -> Descriptor:

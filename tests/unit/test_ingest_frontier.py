@@ -188,7 +188,7 @@ def _arrivals(draw):
     pieces = draw(st.integers(1, 12))
     cuts = sorted(draw(st.sets(st.integers(1, pieces * 4 - 1), max_size=pieces - 1)))
     bounds = [0, *(c * _PIECE // 4 for c in cuts), pieces * _PIECE]
-    spans = [(s, e) for s, e in zip(bounds, bounds[1:]) if e > s]
+    spans = [(s, e) for s, e in zip(bounds, bounds[1:], strict=False) if e > s]
     kinds = draw(st.lists(st.sampled_from(["checked", "later", "bad-then-good"]), min_size=len(spans), max_size=len(spans)))
     events: list[tuple[str, int]] = []
     for index, kind in enumerate(kinds):

@@ -75,7 +75,7 @@ def test_canonical_bytes() -> None:
     assert doc["schemaVersion"] == 2 and doc["mediaType"] == MANIFEST_TYPE
     assert doc["artifactType"] == ARTIFACT_TYPE == "application/vnd.odai.model.v1"
     assert doc["config"] == EMPTY_DESCRIPTOR.to_json()
-    for layer, f in zip(doc["layers"], sorted(FILES, key=lambda f: f.path)):
+    for layer, f in zip(doc["layers"], sorted(FILES, key=lambda f: f.path), strict=True):
         assert layer["mediaType"] == FILE_TYPE
         assert layer["digest"] == str(f.digest) and layer["size"] == f.size
         assert layer["annotations"][TITLE] == f.path

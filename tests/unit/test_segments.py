@@ -27,7 +27,7 @@ def test_segments_cover_exactly_the_missing_bytes_in_order(case, ranges_ok) -> N
     plan, size, done = case
     segments = plan.segments(size, done, ranges_ok)
     assert all(start < end for start, end in segments)
-    assert all(a[1] <= b[0] for a, b in zip(segments, segments[1:]))
+    assert all(a[1] <= b[0] for a, b in zip(segments, segments[1:], strict=False))
     covered = Ranges()
     for start, end in segments:
         covered = covered.add(start, end)
