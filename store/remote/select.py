@@ -17,26 +17,42 @@ __all__ = ["choose_remotes", "open_remote", "remote_specs"]
 _HINT = "a remote is an http://, https:// or file:// URL, or a path"
 
 
+def _http(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
+    from .http_layout import HttpLayout
+
+    return HttpLayout(spec, token=token, ca_bundle=ca_bundle)
+
+
+def _file_url(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
+    from .file_layout import FileLayout
+
+    path = unquote(urlsplit(spec).path)
+    if not path.startswith("/"):  # file:../mirror: a file URL holds an absolute path (RFC 8089)
+        raise UsageError(f"invalid remote {spec!r}: a file: URL needs an absolute path", "write file:///absolute/path, or give the path itself")
+    return FileLayout(Path(path))
+
+
+def _path(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
+    from .file_layout import FileLayout
+
+    return FileLayout(Path(spec).expanduser().absolute())
+
+
+# How each kind of remote is opened, by URL scheme; a new kind of remote is
+# one line here. No scheme, or one letter (a Windows drive), is a path.
+_OPENERS: dict[str, Callable[[str, str | None, str | None], Remote]] = {"http": _http, "https": _http, "file": _file_url, "": _path}
+
+
 def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = None) -> Remote:
-    """A Remote for an http(s):// URL, a file:// URL or a plain path."""
+    """A Remote for ``spec``, by its URL scheme (``_OPENERS``)."""
     try:
         scheme = urlsplit(spec).scheme
     except ValueError as err:  # an IPv6 host with its ']' missing
         raise UsageError(f"invalid remote {spec!r}: {err}", _HINT) from None
-    if scheme in ("http", "https"):
-        from .http_layout import HttpLayout
-
-        return HttpLayout(spec, token=token, ca_bundle=ca_bundle)
-    from .file_layout import FileLayout
-
-    if scheme == "file":
-        path = unquote(urlsplit(spec).path)
-        if not path.startswith("/"):  # file:../mirror: a file URL holds an absolute path (RFC 8089)
-            raise UsageError(f"invalid remote {spec!r}: a file: URL needs an absolute path", "write file:///absolute/path, or give the path itself")
-        return FileLayout(Path(path))
-    if scheme and len(scheme) > 1:
+    opener = _OPENERS.get("" if len(scheme) <= 1 else scheme)
+    if opener is None:
         raise UsageError(f"unsupported remote {spec!r}", _HINT)
-    return FileLayout(Path(spec).expanduser().absolute())
+    return opener(spec, ca_bundle, token)
 
 
 def remote_specs(explicit: tuple[str, ...] | list[str], configured: tuple[str, ...]) -> list[str]:
