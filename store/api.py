@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     from .local.gc import GcReport
     from .local.locks import Holder
     from .local.usage import DiskUsage
-    from .lock import LockResult
     from .lockfile import Pin
     from .oci.manifest import ModelFile
+    from .pin import LockResult
     from .reports import ModelEntry, ModelInfo, Root, VerifyResult
     from .transfer.progress import Snapshot
 
@@ -315,7 +315,7 @@ class Store:
         self, refs: Iterable[str | Reference], lockfile: str | os.PathLike[str] = "odai.lock", *, remotes: Iterable[str] = (), ca_bundle: str | None = None, timeout: float | None = None
     ) -> LockResult:
         """Resolve ``refs`` on the remotes and pin them in ``lockfile``; register it as a gc root."""
-        from .lock import lock
+        from .pin import lock
 
         path = Path(lockfile).absolute()
         result = lock(self.layout, self._names, [_ref(r) for r in refs], path, _fetch_options({"remotes": remotes, "ca_bundle": ca_bundle, "timeout": timeout}))
@@ -332,7 +332,7 @@ class Store:
         timeout: float | None = None,
     ) -> LockResult:
         """Resolve the pinned names again; LockfileError (exit 7) if any tag moved."""
-        from .lock import check
+        from .pin import check
 
         path = Path(lockfile).absolute()
         parsed = None if refs is None else [_ref(r) for r in refs]

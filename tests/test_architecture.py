@@ -20,7 +20,7 @@ USE_CASES = ("store.add", "store.fetch", "store.sync", "store.api", "store.cli",
 
 # The use-case layer by role: a verb does one command's work; a value module holds the
 # typed results and files that verbs share. A verb imports no other verb.
-VERBS = ("store.add", "store.fetch", "store.serve", "store.lock", "store.sync", "store.export")
+VERBS = ("store.add", "store.fetch", "store.serve", "store.pin", "store.sync", "store.export")
 VALUES = ("store.model", "store.reports", "store.lockfile", "store.config")
 API = ("store.api", "store.download")
 # Above store/remote/, a remote is its interface, opened for a URL by select.py's table.
@@ -38,9 +38,9 @@ KNOWN = {
     # Issue 12 point 1: a one-file URL becomes a scheme of select.py's table; until then
     # fetch_url builds its HttpFile itself.
     "store.fetch imports store.remote.http_layout",
-    # Issue 12 (fetch = plan, then execute): lock pins what fetch's resolve finds, and imports
+    # Issue 12 (fetch = plan, then execute): pin records what fetch's resolve finds, and imports
     # FetchOptions and resolve from the fetch verb instead of from a planning step both share.
-    "store.lock imports store.fetch",
+    "store.pin imports store.fetch",
 }
 
 

@@ -1,4 +1,8 @@
-"""Lock: resolve names on remotes and pin their exact manifests in a lockfile; or check the pins still hold."""
+"""Pin (the verb `lock`): resolve names on remotes and pin their exact manifests in a lockfile; or check the pins still hold.
+
+Named pin, not lock: the store has lock files (local/locks.py) and lockfiles
+(lockfile.py) already, and a fourth "lock" would say nothing.
+"""
 
 from dataclasses import replace
 from pathlib import Path
