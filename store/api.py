@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import _thread
-import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -272,7 +271,7 @@ class Store:
             return present
         from .fetch import fetch
 
-        return fetch(_context(self, options, progress, cancel, say), parsed, gc_roots=lambda: self._root_digests(prune=False))
+        return fetch(_context(self, options, progress, cancel, say), parsed)
 
     def fetch_url(
         self,
@@ -345,8 +344,7 @@ class Store:
         works on a read-only store. Registers the lockfile as a gc root.
         ``verify=True`` checks every file as ``path(verify=True)`` does.
         """
-        from .local.roots import drop_root
-        from .lockfile import read_lockfile
+        from .local.roots import drop_root, read_lockfile
         from .sync import select_pins, sync
 
         path = Path(lockfile).absolute()
@@ -413,8 +411,7 @@ class Store:
 
     def roots(self) -> builtins.list[Root]:
         """The registered lockfiles, whether they still exist, and how many models each pins."""
-        from .local.roots import root_paths
-        from .lockfile import read_lockfile
+        from .local.roots import read_lockfile, root_paths
         from .reports import Root
 
         out = []
@@ -426,31 +423,6 @@ class Store:
                 else:
                     out.append(Root(path, False, 0))
         return out
-
-    def _root_digests(self, prune: bool) -> set[Digest]:
-        """Manifest digests pinned by registered lockfiles; drops roots whose lockfile is gone."""
-        from .local.roots import drop_root, root_paths
-        from .lockfile import InvalidLockfile, read_lockfile
-
-        digests: set[Digest] = set()
-        for path in root_paths(self.layout):
-            if not path.exists():
-                if prune:
-                    try:
-                        drop_root(self.layout, path)
-                    except PermissionError as err:
-                        # Another member's, in a shared store's sticky roots/: it pins nothing, and their gc drops it.
-                        if err.errno != errno.EPERM:
-                            raise
-                continue
-            try:
-                digests |= {pin.digest for pin in read_lockfile(path).pins}
-            except InvalidLockfile as err:
-                raise InvalidLockfile(
-                    f"gc root {path} cannot be read, so gc cannot tell what it pins: {err.message}",
-                    "fix or delete that lockfile, then run gc again",
-                ) from None
-        return digests
 
     def tighten_shared(self) -> builtins.list[Path]:
         """Give a shared store's directories their sticky bits where they lack them (a store made by an older odai-store).
@@ -543,9 +515,10 @@ class Store:
         dead (on this host), which a later fetch would otherwise resume.
         """
         from .local.gc import collect
+        from .local.roots import pinned_digests
 
         with storage_errors("collecting garbage", self.root):
-            return collect(self.layout, lambda: self._root_digests(prune=not dry_run), dry_run, self._names.lock_timeout, partials)
+            return collect(self.layout, lambda: pinned_digests(self.layout, prune=not dry_run), dry_run, self._names.lock_timeout, partials)
 
     def verify(self, refs: Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/."""

@@ -102,10 +102,9 @@ class Resolved:
 
 
 class _Fetcher:
-    def __init__(self, ctx: FetchContext, remotes: list[Remote] | None = None, gc_roots: Callable[[], set[Digest]] = set) -> None:
+    def __init__(self, ctx: FetchContext, remotes: list[Remote] | None = None) -> None:
         self.layout, self.names, self.options = ctx.layout, ctx.names, ctx.options
         self.progress, self.cancel, self.say = ctx.progress, ctx.cancel, ctx.say
-        self.gc_roots = gc_roots  # what gc keeps besides names, for the no-space hint
         self.blobs = BlobStore(ctx.layout)
         self._remotes = remotes
         self._engine: Engine | None = None
@@ -219,12 +218,13 @@ class _Fetcher:
         pending = pending_bytes(self.layout)
         need = sum(size for digest, size in missing.items() if digest.hex not in pending) + sum(pending.values())
         from .local.gc import collect
+        from .local.roots import pinned_digests
 
         check = SpaceCheck()
         free = free_bytes(self.layout)
         if check.shortfall(need, free):
             try:
-                reclaimable = collect(self.layout, self.gc_roots, dry_run=True, lock_timeout=self.names.lock_timeout).bytes_freed
+                reclaimable = collect(self.layout, lambda: pinned_digests(self.layout), dry_run=True, lock_timeout=self.names.lock_timeout).bytes_freed
             except StoreError:  # a damaged root or manifest: the hint goes without the gc figure
                 reclaimable = 0
             check.check(need, free, str(self.layout.root), reclaimable)
@@ -334,13 +334,13 @@ def resolve(ctx: FetchContext, refs: list[Reference]) -> list[Resolved]:
         fetcher.close()
 
 
-def fetch(ctx: FetchContext, refs: list[Reference], gc_roots: Callable[[], set[Digest]] = set) -> list[Fetched]:
+def fetch(ctx: FetchContext, refs: list[Reference]) -> list[Fetched]:
     """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded.
 
     Planned, then executed: every reference is resolved and every missing
     blob known, and the space for them checked, before the first byte.
     """
-    fetcher = _Fetcher(ctx, gc_roots=gc_roots)
+    fetcher = _Fetcher(ctx)
     try:
         with fetcher.bounded(), storage_errors("fetching", ctx.layout.root), Lease(ctx.layout, ctx.names.lock_timeout) as lease:
             return _execute(fetcher, _plan(fetcher, refs, lease))

@@ -1,5 +1,8 @@
 """odai.lock: the exact model versions an app was tested with, as deterministic TOML (spec/lockfile.md).
 
+A format, beside oci/: bytes in, typed values out, no I/O. Reading one from
+disk, bounded, is local/roots.py's (gc reads the lockfiles it keeps models for).
+
 Read with tomllib, written with tomli-w. Pins are sorted by name and tag,
 files by path, and nothing in the file depends on time or machine, so
 locking unchanged models rewrites the file byte for byte.
@@ -7,16 +10,14 @@ locking unchanged models rewrites the file byte for byte.
 
 import tomllib
 from collections.abc import Iterable
-from pathlib import Path
 from typing import NamedTuple
 
-from .errors import InvalidReference, UsageError, from_os_error
-from .local.bounded import LOCKFILE_MAX, Refused, read_bounded
+from .errors import InvalidReference, UsageError
 from .oci.digest import Digest, InvalidDigest, parse_digest
 from .oci.manifest import Manifest, ModelFile, check_model_paths
 from .oci.reference import Reference, parse_reference
 
-__all__ = ["LOCKFILE_VERSION", "InvalidLockfile", "Pin", "PinnedFile", "Lockfile", "parse_lockfile", "read_lockfile"]
+__all__ = ["LOCKFILE_VERSION", "InvalidLockfile", "Pin", "PinnedFile", "Lockfile", "parse_lockfile"]
 
 # Bump when a field changes meaning; readers refuse versions they do not know.
 LOCKFILE_VERSION = 1
@@ -143,21 +144,3 @@ def parse_lockfile(data: bytes, where: str = DEFAULT_NAME) -> Lockfile:
     if len(set(names)) != len(names):
         raise InvalidLockfile(f"{where} pins the same NAME:TAG twice")
     return Lockfile(tuple(sorted(pins, key=lambda p: (p.name, p.tag))))
-
-
-def read_lockfile(path: Path, missing_ok: bool = False) -> Lockfile:
-    """The lockfile at ``path``, a regular file of at most LOCKFILE_MAX bytes (spec/lockfile.md#reading).
-
-    It is opened without blocking: a FIFO in its place (a gc root may name
-    any path) is refused at once, not waited on while gc holds its lock.
-    """
-    try:
-        return parse_lockfile(read_bounded(path, LOCKFILE_MAX, "lockfile", follow=True), str(path))
-    except Refused as err:
-        raise InvalidLockfile(err.message, "a lockfile is a regular file that 'odai-store lock' writes; replace this one") from None
-    except FileNotFoundError:
-        if missing_ok:
-            return Lockfile()
-        raise InvalidLockfile(f"no lockfile at {path}", "create it with 'odai-store lock NAME...'") from None
-    except OSError as err:  # a directory, no permission: the lockfile's place, not the store, is at fault
-        raise from_os_error(err, f"reading {path}", outside="check the lockfile's path and that you may read it") from err

@@ -14,7 +14,8 @@ from .local.atomic import write_atomic
 from .local.bounded import LOCKFILE_MAX, Refused, read_bounded
 from .local.layout import StoreLayout
 from .local.names import Names
-from .lockfile import Lockfile, Pin, read_lockfile
+from .local.roots import read_lockfile
+from .lockfile import Lockfile, Pin
 from .oci.reference import Reference
 
 __all__ = ["LockResult", "lock", "check"]

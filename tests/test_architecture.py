@@ -16,12 +16,15 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "store"
 
 # Use cases sit above transfer; transfer must stay ignorant of them.
-USE_CASES = ("store.add", "store.fetch", "store.sync", "store.api", "store.cli", "store.serve", "store.lockfile")
+USE_CASES = ("store.add", "store.fetch", "store.sync", "store.api", "store.cli", "store.serve")
 
 # The use-case layer by role: a verb does one command's work; a value module holds the
 # typed results and files that verbs share. A verb imports no other verb.
 VERBS = ("store.add", "store.fetch", "store.serve", "store.pin", "store.sync", "store.export")
-VALUES = ("store.model", "store.reports", "store.lockfile", "store.config")
+VALUES = ("store.model", "store.reports", "store.config")
+# The formats: bytes in, typed values out, no I/O. odai.lock sits beside oci/, so that local
+# (gc, which keeps what lockfiles pin) reads it without calling up into the API.
+FORMATS = ("store.oci", "store.lockfile")
 API = ("store.api", "store.download")
 # Above store/remote/, a remote is its interface, opened for a URL by select.py's table.
 REMOTE_FACE = ("store.remote.base", "store.remote.select")
@@ -104,12 +107,13 @@ def test_the_import_reader_sees_imports() -> None:
     assert _files("store.oci") and _files("store.local")
 
 
-def test_oci_is_pure_formats() -> None:
-    assert _violations("store.oci", lambda n: _within(n, "store.oci", "store.errors")) == []
+def test_the_formats_are_pure() -> None:
+    for fmt in FORMATS:
+        assert _violations(fmt, lambda n: _within(n, *FORMATS, "store.errors")) == []
 
 
 def test_local_uses_only_oci_and_errors() -> None:
-    assert _violations("store.local", lambda n: _within(n, "store.local", "store.oci", "store.errors")) == []
+    assert _violations("store.local", lambda n: _within(n, "store.local", *FORMATS, "store.errors")) == []
 
 
 def test_remote_and_local_never_import_each_other() -> None:
@@ -158,7 +162,7 @@ def _beyond_known(found: list[str]) -> list[str]:
 
 
 def test_every_module_belongs_to_a_layer() -> None:
-    layers = ("store.cli", *API, *VERBS, *VALUES, "store.transfer", "store.remote", "store.local", "store.oci", "store.errors")
+    layers = ("store.cli", *API, *VERBS, *VALUES, "store.transfer", "store.remote", "store.local", *FORMATS, "store.errors")
     modules = [_module_name(p) for p in sorted(PACKAGE.rglob("*.py"))]
     assert [m for m in modules if m not in ("store", "store.__main__") and not _within(m, *layers)] == []
 
@@ -186,7 +190,7 @@ def test_only_remote_knows_the_concrete_remotes() -> None:
 
 
 def test_use_cases_import_only_their_layer_and_below() -> None:
-    allowed = (*VERBS, *VALUES, "store.transfer", "store.remote", "store.local", "store.oci", "store.errors")
+    allowed = (*VERBS, *VALUES, "store.transfer", "store.remote", "store.local", *FORMATS, "store.errors")
     found = [v for case in (*VERBS, *VALUES) for v in _violations(case, lambda n: _within(n, *allowed))]
     assert found == []
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
+from ..errors import from_os_error
+from ..lockfile import InvalidLockfile, Lockfile, parse_lockfile
+from ..oci.digest import Digest
 from .atomic import write_atomic
-from .bounded import ROOT_ENTRY_MAX, Refused, read_bounded
+from .bounded import LOCKFILE_MAX, ROOT_ENTRY_MAX, Refused, read_bounded
 from .layout import StoreLayout
 
-__all__ = ["register_root", "root_paths", "drop_root"]
+__all__ = ["register_root", "root_paths", "drop_root", "read_lockfile", "pinned_digests"]
 
 
 def register_root(layout: StoreLayout, lockfile: Path, lock_timeout: float | None = None) -> bool:
@@ -46,3 +50,44 @@ def root_paths(layout: StoreLayout) -> list[Path]:
 
 def drop_root(layout: StoreLayout, lockfile: Path) -> None:
     layout.root_entry(lockfile).unlink(missing_ok=True)
+
+
+def read_lockfile(path: Path, missing_ok: bool = False) -> Lockfile:
+    """The lockfile at ``path``, a regular file of at most LOCKFILE_MAX bytes (spec/lockfile.md#reading).
+
+    It is opened without blocking: a FIFO in its place (a gc root may name
+    any path) is refused at once, not waited on while gc holds its lock.
+    """
+    try:
+        return parse_lockfile(read_bounded(path, LOCKFILE_MAX, "lockfile", follow=True), str(path))
+    except Refused as err:
+        raise InvalidLockfile(err.message, "a lockfile is a regular file that 'odai-store lock' writes; replace this one") from None
+    except FileNotFoundError:
+        if missing_ok:
+            return Lockfile()
+        raise InvalidLockfile(f"no lockfile at {path}", "create it with 'odai-store lock NAME...'") from None
+    except OSError as err:  # a directory, no permission: the lockfile's place, not the store, is at fault
+        raise from_os_error(err, f"reading {path}", outside="check the lockfile's path and that you may read it") from err
+
+
+def pinned_digests(layout: StoreLayout, prune: bool = False) -> set[Digest]:
+    """Manifest digests pinned by the registered lockfiles, which gc keeps; with ``prune``, drop roots whose lockfile is gone."""
+    digests: set[Digest] = set()
+    for path in root_paths(layout):
+        if not path.exists():
+            if prune:
+                try:
+                    drop_root(layout, path)
+                except PermissionError as err:
+                    # Another member's, in a shared store's sticky roots/: it pins nothing, and their gc drops it.
+                    if err.errno != errno.EPERM:
+                        raise
+            continue
+        try:
+            digests |= {pin.digest for pin in read_lockfile(path).pins}
+        except InvalidLockfile as err:
+            raise InvalidLockfile(
+                f"gc root {path} cannot be read, so gc cannot tell what it pins: {err.message}",
+                "fix or delete that lockfile, then run gc again",
+            ) from None
+    return digests

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from store import Store
-from store.lockfile import Pin, parse_lockfile, read_lockfile
+from store.local.roots import read_lockfile
+from store.lockfile import Pin, parse_lockfile
 from store.oci.digest import Digest
 from store.oci.reference import parse_reference
 from tests.support.cli import assert_error, run_cli_many

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from store import Store
-from store.lockfile import parse_lockfile, read_lockfile
+from store.local.roots import read_lockfile
+from store.lockfile import parse_lockfile
 from store.oci.digest import Digest
 from store.oci.manifest import Manifest
 from store.oci.reference import Reference

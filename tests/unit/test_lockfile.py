@@ -7,7 +7,8 @@ import tomllib
 import pytest
 
 from store.errors import UsageError
-from store.lockfile import LOCKFILE_VERSION, InvalidLockfile, Lockfile, Pin, PinnedFile, parse_lockfile, read_lockfile
+from store.local.roots import read_lockfile
+from store.lockfile import LOCKFILE_VERSION, InvalidLockfile, Lockfile, Pin, PinnedFile, parse_lockfile
 from store.oci.digest import Digest
 from store.oci.manifest import Manifest, ModelFile
 from store.oci.reference import Reference
