@@ -315,26 +315,14 @@ def shared_tmp() -> Iterator[Path]:
 
 
 def test_two_users_of_one_group_add_remove_collect_and_fetch_in_one_store(as_user, shared_tmp: Path) -> None:
-    store, remote = shared_tmp / "store", shared_tmp / "remote"
-    homes = {}
-    for uid in USERS:
-        homes[uid] = shared_tmp / f"home-{uid}"
-        homes[uid].mkdir()
-        os.chown(homes[uid], uid, GROUP)
+    store, homes, run, ok, _ = _two_users(as_user, shared_tmp)
+    remote = shared_tmp / "remote"
     a, b = USERS
     src_a = write_tree(shared_tmp / "src-a", {"a.txt": b"from a\n", "both.bin": SHARED})
     src_b = write_tree(shared_tmp / "src-b", {"b.txt": b"from b\n", "both.bin": SHARED})
     big = random.Random(6).randbytes(3 << 20)
     _publish(remote, "big:v1", {"big.bin": big})
     _publish(remote, "llama:v1", V1)
-
-    def run(uid: int, *args: str | os.PathLike[str]) -> CliResult:
-        return run_cli(store, *args, env={"HOME": str(homes[uid])}, prefix=as_user(uid), cwd=homes[uid])
-
-    def ok(uid: int, *args: str | os.PathLike[str]) -> str:
-        code, out, err = run(uid, *args)
-        assert code == 0, f"uid {uid}: {args}: exit {code}: {err}"
-        return out
 
     ok(a, "init", "--shared", store)
     assert os.stat(store).st_gid == GROUP
@@ -429,7 +417,7 @@ def test_path_and_sync_verify_find_a_blob_rewritten_in_place_and_a_planted_view(
 
 
 def _two_users(as_user, shared_tmp: Path):
-    """(store, run, ok, python) for two users of one group, each with a home of their own."""
+    """(store, homes, run, ok, python) for two users of one group, each with a home of their own."""
     store = shared_tmp / "store"
     homes = {}
     for uid in USERS:
@@ -539,21 +527,14 @@ def test_a_member_cannot_have_anothers_fetch_write_through_a_planted_partial(lin
     """Issue 11, finding 1a: ingest/ is group-writable without the sticky bit, so member a
     may plant a dead writer's partial name that links to member b's ~/.profile; b's fetch
     of that blob must neither write into the file, chmod it, nor publish the link."""
-    store, remote = shared_tmp / "store", shared_tmp / "remote"
     a, b = USERS
-    homes = {}
-    for uid in USERS:
-        homes[uid] = shared_tmp / f"home-{uid}"
-        homes[uid].mkdir()
-        os.chown(homes[uid], uid, GROUP)
+    store, homes, run, ok, python = _two_users(as_user, shared_tmp)
+    remote = shared_tmp / "remote"
     profile = homes[b] / ".profile"
     profile.write_bytes(b"export PATH=$HOME/bin:$PATH\n")
     os.chown(profile, b, GROUP)
     profile.chmod(0o644)
     _publish(remote, "llama:v1", V1)
-
-    def run(uid: int, *args: str | os.PathLike[str]) -> CliResult:
-        return run_cli(store, *args, env={"HOME": str(homes[uid])}, prefix=as_user(uid), cwd=homes[uid])
 
     assert run(a, "init", "--shared", store).code == 0
     dead = subprocess.Popen([sys.executable, "-c", ""])
