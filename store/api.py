@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import _thread
-import errno
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -274,7 +273,7 @@ class Store:
             parsed,
             _fetch_options(options),
             *_run(progress, cancel, say),
-            gc_roots=lambda: self._root_digests(prune=False),
+            gc_roots=self._root_digests,
         )
 
     def fetch_url(
@@ -430,21 +429,14 @@ class Store:
                     out.append(Root(path, False, 0))
         return out
 
-    def _root_digests(self, prune: bool) -> set[Digest]:
-        """Manifest digests pinned by registered lockfiles; drops roots whose lockfile is gone."""
-        from .local.roots import drop_root, root_paths
+    def _root_digests(self) -> set[Digest]:
+        """Manifest digests pinned by registered lockfiles that still exist (gc drops the others)."""
+        from .local.roots import root_paths
         from .lockfile import InvalidLockfile, read_lockfile
 
         digests: set[Digest] = set()
         for path in root_paths(self.layout):
             if not path.exists():
-                if prune:
-                    try:
-                        drop_root(self.layout, path)
-                    except PermissionError as err:
-                        # Another member's, in a shared store's sticky roots/: it pins nothing, and their gc drops it.
-                        if err.errno != errno.EPERM:
-                            raise
                 continue
             try:
                 digests |= {pin.digest for pin in read_lockfile(path).pins}
@@ -548,7 +540,7 @@ class Store:
         from .local.gc import collect
 
         with storage_errors("collecting garbage", self.root):
-            return collect(self.layout, lambda: self._root_digests(prune=not dry_run), dry_run, self._names.lock_timeout, partials)
+            return collect(self.layout, self._root_digests, dry_run, self._names.lock_timeout, partials)
 
     def verify(self, refs: Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/."""

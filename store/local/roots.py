@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from .atomic import write_atomic
 from .bounded import ROOT_ENTRY_MAX, Refused, read_bounded
 from .layout import StoreLayout
 
-__all__ = ["register_root", "root_paths", "drop_root"]
+__all__ = ["drop_root", "register_root", "root_entries", "root_paths"]
 
 
 def register_root(layout: StoreLayout, lockfile: Path, lock_timeout: float | None = None) -> bool:
@@ -31,16 +32,26 @@ def register_root(layout: StoreLayout, lockfile: Path, lock_timeout: float | Non
     return True
 
 
-def root_paths(layout: StoreLayout) -> list[Path]:
-    """The lockfiles registered as roots, whether they still exist or not."""
-    out = []
+def root_entries(layout: StoreLayout) -> Iterator[tuple[Path, Path | Refused]]:
+    """Each entry of roots/ and the lockfile it registers, whether that still exists or not, or why the entry cannot be read."""
     for entry in sorted(os.scandir(layout.roots), key=lambda e: e.name):
         if entry.name.startswith("."):
             continue
         try:
-            out.append(Path(os.fsdecode(read_bounded(Path(entry.path), ROOT_ENTRY_MAX, "gc root entry")).strip()))
+            yield Path(entry.path), Path(os.fsdecode(read_bounded(Path(entry.path), ROOT_ENTRY_MAX, "gc root entry")).strip())
         except FileNotFoundError:
             continue
+        except Refused as err:
+            yield Path(entry.path), err
+
+
+def root_paths(layout: StoreLayout) -> list[Path]:
+    """The lockfiles registered as roots, whether they still exist or not; Refused for an entry that is no root."""
+    out = []
+    for _, lockfile in root_entries(layout):
+        if isinstance(lockfile, Refused):
+            raise lockfile
+        out.append(lockfile)
     return out
 
 

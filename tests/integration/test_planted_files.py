@@ -186,6 +186,17 @@ def test_a_fifo_planted_as_a_lease_does_not_hang_gc(added: Store, store_dir: Pat
     assert result.code == 0, result.err
 
 
+@pytest.mark.parametrize("content", [b"[]", b'"a string"', b"{}", b"not json"])
+def test_a_file_planted_in_leases_that_is_json_but_no_lease_does_not_stop_gc(added: Store, store_dir: Path, content: bytes) -> None:
+    """A JSON list or string in leases/ is no lease: gc used to die on it with a traceback (AttributeError)."""
+    planted = added.layout.leases / "planted"
+    planted.write_bytes(content)
+    result = run_cli(store_dir, "gc", timeout=HANG)
+    assert result.code == 0, result.err
+    # It holds no digests, and is young: gc leaves it (a later doctor reports it).
+    assert planted.read_bytes() == content
+
+
 def test_a_gc_root_naming_a_fifo_stops_gc_without_holding_its_lock(added: Store, store_dir: Path, tmp_path: Path, model_tree: Path) -> None:
     fifo = tmp_path / "app" / "odai.lock"
     fifo.parent.mkdir()
