@@ -20,6 +20,7 @@ from store.local.gc import mark, sweep
 from store.local.inspect import Finding, Kind, inspect_store
 from store.local.locks import this_holder
 from store.local.names import Names
+from store.local.verify import check, quarantine
 from store.oci.digest import Digest, sha256_of
 from tests.support.trees import write_tree
 
@@ -200,3 +201,16 @@ def test_gc_of_the_repaired_store_sweeps_what_mark_found(damaged: Damaged) -> No
         assert kept.exists()
     assert damaged.planted_lock.is_symlink()
 
+
+def test_check_reads_only_and_quarantine_acts(damaged: Damaged) -> None:
+    _flip(damaged.layout.blob(damaged.kept))
+    damaged.layout.fast_record(damaged.garbage).unlink(missing_ok=True)
+    before = _snapshot(damaged.layout.root)
+    findings = list(check(damaged.layout, None, fast=True))
+    assert _snapshot(damaged.layout.root) == before
+    pairs = _pairs(findings)
+    assert {(Kind.CORRUPT_BLOB, damaged.kept), (Kind.CORRUPT_BLOB, damaged.damaged), (Kind.UNRECORDED_BLOB, damaged.garbage)} <= pairs
+    report = quarantine(damaged.layout, findings)
+    assert set(report.corrupt) == {damaged.kept, damaged.damaged} and report.checked == len(findings)
+    assert not damaged.layout.blob(damaged.kept).exists()
+    assert damaged.layout.fast_record(damaged.garbage).exists()
