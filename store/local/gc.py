@@ -68,7 +68,7 @@ def _stop(findings: list[Finding]) -> Exception:
     damaged = [f for f in findings if f.kind is Kind.DAMAGED_MANIFEST]
     what = "; ".join(f"manifest {f.subject} {'is damaged' if f.kind is Kind.DAMAGED_MANIFEST else 'cannot be read'} ({f.detail})" for f in findings)
     if damaged:
-        return IntegrityError(f"{what}; gc deleted nothing", "run 'odai-store verify' to quarantine it, then gc again")
+        return IntegrityError(f"{what}; gc deleted nothing", "run 'odai-store verify' to set the damaged manifests aside, then gc again")
     return StorageError(f"{what}; gc deleted nothing", "odai-store only ever makes a regular file there: restore its permissions, or remove it, then gc again")
 
 
