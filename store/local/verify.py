@@ -23,6 +23,7 @@ from typing import NamedTuple
 from ..oci.digest import Digest
 from .atomic import fsync_dir, write_atomic
 from .blobs import BlobStore
+from .bounded import Refused, open_regular
 from .inspect import Finding, Kind, subjects
 from .layout import StoreLayout
 
@@ -37,15 +38,24 @@ class VerifyReport(NamedTuple):
 
 
 def _hash_file(path: Path, new_hasher) -> str:
-    hasher = new_hasher()
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size:
+    """The hex digest of the regular file ``path``; Refused for anything else.
+
+    Not open(): a FIFO planted under a blob's name would block it for ever
+    (and the worker thread with it, past SIGTERM), and a link would be
+    followed to whatever file it names.
+    """
+    fd, info = open_regular(path, "blob")
+    try:
+        hasher = new_hasher()
+        if info.st_size:
             # mmap hands page-cache pages to the hasher with no copy: worth
             # a third of the time for xxh3, which is faster than memcpy.
-            with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+            with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as mapped:
                 mapped.madvise(mmap.MADV_SEQUENTIAL)
                 hasher.update(mapped)
-    return hasher.hexdigest()
+        return hasher.hexdigest()
+    finally:
+        os.close(fd)
 
 
 def _check(blobs: BlobStore, digest: Digest, fast: bool) -> Finding | None:
@@ -54,6 +64,8 @@ def _check(blobs: BlobStore, digest: Digest, fast: bool) -> Finding | None:
         sound, by_record = _hashes_right(blobs, digest, fast)
     except FileNotFoundError:
         return None
+    except Refused as err:  # no blob at all under its name: set aside like a damaged one
+        return Finding(Kind.CORRUPT_BLOB, digest, err.message)
     if not sound:
         return Finding(Kind.CORRUPT_BLOB, digest, "its bytes do not hash to its digest")
     if fast and not by_record:
@@ -104,7 +116,7 @@ def _record(layout: StoreLayout, digest: Digest) -> None:
 
     try:
         fast_hex = _hash_file(layout.blob(digest), xxhash.xxh3_128)
-    except FileNotFoundError:
+    except (FileNotFoundError, Refused):  # gone, or replaced since the check: no record for it
         return
     write_atomic(layout.fast_record(digest), fast_hex.encode() + b"\n", 0o444, group=layout.shared)
 
@@ -144,7 +156,7 @@ def altered_blobs(layout: StoreLayout, digests: list[Digest], workers: int | Non
             if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o222:
                 return True
             return not _hashes_right(blobs, digest, fast=True)[0]
-        except FileNotFoundError:
+        except (FileNotFoundError, Refused):  # Refused: swapped for a non-file since the lstat
             return True
 
     unique = list(dict.fromkeys(digests))

@@ -295,6 +295,29 @@ def test_roots_escapes_control_characters_of_lockfile_paths(store: Store, store_
     assert json.loads(run_cli(store_dir, "--json", "roots").out)["roots"][0]["lockfile"] == str(lockfile)
 
 
+@pytest.mark.parametrize("plant", ["fifo", "directory", "symlink", "symlink loop"])
+def test_an_entry_planted_under_a_blobs_name_is_set_aside_by_verify(added: Store, store_dir: Path, victim: Path, plant: str) -> None:
+    """Not a blob: verify used to hang for ever on a FIFO (even past SIGTERM), stop at a directory (exit 6) and hash a link's target."""
+    digest, manifest = added.resolve("m:v1")
+    blob = added.layout.blob(manifest.files[0].digest)
+    blob.unlink()
+    if plant == "fifo":
+        os.mkfifo(blob)
+    elif plant == "directory":
+        blob.mkdir()
+    elif plant == "symlink":
+        blob.symlink_to(victim)
+    else:
+        blob.symlink_to(blob.name)
+    result = run_cli(store_dir, "verify", timeout=HANG)
+    assert_error(result, 5, stdout_empty=False)
+    assert f"corrupt {manifest.files[0].digest} -> " in result.out and result.out.endswith("damaged model m:v1\n")
+    assert not os.path.lexists(blob) and os.listdir(added.layout.quarantine)
+    assert victim.read_text() == "the victim's own notes\n"
+    # Every other blob was checked and is sound.
+    assert run_cli(store_dir, "verify", timeout=HANG).out.endswith(": 0 corrupt\n")
+
+
 def test_verify_escapes_control_characters_of_paths(tmp_path: Path, model_tree: Path) -> None:
     store_dir = tmp_path / f"store{ESCAPE}"
     store = Store(store_dir)
