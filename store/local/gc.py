@@ -53,7 +53,7 @@ def mark(layout: StoreLayout, present: set[Digest], manifests: set[Digest], now:
     yield from (f for f in leases.findings if f.kind is Kind.STALE_LEASE)
     keep = reached.keep | leases.digests
     yield from views(layout, keep, now)
-    yield from unreferenced_blobs(present, keep)
+    yield from unreferenced_blobs(layout, present, keep)
     yield from (f for f in partials(layout, present, now, resumable) if f.kind is Kind.STALE_PARTIAL)
     yield from temporaries(layout, now)
     yield from records(layout, present | keep)

@@ -209,8 +209,19 @@ def reach(blobs: BlobStore, manifests: Iterable[Digest], present: set[Digest]) -
     return Reach(keep, findings)
 
 
-def unreferenced_blobs(present: Iterable[Digest], keep: set[Digest]) -> Iterator[Finding]:
+def unreferenced_blobs(layout: StoreLayout, present: Iterable[Digest], keep: set[Digest]) -> Iterator[Finding]:
+    """Blobs of ``present`` not in ``keep``.
+
+    Not a directory under a blob's name: no blob, and one gc could not
+    unlink (a member of a shared store could stop every gc with one);
+    blob_entries reports it, and verify sets it aside.
+    """
     for digest in sorted(set(present) - keep):
+        try:
+            if stat.S_ISDIR(os.lstat(layout.blob(digest)).st_mode):
+                continue
+        except FileNotFoundError:  # deleted since the listing
+            continue
         yield Finding(Kind.UNREFERENCED_BLOB, digest, "no name, gc root or lease reaches it")
 
 
@@ -371,7 +382,7 @@ def inspect_store(layout: StoreLayout, pinned: set[Digest], now: float) -> Itera
     yield from leases.findings
     keep = reached.keep | leases.digests
     if named.digests is not None:
-        yield from unreferenced_blobs(present, keep)
+        yield from unreferenced_blobs(layout, present, keep)
         if layout.views not in broken:
             yield from views(layout, keep, now)
     walkers = (

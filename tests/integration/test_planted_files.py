@@ -298,7 +298,7 @@ def test_roots_escapes_control_characters_of_lockfile_paths(store: Store, store_
 @pytest.mark.parametrize("plant", ["fifo", "directory", "symlink", "symlink loop"])
 def test_an_entry_planted_under_a_blobs_name_is_set_aside_by_verify(added: Store, store_dir: Path, victim: Path, plant: str) -> None:
     """Not a blob: verify used to hang for ever on a FIFO (even past SIGTERM), stop at a directory (exit 6) and hash a link's target."""
-    digest, manifest = added.resolve("m:v1")
+    _, manifest = added.resolve("m:v1")
     blob = added.layout.blob(manifest.files[0].digest)
     blob.unlink()
     if plant == "fifo":
@@ -316,6 +316,21 @@ def test_an_entry_planted_under_a_blobs_name_is_set_aside_by_verify(added: Store
     assert victim.read_text() == "the victim's own notes\n"
     # Every other blob was checked and is sound.
     assert run_cli(store_dir, "verify", timeout=HANG).out.endswith(": 0 corrupt\n")
+
+
+def test_a_directory_planted_under_a_blobs_name_does_not_stop_gc(added: Store, store_dir: Path) -> None:
+    """Any member may create entries in blobs/: one directory there used to stop every member's gc (exit 6, Is a directory)."""
+    planted = added.layout.blobs / ("ab" * 32)
+    (planted / "inside").mkdir(parents=True)
+    garbage = write_tree(store_dir.parent / "garbage", {"g.bin": b"garbage" * 100})
+    model = added.add("g:v1", [garbage])
+    added.remove(["g:v1"])
+    result = run_cli(store_dir, "gc", timeout=HANG)
+    assert result.code == 0, result.err
+    assert not added.layout.blob(model.files[0].digest).exists() and planted.is_dir()
+    # verify sets it aside, as anything under a blob's name that is no blob.
+    assert_error(run_cli(store_dir, "verify", timeout=HANG), 5, stdout_empty=False)
+    assert not planted.exists()
 
 
 def test_verify_escapes_control_characters_of_paths(tmp_path: Path, model_tree: Path) -> None:
