@@ -1,8 +1,8 @@
 """Garbage collection: delete what no name, gc root or lease reaches (spec/locking.md).
 
 gc = sweep(mark()): ``mark`` only reads, and yields a finding for everything
-gc may delete and for every damaged manifest (local/inspect.py); ``sweep``
-acts on the whole list. Both run under the gc lock held exclusive, so no
+gc may delete, for every damaged manifest, and for what else it sees
+(local/inspect.py); ``sweep`` acts on the whole list. Both run under the gc lock held exclusive, so no
 writer can add or drop a lease meanwhile. A manifest that is damaged or
 cannot be read stops the sweep before it deletes anything: what it refers
 to cannot be told apart from garbage, and keeping everything is the only
@@ -40,21 +40,20 @@ class GcReport(NamedTuple):
 
 
 def mark(layout: StoreLayout, present: set[Digest], manifests: set[Digest], now: float, resumable: bool = False) -> Iterator[Finding]:
-    """What gc may delete, given the blobs ``present`` and the named and pinned ``manifests``, and the damage that forbids it; reads only.
+    """What gc may delete, given the blobs ``present`` and the named and pinned ``manifests``, what forbids it, and what else its walkers see; reads only.
 
     Yields in the order sweep deletes: roots and leases first, views before
     the blobs they link to. ``resumable`` as in inspect.stale.
     """
-    blobs = BlobStore(layout)
-    reached = reach(blobs, manifests, present)
-    yield from (f for f in reached.findings if f.kind in _STOPS)
-    yield from (f for f in gc_roots(layout) if f.kind is Kind.DANGLING_ROOT)
+    reached = reach(BlobStore(layout), manifests, present)
+    yield from reached.findings
+    yield from gc_roots(layout)
     leases = lease_files(layout, now)
-    yield from (f for f in leases.findings if f.kind is Kind.STALE_LEASE)
+    yield from leases.findings
     keep = reached.keep | leases.digests
     yield from views(layout, keep, now)
     yield from unreferenced_blobs(layout, present, keep)
-    yield from (f for f in partials(layout, present, now, resumable) if f.kind is Kind.STALE_PARTIAL)
+    yield from partials(layout, present, now, resumable)
     yield from temporaries(layout, now)
     yield from records(layout, present | keep)
 
@@ -106,8 +105,10 @@ def sweep(layout: StoreLayout, findings: list[Finding], dry_run: bool = False) -
         Kind.STALE_TEMPORARY: _unlink,
         Kind.ORPHAN_RECORD: _unlink,
     }
+    # Strays and missing files are not gc's to act on: a doctor reports them.
     for finding in findings:
-        act[finding.kind](finding.subject)
+        if (action := act.get(finding.kind)) is not None:
+            action(finding.subject)
     if any(f.kind is Kind.STALE_LEASE for f in findings):
         fsync_dir(layout.leases)
     return report

@@ -209,20 +209,27 @@ def reach(blobs: BlobStore, manifests: Iterable[Digest], present: set[Digest]) -
     return Reach(keep, findings)
 
 
-def unreferenced_blobs(layout: StoreLayout, present: Iterable[Digest], keep: set[Digest]) -> Iterator[Finding]:
-    """Blobs of ``present`` not in ``keep``.
+def _directory(path: Path) -> bool:
+    """Whether ``path`` is a directory, where odai-store makes only files.
 
-    Not a directory under a blob's name: no blob, and one gc could not
-    unlink (a member of a shared store could stop every gc with one);
-    blob_entries reports it, and verify sets it aside.
+    Such an entry is no file of odai-store's, and one gc could not unlink:
+    a member of a shared store could stop every gc with one. The walkers
+    call it a stray, never garbage (spec/locking.md#gc, step 7).
     """
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+_NO_FILE = "a directory where odai-store makes only files"
+
+
+def unreferenced_blobs(layout: StoreLayout, present: Iterable[Digest], keep: set[Digest]) -> Iterator[Finding]:
+    """Blobs of ``present`` not in ``keep``; not a directory under a blob's name (blob_entries reports it, verify sets it aside)."""
     for digest in sorted(set(present) - keep):
-        try:
-            if stat.S_ISDIR(os.lstat(layout.blob(digest)).st_mode):
-                continue
-        except FileNotFoundError:  # deleted since the listing
-            continue
-        yield Finding(Kind.UNREFERENCED_BLOB, digest, "no name, gc root or lease reaches it")
+        if not _directory(layout.blob(digest)):
+            yield Finding(Kind.UNREFERENCED_BLOB, digest, "no name, gc root or lease reaches it")
 
 
 def blob_entries(layout: StoreLayout) -> Iterator[Finding]:
@@ -265,7 +272,9 @@ def stale(path: Path, now: float, present: set[Digest] | None = None, resumable:
 def partials(layout: StoreLayout, present: set[Digest], now: float, resumable: bool = False) -> Iterator[Finding]:
     """Files of ingest/ gc may delete (``resumable`` as in stale), and those no writer of odai-store makes."""
     for path in sorted(layout.ingest.iterdir()):
-        if stale(path, now, present, resumable):
+        if _directory(path):
+            yield Finding(Kind.STRAY, path, _NO_FILE)
+        elif stale(path, now, present, resumable):
             yield Finding(Kind.STALE_PARTIAL, path, "its writer is gone")
         elif owner_pid(path.name) is None:
             yield Finding(Kind.STRAY, path, "no partial, journal or import of odai-store")
@@ -287,15 +296,18 @@ def temporaries(layout: StoreLayout, now: float) -> Iterator[Finding]:
     """write_atomic's temporaries (".<name>.<pid>-<random>.tmp") and a lock file's, of writers that died."""
     for directory in (layout.root, layout.fast_records, layout.roots, layout.leases, layout.locks):
         for path in sorted(directory.glob(".*.tmp")):
-            if stale(path, now):
+            if _directory(path):
+                yield Finding(Kind.STRAY, path, _NO_FILE)
+            elif stale(path, now):
                 yield Finding(Kind.STALE_TEMPORARY, path, "its writer is gone")
 
 
 def records(layout: StoreLayout, needed: set[Digest]) -> Iterator[Finding]:
     """xxh3 records whose digest is not in ``needed``."""
     for path in sorted(layout.fast_records.iterdir()):
-        if (digest := digest_named(path.name)) is not None and digest not in needed:
-            yield Finding(Kind.ORPHAN_RECORD, path, "its blob is gone")
+        if (digest := digest_named(path.name)) is None or digest in needed:
+            continue
+        yield Finding(Kind.STRAY, path, _NO_FILE) if _directory(path) else Finding(Kind.ORPHAN_RECORD, path, "its blob is gone")
 
 
 class Leases(NamedTuple):
@@ -313,6 +325,9 @@ def lease_files(layout: StoreLayout, now: float) -> Leases:
         if entry.name.startswith("."):  # write_atomic's temporary files
             continue
         path = Path(entry.path)
+        if _directory(path):
+            findings.append(Finding(Kind.STRAY, path, _NO_FILE))
+            continue
         try:
             record = json.loads(read_bounded(path, LEASE_MAX, "lease") or b"{}")
             holder = Holder.from_json(record) if "pid" in record else None

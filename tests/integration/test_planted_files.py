@@ -333,6 +333,17 @@ def test_a_directory_planted_under_a_blobs_name_does_not_stop_gc(added: Store, s
     assert not planted.exists()
 
 
+@pytest.mark.parametrize("where", ["ingest/" + "c" * 64 + "-4000000-0123456789abcdef.tmp", "meta/xxh3/" + "d" * 64, "leases/lease-4000000-0123456789abcdef.tmp", ".index.json.4000000-0123456789abcdef.tmp"])
+def test_a_directory_planted_where_gc_deletes_files_does_not_stop_gc(added: Store, store_dir: Path, where: str) -> None:
+    """A stale partial, an orphan record, a stale lease, a dead writer's temporary: each a directory, a day old; each used to stop every gc (exit 6)."""
+    planted = store_dir / where
+    (planted / "inside").mkdir(parents=True)
+    os.utime(planted, (time.time() - 3 * 24 * 3600,) * 2)
+    result = run_cli(store_dir, "gc", timeout=HANG)
+    assert result.code == 0, result.err
+    assert planted.is_dir()
+
+
 def test_verify_escapes_control_characters_of_paths(tmp_path: Path, model_tree: Path) -> None:
     store_dir = tmp_path / f"store{ESCAPE}"
     store = Store(store_dir)
