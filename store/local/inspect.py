@@ -51,6 +51,7 @@ __all__ = [
     "views",
 ]
 
+
 class Kind(str, Enum):
     """What a finding is about. The values are stable: a later doctor prints them."""
 
