@@ -214,3 +214,18 @@ def test_check_reads_only_and_quarantine_acts(damaged: Damaged) -> None:
     assert set(report.corrupt) == {damaged.kept, damaged.damaged} and report.checked == len(findings)
     assert not damaged.layout.blob(damaged.kept).exists()
     assert damaged.layout.fast_record(damaged.garbage).exists()
+
+
+def test_fifos_planted_everywhere_are_findings_and_block_nothing(damaged: Damaged) -> None:
+    layout = damaged.layout
+    a_digest, _ = damaged.store.resolve("a:v1")
+    root_entry = layout.roots / ("ef" * 16)
+    for path in (layout.odai_layout, layout.oci_layout, layout.index, layout.leases / "fifo", root_entry, layout.lock("fifo"), layout.blob(a_digest)):
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+    before = _snapshot(layout.root)
+    pairs = _pairs(list(inspect_store(layout, {a_digest}, time.time())))
+    assert _snapshot(layout.root) == before
+    assert {(Kind.LAYOUT, layout.odai_layout), (Kind.LAYOUT, layout.oci_layout), (Kind.INDEX, layout.index)} <= pairs
+    assert {(Kind.STRAY, layout.leases / "fifo"), (Kind.UNREADABLE_ROOT, root_entry), (Kind.STRAY, layout.lock("fifo"))} <= pairs
+    assert (Kind.UNREADABLE_MANIFEST, a_digest) in pairs
