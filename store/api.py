@@ -518,7 +518,7 @@ class Store:
         from .local.roots import pinned_digests
 
         with storage_errors("collecting garbage", self.root):
-            return collect(self.layout, lambda: pinned_digests(self.layout, prune=not dry_run), dry_run, self._names.lock_timeout, partials)
+            return collect(self.layout, lambda: pinned_digests(self.layout), dry_run, self._names.lock_timeout, partials)
 
     def verify(self, refs: Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/."""

@@ -40,8 +40,9 @@ class BlobStore:
         return stat.S_ISREG(st.st_mode) and (size is None or st.st_size == size)
 
     def size(self, digest: Digest) -> int | None:
+        """The size of what is under the blob's name, not following a link there (a planted one may loop); None if nothing is."""
         try:
-            return self.layout.blob(digest).stat().st_size
+            return self.layout.blob(digest).lstat().st_size
         except FileNotFoundError:
             return None
 

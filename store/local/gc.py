@@ -1,32 +1,34 @@
 """Garbage collection: delete what no name, gc root or lease reaches (spec/locking.md).
 
-Mark and sweep run under the gc lock held exclusive, so no writer can add or
-drop a lease meanwhile. A named manifest that cannot be parsed stops the sweep:
-its files cannot be told apart from garbage, so nothing is deleted.
+gc = sweep(mark()): ``mark`` only reads, and yields a finding for everything
+gc may delete, for every damaged manifest, and for what else it sees
+(local/inspect.py); ``sweep`` acts on the whole list. Both run under the gc lock held exclusive, so no
+writer can add or drop a lease meanwhile. A manifest that is damaged or
+cannot be read stops the sweep before it deletes anything: what it refers
+to cannot be told apart from garbage, and keeping everything is the only
+safe answer.
 """
 
-import json
+import errno
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import IntegrityError, InvalidManifest, InvalidPath
-from ..oci.descriptor import Descriptor
-from ..oci.digest import Digest, InvalidDigest, digest_named, sha256_of
-from ..oci.manifest import parse_manifest
-from .atomic import owner_pid
+from ..errors import IntegrityError, StorageError
+from ..oci.digest import Digest
+from .atomic import fsync_dir
 from .blobs import BlobStore
+from .inspect import Finding, Kind, gc_roots, lease_files, partials, reach, records, subjects, temporaries, unreferenced_blobs, views
 from .layout import StoreLayout
-from .leases import STALE_AFTER, gc_lock, leased_digests
-from .locks import dead_here, silent_for
+from .leases import gc_lock
 from .names import Names
 from .space import SpaceCheck
 from .views import Views
 
-__all__ = ["GcReport", "collect", "reachable"]
+__all__ = ["GcReport", "collect", "mark", "sweep"]
 
 
 class GcReport(NamedTuple):
@@ -37,86 +39,79 @@ class GcReport(NamedTuple):
     dry_run: bool = False
 
 
-def _foreign_references(data: bytes) -> tuple[set[Digest], set[Digest]] | None:
-    """(blobs, manifests) that an OCI manifest or index which is not a model refers to; None if malformed.
+def mark(layout: StoreLayout, present: set[Digest], manifests: set[Digest], now: float, resumable: bool = False) -> Iterator[Finding]:
+    """What gc may delete, given the blobs ``present`` and the named and pinned ``manifests``, what forbids it, and what else its walkers see; reads only.
 
-    An adopted OCI layout may name images and indexes written by other tools:
-    they are not damaged, and what they refer to is not garbage.
+    Yields in the order sweep deletes: roots and leases first, views before
+    the blobs they link to. ``resumable`` as in inspect.stale.
     """
+    reached = reach(BlobStore(layout), manifests, present)
+    yield from reached.findings
+    yield from gc_roots(layout)
+    leases = lease_files(layout, now)
+    yield from leases.findings
+    keep = reached.keep | leases.digests
+    yield from views(layout, keep, now)
+    yield from unreferenced_blobs(layout, present, keep)
+    yield from partials(layout, present, now, resumable)
+    yield from temporaries(layout, now)
+    yield from records(layout, present | keep)
+
+
+# The findings that stop gc, having deleted nothing.
+_STOPS = frozenset({Kind.DAMAGED_MANIFEST, Kind.UNREADABLE_MANIFEST})
+
+
+def _stop(findings: list[Finding]) -> Exception:
+    """The error for damaged and unreadable manifests: exit 5 if any is damaged, else 6; it names every one."""
+    damaged = [f for f in findings if f.kind is Kind.DAMAGED_MANIFEST]
+    what = "; ".join(f"manifest {f.subject} {'is damaged' if f.kind is Kind.DAMAGED_MANIFEST else 'cannot be read'} ({f.detail})" for f in findings)
+    if damaged:
+        return IntegrityError(f"{what}; gc deleted nothing", "run 'odai-store verify' to set the damaged manifests aside, then gc again")
+    return StorageError(f"{what}; gc deleted nothing", "odai-store only ever makes a regular file there: restore its permissions, or remove it, then gc again")
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)  # gone already: another gc, or its writer finished
+
+
+def _drop_root(entry: Path) -> None:
     try:
-        doc = json.loads(data)
-        if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
-            return None
-        lists = {k: doc.get(k, []) for k in ("layers", "blobs", "manifests")}
-        if not all(isinstance(v, list) for v in lists.values()):
-            return None
-        leaves = [*lists["layers"], *lists["blobs"], *([doc["config"]] if "config" in doc else [])]
-        children = [*lists["manifests"], *([doc["subject"]] if "subject" in doc else [])]
-        return {Descriptor.from_json(d).digest for d in leaves}, {Descriptor.from_json(d).digest for d in children}
-    except (ValueError, InvalidDigest, RecursionError):
-        return None
+        entry.unlink(missing_ok=True)
+    except PermissionError as err:
+        # Another member's, in a shared store's sticky roots/: it pins nothing, and their gc drops it.
+        if err.errno != errno.EPERM:
+            raise
 
 
-def reachable(blobs: BlobStore, manifests: set[Digest]) -> set[Digest]:
-    """Every blob that the given manifests need, the manifests included.
-
-    Raises IntegrityError if a present manifest is damaged (its bytes do not
-    hash to its digest, or are no OCI manifest at all): sweeping then could
-    delete the files of a model that is only damaged in one blob.
-    """
-    keep = set(manifests)
-    todo, parsed = list(manifests), set()
-    while todo:
-        digest = todo.pop()
-        if digest in parsed:
-            continue
-        parsed.add(digest)
-        keep.add(digest)
-        try:
-            data = blobs.read_manifest(digest)
-        except FileNotFoundError:
-            continue
-        try:
-            keep |= parse_manifest(data, digest).blob_digests()
-            continue
-        except (InvalidManifest, InvalidPath) as err:
-            problem = err.message
-        foreign = _foreign_references(data) if sha256_of(data) == digest else None
-        if foreign is None:
-            raise IntegrityError(
-                f"manifest {digest} is damaged ({problem}); gc deleted nothing",
-                "run 'odai-store verify' to quarantine it, then gc again",
-            )
-        keep |= foreign[0]
-        todo.extend(foreign[1])
-    return keep
-
-
-def _stale_partial(path: Path, now: float, present: set[Digest] | None = None, resumable: bool = False) -> bool:
-    """Whether gc may delete a file in ingest/ or a half-built view.
-
-    Names are <prefix><pid>-<random>.tmp, written by their owner on this host.
-    A resumable partial (<hex>-...) outlives its dead owner, so the next fetch
-    can continue it; it goes once its owner is dead and its blob is published,
-    or after STALE_AFTER, or with ``resumable`` as soon as its owner is dead
-    (gc --partials, or a disk short of space). Anything else (imports,
-    temporary files) goes as soon as its owner is dead.
-    """
-    pid = owner_pid(path.name)
-    if pid is None:
-        return False
-    try:
-        age = silent_for(path.lstat().st_mtime, now)
-    except FileNotFoundError:
-        return False
-    if age > STALE_AFTER:
-        return True
-    if not dead_here(pid):
-        return False
-    blob = StoreLayout.blob_of_partial(path)
-    if present is not None and blob is not None:
-        return resumable or blob in present
-    return True
+def sweep(layout: StoreLayout, findings: list[Finding], dry_run: bool = False) -> GcReport:
+    """Delete what ``findings`` (all of one mark) call garbage, unless one of them stops gc; with ``dry_run`` only count it."""
+    stops = [f for f in findings if f.kind in _STOPS]
+    if stops:
+        raise _stop(stops)
+    blobs = BlobStore(layout)
+    doomed = subjects(findings, Kind.UNREFERENCED_BLOB)
+    freed = sum(blobs.size(d) or 0 for d in doomed)
+    report = GcReport(tuple(doomed), freed, tuple(subjects(findings, Kind.DEAD_VIEW)), tuple(subjects(findings, Kind.STALE_PARTIAL)), dry_run)
+    if dry_run:
+        return report
+    act: dict[Kind, Callable] = {
+        Kind.DANGLING_ROOT: _drop_root,
+        Kind.STALE_LEASE: _unlink,
+        Kind.DEAD_VIEW: Views(layout).remove,
+        Kind.STALE_VIEW_TREE: lambda path: shutil.rmtree(path, ignore_errors=True),
+        Kind.UNREFERENCED_BLOB: blobs.delete,
+        Kind.STALE_PARTIAL: _unlink,
+        Kind.STALE_TEMPORARY: _unlink,
+        Kind.ORPHAN_RECORD: _unlink,
+    }
+    # Strays and missing files are not gc's to act on: a doctor reports them.
+    for finding in findings:
+        if (action := act.get(finding.kind)) is not None:
+            action(finding.subject)
+    if any(f.kind is Kind.STALE_LEASE for f in findings):
+        fsync_dir(layout.leases)
+    return report
 
 
 def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool = False, lock_timeout: float | None = None, partials: bool = False) -> GcReport:
@@ -127,37 +122,13 @@ def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool
     With ``partials``, or when the disk is short of space (SpaceCheck.low),
     the resumable partials of dead writers go too.
     """
-    blobs, names, views = BlobStore(layout), Names(layout), Views(layout)
     # A dry run deletes nothing, so writers may go on; it only must not count
     # while a real gc deletes. Shared, it also works on a read-only store (du).
     with gc_lock(layout, shared=dry_run, timeout=lock_timeout):
-        present = set(blobs.walk())
-        named = {d.digest for d in names.index().entries}
-        keep = reachable(blobs, named | roots()) | leased_digests(layout)
-        doomed = sorted(present - keep)
-        freed = sum(blobs.size(d) or 0 for d in doomed)
-        dead_views = sorted(set(views.walk()) - keep)
-        now = time.time()
+        present = set(BlobStore(layout).walk())
+        # Unlike damage to one manifest, an index.json or a root that cannot
+        # be read leaves nothing to mark from: gc stops at once (exit 5, 6 or 2).
+        manifests = {d.digest for d in Names(layout).index().entries} | roots()
         fs = os.statvfs(layout.root)
         resumable = partials or SpaceCheck().low(fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize)
-        doomed_partials = [p for p in layout.ingest.iterdir() if _stale_partial(p, now, present, resumable)]
-        if not dry_run:
-            for digest in dead_views:
-                views.remove(digest)
-            for leftover in views.leftovers():
-                if _stale_partial(leftover, now):
-                    shutil.rmtree(leftover, ignore_errors=True)
-            for digest in doomed:
-                blobs.delete(digest)
-            for path in doomed_partials:
-                path.unlink(missing_ok=True)
-            # write_atomic's temporaries (".<name>.<pid>-<random>.tmp") of writers that died, and a lock file's.
-            for directory in (layout.root, layout.fast_records, layout.roots, layout.leases, layout.locks):
-                for leftover in directory.glob(".*.tmp"):
-                    if _stale_partial(leftover, now):
-                        leftover.unlink(missing_ok=True)
-            needed = present | keep
-            for record in layout.fast_records.iterdir():
-                if (recorded := digest_named(record.name)) is not None and recorded not in needed:
-                    record.unlink(missing_ok=True)
-    return GcReport(tuple(doomed), freed, tuple(dead_views), tuple(doomed_partials), dry_run)
+        return sweep(layout, list(mark(layout, present, manifests, time.time(), resumable)), dry_run)

@@ -4,22 +4,20 @@ A writer records each digest in its lease before it publishes or reuses that
 blob, and drops the lease after the name is in index.json. Both happen under
 the gc lock held shared; gc holds it exclusive while it marks and sweeps, so
 it sees every lease of a writer that has touched a blob it could delete.
+gc reads them with inspect.lease_files and drops the stale ones in its sweep.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
-from ..oci.digest import Digest, InvalidDigest, parse_digest
-from .atomic import create_atomic, fsync_dir, write_atomic
-from .bounded import LEASE_MAX, Refused, read_bounded
+from ..oci.digest import Digest
+from .atomic import create_atomic, write_atomic
 from .layout import StoreLayout
-from .locks import Holder, hold, silent_for, this_holder
+from .locks import hold, this_holder
 
-__all__ = ["Lease", "leased_digests", "gc_lock", "STALE_AFTER"]
+__all__ = ["STALE_AFTER", "Lease", "gc_lock"]
 
 # A lease of another host cannot be checked for a live owner; after a day
 # without change it is taken as abandoned.
@@ -64,31 +62,3 @@ class Lease:
             while not create_atomic(path := self.layout.new_lease(), record, group=self.layout.shared):
                 pass
             self.path = path
-
-
-def _read(path: Path) -> tuple[Holder | None, set[Digest]]:
-    record = json.loads(read_bounded(path, LEASE_MAX, "lease") or b"{}")
-    holder = Holder.from_json(record) if "pid" in record else None
-    return holder, {parse_digest(d) for d in record.get("digests", [])}
-
-
-def leased_digests(layout: StoreLayout) -> set[Digest]:
-    """Digests held by live leases. Call with the gc lock held exclusive; drops stale leases."""
-    digests: set[Digest] = set()
-    for entry in os.scandir(layout.leases):
-        if entry.name.startswith("."):  # write_atomic's temporary files
-            continue
-        path = Path(entry.path)
-        try:
-            holder, leased = _read(path)
-            age = silent_for(entry.stat(follow_symlinks=False).st_mtime, time.time())
-        except FileNotFoundError:
-            continue
-        except (ValueError, KeyError, TypeError, InvalidDigest, Refused):  # Refused: not a lease at all
-            holder, leased, age = None, set(), silent_for(entry.stat(follow_symlinks=False).st_mtime, time.time())
-        if (holder is not None and holder.is_dead()) or age > STALE_AFTER:
-            path.unlink(missing_ok=True)
-            continue
-        digests |= leased
-    fsync_dir(layout.leases)
-    return digests

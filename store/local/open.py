@@ -13,12 +13,12 @@ from .atomic import create_atomic
 from .bounded import ODAI_LAYOUT_MAX, read_bounded
 from .layout import LAYOUT_VERSION, StoreLayout
 
-__all__ = ["is_shared", "open_layout", "set_sticky", "sticky_directories"]
+__all__ = ["is_shared", "layout_version", "open_layout", "set_sticky", "sticky_directories"]
 
 _OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}\n'
 
 
-def _version(layout: StoreLayout) -> tuple[int | None, bool]:
+def layout_version(layout: StoreLayout) -> tuple[int | None, bool]:
     """(odaiLayoutVersion, shared) of the store, (None, False) if it has none yet."""
     try:
         doc = json.loads(read_bounded(layout.odai_layout, ODAI_LAYOUT_MAX, "odai-layout"))
@@ -39,7 +39,7 @@ def _version(layout: StoreLayout) -> tuple[int | None, bool]:
 
 def is_shared(layout: StoreLayout) -> bool:
     """Whether the store was created shared: its odai-layout says ``"shared": true``."""
-    return _version(layout)[1]
+    return layout_version(layout)[1]
 
 
 def sticky_directories(layout: StoreLayout) -> tuple[Path, ...]:
@@ -75,7 +75,7 @@ def open_layout(root: Path, shared: bool = False) -> StoreLayout:
     alone: in a shared store, the layout's ``shared`` makes writers give
     their files group read and write explicitly (spec/locking.md#shared-stores).
     """
-    version, is_shared = _version(StoreLayout(root))
+    version, is_shared = layout_version(StoreLayout(root))
     if version is not None and version > LAYOUT_VERSION:
         raise StorageError(
             f"the store at {root} has layout version {version}; this odai-store knows up to {LAYOUT_VERSION}",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import from_os_error
@@ -13,7 +13,7 @@ from .atomic import write_atomic
 from .bounded import LOCKFILE_MAX, ROOT_ENTRY_MAX, Refused, read_bounded
 from .layout import StoreLayout
 
-__all__ = ["register_root", "root_paths", "drop_root", "read_lockfile", "pinned_digests"]
+__all__ = ["drop_root", "pinned_digests", "read_lockfile", "register_root", "root_entries", "root_paths"]
 
 
 def register_root(layout: StoreLayout, lockfile: Path, lock_timeout: float | None = None) -> bool:
@@ -35,16 +35,26 @@ def register_root(layout: StoreLayout, lockfile: Path, lock_timeout: float | Non
     return True
 
 
-def root_paths(layout: StoreLayout) -> list[Path]:
-    """The lockfiles registered as roots, whether they still exist or not."""
-    out = []
+def root_entries(layout: StoreLayout) -> Iterator[tuple[Path, Path | Refused]]:
+    """Each entry of roots/ and the lockfile it registers, whether that still exists or not, or why the entry cannot be read."""
     for entry in sorted(os.scandir(layout.roots), key=lambda e: e.name):
         if entry.name.startswith("."):
             continue
         try:
-            out.append(Path(os.fsdecode(read_bounded(Path(entry.path), ROOT_ENTRY_MAX, "gc root entry")).strip()))
+            yield Path(entry.path), Path(os.fsdecode(read_bounded(Path(entry.path), ROOT_ENTRY_MAX, "gc root entry")).strip())
         except FileNotFoundError:
             continue
+        except Refused as err:
+            yield Path(entry.path), err
+
+
+def root_paths(layout: StoreLayout) -> list[Path]:
+    """The lockfiles registered as roots, whether they still exist or not; Refused for an entry that is no root."""
+    out = []
+    for _, lockfile in root_entries(layout):
+        if isinstance(lockfile, Refused):
+            raise lockfile
+        out.append(lockfile)
     return out
 
 
@@ -70,18 +80,11 @@ def read_lockfile(path: Path, missing_ok: bool = False) -> Lockfile:
         raise from_os_error(err, f"reading {path}", outside="check the lockfile's path and that you may read it") from err
 
 
-def pinned_digests(layout: StoreLayout, prune: bool = False) -> set[Digest]:
-    """Manifest digests pinned by the registered lockfiles, which gc keeps; with ``prune``, drop roots whose lockfile is gone."""
+def pinned_digests(layout: StoreLayout) -> set[Digest]:
+    """Manifest digests pinned by the registered lockfiles that still exist, which gc keeps (gc's sweep drops the others)."""
     digests: set[Digest] = set()
     for path in root_paths(layout):
         if not path.exists():
-            if prune:
-                try:
-                    drop_root(layout, path)
-                except PermissionError as err:
-                    # Another member's, in a shared store's sticky roots/: it pins nothing, and their gc drops it.
-                    if err.errno != errno.EPERM:
-                        raise
             continue
         try:
             digests |= {pin.digest for pin in read_lockfile(path).pins}

@@ -1,5 +1,9 @@
 """Verify: re-hash blobs and set aside the ones whose bytes no longer match their digest.
 
+verify = quarantine(check()): ``check`` only reads and yields a finding per
+blob (local/inspect.py); ``quarantine`` moves the corrupt ones and writes the
+missing xxh3 records.
+
 SHA-256 is the real check. ``fast`` compares the xxh3-128 recorded when the
 blob was published instead: it catches bit rot and truncation at several
 times the speed, but not a deliberate swap (xxh3 is not cryptographic).
@@ -11,6 +15,7 @@ import hashlib
 import mmap
 import os
 import stat
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -18,9 +23,11 @@ from typing import NamedTuple
 from ..oci.digest import Digest
 from .atomic import fsync_dir, write_atomic
 from .blobs import BlobStore
+from .bounded import Refused, open_regular
+from .inspect import Finding, Kind, subjects
 from .layout import StoreLayout
 
-__all__ = ["VerifyReport", "altered_blobs", "verify_blobs"]
+__all__ = ["VerifyReport", "altered_blobs", "check", "quarantine", "verify_blobs"]
 
 
 class VerifyReport(NamedTuple):
@@ -30,46 +37,65 @@ class VerifyReport(NamedTuple):
     quarantined: tuple[Path, ...]
 
 
-def _hash_file(path: Path, new_hasher) -> tuple[str, int]:
-    hasher = new_hasher()
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size:
+def _hash_file(path: Path, new_hasher) -> str:
+    """The hex digest of the regular file ``path``; Refused for anything else.
+
+    Not open(): a FIFO planted under a blob's name would block it for ever
+    (and the worker thread with it, past SIGTERM), and a link would be
+    followed to whatever file it names.
+    """
+    fd, info = open_regular(path, "blob")
+    try:
+        hasher = new_hasher()
+        if info.st_size:
             # mmap hands page-cache pages to the hasher with no copy: worth
             # a third of the time for xxh3, which is faster than memcpy.
-            with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+            with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as mapped:
                 mapped.madvise(mmap.MADV_SEQUENTIAL)
                 hasher.update(mapped)
-    return hasher.hexdigest(), size
+        return hasher.hexdigest()
+    finally:
+        os.close(fd)
 
 
-def _check(blobs: BlobStore, digest: Digest, fast: bool) -> tuple[bool, int] | None:
-    """(sound, size) of one blob; None if it is gone (a concurrent gc deleted it: not corrupt)."""
+def _check(blobs: BlobStore, digest: Digest, fast: bool) -> Finding | None:
+    """What one blob is; None if it is gone (a concurrent gc deleted it: not corrupt)."""
     try:
-        return _check_present(blobs, digest, fast)
+        sound, by_record = _hashes_right(blobs, digest, fast)
     except FileNotFoundError:
         return None
+    except Refused as err:  # no blob at all under its name: set aside like a damaged one
+        return Finding(Kind.CORRUPT_BLOB, digest, err.message)
+    if not sound:
+        return Finding(Kind.CORRUPT_BLOB, digest, "its bytes do not hash to its digest")
+    if fast and not by_record:
+        return Finding(Kind.UNRECORDED_BLOB, digest, "sound; its xxh3 record is missing or wrong")
+    return Finding(Kind.SOUND_BLOB, digest)
 
 
-def _check_present(blobs: BlobStore, digest: Digest, fast: bool, write_record: bool = True) -> tuple[bool, int]:
-    """(sound, size); a sound blob checked the slow way gets its xxh3 record, if ``fast`` and ``write_record``."""
+def _hashes_right(blobs: BlobStore, digest: Digest, fast: bool) -> tuple[bool, bool]:
+    """(sound, by its xxh3 record): with ``fast`` a matching record is trusted, else SHA-256 decides."""
     import xxhash
 
     path = blobs.path(digest)
     record = blobs.fast_record(digest) if fast else None
-    if record is not None:
-        actual, size = _hash_file(path, xxhash.xxh3_128)
-        if actual == record:
-            return True, size
-        # The record may be the damaged file: SHA-256 decides before a blob
-        # is moved to quarantine, and a sound blob gets a fresh record below.
-    actual, size = _hash_file(path, hashlib.sha256)
-    sound = actual == digest.hex
-    if sound and fast and write_record:
-        # Verified the slow way: record xxh3 so the next --fast is fast.
-        fast_hex, _ = _hash_file(path, xxhash.xxh3_128)
-        write_atomic(blobs.layout.fast_record(digest), fast_hex.encode() + b"\n", 0o444, group=blobs.layout.shared)
-    return sound, size
+    if record is not None and _hash_file(path, xxhash.xxh3_128) == record:
+        return True, True
+    # Without a record, or with one that does not match (the record may be
+    # the damaged file): SHA-256 decides before a blob is called corrupt.
+    return _hash_file(path, hashlib.sha256) == digest.hex, False
+
+
+def check(layout: StoreLayout, digests: list[Digest] | None, fast: bool, workers: int | None = None) -> Iterator[Finding]:
+    """A finding per blob of ``digests`` (all if None) still present when hashed: sound, corrupt, or (``fast``) sound but unrecorded; reads only."""
+    blobs = BlobStore(layout)
+    targets = sorted(blobs.walk()) if digests is None else [d for d in sorted(set(digests)) if blobs.has(d)]
+    # Largest first, so one big blob does not start last and run alone.
+    targets.sort(key=lambda d: -(blobs.size(d) or 0))
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        for finding in pool.map(lambda d: _check(blobs, d, fast), targets):
+            if finding is not None:
+                yield finding
 
 
 def _quarantine(layout: StoreLayout, digest: Digest) -> Path | None:
@@ -84,19 +110,34 @@ def _quarantine(layout: StoreLayout, digest: Digest) -> Path | None:
     return target
 
 
-def verify_blobs(layout: StoreLayout, digests: list[Digest] | None, fast: bool, workers: int | None = None) -> VerifyReport:
-    """Check ``digests`` (all blobs if None) and move corrupt ones to quarantine/."""
+def _record(layout: StoreLayout, digest: Digest) -> None:
+    """Write a sound blob's xxh3 record, so that the next verify --fast is fast; a blob gone since needs none."""
+    import xxhash
+
+    try:
+        fast_hex = _hash_file(layout.blob(digest), xxhash.xxh3_128)
+    except (FileNotFoundError, Refused):  # gone, or replaced since the check: no record for it
+        return
+    write_atomic(layout.fast_record(digest), fast_hex.encode() + b"\n", 0o444, group=layout.shared)
+
+
+def quarantine(layout: StoreLayout, findings: Iterable[Finding]) -> VerifyReport:
+    """Act on check's findings: move the corrupt blobs to quarantine/, record the xxh3 of the unrecorded ones."""
+    checked = list(findings)
     blobs = BlobStore(layout)
-    targets = sorted(blobs.walk()) if digests is None else [d for d in sorted(set(digests)) if blobs.has(d)]
-    # Largest first, so one big blob does not start last and run alone.
-    targets.sort(key=lambda d: -(blobs.size(d) or 0))
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        checks = list(pool.map(lambda d: (d, _check(blobs, d, fast)), targets))
-    results = [(d, *check) for d, check in checks if check is not None]
-    moved = [(d, _quarantine(layout, d)) for d, sound, _ in results if not sound]
+    # Counted before anything moves; a blob never changes size, so this is what was hashed.
+    size = sum(blobs.size(d) or 0 for d in subjects(checked, Kind.SOUND_BLOB, Kind.UNRECORDED_BLOB, Kind.CORRUPT_BLOB))
+    for digest in subjects(checked, Kind.UNRECORDED_BLOB):
+        _record(layout, digest)
+    moved = [(d, _quarantine(layout, d)) for d in subjects(checked, Kind.CORRUPT_BLOB)]
     corrupt = tuple(d for d, target in moved if target is not None)
     quarantined = tuple(target for _, target in moved if target is not None)
-    return VerifyReport(len(results), sum(size for _, _, size in results), corrupt, quarantined)
+    return VerifyReport(len(checked), size, corrupt, quarantined)
+
+
+def verify_blobs(layout: StoreLayout, digests: list[Digest] | None, fast: bool, workers: int | None = None) -> VerifyReport:
+    """Check ``digests`` (all blobs if None) and move corrupt ones to quarantine/: quarantine(check())."""
+    return quarantine(layout, check(layout, digests, fast, workers))
 
 
 def altered_blobs(layout: StoreLayout, digests: list[Digest], workers: int | None = None) -> list[Digest]:
@@ -114,8 +155,8 @@ def altered_blobs(layout: StoreLayout, digests: list[Digest], workers: int | Non
             info = os.lstat(blobs.path(digest))
             if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o222:
                 return True
-            return not _check_present(blobs, digest, fast=True, write_record=False)[0]
-        except FileNotFoundError:
+            return not _hashes_right(blobs, digest, fast=True)[0]
+        except (FileNotFoundError, Refused):  # Refused: swapped for a non-file since the lstat
             return True
 
     unique = list(dict.fromkeys(digests))

@@ -136,6 +136,21 @@ def test_damaged_manifest(store: Store, store_dir: Path, run_cli) -> None:
     assert run_cli("gc").code == 0
 
 
+def test_gc_names_every_damaged_manifest_and_drops_no_root(store: Store, store_dir: Path, tmp_path: Path, run_cli) -> None:
+    """gc used to stop at the first damaged manifest it met, having dropped the roots whose lockfile is gone already."""
+    damaged = [store.resolve(ref)[0] for ref in ("two:v1", "three:v1")]
+    for digest in damaged:
+        _damage(store.layout.blob(digest), "flip")
+    gone = tmp_path / "app" / "odai.lock"
+    store.layout.root_entry(gone).write_text(f"{gone}\n")
+    before = store_files(store_dir)
+    message = assert_error(run_cli("gc"), 5)
+    assert all(f"manifest {d} is damaged" in message for d in damaged), message
+    assert message.endswith("gc deleted nothing")
+    assert store_files(store_dir) == before
+    assert run_cli("roots").out == f"{gone}  missing\n"
+
+
 def test_fast_verify_without_a_record_falls_back_to_sha256(store: Store, run_cli) -> None:
     blob = _blob(store, b"three" * 5000)
     record = store.layout.fast_record(Store.resolve(store, "three:v1")[0])

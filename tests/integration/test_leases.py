@@ -58,6 +58,14 @@ def test_a_lease_of_a_dead_process_is_dropped(store: Store, garbage: list[str]) 
     assert not lease.exists() and _present(store) == []
 
 
+def test_a_dry_run_and_du_count_a_stale_lease_out_but_leave_it(store: Store, garbage: list[str]) -> None:
+    """They delete nothing (spec/locking.md, read-only stores): they used to delete stale leases while marking."""
+    lease = _lease(store, _dead_pid(), os.uname().nodename, garbage)
+    assert sorted(str(d) for d in store.gc(dry_run=True).blobs) == garbage
+    assert store.du().reclaimable_bytes == sum(os.path.getsize(store.layout.blobs / d.split(":")[1]) for d in garbage)
+    assert lease.exists() and _present(store) == garbage
+
+
 def test_a_lease_of_another_host_ages_out(store: Store, garbage: list[str]) -> None:
     young = _lease(store, 1, "some-other-host.invalid", garbage[:1])
     assert [str(d) for d in store.gc().blobs] != [] and _present(store) == garbage[:1]

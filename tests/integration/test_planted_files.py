@@ -186,6 +186,17 @@ def test_a_fifo_planted_as_a_lease_does_not_hang_gc(added: Store, store_dir: Pat
     assert result.code == 0, result.err
 
 
+@pytest.mark.parametrize("content", [b"[]", b'"a string"', b"{}", b"not json"])
+def test_a_file_planted_in_leases_that_is_json_but_no_lease_does_not_stop_gc(added: Store, store_dir: Path, content: bytes) -> None:
+    """A JSON list or string in leases/ is no lease: gc used to die on it with a traceback (AttributeError)."""
+    planted = added.layout.leases / "planted"
+    planted.write_bytes(content)
+    result = run_cli(store_dir, "gc", timeout=HANG)
+    assert result.code == 0, result.err
+    # It holds no digests, and is young: gc leaves it (a later doctor reports it).
+    assert planted.read_bytes() == content
+
+
 def test_a_gc_root_naming_a_fifo_stops_gc_without_holding_its_lock(added: Store, store_dir: Path, tmp_path: Path, model_tree: Path) -> None:
     fifo = tmp_path / "app" / "odai.lock"
     fifo.parent.mkdir()
@@ -282,6 +293,55 @@ def test_roots_escapes_control_characters_of_lockfile_paths(store: Store, store_
     text = run_cli(store_dir, "roots")
     assert text.code == 0 and text.out == f"{tmp_path}/app{SHOWN}/odai.lock  missing\n"
     assert json.loads(run_cli(store_dir, "--json", "roots").out)["roots"][0]["lockfile"] == str(lockfile)
+
+
+@pytest.mark.parametrize("plant", ["fifo", "directory", "symlink", "symlink loop"])
+def test_an_entry_planted_under_a_blobs_name_is_set_aside_by_verify(added: Store, store_dir: Path, victim: Path, plant: str) -> None:
+    """Not a blob: verify used to hang for ever on a FIFO (even past SIGTERM), stop at a directory (exit 6) and hash a link's target."""
+    _, manifest = added.resolve("m:v1")
+    blob = added.layout.blob(manifest.files[0].digest)
+    blob.unlink()
+    if plant == "fifo":
+        os.mkfifo(blob)
+    elif plant == "directory":
+        blob.mkdir()
+    elif plant == "symlink":
+        blob.symlink_to(victim)
+    else:
+        blob.symlink_to(blob.name)
+    result = run_cli(store_dir, "verify", timeout=HANG)
+    assert_error(result, 5, stdout_empty=False)
+    assert f"corrupt {manifest.files[0].digest} -> " in result.out and result.out.endswith("damaged model m:v1\n")
+    assert not os.path.lexists(blob) and os.listdir(added.layout.quarantine)
+    assert victim.read_text() == "the victim's own notes\n"
+    # Every other blob was checked and is sound.
+    assert run_cli(store_dir, "verify", timeout=HANG).out.endswith(": 0 corrupt\n")
+
+
+def test_a_directory_planted_under_a_blobs_name_does_not_stop_gc(added: Store, store_dir: Path) -> None:
+    """Any member may create entries in blobs/: one directory there used to stop every member's gc (exit 6, Is a directory)."""
+    planted = added.layout.blobs / ("ab" * 32)
+    (planted / "inside").mkdir(parents=True)
+    garbage = write_tree(store_dir.parent / "garbage", {"g.bin": b"garbage" * 100})
+    model = added.add("g:v1", [garbage])
+    added.remove(["g:v1"])
+    result = run_cli(store_dir, "gc", timeout=HANG)
+    assert result.code == 0, result.err
+    assert not added.layout.blob(model.files[0].digest).exists() and planted.is_dir()
+    # verify sets it aside, as anything under a blob's name that is no blob.
+    assert_error(run_cli(store_dir, "verify", timeout=HANG), 5, stdout_empty=False)
+    assert not planted.exists()
+
+
+@pytest.mark.parametrize("where", ["ingest/" + "c" * 64 + "-4000000-0123456789abcdef.tmp", "meta/xxh3/" + "d" * 64, "leases/lease-4000000-0123456789abcdef.tmp", ".index.json.4000000-0123456789abcdef.tmp"])
+def test_a_directory_planted_where_gc_deletes_files_does_not_stop_gc(added: Store, store_dir: Path, where: str) -> None:
+    """A stale partial, an orphan record, a stale lease, a dead writer's temporary: each a directory, a day old; each used to stop every gc (exit 6)."""
+    planted = store_dir / where
+    (planted / "inside").mkdir(parents=True)
+    os.utime(planted, (time.time() - 3 * 24 * 3600,) * 2)
+    result = run_cli(store_dir, "gc", timeout=HANG)
+    assert result.code == 0, result.err
+    assert planted.is_dir()
 
 
 def test_verify_escapes_control_characters_of_paths(tmp_path: Path, model_tree: Path) -> None:

@@ -1,0 +1,414 @@
+"""Walkers: read-only passes over a store that yield a Finding for each problem or each thing gc may delete.
+
+A walker never writes and never stops at damage: a damaged file is a
+finding, and the walk goes on to the next. Only an error that leaves
+nothing to walk (a directory of the store that cannot be listed) raises.
+Actions take the findings: gc = sweep(mark()) (local/gc.py), verify =
+quarantine(check()) (local/verify.py), and a later doctor --repair.
+A finding is a fact at the time of the walk; an action MUST expect the
+store to have moved on (a blob gc found garbage may be gone already).
+"""
+
+import json
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from enum import Enum
+from pathlib import Path
+from typing import NamedTuple
+
+from ..errors import InvalidManifest, InvalidPath, StorageError, StoreError
+from ..oci.descriptor import Descriptor
+from ..oci.digest import Digest, InvalidDigest, digest_named, parse_digest, sha256_of
+from ..oci.manifest import parse_manifest
+from .atomic import owner_pid
+from .blobs import BlobStore
+from .bounded import LEASE_MAX, ODAI_LAYOUT_MAX, Refused, read_bounded
+from .layout import LAYOUT_VERSION, StoreLayout
+from .leases import STALE_AFTER
+from .locks import Holder, dead_here, silent_for
+
+__all__ = [
+    "Finding",
+    "Kind",
+    "Leases",
+    "Named",
+    "Reach",
+    "blob_entries",
+    "gc_roots",
+    "inspect_store",
+    "layout_files",
+    "lease_files",
+    "lock_files",
+    "named_manifests",
+    "partials",
+    "reach",
+    "records",
+    "stale",
+    "subjects",
+    "temporaries",
+    "unreferenced_blobs",
+    "views",
+]
+
+
+class Kind(str, Enum):
+    """What a finding is about. The values are stable: a later doctor prints them."""
+
+    # Damage: something of the store is not as spec/store-layout.md says.
+    LAYOUT = "layout"  # odai-layout, oci-layout or one of the store's directories missing or damaged
+    INDEX = "index"  # index.json missing, unreadable or not a valid index
+    DAMAGED_MANIFEST = "damaged-manifest"  # a manifest a name, root or manifest reaches does not hash to its digest, or is no OCI manifest
+    UNREADABLE_MANIFEST = "unreadable-manifest"  # such a manifest cannot be read: not a regular file, too large, permission, I/O
+    MISSING_MANIFEST = "missing-manifest"  # a name, root or index reaches a manifest the store does not hold
+    MISSING_BLOB = "missing-blob"  # a manifest refers to a blob the store does not hold
+    CORRUPT_BLOB = "corrupt-blob"  # a blob whose bytes do not hash to its digest (verify's check)
+    STRAY = "stray"  # an entry odai-store never makes there: a non-blob in blobs/, a file of ingest/ or leases/ that is no partial or lease, a planted lock file
+    UNREADABLE_ROOT = "unreadable-root"  # an entry of roots/ that is not a small regular file
+    # Garbage: what gc deletes (spec/locking.md#gc, step 7).
+    UNREFERENCED_BLOB = "unreferenced-blob"
+    DEAD_VIEW = "dead-view"  # the view of a manifest nothing keeps
+    STALE_VIEW_TREE = "stale-view-tree"  # a .build-/.remove- tree whose owner died
+    STALE_PARTIAL = "stale-partial"  # a file of ingest/ whose writer died or that is too old
+    STALE_LEASE = "stale-lease"
+    STALE_TEMPORARY = "stale-temporary"  # a write_atomic temporary whose writer died
+    ORPHAN_RECORD = "orphan-record"  # an xxh3 record of no blob
+    DANGLING_ROOT = "dangling-root"  # a gc root whose lockfile is gone
+    # Not problems: what verify's check saw, so that verify can count and record.
+    SOUND_BLOB = "sound-blob"
+    UNRECORDED_BLOB = "unrecorded-blob"  # sound by SHA-256, but its xxh3 record is missing or wrong
+
+
+class Finding(NamedTuple):
+    kind: Kind
+    subject: Digest | Path  # a digest for blobs and manifests, else the path of the file or directory
+    detail: str = ""
+
+
+def subjects(findings: Iterable[Finding], *kinds: Kind) -> list:
+    """The subjects of the findings of ``kinds``, in order: digests or paths, whichever those kinds have."""
+    return [f.subject for f in findings if f.kind in kinds]
+
+
+def layout_files(layout: StoreLayout) -> Iterator[Finding]:
+    """odai-layout, oci-layout and the store's directories: missing, damaged or of the wrong type."""
+    from .open import layout_version  # open.py builds stores; only this walker needs it
+
+    try:
+        version, _ = layout_version(layout)
+        if version is None:
+            yield Finding(Kind.LAYOUT, layout.odai_layout, "missing")
+        elif version > LAYOUT_VERSION:
+            yield Finding(Kind.LAYOUT, layout.odai_layout, f"layout version {version} is newer than this odai-store's {LAYOUT_VERSION}")
+    except StorageError as err:
+        yield Finding(Kind.LAYOUT, layout.odai_layout, err.message)
+    try:
+        doc = json.loads(read_bounded(layout.oci_layout, ODAI_LAYOUT_MAX, "oci-layout"))
+        if not isinstance(doc, dict) or not isinstance(doc.get("imageLayoutVersion"), str):
+            yield Finding(Kind.LAYOUT, layout.oci_layout, "holds no imageLayoutVersion")
+    except FileNotFoundError:
+        yield Finding(Kind.LAYOUT, layout.oci_layout, "missing")
+    except (OSError, StoreError, ValueError) as err:
+        yield Finding(Kind.LAYOUT, layout.oci_layout, _why(err))
+    for directory in layout.directories():
+        try:
+            if not stat.S_ISDIR(os.lstat(directory).st_mode):
+                yield Finding(Kind.LAYOUT, directory, "not a directory")
+        except FileNotFoundError:
+            yield Finding(Kind.LAYOUT, directory, "missing")
+
+
+class Named(NamedTuple):
+    digests: set[Digest] | None  # the manifests index.json lists; None if it cannot be read
+    findings: list[Finding]  # why it cannot
+
+
+def named_manifests(layout: StoreLayout) -> Named:
+    """The manifests of index.json, or the finding that says why there are none to tell."""
+    from .names import Names
+
+    try:
+        return Named({d.digest for d in Names(layout).index().entries}, [])
+    except FileNotFoundError:
+        return Named(None, [Finding(Kind.INDEX, layout.index, "missing")])
+    except (OSError, StoreError) as err:
+        return Named(None, [Finding(Kind.INDEX, layout.index, _why(err))])
+
+
+def _why(err: Exception) -> str:
+    if isinstance(err, StoreError):
+        return err.message
+    if isinstance(err, OSError):
+        return f"{err.strerror or err}: {err.filename}"
+    return str(err)
+
+
+def _foreign_references(data: bytes) -> tuple[set[Digest], set[Digest]] | None:
+    """(blobs, manifests) that an OCI manifest or index which is not a model refers to; None if malformed.
+
+    An adopted OCI layout may name images and indexes written by other tools:
+    they are not damaged, and what they refer to is not garbage.
+    """
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
+            return None
+        lists = {k: doc.get(k, []) for k in ("layers", "blobs", "manifests")}
+        if not all(isinstance(v, list) for v in lists.values()):
+            return None
+        leaves = [*lists["layers"], *lists["blobs"], *([doc["config"]] if "config" in doc else [])]
+        children = [*lists["manifests"], *([doc["subject"]] if "subject" in doc else [])]
+        return {Descriptor.from_json(d).digest for d in leaves}, {Descriptor.from_json(d).digest for d in children}
+    except (ValueError, InvalidDigest, RecursionError):
+        return None
+
+
+class Reach(NamedTuple):
+    keep: set[Digest]  # the manifests given, and every blob and manifest they refer to, recursively
+    findings: list[Finding]  # damaged, unreadable and missing manifests; missing blobs
+
+
+def reach(blobs: BlobStore, manifests: Iterable[Digest], present: set[Digest]) -> Reach:
+    """What the given manifests need, and what is wrong with them, given the blobs ``present``: one pass that reads every manifest once.
+
+    A damaged manifest keeps only itself: what it refers to cannot be known,
+    so a caller that deletes must not trust ``keep`` while such a finding
+    stands (gc stops).
+    """
+    keep, leaves, parsed = set(manifests), set[Digest](), set[Digest]()
+    findings: list[Finding] = []
+    todo = sorted(keep)
+    while todo:
+        digest = todo.pop()
+        if digest in parsed:
+            continue
+        parsed.add(digest)
+        keep.add(digest)
+        try:
+            data = blobs.read_manifest(digest)
+        except FileNotFoundError:
+            findings.append(Finding(Kind.MISSING_MANIFEST, digest, "not in blobs/"))
+            continue
+        except (OSError, StoreError) as err:
+            findings.append(Finding(Kind.UNREADABLE_MANIFEST, digest, _why(err)))
+            continue
+        try:
+            found = parse_manifest(data, digest).blob_digests() - {digest}
+            keep |= found
+            leaves |= found
+            continue
+        except (InvalidManifest, InvalidPath) as err:
+            problem = err.message
+        foreign = _foreign_references(data) if sha256_of(data) == digest else None
+        if foreign is None:
+            findings.append(Finding(Kind.DAMAGED_MANIFEST, digest, problem))
+            continue
+        keep |= foreign[0]
+        leaves |= foreign[0]
+        todo.extend(sorted(foreign[1]))
+    findings += [Finding(Kind.MISSING_BLOB, d, "a manifest refers to it") for d in sorted(leaves - parsed - present)]
+    return Reach(keep, findings)
+
+
+def _directory(path: Path) -> bool:
+    """Whether ``path`` is a directory, where odai-store makes only files.
+
+    Such an entry is no file of odai-store's, and one gc could not unlink:
+    a member of a shared store could stop every gc with one. The walkers
+    call it a stray, never garbage (spec/locking.md#gc, step 7).
+    """
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+_NO_FILE = "a directory where odai-store makes only files"
+
+
+def unreferenced_blobs(layout: StoreLayout, present: Iterable[Digest], keep: set[Digest]) -> Iterator[Finding]:
+    """Blobs of ``present`` not in ``keep``; not a directory under a blob's name (blob_entries reports it, verify sets it aside)."""
+    for digest in sorted(set(present) - keep):
+        if not _directory(layout.blob(digest)):
+            yield Finding(Kind.UNREFERENCED_BLOB, digest, "no name, gc root or lease reaches it")
+
+
+def blob_entries(layout: StoreLayout) -> Iterator[Finding]:
+    """Entries of blobs/sha256/ that are no blob: a name that is no digest, or not a regular file."""
+    with os.scandir(layout.blobs) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if digest_named(entry.name) is None:
+                yield Finding(Kind.STRAY, Path(entry.path), "not named by a digest")
+            elif not entry.is_file(follow_symlinks=False):
+                yield Finding(Kind.STRAY, Path(entry.path), "a blob that is not a regular file")
+
+
+def stale(path: Path, now: float, present: set[Digest] | None = None, resumable: bool = False) -> bool:
+    """Whether gc may delete a file in ingest/, a half-built view or a temporary file.
+
+    Names are <prefix><pid>-<random>.tmp, written by their owner on this host.
+    A resumable partial (<hex>-...) outlives its dead owner, so the next fetch
+    can continue it; it goes once its owner is dead and its blob is published,
+    or after STALE_AFTER, or with ``resumable`` as soon as its owner is dead
+    (gc --partials, or a disk short of space). Anything else (imports,
+    temporary files) goes as soon as its owner is dead.
+    """
+    pid = owner_pid(path.name)
+    if pid is None:
+        return False
+    try:
+        age = silent_for(path.lstat().st_mtime, now)
+    except FileNotFoundError:
+        return False
+    if age > STALE_AFTER:
+        return True
+    if not dead_here(pid):
+        return False
+    blob = StoreLayout.blob_of_partial(path)
+    if present is not None and blob is not None:
+        return resumable or blob in present
+    return True
+
+
+def partials(layout: StoreLayout, present: set[Digest], now: float, resumable: bool = False) -> Iterator[Finding]:
+    """Files of ingest/ gc may delete (``resumable`` as in stale), and those no writer of odai-store makes."""
+    for path in sorted(layout.ingest.iterdir()):
+        if _directory(path):
+            yield Finding(Kind.STRAY, path, _NO_FILE)
+        elif stale(path, now, present, resumable):
+            yield Finding(Kind.STALE_PARTIAL, path, "its writer is gone")
+        elif owner_pid(path.name) is None:
+            yield Finding(Kind.STRAY, path, "no partial, journal or import of odai-store")
+
+
+def views(layout: StoreLayout, keep: set[Digest], now: float) -> Iterator[Finding]:
+    """Views of manifests not in ``keep``, and half-built or half-removed view trees whose owner died."""
+    with os.scandir(layout.views) as scanned:
+        entries = sorted(scanned, key=lambda e: e.name)
+    for entry in entries:
+        digest = digest_named(entry.name)
+        if digest is not None and digest not in keep:
+            yield Finding(Kind.DEAD_VIEW, digest, "no name, gc root or lease keeps its manifest")
+        elif entry.name.startswith(".") and stale(Path(entry.path), now):
+            yield Finding(Kind.STALE_VIEW_TREE, Path(entry.path), "its builder is gone")
+
+
+def temporaries(layout: StoreLayout, now: float) -> Iterator[Finding]:
+    """write_atomic's temporaries (".<name>.<pid>-<random>.tmp") and a lock file's, of writers that died."""
+    for directory in (layout.root, layout.fast_records, layout.roots, layout.leases, layout.locks):
+        for path in sorted(directory.glob(".*.tmp")):
+            if _directory(path):
+                yield Finding(Kind.STRAY, path, _NO_FILE)
+            elif stale(path, now):
+                yield Finding(Kind.STALE_TEMPORARY, path, "its writer is gone")
+
+
+def records(layout: StoreLayout, needed: set[Digest]) -> Iterator[Finding]:
+    """xxh3 records whose digest is not in ``needed``."""
+    for path in sorted(layout.fast_records.iterdir()):
+        if (digest := digest_named(path.name)) is None or digest in needed:
+            continue
+        yield Finding(Kind.STRAY, path, _NO_FILE) if _directory(path) else Finding(Kind.ORPHAN_RECORD, path, "its blob is gone")
+
+
+class Leases(NamedTuple):
+    digests: set[Digest]  # held by live leases
+    findings: list[Finding]  # stale leases, and files that are no lease
+
+
+def lease_files(layout: StoreLayout, now: float) -> Leases:
+    """What the leases of leases/ hold, and which of them gc drops (spec/locking.md#leases)."""
+    digests: set[Digest] = set()
+    findings: list[Finding] = []
+    with os.scandir(layout.leases) as scanned:
+        entries = sorted(scanned, key=lambda e: e.name)
+    for entry in entries:
+        if entry.name.startswith("."):  # write_atomic's temporary files
+            continue
+        path = Path(entry.path)
+        if _directory(path):
+            findings.append(Finding(Kind.STRAY, path, _NO_FILE))
+            continue
+        try:
+            record = json.loads(read_bounded(path, LEASE_MAX, "lease") or b"{}")
+            holder = Holder.from_json(record) if "pid" in record else None
+            leased = {parse_digest(d) for d in record.get("digests", [])}
+            problem = ""
+        except FileNotFoundError:
+            continue
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidDigest, Refused) as err:  # Refused: not a lease at all
+            holder, leased, problem = None, set(), _why(err) or "not a lease"
+        try:
+            age = silent_for(entry.stat(follow_symlinks=False).st_mtime, now)
+        except FileNotFoundError:
+            continue
+        if holder is not None and holder.is_dead():
+            findings.append(Finding(Kind.STALE_LEASE, path, f"its writer, process {holder.pid}, is gone"))
+        elif age > STALE_AFTER:
+            findings.append(Finding(Kind.STALE_LEASE, path, problem or "unchanged for over 24 hours"))
+        elif problem:
+            findings.append(Finding(Kind.STRAY, path, f"not a lease: {problem}"))
+        else:
+            digests |= leased
+    return Leases(digests, findings)
+
+
+def gc_roots(layout: StoreLayout) -> Iterator[Finding]:
+    """gc roots whose lockfile is gone, and entries of roots/ that cannot be read as a root."""
+    from .roots import root_entries
+
+    for entry, lockfile in root_entries(layout):
+        if isinstance(lockfile, Refused):
+            yield Finding(Kind.UNREADABLE_ROOT, entry, lockfile.message)
+        elif not lockfile.exists():
+            yield Finding(Kind.DANGLING_ROOT, entry, f"{lockfile} is gone")
+
+
+def lock_files(layout: StoreLayout) -> Iterator[Finding]:
+    """Entries of locks/ that no one can lock safely: not a regular file, or with more than one name (spec/locking.md)."""
+    with os.scandir(layout.locks) as scanned:
+        entries = sorted(scanned, key=lambda e: e.name)
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        info = entry.stat(follow_symlinks=False)
+        if not stat.S_ISREG(info.st_mode):
+            yield Finding(Kind.STRAY, Path(entry.path), "a lock file that is not a regular file")
+        elif info.st_nlink > 1:
+            yield Finding(Kind.STRAY, Path(entry.path), f"a lock file with {info.st_nlink} names")
+
+
+def inspect_store(layout: StoreLayout, pinned: set[Digest], now: float) -> Iterator[Finding]:
+    """Every finding of every walker, for a whole store whose gc roots pin ``pinned``; reads only.
+
+    A directory of the store that is missing or no directory is one finding,
+    and its walker is skipped. If index.json cannot be read, nothing is
+    called garbage: what it named is unknown.
+    """
+    damaged = list(layout_files(layout))
+    yield from damaged
+    broken = {f.subject for f in damaged}
+    named = named_manifests(layout)
+    yield from named.findings
+    blobs = BlobStore(layout)
+    present = set(blobs.walk()) if layout.blobs not in broken else set()
+    reached = reach(blobs, (named.digests or set()) | pinned, present)
+    yield from reached.findings
+    leases = lease_files(layout, now) if layout.leases not in broken else Leases(set(), [])
+    yield from leases.findings
+    keep = reached.keep | leases.digests
+    if named.digests is not None:
+        yield from unreferenced_blobs(layout, present, keep)
+        if layout.views not in broken:
+            yield from views(layout, keep, now)
+    walkers = (
+        (layout.blobs, lambda: blob_entries(layout)),
+        (layout.ingest, lambda: partials(layout, present, now)),
+        (layout.root, lambda: temporaries(layout, now)),
+        (layout.fast_records, lambda: records(layout, present | keep)),
+        (layout.roots, lambda: gc_roots(layout)),
+        (layout.locks, lambda: lock_files(layout)),
+    )
+    for directory, walk in walkers:
+        if directory not in broken:
+            yield from walk()
