@@ -367,7 +367,7 @@ class Store:
             from .config import read_config
             from .remote.select import remote_specs
 
-            others = () if remotes else tuple(remote_specs((), read_config(self.layout.config).remotes))
+            others = () if remotes else tuple(remote_specs((), lambda: read_config(self.layout.config).remotes))
             say = options.get("say") or (lambda _: None)
             models = []
             for pin in pins:

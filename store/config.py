@@ -1,21 +1,18 @@
 """config.toml of a store: settings that outlive one command (spec/config.md)."""
 
-import errno
 import os
 import stat
 from pathlib import Path
 from typing import NamedTuple
 
 from .errors import UsageError, from_os_error
+from .local.bounded import CONFIG_MAX, open_regular
 
 __all__ = ["Config", "read_config"]
 
 
 class Config(NamedTuple):
     remotes: tuple[str, ...] = ()
-
-
-MAX_CONFIG_BYTES = 1 << 20  # a config names a few remotes; an unbounded read is a member's way to stall everyone
 
 
 def read_config(path: Path) -> Config:
@@ -27,23 +24,20 @@ def read_config(path: Path) -> Config:
     fetches to a server of theirs.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd, info = open_regular(path, "the store's config")  # Refused (exit 6): a link, a FIFO, a directory
     except FileNotFoundError:
         return Config()  # the usual case, with no TOML parser to import
     except OSError as err:
         raise from_os_error(err, "reading the store's config") from err
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EISDIR if stat.S_ISDIR(info.st_mode) else errno.EINVAL, "not a regular file", str(path))
         _check_writers(path, info)
-        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+        data = os.read(fd, CONFIG_MAX + 1)
     except OSError as err:
         raise from_os_error(err, "reading the store's config") from err
     finally:
         os.close(fd)
-    if len(data) > MAX_CONFIG_BYTES:
-        raise UsageError(f"{path} is over {MAX_CONFIG_BYTES} bytes", "it names remotes only; its format is in spec/config.md")
+    if len(data) > CONFIG_MAX:
+        raise UsageError(f"{path} is over {CONFIG_MAX} bytes", "it names remotes only; its format is in spec/config.md")
     import tomllib
 
     try:

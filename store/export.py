@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import UsageError, from_os_error
+from .errors import StorageError, UsageError, from_os_error
 from .local.atomic import private_name
 from .oci.manifest import ModelFile
 
@@ -55,23 +55,46 @@ def _reflink(src: Path, dir_fd: int, name: str) -> None:
     # path, list, fetch and sync need no fcntl.
     import fcntl
 
-    with open(src, "rb") as s:
-        _new_file(dir_fd, name, lambda fd: fcntl.ioctl(fd, _FICLONE, s.fileno()))
+    from .local.bounded import open_regular
+
+    blob, _ = open_regular(src, "a blob")
+    try:
+        _new_file(dir_fd, name, lambda fd: fcntl.ioctl(fd, _FICLONE, blob))
+    finally:
+        os.close(blob)
 
 
 def _copy(src: Path, dir_fd: int, name: str) -> None:
-    def send(fd: int) -> None:
-        with open(src, "rb") as s:
-            size, at = os.fstat(s.fileno()).st_size, 0
-            while at < size and (sent := os.sendfile(fd, s.fileno(), at, size - at)):
-                at += sent
+    from .local.bounded import open_regular  # here: the quick path loads this module for LINK_MODES only
 
-    _new_file(dir_fd, name, send)
+    blob, info = open_regular(src, "a blob")
+
+    def send(fd: int) -> None:
+        at = 0
+        while at < info.st_size and (sent := os.sendfile(fd, blob, at, info.st_size - at)):
+            at += sent
+        if at < info.st_size:
+            raise StorageError(f"{src} ended at byte {at} of {info.st_size} while it was copied", "run 'odai-store verify', then export again")
+
+    try:
+        _new_file(dir_fd, name, send)
+    finally:
+        os.close(blob)
+
+
+def _hardlink(src: Path, dir_fd: int, name: str) -> None:
+    # The blob itself, never what a link planted under its name points to (a
+    # member's blobs/ is group-writable): checked, then linked without following.
+    if not stat.S_ISREG(os.lstat(src).st_mode):
+        from .local.bounded import Refused
+
+        raise Refused(f"{src} (a blob) is not a regular file; odai-store did not export it")
+    os.link(src, name, dst_dir_fd=dir_fd, follow_symlinks=False)
 
 
 _MAKERS = {
     "reflink": _reflink,
-    "hardlink": lambda src, dir_fd, name: os.link(src, name, dst_dir_fd=dir_fd),
+    "hardlink": _hardlink,
     "symlink": lambda src, dir_fd, name: os.symlink(src, name, dir_fd=dir_fd),
     "copy": _copy,
 }

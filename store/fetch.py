@@ -115,7 +115,7 @@ class _Fetcher:
         if self._remotes is None:
             self._remotes = choose_remotes(
                 self.options.remotes,
-                read_config(self.layout.config).remotes,
+                lambda: read_config(self.layout.config).remotes,
                 named=self.options.named,
                 ca_bundle=self.options.ca_bundle,
                 limit_rate=self.options.limit_rate,
@@ -309,9 +309,18 @@ class _Fetcher:
         ordered = sorted(blobs, key=lambda task: -task.size)
         with ThreadPoolExecutor(min(self.options.connections, len(ordered)), thread_name_prefix="odai-blob") as pool:
             futures = {pool.submit(self.download, engine, task.digest, task.size, task.chunks): task.digest for task in ordered}
-            wait(futures, return_when=FIRST_EXCEPTION)
-            for future in futures:
-                future.cancel()  # only those not started yet
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:
+                # Ctrl-C or SIGTERM lands in this thread: the downloads must
+                # stop too (within a second, keeping their data), not finish
+                # while the pool waits for them on the way out.
+                self.cancel.set()
+                engine.abort_streams()
+                raise
+            finally:
+                for future in futures:
+                    future.cancel()  # only those not started yet
         errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
         if errors:
             raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])  # type: ignore[misc]  # errors holds no None; mypy cannot see the filter

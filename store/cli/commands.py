@@ -160,7 +160,7 @@ def verify(c: Context, names: tuple[str, ...], fast: bool) -> None:
     result = c.store.verify(names or None, fast)
     report = result.report
     c.out.data(f"checked {report.checked} blobs, {human_bytes(report.bytes_checked)}: {len(report.corrupt)} corrupt")
-    for digest, moved in zip(report.corrupt, report.quarantined, strict=False):
+    for digest, moved in zip(report.corrupt, report.quarantined, strict=True):
         c.out.data(f"corrupt {digest} -> {escaped(str(moved))}")
     for name in result.damaged_models:
         c.out.data(f"damaged model {escaped(name)}")

@@ -30,6 +30,7 @@ __all__ = [
     "ODAI_LAYOUT_MAX",
     "LOCKFILE_MAX",
     "RECORD_MAX",
+    "CONFIG_MAX",
 ]
 
 KIB, MIB = 1 << 10, 1 << 20
@@ -42,6 +43,7 @@ INDEX_MAX = MAX_INDEX_BYTES  # ~20,000 names: the limit of the format (spec/name
 ODAI_LAYOUT_MAX = 4 * KIB
 LOCKFILE_MAX = 16 * MIB  # odai.lock: ~100,000 pinned files
 RECORD_MAX = 4 * KIB  # meta/xxh3/<hex>
+CONFIG_MAX = 1 * MIB  # config.toml names a few remotes
 
 _KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
 

@@ -72,7 +72,13 @@ def _stop(findings: list[Finding]) -> Exception:
 
 
 def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)  # gone already: another gc, or its writer finished
+    try:
+        path.unlink(missing_ok=True)  # gone already: another gc, or its writer finished
+    except PermissionError as err:
+        # Another member's, in a shared store's sticky locks/ or roots/: only
+        # its owner (or the store's) may remove it, and their gc will.
+        if err.errno != errno.EPERM:
+            raise
 
 
 def _drop_root(entry: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import LockTimeout
 from ..oci.digest import Digest
 from .atomic import create_atomic, write_atomic
 from .layout import StoreLayout
@@ -43,9 +44,16 @@ class Lease:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.path is not None:
+        if self.path is None:
+            return
+        try:
             with gc_lock(self.layout, shared=True, timeout=self.lock_timeout):
                 self.path.unlink(missing_ok=True)
+        except LockTimeout:
+            # The work is done (or failed for its own reason, which must not be
+            # hidden): a lease left behind goes stale once this process is gone,
+            # and gc drops it then.
+            pass
 
     def add(self, *digests: Digest) -> None:
         """Record ``digests`` durably before the caller publishes or reuses them."""

@@ -55,14 +55,18 @@ def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = 
     return opener(spec, ca_bundle, token)
 
 
-def remote_specs(explicit: tuple[str, ...] | list[str], configured: tuple[str, ...]) -> list[str]:
-    """The remotes to try, in order: ``explicit`` (--remote), else $ODAI_STORE_REMOTE, else ``configured`` (config.toml)."""
-    return list(explicit) or os.environ.get("ODAI_STORE_REMOTE", "").split() or list(configured)
+def remote_specs(explicit: tuple[str, ...] | list[str], configured: Callable[[], tuple[str, ...]]) -> list[str]:
+    """The remotes to try, in order: ``explicit`` (--remote), else $ODAI_STORE_REMOTE, else ``configured()`` (config.toml).
+
+    ``configured`` is called only when needed: a config.toml another member
+    of a shared store broke must not fail a command that names its remotes.
+    """
+    return list(explicit) or os.environ.get("ODAI_STORE_REMOTE", "").split() or list(configured())
 
 
 def choose_remotes(
     explicit: tuple[str, ...] | list[str],
-    configured: tuple[str, ...],
+    configured: Callable[[], tuple[str, ...]],
     *,
     named: tuple[str, ...] | None = None,
     ca_bundle: str | None = None,

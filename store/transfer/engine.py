@@ -122,7 +122,7 @@ class Engine:
         with self._streams_lock:
             self._streams[stream] = group
         if self.cancel.is_set():
-            stream.close()
+            self._release(stream)
             raise Interrupted("interrupted")
         return stream
 
@@ -339,8 +339,10 @@ class Engine:
                         raise
                     if not cursor.fail_over(err):
                         raise
-                    # A chunk begun on one source is not continued from another.
+                    # A chunk begun on one source is not continued from another:
+                    # its bytes so far are forgotten, the copy kept in memory too.
                     attempts = attempts.fresh()
+                    writer.discard(check.start, check.position)
                     check.begin(check.start)
         finally:
             if stream is not None:  # interrupted, or done: never leave a connection mid-body

@@ -165,3 +165,32 @@ def test_waiter_takes_over_when_the_holder_dies(origin, tmp_path):
         assert 0 < downloaded < SIZE  # it continued from the holder's bytes
         assert served.bytes_sent <= SIZE + (16 << 20)
         assert (Path(json.loads(out)["models"][0]["path"]) / "weights.bin").read_bytes() == data
+
+
+def test_a_signal_stops_a_model_whose_blobs_download_at_once(tmp_path):
+    # Found in review: with several blobs downloading at once, the signal landed
+    # in the thread waiting for them, and the downloads ran to their end first.
+    from store import Store
+
+    origin = tmp_path / "origin"
+    files = {f"part-{i}.bin": random.Random(70 + i).randbytes(12 << 20) for i in range(2)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    Store(origin).add("two:v1", [tmp_path / name for name in files])
+    store = tmp_path / "store"
+    with serve_store(origin) as served:
+        proc = subprocess.Popen(
+            _cli(store, "fetch", "--remote", served.url, "--limit-rate", "4M", "--progress", "none", "two:v1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _wait_for_partial(store, proc)
+        time.sleep(1.0)
+        sent_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        stopped_after = time.monotonic() - sent_at
+    assert proc.returncode == 130, err
+    assert stopped_after < 1.0 + 0.5, f"stopped {stopped_after:.1f} s after SIGTERM"
+    assert list((store / "ingest").glob("*.journal")), "the downloads' data is kept for the resume"

@@ -172,3 +172,60 @@ def test_a_gc_at_any_presence_check_of_a_fetch_leaves_its_model_complete(store: 
             break
         assert [f.path for f in store.model("m").files] == ["a", "b"], f"gc before presence check {at}"
     assert at >= 3  # the manifest and each file were looked for
+
+
+def test_a_gc_holding_its_lock_as_a_fetch_ends_does_not_fail_the_fetch(tmp_path: Path) -> None:
+    # Found in review: dropping the lease waited for gc.lock with --lock-timeout,
+    # so a fetch whose model was complete exited 8 and printed no path.
+    import random
+    import threading
+
+    from store.local.leases import gc_lock
+    from tests.support.counting_server import serve_counting
+
+    origin = Store(tmp_path / "origin")
+    (tmp_path / "w.bin").write_bytes(random.Random(9).randbytes(8 << 20))
+    origin.add("m:v1", [tmp_path / "w.bin"])
+    store = Store(tmp_path / "store", lock_timeout=0.3)
+    held, release = threading.Event(), threading.Event()
+
+    def gc_takes_its_lock() -> None:
+        deadline = time.monotonic() + 30
+        while not list(store.layout.ingest.glob("*.tmp")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with gc_lock(store.layout, shared=False):
+            held.set()
+            release.wait(30)
+
+    with serve_counting(origin.layout.root, rate=4e6) as served:
+        thread = threading.Thread(target=gc_takes_its_lock, daemon=True)
+        thread.start()
+        try:
+            model = store.fetch("m:v1", remotes=[served.url])
+            assert held.is_set(), "gc held its lock while the fetch ended"
+        finally:
+            release.set()
+            thread.join()
+    assert (model.path / "w.bin").read_bytes() == (tmp_path / "w.bin").read_bytes()
+
+
+def test_another_members_dead_temporary_in_a_sticky_directory_does_not_stop_gc(tmp_path: Path, monkeypatch) -> None:
+    # Found in review: locks/ and roots/ of a shared store are sticky, so only a
+    # temporary's owner (or the directory's) may remove it; gc ran into EPERM
+    # and failed every run with exit 6. Root cannot be refused, so the refusal
+    # the kernel gives another member is simulated.
+    import errno
+
+    store = Store(tmp_path / "store")
+    planted = store.layout.locks / f".gc.lock.{_dead_pid()}-{'a' * 16}.tmp"
+    planted.write_bytes(b"")
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self == planted:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    store.gc()
+    assert planted.exists()

@@ -376,3 +376,22 @@ def test_opening_a_shared_store_leaves_the_umask_alone(tmp_path: Path, model_tre
     for path in (store.layout.lock("index"), store.layout.lock("gc"), store.layout.index):
         assert os.stat(path).st_mode & 0o060 == 0o060, path
     assert record == 0o444
+
+
+# -- export: a blob name linked to the victim's file (found in review) ----------------
+
+
+@pytest.mark.parametrize("link", ["copy", "reflink", "hardlink"])
+def test_export_never_exports_what_a_planted_blob_name_points_to(added: Store, store_dir: Path, victim: Path, tmp_path: Path, link: str) -> None:
+    model = added.model("m:v1")
+    target = model.files[0]
+    secret = b"the victim's secret ".ljust(target.size, b"#")[: target.size]  # the blob's size: presence checks pass
+    victim.write_bytes(secret)
+    blob = added.layout.blob(target.digest)
+    blob.unlink()
+    blob.symlink_to(victim)  # any member may replace a name in blobs/sha256/
+    dest = tmp_path / "dest"
+    result = run_cli(store_dir, "export", "--link", link, "m:v1", dest)
+    refused(result, 6, "is a symbolic link" if link != "hardlink" else "is not a regular file")
+    exported = dest / target.path
+    assert not exported.exists() or exported.read_bytes() != secret

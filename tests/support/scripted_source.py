@@ -24,6 +24,7 @@ class Step:
 
     fail: StoreError | None = None  # raised by open_blob
     cut_after: int | None = None  # body bytes sent before a transient reset
+    cut_error: StoreError | None = None  # with cut_after: raised there instead of the reset
     ignore_range: bool = False  # the whole blob from byte 0
     corrupt: tuple[int, int] | None = None  # blob positions whose bytes are flipped
     extra: bytes = b""  # sent after the range asked for
@@ -48,13 +49,14 @@ class _Stream:
         self._body = bytes(body)
         self._at = 0
         self._cut = step.cut_after
+        self._cut_error = step.cut_error
         self.closed = False
 
     def read(self, amount: int) -> bytes:
         if self.closed:
             raise NetworkError(f"{self.url}: closed", transient=True)
         if self._cut is not None and self._at >= self._cut:
-            raise NetworkError(f"{self.url}: connection reset", transient=True)
+            raise self._cut_error or NetworkError(f"{self.url}: connection reset", transient=True)
         stop = len(self._body) if self._cut is None else min(len(self._body), self._cut)
         data = self._body[self._at : min(stop, self._at + amount)]
         self._at += len(data)

@@ -92,3 +92,17 @@ def test_a_config_that_is_a_symbolic_link_is_not_followed(tmp_path: Path) -> Non
     (tmp_path / "config.toml").symlink_to(target)
     with pytest.raises(StorageError):
         read_config(tmp_path / "config.toml")
+
+
+def test_a_broken_config_does_not_fail_a_fetch_that_names_its_remote(tmp_path: Path) -> None:
+    # Found in review: any member of a shared store can break config.toml;
+    # a command given --remote has no use for it and must not read it.
+    from store import Store
+
+    source = Store(tmp_path / "source")
+    (tmp_path / "model.bin").write_bytes(b"weights")
+    source.add("m:v1", [tmp_path / "model.bin"])
+    store = Store(tmp_path / "store")
+    (store.layout.config).write_text("remotes = [not toml\n")
+    model = store.fetch("m:v1", remotes=[str(source.layout.root)])
+    assert (model.path / "model.bin").read_bytes() == b"weights"

@@ -25,22 +25,22 @@ def _environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
 
 
 def test_the_token_never_goes_over_plain_http_to_another_machine() -> None:
-    assert _tokens(choose_remotes(["http://mirror.example/models"], ())) == [None]
+    assert _tokens(choose_remotes(["http://mirror.example/models"], tuple)) == [None]
     said: list[str] = []
-    choose_remotes(["http://mirror.example/models"], (), say=said.append)
+    choose_remotes(["http://mirror.example/models"], tuple, say=said.append)
     assert said == ["not sending a token to http://mirror.example/models: a token is never sent over plain http:// except to this machine (loopback)"]
 
 
 def test_the_token_goes_over_plain_http_to_loopback_and_over_https_anywhere() -> None:
     named = ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080", "https://mirror.example"]
-    assert _tokens(choose_remotes(named, ())) == ["s3cret"] * 4
+    assert _tokens(choose_remotes(named, tuple)) == ["s3cret"] * 4
 
 
 def test_configured_remotes_get_no_token_but_those_of_the_environment_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _tokens(choose_remotes([], ("https://planted.example",))) == [None]
+    assert _tokens(choose_remotes([], lambda: ("https://planted.example",))) == [None]
     monkeypatch.setenv("ODAI_STORE_REMOTE", "https://mirror.example/a")
     # A pinned remote of the environment's origin, and one of another origin.
-    remotes = choose_remotes(["https://mirror.example/b", "https://planted.example"], (), named=())
+    remotes = choose_remotes(["https://mirror.example/b", "https://planted.example"], tuple, named=())
     assert _tokens(remotes) == ["s3cret", None]
 
 

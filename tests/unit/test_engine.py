@@ -119,6 +119,18 @@ def test_a_bad_chunk_is_fetched_again_from_the_next_source_alone(layout) -> None
     assert [o.start for o in b.opened] == [3 * CHUNK]
 
 
+def test_a_chunk_begun_on_one_source_and_finished_on_another_keeps_none_of_the_first(layout) -> None:
+    # Source a sends half a chunk of wrong bytes, then fails for good: b sends
+    # the chunk whole. The half kept in memory at the hash frontier must not be
+    # hashed in front of b's bytes (found by review: commit then blamed b).
+    refused = NetworkError("mem://a: HTTP 403", transient=False)
+    a = source("a", Step(corrupt=(0, CHUNK // 2), cut_after=CHUNK // 2, cut_error=refused))
+    # b is cut where a stopped, so its next block lands just after a's bytes in memory.
+    b = source("b", Step(cut_after=CHUNK // 2))
+    assert _fetch(layout, a, b, chunks=True) == len(DATA)
+    assert [o.start for o in b.opened][:2] == [0, CHUNK // 2]
+
+
 def test_a_chunk_bad_on_every_source_is_an_integrity_error(layout) -> None:
     bad = Step(corrupt=(0, 1))
     a = source("a", *(bad for _ in range(10)))
