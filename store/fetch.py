@@ -296,7 +296,7 @@ class _Fetcher:
 
         They share the engine's connections: each blob downloading holds one,
         and a big blob's extra segments take the ones the others leave free
-        (spec/remotes.md, "Parallel segments"). On the first failure, the
+        (spec/fetching.md, "Parallel segments"). On the first failure, the
         blobs not yet started are not started; those under way end on their
         own (their data is kept for a resume either way).
         """

@@ -218,7 +218,7 @@ def _seconds(text: str | None) -> float | None:
 
 
 def _rate(text: str | None) -> float | None:
-    """'10M' -> bytes per second; K, M, G are powers of 1024, as in curl's --limit-rate (grammar: spec/remotes.md)."""
+    """'10M' -> bytes per second; K, M, G are powers of 1024, as in curl's --limit-rate (grammar: spec/fetching.md)."""
     if text is None:
         return None
     # The grammar, not float(): that would take 'nan', 'inf', '1e3' and '1_0'.

@@ -1,4 +1,4 @@
-"""How a fetch's progress is shown on stderr (spec/remotes.md, "Progress"): a bar per model, or JSON lines."""
+"""How a fetch's progress is shown on stderr (spec/fetching.md, "Progress"): a bar per model, or JSON lines."""
 
 import json
 import sys

@@ -44,7 +44,7 @@ class Action(Enum):
 
 
 def classify(err: StoreError) -> Action:
-    """The classification every remote of a static layout uses (spec/remotes.md, "Retries")."""
+    """The classification every remote of a static layout uses (spec/fetching.md, "Retries")."""
     if isinstance(err, NetworkError) and err.transient:
         return Action.RETRY
     if isinstance(err, (NetworkError, NotFound)):

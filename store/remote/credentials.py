@@ -1,4 +1,4 @@
-"""Credentials: which bearer token, if any, goes to which HTTP remote (spec/remotes.md#credentials).
+"""Credentials: which bearer token, if any, goes to which HTTP remote (spec/fetching.md#credentials).
 
 A token is the user's, so it goes only to an origin the user chose: one of
 the remotes they named (``--remote``, ``$ODAI_STORE_REMOTE``) for

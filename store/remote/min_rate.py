@@ -1,4 +1,4 @@
-"""The minimum rate of a network stream: below it, the stream counts as stalled (spec/remotes.md)."""
+"""The minimum rate of a network stream: below it, the stream counts as stalled (spec/fetching.md)."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def choose_remotes(
     limit_rate: float | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> list[Remote]:
-    """The remotes to try, opened, each with the token it may have (spec/remotes.md#credentials).
+    """The remotes to try, opened, each with the token it may have (spec/fetching.md#credentials).
 
     ``named`` are the remotes the user chose on the command line (default:
     ``explicit``); a caller that passes remotes someone else wrote down (a

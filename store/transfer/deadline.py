@@ -1,4 +1,4 @@
-"""The deadline of a command's network phase (--timeout): when it ends, as a value (spec/remotes.md)."""
+"""The deadline of a command's network phase (--timeout): when it ends, as a value (spec/fetching.md)."""
 
 from __future__ import annotations
 

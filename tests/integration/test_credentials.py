@@ -1,4 +1,4 @@
-"""The bearer token goes only to origins the user chose (spec/remotes.md#credentials), each test an attack.
+"""The bearer token goes only to origins the user chose (spec/fetching.md#credentials), each test an attack.
 
 A lockfile or a shared store's config.toml is written by someone else: an
 edited one must not collect $ODAI_STORE_TOKEN by naming a server of its

@@ -443,7 +443,7 @@ def test_limit_rate_option(nginx: Nginx, run_cli) -> None:
 
 
 def test_limit_rate_must_be_a_rate(store_dir: Path) -> None:
-    """The grammar of spec/remotes.md, and nothing float() would also take."""
+    """The grammar of spec/fetching.md, and nothing float() would also take."""
     bad = ["fast", "0", "-5M", "10Q", "10MB", "nan", "nanK", "infK", "1e999", "1e3", "1_0K", ".5K", "+5", " 5", "5.", "0.000000001", "9" * 400]
     argvs = [("fetch", "--limit-rate", rate, "--remote", "http://127.0.0.1:9", "m:v1") for rate in bad]
     for rate, result in zip(bad, run_cli_many(store_dir, argvs), strict=True):

@@ -1,4 +1,4 @@
-"""fetch when chunks keep failing their BLAKE3 check: bounded, then an integrity error (spec/remotes.md).
+"""fetch when chunks keep failing their BLAKE3 check: bounded, then an integrity error (spec/fetching.md).
 
 Arriving data resets the retry count of network faults, so a chunk that is
 always damaged needs its own count; without one, a remote serving a damaged

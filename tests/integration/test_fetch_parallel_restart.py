@@ -1,4 +1,4 @@
-"""A parallel download whose object changed (a 200 to the first ranged request) restarts cleanly (spec/remotes.md).
+"""A parallel download whose object changed (a 200 to the first ranged request) restarts cleanly (spec/fetching.md).
 
 Cleanly means: the partial forgets its old ranges and takes the new
 validator, so the next resume asks with the new one and gets a 206, instead

@@ -1,4 +1,4 @@
-"""Retries of the small reads (index.json, the manifest, the size of a --url file), and a redirect loop (spec/remotes.md).
+"""Retries of the small reads (index.json, the manifest, the size of a --url file), and a redirect loop (spec/fetching.md).
 
 Blob reads have their own tests (test_fetch_faults.py); these are the
 requests before the first blob byte, which resolve the model.

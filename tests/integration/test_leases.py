@@ -141,7 +141,7 @@ def test_a_sync_registers_its_root_under_the_gc_lock(tmp_path: Path) -> None:
 
 
 def test_a_gc_at_any_presence_check_of_a_fetch_leaves_its_model_complete(store: Store, tmp_path: Path, monkeypatch) -> None:
-    """fetch leases a digest before it looks whether the blob is here (spec/remotes.md): a gc
+    """fetch leases a digest before it looks whether the blob is here (spec/fetching.md): a gc
     between the two would otherwise delete a blob the fetch then counts on, and the fetch
     would name a model that is not complete."""
     files = {"a": b"a" * 100, "b": b"b" * 100}

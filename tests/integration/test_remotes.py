@@ -92,7 +92,7 @@ def test_a_trailing_slash_on_the_url_is_the_same_remote(nginx: Nginx, nginx_samp
 
 def test_a_file_remote_that_refuses_a_read_fails_over_to_the_next(tmp_path, sample: Sample, store) -> None:
     """An OSError of a mounted remote is the remote's failure (exit 4, the next remote is
-    tried), not the local store's (spec/remotes.md); only a missing file is NotFound."""
+    tried), not the local store's (spec/fetching.md); only a missing file is NotFound."""
     broken = tmp_path / "broken"
     (broken / "index.json").mkdir(parents=True)  # reading it: EISDIR
     remote = open_remote(str(broken))

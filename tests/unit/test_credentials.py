@@ -1,4 +1,4 @@
-"""Which token goes where (spec/remotes.md#credentials): the decision, without a socket.
+"""Which token goes where (spec/fetching.md#credentials): the decision, without a socket.
 
 The plain-http case cannot be an end-to-end test, since test traffic stays
 on loopback, where a token may go in clear; so it is tested here, where

@@ -2,7 +2,7 @@
 
 Beside the socket-level tests of tests/integration/test_fetch_*.py, these
 drive Engine.fetch into a real IngestWriter in a temporary store, with no
-network, so every rule of the retry loop (spec/remotes.md, "Retries") is
+network, so every rule of the retry loop (spec/fetching.md, "Retries") is
 checked in milliseconds.
 """
 

@@ -1,4 +1,4 @@
-"""store.remote.min_rate: when a stream counts as stalled (spec/remotes.md), as arithmetic."""
+"""store.remote.min_rate: when a stream counts as stalled (spec/fetching.md), as arithmetic."""
 
 from store.remote.min_rate import MinRate
 

@@ -1,4 +1,4 @@
-"""RetryPolicy (spec/remotes.md, "Retries and failover"): pure, so tested as arithmetic."""
+"""RetryPolicy (spec/fetching.md, "Retries and failover"): pure, so tested as arithmetic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SpaceCheck (spec/remotes.md, "Free space"): pure, so tested as arithmetic."""
+"""SpaceCheck (spec/fetching.md, "Free space"): pure, so tested as arithmetic."""
 
 from __future__ import annotations
 
