@@ -14,7 +14,7 @@ from .local.bounded import INDEX_MAX, read_bounded
 from .local.layout import StoreLayout
 from .local.location import store_location
 from .local.names import Names
-from .local.open import open_layout
+from .local.opening import open_layout
 from .local.views import Views
 from .model import Fetched, Model
 from .oci.digest import Digest
@@ -430,7 +430,7 @@ class Store:
         Returns the directories this user may not change: only a
         directory's owner may set its mode.
         """
-        from .local.open import set_sticky
+        from .local.opening import set_sticky
 
         with storage_errors("setting the sticky bits", self.root):
             return set_sticky(self.layout)
@@ -438,7 +438,7 @@ class Store:
     @property
     def shared(self) -> bool:
         """True if the store was created for a group (``shared=True``; spec/locking.md#shared-stores)."""
-        from .local.open import is_shared
+        from .local.opening import is_shared
 
         with storage_errors("reading the store"):
             return is_shared(self.layout)

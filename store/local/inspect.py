@@ -92,7 +92,7 @@ def subjects(findings: Iterable[Finding], *kinds: Kind) -> list:
 
 def layout_files(layout: StoreLayout) -> Iterator[Finding]:
     """odai-layout, oci-layout and the store's directories: missing, damaged or of the wrong type."""
-    from .open import layout_version  # open.py builds stores; only this walker needs it
+    from .opening import layout_version  # opening.py builds stores; only this walker needs it
 
     try:
         version, _ = layout_version(layout)

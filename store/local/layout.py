@@ -14,7 +14,7 @@ __all__ = ["StoreLayout", "LAYOUT_VERSION"]
 
 # Version of everything beside the OCI layout (ingest/, meta/, views/, ...).
 # Bump it when any of those paths or file formats changes, and teach
-# local/open.py to refuse or migrate the old one.
+# local/opening.py to refuse or migrate the old one.
 LAYOUT_VERSION = 1
 
 

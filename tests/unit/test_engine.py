@@ -18,7 +18,7 @@ import pytest
 from store.errors import IntegrityError, Interrupted, NetworkError, NotFound
 from store.local.ingest import IngestWriter
 from store.local.layout import StoreLayout
-from store.local.open import open_layout
+from store.local.opening import open_layout
 from store.oci.chunks import ChunkHasher
 from store.oci.digest import Digest
 from store.transfer.engine import BlobTask, Engine

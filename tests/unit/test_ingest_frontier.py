@@ -28,7 +28,7 @@ from store.errors import IntegrityError, StoreError
 from store.local import ingest as ingest_module
 from store.local.ingest import IngestWriter
 from store.local.layout import StoreLayout
-from store.local.open import open_layout
+from store.local.opening import open_layout
 from store.oci.digest import Digest
 
 _COMMIT_TIMEOUT = 20.0
