@@ -424,6 +424,25 @@ class Store:
                     out.append(Root(path, False, 0))
         return out
 
+    @classmethod
+    def init(cls, path: str | os.PathLike[str] | None = None, *, shared: bool = False) -> tuple[Store, builtins.list[Path]]:
+        """Create the store at ``path`` (or open it), and with ``shared`` make sure it is a shared one.
+
+        Returns the store and the directories whose sticky bit this user
+        could not set (tighten_shared). UsageError if ``shared`` and the
+        store exists unshared: opening never changes a store, so calling it
+        shared would be false.
+        """
+        store = cls(path, shared=shared)
+        if not shared:
+            return store, []
+        if not store.shared:
+            raise UsageError(
+                f"the store at {store.root} exists and is not shared; --shared applies only when a store is created",
+                "create a shared store with 'odai-store init --shared DIR' and fetch into it from this one with --remote",
+            )
+        return store, store.tighten_shared()
+
     def tighten_shared(self) -> builtins.list[Path]:
         """Give a shared store's directories their sticky bits where they lack them (a store made by an older odai-store).
 

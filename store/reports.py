@@ -7,6 +7,7 @@ fetch) do not pay at start-up for creating these classes.
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from .errors import IntegrityError
 from .oci.digest import Digest
 from .oci.manifest import ModelFile
 
@@ -53,6 +54,15 @@ class VerifyResult(NamedTuple):
     @property
     def ok(self) -> bool:
         return not self.report.corrupt
+
+    def error(self) -> IntegrityError | None:
+        """What verify fails with (exit 5) when it found corrupt blobs; None when every blob is sound."""
+        if self.ok:
+            return None
+        return IntegrityError(
+            f"{len(self.report.corrupt)} corrupt blobs moved to quarantine; {len(self.damaged_models)} models damaged",
+            "fetch or add the damaged models again",
+        )
 
 
 class Root(NamedTuple):

@@ -155,8 +155,6 @@ def gc(c: Context, dry_run: bool, partials: bool) -> None:
 def verify(c: Context, names: tuple[str, ...], fast: bool) -> None:
     """Re-hash blobs; move corrupt ones to quarantine (exit 5 if any)."""
     stop_on_sigterm()
-    from ..errors import IntegrityError
-
     result = c.store.verify(names or None, fast)
     report = result.report
     c.out.data(f"checked {report.checked} blobs, {human_bytes(report.bytes_checked)}: {len(report.corrupt)} corrupt")
@@ -173,12 +171,9 @@ def verify(c: Context, names: tuple[str, ...], fast: bool) -> None:
             "damaged_models": list(result.damaged_models),
         }
     )
-    if not result.ok:
-        sys.stdout.flush()
-        raise IntegrityError(
-            f"{len(report.corrupt)} corrupt blobs moved to quarantine; {len(result.damaged_models)} models damaged",
-            "fetch or add the damaged models again",
-        )
+    if (failure := result.error()) is not None:
+        sys.stdout.flush()  # the report first, then the two error lines
+        raise failure
 
 
 @cli.command()
@@ -371,18 +366,8 @@ def init(c: Context, directory: Path | None, shared_here: bool) -> None:
     """
     from ..api import Store
 
-    wanted = shared_here or c.shared
-    store = Store(directory or c.store_dir, shared=wanted)
-    if wanted and not store.shared:
-        # An existing store is never changed by opening it: saying "shared" here would be false.
-        from ..errors import UsageError
-
-        raise UsageError(
-            f"the store at {store.root} exists and is not shared; --shared applies only when a store is created",
-            "create a shared store with 'odai-store init --shared DIR' and fetch into it from this one with --remote",
-        )
-    if wanted:
-        for directory in store.tighten_shared():
-            c.out.say(f"cannot set the sticky bit of {directory}: only its owner (uid {directory.stat().st_uid}) may; ask them to run 'odai-store init --shared {store.root}'")
+    store, refused = Store.init(directory or c.store_dir, shared=shared_here or c.shared)
+    for directory in refused:
+        c.out.say(f"cannot set the sticky bit of {directory}: only its owner (uid {directory.stat().st_uid}) may; ask them to run 'odai-store init --shared {store.root}'")
     c.out.data(str(store.root))
     c.out.document({"store": str(store.root), "shared": store.shared})

@@ -317,3 +317,16 @@ def test_chunk_digests_of_a_file_larger_than_a_chunk(store: Store, tmp_path: Pat
     # As recorded in the manifest, which is what a fetcher reads.
     assert store.resolve("big")[1].files[0].chunks == f.chunks
     assert f.digest.hex == _sha(data)
+
+
+def test_init_of_an_existing_unshared_store_as_shared_is_refused_and_changes_nothing(tmp_path) -> None:
+    # The decision lives below the CLI (issue 12, point 5): the API refuses as init --shared does.
+    from store import Store, UsageError
+
+    Store(tmp_path / "store")
+    before = {p: p.stat().st_mode for p in (tmp_path / "store").rglob("*")}
+    with pytest.raises(UsageError, match="exists and is not shared"):
+        Store.init(tmp_path / "store", shared=True)
+    assert {p: p.stat().st_mode for p in (tmp_path / "store").rglob("*")} == before
+    store, refused = Store.init(tmp_path / "shared", shared=True)
+    assert store.shared and refused == []
