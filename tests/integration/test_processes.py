@@ -8,6 +8,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -66,12 +67,20 @@ def test_add_remove_gc_and_read_at_once(tmp_path: Path) -> None:
     adders = [
         SPAWN.Process(target=workers.adder, args=(str(store.root), sources, w, 7, str(reports[w]))) for w in range(3)
     ]
+    ready = tmp_path / "gc-ready"
     others = [
         SPAWN.Process(target=workers.remover, args=(str(store.root), len(sources), str(stop), str(reports[3]))),
-        SPAWN.Process(target=workers.collector, args=(str(store.root), str(stop), str(reports[4]), 0.01)),
+        SPAWN.Process(target=workers.collector, args=(str(store.root), str(stop), str(reports[4]), 0.01, str(ready))),
         SPAWN.Process(target=workers.reader, args=(str(store.root), str(stop), str(reports[5]))),
     ]
-    for p in [*adders, *others]:
+    for p in others:
+        p.start()
+    # The adders start once gc has run: a spawned process takes longer to start
+    # than the adders take to finish on a fast machine, and gc must run during them.
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for p in adders:
         p.start()
     for p in adders:
         p.join(120)
