@@ -45,23 +45,28 @@ def _wait_for_partial(store: Path, proc: subprocess.Popen, timeout: float = 20) 
     raise AssertionError("the fetch never started writing")
 
 
+def _fetch_then_signal(store: Path, url: str, name: str, signum: int) -> tuple[subprocess.Popen, str, str, float]:
+    """A throttled fetch of ``name``, signalled a second after its first bytes land: (proc, stdout, stderr, seconds it took to stop)."""
+    proc = subprocess.Popen(
+        _cli(store, "fetch", "--remote", url, "--limit-rate", "4M", "--progress", "none", name),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_partial(store, proc)
+    time.sleep(1.0)
+    sent_at = time.monotonic()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    return proc, out, err, time.monotonic() - sent_at
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_within_a_second_and_the_rerun_resumes(origin, tmp_path, signum):
     remote, data = origin
     store = tmp_path / "store"
     with serve_store(remote) as served:
-        proc = subprocess.Popen(
-            _cli(store, "fetch", "--remote", served.url, "--limit-rate", "4M", "--progress", "none", "big:v1"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        _wait_for_partial(store, proc)
-        time.sleep(1.0)
-        sent_at = time.monotonic()
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=10)
-        stopped_after = time.monotonic() - sent_at
+        proc, out, err, stopped_after = _fetch_then_signal(store, served.url, "big:v1", signum)
         assert proc.returncode == 130, err
         assert stopped_after < 1.0 + 0.5  # a second, and process teardown
         assert out == ""
@@ -179,18 +184,7 @@ def test_a_signal_stops_a_model_whose_blobs_download_at_once(tmp_path):
     Store(origin).add("two:v1", [tmp_path / name for name in files])
     store = tmp_path / "store"
     with serve_store(origin) as served:
-        proc = subprocess.Popen(
-            _cli(store, "fetch", "--remote", served.url, "--limit-rate", "4M", "--progress", "none", "two:v1"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        _wait_for_partial(store, proc)
-        time.sleep(1.0)
-        sent_at = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-        stopped_after = time.monotonic() - sent_at
+        proc, _, err, stopped_after = _fetch_then_signal(store, served.url, "two:v1", signal.SIGTERM)
     assert proc.returncode == 130, err
     assert stopped_after < 1.0 + 0.5, f"stopped {stopped_after:.1f} s after SIGTERM"
     assert list((store / "ingest").glob("*.journal")), "the downloads' data is kept for the resume"
