@@ -75,17 +75,9 @@ def _unlink(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)  # gone already: another gc, or its writer finished
     except PermissionError as err:
-        # Another member's, in a shared store's sticky locks/ or roots/: only
-        # its owner (or the store's) may remove it, and their gc will.
-        if err.errno != errno.EPERM:
-            raise
-
-
-def _drop_root(entry: Path) -> None:
-    try:
-        entry.unlink(missing_ok=True)
-    except PermissionError as err:
-        # Another member's, in a shared store's sticky roots/: it pins nothing, and their gc drops it.
+        # Another member's, in a shared store's sticky locks/ or roots/ (a
+        # temporary, a dangling root): only its owner (or the store's) may
+        # remove it, and their gc will.
         if err.errno != errno.EPERM:
             raise
 
@@ -102,7 +94,7 @@ def sweep(layout: StoreLayout, findings: list[Finding], dry_run: bool = False) -
     if dry_run:
         return report
     act: dict[Kind, Callable] = {
-        Kind.DANGLING_ROOT: _drop_root,
+        Kind.DANGLING_ROOT: _unlink,
         Kind.STALE_LEASE: _unlink,
         Kind.DEAD_VIEW: Views(layout).remove,
         Kind.STALE_VIEW_TREE: lambda path: shutil.rmtree(path, ignore_errors=True),

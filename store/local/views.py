@@ -129,10 +129,6 @@ class Views:
         """Manifest digests that have a view."""
         return [d for e in os.scandir(self.layout.views) if (d := digest_named(e.name)) is not None]
 
-    def leftovers(self) -> list[Path]:
-        """Half-built or half-removed view trees (their builder died)."""
-        return [Path(e.path) for e in os.scandir(self.layout.views) if e.name.startswith(".")]
-
     def remove(self, manifest: Digest) -> None:
         """Remove a view: first renamed away (atomic), then deleted."""
         import shutil
