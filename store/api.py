@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import NotFound, StoreError, UsageError, from_os_error, storage_errors
+from .errors import NotFound, StoreError, UsageError, storage_errors
 from .local.blobs import BlobStore
 from .local.bounded import INDEX_MAX, read_bounded
 from .local.layout import StoreLayout
@@ -18,7 +18,6 @@ from .local.opening import open_layout
 from .local.views import Views
 from .model import Fetched, Model
 from .oci.digest import Digest
-from .oci.index import lists_unnamed
 from .oci.manifest import Manifest, parse_manifest
 from .oci.reference import Reference, parse_reference
 
@@ -29,11 +28,10 @@ if TYPE_CHECKING:
 
     from .download import Download, DownloadQueue
     from .export import Exported
-    from .fetch import FetchContext
+    from .fetching.session import FetchContext
     from .local.gc import GcReport
     from .local.locks import Holder
     from .local.usage import DiskUsage
-    from .lockfile import Pin
     from .oci.manifest import ModelFile
     from .pin import LockResult
     from .reports import ModelEntry, ModelInfo, Root, VerifyResult
@@ -46,57 +44,29 @@ __all__ = ["Store", "http_server"]
 _QUEUE_LOCK = _thread.allocate_lock()
 
 
-def _pin_remotes(pin: Pin, others: tuple[str, ...], say: Callable[[str], None]) -> tuple[str, ...]:
-    """The remote ``pin`` was resolved on, then ``others`` (the usual ones).
+def _context(store: Store, options: dict) -> FetchContext:
+    """The FetchContext of one call, from its keyword arguments.
 
-    A lockfile may name a remote this odai-store cannot use (an s3:// of
-    another tool, spec/lockfile.md): while others remain, it is skipped
-    with a word, not the end of the sync.
+    They are FetchOptions' fields, ``remotes`` any iterable, and ``timeout``
+    (seconds, or None), which starts the deadline now; and progress,
+    cancel and say.
     """
-    from .remote.select import open_remote
+    import threading
 
-    if others:
-        try:
-            open_remote(pin.remote).close()
-        except UsageError as err:
-            say(f"{pin.ref_name}: not trying its pinned remote: {err.message}")
-            return others
-    return (pin.remote, *others)
+    from .fetching.session import FetchContext, FetchOptions
+    from .transfer.progress import Progress
 
-
-def _fetch_options(options: dict):
-    """FetchOptions from keyword arguments (remotes may be any iterable; timeout, in seconds, starts a deadline now)."""
-    from .fetch import FetchOptions
-
-    options = _with_deadline(options)
-    return FetchOptions(**{**options, "remotes": tuple(options.get("remotes", ()))})
-
-
-def _with_deadline(options: dict) -> dict:
-    """``options`` with ``timeout`` (seconds, or None) turned into the deadline it sets from now."""
-    if "timeout" not in options:
-        return options
     options = dict(options)
-    timeout = options.pop("timeout")
+    progress, cancel, say = options.pop("progress", None), options.pop("cancel", None), options.pop("say", None)
+    timeout = options.pop("timeout", None)
     if timeout is not None:
         import time
 
         from .transfer.deadline import Deadline
 
         options["deadline"] = Deadline.after(timeout, time.monotonic())
-    return options
-
-
-def _context(
-    store: Store, options: dict, progress: Callable[[Snapshot], None] | None, cancel: threading.Event | None, say: Callable[[str], None] | None
-) -> FetchContext:
-    """The FetchContext of one call: the store, its options, progress counters, the cancel event, where messages go."""
-    import threading
-
-    from .fetch import FetchContext
-    from .transfer.progress import Progress
-
-    return FetchContext(store.layout, store._names, _fetch_options(options), Progress(progress), cancel or threading.Event(), say or (lambda _: None))
+    fetch_options = FetchOptions(**{**options, "remotes": tuple(options.get("remotes", ()))})
+    return FetchContext(store.layout, store._names, fetch_options, Progress(progress), cancel or threading.Event(), say or (lambda _: None))
 
 
 def _ref(ref: str | Reference) -> Reference:
@@ -166,7 +136,7 @@ class Store:
     def _complete(self, ref: Reference) -> tuple[Digest, Manifest]:
         """The manifest ``ref`` designates, once every file's blob is here; NotFound if any is absent."""
         digest, manifest = self.resolve(ref)
-        missing = [f.path for f in manifest.files if not self._blobs.has(f.digest, f.size)]
+        missing = self._blobs.missing(manifest.files)
         if missing:
             raise NotFound(
                 f"model {ref} is incomplete: {len(missing)} of {len(manifest.files)} files missing ({missing[0]}, ...)",
@@ -178,11 +148,8 @@ class Store:
         """The model with its view, built if missing; NotFound if any file is absent."""
         ref = _ref(ref)
         digest, manifest = self._complete(ref)
-        views = Views(self.layout)
-        path = views.path(digest)
-        if not path.is_dir():
-            with storage_errors("building the model view", self.root):
-                path = views.build(digest, manifest)
+        with storage_errors("building the model view", self.root):
+            path = Views(self.layout).build(digest, manifest)
         return Model(None if ref.digest else ref.ref_name, digest, path, manifest.files)
 
     def path(self, ref: str | Reference, file: str | None = None, *, verify: bool = False) -> Path:
@@ -198,25 +165,11 @@ class Store:
             if not files:
                 raise NotFound(f"model {ref} has no file {file!r}", f"'odai-store show {ref}' lists its files")
         if verify:
-            self._verify_files(model, files)
+            from .local.verify import check_model_files
+
+            with storage_errors("verifying the model's files", self.root):
+                check_model_files(self.layout, model.digest, files, model.name or model.digest.short)
         return model.path if file is None else model.path / file
-
-    def _verify_files(self, model: Model, files: Iterable[ModelFile]) -> None:
-        """IntegrityError unless each of ``files`` of ``model`` is its view's link to a blob as published."""
-        from .errors import IntegrityError
-        from .local.verify import altered_blobs
-
-        files = list(files)
-        with storage_errors("verifying the model's files", self.root):
-            planted = Views(self.layout).altered(model.digest, files)
-            changed = set(altered_blobs(self.layout, [f.digest for f in files]))
-        bad = sorted({*planted, *(f.path for f in files if f.digest in changed)})
-        if bad:
-            shown = model.name or model.digest.short
-            raise IntegrityError(
-                f"{shown}: {len(bad)} file{'s' if len(bad) > 1 else ''} changed since published: {', '.join(bad)}",
-                "run 'odai-store verify' to set damaged blobs aside, then fetch or sync the model again; in a shared store, ask who changed it",
-            )
 
     def list(self) -> list[ModelEntry]:
         from .oci.index import named_totals
@@ -265,13 +218,9 @@ class Store:
         Setting ``cancel`` stops within a second, keeping partial data for the
         next call, and raises Interrupted.
         """
-        parsed = [_ref(r) for r in refs]
-        present = self._present_by_digest(parsed)
-        if present is not None:
-            return present
         from .fetch import fetch
 
-        return fetch(_context(self, options, progress, cancel, say), parsed)
+        return fetch(_context(self, {**options, "progress": progress, "cancel": cancel, "say": say}), [_ref(r) for r in refs])
 
     def fetch_url(
         self,
@@ -286,11 +235,15 @@ class Store:
         **options,
     ) -> Fetched:
         """A single-file model from any URL, verified against ``sha256`` (64 hex digits); options as fetch_all."""
-        from .fetch import fetch_url
+        from .fetch import fetch
         from .oci.digest import parse_digest
+        from .remote.select import open_url_file
 
         digest = parse_digest(sha256 if sha256.startswith("sha256:") else f"sha256:{sha256}")
-        return fetch_url(_context(self, options, progress, cancel, say), _ref(ref), url, digest, filename)
+        # First: it refuses a URL that does not parse. A blob here already needs no request for its size.
+        source = open_url_file(url, digest, filename, size=self._blobs.size(digest) if self._blobs.has(digest) else None, ca_bundle=options.get("ca_bundle"))
+        [fetched] = fetch(_context(self, {**options, "progress": progress, "cancel": cancel, "say": say}), [_ref(ref)], source)
+        return fetched
 
     def start_fetch(self, ref: str | Reference, *, priority: int = 0, **options) -> Download:
         """Queue a fetch of ``ref`` in the background; the Download handle watches and steers it.
@@ -315,10 +268,11 @@ class Store:
     ) -> LockResult:
         """Resolve ``refs`` on the remotes and pin them in ``lockfile``; register it as a gc root."""
         from .pin import lock
+        from .sync import register
 
         path = Path(lockfile).absolute()
-        result = lock(self.layout, self._names, [_ref(r) for r in refs], path, _fetch_options({"remotes": remotes, "ca_bundle": ca_bundle, "timeout": timeout}))
-        self._register_root(path)
+        result = lock(_context(self, {"remotes": remotes, "ca_bundle": ca_bundle, "timeout": timeout}), [_ref(r) for r in refs], path)
+        register(self.layout, path, self._names.lock_timeout, self.read_only)
         return result
 
     def check_lock(
@@ -335,7 +289,7 @@ class Store:
 
         path = Path(lockfile).absolute()
         parsed = None if refs is None else [_ref(r) for r in refs]
-        return check(self.layout, self._names, parsed, path, _fetch_options({"remotes": remotes, "ca_bundle": ca_bundle, "timeout": timeout}))
+        return check(_context(self, {"remotes": remotes, "ca_bundle": ca_bundle, "timeout": timeout}), parsed, path)
 
     def sync(self, lockfile: str | os.PathLike[str] = "odai.lock", names: Iterable[str] | None = None, **options) -> builtins.list[Model]:
         """Make exactly the pinned models present (all, or the pins of ``names``: NAME, NAME:TAG or NAME@DIGEST); never looks a tag up.
@@ -344,70 +298,17 @@ class Store:
         works on a read-only store. Registers the lockfile as a gc root.
         ``verify=True`` checks every file as ``path(verify=True)`` does.
         """
-        from .local.roots import drop_root, read_lockfile
+        from .local.roots import read_lockfile
         from .sync import select_pins, sync
 
         path = Path(lockfile).absolute()
-        options = _with_deadline(options)  # one deadline for every pin's fetch
-        remotes = tuple(options.pop("remotes", ()))
         verify = options.pop("verify", False)
-        only = list(names) if names else None
         # Refused before the store changes: a lockfile that does not parse, or
         # does not pin a name asked for, must not become a root that gc then
         # cannot read.
-        pins = select_pins(read_lockfile(path), only, path)
-
-        def present(pin) -> Model | None:
-            try:
-                return self.model(pin.reference)
-            except NotFound:
-                return None
-
-        def fetch_pins(pins) -> list[Model]:
-            from .config import read_config
-            from .remote.select import remote_specs
-
-            others = () if remotes else tuple(remote_specs((), lambda: read_config(self.layout.config).remotes))
-            say = options.get("say") or (lambda _: None)
-            models = []
-            for pin in pins:
-                chosen = remotes or _pin_remotes(pin, others, say)
-                models.append(self.fetch(pin.reference, remotes=chosen, named=remotes, keep_by_digest=False, **options))
-                # Where a lockfile sent this sync is for the user to see: the lockfile may not be theirs.
-                # Said after, not before: a failure's message names its remote, in the two lines of an error.
-                say(f"{pin.ref_name}: fetched from {' or '.join(chosen)}")
-            return models
-
-        # The root first: from here on gc keeps what the lockfile pins, so
-        # nothing fetched below can be collected before sync returns.
-        registered = self._register_root(path)
-        try:
-            models = sync(pins, path, present, fetch_pins)
-            for model in models if verify else ():
-                self._verify_files(model, model.files)
-            return models
-        except BaseException:
-            # A failed sync leaves the store as it found it. Known hole: a
-            # concurrent sync of the same lockfile loses the root too, until
-            # its next sync or lock registers it again.
-            if registered:
-                try:
-                    drop_root(self.layout, path)
-                except OSError:
-                    pass  # the sync's own error is the one to report
-            raise
-
-    def _register_root(self, lockfile: Path) -> bool:
-        """Register ``lockfile`` as a gc root; True if this call added it."""
-        from .local.roots import register_root
-
-        try:
-            return register_root(self.layout, lockfile, self._names.lock_timeout)
-        except OSError as err:
-            if not self.read_only:
-                raise from_os_error(err, "registering the lockfile as a gc root") from err
-            # A read-only store keeps everything anyway: nothing to protect.
-            return False
+        pins = select_pins(read_lockfile(path), list(names) if names else None, path)
+        ctx = _context(self, {**options, "named": tuple(options.get("remotes", ())), "keep_by_digest": False})
+        return sync(ctx, path, pins, verify=verify, read_only=self.read_only)
 
     def roots(self) -> builtins.list[Root]:
         """The registered lockfiles, whether they still exist, and how many models each pins."""
@@ -461,28 +362,6 @@ class Store:
 
         with storage_errors("reading the store"):
             return is_shared(self.layout)
-
-    def _present_by_digest(self, refs: builtins.list[Reference]) -> builtins.list[Fetched] | None:
-        """The models, if every ref is a digest of a complete model that gc keeps anyway; else None.
-
-        Then fetch needs no network, no write and none of the download
-        machinery: a script re-running ``fetch NAME@sha256:...`` costs a
-        start-up and a few stats. It applies when index.json already holds
-        the unnamed entry an earlier fetch by digest wrote; otherwise the
-        full fetch writes it.
-        """
-        if not refs or any(ref.digest is None for ref in refs):
-            return None
-        try:
-            index = read_bounded(self.layout.index, INDEX_MAX, "index.json")
-            models = []
-            for ref in refs:
-                if not lists_unnamed(index, ref.digest):  # type: ignore[arg-type]  # not None: checked above
-                    return None
-                models.append(self.model(ref))
-        except (NotFound, OSError):
-            return None
-        return [Fetched(m, 0) for m in models]
 
     @property
     def read_only(self) -> bool:

@@ -4,16 +4,15 @@ Named pin, not lock: the store has lock files (local/locks.py) and lockfiles
 (lockfile.py) already, and a fourth "lock" would say nothing.
 """
 
-from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 from .errors import LockfileError, UsageError, from_os_error
-from .fetch import FetchContext, FetchOptions, resolve
+from .fetching.plan import Want, resolve
+from .fetching.session import FetchContext, Session
 from .local.atomic import write_atomic
 from .local.bounded import LOCKFILE_MAX, Refused, read_bounded
-from .local.layout import StoreLayout
-from .local.names import Names
 from .local.roots import read_lockfile
 from .lockfile import Lockfile, Pin
 from .oci.reference import Reference
@@ -27,12 +26,14 @@ class LockResult(NamedTuple):
     changed: bool  # the lockfile's bytes changed
 
 
-def lock(layout: StoreLayout, names: Names, refs: list[Reference], path: Path, options: FetchOptions) -> LockResult:
+def lock(ctx: FetchContext, refs: list[Reference], path: Path) -> LockResult:
     """Resolve ``refs`` (network) and write or update their pins in the lockfile at ``path``."""
     _tags_only(refs)
     current = read_lockfile(path, missing_ok=True)
-    resolved = resolve(FetchContext(layout, names, options), refs)
-    pins = [Pin.of(r.ref, r.remote or "", r.digest, r.manifest) for r in resolved]
+    session = Session(ctx)
+    with session.bounded():
+        resolved = resolve(session, [Want(ref, session.default_sources) for ref in refs])
+    pins = [Pin.of(r.ref, r.locator or "", r.digest, r.manifest) for r in resolved]
     updated = current.with_pins(pins)
     data = updated.to_bytes()
     try:
@@ -47,16 +48,18 @@ def lock(layout: StoreLayout, names: Names, refs: list[Reference], path: Path, o
     return LockResult(path, tuple(pins), changed)
 
 
-def check(layout: StoreLayout, names: Names, refs: list[Reference] | None, path: Path, options: FetchOptions) -> LockResult:
-    """Resolve the pinned names again; LockfileError (exit 7) listing every tag that moved."""
+def check(ctx: FetchContext, refs: list[Reference] | None, path: Path) -> LockResult:
+    """Resolve the pinned names again, each on --remote or else where it was pinned; LockfileError (exit 7) listing every tag that moved."""
     _tags_only(refs or [])
     current = read_lockfile(path)
     pins = list(current.pins) if refs is None else [p for ref in refs for p in _pinned(current, ref, path)]
-    remotes = options.remotes
+    session = Session(ctx)
+    remotes = ctx.options.remotes
+    with session.bounded():
+        wants = [Want(Reference(pin.name, pin.tag), partial(session.sources.open, remotes or (pin.remote,))) for pin in pins]
+        resolved = resolve(session, wants)
     moved = []
-    for pin in pins:
-        per_pin = replace(options, remotes=remotes or (pin.remote,), named=remotes)
-        [now] = resolve(FetchContext(layout, names, per_pin), [Reference(pin.name, pin.tag)])
+    for pin, now in zip(pins, resolved, strict=True):
         if now.digest != pin.digest:
             moved.append(f"{pin.ref_name}: pinned {pin.digest.short}, now {now.digest.short}")
     if moved:

@@ -1,15 +1,28 @@
-"""Sync: make exactly the pinned manifests present, never looking a tag up; no request when all are here."""
+"""Sync: make exactly the pinned manifests present, never looking a tag up; no request and no write when all are here.
+
+The pins that are not here are fetched as one plan: each resolved by its
+digest on its own remotes (the one it was pinned from first, spec/cli.md),
+all resolved and the space for all checked before the first byte.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from .errors import IntegrityError, LockfileError
+from .errors import IntegrityError, LockfileError, UsageError, from_os_error, storage_errors
+from .fetching.execute import execute
+from .fetching.plan import Want, plan
+from .fetching.session import FetchContext, Session
+from .local.layout import StoreLayout
+from .local.leases import Lease
+from .local.roots import drop_root, register_root
+from .local.verify import check_model_files
+from .local.views import complete_view
 from .lockfile import Lockfile, Pin
 from .model import Model
+from .remote.base import Remote
 
-__all__ = ["select_pins", "sync"]
+__all__ = ["register", "select_pins", "sync"]
 
 
 def select_pins(lockfile: Lockfile, only: list[str] | None, path: Path) -> list[Pin]:
@@ -28,36 +41,89 @@ def select_pins(lockfile: Lockfile, only: list[str] | None, path: Path) -> list[
     return out
 
 
-def sync(
-    pins: list[Pin],
-    path: Path,
-    present: Callable[[Pin], Model | None],
-    fetch_pins: Callable[[list[Pin]], list[Model]],
-) -> list[Model]:
-    """One Model per pin of ``pins`` (from ``select_pins``), in that order.
+def register(layout: StoreLayout, lockfile: Path, lock_timeout: float | None, read_only: bool) -> bool:
+    """Register ``lockfile`` as a gc root; True if this call added it. A read-only store keeps everything anyway: nothing to protect there."""
+    try:
+        return register_root(layout, lockfile, lock_timeout)
+    except OSError as err:
+        if not read_only:
+            raise from_os_error(err, "registering the lockfile as a gc root") from err
+        return False
 
-    ``present`` returns the model if it is complete locally (no writes, no
-    network); the rest go to ``fetch_pins`` together. Each result must list
-    exactly the pinned files, or IntegrityError (exit 5). ``path`` names the
-    lockfile in messages only: the caller parsed it once, before the store
-    changed.
+
+def sync(ctx: FetchContext, path: Path, pins: list[Pin], *, verify: bool, read_only: bool) -> list[Model]:
+    """One Model per pin of ``pins`` (from ``select_pins``), in that order; ``path`` is registered as a gc root.
+
+    Each result lists exactly the pinned files, or IntegrityError (exit 5).
+    ``path`` names the lockfile; the caller parsed it once, before the store
+    changed. ``verify`` checks every file as ``path --verify`` does.
     """
-    models: dict[str, Model] = {}
-    missing = []
+    # The root first: from here on gc keeps what the lockfile pins, so
+    # nothing fetched below can be collected before sync returns.
+    registered = register(ctx.layout, path, ctx.names.lock_timeout, read_only)
+    try:
+        models = {pin.ref_name: _present(ctx.layout, pin) for pin in pins}
+        missing = [pin for pin in pins if models[pin.ref_name] is None]
+        if missing:
+            models.update(zip((pin.ref_name for pin in missing), _fetch(ctx, missing), strict=True))
+        out = [models[pin.ref_name] for pin in pins]
+        for pin, model in zip(pins, out, strict=True):
+            if not pin.matches(model.files):  # type: ignore[union-attr]  # every pin has its model by now
+                raise IntegrityError(
+                    f"{pin.ref_name}: manifest {pin.digest.short} lists other files than {path} pins",
+                    "the lockfile was edited by hand; regenerate it with 'odai-store lock'",
+                )
+            if verify:
+                with storage_errors("verifying the model's files", ctx.layout.root):
+                    check_model_files(ctx.layout, model.digest, model.files, pin.ref_name)  # type: ignore[union-attr]
+        return out  # type: ignore[return-value]
+    except BaseException:
+        # A failed sync leaves the store as it found it. Known hole: a
+        # concurrent sync of the same lockfile loses the root too, until
+        # its next sync or lock registers it again.
+        if registered:
+            try:
+                drop_root(ctx.layout, path)
+            except OSError:
+                pass  # the sync's own error is the one to report
+        raise
+
+
+def _present(layout: StoreLayout, pin: Pin) -> Model | None:
+    """The pinned model if its manifest and every file are here (its view built if missing); None otherwise. No network."""
+    with storage_errors("reading the store", layout.root):
+        found = complete_view(layout, pin.digest)
+    return None if found is None else Model(None, pin.digest, found[0], found[1].files)
+
+
+def _fetch(ctx: FetchContext, pins: list[Pin]) -> list[Model]:
+    """The pins not here, fetched as one plan: each from its pinned remote first, then the usual ones; --remote replaces both."""
+    session = Session(ctx)
+    explicit = ctx.options.remotes
+    tried: dict[str, list[str]] = {}
+
+    def sources_of(pin: Pin):
+        def sources() -> tuple[Remote, ...]:
+            specs = list(explicit) or [pin.remote, *(s for s in session.sources.specs() if s != pin.remote)]
+            if not explicit:
+                try:
+                    session.sources.open([pin.remote])
+                except UsageError as err:
+                    # A lockfile may name a remote this odai-store cannot use (an s3:// of another tool,
+                    # spec/lockfile.md): while others remain, it is skipped with a word.
+                    if len(specs) == 1:
+                        raise
+                    ctx.say(f"{pin.ref_name}: not trying its pinned remote: {err.message}")
+                    specs.remove(pin.remote)
+            tried[pin.ref_name] = specs
+            return session.sources.open(specs)
+
+        return sources
+
+    with session.bounded(), storage_errors("fetching", ctx.layout.root), Lease(ctx.layout, ctx.names.lock_timeout) as lease:
+        fetched = execute(session, plan(session, [Want(pin.reference, sources_of(pin)) for pin in pins], lease), lease)
     for pin in pins:
-        model = present(pin)
-        if model is None:
-            missing.append(pin)
-        else:
-            models[pin.ref_name] = model
-    if missing:
-        for pin, model in zip(missing, fetch_pins(missing), strict=True):
-            models[pin.ref_name] = model
-    for pin in pins:
-        got = models[pin.ref_name]
-        if not pin.matches(got.files):
-            raise IntegrityError(
-                f"{pin.ref_name}: manifest {pin.digest.short} lists other files than {path} pins",
-                "the lockfile was edited by hand; regenerate it with 'odai-store lock'",
-            )
-    return [models[pin.ref_name] for pin in pins]
+        if pin.ref_name in tried:  # resolved on remotes, not found complete here meanwhile
+            # Where a lockfile sent this sync is for the user to see: the lockfile may not be theirs.
+            ctx.say(f"{pin.ref_name}: fetched from {' or '.join(tried[pin.ref_name])}")
+    return [f.model for f in fetched]

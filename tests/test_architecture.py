@@ -1,6 +1,6 @@
 """The layer rule of spec/design.md, read from the source with ``ast``:
 
-    cli -> api -> add|fetch|sync -> transfer -> remote, local -> oci -> errors
+    cli -> api -> add|fetch|sync|... -> fetching -> transfer -> remote, local -> oci -> errors
 
 Every import counts, lazy ones inside functions and TYPE_CHECKING ones too: a
 lazy import is still a dependency, only a cheaper one. Packages that do not
@@ -16,7 +16,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "store"
 
 # Use cases sit above transfer; transfer must stay ignorant of them.
-USE_CASES = ("store.add", "store.fetch", "store.sync", "store.api", "store.cli", "store.serve")
+USE_CASES = ("store.add", "store.fetch", "store.sync", "store.api", "store.cli", "store.serve", "store.fetching")
 
 # The use-case layer by role: a verb does one command's work; a value module holds the
 # typed results and files that verbs share. A verb imports no other verb.
@@ -26,6 +26,9 @@ VALUES = ("store.model", "store.reports", "store.config")
 # (gc, which keeps what lockfiles pin) reads it without calling up into the API.
 FORMATS = ("store.oci", "store.lockfile")
 API = ("store.api", "store.download")
+# What the verbs that bring models in share (fetch, sync, and pin's resolving): one command's
+# session, its plan and its execution. Below the verbs, above transfer.
+FETCHING = ("store.fetching",)
 # Above store/remote/, a remote is its interface, opened for a URL by select.py's table.
 REMOTE_FACE = ("store.remote.base", "store.remote.select")
 # What the cli may use besides api: the errors it turns into exit codes, and the values the
@@ -37,14 +40,7 @@ CLI_TO_USE_CASE = {"store.cli.commands imports store.export", "store.cli.quick i
 
 # Edges that break the rule today, each with the work that removes it. They are listed one by
 # one, so that a NEW edge of the same kind fails; when one goes, its line must go too.
-KNOWN = {
-    # Issue 12 point 1: a one-file URL becomes a scheme of select.py's table; until then
-    # fetch_url builds its HttpFile itself.
-    "store.fetch imports store.remote.http_layout",
-    # Issue 12 (fetch = plan, then execute): pin records what fetch's resolve finds, and imports
-    # FetchOptions and resolve from the fetch verb instead of from a planning step both share.
-    "store.pin imports store.fetch",
-}
+KNOWN: set[str] = set()
 
 
 def _module_name(path: Path) -> str:
@@ -162,7 +158,7 @@ def _beyond_known(found: list[str]) -> list[str]:
 
 
 def test_every_module_belongs_to_a_layer() -> None:
-    layers = ("store.cli", *API, *VERBS, *VALUES, "store.transfer", "store.remote", "store.local", *FORMATS, "store.errors")
+    layers = ("store.cli", *API, *VERBS, *VALUES, *FETCHING, "store.transfer", "store.remote", "store.local", *FORMATS, "store.errors")
     modules = [_module_name(p) for p in sorted(PACKAGE.rglob("*.py"))]
     assert [m for m in modules if m not in ("store", "store.__main__") and not _within(m, *layers)] == []
 
@@ -190,9 +186,15 @@ def test_only_remote_knows_the_concrete_remotes() -> None:
 
 
 def test_use_cases_import_only_their_layer_and_below() -> None:
-    allowed = (*VERBS, *VALUES, "store.transfer", "store.remote", "store.local", *FORMATS, "store.errors")
+    allowed = (*VERBS, *VALUES, *FETCHING, "store.transfer", "store.remote", "store.local", *FORMATS, "store.errors")
     found = [v for case in (*VERBS, *VALUES) for v in _violations(case, lambda n: _within(n, *allowed))]
     assert found == []
+
+
+def test_fetching_sits_below_the_verbs() -> None:
+    # It may use the values the verbs share (the Model it returns, config.toml's remotes), never a verb.
+    allowed = (*FETCHING, "store.model", "store.config", "store.transfer", "store.remote", "store.local", *FORMATS, "store.errors")
+    assert _violations("store.fetching", lambda n: _within(n, *allowed)) == []
 
 
 def test_no_use_case_imports_a_verb() -> None:

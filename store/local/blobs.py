@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..oci.digest import Digest, digest_named
-from ..oci.manifest import MAX_MANIFEST_BYTES
+from ..oci.manifest import MAX_MANIFEST_BYTES, ModelFile
 from .atomic import fsync_dir, write_atomic
 from .bounded import RECORD_MAX, Refused, read_bounded
 from .layout import StoreLayout
@@ -45,6 +45,10 @@ class BlobStore:
             return self.layout.blob(digest).lstat().st_size
         except FileNotFoundError:
             return None
+
+    def missing(self, files: Iterable[ModelFile]) -> list[str]:
+        """The paths of ``files`` whose blob is absent, or of another size."""
+        return [f.path for f in files if not self.has(f.digest, f.size)]
 
     def read_manifest(self, digest: Digest) -> bytes:
         """The bytes of a manifest blob; Refused if larger than any manifest may be (spec/manifest.md) or not a regular file."""

@@ -20,14 +20,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
+from ..errors import IntegrityError
 from ..oci.digest import Digest
+from ..oci.manifest import ModelFile
 from .atomic import fsync_dir, write_atomic
 from .blobs import BlobStore
 from .bounded import Refused, open_regular
 from .inspect import Finding, Kind, subjects
 from .layout import StoreLayout
 
-__all__ = ["VerifyReport", "altered_blobs", "check", "quarantine", "verify_blobs"]
+__all__ = ["VerifyReport", "altered_blobs", "check", "check_model_files", "quarantine", "verify_blobs"]
 
 
 class VerifyReport(NamedTuple):
@@ -163,3 +165,21 @@ def altered_blobs(layout: StoreLayout, digests: list[Digest], workers: int | Non
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         flags = dict(zip(unique, pool.map(altered, unique), strict=True))
     return [d for d in unique if flags[d]]
+
+
+def check_model_files(layout: StoreLayout, digest: Digest, files: Iterable[ModelFile], shown: str) -> None:
+    """IntegrityError unless each of ``files`` of manifest ``digest`` is its view's link to a blob as published (path --verify, sync --verify).
+
+    ``shown`` names the model in the message. Reads only.
+    """
+    from .views import Views
+
+    files = list(files)
+    planted = Views(layout).altered(digest, files)
+    changed = set(altered_blobs(layout, [f.digest for f in files]))
+    bad = sorted({*planted, *(f.path for f in files if f.digest in changed)})
+    if bad:
+        raise IntegrityError(
+            f"{shown}: {len(bad)} file{'s' if len(bad) > 1 else ''} changed since published: {', '.join(bad)}",
+            "run 'odai-store verify' to set damaged blobs aside, then fetch or sync the model again; in a shared store, ask who changed it",
+        )

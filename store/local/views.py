@@ -19,7 +19,24 @@ if TYPE_CHECKING:
 
     from ..oci.manifest import ModelFile
 
-__all__ = ["Views"]
+__all__ = ["Views", "complete_view"]
+
+
+def complete_view(layout: StoreLayout, digest: Digest) -> tuple[Path, Manifest] | None:
+    """The view of manifest ``digest`` (built if missing) and the manifest, if it and every file are here; else None. No network.
+
+    What sync and a fetch by digest do first: a complete model needs no lease, no remote and no write but its view.
+    """
+    from ..oci.manifest import parse_manifest
+    from .blobs import BlobStore
+
+    blobs = BlobStore(layout)
+    if not blobs.has(digest):
+        return None
+    manifest = parse_manifest(blobs.read_manifest(digest), digest)
+    if blobs.missing(manifest.files):
+        return None
+    return Views(layout).build(digest, manifest), manifest
 
 
 def _own_directory(path: Path) -> int:

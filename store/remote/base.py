@@ -1,38 +1,76 @@
 """The Remote interface: resolve a reference to a manifest, and read byte ranges of blobs.
 
-A remote is anything that serves an OCI image layout's content: a static web
-server, a mounted directory, later a registry. The download engine knows only
-this interface; retries and failover live in the engine, because they resume
-from the journal, while behaviour that needs no engine state (rate limiting)
-wraps a Remote and is a Remote.
+A remote is anything that serves models' content: a static web server or a
+mounted directory holding an OCI image layout, a single file at a URL, later
+a registry. The download engine knows only this interface; retries and
+failover live in the engine, because they resume from the journal, while
+behaviour that needs no engine state (rate limiting) wraps a Remote and is a
+Remote.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..errors import NetworkError, NotFound, StoreError
+from ..oci.descriptor import MANIFEST_TYPE, Descriptor
 from ..oci.digest import Digest
 from ..oci.index import MAX_INDEX_BYTES, InvalidIndex, lookup_fast
 from ..oci.reference import Reference
 
 # MAX_INDEX_BYTES: a remote's index.json larger than the parser takes is refused unread.
-__all__ = ["Remote", "BlobStream", "Action", "classify", "MAX_INDEX_BYTES", "find_in_index"]
+__all__ = ["Remote", "Resolution", "BlobStream", "Action", "classify", "MAX_INDEX_BYTES", "nothing", "resolve_in_layout"]
 
 _DAMAGED_REMOTE_INDEX = "the remote's index.json is damaged: tell its owner, try another remote, or fetch NAME@sha256:<digest>"
 
 
-def find_in_index(data: bytes, ref: Reference, where: str, hint: str) -> Digest:
-    """The manifest digest ``ref`` names in a remote's index.json bytes; NotFound or InvalidIndex naming ``where``."""
-    try:
-        desc = lookup_fast(data, ref.ref_name)
-    except InvalidIndex as err:
-        # Its own hint speaks of the local store's index.json: the wrong one here.
-        raise InvalidIndex(f"{where}: {err.message}", _DAMAGED_REMOTE_INDEX) from None
-    if desc is None:
-        raise NotFound(f"no model named {ref.ref_name} in {where}", hint)
-    return desc.digest
+class Resolution(NamedTuple):
+    """What a remote resolved a reference to: the manifest, and how to get exactly it again.
+
+    ``manifest`` is unverified: the caller checks it against
+    ``descriptor.digest``. ``locator`` is what a lockfile records to get these
+    bytes from this remote again (a layout's URL; later a registry
+    repository, a Hub commit). A remote that stores no manifests synthesizes
+    one from what it states of the files (``synthesized``): the store then
+    completes it with the chunk digests it measures as the bytes arrive,
+    which gives it its final digest (spec/fetching.md, "Resolving").
+    """
+
+    descriptor: Descriptor
+    manifest: bytes
+    locator: str
+    synthesized: bool = False
+
+
+def nothing(digest: Digest) -> bytes | None:
+    """No manifest is held locally: the default ``have`` of Remote.resolve."""
+    return None
+
+
+def resolve_in_layout(
+    ref: Reference, have: Callable[[Digest], bytes | None], read_index: Callable[[], bytes], read_manifest: Callable[[Digest], bytes], where: str, locator: str, hint: str
+) -> Resolution:
+    """Resolve ``ref`` in an OCI image layout: a digest is itself, a name is looked up in index.json (read only then).
+
+    The manifest is read only if ``have`` does not hold it. NotFound or
+    InvalidIndex name ``where``, the layout's index.json.
+    """
+    digest = ref.digest
+    if digest is None:
+        try:
+            desc = lookup_fast(read_index(), ref.ref_name)
+        except InvalidIndex as err:
+            # Its own hint speaks of the local store's index.json: the wrong one here.
+            raise InvalidIndex(f"{where}: {err.message}", _DAMAGED_REMOTE_INDEX) from None
+        if desc is None:
+            raise NotFound(f"no model named {ref.ref_name} in {where}", hint)
+        digest = desc.digest
+    data = have(digest)
+    if data is None:
+        data = read_manifest(digest)
+    return Resolution(Descriptor(MANIFEST_TYPE, digest, len(data)), data, locator)
 
 
 class Action(Enum):
@@ -79,12 +117,13 @@ class BlobStream(Protocol):
 class Remote(Protocol):
     url: str
 
-    def resolve(self, ref: Reference) -> Digest:
-        """The manifest digest ``ref`` names on this remote; NotFound if it names none."""
-        ...
+    def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
+        """The manifest ``ref`` names on this remote (at most MAX_MANIFEST_BYTES, unverified); NotFound if it names none.
 
-    def read_manifest(self, digest: Digest) -> bytes:
-        """The manifest bytes (at most MAX_MANIFEST_BYTES), unverified: the caller checks the digest."""
+        ``have`` returns the bytes of a manifest the caller holds already (the
+        store's own, verified), or None: a remote that learns the digest
+        before the bytes takes them from there instead of reading them again.
+        """
         ...
 
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> BlobStream:

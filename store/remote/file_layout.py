@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from ..errors import NetworkError, NotFound
 from ..oci.digest import Digest
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
-from .base import MAX_INDEX_BYTES, classify, find_in_index
+from .base import MAX_INDEX_BYTES, Resolution, classify, nothing, resolve_in_layout
 
 __all__ = ["FileLayout"]
 
@@ -92,11 +92,11 @@ class FileLayout:
     def blob_path(self, digest: Digest) -> Path:
         return self.root / "blobs" / "sha256" / digest.hex
 
-    def resolve(self, ref: Reference) -> Digest:
-        if ref.digest is not None:
-            return ref.digest
-        path = self.root / "index.json"
-        return find_in_index(self._read_small(path, MAX_INDEX_BYTES), ref, str(path), "check the name and the remote path")
+    def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
+        index = self.root / "index.json"
+        return resolve_in_layout(
+            ref, have, lambda: self._read_small(index, MAX_INDEX_BYTES), self.read_manifest, str(index), self.url, "check the name and the remote path"
+        )
 
     def read_manifest(self, digest: Digest) -> bytes:
         return self._read_small(self.blob_path(digest), MAX_MANIFEST_BYTES)

@@ -11,18 +11,19 @@ import contextlib
 import email.utils
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError, LocationValueError, MaxRetryError, ResponseError, SSLError
 
 from ..errors import NetworkError, NotFound, UsageError
-from ..oci.digest import Digest
-from ..oci.manifest import MAX_MANIFEST_BYTES
+from ..oci.descriptor import MANIFEST_TYPE, Descriptor
+from ..oci.digest import Digest, sha256_of
+from ..oci.manifest import MAX_MANIFEST_BYTES, Manifest, ModelFile, check_model_path
 from ..oci.reference import Reference
-from .base import MAX_INDEX_BYTES, classify, find_in_index
+from .base import MAX_INDEX_BYTES, Resolution, classify, nothing, resolve_in_layout
 from .min_rate import MinRate
 
 __all__ = ["HttpLayout", "HttpFile"]
@@ -251,11 +252,11 @@ class HttpLayout:
     def blob_url(self, digest: Digest) -> str:
         return f"{self.url}/blobs/sha256/{digest.hex}"
 
-    def resolve(self, ref: Reference) -> Digest:
-        if ref.digest is not None:
-            return ref.digest
-        url = f"{self.url}/index.json"
-        return find_in_index(self._get_small(url, MAX_INDEX_BYTES), ref, url, "check the name, or list the remote's index.json")
+    def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
+        index = f"{self.url}/index.json"
+        return resolve_in_layout(
+            ref, have, lambda: self._get_small(index, MAX_INDEX_BYTES), self.read_manifest, index, self.url, "check the name, or list the remote's index.json"
+        )
 
     def read_manifest(self, digest: Digest) -> bytes:
         return self._get_small(self.blob_url(digest), MAX_MANIFEST_BYTES)
@@ -311,11 +312,19 @@ def _content_range(value: str) -> tuple[int, int | None]:
 
 
 class HttpFile(HttpLayout):
-    """One file at any URL, served as the only blob of a one-file model (fetch --url)."""
+    """One file at any URL, served as the only blob of a one-file model (fetch --url), whose manifest it synthesizes.
 
-    def __init__(self, url: str, **kwargs) -> None:
+    It knows the file's digest from the user (--sha256) and asks the server
+    only for its size, unless the caller knows it (``size``: the store holds
+    the blob already, so no request is needed at all).
+    """
+
+    def __init__(self, url: str, sha256: Digest, filename: str | None = None, *, size: int | None = None, **kwargs) -> None:
         super().__init__(url, **kwargs)
         self.url = url
+        self._digest = sha256
+        self._filename = check_model_path(filename or unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "model")
+        self._size = size
 
     def blob_url(self, digest: Digest) -> str:
         return self.url
@@ -335,5 +344,10 @@ class HttpFile(HttpLayout):
             raise NetworkError(f"{self.url}: the server did not say how long the file is", "the server must send Content-Length")
         return int(declared)
 
-    def resolve(self, ref: Reference) -> Digest:
-        raise NotFound(f"{self.url} is a single file, not a store", "use --remote for a store")
+    def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
+        """Any NAME[:TAG] names this one file; its manifest lists it alone, without chunk digests (the store measures them)."""
+        if ref.digest is not None:
+            raise UsageError(f"--url needs NAME[:TAG], not a digest: {ref}", "name the model NAME[:TAG]")
+        size = self._size if self._size is not None else self.size()
+        data = Manifest.of([ModelFile(self._filename, self._digest, size)]).to_bytes()
+        return Resolution(Descriptor(MANIFEST_TYPE, sha256_of(data), len(data)), data, self.url, synthesized=True)

@@ -8,11 +8,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
+from ..oci.digest import Digest
 from .base import Remote
-from .credentials import load_credentials, origin_of
+from .credentials import Credentials, load_credentials, origin_of
 from .throttle import Throttled, TokenBucket
 
-__all__ = ["choose_remotes", "open_remote", "remote_specs"]
+__all__ = ["Sources", "open_remote", "open_url_file", "remote_specs"]
 
 _HINT = "a remote is an http://, https:// or file:// URL, or a path"
 
@@ -55,6 +56,13 @@ def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = 
     return opener(spec, ca_bundle, token)
 
 
+def open_url_file(url: str, sha256: Digest, filename: str | None, *, size: int | None = None, ca_bundle: str | None = None) -> Remote:
+    """The one file at ``url`` as a remote of its own (fetch --url): never given a token (spec/fetching.md#credentials)."""
+    from .http_layout import HttpFile
+
+    return HttpFile(url, sha256, filename, size=size, ca_bundle=ca_bundle)
+
+
 def remote_specs(explicit: tuple[str, ...] | list[str], configured: Callable[[], tuple[str, ...]]) -> list[str]:
     """The remotes to try, in order: ``explicit`` (--remote), else $ODAI_STORE_REMOTE, else ``configured()`` (config.toml).
 
@@ -64,41 +72,72 @@ def remote_specs(explicit: tuple[str, ...] | list[str], configured: Callable[[],
     return list(explicit) or os.environ.get("ODAI_STORE_REMOTE", "").split() or list(configured())
 
 
-def choose_remotes(
-    explicit: tuple[str, ...] | list[str],
-    configured: Callable[[], tuple[str, ...]],
-    *,
-    named: tuple[str, ...] | None = None,
-    ca_bundle: str | None = None,
-    limit_rate: float | None = None,
-    say: Callable[[str], None] = lambda _: None,
-) -> list[Remote]:
-    """The remotes to try, opened, each with the token it may have (spec/fetching.md#credentials).
+class Sources:
+    """The remotes of one command: each opened once, with the token it may have, and closed together.
 
-    ``named`` are the remotes the user chose on the command line (default:
-    ``explicit``); a caller that passes remotes someone else wrote down (a
-    lockfile's pin) passes the user's own here. The origins of
-    $ODAI_STORE_REMOTE count as chosen too. ``say`` hears of a token withheld.
+    ``named`` are the remotes the user chose on the command line; with the
+    origins of $ODAI_STORE_REMOTE they are the ones $ODAI_STORE_TOKEN may go
+    to (spec/fetching.md#credentials). Remotes someone else wrote down (a
+    lockfile's pin, config.toml) open here too, with no token of the user's
+    unless their origin is one of those. ``say`` hears of a token withheld.
+    With ``limit_rate``, every remote draws from one budget.
     """
-    specs = remote_specs(explicit, configured)
-    if not specs:
-        raise UsageError(
-            "no remote to fetch from",
-            "pass --remote URL, set $ODAI_STORE_REMOTE, or list remotes in the store's config.toml",
-        )
-    remotes = []
-    credentials = None
-    for spec in specs:
+
+    def __init__(
+        self,
+        configured: Callable[[], tuple[str, ...]],
+        *,
+        named: tuple[str, ...] | list[str] = (),
+        ca_bundle: str | None = None,
+        limit_rate: float | None = None,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self._configured = configured
+        self._named = list(named)
+        self._ca_bundle = ca_bundle
+        self._bucket = TokenBucket(limit_rate) if limit_rate else None
+        self._say = say
+        self._credentials: Credentials | None = None
+        self._opened: dict[str, Remote] = {}
+
+    def specs(self, explicit: tuple[str, ...] | list[str] = ()) -> list[str]:
+        """The remotes to try (remote_specs): ``explicit``, else $ODAI_STORE_REMOTE, else config.toml's; maybe none."""
+        return remote_specs(explicit, self._configured)
+
+    def default(self, explicit: tuple[str, ...] | list[str] = ()) -> tuple[Remote, ...]:
+        """The remotes of ``specs``, opened; UsageError if there are none."""
+        specs = self.specs(explicit)
+        if not specs:
+            raise UsageError(
+                "no remote to fetch from",
+                "pass --remote URL, set $ODAI_STORE_REMOTE, or list remotes in the store's config.toml",
+            )
+        return self.open(specs)
+
+    def open(self, specs: list[str] | tuple[str, ...]) -> tuple[Remote, ...]:
+        """A Remote for each of ``specs``, opened on first use; UsageError for one that cannot be."""
+        return tuple(self._open(spec) for spec in specs)
+
+    def _open(self, spec: str) -> Remote:
+        if spec in self._opened:
+            return self._opened[spec]
         token = None
         if origin_of(spec):  # the credentials file is read only for an HTTP remote
-            if credentials is None:
-                chosen = [*(explicit if named is None else named), *os.environ.get("ODAI_STORE_REMOTE", "").split()]
-                credentials = load_credentials(chosen)
-            token, withheld = credentials.token_for(spec)
+            if self._credentials is None:
+                self._credentials = load_credentials([*self._named, *os.environ.get("ODAI_STORE_REMOTE", "").split()])
+            token, withheld = self._credentials.token_for(spec)
             if withheld:
-                say(f"not sending a token to {spec}: {withheld}")
-        remotes.append(open_remote(spec, ca_bundle=ca_bundle, token=token))
-    if limit_rate:
-        bucket = TokenBucket(limit_rate)
-        remotes = [Throttled(remote, bucket) for remote in remotes]
-    return remotes
+                self._say(f"not sending a token to {spec}: {withheld}")
+        return self.adopt(open_remote(spec, ca_bundle=self._ca_bundle, token=token), spec)
+
+    def adopt(self, remote: Remote, spec: str | None = None) -> Remote:
+        """Take ``remote``, opened by the caller (fetch --url), into this command's: rate-limited and closed with them."""
+        if self._bucket is not None:
+            remote = Throttled(remote, self._bucket)
+        self._opened[spec or f"#{len(self._opened)}"] = remote
+        return remote
+
+    def close(self) -> None:
+        """Close every remote opened. Safe from another thread: reads in progress end (NetworkError), as --timeout needs."""
+        for remote in list(self._opened.values()):
+            remote.close()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from ..errors import StoreError
 from ..oci.digest import Digest
 from ..oci.reference import Reference
-from .base import Action, BlobStream, Remote
+from .base import Action, BlobStream, Remote, Resolution, nothing
 
 __all__ = ["TokenBucket", "Throttled"]
 
@@ -60,11 +61,8 @@ class Throttled:
         self._bucket = bucket
         self.url = remote.url
 
-    def resolve(self, ref: Reference) -> Digest:
-        return self._remote.resolve(ref)
-
-    def read_manifest(self, digest: Digest) -> bytes:
-        return self._remote.read_manifest(digest)
+    def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
+        return self._remote.resolve(ref, have)
 
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> BlobStream:
         return _ThrottledStream(self._remote.open_blob(digest, start, end, validator), self._bucket)

@@ -35,9 +35,12 @@ _READ = 1 << 20
 
 @dataclass(frozen=True)
 class BlobTask:
+    """One blob to download, and the sources to ask for it, in failover order."""
+
     digest: Digest
     size: int
-    chunks: ChunkDigests | None = None
+    chunks: ChunkDigests | None
+    sources: tuple[Remote, ...]
 
 
 class _Restart(NamedTuple):
@@ -80,19 +83,19 @@ class _Counter:
 
 
 class Engine:
-    """Downloads blobs from an ordered list of remotes. One engine serves a whole command."""
+    """Downloads blobs, each from its own sources. One engine serves a whole command."""
 
     def __init__(
         self,
-        remotes: list[Remote],
         progress: Progress,
         *,
         policy: RetryPolicy = RetryPolicy(),
         plan: SegmentPlan = SegmentPlan(),
         cancel: threading.Event | None = None,
     ) -> None:
-        self.remotes = remotes
-        self.sources = SourceSet(remotes)
+        # Sources that stayed unreachable through every retry, whichever blob
+        # met them: the next blob should not wait through the same backoff.
+        self._unreachable: dict[int, Remote] = {}
         self.progress = progress
         self.policy = policy
         self.plan = plan
@@ -189,7 +192,7 @@ class Engine:
         # Where _segment will continue, so that a correct 206 is not taken for a whole-blob answer.
         start, end = self._resume_point(task, writer, *segment), segment[1]
         validator = writer.journal.validator if writer.journal else None
-        cursor = self.sources.cursor()
+        cursor = SourceSet(task.sources, self._unreachable).cursor()
         while True:
             source = cursor.source
             try:
@@ -281,7 +284,7 @@ class Engine:
         # A chunk begun before an interruption: its bytes are on disk, so they
         # are hashed from there and only the rest is fetched.
         check.begin(start, writer.read(start, resume))
-        cursor = self.sources.cursor(opened[0] if opened else None)
+        cursor = SourceSet(task.sources, self._unreachable).cursor(opened[0] if opened else None)
         stream = opened[1] if opened else None
         attempts = Attempts(self.policy)
         # Failed checks per chunk start. Not `attempts`: every block that
@@ -314,7 +317,7 @@ class Engine:
                     check.begin(bad.start)
                     bad_chunks[bad.start] = failures = bad_chunks.get(bad.start, 0) + 1
                     # At least once from every source, else as often as --retries allows.
-                    if failures > max(self.policy.retries, len(self.remotes) - 1):
+                    if failures > max(self.policy.retries, len(task.sources) - 1):
                         raise IntegrityError(
                             f"{bad.url}: the chunk at byte {bad.start} of {task.digest} failed its check {failures} times: "
                             f"BLAKE3 {bad.actual}, expected {bad.expected}",

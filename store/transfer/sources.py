@@ -15,15 +15,19 @@ __all__ = ["SourceSet", "Cursor"]
 
 
 class SourceSet:
-    """An ordered list of sources, shared by every segment of a command."""
+    """A blob's sources in order, and those of the command found unreachable (shared by every blob of it).
 
-    def __init__(self, sources: list[Remote]) -> None:
+    Unreachable ones are kept by identity (a remote need not be hashable),
+    and held, so that no new object takes the id of one gone.
+    """
+
+    def __init__(self, sources: tuple[Remote, ...], unreachable: dict[int, Remote]) -> None:
         self.sources = sources
-        self._unreachable: set[int] = set()
+        self._unreachable = unreachable
 
     def alive(self) -> list[int]:
         """Indexes of the sources still worth asking; all of them if every one has failed."""
-        alive = [i for i in range(len(self.sources)) if i not in self._unreachable]
+        alive = [i for i, source in enumerate(self.sources) if id(source) not in self._unreachable]
         return alive or list(range(len(self.sources)))
 
     def given_up(self, index: int, err: StoreError) -> None:
@@ -31,7 +35,7 @@ class SourceSet:
         # rest of the command: the next blob should not wait through the same
         # backoff again. A 404 only means this source lacks this blob.
         if isinstance(err, NetworkError) and err.transient:
-            self._unreachable.add(index)
+            self._unreachable[id(self.sources[index])] = self.sources[index]
 
     def cursor(self, index: int | None = None) -> Cursor:
         return Cursor(self, self.alive()[0] if index is None else index)

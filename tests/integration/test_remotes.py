@@ -85,7 +85,7 @@ class TestHttpLayoutOnServe(RemoteSuite):
 def test_a_trailing_slash_on_the_url_is_the_same_remote(nginx: Nginx, nginx_sample: Sample) -> None:
     remote = open_remote(f"{nginx.url}/{nginx_sample.root.name}/")
     try:
-        assert remote.resolve(parse_reference(nginx_sample.ref_name)) == nginx_sample.manifest
+        assert remote.resolve(parse_reference(nginx_sample.ref_name)).descriptor.digest == nginx_sample.manifest
     finally:
         remote.close()
 

@@ -71,8 +71,11 @@ def read_all(stream, amount: int = 64 * 1024) -> bytes:
 class RemoteSuite:
     # -- resolving -------------------------------------------------------------
 
-    def test_resolves_a_name_to_its_manifest_digest(self, remote, sample: Sample) -> None:
-        assert remote.resolve(parse_reference(sample.ref_name)) == sample.manifest
+    def test_resolves_a_name_to_its_manifest_and_a_locator(self, remote, sample: Sample) -> None:
+        found = remote.resolve(parse_reference(sample.ref_name))
+        assert found.descriptor.digest == sample.manifest and found.descriptor.size == len(sample.manifest_bytes)
+        assert found.manifest == sample.manifest_bytes and not found.synthesized
+        assert found.locator == remote.url  # a layout is got again from its own URL
 
     def test_an_unknown_name_is_not_found(self, remote, sample: Sample) -> None:
         with pytest.raises(NotFound):
@@ -80,17 +83,14 @@ class RemoteSuite:
         with pytest.raises(NotFound):
             remote.resolve(parse_reference("suite/model:v2"))  # a known name, an unknown tag
 
-    def test_a_digest_reference_resolves_to_its_digest(self, remote, sample: Sample) -> None:
-        assert remote.resolve(parse_reference(f"suite/model@{sample.manifest}")) == sample.manifest
-
-    def test_reads_the_manifest(self, remote, sample: Sample) -> None:
-        data = remote.read_manifest(sample.manifest)
-        assert data == sample.manifest_bytes
-        assert hashlib.sha256(data).hexdigest() == sample.manifest.hex
+    def test_a_digest_reference_resolves_to_its_manifest(self, remote, sample: Sample) -> None:
+        found = remote.resolve(parse_reference(f"suite/model@{sample.manifest}"))
+        assert found.descriptor.digest == sample.manifest
+        assert hashlib.sha256(found.manifest).hexdigest() == sample.manifest.hex
 
     def test_a_missing_manifest_is_not_found(self, remote, sample: Sample) -> None:
         with pytest.raises(NotFound):
-            remote.read_manifest(sample.absent)
+            remote.resolve(parse_reference(f"suite/model@{sample.absent}"))
 
     # -- reading blobs -----------------------------------------------------------
 

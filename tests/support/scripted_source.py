@@ -90,10 +90,7 @@ class ScriptedSource:
     def classify(self, err: StoreError) -> Action:
         return classify(err)
 
-    def read_manifest(self, digest: Digest) -> bytes:
-        raise NotFound("a scripted source holds no manifests")
-
-    def resolve(self, ref):
+    def resolve(self, ref, have=None):
         raise NotFound("a scripted source holds no names")
 
     def close(self) -> None:

@@ -10,11 +10,16 @@ from __future__ import annotations
 import pytest
 
 from store.remote.credentials import Credentials, origin_of
-from store.remote.select import choose_remotes
+from store.remote.select import Sources
 
 
 def _tokens(remotes) -> list[str | None]:
     return [remote._token for remote in remotes]
+
+
+def choose_remotes(explicit, configured, named=None, say=lambda _: None):
+    """The remotes a fetch with --remote ``explicit`` (``named`` the user's own, default: those) opens."""
+    return Sources(configured, named=explicit if named is None else named, say=say).default(explicit)
 
 
 @pytest.fixture(autouse=True)

@@ -47,10 +47,10 @@ def layout(tmp_path: Path) -> StoreLayout:
 def _fetch(layout: StoreLayout, *sources: ScriptedSource, connections: int = 1, chunks: bool = True, policy: RetryPolicy = FAST, cancel=None):
     """Run the engine for DATA and commit; return the committed size (the SHA-256 is checked by commit)."""
     plan = SegmentPlan(connections=connections, threshold=2 * CHUNK, chunk=CHUNK)
-    engine = Engine(list(sources), Progress(), policy=policy, plan=plan, cancel=cancel)
+    engine = Engine(Progress(), policy=policy, plan=plan, cancel=cancel)
     writer = IngestWriter.for_blob(layout, DIGEST, len(DATA), stale_after=3600)
     try:
-        engine.fetch(BlobTask(DIGEST, len(DATA), _chunks() if chunks else None), writer)
+        engine.fetch(BlobTask(DIGEST, len(DATA), _chunks() if chunks else None, sources), writer)
     except BaseException:
         writer.abort()
         raise
@@ -159,16 +159,17 @@ def test_a_source_that_ignores_range_restarts_the_download_from_zero(layout, con
 def test_a_resume_of_a_changed_object_starts_over_with_its_new_validator(layout, connections: int) -> None:
     # The first run keeps 3 chunks of version v1; by the resume the object is
     # v2, so If-Range brings the whole blob and nothing of v1 is kept.
-    engine = Engine([source("a", Step(cut_after=3 * CHUNK))], Progress(), policy=RetryPolicy(retries=0), plan=SegmentPlan(1, 2 * CHUNK, CHUNK))
+    engine = Engine(Progress(), policy=RetryPolicy(retries=0), plan=SegmentPlan(1, 2 * CHUNK, CHUNK))
+    cut = (source("a", Step(cut_after=3 * CHUNK)),)
     writer = IngestWriter.for_blob(layout, DIGEST, len(DATA), stale_after=3600)
     with pytest.raises(NetworkError):
-        engine.fetch(BlobTask(DIGEST, len(DATA), _chunks()), writer)
+        engine.fetch(BlobTask(DIGEST, len(DATA), _chunks(), cut), writer)
     writer.suspend()
     assert writer.journal.validator == "v1" and writer.done.total() == 3 * CHUNK
     changed = source("a", *(Step(validator="v2") for _ in range(20)))
     plan = SegmentPlan(connections, 2 * CHUNK, CHUNK)
     resumed = IngestWriter.for_blob(layout, DIGEST, len(DATA), stale_after=3600)
-    Engine([changed], Progress(), policy=FAST, plan=plan).fetch(BlobTask(DIGEST, len(DATA), _chunks()), resumed)
+    Engine(Progress(), policy=FAST, plan=plan).fetch(BlobTask(DIGEST, len(DATA), _chunks(), (changed,)), resumed)
     assert changed.opened[0].validator == "v1" and changed.opened[0].served_from == 0
     assert resumed.journal.validator == "v2"
     assert resumed.commit(DIGEST, len(DATA)).size == len(DATA)
@@ -194,9 +195,9 @@ def test_an_unreachable_source_is_skipped_for_the_next_blob(layout) -> None:
     a = source("a", *(Step(fail=down) for _ in range(FAST.retries + 1)))
     b = source("b")
     plan = SegmentPlan(connections=1, threshold=2 * CHUNK, chunk=CHUNK)
-    engine = Engine([a, b], Progress(), policy=FAST, plan=plan)
+    engine = Engine(Progress(), policy=FAST, plan=plan)
     for _ in range(2):
         writer = IngestWriter.for_blob(layout, DIGEST, len(DATA), stale_after=3600)
-        engine.fetch(BlobTask(DIGEST, len(DATA), _chunks()), writer)
+        engine.fetch(BlobTask(DIGEST, len(DATA), _chunks(), (a, b)), writer)
         writer.abort()
     assert len(a.opened) == FAST.retries + 1 and len(b.opened) == 2

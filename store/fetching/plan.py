@@ -1,0 +1,125 @@
+"""Plan a fetch: resolve each wanted model on its sources and list the blobs the store lacks, before the first byte."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import InvalidManifest, NetworkError, NotFound, StoreError
+from ..local.leases import Lease
+from ..oci.descriptor import EMPTY_DESCRIPTOR
+from ..oci.digest import Digest
+from ..oci.manifest import Manifest, parse_manifest
+from ..oci.reference import Reference
+from ..remote.base import Remote
+from ..transfer.engine import BlobTask
+from .session import Session
+
+__all__ = ["FetchPlan", "Resolved", "Want", "plan", "resolve"]
+
+
+@dataclass(frozen=True)
+class Want:
+    """A model to make present: its reference, and the sources to resolve and download it from (called once, when needed).
+
+    Lazy, so that a model complete here opens no remote and reads no config.toml.
+    """
+
+    ref: Reference
+    sources: Callable[[], tuple[Remote, ...]]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A reference resolved to a verified manifest, and where."""
+
+    ref: Reference
+    digest: Digest
+    data: bytes
+    manifest: Manifest
+    sources: tuple[Remote, ...] = ()  # where its blobs come from, the remote that resolved it first; () when found locally
+    locator: str | None = None  # what a lockfile records to get it again (Resolution.locator); None when found locally
+    synthesized: bool = False  # a manifest the source made up, which the store completes with chunk digests
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """What a fetch will do, decided before its first byte."""
+
+    models: tuple[Resolved, ...]
+    downloads: tuple[tuple[BlobTask, ...], ...]  # per model: the missing blobs no model before it needs
+
+    @property
+    def missing(self) -> tuple[BlobTask, ...]:
+        return tuple(task for own in self.downloads for task in own)
+
+    @property
+    def bytes_needed(self) -> int:
+        return sum(task.size for task in self.missing)
+
+
+def _local(session: Session, ref: Reference) -> Resolved | None:
+    """The model if ``ref`` is a digest whose manifest and files are all here: no network then."""
+    blobs = session.blobs
+    if ref.digest is None or not blobs.has(ref.digest):
+        return None
+    data = blobs.read_manifest(ref.digest)
+    manifest = parse_manifest(data, ref.digest)
+    if all(blobs.has(d.digest, d.size) for d in (*manifest.files, manifest.config)):  # type: ignore[attr-defined]  # ModelFile and Descriptor both have them
+        return Resolved(ref, ref.digest, data, manifest)
+    return None
+
+
+def _held(session: Session) -> Callable[[Digest], bytes | None]:
+    """The store's own copy of a manifest, if it has one: a remote need not send it again."""
+
+    def have(digest: Digest) -> bytes | None:
+        return session.blobs.read_manifest(digest) if session.blobs.has(digest) else None
+
+    return have
+
+
+def _resolve(session: Session, want: Want) -> Resolved:
+    """Resolve on the want's sources in order; the first that knows the reference wins, and its blobs come from it first."""
+    ref, sources = want.ref, want.sources()
+    errors: list[StoreError] = []
+    for i, source in enumerate(sources):
+        session.doing = f"resolving {ref} on {source.url}"
+        try:
+            found = session.retrying(lambda: source.resolve(ref, _held(session)))  # noqa: B023  # called at once, in this iteration
+            manifest = parse_manifest(found.manifest, found.descriptor.digest)
+        except (NetworkError, NotFound, InvalidManifest) as err:
+            errors.append(err)  # a damaged index or manifest on one remote: the next may be sound
+            continue
+        return Resolved(ref, found.descriptor.digest, found.manifest, manifest, sources[i:] + sources[:i], found.locator, found.synthesized)
+    # Not found anywhere is a clearer story than the last network hiccup.
+    if errors and all(isinstance(e, NotFound) for e in errors):
+        raise NotFound(f"no remote has {ref}: " + "; ".join(e.message for e in errors), "check the name and the remotes")
+    # A remote that failed may have had it: "not found" from another would mislead.
+    raise next(e for e in errors if not isinstance(e, NotFound))
+
+
+def resolve(session: Session, wants: list[Want]) -> list[Resolved]:
+    """Resolve each want on its sources (always the network: tags move). Reads manifests only."""
+    return [_resolve(session, want) for want in wants]
+
+
+def plan(session: Session, wants: list[Want], lease: Lease) -> FetchPlan:
+    """Resolve ``wants`` (locally when a digest is complete here) and list what each model lacks, under ``lease``."""
+    resolved = tuple(_local(session, want.ref) or _resolve(session, want) for want in wants)
+    # Leased before looking which are here: gc keeps what this finds present (spec/locking.md).
+    lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
+    planned: set[Digest] = set()
+    downloads = []
+    for r in resolved:
+        config = r.manifest.config
+        needs = [(f.digest, f.size, f.chunks) for f in r.manifest.files]
+        if config.digest != EMPTY_DESCRIPTOR.digest:
+            needs.append((config.digest, config.size, None))
+        own = []
+        for digest, size, chunks in needs:
+            if digest not in planned and not session.blobs.has(digest, size):
+                planned.add(digest)
+                own.append(BlobTask(digest, size, chunks, r.sources))
+        downloads.append(tuple(own))
+    return FetchPlan(resolved, tuple(downloads))
