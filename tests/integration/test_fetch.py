@@ -306,6 +306,32 @@ def test_fetch_url(nginx: Nginx, store_dir: Path, run_cli) -> None:
     assert run_cli("verify").code == 0
 
 
+def test_fetch_url_publishes_the_manifest_add_would_write(nginx: Nginx, store_dir: Path, tmp_path: Path, run_cli) -> None:
+    """spec/fetching.md, "Sources that store no manifest": the one-file manifest the URL source synthesizes is completed
+    with the chunk digests measured as the bytes arrive, so it is byte for byte the manifest add makes of the same file."""
+    root, url = nginx.site("plain-files-chunks")
+    data = random.Random(6).randbytes(20 << 20)  # three chunks of 8 MiB, the last one short
+    write_tree(root, {"w.bin": data})
+    code, out, err = run_cli("--json", "fetch", "--url", f"{url}/w.bin", "--sha256", _sha(data), "url:v1")
+    assert code == 0, err
+    fetched = Store(store_dir).resolve("url:v1")
+    added = Store(tmp_path / "other").add("added:v1", [write_tree(tmp_path / "src", {"w.bin": data}) / "w.bin"])
+    assert fetched == (added.digest, Store(tmp_path / "other").resolve("added:v1")[1])
+    assert len(fetched[1].files[0].chunks.digests) == 3
+
+
+def test_fetch_url_of_a_file_the_store_holds_needs_no_server(nginx: Nginx, store_dir: Path, run_cli) -> None:
+    root, url = nginx.site("plain-files-held")
+    data = b"held already\n" * 1000
+    write_tree(root, {"f.bin": data})
+    assert run_cli("fetch", "--url", f"{url}/f.bin", "--sha256", _sha(data), "held:v1").code == 0
+    # Its size is the blob's: not even a HEAD goes out, so an unreachable URL does no harm.
+    code, out, err = run_cli("--json", "fetch", "--url", "http://127.0.0.1:9/f.bin", "--sha256", _sha(data), "--filename", "f.bin", "held:v2")
+    assert code == 0, err
+    assert json.loads(out)["models"][0]["downloaded"] == 0
+    assert Store(store_dir).resolve("held:v2") == Store(store_dir).resolve("held:v1")
+
+
 def test_fetch_url_with_the_wrong_sha256(nginx: Nginx, store_dir: Path, run_cli) -> None:
     root, url = nginx.site("plain-files-wrong")
     data = b"not what you asked for\n" * 1000
