@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import NotFound, StoreError, UsageError, storage_errors
+from .errors import NotFound, UsageError, storage_errors
 from .local.blobs import BlobStore
 from .local.bounded import INDEX_MAX, read_bounded
 from .local.layout import StoreLayout
@@ -312,18 +312,12 @@ class Store:
 
     def roots(self) -> builtins.list[Root]:
         """The registered lockfiles, whether they still exist, and how many models each pins."""
-        from .local.roots import read_lockfile, root_paths
+        from .local.roots import describe_roots
         from .reports import Root
 
-        out = []
         # A lockfile or roots/ that may not be read is a storage error (exit 6), as in gc, not a crash.
         with storage_errors("reading the gc roots"):
-            for path in root_paths(self.layout):
-                if path.exists():
-                    out.append(Root(path, True, len(read_lockfile(path).pins)))
-                else:
-                    out.append(Root(path, False, 0))
-        return out
+            return [Root(*root) for root in describe_roots(self.layout)]
 
     @classmethod
     def init(cls, path: str | os.PathLike[str] | None = None, *, shared: bool = False) -> tuple[Store, builtins.list[Path]]:
@@ -381,30 +375,9 @@ class Store:
 
         A name given twice, in any spelling (``a``, ``a:latest``), is removed once.
         """
-        parsed: list[Reference] = []
-        seen: set[object] = set()
-        for ref in map(_ref, refs):
-            key = ref.digest if ref.digest is not None else ref.ref_name
-            if key not in seen:
-                seen.add(key)
-                parsed.append(ref)
-
-        def drop(index):
-            for ref in parsed:
-                if ref.digest is not None:
-                    kept = index.without_unnamed(ref.digest)
-                    if kept == index:
-                        raise NotFound(f"no model fetched by digest {ref.digest}", "'odai-store list' shows names; rm NAME:TAG drops one")
-                    index = kept
-                    continue
-                if index.lookup(ref.ref_name) is None:
-                    raise NotFound(f"no model named {ref.ref_name}")
-                index = index.without_name(ref.ref_name)
-            return index
-
         with storage_errors("removing names", self.root):
-            self._names.edit(drop)
-        return [str(r) if r.digest else r.ref_name for r in parsed]
+            removed = self._names.remove([_ref(r) for r in refs])
+        return [str(r) if r.digest else r.ref_name for r in removed]
 
     def gc(self, dry_run: bool = False, partials: bool = False) -> GcReport:
         """Delete everything no name, gc root or running writer needs.
@@ -420,7 +393,7 @@ class Store:
 
     def verify(self, refs: Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/."""
-        from .local.verify import verify_blobs
+        from .local.verify import damaged_names, verify_blobs
         from .reports import VerifyResult
 
         digests = None
@@ -432,18 +405,7 @@ class Store:
         with storage_errors("verifying", self.root):
             named = self._names.index().named()
             report = verify_blobs(self.layout, digests, fast)
-        damaged = []
-        for name, desc in named:
-            if desc.digest in report.corrupt:
-                damaged.append(name)
-                continue
-            try:
-                manifest = parse_manifest(self._blobs.read_manifest(desc.digest), desc.digest)
-            except (OSError, StoreError):  # gone, or damaged and reported above
-                continue
-            if manifest.blob_digests() & set(report.corrupt):
-                damaged.append(name)
-        return VerifyResult(report, tuple(damaged))
+        return VerifyResult(report, tuple(damaged_names(self.layout, named, report.corrupt)))
 
     def du(self) -> DiskUsage:
         from .local.usage import disk_usage

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import StorageError
+from ..errors import NotFound, StorageError
 from ..oci.descriptor import MANIFEST_TYPE, Descriptor
 from ..oci.digest import Digest
 from ..oci.index import FILES_KEY, MAX_INDEX_BYTES, SIZE_KEY, Index, lookup_fast
@@ -69,3 +69,30 @@ class Names:
 
     def set(self, ref: Reference, desc: Descriptor) -> None:
         self.edit(lambda index: index.with_name(ref.ref_name, desc))
+
+    def remove(self, refs: list[Reference]) -> list[Reference]:
+        """Drop ``refs`` (names, or the unnamed entries of digests) in one edit; NotFound, with nothing removed, if any is unknown.
+
+        A name given twice, in any spelling (``a``, ``a:latest``), is removed
+        once. Returns the references removed, each once.
+        """
+        first: dict[object, Reference] = {}
+        for ref in refs:
+            first.setdefault(ref.ref_name if ref.digest is None else ref.digest, ref)
+        unique = list(first.values())
+
+        def drop(index: Index) -> Index:
+            for ref in unique:
+                if ref.digest is not None:
+                    kept = index.without_unnamed(ref.digest)
+                    if kept == index:
+                        raise NotFound(f"no model fetched by digest {ref.digest}", "'odai-store list' shows names; rm NAME:TAG drops one")
+                    index = kept
+                elif index.lookup(ref.ref_name) is None:
+                    raise NotFound(f"no model named {ref.ref_name}")
+                else:
+                    index = index.without_name(ref.ref_name)
+            return index
+
+        self.edit(drop)
+        return unique

@@ -13,7 +13,7 @@ from .atomic import write_atomic
 from .bounded import LOCKFILE_MAX, ROOT_ENTRY_MAX, Refused, read_bounded
 from .layout import StoreLayout
 
-__all__ = ["drop_root", "pinned_digests", "read_lockfile", "register_root", "root_entries", "root_paths"]
+__all__ = ["describe_roots", "drop_root", "pinned_digests", "read_lockfile", "register_root", "root_entries", "root_paths"]
 
 
 def register_root(layout: StoreLayout, lockfile: Path, lock_timeout: float | None = None) -> bool:
@@ -55,6 +55,15 @@ def root_paths(layout: StoreLayout) -> list[Path]:
         if isinstance(lockfile, Refused):
             raise lockfile
         out.append(lockfile)
+    return out
+
+
+def describe_roots(layout: StoreLayout) -> list[tuple[Path, bool, int]]:
+    """Each registered lockfile, whether it still exists, and how many models it pins (0 if gone)."""
+    out = []
+    for path in root_paths(layout):
+        exists = path.exists()
+        out.append((path, exists, len(read_lockfile(path).pins) if exists else 0))
     return out
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import IntegrityError
+from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from ..oci.manifest import ModelFile
 from .atomic import fsync_dir, write_atomic
@@ -29,7 +30,7 @@ from .bounded import Refused, open_regular
 from .inspect import Finding, Kind, subjects
 from .layout import StoreLayout
 
-__all__ = ["VerifyReport", "altered_blobs", "check", "check_model_files", "quarantine", "verify_blobs"]
+__all__ = ["VerifyReport", "altered_blobs", "check", "check_model_files", "damaged_names", "quarantine", "verify_blobs"]
 
 
 class VerifyReport(NamedTuple):
@@ -183,3 +184,24 @@ def check_model_files(layout: StoreLayout, digest: Digest, files: Iterable[Model
             f"{shown}: {len(bad)} file{'s' if len(bad) > 1 else ''} changed since published: {', '.join(bad)}",
             "run 'odai-store verify' to set damaged blobs aside, then fetch or sync the model again; in a shared store, ask who changed it",
         )
+
+
+def damaged_names(layout: StoreLayout, named: Iterable[tuple[str, Descriptor]], corrupt: Iterable[Digest]) -> list[str]:
+    """Of ``named`` (index.json's names), those whose manifest, or a blob it lists, is among ``corrupt``."""
+    from ..errors import StoreError
+    from ..oci.manifest import parse_manifest
+
+    corrupt = set(corrupt)
+    blobs = BlobStore(layout)
+    damaged = []
+    for name, desc in named:
+        if desc.digest in corrupt:
+            damaged.append(name)
+            continue
+        try:
+            manifest = parse_manifest(blobs.read_manifest(desc.digest), desc.digest)
+        except (OSError, StoreError):  # gone, or damaged and reported with the blobs
+            continue
+        if manifest.blob_digests() & corrupt:
+            damaged.append(name)
+    return damaged
