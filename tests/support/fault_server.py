@@ -156,6 +156,7 @@ class FaultServer:
         self.connections = 0
         self._queue = _Queue()
         self._versions: dict[str, int] = {}
+        self._digests: dict[str, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -250,6 +251,17 @@ class FaultServer:
             with contextlib.suppress(OSError):
                 conn.close()
 
+    def _digest_of(self, path: str, blob: bytes) -> str:
+        """The SHA-256 of what ``path`` serves, computed once per blob (the ETag's base): hashing a 512 MiB blob per request would make the server, not the network, the bottleneck."""
+        with self._lock:
+            known = self._digests.get(path)
+        if known is not None and known[0] is blob:
+            return known[1]
+        digest = hashlib.sha256(blob).hexdigest()
+        with self._lock:
+            self._digests[path] = (blob, digest)
+        return digest
+
     def _send_head(self, conn: socket.socket, request: Request, status: int, headers: dict[str, str]) -> None:
         request.status = status
         request.response = dict(headers)
@@ -278,8 +290,8 @@ class FaultServer:
         if blob is None or request.method not in ("GET", "HEAD"):
             self._send_head(conn, request, 404, {"Content-Length": "0"})
             return True
-        whole = blob + fault.extra
-        etag = f'"{hashlib.sha256(blob).hexdigest()[:16]}-v{self._versions.get(path, 0)}"'
+        whole = blob + fault.extra if fault.extra else blob
+        etag = f'"{self._digest_of(path, blob)[:16]}-v{self._versions.get(path, 0)}"'
         status, start, end = 200, 0, len(whole)
         wanted = request.headers.get("range")
         if_range = request.headers.get("if-range")
@@ -294,8 +306,11 @@ class FaultServer:
                 self._send_head(conn, request, 416, {"Content-Range": f"bytes */{len(whole)}", "Content-Length": "0"})
                 return True
             status = 206
-        body = bytearray(whole[start:end])
+        # A view, not a copy, unless a fault changes the bytes: a request must cost the
+        # server what it sends, as with a real one, not the whole blob again.
+        body: bytearray | memoryview = memoryview(whole)[start:end]
         if fault.corrupt is not None:
+            body = bytearray(body)
             low, high = max(fault.corrupt[0], start), min(fault.corrupt[1], end)
             for at in range(low - start, high - start):
                 body[at] ^= 0xFF
@@ -303,7 +318,7 @@ class FaultServer:
         if not fault.ignore_range:
             headers["Accept-Ranges"] = "bytes"
         if fault.gzip:
-            body = bytearray(gzip.compress(bytes(body)))
+            body = memoryview(gzip.compress(bytes(body)))
             headers["Content-Encoding"] = "gzip"
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(whole)}"
