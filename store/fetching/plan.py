@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from ..errors import InvalidManifest, NetworkError, NotFound, StoreError
 from ..local.leases import Lease
@@ -86,7 +87,7 @@ def _resolve(session: Session, want: Want) -> Resolved:
     for i, source in enumerate(sources):
         session.doing = f"resolving {ref} on {source.url}"
         try:
-            found = session.retrying(lambda: source.resolve(ref, _held(session)))  # noqa: B023  # called at once, in this iteration
+            found = session.retrying(partial(source.resolve, ref, _held(session)))
             manifest = parse_manifest(found.manifest, found.descriptor.digest)
         except (NetworkError, NotFound, InvalidManifest) as err:
             errors.append(err)  # a damaged index or manifest on one remote: the next may be sound
