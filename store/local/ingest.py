@@ -28,11 +28,11 @@ from typing import BinaryIO
 from ..errors import IntegrityError, StoreError, from_os_error
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
-from .atomic import create_private, owner_pid, replace_unsynced, write_atomic
+from .atomic import create_private, replace_unsynced, write_atomic
 from .bounded import Refused, open_regular
 from .journal import Journal, Ranges, boot_id, read_journal
 from .layout import StoreLayout
-from .locks import dead_here, silent_for
+from .locks import dead_here, private_owner
 
 __all__ = ["IngestWriter", "Written", "BLOCK"]
 
@@ -719,11 +719,8 @@ def _abandoned(partial: Path, stale_after: float) -> bool:
     Our own pid means a download this process suspended (Download.pause);
     the caller holds the blob's lock, so no thread of ours is still writing it.
     """
-    pid = owner_pid(partial.name)
-    if pid is None:
+    owner = private_owner(partial, time.time())
+    if owner is None:
         return False
-    try:
-        age = silent_for(partial.lstat().st_mtime, time.time())
-    except FileNotFoundError:
-        return False
+    pid, age = owner
     return pid == os.getpid() or dead_here(pid) or age > stale_after

@@ -26,7 +26,7 @@ from .blobs import BlobStore
 from .bounded import LEASE_MAX, ODAI_LAYOUT_MAX, Refused, read_bounded
 from .layout import LAYOUT_VERSION, StoreLayout
 from .leases import STALE_AFTER
-from .locks import Holder, dead_here, silent_for
+from .locks import Holder, dead_here, private_owner, silent_for
 
 __all__ = [
     "Finding",
@@ -253,13 +253,10 @@ def stale(path: Path, now: float, present: set[Digest] | None = None, resumable:
     (gc --partials, or a disk short of space). Anything else (imports,
     temporary files) goes as soon as its owner is dead.
     """
-    pid = owner_pid(path.name)
-    if pid is None:
+    owner = private_owner(path, now)
+    if owner is None:
         return False
-    try:
-        age = silent_for(path.lstat().st_mtime, now)
-    except FileNotFoundError:
-        return False
+    pid, age = owner
     if age > STALE_AFTER:
         return True
     if not dead_here(pid):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockTimeout
-from .atomic import create_private
+from .atomic import create_private, owner_pid
 from .bounded import HOLDER_MAX, Refused, open_regular
 
 __all__ = ["Holder", "dead_here", "hold", "silent_for", "this_holder"]
@@ -74,6 +74,17 @@ def silent_for(mtime: float, now: float) -> float:
     would be negative, and such a file would never go stale.
     """
     return abs(now - mtime)
+
+
+def private_owner(path: Path, now: float) -> tuple[int, float] | None:
+    """The pid of the writer that made ``path`` with private_name, and how long the file has been silent; None for another name, or a file gone."""
+    pid = owner_pid(path.name)
+    if pid is None:
+        return None
+    try:
+        return pid, silent_for(path.lstat().st_mtime, now)
+    except FileNotFoundError:
+        return None
 
 
 def this_holder() -> Holder:
