@@ -11,6 +11,7 @@ __all__ = [
     "fsync_dir",
     "create_private",
     "create_atomic",
+    "link_new",
     "write_atomic",
     "replace_unsynced",
     "private_name",
@@ -92,19 +93,25 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o666, *, group: bool = Fa
 
 
 def create_atomic(path: Path, data: bytes, mode: int = 0o666, *, group: bool = False) -> bool:
-    """Create ``path`` with ``data`` unless it exists; False if it did. Never exposes a partial file. ``group`` as in create_private.
+    """Create ``path`` with ``data`` unless it exists; False if it did. Never exposes a partial file. ``group`` as in create_private."""
+    if not link_new(_durable_temp(path, data, mode, group), path):
+        return False
+    fsync_dir(path.parent)
+    return True
+
+
+def link_new(tmp: Path, path: Path) -> bool:
+    """Give the private file ``tmp`` the name ``path`` unless something has it; False then. ``tmp`` is gone afterwards either way.
 
     link(2) fails if the target exists, so concurrent creators cannot
     overwrite each other (which a rename would).
     """
-    tmp = _durable_temp(path, data, mode, group)
     try:
         os.link(tmp, path)
     except FileExistsError:
         return False
     finally:
         tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
     return True
 
 

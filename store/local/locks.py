@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockTimeout
-from .atomic import create_private, owner_pid
+from .atomic import create_private, link_new, owner_pid
 from .bounded import HOLDER_MAX, Refused, open_regular
 
 __all__ = ["Holder", "dead_here", "hold", "silent_for", "this_holder"]
@@ -111,12 +111,7 @@ def _open_for_writing(path: Path, group: bool) -> tuple[int, os.stat_result]:
         pass
     fd, tmp = create_private(path.parent, f".{path.name}.", group=group)
     os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:  # another process made it first: that one is as good
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
+    link_new(tmp, path)  # False: another process made it first, and that one is as good
     return open_regular(path, "a lock file", os.O_RDWR)
 
 
