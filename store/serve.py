@@ -18,11 +18,10 @@ from pathlib import Path
 from .errors import UsageError
 from .local.bounded import Refused, open_regular
 from .local.layout import StoreLayout
-from .oci.digest import Digest
+from .oci.digest import digest_of_blob_path
 
 __all__ = ["make_server"]
 
-_BLOB = re.compile(r"/blobs/sha256/([0-9a-f]{64})")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -40,9 +39,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self.layout.index, None
         if path == "/oci-layout":
             return self.layout.oci_layout, None
-        match = _BLOB.fullmatch(path)
-        if match:
-            return self.layout.blob(Digest(match.group(1))), f'"sha256:{match.group(1)}"'
+        digest = digest_of_blob_path(path.removeprefix("/"))
+        if digest is not None:
+            return self.layout.blob(digest), f'"{digest}"'
         return None
 
     def _error(self, status: HTTPStatus, extra: dict[str, str] | None = None) -> None:

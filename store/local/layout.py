@@ -7,7 +7,7 @@ import time
 from functools import cached_property
 from pathlib import Path
 
-from ..oci.digest import Digest, digest_named, sha256_of
+from ..oci.digest import BLOBS_DIR, Digest, digest_named, sha256_of
 from .atomic import private_name
 
 __all__ = ["StoreLayout", "LAYOUT_VERSION"]
@@ -40,7 +40,7 @@ class StoreLayout:
     # looks at, and joining Paths is most of their cost.
     @cached_property
     def blobs(self) -> Path:
-        return self.root / "blobs" / "sha256"
+        return self.root / BLOBS_DIR
 
     def blob(self, digest: Digest) -> Path:
         return self.blobs / digest.hex

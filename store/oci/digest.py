@@ -50,6 +50,22 @@ def parse_digest(text: object) -> Digest:
     raise InvalidDigest(f"not a sha256 digest: {text!r}")
 
 
+# Where an OCI image layout keeps a sha256 blob, relative to its root: the one
+# place the path grammar is written (the store, both layout remotes, serve).
+BLOBS_DIR = "blobs/sha256"
+
+
+def blob_path(digest: Digest) -> str:
+    """``blobs/sha256/<hex>``: the blob's path in an OCI image layout, '/'-separated."""
+    return f"{BLOBS_DIR}/{digest.hex}"
+
+
+def digest_of_blob_path(path: str) -> Digest | None:
+    """The digest ``blobs/sha256/<hex>`` stands for; None for any other path."""
+    directory, _, name = path.rpartition("/")
+    return digest_named(name) if directory == BLOBS_DIR else None
+
+
 def digest_named(name: str) -> Digest | None:
     """The digest a file name in blobs/sha256/, views/sha256/ or meta/ stands for: 64 lowercase hex digits; else None."""
     if len(name) == 64 and name.isascii() and not name.encode().translate(None, _HEX_DIGITS):

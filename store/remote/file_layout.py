@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import NetworkError, NotFound
-from ..oci.digest import Digest
+from ..oci.digest import Digest, blob_path
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
 from .base import MAX_INDEX_BYTES, Resolution, classify, nothing, resolve_in_layout
@@ -90,7 +90,7 @@ class FileLayout:
         return data
 
     def blob_path(self, digest: Digest) -> Path:
-        return self.root / "blobs" / "sha256" / digest.hex
+        return self.root / blob_path(digest)
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
         index = self.root / "index.json"

@@ -20,7 +20,7 @@ from urllib3.exceptions import HTTPError, LocationValueError, MaxRetryError, Res
 
 from ..errors import NetworkError, NotFound, UsageError
 from ..oci.descriptor import MANIFEST_TYPE, Descriptor
-from ..oci.digest import Digest, sha256_of
+from ..oci.digest import Digest, blob_path, sha256_of
 from ..oci.manifest import MAX_MANIFEST_BYTES, Manifest, ModelFile, check_model_path
 from ..oci.reference import Reference
 from .base import MAX_INDEX_BYTES, Resolution, classify, nothing, resolve_in_layout
@@ -250,7 +250,7 @@ class HttpLayout:
                 response.close()
 
     def blob_url(self, digest: Digest) -> str:
-        return f"{self.url}/blobs/sha256/{digest.hex}"
+        return f"{self.url}/{blob_path(digest)}"
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
         index = f"{self.url}/index.json"
