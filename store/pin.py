@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 from .errors import LockfileError, UsageError, from_os_error
 from .fetch import FetchContext, FetchOptions, resolve
-from .local.atomic import write_atomic
-from .local.bounded import LOCKFILE_MAX, Refused, read_bounded
+from .fs.atomic import write_atomic
+from .fs.bounded import LOCKFILE_MAX, Refused, read_bounded
 from .local.layout import StoreLayout
 from .local.names import Names
 from .local.roots import read_lockfile

@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
+from ..fs.atomic import fsync_dir, write_atomic
+from ..fs.bounded import Refused, open_regular
 from ..oci.digest import Digest
-from .atomic import fsync_dir, write_atomic
 from .blobs import BlobStore
-from .bounded import Refused, open_regular
 from .inspect import Finding, Kind, subjects
 from .layout import StoreLayout
 
