@@ -18,9 +18,10 @@ _HINT = "a remote is an http://, https:// or file:// URL, or a path"
 
 
 def _http(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
+    from .auth import Bearer
     from .http_layout import HttpLayout
 
-    return HttpLayout(spec, token=token, ca_bundle=ca_bundle)
+    return HttpLayout(spec, auth=Bearer(token) if token else None, ca_bundle=ca_bundle)
 
 
 def _file_url(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
