@@ -196,8 +196,8 @@ class _Fetcher:
         for remote in self.remotes:
             self.doing = f"resolving {ref} on {remote.url}"
             try:
-                digest = self._retrying(lambda: remote.resolve(ref))
-                data = self.blobs.read_manifest(digest) if self.blobs.has(digest) else self._retrying(lambda: remote.read_manifest(digest))
+                digest = self._retrying(lambda: remote.resolve(ref), remote)
+                data = self.blobs.read_manifest(digest) if self.blobs.has(digest) else self._retrying(lambda: remote.read_manifest(digest), remote)
                 return Resolved(ref, digest, data, parse_manifest(data, digest), remote.url)
             except (NetworkError, NotFound, InvalidManifest) as err:
                 errors.append(err)  # a damaged index or manifest on one remote: the next may be sound
@@ -207,9 +207,9 @@ class _Fetcher:
         # A remote that failed may have had it: "not found" from another would mislead.
         raise next(e for e in errors if not isinstance(e, NotFound))
 
-    def _retrying(self, read: Callable[[], _T]) -> _T:
-        """A small read (index.json, a manifest, a file's size), retried on transient faults as blob reads are."""
-        return retrying(read, RetryPolicy(retries=self.options.retries), pausing(self.cancel))
+    def _retrying(self, read: Callable[[], _T], source: Remote) -> _T:
+        """A small read of ``source`` (index.json, a manifest, a file's size), retried and re-authenticated as blob reads are."""
+        return retrying(read, RetryPolicy(retries=self.options.retries), pausing(self.cancel), source)
 
     # -- downloading -----------------------------------------------------------
 
@@ -410,7 +410,7 @@ def fetch_url(ctx: FetchContext, ref: Reference, url: str, sha256: Digest, filen
             got, written = 0, None
             if not fetcher.blobs.has(sha256):
                 fetcher.doing = f"asking {url} for the file's size"
-                size = fetcher._retrying(remote.size)
+                size = fetcher._retrying(remote.size, remote)
                 fetcher.check_space({sha256: size})
                 progress.add_total(size)
                 progress.begin(str(ref), size)

@@ -8,7 +8,10 @@ localhost are two origins to a client, though the same machine.
 
 from __future__ import annotations
 
-from store.remote.auth import Bearer
+import pytest
+
+from store.errors import NetworkError
+from store.remote.auth import Bearer, parse_challenge
 from store.remote.http_layout import HttpLayout
 from store.remote.transport import Transport
 from tests.support.fault_server import Fault, FaultServer, oci_layout
@@ -71,3 +74,19 @@ def test_the_token_goes_to_no_other_origin_asked_directly(fault_server) -> None:
         transport.close()
     assert "authorization" not in elsewhere.requests_for("/index.json")[0].headers
     assert home.requests_for("/index.json")[0].headers.get("authorization") == BEARER
+
+
+def test_a_401_names_the_challenge_and_is_not_transient(fault_server) -> None:
+    server = fault_server(LAYOUT, tokens=[None])
+    remote = HttpLayout(server.url)
+    try:
+        with pytest.raises(NetworkError) as caught:
+            remote.open_blob(LAYOUT.manifest)
+    finally:
+        remote.close()
+    assert caught.value.status == 401 and not caught.value.transient
+    assert parse_challenge(caught.value.challenge) == {  # type: ignore[attr-defined]
+        "realm": f"{server.url}/token",
+        "service": "fault-server",
+        "scope": "repository:model:pull",
+    }
