@@ -263,3 +263,12 @@ def test_a_refusal_of_the_first_open_is_renewed(layout, connections: int) -> Non
     assert _fetch(layout, a, connections=connections) == len(DATA)
     assert len(a.renewals) == 1 and a.opened[0].start == a.opened[1].start == 0
 
+
+
+def test_a_first_open_refused_twice_fails_over_before_the_segments_start(layout) -> None:
+    # The other segments start on the first source again, as every segment does.
+    a = refreshable("a", Step(fail=_refused()), Step(fail=_refused()))
+    b = source("b")
+    assert _fetch(layout, a, b, connections=4) == len(DATA)
+    assert len(a.renewals) == 1 and [(o.start, o.end) for o in a.opened[:2]] == [(0, 2 * CHUNK)] * 2
+    assert (b.opened[0].start, b.opened[0].end) == (0, 2 * CHUNK)
