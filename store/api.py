@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import NotFound, UsageError, storage_errors
+from .fs.bounded import INDEX_MAX, read_bounded
 from .local.blobs import BlobStore
-from .local.bounded import INDEX_MAX, read_bounded
 from .local.layout import StoreLayout
 from .local.location import store_location
 from .local.names import Names

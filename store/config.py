@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import UsageError, from_os_error
-from .local.bounded import CONFIG_MAX, open_regular
+from .fs.bounded import CONFIG_MAX, open_regular
 
 __all__ = ["Config", "read_config"]
 

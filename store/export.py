@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import StorageError, UsageError, from_os_error
-from .local.atomic import private_name
+from .fs.atomic import private_name
 from .oci.manifest import ModelFile
 
 __all__ = ["LINK_MODES", "Exported", "export"]
@@ -55,7 +55,7 @@ def _reflink(src: Path, dir_fd: int, name: str) -> None:
     # path, list, fetch and sync need no fcntl.
     import fcntl
 
-    from .local.bounded import open_regular
+    from .fs.bounded import open_regular
 
     blob, _ = open_regular(src, "a blob")
     try:
@@ -65,7 +65,7 @@ def _reflink(src: Path, dir_fd: int, name: str) -> None:
 
 
 def _copy(src: Path, dir_fd: int, name: str) -> None:
-    from .local.bounded import open_regular  # here: the quick path loads this module for LINK_MODES only
+    from .fs.bounded import open_regular  # here: the quick path loads this module for LINK_MODES only
 
     blob, info = open_regular(src, "a blob")
 
@@ -86,7 +86,7 @@ def _hardlink(src: Path, dir_fd: int, name: str) -> None:
     # The blob itself, never what a link planted under its name points to (a
     # member's blobs/ is group-writable): checked, then linked without following.
     if not stat.S_ISREG(os.lstat(src).st_mode):
-        from .local.bounded import Refused
+        from .fs.bounded import Refused
 
         raise Refused(f"{src} (a blob) is not a regular file; odai-store did not export it")
     os.link(src, name, dst_dir_fd=dir_fd, follow_symlinks=False)

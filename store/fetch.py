@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import NotFound, storage_errors
-from .local.bounded import INDEX_MAX, read_bounded
+from .fs.bounded import INDEX_MAX, read_bounded
 from .local.layout import StoreLayout
 from .local.views import complete_view
 from .model import Fetched, Model

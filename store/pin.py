@@ -11,8 +11,8 @@ from typing import NamedTuple
 from .errors import LockfileError, UsageError, from_os_error
 from .fetching.plan import Want, resolve
 from .fetching.session import FetchContext, Session
-from .local.atomic import write_atomic
-from .local.bounded import LOCKFILE_MAX, Refused, read_bounded
+from .fs.atomic import write_atomic
+from .fs.bounded import LOCKFILE_MAX, Refused, read_bounded
 from .local.roots import read_lockfile
 from .lockfile import Lockfile, Pin
 from .oci.reference import Reference

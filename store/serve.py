@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .errors import UsageError
-from .local.bounded import Refused, open_regular
+from .fs.bounded import Refused, open_regular
 from .local.layout import StoreLayout
 from .oci.digest import digest_of_blob_path
 

@@ -1,6 +1,6 @@
 """The layer rule of spec/design.md, read from the source with ``ast``:
 
-    cli -> api -> add|fetch|sync|... -> fetching -> transfer -> remote, local -> oci -> errors
+    cli -> api -> add|fetch|sync|... -> fetching -> transfer -> remote, local -> fs -> oci -> errors
 
 Every import counts, lazy ones inside functions and TYPE_CHECKING ones too: a
 lazy import is still a dependency, only a cheaper one. Packages that do not
@@ -25,6 +25,9 @@ VALUES = ("store.model", "store.reports", "store.config")
 # The formats: bytes in, typed values out, no I/O. odai.lock sits beside oci/, so that local
 # (gc, which keeps what lockfiles pin) reads it without calling up into the API.
 FORMATS = ("store.oci", "store.lockfile")
+# Files others may read or replace (atomic writes, bounded reads): below both local and remote,
+# which a writable file remote needs as much as the store does.
+FS = "store.fs"
 API = ("store.api", "store.download")
 # What the verbs that bring models in share (fetch, sync, and pin's resolving): one command's
 # session, its plan and its execution. Below the verbs, above transfer.
@@ -96,7 +99,7 @@ def _violations(package: str, is_allowed) -> list[str]:
 
 def test_the_import_reader_sees_imports() -> None:
     # A reader that found nothing would let every rule below pass.
-    assert {"store.oci.index", "store.local.atomic", "store.local.layout"} <= imports_of(PACKAGE / "local" / "names.py")
+    assert {"store.oci.index", "store.fs.atomic", "store.local.layout"} <= imports_of(PACKAGE / "local" / "names.py")
     assert "store.local.gc" in imports_of(PACKAGE / "api.py")  # a lazy import inside a method
     assert "store.errors" in imports_of(PACKAGE / "oci" / "digest.py")
     assert "store.api" in imports_of(PACKAGE / "__init__.py")
@@ -108,8 +111,12 @@ def test_the_formats_are_pure() -> None:
         assert _violations(fmt, lambda n: _within(n, *FORMATS, "store.errors")) == []
 
 
-def test_local_uses_only_oci_and_errors() -> None:
-    assert _violations("store.local", lambda n: _within(n, "store.local", *FORMATS, "store.errors")) == []
+def test_local_uses_only_fs_oci_and_errors() -> None:
+    assert _violations("store.local", lambda n: _within(n, "store.local", FS, *FORMATS, "store.errors")) == []
+
+
+def test_fs_uses_only_the_formats_and_errors() -> None:
+    assert _violations(FS, lambda n: _within(n, FS, *FORMATS, "store.errors")) == []
 
 
 def test_remote_and_local_never_import_each_other() -> None:
@@ -158,7 +165,7 @@ def _beyond_known(found: list[str]) -> list[str]:
 
 
 def test_every_module_belongs_to_a_layer() -> None:
-    layers = ("store.cli", *API, *VERBS, *VALUES, *FETCHING, "store.transfer", "store.remote", "store.local", *FORMATS, "store.errors")
+    layers = ("store.cli", *API, *VERBS, *VALUES, *FETCHING, "store.transfer", "store.remote", "store.local", FS, *FORMATS, "store.errors")
     modules = [_module_name(p) for p in sorted(PACKAGE.rglob("*.py"))]
     assert [m for m in modules if m not in ("store", "store.__main__") and not _within(m, *layers)] == []
 
@@ -171,12 +178,12 @@ def test_model_imports_only_oci() -> None:
     assert _violations("store.model", lambda n: _within(n, "store.oci")) == []
 
 
-def test_remote_uses_only_oci_and_errors() -> None:
-    assert _violations("store.remote", lambda n: _within(n, "store.remote", "store.oci", "store.errors")) == []
+def test_remote_uses_only_fs_oci_and_errors() -> None:
+    assert _violations("store.remote", lambda n: _within(n, "store.remote", FS, "store.oci", "store.errors")) == []
 
 
 def test_transfer_uses_only_the_layers_below_it() -> None:
-    allowed = ("store.transfer", "store.remote", "store.local", "store.oci", "store.errors")
+    allowed = ("store.transfer", "store.remote", "store.local", FS, "store.oci", "store.errors")
     assert _violations("store.transfer", lambda n: _within(n, *allowed)) == []
 
 
@@ -186,14 +193,14 @@ def test_only_remote_knows_the_concrete_remotes() -> None:
 
 
 def test_use_cases_import_only_their_layer_and_below() -> None:
-    allowed = (*VERBS, *VALUES, *FETCHING, "store.transfer", "store.remote", "store.local", *FORMATS, "store.errors")
+    allowed = (*VERBS, *VALUES, *FETCHING, "store.transfer", "store.remote", "store.local", FS, *FORMATS, "store.errors")
     found = [v for case in (*VERBS, *VALUES) for v in _violations(case, lambda n: _within(n, *allowed))]
     assert found == []
 
 
 def test_fetching_sits_below_the_verbs() -> None:
     # It may use the values the verbs share (the Model it returns, config.toml's remotes), never a verb.
-    allowed = (*FETCHING, "store.model", "store.config", "store.transfer", "store.remote", "store.local", *FORMATS, "store.errors")
+    allowed = (*FETCHING, "store.model", "store.config", "store.transfer", "store.remote", "store.local", FS, *FORMATS, "store.errors")
     assert _violations("store.fetching", lambda n: _within(n, *allowed)) == []
 
 

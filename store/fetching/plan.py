@@ -87,7 +87,7 @@ def _resolve(session: Session, want: Want) -> Resolved:
     for i, source in enumerate(sources):
         session.doing = f"resolving {ref} on {source.url}"
         try:
-            found = session.retrying(partial(source.resolve, ref, _held(session)))
+            found = session.retrying(partial(source.resolve, ref, _held(session)), source)
             manifest = parse_manifest(found.manifest, found.descriptor.digest)
         except (NetworkError, NotFound, InvalidManifest) as err:
             errors.append(err)  # a damaged index or manifest on one remote: the next may be sound

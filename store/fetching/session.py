@@ -93,9 +93,9 @@ class Session:
             )
         return self._engine
 
-    def retrying(self, read: Callable[[], _T]) -> _T:
-        """A small read (index.json, a manifest, a file's size), retried on transient faults as blob reads are."""
-        return retrying(read, RetryPolicy(retries=self.options.retries), pausing(self.ctx.cancel))
+    def retrying(self, read: Callable[[], _T], source: Remote) -> _T:
+        """A small read of ``source`` (index.json, a manifest, a file's size), retried and re-authenticated as blob reads are."""
+        return retrying(read, RetryPolicy(retries=self.options.retries), pausing(self.ctx.cancel), source)
 
     @contextlib.contextmanager
     def bounded(self) -> Iterator[Session]:

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..fs.atomic import fsync_dir, write_atomic
+from ..fs.bounded import RECORD_MAX, Refused, read_bounded
 from ..oci.digest import Digest, digest_named
 from ..oci.manifest import MAX_MANIFEST_BYTES, ModelFile
-from .atomic import fsync_dir, write_atomic
-from .bounded import RECORD_MAX, Refused, read_bounded
 from .layout import StoreLayout
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import IntegrityError, StorageError
+from ..fs.atomic import fsync_dir
 from ..oci.digest import Digest
-from .atomic import fsync_dir
 from .blobs import BlobStore
 from .inspect import Finding, Kind, gc_roots, lease_files, partials, reach, records, subjects, temporaries, unreferenced_blobs, views
 from .layout import StoreLayout

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import IntegrityError, StoreError, from_os_error
+from ..fs.atomic import create_private, replace_unsynced, write_atomic
+from ..fs.bounded import Refused, open_regular
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
-from .atomic import create_private, replace_unsynced, write_atomic
-from .bounded import Refused, open_regular
 from .journal import Journal, Ranges, boot_id, read_journal
 from .layout import StoreLayout
 from .locks import dead_here, private_owner

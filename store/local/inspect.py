@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import InvalidManifest, InvalidPath, StorageError, StoreError
+from ..fs.atomic import owner_pid
+from ..fs.bounded import LEASE_MAX, ODAI_LAYOUT_MAX, Refused, read_bounded
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest, InvalidDigest, digest_named, parse_digest, sha256_of
 from ..oci.manifest import parse_manifest
-from .atomic import owner_pid
 from .blobs import BlobStore
-from .bounded import LEASE_MAX, ODAI_LAYOUT_MAX, Refused, read_bounded
 from .layout import LAYOUT_VERSION, StoreLayout
 from .leases import STALE_AFTER
 from .locks import Holder, dead_here, private_owner, silent_for

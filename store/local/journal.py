@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fs.bounded import JOURNAL_MAX, Refused, read_bounded
 from ..oci.digest import Digest, InvalidDigest, parse_digest
-from .bounded import JOURNAL_MAX, Refused, read_bounded
 
 __all__ = ["Ranges", "Journal", "parse_journal", "read_journal"]
 

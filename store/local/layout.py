@@ -7,8 +7,8 @@ import time
 from functools import cached_property
 from pathlib import Path
 
+from ..fs.atomic import private_name
 from ..oci.digest import BLOBS_DIR, Digest, digest_named, sha256_of
-from .atomic import private_name
 
 __all__ = ["StoreLayout", "LAYOUT_VERSION"]
 

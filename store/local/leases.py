@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from ..errors import LockTimeout
+from ..fs.atomic import create_atomic, write_atomic
 from ..oci.digest import Digest
-from .atomic import create_atomic, write_atomic
 from .layout import StoreLayout
 from .locks import hold, this_holder
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockTimeout
-from .atomic import create_private, link_new, owner_pid
-from .bounded import HOLDER_MAX, Refused, open_regular
+from ..fs.atomic import create_private, link_new, owner_pid
+from ..fs.bounded import HOLDER_MAX, Refused, open_regular
 
 __all__ = ["Holder", "dead_here", "hold", "silent_for", "this_holder"]
 

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import NotFound, StorageError
+from ..fs.atomic import write_atomic
+from ..fs.bounded import INDEX_MAX, read_bounded
 from ..oci.descriptor import MANIFEST_TYPE, Descriptor
 from ..oci.digest import Digest
 from ..oci.index import FILES_KEY, MAX_INDEX_BYTES, SIZE_KEY, Index, lookup_fast
 from ..oci.manifest import Manifest
 from ..oci.reference import Reference
-from .atomic import write_atomic
-from .bounded import INDEX_MAX, read_bounded
 from .layout import StoreLayout
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ import stat
 from pathlib import Path
 
 from ..errors import StorageError, from_os_error, storage_errors
+from ..fs.atomic import create_atomic
+from ..fs.bounded import ODAI_LAYOUT_MAX, read_bounded
 from ..oci.index import Index
-from .atomic import create_atomic
-from .bounded import ODAI_LAYOUT_MAX, read_bounded
 from .layout import LAYOUT_VERSION, StoreLayout
 
 __all__ = ["is_shared", "layout_version", "open_layout", "set_sticky", "sticky_directories"]

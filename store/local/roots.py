@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import from_os_error
+from ..fs.atomic import write_atomic
+from ..fs.bounded import LOCKFILE_MAX, ROOT_ENTRY_MAX, Refused, read_bounded
 from ..lockfile import InvalidLockfile, Lockfile, parse_lockfile
 from ..oci.digest import Digest
-from .atomic import write_atomic
-from .bounded import LOCKFILE_MAX, ROOT_ENTRY_MAX, Refused, read_bounded
 from .layout import StoreLayout
 
 __all__ = ["describe_roots", "drop_root", "pinned_digests", "read_lockfile", "register_root", "root_entries", "root_paths"]

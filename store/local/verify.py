@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import IntegrityError
+from ..fs.atomic import fsync_dir, write_atomic
+from ..fs.bounded import Refused, open_regular
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from ..oci.manifest import ModelFile
-from .atomic import fsync_dir, write_atomic
 from .blobs import BlobStore
-from .bounded import Refused, open_regular
 from .inspect import Finding, Kind, subjects
 from .layout import StoreLayout
 

@@ -9,9 +9,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from ..errors import StorageError
+from ..fs.atomic import fsync_dir
 from ..oci.digest import Digest, digest_named
 from ..oci.manifest import Manifest
-from .atomic import fsync_dir
 from .layout import StoreLayout
 
 if TYPE_CHECKING:

@@ -77,15 +77,22 @@ class Action(Enum):
     """What a download does after a source's error; the source says which (``Remote.classify``)."""
 
     RETRY = "retry"  # the same source again, after a backoff
+    # New credentials (Remote.reauthenticate), then the same request at once;
+    # a second refusal before any byte arrives is NEXT_SOURCE.
+    REAUTHENTICATE = "reauthenticate"
     NEXT_SOURCE = "next source"  # this source cannot serve it: the next one may
     FATAL = "fatal"  # no source can help: the operation fails
 
 
-def classify(err: StoreError) -> Action:
-    """The classification every remote of a static layout uses (spec/fetching.md, "Retries")."""
-    if isinstance(err, NetworkError) and err.transient:
-        return Action.RETRY
-    if isinstance(err, (NetworkError, NotFound)):
+def classify(err: StoreError, refreshable: bool = False) -> Action:
+    """The classification of spec/fetching.md, "Retries and failover"; ``refreshable``: the remote's credentials can be renewed."""
+    if isinstance(err, NetworkError):
+        if err.transient:
+            return Action.RETRY
+        if err.status == 401 and refreshable:
+            return Action.REAUTHENTICATE
+        return Action.NEXT_SOURCE
+    if isinstance(err, NotFound):
         return Action.NEXT_SOURCE
     return Action.FATAL
 
@@ -137,7 +144,14 @@ class Remote(Protocol):
         ...
 
     def classify(self, err: StoreError) -> Action:
-        """What to do after ``err`` from this remote: retry it, go to the next, or fail."""
+        """What to do after ``err`` from this remote: retry it, re-authenticate, go to the next, or fail."""
+        ...
+
+    def reauthenticate(self, err: StoreError) -> None:
+        """Get new credentials after ``err``, an error ``classify`` called REAUTHENTICATE. Raises NetworkError if none can be had.
+
+        Safe from many threads at once: segments refused together share one renewal.
+        """
         ...
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import NetworkError, NotFound
+from ..errors import NetworkError, NotFound, StoreError
 from ..oci.digest import Digest, blob_path
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
@@ -107,6 +107,9 @@ class FileLayout:
             return _FileStream(self.blob_path(digest), start, end, validator)
 
     classify = staticmethod(classify)
+
+    def reauthenticate(self, err: StoreError) -> None:
+        raise err  # a file remote has no credentials: classify never asks for new ones
 
     def close(self) -> None:
         pass

@@ -1,197 +1,27 @@
 """An OCI image layout served over HTTP(S) by any static web server (spec/remotes.md).
 
-One urllib3 PoolManager per remote reuses connections across blobs and
-segments. Every urllib3 and socket error is translated into NetworkError or
-NotFound in ``_translating_errors``; nothing from urllib3 leaves this module.
+What is particular to a layout: the URLs (``<base>/index.json``,
+``<base>/blobs/sha256/<hex>``) and resolving a name in index.json. Every
+request goes through the remote's Transport (transport.py): connections,
+proxy, TLS, authentication, and what each status means.
 """
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
-import os
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from collections.abc import Callable
 
 import urllib3
-from urllib3.exceptions import HTTPError, LocationValueError, MaxRetryError, ResponseError, SSLError
 
-from ..errors import NetworkError, NotFound, UsageError
-from ..oci.descriptor import MANIFEST_TYPE, Descriptor
-from ..oci.digest import Digest, blob_path, sha256_of
-from ..oci.manifest import MAX_MANIFEST_BYTES, Manifest, ModelFile, check_model_path
+from ..errors import StoreError
+from ..oci.digest import Digest, blob_path
+from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
-from .base import MAX_INDEX_BYTES, Resolution, classify, nothing, resolve_in_layout
+from .auth import Auth
+from .base import MAX_INDEX_BYTES, Action, Resolution, classify, nothing, resolve_in_layout
 from .min_rate import MinRate
+from .transport import HttpStream, Transport
 
-__all__ = ["HttpLayout", "HttpFile"]
-
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_TLS_HINT = "check the server's certificate; pass --ca-bundle FILE or set SSL_CERT_FILE for a private CA"
-_USER_AGENT = "odai-store"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-@contextlib.contextmanager
-def _translating_errors(url: str) -> Iterator[None]:
-    try:
-        yield
-    except MaxRetryError as err:
-        if isinstance(err.reason, SSLError):
-            raise NetworkError(f"TLS verification failed for {url}: {err.reason}", _TLS_HINT) from err
-        if isinstance(err.reason, ResponseError):  # more than 10 redirects: a loop, which waiting will not end
-            raise NetworkError(f"{url}: {err.reason}", "the remote redirects in a loop; check its URL") from err
-        raise NetworkError(f"cannot reach {url}: {err.reason}", transient=True) from err
-    except SSLError as err:
-        raise NetworkError(f"TLS failure talking to {url}: {err}", _TLS_HINT) from err
-    except (HTTPError, OSError) as err:
-        # Timeouts, resets, refused connections, DNS failures, short bodies.
-        raise NetworkError(f"transfer from {url} failed: {err}", transient=True) from err
-
-
-def _check_status(response: urllib3.BaseHTTPResponse, url: str) -> None:
-    status = response.status
-    if status in (200, 206):
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise NetworkError(
-                f"{url} was served with Content-Encoding {encoding}; odai-store never decodes a blob",
-                "configure the server to send blobs as they are (no gzip for blobs/)",
-            )
-        return
-    response.drain_conn()
-    if status == 404:
-        raise NotFound(f"{url}: not found on the remote (HTTP 404)", "check the name and the remote URL")
-    raise NetworkError(
-        f"{url}: HTTP {status} {response.reason or ''}".rstrip(),
-        None if status in TRANSIENT_STATUS else "the remote refused the request; check the URL and any token",
-        transient=status in TRANSIENT_STATUS,
-        retry_after=_retry_after(response.headers.get("Retry-After")),
-        status=status,
-    )
-
-
-def _pool(url: str, ca_bundle: str | None, timeout: urllib3.Timeout) -> urllib3.PoolManager:
-    """A PoolManager, through the proxy that HTTPS_PROXY/HTTP_PROXY/NO_PROXY choose for ``url``.
-
-    A URL urllib3 cannot parse is refused here, as bad input: found later, by
-    a request, it would pass for a transient fault and be retried.
-    """
-    import urllib.request
-
-    try:
-        parsed = urllib3.util.parse_url(url)
-    except LocationValueError as err:
-        raise UsageError(f"invalid URL {url!r}: {err}", "check the URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UsageError(f"invalid URL {url!r}: not http:// or https:// with a host", "check the URL")
-    # The redirect budget is urllib3's; every other retry is the engine's,
-    # because only the engine knows where the data stopped.
-    retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10)
-    kwargs: dict[str, Any] = {"timeout": timeout, "retries": retries, "ca_certs": ca_bundle, "maxsize": 16, "block": False}
-    proxies = urllib.request.getproxies_environment()
-    split = urlsplit(url)
-    proxy = proxies.get(split.scheme)
-    if proxy and not urllib.request.proxy_bypass_environment(split.hostname or "", proxies):  # type: ignore[attr-defined]  # not in typeshed
-        try:
-            return urllib3.ProxyManager(proxy, **kwargs)
-        except LocationValueError as err:  # a socks5:// proxy, or one that does not parse
-            # The lowercase variable wins where both are set, as getproxies_environment reads them.
-            variable = f"{split.scheme}_proxy" if os.environ.get(f"{split.scheme}_proxy") else f"{split.scheme.upper()}_PROXY"
-            raise UsageError(
-                f"cannot use the proxy {proxy!r} set by {variable} in the environment: {err}",
-                "odai-store goes through http:// and https:// proxies; fix the variable, or unset it",
-            ) from None
-    return urllib3.PoolManager(**kwargs)
-
-
-class _Paced:
-    """The reads of one response body, held to a MinRate over the time spent waiting in them."""
-
-    def __init__(self, response: urllib3.BaseHTTPResponse, url: str, min_rate: MinRate) -> None:
-        self._response = response
-        self._url = url
-        self._min_rate = min_rate
-        self._received = 0
-        self._waited = 0.0
-        self._aborted = False
-
-    def read1(self, amount: int) -> bytes:
-        began = time.monotonic()
-        try:
-            with _translating_errors(self._url):
-                data = self._response.read1(amount, decode_content=False)
-        except (AttributeError, ValueError):
-            # http.client is not thread-safe: a close from another thread
-            # during the read can break it anywhere. Only then is this expected.
-            if not self._aborted:
-                raise
-            raise NetworkError(f"{self._url}: the read was stopped", transient=True) from None
-        self._waited += time.monotonic() - began
-        self._received += len(data)
-        fast_enough = self._min_rate.verdict(self._received, self._waited)
-        if fast_enough is False:
-            raise NetworkError(
-                f"{self._url}: {self._received} bytes in {self._waited:.0f} s, below the minimum of {self._min_rate.bytes_per_second:g} bytes/s",
-                "the remote is stalled; run the same command again, or try another remote",
-                transient=True,
-            )
-        if fast_enough:
-            self._received, self._waited = 0, 0.0
-        return data
-
-    def abort(self) -> None:
-        """Drop the connection mid-body; from another thread too, where it ends a blocked read at once."""
-        self._aborted = True
-        # Shut down first: it wakes a read blocked in another thread, which close alone may not.
-        with contextlib.suppress(Exception):
-            self._response.shutdown()
-        with contextlib.suppress(Exception):
-            self._response.close()
-
-
-class _HttpStream:
-    def __init__(self, response: urllib3.BaseHTTPResponse, url: str, start: int, size: int | None, length: int, min_rate: MinRate) -> None:
-        self._response = response
-        self._body = _Paced(response, url, min_rate)
-        self.url = url
-        self.start = start
-        self.end = start + length
-        self.size = size
-        self.validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
-        self._left = length
-
-    def read(self, amount: int) -> bytes:
-        if self._left == 0:
-            if self._body.read1(1):
-                raise NetworkError(f"{self.url}: the body is longer than the blob's declared size", "the remote serves a different object under this digest")
-            return b""
-        data = self._body.read1(min(amount, self._left))
-        if not data:
-            raise NetworkError(f"{self.url}: connection closed {self._left} bytes early", transient=True)
-        self._left -= len(data)
-        return data
-
-    def close(self) -> None:
-        if self._left == 0:
-            self._response.release_conn()  # fully read: the connection is reusable
-            return
-        # Mid-body: the connection carries unread bytes, so it is dropped.
-        self._body.abort()
+__all__ = ["HttpLayout"]
 
 
 class HttpLayout:
@@ -201,53 +31,13 @@ class HttpLayout:
         self,
         url: str,
         *,
-        token: str | None = None,
+        auth: Auth | None = None,
         ca_bundle: str | None = None,
         timeout: urllib3.Timeout | None = None,
         min_rate: MinRate = MinRate(),
     ) -> None:
         self.url = url.rstrip("/")
-        self._token = token
-        self._min_rate = min_rate
-        self._pool = _pool(self.url, ca_bundle, timeout or urllib3.Timeout(connect=10.0, read=30.0))
-        # Small reads in progress, so that close() from another thread ends them.
-        self._reading: set[_Paced] = set()
-
-    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **(extra or {})}
-        # The token goes to the remote's own host only; urllib3 strips it on
-        # a redirect to another host (Retry.remove_headers_on_redirect).
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        return headers
-
-    def _get(self, url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
-        with _translating_errors(url):
-            response = self._pool.request("GET", url, headers=self._headers(headers), preload_content=False, decode_content=False)
-        _check_status(response, url)
-        return response
-
-    def _get_small(self, url: str, cap: int) -> bytes:
-        response = self._get(url)
-        body = _Paced(response, url, self._min_rate)
-        self._reading.add(body)
-        try:
-            declared = response.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > cap:
-                raise NetworkError(f"{url} is {declared} bytes, over the {cap}-byte limit", "the remote is not an odai-store layout")
-            parts, got = [], 0
-            while got <= cap and (part := body.read1(min(1 << 20, cap + 1 - got))):
-                parts.append(part)
-                got += len(part)
-            if got > cap:
-                raise NetworkError(f"{url} is over the {cap}-byte limit", "the remote is not an odai-store layout")
-            return b"".join(parts)
-        finally:
-            self._reading.discard(body)
-            if response.length_remaining == 0:
-                response.release_conn()  # read to its end: the connection is reusable
-            else:
-                response.close()
+        self._http = Transport(self.url, auth=auth, ca_bundle=ca_bundle, timeout=timeout, min_rate=min_rate)
 
     def blob_url(self, digest: Digest) -> str:
         return f"{self.url}/{blob_path(digest)}"
@@ -255,99 +45,21 @@ class HttpLayout:
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
         index = f"{self.url}/index.json"
         return resolve_in_layout(
-            ref, have, lambda: self._get_small(index, MAX_INDEX_BYTES), self.read_manifest, index, self.url, "check the name, or list the remote's index.json"
+            ref, have, lambda: self._http.get_small(index, MAX_INDEX_BYTES), self.read_manifest, index, self.url, "check the name, or list the remote's index.json"
         )
 
     def read_manifest(self, digest: Digest) -> bytes:
-        return self._get_small(self.blob_url(digest), MAX_MANIFEST_BYTES)
+        return self._http.get_small(self.blob_url(digest), MAX_MANIFEST_BYTES)
 
-    def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None):
-        url = self.blob_url(digest)
-        headers = {}
-        if start or end is not None:
-            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
-            if validator:
-                headers["If-Range"] = validator
-        try:
-            response = self._get(url, headers)
-        except NetworkError as err:
-            if err.status == 416:
-                raise NetworkError(f"{url}: range {start}-{end} is beyond the blob (HTTP 416)", "the remote's copy is shorter than the manifest says", status=416) from None
-            raise
-        if response.status == 206:
-            begin, size = _content_range(response.headers.get("Content-Range", ""))
-            stop = end if end is not None else size
-        else:  # the range was ignored, or If-Range found the object changed: the whole blob
-            declared = response.headers.get("Content-Length", "")
-            begin, size = 0, int(declared) if declared.isdigit() else None
-            stop = size
-        if begin != start and response.status == 206:
-            response.close()
-            raise NetworkError(f"{url}: asked for bytes from {start}, got a range from {begin}", transient=True)
-        if stop is None:
-            response.close()
-            raise NetworkError(f"{url}: the server did not say how long the blob is", "serve blobs with Content-Length")
-        return _HttpStream(response, url, begin, size, stop - begin, self._min_rate)
+    def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> HttpStream:
+        return self._http.open_range(self.blob_url(digest), start, end, validator)
 
-    classify = staticmethod(classify)
+    def classify(self, err: StoreError) -> Action:
+        return classify(err, self._http.auth.refreshable)
+
+    def reauthenticate(self, err: StoreError) -> None:
+        self._http.reauthenticate(err)
 
     def close(self) -> None:
         """Release the connections. Safe from another thread: a read of index.json or a manifest in progress ends (NetworkError)."""
-        for body in list(self._reading):
-            body.abort()
-        self._pool.clear()
-
-
-def _content_range(value: str) -> tuple[int, int | None]:
-    """(first byte, full size) from ``bytes a-b/size``."""
-    try:
-        unit, _, rest = value.partition(" ")
-        span, _, total = rest.partition("/")
-        first = int(span.split("-")[0])
-        if unit != "bytes":
-            raise ValueError
-        return first, None if total == "*" else int(total)
-    except ValueError:
-        raise NetworkError(f"malformed Content-Range {value!r}", transient=True) from None
-
-
-class HttpFile(HttpLayout):
-    """One file at any URL, served as the only blob of a one-file model (fetch --url), whose manifest it synthesizes.
-
-    It knows the file's digest from the user (--sha256) and asks the server
-    only for its size, unless the caller knows it (``size``: the store holds
-    the blob already, so no request is needed at all).
-    """
-
-    def __init__(self, url: str, sha256: Digest, filename: str | None = None, *, size: int | None = None, **kwargs) -> None:
-        super().__init__(url, **kwargs)
-        self.url = url
-        self._digest = sha256
-        self._filename = check_model_path(filename or unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "model")
-        self._size = size
-
-    def blob_url(self, digest: Digest) -> str:
-        return self.url
-
-    def size(self) -> int:
-        """The file's size, from a HEAD request (or the start of a GET if HEAD is refused)."""
-        with _translating_errors(self.url):
-            response = self._pool.request("HEAD", self.url, headers=self._headers(), preload_content=False)
-        response.drain_conn()  # a HEAD response has no body: this only frees the connection
-        if response.status in (405, 501):
-            response = self._get(self.url)
-            # Its body, the whole file, is not read: the connection goes with it.
-            response.close()
-        _check_status(response, self.url)
-        declared = response.headers.get("Content-Length", "")
-        if not declared.isdigit():
-            raise NetworkError(f"{self.url}: the server did not say how long the file is", "the server must send Content-Length")
-        return int(declared)
-
-    def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
-        """Any NAME[:TAG] names this one file; its manifest lists it alone, without chunk digests (the store measures them)."""
-        if ref.digest is not None:
-            raise UsageError(f"--url needs NAME[:TAG], not a digest: {ref}", "name the model NAME[:TAG]")
-        size = self._size if self._size is not None else self.size()
-        data = Manifest.of([ModelFile(self._filename, self._digest, size)]).to_bytes()
-        return Resolution(Descriptor(MANIFEST_TYPE, sha256_of(data), len(data)), data, self.url, synthesized=True)
+        self._http.close()

@@ -19,9 +19,10 @@ _HINT = "a remote is an http://, https:// or file:// URL, or a path"
 
 
 def _http(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
+    from .auth import Bearer
     from .http_layout import HttpLayout
 
-    return HttpLayout(spec, token=token, ca_bundle=ca_bundle)
+    return HttpLayout(spec, auth=Bearer(token) if token else None, ca_bundle=ca_bundle)
 
 
 def _file_url(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
@@ -58,9 +59,9 @@ def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = 
 
 def open_url_file(url: str, sha256: Digest, filename: str | None, *, size: int | None = None, ca_bundle: str | None = None) -> Remote:
     """The one file at ``url`` as a remote of its own (fetch --url): never given a token (spec/fetching.md#credentials)."""
-    from .http_layout import HttpFile
+    from .url_file import UrlFile
 
-    return HttpFile(url, sha256, filename, size=size, ca_bundle=ca_bundle)
+    return UrlFile(url, sha256, filename, size=size, ca_bundle=ca_bundle)
 
 
 def remote_specs(explicit: tuple[str, ...] | list[str], configured: Callable[[], tuple[str, ...]]) -> list[str]:

@@ -70,5 +70,8 @@ class Throttled:
     def classify(self, err: StoreError) -> Action:
         return self._remote.classify(err)
 
+    def reauthenticate(self, err: StoreError) -> None:
+        self._remote.reauthenticate(err)
+
     def close(self) -> None:
         self._remote.close()

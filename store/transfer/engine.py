@@ -196,7 +196,7 @@ class Engine:
         while True:
             source = cursor.source
             try:
-                stream = retrying(lambda: self._open(source, task, start, end, validator, group), self.policy, self.pause)
+                stream = retrying(lambda: self._open(source, task, start, end, validator, group), self.policy, self.pause, source)
             except (NetworkError, NotFound) as err:
                 if source.classify(err) is Action.FATAL or not cursor.fail_over(err):
                     raise
@@ -333,6 +333,12 @@ class Engine:
                     if check.position > began:  # bytes arrived: the count of failures starts again
                         attempts = attempts.fresh()
                     action = cursor.source.classify(err)
+                    if action is Action.REAUTHENTICATE:
+                        renewed = self._renew(cursor.source, err, attempts)
+                        if isinstance(renewed, Attempts):
+                            attempts = renewed
+                            continue  # the same range at once, with the new credentials
+                        err, action = renewed, Action.NEXT_SOURCE
                     if action is Action.RETRY:
                         attempts, delay = attempts.after(err, self._random.random())
                         if delay is not None:
@@ -341,7 +347,7 @@ class Engine:
                     elif action is Action.FATAL:
                         raise
                     if not cursor.fail_over(err):
-                        raise
+                        raise err  # the error this source ends with: a failed renewal, chained to the refusal, or the refusal itself
                     # A chunk begun on one source is not continued from another:
                     # its bytes so far are forgotten, the copy kept in memory too.
                     attempts = attempts.fresh()
@@ -351,6 +357,22 @@ class Engine:
             if stream is not None:  # interrupted, or done: never leave a connection mid-body
                 self._release(stream)
         return None
+
+    @staticmethod
+    def _renew(source: Remote, err: NetworkError | NotFound, attempts: Attempts) -> Attempts | NetworkError | NotFound:
+        """``attempts`` with a renewal counted once ``source`` has new credentials after ``err``; else the error to fail over with.
+
+        That is ``err`` itself when credentials were renewed since the last
+        progress already, or the renewal's own failure.
+        """
+        renewed = attempts.reauthenticating()
+        if renewed is None:
+            return err
+        try:
+            source.reauthenticate(err)
+        except NetworkError as failed:
+            return failed
+        return renewed
 
     @staticmethod
     def _accept(stream: BlobStream, task: BlobTask, writer: IngestWriter) -> None:

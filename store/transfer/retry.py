@@ -5,7 +5,8 @@ sleep and never touch a socket. Attempts is how one operation has fared so
 far; each failure gives a new value, as urllib3's ``Retry.increment`` does.
 The loops that act on them are the engine's segment loop, which resumes from
 where the data stopped, and ``retrying`` for small reads (an index, a
-manifest, a size), which sleeps through the pause it is given.
+manifest, a size), which sleeps through the pause it is given. Both renew a
+source's credentials once when it classifies a refusal as REAUTHENTICATE.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import Interrupted, NetworkError, StoreError
+from ..remote.base import Action, Remote
 
 if TYPE_CHECKING:
     import threading
@@ -64,24 +66,44 @@ class Attempts:
 
     policy: RetryPolicy
     failures: tuple[StoreError, ...] = ()
+    # New credentials were got since the last progress: a refusal of those is
+    # the source's last word. Renewed once per stretch without progress, not
+    # once per download: a registry's tokens last minutes, a download hours.
+    reauthenticated: bool = False
 
     def after(self, err: StoreError, jitter: float) -> tuple[Attempts, float | None]:
         """This value with ``err`` counted, and the seconds to wait before trying again (None: give up)."""
         failures = (*self.failures, err)
-        return Attempts(self.policy, failures), self.policy.delay(len(failures), err, jitter)
+        return Attempts(self.policy, failures, self.reauthenticated), self.policy.delay(len(failures), err, jitter)
+
+    def reauthenticating(self) -> Attempts | None:
+        """This value with a renewal of credentials counted; None if one was made since the last progress already."""
+        return None if self.reauthenticated else Attempts(self.policy, self.failures, True)
 
     def fresh(self) -> Attempts:
         """Counting starts again: bytes arrived, or another source is asked."""
         return Attempts(self.policy)
 
 
-def retrying(read: Callable[[], _T], policy: RetryPolicy, pause: Callable[[float], None]) -> _T:
-    """``read()``, tried again after each transient fault while ``policy`` allows; ``pause`` sleeps (and may raise on cancel)."""
+def retrying(read: Callable[[], _T], policy: RetryPolicy, pause: Callable[[float], None], source: Remote | None = None) -> _T:
+    """``read()``, tried again after each transient fault while ``policy`` allows; ``pause`` sleeps (and may raise on cancel).
+
+    A refusal that ``source`` (the remote ``read`` asks) classifies as
+    REAUTHENTICATE gets it new credentials, once, and ``read()`` is tried
+    again at once; a second refusal, or a failure to renew, is raised.
+    """
     attempts = Attempts(policy)
     while True:
         try:
             return read()
         except NetworkError as err:
+            if source is not None and source.classify(err) is Action.REAUTHENTICATE:
+                renewed = attempts.reauthenticating()
+                if renewed is None:
+                    raise
+                source.reauthenticate(err)
+                attempts = renewed
+                continue
             attempts, delay = attempts.after(err, random.random())  # full jitter, as for blobs
             if delay is None:
                 raise

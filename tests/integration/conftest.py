@@ -43,11 +43,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 @pytest.fixture
 def fault_server() -> Iterator[Callable[..., FaultServer]]:
-    """``fault_server(layout, extra=None, latency=0.0) -> FaultServer``; every server made is closed after the test."""
+    """``fault_server(layout, extra=None, latency=0.0, tokens=None) -> FaultServer``; every server made is closed after the test."""
     made: list[FaultServer] = []
 
-    def make(layout: Layout | None = None, extra: dict[str, bytes] | None = None, *, latency: float = 0.0) -> FaultServer:
-        server = FaultServer(layout, extra, latency=latency)
+    def make(layout: Layout | None = None, extra: dict[str, bytes] | None = None, *, latency: float = 0.0, tokens: list[int | None] | None = None) -> FaultServer:
+        server = FaultServer(layout, extra, latency=latency, tokens=tokens)
         made.append(server)
         return server
 

@@ -11,6 +11,11 @@ body bytes it sent, which is how tests see what crossed the wire.
 ``latency`` delays every response's first byte, as any real network does:
 loopback alone answers in microseconds and hides timing bugs.
 
+``tokens`` makes it a registry-like token service: every path wants
+``Authorization: Bearer <token>`` and answers 401 with a Bearer challenge
+whose realm is ``/token`` on this server; each token that realm issues is
+good for a number of requests, then expires (a token expiring mid-download).
+
 Faults are a script: ``server.fail(Fault(...), Fault(...))`` queues them, and
 each request for a targeted path takes the first queued fault that has uses
 left. Requests that find none are served honestly.
@@ -22,6 +27,8 @@ import contextlib
 import fcntl
 import gzip
 import hashlib
+import json
+import os
 import socket
 import struct
 import termios
@@ -37,13 +44,15 @@ from store.oci.index import Index
 from store.oci.manifest import Manifest, ModelFile
 from store.oci.reference import parse_reference
 
-__all__ = ["Fault", "Request", "Layout", "oci_layout", "FaultServer"]
+__all__ = ["Fault", "Request", "Layout", "oci_layout", "FaultServer", "TOKEN_PATH"]
 
 _PIECE = 1 << 20
+TOKEN_PATH = "/token"
 _REASONS = {
     200: "OK",
     206: "Partial Content",
     302: "Found",
+    401: "Unauthorized",
     404: "Not Found",
     416: "Range Not Satisfiable",
     429: "Too Many Requests",
@@ -85,6 +94,7 @@ class Request:
     path: str
     headers: dict[str, str]  # names in lower case
     at: float  # time.monotonic() when it was read
+    query: str = ""  # what followed the '?' of the target
     status: int = 0
     response: dict[str, str] = field(default_factory=dict)  # headers sent back
     body_bytes: int = 0  # body bytes handed to the kernel
@@ -147,9 +157,16 @@ class _Queue:
 class FaultServer:
     """Serves ``layout`` (and any ``extra`` paths) on 127.0.0.1; use as a context manager or ``close()``."""
 
-    def __init__(self, layout: Layout | None = None, extra: dict[str, bytes] | None = None, *, latency: float = 0.0) -> None:
+    def __init__(
+        self, layout: Layout | None = None, extra: dict[str, bytes] | None = None, *, latency: float = 0.0, tokens: list[int | None] | None = None
+    ) -> None:
         self.layout = layout
         self.latency = latency  # seconds before each response's first byte
+        # With ``tokens``: the requests each token issued is good for, in order (None: any
+        # number); the last applies to every later token. Without: no token is wanted.
+        self.tokens = tokens
+        self.issued: list[str] = []  # the tokens issued, the current one last
+        self._uses_left: int | None = 0
         self.files: dict[str, bytes] = {**(layout.files if layout else {}), **(extra or {})}
         self.targets: set[str] = set(layout.file_blob_paths) if layout else set()
         self.requests: list[Request] = []
@@ -238,7 +255,8 @@ class FaultServer:
                 for line in lines[1:]:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
-                request = Request(method, target.split("?", 1)[0], headers, time.monotonic())
+                path, _, query = target.partition("?")
+                request = Request(method, path, headers, time.monotonic(), query)
                 with self._lock:
                     self.requests.append(request)
                 if not self._respond(conn, request):
@@ -274,6 +292,8 @@ class FaultServer:
         path = request.path
         if self.latency:
             time.sleep(self.latency)
+        if self.tokens is not None and not self._authorized(conn, request):
+            return True
         fault = request.fault = self._take(path)
         fault = fault or Fault()
         if fault.new_etag:
@@ -345,6 +365,30 @@ class FaultServer:
             return True
         self._send(conn, request, view)
         return True
+
+    def _authorized(self, conn: socket.socket, request: Request) -> bool:
+        """Whether ``request`` carries a token still good (using it once); else it is answered here: a token, or a 401."""
+        with self._lock:
+            if request.path == TOKEN_PATH:
+                assert self.tokens is not None
+                lifetime = self.tokens[min(len(self.issued), len(self.tokens) - 1)]
+                self.issued.append(f"token-{len(self.issued) + 1}-{os.urandom(4).hex()}")
+                self._uses_left = lifetime
+                body = json.dumps({"token": self.issued[-1], "expires_in": 300}).encode()
+            else:
+                good = bool(self.issued) and request.headers.get("authorization") == f"Bearer {self.issued[-1]}"
+                if good and (self._uses_left is None or self._uses_left > 0):
+                    if self._uses_left is not None:
+                        self._uses_left -= 1
+                    return True
+                body = b""
+        if body:
+            self._send_head(conn, request, 200, {"Content-Type": "application/json", "Content-Length": str(len(body))})
+            self._send(conn, request, memoryview(body))
+        else:
+            challenge = f'Bearer realm="{self.url}{TOKEN_PATH}",service="fault-server",scope="repository:model:pull"'
+            self._send_head(conn, request, 401, {"WWW-Authenticate": challenge, "Content-Length": "0"})
+        return False
 
     def _send(self, conn: socket.socket, request: Request, data: memoryview) -> None:
         for at in range(0, len(data), _PIECE):

@@ -2,8 +2,9 @@
 
 Each ``open_blob`` takes the next step of the script (then serves honestly
 once the script is used up) and records what was asked. A step can fail the
-open, ignore the range, cut the body short, flip bytes or add bytes, which is
-every way a real remote has been seen to misbehave (the socket-level versions
+open (a 401 too, which a ``refreshable`` source renews), ignore the range,
+cut the body short, flip bytes or add bytes, which is every way a real remote
+has been seen to misbehave (the socket-level versions
 of these live in tests/support/fault_server.py).
 """
 
@@ -72,6 +73,11 @@ class ScriptedSource:
     blobs: dict[Digest, bytes]
     script: list[Step] = field(default_factory=list)
     opened: list[Opened] = field(default_factory=list)
+    # Its credentials can be renewed: a 401 (NetworkError status 401) classifies as REAUTHENTICATE.
+    refreshable: bool = False
+    # Each renewal asked for, and what a renewal raises, in order (then each succeeds).
+    renewals: list[StoreError] = field(default_factory=list)
+    renewal_failures: list[NetworkError] = field(default_factory=list)
 
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> _Stream:
         step = self.script.pop(0) if self.script else Step()
@@ -88,7 +94,12 @@ class ScriptedSource:
         return _Stream(f"{self.url}/{digest.hex}", data, begin, stop, current, step)
 
     def classify(self, err: StoreError) -> Action:
-        return classify(err)
+        return classify(err, self.refreshable)
+
+    def reauthenticate(self, err: StoreError) -> None:
+        self.renewals.append(err)
+        if self.renewal_failures:
+            raise self.renewal_failures.pop(0)
 
     def resolve(self, ref, have=None):
         raise NotFound("a scripted source holds no names")

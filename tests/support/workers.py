@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-__all__ = ["adder", "remover", "collector", "reader", "slow_adder"]
+__all__ = ["adder", "remover", "collector", "reader", "slow_adder", "tagger", "uploader"]
 
 
 def _guard(report: Path, body) -> None:
@@ -125,3 +125,36 @@ def slow_adder(store_dir: str, source: str, name: str, report: str, ready_file: 
         return [start, time.monotonic(), str(model.path)]
 
     _guard(Path(report), body)
+
+
+def tagger(root: str, manifest: str, size: int, worker: int, count: int, start_file: str, report: str) -> None:
+    """Tag manifest ``manifest`` (a digest's hex, ``size`` bytes) in the file sink at ``root`` as tagger-W:tI, once ``start_file`` exists."""
+
+    def body():
+        from store.oci.descriptor import MANIFEST_TYPE, Descriptor
+        from store.oci.digest import Digest
+        from store.oci.reference import parse_reference
+        from store.remote.file_sink import FileSink
+
+        sink = FileSink(Path(root))
+        deadline = time.monotonic() + 60
+        while not Path(start_file).exists() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        names = [f"tagger-{worker}:t{i}" for i in range(count)]
+        for name in names:
+            sink.tag(parse_reference(name), Descriptor(MANIFEST_TYPE, Digest(manifest), size))
+        return names
+
+    _guard(Path(report), body)
+
+
+def uploader(root: str, data_file: str, digest: str, stop_at: int, ready_file: str) -> None:
+    """Upload the bytes of ``data_file`` to the file sink at ``root`` up to ``stop_at``, say so in ``ready_file``, then wait to be killed."""
+    from store.oci.digest import Digest
+    from store.remote.file_sink import FileSink
+
+    data = Path(data_file).read_bytes()
+    upload = FileSink(Path(root)).begin_blob("suite/model", Digest(digest), len(data))
+    upload.write(data[:stop_at])
+    Path(ready_file).touch()
+    time.sleep(600)

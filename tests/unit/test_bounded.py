@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from store.local.bounded import Refused, open_regular, read_bounded
+from store.fs.bounded import Refused, open_regular, read_bounded
 
 
 def test_a_file_up_to_the_bound_is_read_whole(tmp_path: Path) -> None:

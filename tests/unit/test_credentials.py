@@ -14,7 +14,8 @@ from store.remote.select import Sources
 
 
 def _tokens(remotes) -> list[str | None]:
-    return [remote._token for remote in remotes]
+    """The token each remote would send: what the Auth of its transport puts in Authorization."""
+    return [remote._http.auth.headers().get("Authorization", "").removeprefix("Bearer ") or None for remote in remotes]
 
 
 def choose_remotes(explicit, configured, named=None, say=lambda _: None):

@@ -201,3 +201,75 @@ def test_an_unreachable_source_is_skipped_for_the_next_blob(layout) -> None:
         engine.fetch(BlobTask(DIGEST, len(DATA), _chunks(), (a, b)), writer)
         writer.abort()
     assert len(a.opened) == FAST.retries + 1 and len(b.opened) == 2
+
+
+# -- re-authentication (spec/fetching.md, "Authentication") ------------------------------
+
+
+def _refused(name: str = "a") -> NetworkError:
+    return NetworkError(f"mem://{name}: HTTP 401 Unauthorized", status=401)
+
+
+def refreshable(name: str, *script: Step) -> ScriptedSource:
+    return ScriptedSource(f"mem://{name}", {DIGEST: DATA}, list(script), refreshable=True)
+
+
+def test_an_expired_token_mid_download_is_renewed_and_the_same_range_asked_again(layout) -> None:
+    cut = 3 * CHUNK + 100  # mid-chunk: the chunk's hasher must go on, not start again
+    a = refreshable("a", Step(cut_after=cut), Step(fail=_refused()))
+    assert _fetch(layout, a) == len(DATA)
+    assert len(a.renewals) == 1 and a.renewals[0].status == 401
+    assert [o.start for o in a.opened] == [0, cut, cut]
+
+
+def test_a_second_refusal_before_any_byte_fails_over(layout) -> None:
+    a = refreshable("a", Step(cut_after=3 * CHUNK + 100), Step(fail=_refused()), Step(fail=_refused()))
+    b = source("b")
+    assert _fetch(layout, a, b) == len(DATA)
+    assert len(a.renewals) == 1 and len(a.opened) == 3
+    assert [o.start for o in b.opened] == [3 * CHUNK]  # the chunk begun on a, whole from b
+
+
+def test_credentials_are_renewed_again_after_bytes_arrive(layout) -> None:
+    # A registry's token lasts minutes, a large download longer: each expiry after progress renews it.
+    a = refreshable("a", Step(fail=_refused()), Step(cut_after=2 * CHUNK), Step(fail=_refused()), Step(cut_after=CHUNK), Step(fail=_refused()))
+    assert _fetch(layout, a) == len(DATA)
+    assert len(a.renewals) == 3
+    assert [o.start for o in a.opened] == [0, 0, 2 * CHUNK, 2 * CHUNK, 3 * CHUNK, 3 * CHUNK]
+
+
+def test_a_refusal_of_credentials_that_cannot_be_renewed_fails_over_at_once(layout) -> None:
+    a = source("a", Step(fail=_refused()))
+    b = source("b")
+    assert _fetch(layout, a, b) == len(DATA)
+    assert a.renewals == [] and len(a.opened) == 1 and len(b.opened) == 1
+
+
+def test_a_renewal_that_fails_fails_over_with_its_own_error(layout) -> None:
+    a = refreshable("a", Step(fail=_refused()))
+    a.renewal_failures.append(NetworkError("mem://a/token: HTTP 403 Forbidden", status=403))
+    with pytest.raises(NetworkError, match="token: HTTP 403"):
+        _fetch(layout, a)
+    b = source("b")
+    a = refreshable("a", Step(fail=_refused()))
+    a.renewal_failures.append(NetworkError("mem://a/token: HTTP 403 Forbidden", status=403))
+    assert _fetch(layout, a, b) == len(DATA)
+    assert len(a.opened) == 1
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_a_refusal_of_the_first_open_is_renewed(layout, connections: int) -> None:
+    # The first segment is opened apart from the rest (ranges are tested on it): it renews too.
+    a = refreshable("a", Step(fail=_refused()))
+    assert _fetch(layout, a, connections=connections) == len(DATA)
+    assert len(a.renewals) == 1 and a.opened[0].start == a.opened[1].start == 0
+
+
+
+def test_a_first_open_refused_twice_fails_over_before_the_segments_start(layout) -> None:
+    # The other segments start on the first source again, as every segment does.
+    a = refreshable("a", Step(fail=_refused()), Step(fail=_refused()))
+    b = source("b")
+    assert _fetch(layout, a, b, connections=4) == len(DATA)
+    assert len(a.renewals) == 1 and [(o.start, o.end) for o in a.opened[:2]] == [(0, 2 * CHUNK)] * 2
+    assert (b.opened[0].start, b.opened[0].end) == (0, 2 * CHUNK)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from store.fs.bounded import Refused
 from store.local import locks
-from store.local.bounded import Refused
 from store.local.locks import hold
 
 

@@ -1,12 +1,14 @@
-"""RetryPolicy (spec/fetching.md, "Retries and failover"): pure, so tested as arithmetic."""
+"""RetryPolicy (spec/fetching.md, "Retries and failover"): pure, so tested as arithmetic; and the small reads' loop, retrying."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from store.errors import IntegrityError, NetworkError, NoSpace
-from store.transfer.retry import RetryPolicy
+from store.transfer.retry import RetryPolicy, retrying
+from tests.support.scripted_source import ScriptedSource
 
 TRANSIENT = NetworkError("reset", transient=True)
 
@@ -41,3 +43,48 @@ def test_retry_after_is_a_lower_bound_and_too_long_means_down() -> None:
     assert policy.delay(1, NetworkError("503", transient=True, retry_after=7.0), 0.0) == 7.0
     assert policy.delay(1, NetworkError("503", transient=True, retry_after=0.1), 0.9) == 0.9
     assert policy.delay(1, NetworkError("503", transient=True, retry_after=301.0), 0.5) is None
+
+
+# -- small reads: retrying (store/transfer/retry.py) ---------------------------------------
+
+
+def _read_of(*outcomes):
+    """A read that raises or returns each outcome in turn, and how often it was called."""
+    calls = []
+
+    def read():
+        calls.append(None)
+        outcome = outcomes[len(calls) - 1]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return read, calls
+
+
+def _no_pause(seconds: float) -> None:
+    pass
+
+
+def test_a_small_read_refused_is_renewed_once_then_read_again() -> None:
+    refused = NetworkError("index.json: HTTP 401", status=401)
+    source = ScriptedSource("mem://a", {}, refreshable=True)
+    read, calls = _read_of(refused, b"index")
+    assert retrying(read, RetryPolicy(retries=0), _no_pause, source) == b"index"
+    assert source.renewals == [refused] and len(calls) == 2
+
+
+def test_a_small_read_refused_twice_is_the_remote_s_last_word() -> None:
+    source = ScriptedSource("mem://a", {}, refreshable=True)
+    read, calls = _read_of(*(NetworkError("index.json: HTTP 401", status=401) for _ in range(3)))
+    with pytest.raises(NetworkError, match="401"):
+        retrying(read, RetryPolicy(retries=5), _no_pause, source)
+    assert len(source.renewals) == 1 and len(calls) == 2
+
+
+def test_a_small_read_refused_by_a_static_token_is_not_renewed() -> None:
+    source = ScriptedSource("mem://a", {})
+    read, calls = _read_of(NetworkError("index.json: HTTP 401", status=401), b"never")
+    with pytest.raises(NetworkError, match="401"):
+        retrying(read, RetryPolicy(retries=5), _no_pause, source)
+    assert source.renewals == [] and len(calls) == 1

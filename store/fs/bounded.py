@@ -62,14 +62,15 @@ def _too_large(path: Path, what: str, limit: int, size: str) -> Refused:
     return Refused(f"{path} ({what}) holds {size} bytes, more than the {limit} odai-store reads there; it did not read it")
 
 
-def open_regular(path: Path, what: str, flags: int = os.O_RDONLY, *, follow: bool = False) -> tuple[int, os.stat_result]:
+def open_regular(path: Path, what: str, flags: int = os.O_RDONLY, *, follow: bool = False, mode: int = 0o666) -> tuple[int, os.stat_result]:
     """Open ``path`` without blocking on a FIFO, and without following a symbolic link unless ``follow``; Refused unless it is a regular file.
 
     ``what`` names the file in the error (a journal, index.json). OSErrors
     other than those of a refused kind (FileNotFoundError, permission) pass.
+    ``mode`` is that of a file ``flags`` with O_CREAT makes (masked by the umask).
     """
     try:
-        fd = os.open(path, flags | (0 if follow else os.O_NOFOLLOW) | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags | (0 if follow else os.O_NOFOLLOW) | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as err:
         if err.errno == errno.ELOOP:  # O_NOFOLLOW's answer for a symbolic link
             raise _refuse(path, what, "a symbolic link") from None

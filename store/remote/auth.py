@@ -1,0 +1,162 @@
+"""Authentication of one HTTP remote: what its requests carry, and how it gets new credentials after a 401 (spec/fetching.md#authentication).
+
+An Auth belongs to one remote: it is made when the remote is opened, and the
+remote's Transport adds its headers to the requests for the remote's own
+origin, never to another. ``Bearer`` is a static token (odai-store's
+credentials), which nothing can renew: a 401 is final for that remote.
+``TokenService`` is the registry token flow of the distribution spec: a 401
+whose ``WWW-Authenticate`` is a Bearer challenge names a realm, and a GET of
+the realm (with the challenge's service and scope) gives a new token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Protocol
+from urllib.parse import urlencode, urlsplit
+
+from ..errors import NetworkError
+
+__all__ = ["Auth", "Anonymous", "Bearer", "TokenService", "Unauthorized", "parse_challenge", "MAX_TOKEN_BYTES"]
+
+# A token endpoint's answer: a JSON object with a token (a JWT of a few KiB).
+MAX_TOKEN_BYTES = 64 << 10
+_NOTHING: Mapping[str, str] = MappingProxyType({})
+# auth-param of RFC 9110 §11.2: token "=" ( token / quoted-string ).
+_PARAM = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([!#$%&\'*+.^_`|~0-9A-Za-z-]+))\s*(?:,|$)')
+# What a token endpoint may give: visible ASCII, so that the token cannot end the header's line.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+class Unauthorized(NetworkError):
+    """A 401: the server's ``challenge`` (its WWW-Authenticate, if any), and the ``sent`` credential headers it refused."""
+
+    def __init__(self, message: str, hint: str | None, *, challenge: str | None, sent: Mapping[str, str] | None, retry_after: float | None = None) -> None:
+        super().__init__(message, hint, status=401, retry_after=retry_after)
+        self.challenge = challenge
+        self.sent = sent  # the very object Auth.headers() returned, None if none went; never printed
+
+
+class Auth(Protocol):
+    # Whether reauthenticate can get credentials other than those refused; a
+    # 401 from a remote whose auth cannot is final for that remote.
+    refreshable: bool
+
+    def headers(self) -> Mapping[str, str]:
+        """The headers that authenticate a request: the same object until the credentials change."""
+        ...
+
+    def reauthenticate(self, refused: Unauthorized, get: Callable[[str], bytes]) -> None:
+        """Get new credentials after ``refused``; ``get`` reads a small document at a URL, sending no credentials.
+
+        Safe from many threads at once: the segments of a blob that meet one
+        expired token get one new token between them, since a refusal of
+        credentials that were replaced meanwhile changes nothing. Raises
+        NetworkError (``refused`` itself when nothing can be renewed).
+        """
+        ...
+
+
+class Anonymous:
+    """No credentials; a 401 has nothing to renew."""
+
+    refreshable = False
+
+    def __init__(self) -> None:
+        self._headers = _NOTHING
+
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    def reauthenticate(self, refused: Unauthorized, get: Callable[[str], bytes]) -> None:
+        raise refused
+
+
+class Bearer(Anonymous):
+    """A static token, sent as ``Authorization: Bearer <token>``; a 401 cannot renew it."""
+
+    def __init__(self, token: str) -> None:
+        self._headers = MappingProxyType({"Authorization": f"Bearer {token}"})
+
+    def __repr__(self) -> str:
+        return "Bearer(<token>)"  # a traceback or a log line must not show it
+
+
+def parse_challenge(value: str | None) -> dict[str, str] | None:
+    """The parameters of a ``WWW-Authenticate: Bearer k="v",...`` challenge (names in lower case); None for another scheme or none.
+
+    Only the first challenge of the header is read: registries send one.
+    """
+    scheme, _, rest = (value or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    params, at = {}, 0
+    rest = rest.strip()
+    while at < len(rest):
+        match = _PARAM.match(rest, at)
+        if match is None:
+            return None
+        quoted, bare = match.group(2), match.group(3)
+        params[match.group(1).lower()] = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
+        at = match.end()
+    return params
+
+
+class TokenService:
+    """The registry token flow: anonymous at first, then whatever token the realm of the last Bearer challenge gives.
+
+    No credentials go to the realm: it grants what anonymous pulls may have.
+    A realm that wants a password (a private registry) needs a credential
+    sent to it, which must then go over https only: the realm's URL is the
+    server's to choose.
+    """
+
+    refreshable = True
+
+    def __init__(self) -> None:
+        self._headers = _NOTHING
+        self._lock = threading.Lock()
+
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    def reauthenticate(self, refused: Unauthorized, get: Callable[[str], bytes]) -> None:
+        with self._lock:
+            # Another request got a new token since this one was sent: use it.
+            if refused.sent is not self._headers:
+                return
+            url = _token_url(refused)
+            token = _read_token(get(url), url)
+            self._headers = MappingProxyType({"Authorization": f"Bearer {token}"})
+
+    def __repr__(self) -> str:
+        return "TokenService()"
+
+
+def _token_url(refused: Unauthorized) -> str:
+    """The realm's URL with the challenge's service and scope; ``refused`` itself if the challenge names no http(s) realm."""
+    params = parse_challenge(refused.challenge)
+    realm = (params or {}).get("realm", "")
+    split = urlsplit(realm)
+    if split.scheme not in ("http", "https") or not split.hostname:
+        raise refused
+    query = urlencode([(key, params[key]) for key in ("service", "scope") if params and key in params])
+    if not query:
+        return realm
+    return f"{realm}{'&' if split.query else '?'}{query}"
+
+
+def _read_token(data: bytes, url: str) -> str:
+    """The token of a token endpoint's JSON answer (``token``, else ``access_token``, as the distribution spec allows)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        doc = None
+    token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise NetworkError(f"{url} answered without a token", "the remote's token service is not one odai-store understands")
+    return token

@@ -1,0 +1,95 @@
+"""Authentication objects (store/remote/auth.py): challenges, the token flow's requests, renewals shared by threads. No network:
+the token endpoint is a function here; tests/integration/test_reauthentication.py has the real one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from store.errors import NetworkError
+from store.remote.auth import Anonymous, Bearer, TokenService, Unauthorized, parse_challenge
+
+
+def _refused(challenge: str | None, sent) -> Unauthorized:
+    return Unauthorized("https://registry.example/v2/: HTTP 401", None, challenge=challenge, sent=sent)
+
+
+CHALLENGE = 'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:team/model:pull"'
+
+
+@pytest.mark.parametrize(
+    ("header", "params"),
+    [
+        ('Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"', {"realm": "https://auth.example/token", "service": "registry.example", "scope": "repository:a/b:pull"}),
+        ('bearer realm="https://auth.example/token", scope="repository:a:pull,push"', {"realm": "https://auth.example/token", "scope": "repository:a:pull,push"}),
+        ('Bearer realm="https://auth.example/token",error=invalid_token', {"realm": "https://auth.example/token", "error": "invalid_token"}),
+        ('Bearer realm="a \\"quoted\\" realm"', {"realm": 'a "quoted" realm'}),
+        ('Basic realm="registry"', None),
+        ("Bearer realm=", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_bearer_challenges_parse(header: str | None, params: dict[str, str] | None) -> None:
+    assert parse_challenge(header) == params
+
+
+def test_the_token_flow_asks_the_realm_with_service_and_scope() -> None:
+    auth, asked = TokenService(), []
+
+    def get(url: str) -> bytes:
+        asked.append(url)
+        return json.dumps({"token": "t1", "expires_in": 300}).encode()
+
+    assert auth.headers() == {}
+    auth.reauthenticate(_refused(CHALLENGE, auth.headers()), get)
+    assert asked == ["https://auth.example/token?service=registry.example&scope=repository%3Ateam%2Fmodel%3Apull"]
+    assert auth.headers() == {"Authorization": "Bearer t1"}
+
+
+def test_a_realm_with_a_query_gets_the_parameters_appended() -> None:
+    auth, asked = TokenService(), []
+    auth.reauthenticate(_refused('Bearer realm="https://auth.example/token?account=me",service="r"', auth.headers()), lambda url: asked.append(url) or b'{"access_token": "t2"}')
+    assert asked == ["https://auth.example/token?account=me&service=r"]
+    assert auth.headers() == {"Authorization": "Bearer t2"}
+
+
+def test_a_refusal_of_replaced_credentials_asks_for_nothing() -> None:
+    # Segments refused together: the first renews, the others find new credentials in place.
+    auth, asked = TokenService(), []
+    stale = auth.headers()
+    auth.reauthenticate(_refused(CHALLENGE, stale), lambda url: asked.append(url) or b'{"token": "t1"}')
+    auth.reauthenticate(_refused(CHALLENGE, stale), lambda url: asked.append(url) or b'{"token": "t2"}')
+    assert len(asked) == 1 and auth.headers() == {"Authorization": "Bearer t1"}
+
+
+@pytest.mark.parametrize("answer", [b"", b"[]", b'{"token": ""}', b'{"token": 7}', b'{"token": "two words"}', b'{"token": "line\r\nX-Evil: 1"}', b"{" * 10000])
+def test_a_token_endpoint_without_a_usable_token_is_a_network_error(answer: bytes) -> None:
+    auth = TokenService()
+    with pytest.raises(NetworkError, match="answered without a token"):
+        auth.reauthenticate(_refused(CHALLENGE, auth.headers()), lambda url: answer)
+    assert auth.headers() == {}
+
+
+@pytest.mark.parametrize("challenge", [None, 'Basic realm="registry"', 'Bearer service="no realm"', 'Bearer realm="file:///etc/passwd"', 'Bearer realm="/token"'])
+def test_without_an_http_realm_the_refusal_stands(challenge: str | None) -> None:
+    auth = TokenService()
+    refused = _refused(challenge, auth.headers())
+    with pytest.raises(Unauthorized) as caught:
+        auth.reauthenticate(refused, lambda url: pytest.fail("no realm to ask"))
+    assert caught.value is refused
+
+
+@pytest.mark.parametrize("auth", [Anonymous(), Bearer("s3cret")])
+def test_static_credentials_cannot_be_renewed(auth) -> None:
+    refused = _refused(CHALLENGE, auth.headers())
+    assert not auth.refreshable
+    with pytest.raises(Unauthorized) as caught:
+        auth.reauthenticate(refused, lambda url: pytest.fail("a static token asks no realm"))
+    assert caught.value is refused
+
+
+def test_a_bearer_token_is_never_shown() -> None:
+    assert "s3cret" not in repr(Bearer("s3cret"))
+    assert Bearer("s3cret").headers() == {"Authorization": "Bearer s3cret"}
