@@ -14,12 +14,12 @@ from .oci.reference import Reference
 
 if TYPE_CHECKING:
     from .fetching.session import FetchContext
-    from .remote.base import Remote
+    from .remote.base import Source
 
 __all__ = ["fetch"]
 
 
-def fetch(ctx: FetchContext, refs: list[Reference], source: Remote | None = None) -> list[Fetched]:
+def fetch(ctx: FetchContext, refs: list[Reference], source: Source | None = None) -> list[Fetched]:
     """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded.
 
     From ``source`` if given (a remote the caller opened: fetch --url),
@@ -41,7 +41,7 @@ def fetch(ctx: FetchContext, refs: list[Reference], source: Remote | None = None
     if source is not None:
         adopted = (session.sources.adopt(source),)  # closed with the session's own
 
-        def sources() -> tuple[Remote, ...]:
+        def sources() -> tuple[Source, ...]:
             return adopted
 
     with session.bounded(), storage_errors("fetching", ctx.layout.root), Lease(ctx.layout, ctx.names.lock_timeout) as lease:

@@ -20,7 +20,7 @@ from .local.verify import check_model_files
 from .local.views import complete_view
 from .lockfile import Lockfile, Pin
 from .model import Model
-from .remote.base import Remote
+from .remote.base import Source
 
 __all__ = ["register", "select_pins", "sync"]
 
@@ -103,7 +103,7 @@ def _fetch(ctx: FetchContext, pins: list[Pin]) -> list[Model]:
     tried: dict[str, list[str]] = {}
 
     def sources_of(pin: Pin):
-        def sources() -> tuple[Remote, ...]:
+        def sources() -> tuple[Source, ...]:
             specs = list(explicit) or [pin.remote, *(s for s in session.sources.specs() if s != pin.remote)]
             if not explicit:
                 try:

@@ -12,7 +12,7 @@ from ..oci.descriptor import EMPTY_DESCRIPTOR
 from ..oci.digest import Digest
 from ..oci.manifest import Manifest, parse_manifest
 from ..oci.reference import Reference
-from ..remote.base import Remote
+from ..remote.base import Source
 from ..transfer.engine import BlobTask
 from .session import Session
 
@@ -27,7 +27,7 @@ class Want:
     """
 
     ref: Reference
-    sources: Callable[[], tuple[Remote, ...]]
+    sources: Callable[[], tuple[Source, ...]]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Resolved:
     digest: Digest
     data: bytes
     manifest: Manifest
-    sources: tuple[Remote, ...] = ()  # where its blobs come from, the remote that resolved it first; () when found locally
+    sources: tuple[Source, ...] = ()  # where its blobs come from, the remote that resolved it first; () when found locally
     locator: str | None = None  # what a lockfile records to get it again (Resolution.locator); None when found locally
     synthesized: bool = False  # a manifest the source made up, which the store completes with chunk digests
 

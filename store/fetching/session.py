@@ -14,7 +14,7 @@ from ..errors import NetworkError, StoreError
 from ..local.blobs import BlobStore
 from ..local.layout import StoreLayout
 from ..local.names import Names
-from ..remote.base import Remote
+from ..remote.base import Source
 from ..remote.select import Sources
 from ..transfer.deadline import Deadline
 from ..transfer.engine import Engine
@@ -77,7 +77,7 @@ class Session:
         self._engine: Engine | None = None
         self.doing = "starting"
 
-    def default_sources(self) -> tuple[Remote, ...]:
+    def default_sources(self) -> tuple[Source, ...]:
         """The remotes of the options (--remote, else $ODAI_STORE_REMOTE, else config.toml)."""
         return self.sources.default(self.options.remotes)
 
@@ -93,7 +93,7 @@ class Session:
             )
         return self._engine
 
-    def retrying(self, read: Callable[[], _T], source: Remote) -> _T:
+    def retrying(self, read: Callable[[], _T], source: Source) -> _T:
         """A small read of ``source`` (index.json, a manifest, a file's size), retried and re-authenticated as blob reads are."""
         return retrying(read, RetryPolicy(retries=self.options.retries), pausing(self.ctx.cancel), source)
 

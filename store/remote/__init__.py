@@ -1,1 +1,1 @@
-"""Remotes: where blobs come from, behind one small interface (base.Remote)."""
+"""Remotes: where blobs come from, behind one small interface (base.Source)."""

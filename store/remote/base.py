@@ -1,11 +1,11 @@
-"""The Remote interface: resolve a reference to a manifest, and read byte ranges of blobs.
+"""The Source interface: resolve a reference to a manifest, and read byte ranges of blobs.
 
 A remote is anything that serves models' content: a static web server or a
 mounted directory holding an OCI image layout, a single file at a URL, later
 a registry. The download engine knows only this interface; retries and
 failover live in the engine, because they resume from the journal, while
-behaviour that needs no engine state (rate limiting) wraps a Remote and is a
-Remote.
+behaviour that needs no engine state (rate limiting) wraps a Source and is a
+Source.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..oci.index import MAX_INDEX_BYTES, InvalidIndex, lookup_fast
 from ..oci.reference import Reference
 
 # MAX_INDEX_BYTES: a remote's index.json larger than the parser takes is refused unread.
-__all__ = ["Remote", "Resolution", "BlobStream", "Action", "classify", "MAX_INDEX_BYTES", "nothing", "resolve_in_layout"]
+__all__ = ["Source", "Resolution", "BlobStream", "Action", "classify", "MAX_INDEX_BYTES", "nothing", "resolve_in_layout"]
 
 _DAMAGED_REMOTE_INDEX = "the remote's index.json is damaged: tell its owner, try another remote, or fetch NAME@sha256:<digest>"
 
@@ -45,7 +45,7 @@ class Resolution(NamedTuple):
 
 
 def nothing(digest: Digest) -> bytes | None:
-    """No manifest is held locally: the default ``have`` of Remote.resolve."""
+    """No manifest is held locally: the default ``have`` of Source.resolve."""
     return None
 
 
@@ -74,10 +74,10 @@ def resolve_in_layout(
 
 
 class Action(Enum):
-    """What a download does after a source's error; the source says which (``Remote.classify``)."""
+    """What a download does after a source's error; the source says which (``Source.classify``)."""
 
     RETRY = "retry"  # the same source again, after a backoff
-    # New credentials (Remote.reauthenticate), then the same request at once;
+    # New credentials (Source.reauthenticate), then the same request at once;
     # a second refusal before any byte arrives is NEXT_SOURCE.
     REAUTHENTICATE = "reauthenticate"
     NEXT_SOURCE = "next source"  # this source cannot serve it: the next one may
@@ -121,7 +121,7 @@ class BlobStream(Protocol):
         ...
 
 
-class Remote(Protocol):
+class Source(Protocol):
     url: str
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:

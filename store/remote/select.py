@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
 from ..oci.digest import Digest
-from .base import Remote
+from .base import Source
 from .credentials import Credentials, load_credentials, origin_of
 from .throttle import Throttled, TokenBucket
 
@@ -18,14 +18,14 @@ __all__ = ["Sources", "open_remote", "open_url_file", "remote_specs"]
 _HINT = "a remote is an http://, https:// or file:// URL, or a path"
 
 
-def _http(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
+def _http(spec: str, ca_bundle: str | None, token: str | None) -> Source:
     from .auth import Bearer
     from .http_layout import HttpLayout
 
     return HttpLayout(spec, auth=Bearer(token) if token else None, ca_bundle=ca_bundle)
 
 
-def _file_url(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
+def _file_url(spec: str, ca_bundle: str | None, token: str | None) -> Source:
     from .file_layout import FileLayout
 
     path = unquote(urlsplit(spec).path)
@@ -34,7 +34,7 @@ def _file_url(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
     return FileLayout(Path(path))
 
 
-def _path(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
+def _path(spec: str, ca_bundle: str | None, token: str | None) -> Source:
     from .file_layout import FileLayout
 
     return FileLayout(Path(spec).expanduser().absolute())
@@ -42,11 +42,11 @@ def _path(spec: str, ca_bundle: str | None, token: str | None) -> Remote:
 
 # How each kind of remote is opened, by URL scheme; a new kind of remote is
 # one line here. No scheme, or one letter (a Windows drive), is a path.
-_OPENERS: dict[str, Callable[[str, str | None, str | None], Remote]] = {"http": _http, "https": _http, "file": _file_url, "": _path}
+_OPENERS: dict[str, Callable[[str, str | None, str | None], Source]] = {"http": _http, "https": _http, "file": _file_url, "": _path}
 
 
-def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = None) -> Remote:
-    """A Remote for ``spec``, by its URL scheme (``_OPENERS``)."""
+def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = None) -> Source:
+    """A Source for ``spec``, by its URL scheme (``_OPENERS``)."""
     try:
         scheme = urlsplit(spec).scheme
     except ValueError as err:  # an IPv6 host with its ']' missing
@@ -57,7 +57,7 @@ def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = 
     return opener(spec, ca_bundle, token)
 
 
-def open_url_file(url: str, sha256: Digest, filename: str | None, *, size: int | None = None, ca_bundle: str | None = None) -> Remote:
+def open_url_file(url: str, sha256: Digest, filename: str | None, *, size: int | None = None, ca_bundle: str | None = None) -> Source:
     """The one file at ``url`` as a remote of its own (fetch --url): never given a token (spec/fetching.md#credentials)."""
     from .url_file import UrlFile
 
@@ -99,13 +99,13 @@ class Sources:
         self._bucket = TokenBucket(limit_rate) if limit_rate else None
         self._say = say
         self._credentials: Credentials | None = None
-        self._opened: dict[str, Remote] = {}
+        self._opened: dict[str, Source] = {}
 
     def specs(self, explicit: tuple[str, ...] | list[str] = ()) -> list[str]:
         """The remotes to try (remote_specs): ``explicit``, else $ODAI_STORE_REMOTE, else config.toml's; maybe none."""
         return remote_specs(explicit, self._configured)
 
-    def default(self, explicit: tuple[str, ...] | list[str] = ()) -> tuple[Remote, ...]:
+    def default(self, explicit: tuple[str, ...] | list[str] = ()) -> tuple[Source, ...]:
         """The remotes of ``specs``, opened; UsageError if there are none."""
         specs = self.specs(explicit)
         if not specs:
@@ -115,11 +115,11 @@ class Sources:
             )
         return self.open(specs)
 
-    def open(self, specs: list[str] | tuple[str, ...]) -> tuple[Remote, ...]:
-        """A Remote for each of ``specs``, opened on first use; UsageError for one that cannot be."""
+    def open(self, specs: list[str] | tuple[str, ...]) -> tuple[Source, ...]:
+        """A Source for each of ``specs``, opened on first use; UsageError for one that cannot be."""
         return tuple(self._open(spec) for spec in specs)
 
-    def _open(self, spec: str) -> Remote:
+    def _open(self, spec: str) -> Source:
         if spec in self._opened:
             return self._opened[spec]
         token = None
@@ -131,7 +131,7 @@ class Sources:
                 self._say(f"not sending a token to {spec}: {withheld}")
         return self.adopt(open_remote(spec, ca_bundle=self._ca_bundle, token=token), spec)
 
-    def adopt(self, remote: Remote, spec: str | None = None) -> Remote:
+    def adopt(self, remote: Source, spec: str | None = None) -> Source:
         """Take ``remote``, opened by the caller (fetch --url), into this command's: rate-limited and closed with them."""
         if self._bucket is not None:
             remote = Throttled(remote, self._bucket)

@@ -10,7 +10,7 @@ become visible under a digest only once they hash to it.
 
 ``name`` is the model's name (``NAME`` of ``NAME:TAG``): a registry keeps
 blobs and manifests per repository, an OCI layout shares them between names.
-Reading the content back is the Remote interface's (base.py); a remote that
+Reading the content back is the Source interface's (base.py); a remote that
 can be written implements both.
 """
 

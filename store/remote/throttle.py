@@ -1,4 +1,4 @@
-"""Throttled: a Remote whose streams share one token bucket, for --limit-rate."""
+"""Throttled: a Source whose streams share one token bucket, for --limit-rate."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from ..errors import StoreError
 from ..oci.digest import Digest
 from ..oci.reference import Reference
-from .base import Action, BlobStream, Remote, Resolution, nothing
+from .base import Action, BlobStream, Resolution, Source, nothing
 
 __all__ = ["TokenBucket", "Throttled"]
 
@@ -56,7 +56,7 @@ class _ThrottledStream:
 
 
 class Throttled:
-    def __init__(self, remote: Remote, bucket: TokenBucket) -> None:
+    def __init__(self, remote: Source, bucket: TokenBucket) -> None:
         self._remote = remote
         self._bucket = bucket
         self.url = remote.url

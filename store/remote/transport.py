@@ -277,7 +277,7 @@ class Transport:
                 response.close()
 
     def open_range(self, url: str, start: int = 0, end: int | None = None, validator: str | None = None) -> HttpStream:
-        """Bytes [start, end) of the object at ``url``, as Remote.open_blob promises them (``Range``, ``If-Range``)."""
+        """Bytes [start, end) of the object at ``url``, as Source.open_blob promises them (``Range``, ``If-Range``)."""
         headers = {}
         if start or end is not None:
             headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"

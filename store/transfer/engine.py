@@ -21,7 +21,7 @@ from ..local.ingest import IngestWriter
 from ..local.journal import Ranges
 from ..oci.chunks import ChunkDigests
 from ..oci.digest import Digest
-from ..remote.base import Action, BlobStream, Remote
+from ..remote.base import Action, BlobStream, Source
 from .chunk_check import ChunkCheck
 from .progress import Progress
 from .retry import Attempts, RetryPolicy, pausing, retrying
@@ -40,7 +40,7 @@ class BlobTask:
     digest: Digest
     size: int
     chunks: ChunkDigests | None
-    sources: tuple[Remote, ...]
+    sources: tuple[Source, ...]
 
 
 class _Restart(NamedTuple):
@@ -95,7 +95,7 @@ class Engine:
     ) -> None:
         # Sources that stayed unreachable through every retry, whichever blob
         # met them: the next blob should not wait through the same backoff.
-        self._unreachable: dict[int, Remote] = {}
+        self._unreachable: dict[int, Source] = {}
         self.progress = progress
         self.policy = policy
         self.plan = plan
@@ -120,7 +120,7 @@ class Engine:
         for stream in streams:
             stream.close()
 
-    def _open(self, remote: Remote, task: BlobTask, start: int, end: int, validator: str | None, group: threading.Event) -> BlobStream:
+    def _open(self, remote: Source, task: BlobTask, start: int, end: int, validator: str | None, group: threading.Event) -> BlobStream:
         stream = remote.open_blob(task.digest, start, end, validator)
         with self._streams_lock:
             self._streams[stream] = group
@@ -359,7 +359,7 @@ class Engine:
         return None
 
     @staticmethod
-    def _renew(source: Remote, err: NetworkError | NotFound, attempts: Attempts) -> Attempts | NetworkError | NotFound:
+    def _renew(source: Source, err: NetworkError | NotFound, attempts: Attempts) -> Attempts | NetworkError | NotFound:
         """``attempts`` with a renewal counted once ``source`` has new credentials after ``err``; else the error to fail over with.
 
         That is ``err`` itself when credentials were renewed since the last

@@ -9,7 +9,7 @@ that every source gets its turn at serving that chunk.
 from __future__ import annotations
 
 from ..errors import NetworkError, StoreError
-from ..remote.base import Remote
+from ..remote.base import Source
 
 __all__ = ["SourceSet", "Cursor"]
 
@@ -21,7 +21,7 @@ class SourceSet:
     and held, so that no new object takes the id of one gone.
     """
 
-    def __init__(self, sources: tuple[Remote, ...], unreachable: dict[int, Remote]) -> None:
+    def __init__(self, sources: tuple[Source, ...], unreachable: dict[int, Source]) -> None:
         self.sources = sources
         self._unreachable = unreachable
 
@@ -49,7 +49,7 @@ class Cursor:
         self.index = index
 
     @property
-    def source(self) -> Remote:
+    def source(self) -> Source:
         return self._sources.sources[self.index]
 
     def fail_over(self, err: StoreError) -> bool:

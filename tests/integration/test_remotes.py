@@ -1,4 +1,4 @@
-"""The Remote suite against every implementation: a store directory, nginx serving a store, `odai-store serve`."""
+"""The Source suite against every implementation: a store directory, nginx serving a store, `odai-store serve`."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class TestFileLayoutUrl(RemoteSuite):
 
 
 class TestThrottled(RemoteSuite):
-    """--limit-rate wraps a remote; the wrapper must be a Remote like any other."""
+    """--limit-rate wraps a remote; the wrapper must be a Source like any other."""
 
     @pytest.fixture
     def remote(self, sample: Sample) -> Iterator:

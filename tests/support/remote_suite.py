@@ -1,7 +1,7 @@
-"""What every Remote must do (store/remote/base.py), as one suite each implementation runs.
+"""What every Source must do (store/remote/base.py), as one suite each implementation runs.
 
 A test class inherits ``RemoteSuite`` and provides two fixtures: ``sample``,
-a ``Sample`` (a store holding one known model), and ``remote``, a Remote
+a ``Sample`` (a store holding one known model), and ``remote``, a Source
 serving that store. The suite asks only what the interface promises:
 resolving names and digests, manifests, whole and ranged blob reads, If-Range,
 and the errors for what is missing or out of range.

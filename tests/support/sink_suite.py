@@ -2,7 +2,7 @@
 
 A test class inherits ``SinkSuite`` and provides three fixtures: ``sample``,
 a ``Sample`` (a store holding one known model, tests/support/remote_suite.py),
-``sink``, an empty Sink, and ``reader``, a Remote reading what ``sink``
+``sink``, an empty Sink, and ``reader``, a Source reading what ``sink``
 wrote. The suite asks only what the interface promises: uploads checked
 before anything is visible, resumed where they stopped, manifests by
 digest, tags that move and keep each other.
