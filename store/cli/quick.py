@@ -51,9 +51,15 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
 def _int_range(low: int, high: int) -> Callable[[str], int]:
     def convert(value: str) -> int:
         # Plain ASCII digits only: int() also takes "+8", " 8" and "٨".
-        if not (value.isascii() and value.isdigit() and low <= int(value) <= high):
+        if not (value.isascii() and value.isdigit()):
             raise _Refused
-        return int(value)
+        try:
+            number = int(value)
+        except ValueError:  # over sys.get_int_max_str_digits() digits: click says what is wrong
+            raise _Refused from None
+        if not low <= number <= high:
+            raise _Refused
+        return number
 
     return convert
 

@@ -175,6 +175,8 @@ def test_every_quick_command_has_a_body(places: dict[str, Path]) -> None:
         ["-qv", "path", "m"],
         ["export", "m", "out", "--link", "Copy"],
         ["sync", "--connections", "0"],
+        ["--lock-timeout", "9" * 5000, "list"],  # more digits than int() converts
+        ["fetch", "m", "--retries=" + "0" * 5000],
     ],
 )
 def test_everything_else_goes_to_click(places: dict[str, Path], args: list[str]) -> None:
@@ -201,3 +203,12 @@ def test_a_quick_command_never_imports_click(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert "store.cli.actions" in modules and "click" not in modules, args
 
+
+
+def test_a_number_longer_than_int_takes_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from store.cli.main import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--store", str(tmp_path / "store"), "--lock-timeout", "9" * 5000, "list"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.startswith("odai-store: error: Invalid value for '--lock-timeout'")
