@@ -65,19 +65,22 @@ def _pin_remotes(pin: Pin, others: tuple[str, ...], say: Callable[[str], None]) 
 
 
 def _fetch_options(options: dict):
-    """FetchOptions from keyword arguments (remotes may be any iterable; timeout, in seconds, starts a deadline now)."""
+    """FetchOptions from keyword arguments (remotes may be any iterable; limit_rate and timeout as transfer/limits.py reads them)."""
     from .fetch import FetchOptions
+    from .transfer.limits import parse_rate
 
     options = _with_deadline(options)
-    return FetchOptions(**{**options, "remotes": tuple(options.get("remotes", ()))})
+    return FetchOptions(**{**options, "remotes": tuple(options.get("remotes", ())), "limit_rate": parse_rate(options.get("limit_rate"))})
 
 
 def _with_deadline(options: dict) -> dict:
-    """``options`` with ``timeout`` (seconds, or None) turned into the deadline it sets from now."""
+    """``options`` with ``timeout`` (seconds or their spelling, or None) turned into the deadline it sets from now."""
     if "timeout" not in options:
         return options
+    from .transfer.limits import parse_seconds
+
     options = dict(options)
-    timeout = options.pop("timeout")
+    timeout = parse_seconds(options.pop("timeout"))
     if timeout is not None:
         import time
 
@@ -259,8 +262,9 @@ class Store:
         """Make models complete in the store from remotes; one Fetched per reference, in order.
 
         ``options`` are the fields of FetchOptions: remotes, connections (8),
-        retries (5), limit_rate (bytes/s), ca_bundle; and timeout (seconds),
-        after which the network phase stops with NetworkError. ``progress`` receives
+        retries (5), limit_rate (bytes/s, or a rate like "10M"), ca_bundle; and
+        timeout (seconds, or their spelling like "2.5"), after which the network
+        phase stops with NetworkError. A limit out of range raises UsageError. ``progress`` receives
         Snapshots whose ``done`` never decreases and ends equal to ``total``.
         Setting ``cancel`` stops within a second, keeping partial data for the
         next call, and raises Interrupted.
@@ -311,7 +315,7 @@ class Store:
     # -- lockfiles and sharing -------------------------------------------------
 
     def lock(
-        self, refs: Iterable[str | Reference], lockfile: str | os.PathLike[str] = "odai.lock", *, remotes: Iterable[str] = (), ca_bundle: str | None = None, timeout: float | None = None
+        self, refs: Iterable[str | Reference], lockfile: str | os.PathLike[str] = "odai.lock", *, remotes: Iterable[str] = (), ca_bundle: str | None = None, timeout: float | str | None = None
     ) -> LockResult:
         """Resolve ``refs`` on the remotes and pin them in ``lockfile``; register it as a gc root."""
         from .pin import lock
@@ -328,7 +332,7 @@ class Store:
         *,
         remotes: Iterable[str] = (),
         ca_bundle: str | None = None,
-        timeout: float | None = None,
+        timeout: float | str | None = None,
     ) -> LockResult:
         """Resolve the pinned names again; LockfileError (exit 7) if any tag moved."""
         from .pin import check

@@ -29,8 +29,9 @@ API = ("store.api", "store.download")
 # Above store/remote/, a remote is its interface, opened for a URL by select.py's table.
 REMOTE_FACE = ("store.remote.base", "store.remote.select")
 # What the cli may use besides api: the errors it turns into exit codes, and the values the
-# public API takes and returns (spec/design.md, Layers).
-CLI_VALUES = ("store.errors", "store.oci", "store.model", "store.reports", "store.transfer.progress")
+# public API takes and returns (spec/design.md, Layers), with the grammars of those it takes
+# spelled as on the command line (transfer/limits.py: a rate, a timeout).
+CLI_VALUES = ("store.errors", "store.oci", "store.model", "store.reports", "store.transfer.progress", "store.transfer.limits")
 # The one use case the cli reads directly, as spec/design.md allows: export's LINK_MODES, the
 # vocabulary of --link, which the quick path needs without loading api.
 CLI_TO_USE_CASE = {"store.cli.commands imports store.export", "store.cli.quick imports store.export"}

@@ -6,14 +6,16 @@ the quick path (quick.py) runs them without click; here they are declared.
 
 from __future__ import annotations
 
-import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from .. import __version__
+from ..errors import StoreError
 from ..export import LINK_MODES
+from ..transfer.limits import parse_rate, parse_seconds
 from . import actions
 from .actions import Context, model_doc, stop_on_sigterm
 from .output import escaped, files_count, human_bytes, pins_count
@@ -22,6 +24,20 @@ __all__ = ["cli"]
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+class _Limit(click.ParamType):
+    """A value that transfer/limits.py reads from its spelling; its words when it refuses one."""
+
+    def __init__(self, name: str, parse: Callable[[str], float | None]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value, param, ctx):
+        try:
+            return self._parse(value)
+        except StoreError as err:
+            self.fail(err.message, param, ctx)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
@@ -38,7 +54,7 @@ pass_ctx = click.make_pass_decorator(Context)
     metavar="SECONDS",
     help="Give up (exit 8) after waiting this long for a lock of the store that another process holds.",
 )
-@click.option("--timeout", metavar="SECONDS", callback=lambda ctx, param, value: _seconds(value), help="Bound the network phase of fetch, sync and lock; exit 4 when it expires.")
+@click.option("--timeout", type=_Limit("seconds", parse_seconds), metavar="SECONDS", help="Bound the network phase of fetch, sync and lock; exit 4 when it expires.")
 @click.version_option(__version__, "--version", prog_name="odai-store", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool, lock_timeout: int, timeout: float | None) -> None:
@@ -203,31 +219,6 @@ _LOCKFILE = click.option(
 )
 
 
-def _seconds(text: str | None) -> float | None:
-    """--timeout's value: a positive decimal number of seconds (grammar: spec/cli.md, "Global options")."""
-    if text is None:
-        return None
-    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text) is None or not 0 < float(text) < float("inf"):
-        raise click.BadParameter(f"{text!r} is not a number of seconds above 0, like 30 or 2.5", param_hint="--timeout")
-    return float(text)
-
-
-def _rate(text: str | None) -> float | None:
-    """'10M' -> bytes per second; K, M, G are powers of 1024, as in curl's --limit-rate (grammar: spec/fetching.md)."""
-    if text is None:
-        return None
-    # The grammar, not float(): that would take 'nan', 'inf', '1e3' and '1_0'.
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([KkMmGg]?)", text)
-    if match is None:
-        raise click.BadParameter(f"{text!r} is not a rate like 500K, 10M or 1G", param_hint="--limit-rate")
-    value = float(match[1]) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[match[2].upper()]
-    # At least a byte a second, and a number a float holds (400 digits are inf): the
-    # token bucket sleeps for a byte's share of a second and reads rate/10 at a time.
-    if not 1 <= value < float("inf"):
-        raise click.BadParameter(f"{text!r}: the rate must be at least 1 byte per second, and finite", param_hint="--limit-rate")
-    return value
-
-
 @cli.command()
 @click.argument("names", nargs=-1)
 @click.option("--remote", "remotes", multiple=True, metavar="URL", help="A remote store (http(s)://, file:// or a path); repeat to try several in order.")
@@ -236,7 +227,7 @@ def _rate(text: str | None) -> float | None:
 @click.option("--filename", metavar="F", help="With --url: the file's name in the model [default: from the URL].")
 @_CONNECTIONS
 @_RETRIES
-@click.option("--limit-rate", metavar="RATE", help="Cap the total rate, e.g. 10M (bytes/s).")
+@click.option("--limit-rate", type=_Limit("rate", parse_rate), metavar="RATE", help="Cap the total rate, e.g. 10M (bytes/s).")
 @_CA_BUNDLE
 @_PROGRESS
 @pass_ctx
@@ -251,7 +242,7 @@ def fetch(c: Context, **params) -> None:
     if params["url"] or params["sha256"] or params["filename"]:
         if not (params["url"] and params["sha256"]) or len(params["names"]) != 1:
             raise click.UsageError("--url needs --sha256 and exactly one NAME")
-    actions.fetch(c, **{**params, "limit_rate": _rate(params["limit_rate"])})
+    actions.fetch(c, **params)
 
 
 @cli.command()
