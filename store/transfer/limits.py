@@ -4,7 +4,6 @@ The command line and the Python API take the same spellings ("10M", "2.5")
 or the numbers they stand for, and refuse the same values.
 """
 
-import math
 import re
 
 from ..errors import UsageError
@@ -17,6 +16,7 @@ __all__ = ["parse_rate", "parse_seconds"]
 _RATE = r"([0-9]+(?:\.[0-9]+)?)([KkMmGg]?)"
 _SECONDS = r"[0-9]+(?:\.[0-9]+)?"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+_INFINITY = float("inf")  # not math.inf: importing math costs every command, not only those with a limit
 
 
 def parse_rate(value: str | float | None) -> float | None:
@@ -34,9 +34,10 @@ def parse_rate(value: str | float | None) -> float | None:
         rate = float(match[1]) * _UNITS[match[2].upper()]
     else:
         rate = float(value)
-    # At least a byte a second, and finite (400 digits are inf as a float): the token
-    # bucket sleeps for a byte's share of a second and reads a tenth of the rate at a time.
-    if not (math.isfinite(rate) and rate >= 1):
+    # At least a byte a second, and finite (400 digits are inf as a float; nan compares
+    # false): the token bucket sleeps for a byte's share of a second and reads a tenth of
+    # the rate at a time.
+    if not 1 <= rate < _INFINITY:
         raise UsageError(f"{value!r}: the rate must be at least 1 byte per second, and finite", "e.g. 500K, 10M or 1G (spec/fetching.md#rate-limit)")
     return rate
 
@@ -50,6 +51,6 @@ def parse_seconds(value: str | float | None) -> float | None:
     if value is None:
         return None
     seconds = float(value) if not isinstance(value, str) or re.fullmatch(_SECONDS, value) else None
-    if seconds is None or not (math.isfinite(seconds) and seconds > 0):
+    if seconds is None or not 0 < seconds < _INFINITY:  # nan compares false
         raise UsageError(f"{value!r} is not a number of seconds above 0, like 30 or 2.5", "a timeout is a decimal number of seconds (spec/cli.md#synopsis)")
     return seconds
