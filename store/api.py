@@ -65,9 +65,9 @@ def _pin_remotes(pin: Pin, others: tuple[str, ...], say: Callable[[str], None]) 
 
 
 def _fetch_options(options: dict):
-    """FetchOptions from keyword arguments (remotes may be any iterable; limit_rate and timeout as transfer/limits.py reads them)."""
+    """FetchOptions from keyword arguments (remotes may be any iterable; limit_rate and timeout as limits.py reads them)."""
     from .fetch import FetchOptions
-    from .transfer.limits import parse_rate
+    from .limits import parse_rate
 
     options = _with_deadline(options)
     return FetchOptions(**{**options, "remotes": tuple(options.get("remotes", ())), "limit_rate": parse_rate(options.get("limit_rate"))})
@@ -77,7 +77,7 @@ def _with_deadline(options: dict) -> dict:
     """``options`` with ``timeout`` (seconds or their spelling, or None) turned into the deadline it sets from now."""
     if "timeout" not in options:
         return options
-    from .transfer.limits import parse_seconds
+    from .limits import parse_seconds
 
     options = dict(options)
     timeout = parse_seconds(options.pop("timeout"))

@@ -24,7 +24,7 @@ __all__ = ["cli"]
 
 
 class _Limit(click.ParamType):
-    """A value that transfer/limits.py reads from its spelling, with its words when it refuses one."""
+    """A value that store/limits.py reads from its spelling, with its words when it refuses one."""
 
     def __init__(self, kind: Limit) -> None:
         self.name = kind.name

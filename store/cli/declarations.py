@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..export import LINK_MODES
-from ..transfer.limits import parse_rate, parse_seconds
+from ..limits import parse_rate, parse_seconds
+from ..model import LINK_MODES
 from . import actions
 
 __all__ = [
@@ -87,7 +87,7 @@ class FsPath:
 
 
 class Limit:
-    """A value of a grammar below the command line (transfer/limits.py), which the Python API reads too.
+    """A value of a grammar below the command line (store/limits.py), which the Python API reads too.
 
     ``parse`` raises UsageError, whose message click shows, for a spelling it refuses.
     """

@@ -1,4 +1,4 @@
-"""store.transfer.limits: the spellings of --limit-rate and --timeout, which the API takes too."""
+"""store.limits: the spellings of --limit-rate and --timeout, which the API takes too."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
+from store import Store, limits
 from store.errors import UsageError
-from store.transfer import limits
-from store.transfer.limits import parse_rate, parse_seconds
+from store.limits import parse_rate, parse_seconds
 
 
 def test_the_examples_of_the_docstrings() -> None:

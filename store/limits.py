@@ -6,7 +6,7 @@ or the numbers they stand for, and refuse the same values.
 
 import re
 
-from ..errors import UsageError
+from .errors import UsageError
 
 __all__ = ["parse_rate", "parse_seconds"]
 
