@@ -1,7 +1,8 @@
 """store.cli.quick: whatever the quick path accepts, click parses to the same call.
 
-The quick path runs list, path, fetch, sync and export without importing click
-(spec/cli.md, "Start-up"). It may hand any argument list to click; what it
+The quick path runs the usual spellings of every command without importing
+click (spec/cli.md, "Start-up"); both parsers derive from one table,
+store/cli/declarations.py. It may hand any argument list to click; what it
 must never do is run one that click would refuse or read differently.
 """
 
