@@ -47,25 +47,26 @@ _QUEUE_LOCK = _thread.allocate_lock()
 def _context(store: Store, options: dict) -> FetchContext:
     """The FetchContext of one call, from its keyword arguments.
 
-    They are FetchOptions' fields, ``remotes`` any iterable, and ``timeout``
-    (seconds, or None), which starts the deadline now; and progress,
-    cancel and say.
+    They are FetchOptions' fields, ``remotes`` any iterable, ``limit_rate``
+    and ``timeout`` as limits.py reads them (the timeout starts the deadline
+    now); and progress, cancel and say.
     """
     import threading
 
     from .fetching.session import FetchContext, FetchOptions
+    from .limits import parse_rate, parse_seconds
     from .transfer.progress import Progress
 
     options = dict(options)
     progress, cancel, say = options.pop("progress", None), options.pop("cancel", None), options.pop("say", None)
-    timeout = options.pop("timeout", None)
+    timeout = parse_seconds(options.pop("timeout", None))
     if timeout is not None:
         import time
 
         from .transfer.deadline import Deadline
 
         options["deadline"] = Deadline.after(timeout, time.monotonic())
-    fetch_options = FetchOptions(**{**options, "remotes": tuple(options.get("remotes", ()))})
+    fetch_options = FetchOptions(**{**options, "remotes": tuple(options.get("remotes", ())), "limit_rate": parse_rate(options.get("limit_rate"))})
     return FetchContext(store.layout, store._names, fetch_options, Progress(progress), cancel or threading.Event(), say or (lambda _: None))
 
 
@@ -212,8 +213,9 @@ class Store:
         """Make models complete in the store from remotes; one Fetched per reference, in order.
 
         ``options`` are the fields of FetchOptions: remotes, connections (8),
-        retries (5), limit_rate (bytes/s), ca_bundle; and timeout (seconds),
-        after which the network phase stops with NetworkError. ``progress`` receives
+        retries (5), limit_rate (bytes/s, or a rate like "10M"), ca_bundle; and
+        timeout (seconds, or their spelling like "2.5"), after which the network
+        phase stops with NetworkError. A limit out of range raises UsageError. ``progress`` receives
         Snapshots whose ``done`` never decreases and ends equal to ``total``.
         Setting ``cancel`` stops within a second, keeping partial data for the
         next call, and raises Interrupted.
@@ -264,7 +266,7 @@ class Store:
     # -- lockfiles and sharing -------------------------------------------------
 
     def lock(
-        self, refs: Iterable[str | Reference], lockfile: str | os.PathLike[str] = "odai.lock", *, remotes: Iterable[str] = (), ca_bundle: str | None = None, timeout: float | None = None
+        self, refs: Iterable[str | Reference], lockfile: str | os.PathLike[str] = "odai.lock", *, remotes: Iterable[str] = (), ca_bundle: str | None = None, timeout: float | str | None = None
     ) -> LockResult:
         """Resolve ``refs`` on the remotes and pin them in ``lockfile``; register it as a gc root."""
         from .pin import lock
@@ -282,7 +284,7 @@ class Store:
         *,
         remotes: Iterable[str] = (),
         ca_bundle: str | None = None,
-        timeout: float | None = None,
+        timeout: float | str | None = None,
     ) -> LockResult:
         """Resolve the pinned names again; LockfileError (exit 7) if any tag moved."""
         from .pin import check

@@ -7,6 +7,7 @@ writable one would let an app corrupt the store.
 
 import contextlib
 import errno
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -14,11 +15,12 @@ from typing import NamedTuple
 
 from .errors import StorageError, UsageError, from_os_error
 from .fs.atomic import private_name
+from .fs.bounded import open_regular
+from .model import LINK_MODES
 from .oci.manifest import ModelFile
 
-__all__ = ["LINK_MODES", "Exported", "export"]
+__all__ = ["Exported", "export"]
 
-LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 _DEST_HINT = "check that you may write under DEST; where a link cannot be made there, --link auto copies"
 # Errors that mean "this way cannot work here", so auto tries the next one.
@@ -51,12 +53,6 @@ def _new_file(dir_fd: int, name: str, fill) -> None:
 
 
 def _reflink(src: Path, dir_fd: int, name: str) -> None:
-    # Imported here: the quick path loads this module for LINK_MODES, and
-    # path, list, fetch and sync need no fcntl.
-    import fcntl
-
-    from .fs.bounded import open_regular
-
     blob, _ = open_regular(src, "a blob")
     try:
         _new_file(dir_fd, name, lambda fd: fcntl.ioctl(fd, _FICLONE, blob))
@@ -65,8 +61,6 @@ def _reflink(src: Path, dir_fd: int, name: str) -> None:
 
 
 def _copy(src: Path, dir_fd: int, name: str) -> None:
-    from .fs.bounded import open_regular  # here: the quick path loads this module for LINK_MODES only
-
     blob, info = open_regular(src, "a blob")
 
     def send(fd: int) -> None:

@@ -1,4 +1,4 @@
-"""Model: a model present in the store, as the verbs that produce one return it."""
+"""Model: a model present in the store, as the verbs that produce one return it; and the ways export makes its files."""
 
 from pathlib import Path
 from typing import NamedTuple
@@ -6,7 +6,12 @@ from typing import NamedTuple
 from .oci.digest import Digest
 from .oci.manifest import ModelFile
 
-__all__ = ["Model", "Fetched"]
+__all__ = ["LINK_MODES", "Model", "Fetched"]
+
+# How export may make a model's files (Store.export's ``link``, the command line's
+# --link): here, not in export.py, so that the command line's table has them
+# without loading the verb, which every other command would pay for.
+LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 
 
 class Model(NamedTuple):

@@ -1,47 +1,62 @@
-"""The bodies of the commands scripts call in loops: list, path, fetch, sync and export.
+"""The bodies of the commands: each calls Store and prints; none parses.
 
-Nothing here imports click. The quick path (quick.py) runs these bodies for
-the argument lists it recognizes, without paying for click's import;
-commands.py declares the same commands to click, for help, errors and every
-other spelling. Both call them with the same keyword arguments: the
-parameters click would pass.
+Every command's arguments and options are declared once, in
+declarations.py; a body gets them as ``p``, whose attributes are the
+``dest`` names declared there, with the values click would pass. The
+entry point runs a body for the argument lists the quick path (quick.py)
+reads, and click (commands.py) runs the same body for every other spelling.
+Nothing here imports click, and the bodies of the commands scripts call in
+loops (list, path, fetch, sync, export) keep their start-up tricks
+(spec/cli.md, "Start-up"); the others are written plainly.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .output import Output, files_count, human_bytes
+from ..errors import UsageError
+from .output import Output, escaped, files_count, human_bytes, pins_count
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from types import SimpleNamespace as Params
 
     from ..api import Store
 
-__all__ = ["BY_NAME", "CONNECTIONS", "LINK", "LOCKFILE", "LOCK_TIMEOUT", "PROGRESS_MODES", "RETRIES", "Context", "export", "fetch", "list_", "model_doc", "path", "stop_on_sigterm", "sync"]
+__all__ = [
+    "PROGRESS_MODES",
+    "Context",
+    "add",
+    "du",
+    "export",
+    "fetch",
+    "gc",
+    "init",
+    "list_",
+    "lock",
+    "path",
+    "rm",
+    "roots",
+    "serve",
+    "show",
+    "sync",
+    "verify",
+]
 
-# Defaults and choices that the click declarations and the quick path share.
-CONNECTIONS = 8
-RETRIES = 5
-LOCKFILE = "odai.lock"
-LINK = "auto"
-LOCK_TIMEOUT = 600  # seconds; the Python API's default too
-PROGRESS_MODES = ("bar", "json", "none")
+PROGRESS_MODES = ("bar", "json", "none")  # of --progress: how _renderer shows a download
 
 
 class Context:
     """What every command gets: the store (opened on first use) and the output."""
 
-    def __init__(self, store_dir: str | None, shared: bool, as_json: bool, quiet: bool, verbose: bool, lock_timeout: int, timeout: float | None = None) -> None:
-        """The global options, as click's group passes them."""
-        self.store_dir = store_dir
-        self.shared = shared
-        self.lock_timeout = lock_timeout
-        self.timeout = timeout  # seconds for the network phase (--timeout)
-        self.out = Output(as_json, quiet, verbose)
+    def __init__(self, options: dict[str, Any]) -> None:
+        """The global options by their ``dest`` in declarations.GLOBAL, as click's group passes them."""
+        self.store_dir: str | None = options["store_dir"]
+        self.shared: bool = options["shared"]
+        self.lock_timeout: int = options["lock_timeout"]
+        self.timeout: float | None = options["timeout"]  # seconds for the network phase (--timeout)
+        self.out = Output(options["as_json"], options["quiet"], options["verbose"])
         self._store: Store | None = None
 
     @property
@@ -66,7 +81,7 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def stop_on_sigterm() -> None:
+def _stop_on_sigterm() -> None:
     """SIGTERM stops a command that writes like Ctrl-C does: partial data and journals are kept.
 
     Installed by those commands only: SIGTERM ends the quick readers (path,
@@ -82,7 +97,7 @@ def stop_on_sigterm() -> None:
     signal(SIGTERM, _terminate)
 
 
-def model_doc(model) -> dict:
+def _model_doc(model) -> dict:
     return {
         "name": model.name,
         "digest": str(model.digest),
@@ -103,7 +118,20 @@ def _renderer(mode: str | None, out: Output):
     return {"bar": bar_renderer, "json": json_renderer}[mode]()
 
 
-def list_(c: Context) -> None:
+def _usage(command: str, message: str) -> UsageError:
+    """A usage error of ``command`` that no type declares, in the words click gives its own."""
+    return UsageError(message, f"see 'odai-store {command} --help'")
+
+
+def add(c: Context, p: Params) -> None:
+    _stop_on_sigterm()
+    model = c.store.add(p.name, p.paths, follow_links=p.follow_links)
+    c.out.say(f"added {model.name} ({model.digest.short}, {files_count(len(model.files))}, {human_bytes(model.size)})")
+    c.out.data(str(model.path))
+    c.out.document(_model_doc(model))
+
+
+def list_(c: Context, p: Params) -> None:
     entries = c.store.list()
     width = max((len(e.name) for e in entries), default=0)
     if entries:  # one write: with 10,000 names, a write per line costs more than the lines
@@ -112,79 +140,191 @@ def list_(c: Context) -> None:
         c.out.document({"models": [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files} for e in entries]})
 
 
-def path(c: Context, name: str, file: str | None, verify: bool) -> None:
-    result = c.store.path(name, file, verify=verify)
+def show(c: Context, p: Params) -> None:
+    info = c.store.info(p.name)
+    c.out.data(f"digest: {info.digest}")
+    c.out.data(f"size: {human_bytes(info.size)} in {files_count(len(info.files))} ({'complete' if info.complete else 'incomplete'})")
+    for s in info.files:
+        c.out.data(f"{'present' if s.present else 'missing':<7}  {s.file.digest.short}  {human_bytes(s.file.size):>10}  {escaped(s.file.path)}")
+    c.out.document(
+        {
+            "name": info.name,
+            "digest": str(info.digest),
+            "size": info.size,
+            "complete": info.complete,
+            "files": [
+                {"path": s.file.path, "digest": str(s.file.digest), "size": s.file.size, "present": s.present}
+                for s in info.files
+            ],
+        }
+    )
+
+
+def path(c: Context, p: Params) -> None:
+    result = c.store.path(p.name, p.file, verify=p.verify)
     c.out.data(str(result))
     c.out.document({"path": str(result)})
 
 
-def fetch(
-    c: Context,
-    names: tuple[str, ...],
-    remotes: tuple[str, ...],
-    url: str | None,
-    sha256: str | None,
-    filename: str | None,
-    connections: int,
-    retries: int,
-    limit_rate: float | None,
-    ca_bundle: str | None,
-    progress_mode: str | None,
-) -> None:
-    """Fetch ``names``, or with ``url`` the one file as the model ``names[0]``; the caller has checked the combination."""
-    stop_on_sigterm()
-    options: dict[str, Any] = dict(connections=connections, retries=retries, limit_rate=limit_rate, ca_bundle=ca_bundle, timeout=c.timeout)
-    render = _renderer(progress_mode, c.out)
-    if url:
-        assert sha256 is not None  # commands.fetch refuses --url without --sha256
-        results = [c.store.fetch_url(names[0], url, sha256, filename=filename, progress=render, say=c.out.say, **options)]
+def rm(c: Context, p: Params) -> None:
+    removed = c.store.remove(p.names)
+    for name in removed:
+        c.out.say(f"removed {name}")
+    c.out.document({"removed": removed})
+
+
+def gc(c: Context, p: Params) -> None:
+    _stop_on_sigterm()
+    report = c.store.gc(p.dry_run, p.partials)
+    verb = "would free" if p.dry_run else "freed"
+    c.out.data(f"{verb} {human_bytes(report.bytes_freed)}: {len(report.blobs)} blobs, {len(report.views)} views, {len(report.partials)} partial files")
+    c.out.document(
+        {
+            "dry_run": p.dry_run,
+            "bytes_freed": report.bytes_freed,
+            "blobs": [str(d) for d in report.blobs],
+            "views": [str(d) for d in report.views],
+            "partials": [str(partial) for partial in report.partials],
+        }
+    )
+
+
+def verify(c: Context, p: Params) -> None:
+    _stop_on_sigterm()
+    result = c.store.verify(p.names or None, p.fast)
+    report = result.report
+    c.out.data(f"checked {report.checked} blobs, {human_bytes(report.bytes_checked)}: {len(report.corrupt)} corrupt")
+    for digest, moved in zip(report.corrupt, report.quarantined, strict=True):
+        c.out.data(f"corrupt {digest} -> {escaped(str(moved))}")
+    for name in result.damaged_models:
+        c.out.data(f"damaged model {escaped(name)}")
+    c.out.document(
+        {
+            "checked": report.checked,
+            "bytes": report.bytes_checked,
+            "corrupt": [str(d) for d in report.corrupt],
+            "quarantined": [str(moved) for moved in report.quarantined],
+            "damaged_models": list(result.damaged_models),
+        }
+    )
+    if (failure := result.error()) is not None:
+        sys.stdout.flush()  # the report first, then the two error lines
+        raise failure
+
+
+def du(c: Context, p: Params) -> None:
+    u = c.store.du()
+    rows = [
+        ("filesystem size", u.filesystem_size),
+        ("filesystem free", u.filesystem_free),
+        (f"blobs ({u.blobs})", u.blob_bytes),
+        ("reclaimable by gc", u.reclaimable_bytes),
+        ("partial data", u.partial_bytes),
+    ]
+    for label, value in rows:
+        c.out.data(f"{label:<20} {human_bytes(value):>10}")
+    c.out.document(u._asdict())
+
+
+def fetch(c: Context, p: Params) -> None:
+    """Fetch the NAMEs, or with --url the one file as the model NAME."""
+    if not p.names:
+        raise _usage("fetch", "name at least one model")
+    if (p.url or p.sha256 or p.filename) and not (p.url and p.sha256 and len(p.names) == 1):
+        raise _usage("fetch", "--url needs --sha256 and exactly one NAME")
+    _stop_on_sigterm()
+    options: dict[str, Any] = dict(connections=p.connections, retries=p.retries, limit_rate=p.limit_rate, ca_bundle=p.ca_bundle, timeout=c.timeout)
+    render = _renderer(p.progress_mode, c.out)
+    if p.url:
+        results = [c.store.fetch_url(p.names[0], p.url, p.sha256, filename=p.filename, progress=render, say=c.out.say, **options)]
     else:
-        results = c.store.fetch_all(list(names), remotes=remotes, progress=render, say=c.out.say, **options)
+        results = c.store.fetch_all(list(p.names), remotes=p.remotes, progress=render, say=c.out.say, **options)
     for r in results:
         c.out.data(str(r.model.path))
     from ..oci.reference import parse_reference
 
     # NAME and TAG apart: from the name it got, or (by digest, no name) the one asked for.
-    refs = [parse_reference(r.model.name or asked) for r, asked in zip(results, names, strict=True)]
-    c.out.document({"models": [{**model_doc(r.model), "name": ref.name, "tag": ref.tag, "downloaded": r.downloaded} for r, ref in zip(results, refs, strict=True)]})
+    refs = [parse_reference(r.model.name or asked) for r, asked in zip(results, p.names, strict=True)]
+    c.out.document({"models": [{**_model_doc(r.model), "name": ref.name, "tag": ref.tag, "downloaded": r.downloaded} for r, ref in zip(results, refs, strict=True)]})
 
 
-def sync(
-    c: Context,
-    names: tuple[str, ...],
-    lockfile: Path,
-    remotes: tuple[str, ...],
-    connections: int,
-    retries: int,
-    ca_bundle: str | None,
-    progress_mode: str | None,
-    verify: bool,
-) -> None:
-    stop_on_sigterm()
+def serve(c: Context, p: Params) -> None:
+    _stop_on_sigterm()
+    from ..api import http_server
+
+    server = http_server(c.store_dir, p.host, p.port, read_only=p.read_only, shared=c.shared)
+    bound_host, bound_port = server.server_address[:2]
+    shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+    c.out.data(f"http://{shown}:{bound_port}")
+    c.out.document({"url": f"http://{shown}:{bound_port}"})
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        # Ctrl-C and SIGTERM are how a server is meant to stop: not an error.
+        c.out.say("stopped")
+    finally:
+        server.server_close()
+
+
+def _pins_doc(pins) -> list[dict]:
+    return [{"name": pin.name, "tag": pin.tag, "remote": pin.remote, "digest": str(pin.digest), "files": len(pin.files)} for pin in pins]
+
+
+def lock(c: Context, p: Params) -> None:
+    if not (p.check or p.names):
+        raise _usage("lock", "name at least one model to lock")
+    _stop_on_sigterm()
+    if p.check:
+        result = c.store.check_lock(p.lockfile, list(p.names) or None, remotes=p.remotes, ca_bundle=p.ca_bundle, timeout=c.timeout)
+        c.out.say(f"{pins_count(len(result.pins))} {'holds' if len(result.pins) == 1 else 'hold'} in {p.lockfile}")
+    else:
+        result = c.store.lock(list(p.names), p.lockfile, remotes=p.remotes, ca_bundle=p.ca_bundle, timeout=c.timeout)
+        for pin in result.pins:
+            c.out.say(f"locked {pin.ref_name} at {pin.digest.short}")
+    c.out.data(str(result.lockfile))
+    c.out.document({"lockfile": str(result.lockfile), "changed": result.changed, "pins": _pins_doc(result.pins)})
+
+
+def sync(c: Context, p: Params) -> None:
+    _stop_on_sigterm()
     models = c.store.sync(
-        lockfile,
-        list(names) or None,
-        remotes=remotes,
-        connections=connections,
-        retries=retries,
-        ca_bundle=ca_bundle,
+        p.lockfile,
+        list(p.names) or None,
+        remotes=p.remotes,
+        connections=p.connections,
+        retries=p.retries,
+        ca_bundle=p.ca_bundle,
         timeout=c.timeout,
-        progress=_renderer(progress_mode, c.out),
+        progress=_renderer(p.progress_mode, c.out),
         say=c.out.say,
-        verify=verify,
+        verify=p.verify,
     )
     for model in models:
         c.out.data(str(model.path))
-    c.out.document({"lockfile": str(lockfile.absolute()), "models": [model_doc(m) for m in models]})
+    c.out.document({"lockfile": str(p.lockfile.absolute()), "models": [_model_doc(m) for m in models]})
 
 
-def export(c: Context, name: str, dest: Path, link: str) -> None:
-    stop_on_sigterm()
-    result = c.store.export(name, dest, link)
-    c.out.say(f"exported {files_count(len(result.files))} to {dest} by {result.method}")
-    c.out.data(str(dest))
-    c.out.document({"dest": str(dest), "method": result.method, "files": [{"path": p, "method": m} for p, m in result.files]})
+def roots(c: Context, p: Params) -> None:
+    found = c.store.roots()
+    for root in found:
+        c.out.data(f"{escaped(str(root.lockfile))}  {pins_count(root.pins) if root.exists else 'missing'}")
+    c.out.document({"roots": [{"lockfile": str(r.lockfile), "exists": r.exists, "pins": r.pins} for r in found]})
 
 
-# The commands by their names on the command line, for the quick path.
-BY_NAME: dict[str, Callable[..., None]] = {"list": list_, "path": path, "fetch": fetch, "sync": sync, "export": export}
+def export(c: Context, p: Params) -> None:
+    _stop_on_sigterm()
+    result = c.store.export(p.name, p.dest, p.link)
+    c.out.say(f"exported {files_count(len(result.files))} to {p.dest} by {result.method}")
+    c.out.data(str(p.dest))
+    c.out.document({"dest": str(p.dest), "method": result.method, "files": [{"path": file, "method": how} for file, how in result.files]})
+
+
+def init(c: Context, p: Params) -> None:
+    from ..api import Store
+
+    store, refused = Store.init(p.directory or c.store_dir, shared=p.shared_here or c.shared)
+    for directory in refused:
+        c.out.say(f"cannot set the sticky bit of {directory}: only its owner (uid {directory.stat().st_uid}) may; ask them to run 'odai-store init --shared {store.root}'")
+    c.out.data(str(store.root))
+    c.out.document({"store": str(store.root), "shared": store.shared})

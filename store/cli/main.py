@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from types import SimpleNamespace
 from typing import NoReturn
 
 from ..errors import Interrupted, StoreError, UsageError
-from . import actions, quick
+from . import quick
+from .actions import Context
+from .declarations import BY_NAME
 from .output import ReaderGone, escaped
 
 __all__ = ["main"]
@@ -43,11 +46,12 @@ def _run_click(args: list[str]) -> int:
 
 
 def _run(args: list[str]) -> int:
-    """Run the command: by the quick path when it knows the arguments (quick.py), else by click."""
+    """Run the command: by the quick path when it reads the arguments (quick.py), else by click."""
     call = quick.parse(args)
     if call is None:
         return _run_click(args)
-    actions.BY_NAME[call.command](actions.Context(**call.options), **call.params)
+    command, options, params = call
+    BY_NAME[command].body(Context(options), SimpleNamespace(**params))
     return 0
 
 

@@ -1,7 +1,8 @@
 """store.cli.quick: whatever the quick path accepts, click parses to the same call.
 
-The quick path runs list, path, fetch, sync and export without importing click
-(spec/cli.md, "Start-up"). It may hand any argument list to click; what it
+The quick path runs the usual spellings of every command without importing
+click (spec/cli.md, "Start-up"); both parsers derive from one table,
+store/cli/declarations.py. It may hand any argument list to click; what it
 must never do is run one that click would refuse or read differently.
 """
 
@@ -20,8 +21,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from store.cli import actions, quick
+from store.cli import quick
 from store.cli.commands import cli
+from store.cli.declarations import BY_NAME, Option
+from store.cli.main import main
 
 
 def click_call(args: list[str]) -> tuple | None:
@@ -80,53 +83,56 @@ def working_directory(path: Path) -> Iterator[None]:
 GLOBAL = [
     "--store", "--store=s", "--store=", "--shared", "--json", "--json=1", "-q", "--quiet", "-v", "--verbose", "-qv", "-h", "--help", "--version", "--stor", "s",
     "--lock-timeout", "--lock-timeout=0", "--lock-timeout=30", "--lock-timeout=-1", "--lock-timeout=1.5", "--lock-timeout=+5", "--lock-timeout=",
+    "--timeout", "--timeout=30", "--timeout=2.5", "--timeout=0", "--timeout=1e3", "--timeout=", "--timeout=2s",
 ]
-COMMANDS = ["path", "export", "fetch", "sync", "list", "lock", "pat", ""]
+COMMANDS = [*sorted(BY_NAME), "pat", ""]
+# Every command's own options, from the table: what the quick path may accept.
+OWN = {command.name: sorted(name for option in command.params if isinstance(option, Option) for name in option.names) for command in BY_NAME.values()}
 OPTIONS = [
-    "--file", "--link", "--lockfile", "--remote", "--connections", "--retries", "--progress",
-    "--url", "--sha256", "--filename", "--ca-bundle", "--limit-rate", "--check", "--fast",
-    "--link=hardlink", "--link=", "--connections=64", "--retries=0", "--progress=json", "--file=f", "--remote=r",
-    "--", "-", "-h", "--help", "--json", "-q", "--lin", "--verify", "--verify=1",
+    *sorted({option for options in OWN.values() for option in options}),
+    "--link=hardlink", "--link=", "--connections=64", "--retries=0", "--progress=json", "--file=f", "--remote=r", "--limit-rate=10M",
+    "--", "-", "-h", "--help", "--json", "-q", "--lin", "--verify=1",
 ]
 VALUES = [
     "auto", "reflink", "hardlink", "symlink", "copy", "Auto", "bar", "json", "none",
-    "0", "1", "8", "64", "65", "100", "101", "+8", " 8", "08", "\u0668", "-1", "1e1",
-    "m", "m:v1", "m@sha256:" + "a" * 64, "file", "dir", "missing", "odai.lock", "",
+    "0", "1", "8", "64", "65", "100", "101", "+8", " 8", "08", "\u0668", "-1", "1e1", "65535", "65536",
+    "10M", "500k", "10MB", "2.5", "1.", ".5", "nan", "inf",
+    "m", "m:v1", "m@sha256:" + "a" * 64, "file", "dir", "missing", "odai.lock", "-", "",
 ]
-OWN = {
-    "list": ["--json"],
-    "path": ["--file", "--verify"],
-    "export": ["--link", "--link=copy"],
-    "fetch": ["--remote", "--connections", "--retries", "--progress"],
-    "sync": ["--lockfile", "--remote", "--connections", "--retries", "--progress", "--verify"],
-}
 anything = st.builds(
     lambda g, c, rest: g + c + rest,
     st.lists(st.sampled_from(GLOBAL), max_size=3),
     st.lists(st.sampled_from(COMMANDS), min_size=1, max_size=1),
     st.lists(st.sampled_from(OPTIONS) | st.sampled_from(VALUES) | st.text(st.characters(blacklist_characters="\x00"), max_size=4), max_size=7),
 )
-# Mostly the command's own options with values that may fit: what the quick path may accept.
+# Mostly the command's own options with values that may fit, spelled apart or with '='.
 nearly_right = st.sampled_from(sorted(OWN)).flatmap(
     lambda c: st.builds(
         lambda g, rest: g + [c] + rest,
-        st.lists(st.sampled_from(["--store=s", "--store=", "--shared", "--json", "-q", "--quiet", "-v", "--verbose", "--lock-timeout=0", "--lock-timeout=7"]), max_size=3),
-        st.lists(st.sampled_from(OWN[c]) | st.sampled_from(VALUES), max_size=4),
+        st.lists(st.sampled_from(["--store=s", "--store=", "--shared", "--json", "-q", "--quiet", "-v", "--verbose", "--lock-timeout=0", "--lock-timeout=7", "--timeout=5"]), max_size=3),
+        st.lists(
+            st.sampled_from(OWN[c] or ["--json"]) | st.sampled_from(VALUES) | st.builds(lambda o, v: f"{o}={v}", st.sampled_from(OWN[c] or ["--json"]), st.sampled_from(VALUES)),
+            max_size=4,
+        ),
     )
 )
 arguments = nearly_right | anything
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=2500, deadline=None)
 @given(args=arguments, place=st.sampled_from(["missing", "file", "dir"]))
 @example(args=["sync"], place="dir")  # ./odai.lock, the default lockfile, is a directory
 @example(args=["export", "m", "file"], place="missing")  # DEST is a file
 @example(args=["--store", "--json", "path", "m"], place="missing")  # an option's value may look like an option
+@example(args=["fetch", "--ca-bundle", "dir", "m"], place="missing")  # a CA bundle must be a file
+@example(args=["fetch", "--ca-bundle", "missing", "m"], place="missing")  # ... that exists
+@example(args=["init", "file"], place="missing")  # DIRECTORY is a file
+@example(args=["add", "m"], place="missing")  # no PATH
 def test_what_the_quick_path_accepts_click_reads_the_same(places: dict[str, Path], args: list[str], place: str) -> None:
     with working_directory(places[place]):
         call = quick.parse(args)
         if call is not None:
-            assert click_call(args) == tuple(call)
+            assert click_call(args) == call
 
 
 USUAL = [
@@ -136,13 +142,30 @@ USUAL = [
     ["--json", "path", "llama-3b:q4", "--file", "config.json"],
     ["--store", "/srv/models", "-q", "fetch", "llama-3b@sha256:" + "a" * 64],
     ["fetch", "a", "b:v2", "--remote", "https://mirror.example/models", "--remote", "/mnt/mirror", "--connections", "4", "--retries=0", "--progress", "json"],
+    ["--timeout", "30", "fetch", "m", "--limit-rate", "10M", "--ca-bundle", "file"],
+    ["fetch", "m", "--url", "https://example/f", "--sha256", "0" * 64, "--filename", "f.bin"],
+    ["fetch"],  # the body says what is missing, in click's words
     ["sync"],
     ["-v", "sync", "llama-3b", "--lockfile", "app/odai.lock", "--progress", "none"],
     ["sync", "--verify"],
     ["path", "--verify", "llama-3b:q4", "--file", "config.json"],
     ["--lock-timeout", "30", "sync"],
+    ["--timeout=2.5", "sync", "--connections=64"],
     ["export", "llama-3b:q4", "out"],
     ["--store=/srv/models", "export", "--link", "hardlink", "llama-3b:q4", "out"],
+    ["add", "m:v1", "dir", "file", "--follow-links"],
+    ["show", "m"],
+    ["rm", "a", "b"],
+    ["gc", "--dry-run", "--partials"],
+    ["verify"],
+    ["verify", "m", "--fast"],
+    ["du"],
+    ["serve", "--host", "::1", "--port", "65535", "--read-only"],
+    ["lock", "m", "--lockfile", "app.lock", "--remote", "r"],
+    ["lock", "--check"],
+    ["roots"],
+    ["init"],
+    ["--shared", "init", "dir", "--shared"],
 ]
 
 
@@ -151,12 +174,12 @@ def test_the_usual_spellings_take_the_quick_path(places: dict[str, Path], args: 
     with working_directory(places["missing"]):
         call = quick.parse(args)
         assert call is not None
-        assert click_call(args) == tuple(call)
+        assert click_call(args) == call
 
 
-def test_every_quick_command_has_a_body(places: dict[str, Path]) -> None:
+def test_every_command_has_a_usual_spelling_that_takes_the_quick_path(places: dict[str, Path]) -> None:
     with working_directory(places["missing"]):
-        assert {quick.parse(args).command for args in USUAL} == set(actions.BY_NAME)
+        assert {quick.parse(args)[0] for args in USUAL} == set(BY_NAME) == set(cli.commands)
 
 
 @pytest.mark.parametrize(
@@ -167,19 +190,48 @@ def test_every_quick_command_has_a_body(places: dict[str, Path]) -> None:
         ["--version"],
         ["path", "--help"],
         ["list", "extra"],
-        ["show", "m"],
-        ["fetch"],  # click says which argument is missing
-        ["fetch", "m", "--url", "https://example/f", "--sha256", "0" * 64],
+        ["nosuch", "m"],
         ["path", "a", "b"],
         ["path", "m", "--", "x"],
         ["-qv", "path", "m"],
         ["export", "m", "out", "--link", "Copy"],
         ["sync", "--connections", "0"],
+        ["--lock-timeout", "9" * 5000, "list"],  # more digits than int() converts
+        ["fetch", "m", "--retries=" + "0" * 5000],
+        ["--timeout", "0", "fetch", "m"],
+        ["fetch", "m", "--limit-rate", "10MB"],
+        ["fetch", "m", "--ca-bundle", "missing"],
+        ["add", "m"],
+        ["rm"],
+        ["init", "a", "b"],
+        ["serve", "--port", "65536"],
+        ["gc", "--dry-run=1"],
     ],
 )
 def test_everything_else_goes_to_click(places: dict[str, Path], args: list[str]) -> None:
     with working_directory(places["missing"]):
         assert quick.parse(args) is None
+
+
+def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    return done.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["fetch"], ["fetch", "m", "--url", "https://example/f"], ["fetch", "m", "n", "--url", "https://example/f", "--sha256", "0" * 64], ["lock"]])
+def test_a_body_refuses_a_combination_in_the_words_click_would(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    store = ["--store", str(tmp_path / "store")]
+    assert quick.parse([*store, *args]) is not None and quick.parse([*store, *args, "--"]) is None
+    quick_said = _main([*store, *args], capsys)
+    assert quick_said[0] == 2 and quick_said[1].endswith(f"hint: see 'odai-store {args[0]} --help'\n"), quick_said
+    assert _main([*store, *args, "--"], capsys) == quick_said  # by click
+
+
+def test_a_number_longer_than_int_takes_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _main(["--store", str(tmp_path / "store"), "--lock-timeout", "9" * 5000, "list"], capsys)
+    assert code == 2
+    assert err.startswith("odai-store: error: Invalid value for '--lock-timeout'")
 
 
 def test_a_quick_command_never_imports_click(tmp_path: Path) -> None:
@@ -194,10 +246,25 @@ def test_a_quick_command_never_imports_click(tmp_path: Path) -> None:
         return done, {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
 
     added, modules = run("--json", "add", "m:v1", str(model))
-    assert added.returncode == 0 and "click" in modules  # add is click's: the check sees click when it is there
+    assert added.returncode == 0 and "click" not in modules, added.stderr
     digest = json.loads(added.stdout)["digest"]
-    for args in (["list"], ["path", "m:v1"], ["export", "m:v1", str(tmp_path / "out")], ["fetch", f"m@{digest}"]):
+    listed, modules = run("-qv", "list")
+    assert listed.returncode == 0 and "click" in modules  # -qv is click's: the check sees click when it is there
+    usual = [
+        ["list"],
+        ["path", "m:v1"],
+        ["export", "m:v1", str(tmp_path / "out")],
+        ["fetch", f"m@{digest}"],
+        ["--timeout", "30", "fetch", f"m@{digest}"],
+        ["show", "m:v1"],
+        ["du"],
+        ["roots"],
+        ["gc", "--dry-run"],
+        ["verify", "--fast"],
+    ]
+    for args in usual:
         done, modules = run(*args)
         assert done.returncode == 0, done.stderr
         assert "store.cli.actions" in modules and "click" not in modules, args
+
 

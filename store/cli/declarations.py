@@ -1,0 +1,319 @@
+"""The command line declared once: every command with its arguments and options, their types, defaults and help.
+
+Everything else derives from this table. commands.py builds click's group
+from it (help, version, errors, every spelling click takes); quick.py reads
+the usual spellings by it without importing click; each command's body in
+actions.py gets its parameters as attributes named by ``dest`` here.
+
+A type is a value saying what click checks (Text, Choice, Integer, FsPath,
+Limit, or Flag for an option that takes no value). commands.py turns it
+into click's type, and quick.py converts by it exactly as that click type
+would, or hands the argument list to click. Importing this module loads no
+click: it is on the path of every command (spec/cli.md, "Start-up"), so its
+classes are plain ones, which cost a fraction of a named tuple to create
+(spec/design.md, "Value types and start-up").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..limits import parse_rate, parse_seconds
+from ..model import LINK_MODES
+from . import actions
+
+__all__ = [
+    "ABOUT",
+    "BY_NAME",
+    "COMMANDS",
+    "GLOBAL",
+    "Argument",
+    "Choice",
+    "Command",
+    "Flag",
+    "FsPath",
+    "Integer",
+    "Limit",
+    "Option",
+    "Text",
+]
+
+
+class Text:
+    """Any string, as given."""
+
+    __slots__ = ()
+
+
+class Flag:
+    """An option that takes no value: True when given, else False."""
+
+    __slots__ = ()
+
+
+class Choice:
+    """One of ``choices``, spelled exactly."""
+
+    __slots__ = ("choices",)
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = choices
+
+
+class Integer:
+    """An integer from ``low`` to ``high`` (None: no upper bound)."""
+
+    __slots__ = ("high", "low")
+
+    def __init__(self, low: int, high: int | None = None) -> None:
+        self.low = low
+        self.high = high
+
+
+class FsPath:
+    """A path, with click.Path's checks: where it exists it must be of an allowed kind and readable.
+
+    ``exists``: it must exist. ``as_path``: the value is a pathlib.Path, else the string given.
+    """
+
+    __slots__ = ("as_path", "dir_okay", "exists", "file_okay")
+
+    def __init__(self, *, exists: bool = False, file_okay: bool = True, dir_okay: bool = True, as_path: bool = True) -> None:
+        self.exists = exists
+        self.file_okay = file_okay
+        self.dir_okay = dir_okay
+        self.as_path = as_path
+
+
+class Limit:
+    """A value of a grammar below the command line (store/limits.py), which the Python API reads too.
+
+    ``parse`` raises UsageError, whose message click shows, for a spelling it refuses.
+    """
+
+    __slots__ = ("name", "parse")
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+
+if TYPE_CHECKING:
+    Kind = Text | Flag | Choice | Integer | FsPath | Limit
+TEXT = Text()
+FLAG = Flag()
+
+
+class Argument:
+    """A positional parameter; ``many``: all the remaining arguments, as a tuple (the last one only)."""
+
+    __slots__ = ("dest", "kind", "many", "metavar", "required")
+
+    def __init__(self, dest: str, kind: Kind = TEXT, *, many: bool = False, required: bool = True, metavar: str | None = None) -> None:
+        self.dest = dest
+        self.kind = kind
+        self.many = many
+        self.required = required
+        self.metavar = metavar
+
+
+class Option:
+    """An option, by its ``names``, the long one last; its value goes to ``dest``, else to the long name as click names it.
+
+    ``default`` given as text is converted as a given value is, as click does
+    (so a default path is checked); ``multiple`` collects every use in a tuple.
+    """
+
+    __slots__ = ("default", "dest", "help", "kind", "metavar", "multiple", "names", "show_default")
+
+    def __init__(
+        self,
+        *names: str,
+        help: str,
+        kind: Kind = TEXT,
+        dest: str | None = None,
+        default: Any = None,
+        multiple: bool = False,
+        metavar: str | None = None,
+        show_default: bool = False,
+    ) -> None:
+        self.names = names
+        self.dest = dest or names[-1][2:].replace("-", "_")
+        self.kind = kind
+        self.default = False if isinstance(kind, Flag) else default
+        self.multiple = multiple
+        self.metavar = metavar
+        self.help = help
+        self.show_default = show_default
+
+
+class Command:
+    """A command: its name on the command line, its body in actions.py, its help, then its parameters in help order."""
+
+    __slots__ = ("body", "help", "name", "params")
+
+    def __init__(self, name: str, body: Callable[[actions.Context, Any], None], help: str, *params: Argument | Option) -> None:
+        self.name = name
+        self.body = body
+        self.help = help
+        self.params = params
+
+
+ABOUT = """A content-addressed store for AI models.
+
+Model files live once, under their SHA-256 digest, in an OCI image layout;
+names like llama-3b:q4 point at manifests that list them. Commands that
+produce a model print its directory on stdout, and nothing else.
+"""
+
+# Before the command. dest: the names actions.Context reads.
+GLOBAL = (
+    Option("--store", dest="store_dir", metavar="DIR", help="Store directory [default: $ODAI_STORE_HOME, else $XDG_CACHE_HOME/odai-store, else ~/.cache/odai-store]."),
+    Option("--shared", kind=FLAG, help="Create the store group-writable (setgid) for every member of its group."),
+    Option("--json", kind=FLAG, dest="as_json", help="Print one JSON document on stdout."),
+    Option("-q", "--quiet", kind=FLAG, help="No messages on stderr, only errors."),
+    Option("-v", "--verbose", kind=FLAG, help="More detail, and tracebacks of errors."),
+    Option(
+        "--lock-timeout",
+        kind=Integer(0),
+        default=600,  # seconds; the Python API's default too
+        show_default=True,
+        metavar="SECONDS",
+        help="Give up (exit 8) after waiting this long for a lock of the store that another process holds.",
+    ),
+    Option("--timeout", kind=Limit("seconds", parse_seconds), metavar="SECONDS", help="Bound the network phase of fetch, sync and lock; exit 4 when it expires."),
+)
+
+# Options several commands share, declared once.
+_VERIFY = Option("--verify", kind=FLAG, help="First check the files against the xxh3 recorded when they were published (exit 5 if one changed).")
+_CONNECTIONS = Option("--connections", kind=Integer(1, 64), default=8, show_default=True, help="Parallel connections for a large blob.")
+_RETRIES = Option("--retries", kind=Integer(0, 100), default=5, show_default=True, help="Retries of a transient failure.")
+_CA_BUNDLE = Option("--ca-bundle", kind=FsPath(exists=True, dir_okay=False, as_path=False), help="Trust this CA bundle for HTTPS.")
+_PROGRESS = Option("--progress", kind=Choice(actions.PROGRESS_MODES), dest="progress_mode", help="Progress on stderr [default: bar on a terminal].")
+_LOCKFILE = Option("--lockfile", kind=FsPath(dir_okay=False), default="odai.lock", show_default=True, help="The lockfile.")
+
+COMMANDS = (
+    Command(
+        "add",
+        actions.add,
+        """Import files and directories as the model NAME[:TAG]; print its path.
+
+        A file is stored under its base name; a directory contributes its contents.
+        """,
+        Argument("name"),
+        Argument("paths", FsPath(), many=True),
+        Option("--follow-links", kind=FLAG, help="Also add what symbolic links lead to outside the directory being added."),
+    ),
+    Command("list", actions.list_, "List names: name:tag, manifest digest, size, file count."),
+    Command("show", actions.show, "Show a model's manifest: each file's path, digest, size and presence.", Argument("name")),
+    Command(
+        "path",
+        actions.path,
+        "Print the model's directory (exit 3 if unknown or incomplete). No network.",
+        Argument("name"),
+        Option("--file", metavar="F", help="Print the path of this file of the model instead."),
+        _VERIFY,
+    ),
+    Command("rm", actions.rm, "Drop names. Their files stay until 'gc'.", Argument("names", many=True)),
+    Command(
+        "gc",
+        actions.gc,
+        "Delete blobs, manifests and views that no name or gc root needs.",
+        Option("--dry-run", kind=FLAG, help="Only print what would be freed."),
+        Option("--partials", kind=FLAG, help="Also delete partial downloads of dead processes, which a fetch would resume."),
+    ),
+    Command(
+        "verify",
+        actions.verify,
+        "Re-hash blobs; move corrupt ones to quarantine (exit 5 if any).",
+        Argument("names", many=True, required=False),
+        Option("--fast", kind=FLAG, help="Check the xxh3-128 recorded at publish time instead of SHA-256."),
+    ),
+    Command("du", actions.du, "Show the filesystem's size and free space, and what the store uses."),
+    Command(
+        "fetch",
+        actions.fetch,
+        """Fetch models from remotes; print one model path per NAME, in order.
+
+        NAME is NAME[:TAG] or NAME@sha256:<hex>. A model complete in the store and
+        named by digest needs no network at all.
+        """,
+        Argument("names", many=True, required=False),
+        Option("--remote", dest="remotes", multiple=True, metavar="URL", help="A remote store (http(s)://, file:// or a path); repeat to try several in order."),
+        Option("--url", metavar="URL", help="Fetch one file from any URL as a one-file model NAME."),
+        Option("--sha256", metavar="HEX", help="With --url: the file's SHA-256."),
+        Option("--filename", metavar="F", help="With --url: the file's name in the model [default: from the URL]."),
+        _CONNECTIONS,
+        _RETRIES,
+        Option("--limit-rate", kind=Limit("rate", parse_rate), metavar="RATE", help="Cap the total rate, e.g. 10M (bytes/s)."),
+        _CA_BUNDLE,
+        _PROGRESS,
+    ),
+    Command(
+        "serve",
+        actions.serve,
+        "Serve this store as a remote (GET/HEAD, Range); print its URL, then serve until interrupted.",
+        Option("--host", default="127.0.0.1", show_default=True, help="Address to listen on."),
+        Option("--port", kind=Integer(0, 65535), default=0, show_default=True, help="Port; 0 picks a free one."),
+        Option("--read-only", kind=FLAG, help="Serve a store on read-only media: never create or change anything in it."),
+    ),
+    Command(
+        "lock",
+        actions.lock,
+        """Pin NAME[:TAG]... to their current manifests in the lockfile (network).
+
+        The lockfile is sorted and has no timestamps: locking unchanged models
+        leaves it byte-identical. It is registered as a gc root of the store.
+        """,
+        Argument("names", many=True, required=False),
+        _LOCKFILE,
+        Option("--check", kind=FLAG, help="Resolve the pins again; exit 7 listing every tag that moved."),
+        Option("--remote", dest="remotes", multiple=True, metavar="URL", help="Resolve on this remote (repeatable)."),
+        _CA_BUNDLE,
+    ),
+    Command(
+        "sync",
+        actions.sync,
+        """Make exactly the pinned models present; print each one's path.
+
+        All pins, or those of each NAME (any tag), NAME:TAG or NAME@DIGEST. Never looks a tag up; with every pin present it sends no request at all.
+        """,
+        Argument("names", many=True, required=False, metavar="[NAME[:TAG]|NAME@DIGEST]..."),
+        _LOCKFILE,
+        Option("--remote", dest="remotes", multiple=True, metavar="URL", help="Fetch from this remote instead of the pinned one."),
+        _CONNECTIONS,
+        _RETRIES,
+        _CA_BUNDLE,
+        _PROGRESS,
+        _VERIFY,
+    ),
+    Command("roots", actions.roots, "List the lockfiles registered as gc roots (gc drops those whose file is gone)."),
+    Command(
+        "export",
+        actions.export,
+        "Materialize a model's files under DEST with their own names (read-only).",
+        Argument("name"),
+        Argument("dest", FsPath(file_okay=False)),
+        Option("--link", kind=Choice(LINK_MODES), default="auto", show_default=True, help="How files are made: auto tries reflink, then hardlink, then copy."),
+    ),
+    Command(
+        "init",
+        actions.init,
+        """Create a store (at DIRECTORY, else the usual location) and print its path.
+
+        \b
+        A shared store (--shared) trusts every member of its group: any member
+        can change or delete the models of the others (rewrite or delete
+        blobs, move names, plant views). Share a store only among
+        people who trust each other. root, or a service account, must not run
+        odai-store on a shared store whose members it does not trust.
+        'path --verify' and 'sync --verify' notice a changed file
+        (spec/locking.md#trust).
+        """,
+        Argument("directory", FsPath(file_okay=False), required=False),
+        Option("--shared", kind=FLAG, dest="shared_here", help="Group-writable with the setgid bit, for every member of the group (read the trust note above)."),
+    ),
+)
+
+BY_NAME = {command.name: command for command in COMMANDS}
