@@ -14,6 +14,7 @@ import random
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import NamedTuple
 
 from ..errors import IntegrityError, Interrupted, NetworkError, NotFound
@@ -196,7 +197,7 @@ class Engine:
         while True:
             source = cursor.source
             try:
-                stream = retrying(lambda: self._open(source, task, start, end, validator, group), self.policy, self.pause, source)
+                stream = retrying(partial(self._open, source, task, start, end, validator, group), self.policy, self.pause, source)
             except (NetworkError, NotFound) as err:
                 if source.classify(err) is Action.FATAL or not cursor.fail_over(err):
                     raise
@@ -208,43 +209,11 @@ class Engine:
         """Fetch ``segments`` over up to N connections; the first is already open, on the blob's own connection."""
         queue = list(reversed(segments[1:]))
         lock = threading.Lock()
-
-        def worker(opened: tuple[int, BlobStream] | None, segment: tuple[int, int] | None) -> _Restart | None:
-            own = segment is not None  # the first worker runs on the blob's own connection; the others take one each time
-            while True:
-                if not own and not self._extra_slot(halt, queue):
-                    return None
-                try:
-                    if segment is None:
-                        with lock:
-                            if not queue:
-                                return None
-                            segment = queue.pop()
-                    restart = self._segment(task, writer, counter, *segment, opened=opened, halt=halt)
-                finally:
-                    if not own:
-                        self._slots.release()
-                if restart is not None:
-                    halt.set()
-                    self.abort_streams(halt)
-                    return restart
-                opened, segment = None, None
-
         workers = min(self.plan.connections, len(segments))
         with ThreadPoolExecutor(workers, thread_name_prefix="odai-segment") as pool:
-            futures: list[Future] = [pool.submit(worker, first, segments[0])]
-            futures += [pool.submit(worker, None, None) for _ in range(workers - 1)]
-            try:
-                while True:
-                    finished, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
-                    if not pending or halt.is_set() or any(f.exception() for f in finished) or self.cancel.is_set():
-                        break
-            finally:
-                if any(not f.done() or f.exception() for f in futures):
-                    # Closing the siblings' streams ends their blocked reads at once.
-                    halt.set()
-                    self.abort_streams(halt)
-                wait(futures)
+            futures: list[Future] = [pool.submit(self._worker, task, writer, counter, queue, lock, halt, first, segments[0])]
+            futures += [pool.submit(self._worker, task, writer, counter, queue, lock, halt) for _ in range(workers - 1)]
+            self._await(futures, halt)
         errors = [f.exception() for f in futures if f.exception() is not None]
         restart = next((f.result() for f in futures if f.exception() is None and f.result() is not None), None)
         if not errors and restart is None:
@@ -257,6 +226,41 @@ class Engine:
             self._segment(task, writer, counter, 0, task.size, halt=self.cancel, sole=True)
             return
         raise next(e for e in errors if not isinstance(e, Interrupted))  # type: ignore[misc]  # errors holds no None; mypy cannot see the filter
+
+    def _worker(self, task, writer, counter, queue: list, lock: threading.Lock, halt: threading.Event, opened=None, segment=None) -> _Restart | None:
+        """Take segments from ``queue`` until it is empty; the first worker starts on the blob's own connection, the others take one each time."""
+        own = segment is not None
+        while True:
+            if not own and not self._extra_slot(halt, queue):
+                return None
+            try:
+                if segment is None:
+                    with lock:
+                        if not queue:
+                            return None
+                        segment = queue.pop()
+                restart = self._segment(task, writer, counter, *segment, opened=opened, halt=halt)
+            finally:
+                if not own:
+                    self._slots.release()
+            if restart is not None:
+                halt.set()
+                self.abort_streams(halt)
+                return restart
+            opened, segment = None, None
+
+    def _await(self, futures: list[Future], halt: threading.Event) -> None:
+        """Wait for the workers; on the first failure, restart or cancel, stop the others (closing their streams ends blocked reads at once)."""
+        try:
+            while True:
+                finished, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+                if not pending or halt.is_set() or any(f.exception() for f in finished) or self.cancel.is_set():
+                    break
+        finally:
+            if any(not f.done() or f.exception() for f in futures):
+                halt.set()
+                self.abort_streams(halt)
+            wait(futures)
 
     # -- one segment -------------------------------------------------------------
 
@@ -279,83 +283,20 @@ class Engine:
         byte 0 on that stream; one of several returns a _Restart, so that the
         caller stops its siblings before anything is thrown away.
         """
-        check = ChunkCheck(task.chunks, task.size)
-        resume = self._resume_point(task, writer, start, end)
-        # A chunk begun before an interruption: its bytes are on disk, so they
-        # are hashed from there and only the rest is fetched.
-        check.begin(start, writer.read(start, resume))
-        cursor = SourceSet(task.sources, self._unreachable).cursor(opened[0] if opened else None)
-        stream = opened[1] if opened else None
-        attempts = Attempts(self.policy)
-        # Failed checks per chunk start. Not `attempts`: every block that
-        # arrives renews that, so a source that always serves the same bad
-        # chunk would be asked for it for ever.
-        bad_chunks: dict[int, int] = {}
+        run = _SegmentRun(self, task, writer, counter, start, end, halt, opened)
         try:
-            while check.position < end:
-                began = check.position
+            while run.check.position < end:
+                began = run.check.position
                 try:
-                    if halt.is_set():
-                        raise Interrupted("interrupted")
-                    if stream is None:
-                        validator = writer.journal.validator if writer.journal else None
-                        stream = self._open(cursor.source, task, check.position, end, validator, halt)
-                    self._accept(stream, task, writer)
-                    if stream.start != check.position:  # the whole blob came back: Range ignored, or the object changed
-                        if not sole:
-                            return _Restart(stream.validator, stream.url)
-                        writer.restart(stream.validator, stream.url)
-                        check.begin(0)
-                    self._pump(stream, writer, counter, check, min(end, stream.end), halt)
-                    if check.position < end:  # a server may send less than the range asked for; the rest is asked for again
-                        self._release(stream)
-                        stream = None
+                    restart = run.read(sole)
+                    if restart is not None:
+                        return restart
                 except _BadChunk as bad:
-                    # Only this chunk is fetched again, from the next source if there is one.
-                    self._release(stream)  # type: ignore[arg-type]  # a bad chunk comes from _pump, on an open stream
-                    stream = None
-                    check.begin(bad.start)
-                    bad_chunks[bad.start] = failures = bad_chunks.get(bad.start, 0) + 1
-                    # At least once from every source, else as often as --retries allows.
-                    if failures > max(self.policy.retries, len(task.sources) - 1):
-                        raise IntegrityError(
-                            f"{bad.url}: the chunk at byte {bad.start} of {task.digest} failed its check {failures} times: "
-                            f"BLAKE3 {bad.actual}, expected {bad.expected}",
-                            "the remotes serve damaged data; the bad chunk was not kept",
-                        ) from None
-                    cursor.rotate()
+                    run.bad_chunk(bad)
                 except (NetworkError, NotFound) as err:
-                    if stream is not None:
-                        self._release(stream)
-                        stream = None
-                    if halt.is_set():
-                        raise Interrupted("interrupted") from None
-                    if check.position > began:  # bytes arrived: the count of failures starts again
-                        attempts = attempts.fresh()
-                    action = cursor.source.classify(err)
-                    if action is Action.REAUTHENTICATE:
-                        renewed = self._renew(cursor.source, err, attempts)
-                        if isinstance(renewed, Attempts):
-                            attempts = renewed
-                            continue  # the same range at once, with the new credentials
-                        err, action = renewed, Action.NEXT_SOURCE
-                    if action is Action.RETRY:
-                        attempts, delay = attempts.after(err, self._random.random())
-                        if delay is not None:
-                            self.pause(delay)
-                            continue  # from check.position: the chunk's hasher goes on
-                    elif action is Action.FATAL:
-                        raise
-                    if not cursor.fail_over(err):
-                        raise err  # the error this source ends with: a failed renewal, chained to the refusal, or the refusal itself
-                    # A chunk begun on one source is not continued from another:
-                    # its bytes so far are forgotten, the copy kept in memory too.
-                    attempts = attempts.fresh()
-                    writer.discard(check.start, check.position)
-                    check.begin(check.start)
+                    run.failed(err, began)
         finally:
-            if stream is not None:  # interrupted, or done: never leave a connection mid-body
-                self._release(stream)
+            run.close()  # interrupted, or done: never leave a connection mid-body
         return None
 
     @staticmethod
@@ -412,3 +353,96 @@ class Engine:
                 check.begin(check.position)
         if stream.read(1):
             raise NetworkError(f"{stream.url}: the body is longer than the blob", "the remote serves a different object under this digest")
+
+
+class _SegmentRun:
+    """One segment's state between its reads: the chunk check, the source it reads, the open stream, the attempts so far.
+
+    The engine's loop (Engine._segment) calls ``read`` until the segment is
+    done, and hands each failure to ``bad_chunk`` or ``failed``, which either
+    prepare the next read or raise.
+    """
+
+    def __init__(self, engine: Engine, task: BlobTask, writer: IngestWriter, counter: _Counter, start: int, end: int, halt: threading.Event, opened: tuple[int, BlobStream] | None) -> None:
+        self.engine, self.task, self.writer, self.counter, self.end, self.halt = engine, task, writer, counter, end, halt
+        self.check = ChunkCheck(task.chunks, task.size)
+        # A chunk begun before an interruption: its bytes are on disk, so they
+        # are hashed from there and only the rest is fetched.
+        self.check.begin(start, writer.read(start, engine._resume_point(task, writer, start, end)))
+        self.cursor = SourceSet(task.sources, engine._unreachable).cursor(opened[0] if opened else None)
+        self.stream = opened[1] if opened else None
+        self.attempts = Attempts(engine.policy)
+        # Failed checks per chunk start. Not `attempts`: every block that
+        # arrives renews that, so a source that always serves the same bad
+        # chunk would be asked for it for ever.
+        self.bad_chunks: dict[int, int] = {}
+
+    def read(self, sole: bool) -> _Restart | None:
+        """Read from the current stream (opened if need be) as far as it goes; a _Restart if it is the whole blob and the segment is not ``sole``."""
+        if self.halt.is_set():
+            raise Interrupted("interrupted")
+        engine, check, writer = self.engine, self.check, self.writer
+        if self.stream is None:
+            validator = writer.journal.validator if writer.journal else None
+            self.stream = engine._open(self.cursor.source, self.task, check.position, self.end, validator, self.halt)
+        stream = self.stream
+        engine._accept(stream, self.task, writer)
+        if stream.start != check.position:  # the whole blob came back: Range ignored, or the object changed
+            if not sole:
+                return _Restart(stream.validator, stream.url)
+            writer.restart(stream.validator, stream.url)
+            check.begin(0)
+        engine._pump(stream, writer, self.counter, check, min(self.end, stream.end), self.halt)
+        if check.position < self.end:  # a server may send less than the range asked for; the rest is asked for again
+            self.close()
+        return None
+
+    def bad_chunk(self, bad: _BadChunk) -> None:
+        """Only this chunk is fetched again, from the next source if there is one; IntegrityError once every source had its turns."""
+        self.close()
+        self.check.begin(bad.start)
+        self.bad_chunks[bad.start] = failures = self.bad_chunks.get(bad.start, 0) + 1
+        # At least once from every source, else as often as --retries allows.
+        if failures > max(self.engine.policy.retries, len(self.task.sources) - 1):
+            raise IntegrityError(
+                f"{bad.url}: the chunk at byte {bad.start} of {self.task.digest} failed its check {failures} times: "
+                f"BLAKE3 {bad.actual}, expected {bad.expected}",
+                "the remotes serve damaged data; the bad chunk was not kept",
+            ) from None
+        self.cursor.rotate()
+
+    def failed(self, err: NetworkError | NotFound, began: int) -> None:
+        """After ``err`` from the source, as it classifies it: renew its credentials, wait and retry, or fail over; else raise."""
+        self.close()
+        if self.halt.is_set():
+            raise Interrupted("interrupted") from None
+        if self.check.position > began:  # bytes arrived: the count of failures starts again
+            self.attempts = self.attempts.fresh()
+        source = self.cursor.source
+        action = source.classify(err)
+        if action is Action.REAUTHENTICATE:
+            renewed = self.engine._renew(source, err, self.attempts)
+            if isinstance(renewed, Attempts):
+                self.attempts = renewed
+                return  # the same range at once, with the new credentials
+            err, action = renewed, Action.NEXT_SOURCE
+        if action is Action.RETRY:
+            self.attempts, delay = self.attempts.after(err, self.engine._random.random())
+            if delay is not None:
+                self.engine.pause(delay)
+                return  # from check.position: the chunk's hasher goes on
+        elif action is Action.FATAL:
+            raise err
+        if not self.cursor.fail_over(err):
+            raise err  # the error this source ends with: a failed renewal, chained to the refusal, or the refusal itself
+        # A chunk begun on one source is not continued from another:
+        # its bytes so far are forgotten, the copy kept in memory too.
+        self.attempts = self.attempts.fresh()
+        self.writer.discard(self.check.start, self.check.position)
+        self.check.begin(self.check.start)
+
+    def close(self) -> None:
+        """Release the open stream, if any: a connection mid-body is dropped."""
+        if self.stream is not None:
+            self.engine._release(self.stream)
+            self.stream = None
