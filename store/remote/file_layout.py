@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import NetworkError, NotFound, StoreError
+from ..fs.bounded import Refused, open_regular
 from ..oci.digest import Digest, blob_path
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
@@ -35,11 +36,24 @@ def _remote_errors(path: Path, absent: NotFound) -> Iterator[None]:
         raise NetworkError(f"reading {path} failed: {err.strerror or err}", hint, transient=not refused) from err
 
 
+def _open(path: Path, what: str) -> tuple[int, os.stat_result]:
+    """``path`` opened for reading, if it is a regular file (links followed: the layout is the user's to arrange).
+
+    Not open(): a FIFO in the remote's place would block the read for ever,
+    past --timeout. Anything but a regular file is the remote's fault: the
+    next remote is tried.
+    """
+    try:
+        return open_regular(path, what, follow=True)
+    except Refused as err:
+        raise NetworkError(err.message, "a remote layout holds regular files only; tell its owner, or try another remote") from None
+
+
 class _FileStream:
     def __init__(self, path: Path, start: int, end: int | None, validator: str | None) -> None:
         self.url = path.as_uri()
-        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
-        info = os.fstat(self._file.fileno())
+        fd, info = _open(path, "a blob")
+        self._file = os.fdopen(fd, "rb", buffering=0)
         # Typed as BlobStream types them: a protocol's attributes must match exactly.
         self.size: int | None = info.st_size
         self.validator: str | None = f"{info.st_mtime_ns}-{info.st_size}"
@@ -83,8 +97,10 @@ class FileLayout:
         self.url = root.as_uri()
 
     def _read_small(self, path: Path, cap: int) -> bytes:
-        with _remote_errors(path, NotFound(f"{path} does not exist on the remote", "check the remote path")), open(path, "rb") as f:
-            data = f.read(cap + 1)
+        with _remote_errors(path, NotFound(f"{path} does not exist on the remote", "check the remote path")):
+            fd, _ = _open(path, path.name)
+            with os.fdopen(fd, "rb") as f:
+                data = f.read(cap + 1)
         if len(data) > cap:
             raise NetworkError(f"{path} is over the {cap}-byte limit", "the remote is not an odai-store layout")
         return data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -101,5 +103,25 @@ def test_a_file_remote_that_refuses_a_read_fails_over_to_the_next(tmp_path, samp
     assert refused.value.exit_code == 4 and not refused.value.transient  # retrying cannot help
     with pytest.raises(NotFound):
         open_remote(str(tmp_path / "nowhere")).resolve(parse_reference(sample.ref_name))
+    model = store.fetch(sample.ref_name, remotes=[str(broken), str(sample.root)])
+    assert model.digest == sample.manifest
+
+
+@pytest.mark.parametrize("planted", ["index", "blob"])
+def test_a_fifo_in_a_file_remote_is_refused_at_once_and_the_next_remote_serves(tmp_path, sample: Sample, store, planted: str) -> None:
+    """A FIFO where a file remote has index.json or a blob would block a plain open() for ever; it is
+    the remote's fault (exit 4, the next remote is tried), found without waiting."""
+    broken = tmp_path / "broken"
+    shutil.copytree(sample.root, broken, symlinks=True)
+    path = broken / "index.json" if planted == "index" else broken / "blobs" / "sha256" / sample.blob.hex
+    path.unlink()
+    os.mkfifo(path)
+    if planted == "index":
+        with pytest.raises(NetworkError, match="FIFO") as refused:
+            open_remote(str(broken)).resolve(parse_reference(sample.ref_name))
+        assert not refused.value.transient
+    else:
+        with pytest.raises(NetworkError, match="FIFO"):
+            open_remote(str(broken)).open_blob(sample.blob)
     model = store.fetch(sample.ref_name, remotes=[str(broken), str(sample.root)])
     assert model.digest == sample.manifest
