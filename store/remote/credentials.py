@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import UsageError, from_os_error
+from ..fs.bounded import Refused, open_regular
 
 __all__ = ["Credentials", "credentials_file", "load_credentials", "origin_of"]
 
@@ -89,20 +90,19 @@ def load_credentials(named: list[str]) -> Credentials:
 
 def _read_table(path: Path) -> dict[str, str]:
     """The ``[tokens]`` table of the user's credentials file; {} if there is none."""
+    private = f"chmod 600 {path}, a regular file owned by you"
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        fd, info = open_regular(path, "credentials", follow=True)
     except (FileNotFoundError, NotADirectoryError):
         return {}
+    except Refused as err:
+        raise UsageError(err.message, private) from None
     except OSError as err:
         raise from_os_error(err, f"reading {path}") from err
     try:
-        info = os.fstat(fd)
         # As ssh does with a key: a file others may read or replace is not a secret of this user.
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-            raise UsageError(
-                f"{path} is not a private file of this user (owner uid {info.st_uid}, mode {stat.filemode(info.st_mode)})",
-                f"chmod 600 {path}, owned by you",
-            )
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise UsageError(f"{path} is not a private file of this user (owner uid {info.st_uid}, mode {stat.filemode(info.st_mode)})", private)
         data = os.read(fd, MAX_CREDENTIALS_BYTES + 1)
     except OSError as err:
         raise from_os_error(err, f"reading {path}") from err
