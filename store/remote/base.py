@@ -113,7 +113,11 @@ class BlobStream(Protocol):
     validator: str | None
 
     def read(self, amount: int) -> bytes:
-        """Up to ``amount`` bytes, at least one; b"" at the end of the range. Raises NetworkError."""
+        """Up to ``amount`` bytes of the body as it comes, b"" where it ends; NetworkError for a failed read.
+
+        Not checked here against ``end``: a body that ends short of it, or goes
+        on past it, is the caller's one check for every remote (Engine._pump).
+        """
         ...
 
     def close(self) -> None:
