@@ -12,7 +12,6 @@ loops (list, path, fetch, sync, export) keep their start-up tricks
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -65,11 +64,6 @@ class Context:
             from ..api import Store
 
             self._store = Store(self.store_dir, shared=self.shared, on_wait=self._waiting, lock_timeout=self.lock_timeout)
-            if self._store.layout.shared:
-                # The program's own umask, which a library must leave alone: group
-                # write for the files ingest still makes without an explicit mode
-                # (partials and their journals), as spec/locking.md has them.
-                os.umask(os.umask(0) & ~0o020)
         return self._store
 
     def _waiting(self, holder) -> None:

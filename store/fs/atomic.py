@@ -10,6 +10,7 @@ from pathlib import Path
 __all__ = [
     "fsync_dir",
     "create_private",
+    "share_with_group",
     "create_atomic",
     "link_new",
     "write_atomic",
@@ -59,12 +60,17 @@ def create_private(directory: Path, prefix: str = "", mode: int = 0o666, *, grou
             continue
         if group:
             try:
-                os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | (mode & 0o060))
+                share_with_group(fd, mode)
             except BaseException:
                 os.close(fd)
                 path.unlink(missing_ok=True)
                 raise
         return fd, path
+
+
+def share_with_group(fd: int, mode: int = 0o666) -> None:
+    """Give the open file the group's read and write bits of ``mode`` that the umask cleared (a shared store's files)."""
+    os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | (mode & 0o060))
 
 
 def _durable_temp(path: Path, data: bytes, mode: int, group: bool) -> Path:

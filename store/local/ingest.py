@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import IntegrityError, StoreError, from_os_error
-from ..fs.atomic import create_private, replace_unsynced, write_atomic
+from ..fs.atomic import create_private, replace_unsynced, share_with_group, write_atomic
 from ..fs.bounded import Refused, open_regular
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
@@ -160,7 +160,7 @@ class IngestWriter:
     def __init__(self, layout: StoreLayout, *, _partial: tuple[int, Path, Journal] | None = None, chunks: bool = True) -> None:
         self.layout = layout
         if _partial is None:
-            self._fd, self.path = create_private(layout.ingest, _ANONYMOUS)
+            self._fd, self.path = create_private(layout.ingest, _ANONYMOUS, group=layout.shared)
             self.journal: Journal | None = None
         else:
             self._fd, self.path, self.journal = _partial
@@ -228,6 +228,8 @@ class IngestWriter:
                 writer._preallocate()
                 return writer
         fd = os.open(mine, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        if layout.shared:  # another member may resume it (spec/locking.md#shared-stores)
+            share_with_group(fd)
         writer = cls(layout, _partial=(fd, mine, Journal(digest, size)), chunks=chunks)
         writer._preallocate()
         return writer
@@ -412,7 +414,7 @@ class IngestWriter:
             )
             # The fast tier is trusted only within this boot, where the page
             # cache is intact: it needs no fsync, which would stall on the data.
-            (write_atomic if sync else replace_unsynced)(StoreLayout.journal_of(self.path), self.journal.to_bytes())
+            (write_atomic if sync else replace_unsynced)(StoreLayout.journal_of(self.path), self.journal.to_bytes(), group=self.layout.shared)
 
 
     # -- the hash frontier -------------------------------------------------------
