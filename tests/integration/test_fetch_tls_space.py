@@ -125,3 +125,19 @@ def test_json_space_error_keeps_stdout_empty(tmp_path, tmpfs):
         result = _cli(tmpfs / "store", "--json", "fetch", "--remote", served.url, "big:v1")
     assert result.returncode == 6 and result.stdout == ""  # data only on stdout, errors on stderr
     assert result.stderr.startswith("odai-store: error: not enough space")
+
+
+def test_a_partial_that_cannot_reserve_its_first_step_leaves_nothing_behind(tmpfs):
+    """ingest reserves space as a partial is made (spec/ingest.md, "Reserving space"); on a full disk
+    that fails at once, and no empty partial, journal or open file is left for gc to find later."""
+    from store.errors import StoreError
+    from store.local.ingest import IngestWriter
+    from store.local.opening import open_layout
+    from store.oci.digest import Digest
+
+    layout = open_layout(tmpfs / "store")
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises((StoreError, OSError)):
+        IngestWriter.for_blob(layout, Digest("ab" * 32), 20 << 20, stale_after=3600)
+    assert list(layout.ingest.iterdir()) == []
+    assert len(os.listdir("/proc/self/fd")) == before
