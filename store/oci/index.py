@@ -1,9 +1,13 @@
 """index.json as a value: which manifest each ``NAME:TAG`` points at (spec/names.md).
 
-The store writes index.json with one descriptor per line after a fixed first
-line. Nothing may depend on that for correctness, but it lets ``lookup_fast``
-answer one name by a byte search and one small parse instead of parsing every
-name: ``odai-store path`` stays fast with 10,000 names.
+index.json is read one way, ``Index.parse``, plus one fast path: the store
+writes it with one descriptor per line after a fixed first line (the line
+layout, spec/names.md). Nothing may depend on that for correctness, but it
+lets a reader find a line instead of parsing every name: ``lookup_fast`` (one
+name: ``path``), ``lists_unnamed`` (one digest: ``fetch`` of a present
+digest) and ``named_totals`` (every name: ``list``), each falling back to
+Index.parse on a file not in that layout. ``odai-store path`` stays fast with
+10,000 names.
 """
 
 import json
@@ -11,7 +15,7 @@ import re
 from typing import Any, NamedTuple
 
 from ..errors import InvalidManifest
-from .descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor, check_descriptor
+from .descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor
 from .digest import Digest, InvalidDigest
 
 __all__ = ["Index", "InvalidIndex", "MAX_INDEX_BYTES", "REF_NAME", "SIZE_KEY", "FILES_KEY", "check_index_size", "lists_unnamed", "lookup_fast", "named_totals"]
@@ -28,7 +32,7 @@ _HEAD = b'{"schemaVersion":2,"mediaType":"' + INDEX_TYPE.encode() + b'","manifes
 _TAIL = b"]}\n"
 # A line of index.json exactly as manifest_descriptor and Index.with_name
 # write it, named or not; the groups are what 'list' shows. Stricter than
-# check_descriptor, so a line it matches is a valid descriptor. A string, not
+# Descriptor.from_json, so a line it matches is a valid descriptor. A string, not
 # a compiled pattern: only 'list' pays for compiling it (re caches it).
 _CANONICAL_LINE = (
     r'(?m)^\{"mediaType":"' + re.escape(MANIFEST_TYPE) + r'","digest":"sha256:([0-9a-f]{64})","size":(?:0|[1-9][0-9]*)'
@@ -124,28 +128,18 @@ class Index(NamedTuple):
 def named_totals(data: bytes) -> list[tuple[str, Digest, int, int]]:
     """(NAME:TAG, manifest digest, total size, file count) of every named entry, sorted by name.
 
-    What ``list`` needs and nothing more: with 10,000 names, building a full
-    Descriptor per entry (Index.parse) costs more than the rest of the command.
-    Entries are still checked: a damaged index.json raises InvalidIndex.
+    What ``list`` needs and nothing more. An index.json as odai-store writes
+    it is read by the line layout's one regular expression; any other by
+    Index.parse, which also reports what is wrong (InvalidIndex).
     """
     check_index_size(len(data))
     fast = _canonical_totals(data)
     if fast is not None:
         return fast
-    try:
-        doc = json.loads(data)
-        manifests = doc["manifests"] if isinstance(doc, dict) and doc.get("schemaVersion") == 2 else None
-        if not isinstance(manifests, list):
-            raise ValueError("not an OCI image index with a manifests list")
-        out = []
-        for entry in manifests:
-            _, digest, _, annotations, _ = check_descriptor(entry)  # every entry, as Index.parse would
-            name = annotations.get(REF_NAME)
-            if name is not None:
-                out.append((name, digest, _cached_count(annotations.get(SIZE_KEY)), _cached_count(annotations.get(FILES_KEY))))
-    except (ValueError, TypeError, KeyError, InvalidDigest, RecursionError) as err:
-        message = err.message if isinstance(err, InvalidDigest) else str(err)
-        raise InvalidIndex(f"index.json is not valid: {message}") from None
+    out = [
+        (name, desc.digest, _cached_count(desc.annotations.get(SIZE_KEY)), _cached_count(desc.annotations.get(FILES_KEY)))
+        for name, desc in Index.parse(data).named()
+    ]
     out.sort(key=lambda item: item[0])
     return out
 
