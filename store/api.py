@@ -222,7 +222,7 @@ class Store:
         """
         from .fetch import fetch
 
-        return fetch(_context(self, {**options, "progress": progress, "cancel": cancel, "say": say}), [_ref(r) for r in refs])
+        return fetch(self.layout, [_ref(r) for r in refs], lambda: _context(self, {**options, "progress": progress, "cancel": cancel, "say": say}))
 
     def fetch_url(
         self,
@@ -244,7 +244,7 @@ class Store:
         digest = parse_digest(sha256 if sha256.startswith("sha256:") else f"sha256:{sha256}")
         # First: it refuses a URL that does not parse. A blob here already needs no request for its size.
         source = open_url_file(url, digest, filename, size=self._blobs.size(digest) if self._blobs.has(digest) else None, ca_bundle=options.get("ca_bundle"))
-        [fetched] = fetch(_context(self, {**options, "progress": progress, "cancel": cancel, "say": say}), [_ref(ref)], source)
+        [fetched] = fetch(self.layout, [_ref(ref)], lambda: _context(self, {**options, "progress": progress, "cancel": cancel, "say": say}), source)
         return fetched
 
     def start_fetch(self, ref: str | Reference, *, priority: int = 0, **options) -> Download:
@@ -309,8 +309,15 @@ class Store:
         # does not pin a name asked for, must not become a root that gc then
         # cannot read.
         pins = select_pins(read_lockfile(path), list(names) if names else None, path)
-        ctx = _context(self, {**options, "named": tuple(options.get("remotes", ())), "keep_by_digest": False})
-        return sync(ctx, path, pins, verify=verify, read_only=self.read_only)
+        return sync(
+            self.layout,
+            path,
+            pins,
+            lambda: _context(self, {**options, "named": tuple(options.get("remotes", ())), "keep_by_digest": False}),
+            lock_timeout=self._names.lock_timeout,
+            verify=verify,
+            read_only=self.read_only,
+        )
 
     def roots(self) -> builtins.list[Root]:
         """The registered lockfiles, whether they still exist, and how many models each pins."""

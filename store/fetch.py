@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .errors import NotFound, storage_errors
@@ -19,23 +20,25 @@ if TYPE_CHECKING:
 __all__ = ["fetch"]
 
 
-def fetch(ctx: FetchContext, refs: list[Reference], source: Source | None = None) -> list[Fetched]:
+def fetch(layout: StoreLayout, refs: list[Reference], context: Callable[[], FetchContext], source: Source | None = None) -> list[Fetched]:
     """Make every model of ``refs`` complete in the store, in order; return them with what was downloaded.
 
     From ``source`` if given (a remote the caller opened: fetch --url),
-    else from the remotes of the options. Planned, then executed: every
-    reference is resolved and every missing blob known, and the space for
-    them checked, before the first byte.
+    else from the remotes of the options. ``context`` makes the command's
+    FetchContext, only if a download may be needed: a fetch of models here
+    by digest loads none of the download machinery. Planned, then executed:
+    every reference is resolved and every missing blob known, and the space
+    for them checked, before the first byte.
     """
-    present = _present_by_digest(ctx.layout, refs) if source is None else None
+    present = _present_by_digest(layout, refs) if source is None else None
     if present is not None:
         return present
-    # Only now: a fetch of what is here needs none of the download machinery.
     from .fetching.execute import execute
     from .fetching.plan import Want, plan
     from .fetching.session import Session
     from .local.leases import Lease
 
+    ctx = context()
     session = Session(ctx)
     sources = session.default_sources
     if source is not None:
@@ -44,7 +47,7 @@ def fetch(ctx: FetchContext, refs: list[Reference], source: Source | None = None
         def sources() -> tuple[Source, ...]:
             return adopted
 
-    with session.bounded(), storage_errors("fetching", ctx.layout.root), Lease(ctx.layout, ctx.names.lock_timeout) as lease:
+    with session.bounded(), storage_errors("fetching", layout.root), Lease(layout, ctx.names.lock_timeout) as lease:
         return execute(session, plan(session, [Want(ref, sources) for ref in refs], lease), lease)
 
 

@@ -7,20 +7,20 @@ all resolved and the space for all checked before the first byte.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import IntegrityError, LockfileError, UsageError, from_os_error, storage_errors
-from .fetching.execute import execute
-from .fetching.plan import Want, plan
-from .fetching.session import FetchContext, Session
 from .local.layout import StoreLayout
-from .local.leases import Lease
 from .local.roots import drop_root, register_root
-from .local.verify import check_model_files
 from .local.views import complete_view
 from .lockfile import Lockfile, Pin
 from .model import Model
-from .remote.base import Source
+
+if TYPE_CHECKING:
+    from .fetching.session import FetchContext
+    from .remote.base import Source
 
 __all__ = ["register", "select_pins", "sync"]
 
@@ -51,21 +51,25 @@ def register(layout: StoreLayout, lockfile: Path, lock_timeout: float | None, re
         return False
 
 
-def sync(ctx: FetchContext, path: Path, pins: list[Pin], *, verify: bool, read_only: bool) -> list[Model]:
+def sync(
+    layout: StoreLayout, path: Path, pins: list[Pin], context: Callable[[], FetchContext], *, lock_timeout: float | None, verify: bool, read_only: bool
+) -> list[Model]:
     """One Model per pin of ``pins`` (from ``select_pins``), in that order; ``path`` is registered as a gc root.
 
     Each result lists exactly the pinned files, or IntegrityError (exit 5).
     ``path`` names the lockfile; the caller parsed it once, before the store
-    changed. ``verify`` checks every file as ``path --verify`` does.
+    changed. ``context`` makes the FetchContext of the pins not here, only if
+    there are any: a sync of present pins loads none of the download
+    machinery. ``verify`` checks every file as ``path --verify`` does.
     """
     # The root first: from here on gc keeps what the lockfile pins, so
     # nothing fetched below can be collected before sync returns.
-    registered = register(ctx.layout, path, ctx.names.lock_timeout, read_only)
+    registered = register(layout, path, lock_timeout, read_only)
     try:
-        models = {pin.ref_name: _present(ctx.layout, pin) for pin in pins}
+        models = {pin.ref_name: _present(layout, pin) for pin in pins}
         missing = [pin for pin in pins if models[pin.ref_name] is None]
         if missing:
-            models.update(zip((pin.ref_name for pin in missing), _fetch(ctx, missing), strict=True))
+            models.update(zip((pin.ref_name for pin in missing), _fetch(context(), missing), strict=True))
         out = [models[pin.ref_name] for pin in pins]
         for pin, model in zip(pins, out, strict=True):
             if not pin.matches(model.files):  # type: ignore[union-attr]  # every pin has its model by now
@@ -74,8 +78,10 @@ def sync(ctx: FetchContext, path: Path, pins: list[Pin], *, verify: bool, read_o
                     "the lockfile was edited by hand; regenerate it with 'odai-store lock'",
                 )
             if verify:
-                with storage_errors("verifying the model's files", ctx.layout.root):
-                    check_model_files(ctx.layout, model.digest, model.files, pin.ref_name)  # type: ignore[union-attr]
+                from .local.verify import check_model_files
+
+                with storage_errors("verifying the model's files", layout.root):
+                    check_model_files(layout, model.digest, model.files, pin.ref_name)  # type: ignore[union-attr]
         return out  # type: ignore[return-value]
     except BaseException:
         # A failed sync leaves the store as it found it. Known hole: a
@@ -83,7 +89,7 @@ def sync(ctx: FetchContext, path: Path, pins: list[Pin], *, verify: bool, read_o
         # its next sync or lock registers it again.
         if registered:
             try:
-                drop_root(ctx.layout, path)
+                drop_root(layout, path)
             except OSError:
                 pass  # the sync's own error is the one to report
         raise
@@ -98,6 +104,11 @@ def _present(layout: StoreLayout, pin: Pin) -> Model | None:
 
 def _fetch(ctx: FetchContext, pins: list[Pin]) -> list[Model]:
     """The pins not here, fetched as one plan: each from its pinned remote first, then the usual ones; --remote replaces both."""
+    from .fetching.execute import execute
+    from .fetching.plan import Want, plan
+    from .fetching.session import Session
+    from .local.leases import Lease
+
     session = Session(ctx)
     explicit = ctx.options.remotes
     tried: dict[str, list[str]] = {}
