@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .reports import ModelEntry, ModelInfo, Root, VerifyResult
     from .transfer.progress import Snapshot
 
-__all__ = ["Store", "http_server"]
+__all__ = ["Store", "http_server", "project_lockfile"]
 
 
 # _thread, not threading: the commands that never fetch are spared importing threading.
@@ -68,6 +68,13 @@ def _context(store: Store, options: dict) -> FetchContext:
         options["deadline"] = Deadline.after(timeout, time.monotonic())
     fetch_options = FetchOptions(**{**options, "remotes": tuple(options.get("remotes", ())), "limit_rate": parse_rate(options.get("limit_rate"))})
     return FetchContext(store.layout, store._names, fetch_options, Progress(progress), cancel or threading.Event(), say or (lambda _: None))
+
+
+def project_lockfile(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The lockfile of the project ``start`` (default: the working directory) is in: its odai.lock, or the nearest parent's."""
+    from .local.roots import find_lockfile
+
+    return find_lockfile(Path(start or os.getcwd()).absolute())
 
 
 def _ref(ref: str | Reference) -> Reference:
@@ -153,13 +160,17 @@ class Store:
             path = Views(self.layout).build(digest, manifest)
         return Model(None if ref.digest else ref.ref_name, digest, path, manifest.files)
 
-    def path(self, ref: str | Reference, file: str | None = None, *, verify: bool = False) -> Path:
+    def path(self, ref: str | Reference, file: str | None = None, *, verify: bool = False, lockfile: str | os.PathLike[str] | None = None) -> Path:
         """The model's view directory, or one file in it. Never touches the network.
 
-        With ``verify``, the files (or the one file) are checked first against
-        what was published: IntegrityError (exit 5) if any was changed since.
+        With ``lockfile`` (a project's odai.lock), a NAME:TAG it pins is its
+        pinned manifest, whatever index.json names so: an app gets exactly
+        the version it pinned. With ``verify``, the files (or the one file)
+        are checked first against what was published: IntegrityError (exit 5)
+        if any was changed since.
         """
-        model = self.model(ref)
+        model = self._pinned(_ref(ref), Path(lockfile)) if lockfile is not None else None
+        model = model or self.model(ref)
         files: Sequence[ModelFile] = model.files
         if file is not None:
             files = [f for f in model.files if f.path == file]
@@ -171,6 +182,18 @@ class Store:
             with storage_errors("verifying the model's files", self.root):
                 check_model_files(self.layout, model.digest, files, model.name or model.digest.short)
         return model.path if file is None else model.path / file
+
+    def _pinned(self, ref: Reference, lockfile: Path) -> Model | None:
+        """The model ``lockfile`` pins as ``ref`` (NAME:TAG), named so; None if it pins no such name."""
+        from .local.roots import read_lockfile
+
+        pins = read_lockfile(lockfile).select(ref) if ref.digest is None else []
+        if not pins:
+            return None
+        try:
+            return self.model(pins[0].reference)._replace(name=pins[0].ref_name)
+        except NotFound as err:
+            raise NotFound(f"{ref.ref_name}, pinned in {lockfile}: {err.message}", f"run 'odai-store sync --lockfile {lockfile}' to fetch it") from None
 
     def list(self) -> list[ModelEntry]:
         from .oci.index import named_totals

@@ -17,7 +17,7 @@ LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 class Model(NamedTuple):
     """A model present in the store: its manifest digest, its view directory and its files."""
 
-    name: str | None  # NAME:TAG it was asked for by, None when asked for by digest alone
+    name: str | None  # NAME:TAG it was asked for by (a pin's, for sync), None when asked for by digest alone
     digest: Digest
     path: Path
     files: tuple[ModelFile, ...]

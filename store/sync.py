@@ -54,7 +54,7 @@ def register(layout: StoreLayout, lockfile: Path, lock_timeout: float | None, re
 def sync(
     layout: StoreLayout, path: Path, pins: list[Pin], context: Callable[[], FetchContext], *, lock_timeout: float | None, verify: bool, read_only: bool
 ) -> list[Model]:
-    """One Model per pin of ``pins`` (from ``select_pins``), in that order; ``path`` is registered as a gc root.
+    """One Model per pin of ``pins`` (from ``select_pins``), in that order, named NAME:TAG as pinned; ``path`` is registered as a gc root.
 
     Each result lists exactly the pinned files, or IntegrityError (exit 5).
     ``path`` names the lockfile; the caller parsed it once, before the store
@@ -69,7 +69,9 @@ def sync(
         models = {pin.ref_name: _present(layout, pin) for pin in pins}
         missing = [pin for pin in pins if models[pin.ref_name] is None]
         if missing:
-            models.update(zip((pin.ref_name for pin in missing), _fetch(context(), missing), strict=True))
+            # Named by their pins, as the present ones are: an app syncing several knows which path is which.
+            fetched = (model._replace(name=pin.ref_name) for pin, model in zip(missing, _fetch(context(), missing), strict=True))
+            models.update(zip((pin.ref_name for pin in missing), fetched, strict=True))
         out = [models[pin.ref_name] for pin in pins]
         for pin, model in zip(pins, out, strict=True):
             if not pin.matches(model.files):  # type: ignore[union-attr]  # every pin has its model by now
@@ -99,7 +101,7 @@ def _present(layout: StoreLayout, pin: Pin) -> Model | None:
     """The pinned model if its manifest and every file are here (its view built if missing); None otherwise. No network."""
     with storage_errors("reading the store", layout.root):
         found = complete_view(layout, pin.digest)
-    return None if found is None else Model(None, pin.digest, found[0], found[1].files)
+    return None if found is None else Model(pin.ref_name, pin.digest, found[0], found[1].files)
 
 
 def _fetch(ctx: FetchContext, pins: list[Pin]) -> list[Model]:

@@ -155,7 +155,11 @@ def show(c: Context, p: Params) -> None:
 
 
 def path(c: Context, p: Params) -> None:
-    result = c.store.path(p.name, p.file, verify=p.verify)
+    from ..api import project_lockfile
+
+    # In a project, its odai.lock decides what a pinned NAME:TAG is (spec/cli.md#path).
+    lockfile = p.lockfile or project_lockfile()
+    result = c.store.path(p.name, p.file, verify=p.verify, lockfile=lockfile)
     c.out.data(str(result))
     c.out.document({"path": str(result)})
 

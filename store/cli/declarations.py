@@ -214,6 +214,11 @@ COMMANDS = (
         Argument("name"),
         Option("--file", metavar="F", help="Print the path of this file of the model instead."),
         _VERIFY,
+        Option(
+            "--lockfile",
+            kind=FsPath(dir_okay=False),
+            help="Resolve a NAME[:TAG] it pins to its pinned manifest [default: odai.lock in this directory or the nearest parent that has one].",
+        ),
     ),
     Command("rm", actions.rm, "Drop names. Their files stay until 'gc'.", Argument("names", many=True)),
     Command(

@@ -13,7 +13,7 @@ from ..lockfile import InvalidLockfile, Lockfile, parse_lockfile
 from ..oci.digest import Digest
 from .layout import StoreLayout
 
-__all__ = ["describe_roots", "drop_root", "pinned_digests", "read_lockfile", "register_root", "root_entries", "root_paths"]
+__all__ = ["LOCKFILE_NAME", "describe_roots", "drop_root", "find_lockfile", "pinned_digests", "read_lockfile", "register_root", "root_entries", "root_paths"]
 
 
 def register_root(layout: StoreLayout, lockfile: Path, lock_timeout: float | None = None) -> bool:
@@ -69,6 +69,18 @@ def describe_roots(layout: StoreLayout) -> list[tuple[Path, bool, int]]:
 
 def drop_root(layout: StoreLayout, lockfile: Path) -> None:
     layout.root_entry(lockfile).unlink(missing_ok=True)
+
+
+LOCKFILE_NAME = "odai.lock"
+
+
+def find_lockfile(start: Path) -> Path | None:
+    """The project's lockfile: ``odai.lock`` in ``start`` or the nearest of its parents that has one (as git finds .git); None if none does."""
+    for directory in (start, *start.parents):
+        candidate = directory / LOCKFILE_NAME
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def read_lockfile(path: Path, missing_ok: bool = False) -> Lockfile:
