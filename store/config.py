@@ -15,6 +15,9 @@ class Config(NamedTuple):
     remotes: tuple[str, ...] = ()
 
 
+_KEYS = frozenset(Config._fields)
+
+
 def read_config(path: Path) -> Config:
     """The config at ``path``; an absent file is the default config.
 
@@ -44,6 +47,10 @@ def read_config(path: Path) -> Config:
         doc = tomllib.loads(data.decode("utf-8"))  # TOML is UTF-8 whatever the locale says
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UsageError(f"{path} is not valid TOML: {err}", "fix the file; its format is in spec/config.md") from None
+    unknown = sorted(set(doc) - _KEYS)
+    if unknown:
+        # A misspelt key ("remote =") would otherwise be silently ignored, and the fetch go elsewhere.
+        raise UsageError(f"{path}: unknown key {unknown[0]!r}", f"config.toml knows {', '.join(sorted(_KEYS))} (spec/config.md)")
     remotes = doc.get("remotes", [])
     if not isinstance(remotes, list) or not all(isinstance(r, str) and r for r in remotes):
         raise UsageError(f"{path}: 'remotes' must be a list of URLs or paths", "e.g. remotes = [\"https://mirror.example/models\"]")

@@ -31,9 +31,12 @@ def test_a_relative_path_is_relative_to_the_store(tmp_path: Path) -> None:
     assert read_config(path).remotes == (str(tmp_path / "../mirror"), "~/models", "https://a.example/m")
 
 
-def test_unknown_keys_and_tables_are_ignored(tmp_path: Path) -> None:
-    path = _write(tmp_path, b'future = 1\nremotes = ["/a"]\n[later]\nx = "y"\n')
-    assert read_config(path).remotes == ("/a",)
+@pytest.mark.parametrize(("data", "key"), [(b'remote = ["/a"]\n', "remote"), (b'remotes = ["/a"]\n[later]\nx = "y"\n', "later")])
+def test_an_unknown_key_or_table_is_a_usage_error_naming_it(tmp_path: Path, data: bytes, key: str) -> None:
+    """Issue 13, item 14: a misspelt key, ignored, would send every fetch elsewhere unseen (spec/config.md)."""
+    with pytest.raises(UsageError, match=f"unknown key '{key}'") as refused:
+        read_config(_write(tmp_path, data))
+    assert refused.value.exit_code == 2 and "remotes" in refused.value.hint
 
 
 def test_utf8_whatever_the_locale(tmp_path: Path) -> None:
