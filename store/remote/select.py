@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -45,8 +46,18 @@ def _path(spec: str, ca_bundle: str | None, token: str | None) -> Source:
 _OPENERS: dict[str, Callable[[str, str | None, str | None], Source]] = {"http": _http, "https": _http, "file": _file_url, "": _path}
 
 
+# HOST:PORT, with an optional path: what a URL missing its scheme starts with.
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]+(?:/|$)")
+
+
 def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = None) -> Source:
-    """A Source for ``spec``, by its URL scheme (``_OPENERS``)."""
+    """A Source for ``spec``, by its URL scheme (``_OPENERS``).
+
+    ``127.0.0.1:8080`` is an http URL missing its scheme, not a directory
+    of that name (unless one exists): refused, with the spelling to use.
+    """
+    if _HOST_PORT.match(spec) and not os.path.lexists(spec):
+        raise UsageError(f"remote {spec!r} has no scheme", f"write http://{spec} or https://{spec}; a directory of that name is ./{spec}")
     try:
         scheme = urlsplit(spec).scheme
     except ValueError as err:  # an IPv6 host with its ']' missing

@@ -292,6 +292,10 @@ BAD_REMOTES = [
     (("fetch", "m", "--remote", "http:///x"), {}, "with a host"),
     (("fetch", "m", "--remote", "gopher://h/x"), {}, "unsupported remote"),
     (("fetch", "m", "--remote", "file:../mirror"), {}, "absolute path"),
+    # Issue 13, item 14: an http URL missing its scheme is not a missing directory (exit 3).
+    (("fetch", "m", "--remote", "127.0.0.1:8080"), {}, "has no scheme"),
+    (("fetch", "m", "--remote", "[::1]:8080/models"), {}, "has no scheme"),
+    (("fetch", "m", "--remote", "localhost:8080"), {}, "has no scheme"),
     (("fetch", "m", "--url", "http://[::1/x", "--sha256", SHA), {}, "invalid URL"),
     (("fetch", "m", "--url", "ftp://h/x", "--sha256", SHA), {}, "invalid URL"),
     (("fetch", "m", "--remote", "http://example.invalid/x"), {"http_proxy": "socks5://127.0.0.1:9"}, "set by http_proxy"),
