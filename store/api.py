@@ -398,6 +398,8 @@ class Store:
         """Materialize the model's files under ``dest`` with their own names (read-only files)."""
         from .export import export
 
+        if not os.fspath(dest):  # Path("") is ".": an empty DEST would export into the working directory
+            raise UsageError("export needs a DEST directory, not an empty string", "name the directory to export into; '.' for this one")
         # From the blobs, not the view: export writes under DEST only, so a read-only store without the view serves it too.
         _, manifest = self._complete(_ref(ref))
         return export(manifest.files, self._blobs.path, Path(dest), link)

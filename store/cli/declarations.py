@@ -299,7 +299,7 @@ COMMANDS = (
         actions.export,
         "Materialize a model's files under DEST with their own names (read-only).",
         Argument("name"),
-        Argument("dest", FsPath(file_okay=False)),
+        Argument("dest", FsPath(file_okay=False, as_path=False)),  # as given: an empty DEST is refused, not read as "."
         Option("--link", kind=Choice(LINK_MODES), default="auto", show_default=True, help="How files are made: auto tries reflink, then hardlink, then copy."),
     ),
     Command(

@@ -303,6 +303,15 @@ BAD_REMOTES = [
 ]
 
 
+def test_export_to_an_empty_dest_is_refused(store_dir: Path, run_cli, tmp_path: Path) -> None:
+    """Issue 13, item 14: '' (an unset shell variable) would mean the working directory."""
+    Store(store_dir).add("e:v1", [write_tree(tmp_path / "src", {"a.txt": b"a"})])
+    work = tmp_path / "work"
+    work.mkdir()
+    assert "empty string" in assert_error(run_cli("export", "e:v1", "", cwd=work), 2)
+    assert list(work.iterdir()) == []
+
+
 @pytest.mark.parametrize(("args", "env", "says"), BAD_REMOTES)
 def test_remotes_and_proxies_that_cannot_be_used(args, env, says: str, store_dir: Path, run_cli, held) -> None:
     """Refused as bad input (exit 2) before any request: neither a traceback nor a retried 'network failure'."""
