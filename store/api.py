@@ -360,6 +360,7 @@ class Store:
         store exists unshared: opening never changes a store, so calling it
         shared would be false.
         """
+        open_layout(store_location(path), shared, anywhere=True)  # deliberately: in a directory with files too
         store = cls(path, shared=shared)
         if not shared:
             return store, []

@@ -54,6 +54,7 @@ from store.oci.digest import Digest, parse_digest
 from store.oci.index import Index, lookup_fast
 from store.oci.manifest import ARTIFACT_TYPE, CHUNK_SIZE_KEY, CHUNKS_KEY, TITLE, Manifest, ModelFile, parse_manifest
 from store.oci.reference import parse_reference
+from store.remote.credentials import load_credentials, origin_of
 from store.remote.select import open_remote
 from store.transfer.progress import Snapshot
 
@@ -308,10 +309,21 @@ def test_gc_root_example_is_the_name_odai_store_gives(tmp_path: Path) -> None:
     assert (layout.roots / name).read_text() == path + "\n"
 
 
-def test_config_examples_read_with_our_code(tmp_path: Path) -> None:
+def test_config_examples_read_with_our_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = [b for b in TOML_BLOCKS if b.file == "config.md"]
     assert blocks, "config.md has no ```toml example"
-    for block in blocks:
+    # The [tokens] example is the user's credentials file, which its own reader reads.
+    credentials = [b for b in blocks if "tokens" in tomllib.loads(b.text)]
+    assert credentials, "config.md has no example of the credentials file"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for block in credentials:
+        (tmp_path / "odai-store").mkdir(exist_ok=True)
+        file = tmp_path / "odai-store" / "credentials.toml"
+        file.write_text(block.text, encoding="utf-8")
+        file.chmod(0o600)
+        table = load_credentials([]).table
+        assert sorted(table) == sorted(origin_of(origin) for origin in tomllib.loads(block.text)["tokens"]), block.id
+    for block in (b for b in blocks if b not in credentials):
         path = tmp_path / "config.toml"
         path.write_text(block.text, encoding="utf-8")
         config = read_config(path)

@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import StorageError, from_os_error, storage_errors
+from ..errors import StorageError, UsageError, from_os_error, storage_errors
 from ..fs.atomic import create_atomic
 from ..fs.bounded import ODAI_LAYOUT_MAX, read_bounded
 from ..oci.index import Index
@@ -67,13 +67,16 @@ def set_sticky(layout: StoreLayout) -> list[Path]:
     return refused
 
 
-def open_layout(root: Path, shared: bool = False) -> StoreLayout:
+def open_layout(root: Path, shared: bool = False, *, anywhere: bool = False) -> StoreLayout:
     """The layout at ``root``, created if absent (group-shared if ``shared``). A store that exists is not written to.
 
     An OCI image layout made by another tool is adopted: our directories are
-    added beside it and its index.json is kept. The process umask is left
-    alone: in a shared store, the layout's ``shared`` makes writers give
-    their files group read and write explicitly (spec/locking.md#shared-stores).
+    added beside it and its index.json is kept. A directory holding anything
+    else is refused (UsageError) unless ``anywhere`` (init, deliberately):
+    ``--store ~/projects`` is a typo, not a wish for a store among a user's
+    files. The process umask is left alone: in a shared store, the layout's
+    ``shared`` makes writers give their files group read and write
+    explicitly (spec/locking.md#shared-stores).
     """
     version, is_shared = layout_version(StoreLayout(root))
     if version is not None and version > LAYOUT_VERSION:
@@ -84,6 +87,8 @@ def open_layout(root: Path, shared: bool = False) -> StoreLayout:
     if version == LAYOUT_VERSION:
         return StoreLayout(root, is_shared)
     layout = StoreLayout(root, shared)
+    if not anywhere:
+        _refuse_foreign_files(layout)
     with storage_errors(f"creating the store at {root}"):
         root.mkdir(parents=True, exist_ok=True)
         for directory in (root, *layout.directories()):
@@ -101,3 +106,20 @@ def open_layout(root: Path, shared: bool = False) -> StoreLayout:
         # Last: its presence says every part above exists.
         create_atomic(layout.odai_layout, json.dumps(record).encode() + b"\n", group=shared)
     return layout
+
+
+def _refuse_foreign_files(layout: StoreLayout) -> None:
+    """UsageError if the directory a store would be made in holds files that are no part of one (or of an OCI image layout)."""
+    ours = {"oci-layout", "index.json", "odai-layout", "config.toml", "blobs", *(d.relative_to(layout.root).parts[0] for d in layout.directories())}
+    try:
+        # A dot-name is a temporary file of a creation cut short, or a hidden file nobody works in.
+        foreign = sorted(name for name in os.listdir(layout.root) if name not in ours and not name.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
+        return  # created below; a file in its place is refused there
+    except OSError as err:
+        raise from_os_error(err, f"opening the store at {layout.root}") from err
+    if foreign:
+        raise UsageError(
+            f"{layout.root} holds files and is not a store ({foreign[0]}, ...): odai-store makes no store there unasked",
+            f"check --store and $ODAI_STORE_HOME; to make a store in that directory, run 'odai-store init {layout.root}'",
+        )
