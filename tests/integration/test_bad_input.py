@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
+from store.errors import UsageError
 from tests.support.cli import assert_error, run_cli_many
 from tests.support.cli import run_cli as run_in
 from tests.support.privileges import bound_by_permissions
@@ -427,3 +428,17 @@ def test_a_file_swapped_after_the_walk_is_not_read(swap: str, tmp_path: Path, st
         Store(store_dir).add("m", [tree])
     _unchanged(store_dir, held, new_blobs=True)
     assert b"PRIVATE KEY" not in b"".join(p.read_bytes() for p in (store_dir / "blobs" / "sha256").iterdir())
+
+
+def test_a_directory_of_files_is_not_made_a_store_unasked(tmp_path: Path) -> None:
+    """Issue 13, item 14: --store pointing at a directory that holds other files (a slip) is refused with
+    exit 2, and nothing is created there; 'init' makes a store there deliberately (spec/store-layout.md)."""
+    home = tmp_path / "projects"
+    write_tree(home, {"notes.txt": b"mine\n"})
+    refused = run_in(home, "list")
+    assert "notes.txt" in assert_error(refused, 2) and f"hint: check --store and $ODAI_STORE_HOME; to make a store in that directory, run 'odai-store init {home}'" in refused.err
+    assert sorted(p.name for p in home.iterdir()) == ["notes.txt"]
+    with pytest.raises(UsageError):
+        Store(home)
+    assert run_in(None, "init", str(home)).code == 0
+    assert run_in(home, "list").code == 0
