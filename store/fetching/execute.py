@@ -7,6 +7,7 @@ transfer engine, then to BlobStore.publish, then the model to publish_model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import IntegrityError, Interrupted, InvalidManifest, NetworkError, NotFound, StoreError
@@ -103,26 +104,7 @@ def _download(session: Session, task: BlobTask, measure: bool) -> tuple[int, Wri
     process published the blob meanwhile).
     """
     layout, digest, say = session.layout, task.digest, session.ctx.say
-
-    def waiting(holder: Holder | None) -> None:
-        who = holder.describe() if holder else "another process"
-        session.doing = f"waiting for {who} to download {digest.short}"
-        say(f"{digest.short}: waiting for {who}, which is downloading it")
-
-    def polling(holder: Holder | None) -> int | None:
-        """The bytes the other download holds: while they grow, --lock-timeout does not run out."""
-        if session.ctx.cancel.is_set():
-            raise Interrupted("interrupted")
-        progress = None
-        for journal_path in layout.journals(digest):
-            journal = read_journal(journal_path)  # None: that download just ended
-            if journal is not None and journal.size:
-                # Unchecked bytes count: they wait only for the rest of their chunk.
-                held = journal.done.total() + journal.unchecked.total()
-                say(f"{digest.short}: the other download is at {held * 100 // journal.size}%")
-                progress = max(progress or 0, held)
-        return progress
-
+    waiting, polling = _watching(session, digest)
     with hold(layout.lock(f"blob-{digest.hex}"), on_wait=waiting, poll=polling, timeout=session.ctx.names.lock_timeout, group=layout.shared):
         if session.blobs.has(digest, task.size):
             session.progress.already(task.size)
@@ -144,8 +126,11 @@ def _download(session: Session, task: BlobTask, measure: bool) -> tuple[int, Wri
                     # its space until gc.
                     writer.abort()
                 raise
+            # A digest a person gave (--url's --sha256) may be the wrong one for the right
+            # file: a whole fresh download is checked below, not by commit, and kept.
+            keep = measure and not (resumed and adopt)
             try:
-                written = writer.commit(digest, task.size)
+                written = writer.commit(None if keep else digest, task.size)
                 break
             except IntegrityError as err:
                 if resumed and adopt:
@@ -157,8 +142,51 @@ def _download(session: Session, task: BlobTask, measure: bool) -> tuple[int, Wri
                     continue
                 url = writer.journal.url if writer.journal else "the remote"
                 raise IntegrityError(f"{url}: {err.message}", "the remote serves damaged data; the bad copy was deleted") from None
+        if written.digest != digest:
+            _keep_misnamed(session, writer, written, task)
         session.blobs.publish(writer, written)
     return received, written
+
+
+def _watching(session: Session, digest: Digest) -> tuple[Callable[[Holder | None], None], Callable[[Holder | None], int | None]]:
+    """What a download waiting for another process's download of ``digest`` says, and how it sees that one progress."""
+    say = session.ctx.say
+
+    def waiting(holder: Holder | None) -> None:
+        who = holder.describe() if holder else "another process"
+        session.doing = f"waiting for {who} to download {digest.short}"
+        say(f"{digest.short}: waiting for {who}, which is downloading it")
+
+    def polling(holder: Holder | None) -> int | None:
+        """The bytes the other download holds: while they grow, --lock-timeout does not run out."""
+        if session.ctx.cancel.is_set():
+            raise Interrupted("interrupted")
+        progress = None
+        for journal_path in session.layout.journals(digest):
+            journal = read_journal(journal_path)  # None: that download just ended
+            if journal is not None and journal.size:
+                # Unchecked bytes count: they wait only for the rest of their chunk.
+                held = journal.done.total() + journal.unchecked.total()
+                say(f"{digest.short}: the other download is at {held * 100 // journal.size}%")
+                progress = max(progress or 0, held)
+        return progress
+
+    return waiting, polling
+
+
+def _keep_misnamed(session: Session, writer: IngestWriter, written: Written, task: BlobTask) -> None:
+    """Publish a download whose digest is not the one a source gave, under its own, and fail: run again with that digest, nothing is downloaded twice.
+
+    Only where the digest is a person's word (a synthesized manifest: fetch
+    --url's --sha256), not a manifest's: bytes are always safe under their
+    own digest, and the next gc collects them if nothing names them.
+    """
+    session.blobs.publish(writer, written)
+    url = writer.journal.url if writer.journal else task.sources[0].url
+    raise IntegrityError(
+        f"{url}: the file's SHA-256 is {written.digest.hex}, not the {task.digest.hex} given; it is kept under its own digest",
+        f"if it is the file you want, run the same command with --sha256 {written.digest.hex}: nothing is downloaded again",
+    )
 
 
 def _complete(session: Session, model: Resolved, measured: dict[Digest, Written]) -> Resolved:

@@ -337,11 +337,20 @@ def test_fetch_url_with_the_wrong_sha256(nginx: Nginx, store_dir: Path, run_cli)
     data = b"not what you asked for\n" * 1000
     write_tree(root, {"f.bin": data})
     wanted = _sha(b"something else")
-    message = assert_error(run_cli("fetch", "--url", f"{url}/f.bin", "--sha256", wanted, "wrong:v1"), 5)
+    refused = run_cli("fetch", "--url", f"{url}/f.bin", "--sha256", wanted, "wrong:v1")
+    message = assert_error(refused, 5)
     assert wanted in message and _sha(data) in message and f"{url}/f.bin" in message
     assert_error(run_cli("path", "wrong:v1"), 3)
-    assert not (Store(store_dir).layout.blobs / _sha(data)).exists()
+    # Issue 13, item 14: the bytes are kept under their own digest, and the hint says how to use them;
+    # the corrected command then downloads nothing.
+    assert (Store(store_dir).layout.blobs / _sha(data)).exists()
+    assert f"--sha256 {_sha(data)}" in refused.err
     assert list(Store(store_dir).layout.ingest.iterdir()) == []
+    before = len([r for r in nginx.requests("/plain-files-wrong/") if r.method == "GET"])
+    code, out, err = run_cli("--json", "fetch", "--url", f"{url}/f.bin", "--sha256", _sha(data), "right:v1")
+    assert code == 0, err
+    assert json.loads(out)["models"][0]["downloaded"] == 0
+    assert len([r for r in nginx.requests("/plain-files-wrong/") if r.method == "GET"]) == before
 
 
 # -- progress -------------------------------------------------------------------------
