@@ -44,30 +44,81 @@ __all__ = ["Store", "http_server", "project_lockfile"]
 _QUEUE_LOCK = _thread.allocate_lock()
 
 
-def _context(store: Store, options: dict) -> FetchContext:
-    """The FetchContext of one call, from its keyword arguments.
+def _items(value: object, what: str, kind: type | tuple[type, ...]) -> tuple:
+    """``value`` as a tuple of ``kind``: a str, path or Reference alone is one item, not a sequence of characters (or fields).
 
-    They are FetchOptions' fields, ``remotes`` any iterable, ``limit_rate``
-    and ``timeout`` as limits.py reads them (the timeout starts the deadline
-    now); and progress, cancel and say.
+    Anything else must be an iterable of ``kind``. UsageError (exit 2), before
+    anything is done, for another type: e.g. ``remotes=5``, or ``paths`` of bytes.
+    """
+    if isinstance(value, (str, os.PathLike, Reference)) or not isinstance(value, Iterable):
+        items: tuple = (value,)
+    else:
+        items = tuple(value)
+    for item in items:
+        if not isinstance(item, kind):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise UsageError(f"{what}: {item!r} ({type(item).__name__}) is not a {names}", f"pass one {names} or a list of them (spec/cli.md#python-api)")
+    return items
+
+
+def _fetch_options(
+    remotes: object = (),
+    connections: object = 8,
+    retries: object = 5,
+    limit_rate: object = None,
+    ca_bundle: object = None,
+    timeout: object = None,
+    progress: object = None,
+    cancel: object = None,
+    say: object = None,
+) -> dict:
+    """The fetching keyword arguments of a method, checked where the caller passes them.
+
+    A wrong type or value is a UsageError (exit 2) here, not a TypeError from
+    inside a download. ``limit_rate`` and ``timeout`` are read as limits.py
+    reads the options' spellings.
+    """
+    from .limits import CONNECTIONS, RETRIES, check_count, parse_rate, parse_seconds
+
+    for name, value in (("progress", progress), ("say", say)):
+        if value is not None and not callable(value):
+            raise UsageError(f"{name}={value!r} is not callable", f"pass a function for {name}, or None")
+    if cancel is not None and not all(callable(getattr(cancel, method, None)) for method in ("is_set", "set", "wait")):
+        raise UsageError(f"cancel={cancel!r} is not an event", "pass a threading.Event for cancel, or None")
+    if ca_bundle is not None and not isinstance(ca_bundle, (str, os.PathLike)):
+        raise UsageError(f"ca_bundle={ca_bundle!r} is not a path", "pass the path of a PEM file for ca_bundle, or None")
+    return {
+        "remotes": _items(remotes, "remotes", str),
+        "connections": check_count("connections", connections, CONNECTIONS),
+        "retries": check_count("retries", retries, RETRIES),
+        "limit_rate": parse_rate(limit_rate),  # type: ignore[arg-type]  # checked there
+        "ca_bundle": None if ca_bundle is None else os.fspath(ca_bundle),
+        "timeout": parse_seconds(timeout),  # type: ignore[arg-type]  # checked there
+        "progress": progress,
+        "cancel": cancel,
+        "say": say,
+    }
+
+
+def _context(store: Store, options: dict, **fetch_options) -> FetchContext:
+    """The FetchContext of one call, from its checked keyword arguments (_fetch_options) and ``fetch_options``' fields.
+
+    The timeout starts the deadline now.
     """
     import threading
 
     from .fetching.session import FetchContext, FetchOptions
-    from .limits import parse_rate, parse_seconds
     from .transfer.progress import Progress
 
     options = dict(options)
-    progress, cancel, say = options.pop("progress", None), options.pop("cancel", None), options.pop("say", None)
-    timeout = parse_seconds(options.pop("timeout", None))
+    progress, cancel, say, timeout = (options.pop(key) for key in ("progress", "cancel", "say", "timeout"))
     if timeout is not None:
         import time
 
         from .transfer.deadline import Deadline
 
         options["deadline"] = Deadline.after(timeout, time.monotonic())
-    fetch_options = FetchOptions(**{**options, "remotes": tuple(options.get("remotes", ())), "limit_rate": parse_rate(options.get("limit_rate"))})
-    return FetchContext(store.layout, store._names, fetch_options, Progress(progress), cancel or threading.Event(), say or (lambda _: None))
+    return FetchContext(store.layout, store._names, FetchOptions(**options, **fetch_options), Progress(progress), cancel or threading.Event(), say or (lambda _: None))
 
 
 def project_lockfile(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -205,8 +256,8 @@ class Store:
 
     # -- writing -------------------------------------------------------------
 
-    def add(self, ref: str | Reference, paths: Iterable[str | os.PathLike[str]], *, follow_links: bool = False) -> Model:
-        """Import files and directory trees as one model named ``ref``.
+    def add(self, ref: str | Reference, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *, follow_links: bool = False) -> Model:
+        """Import files and directory trees (``paths``: one, or several) as one model named ``ref``.
 
         A symbolic link in a directory that leads outside it is refused
         (UsageError) unless ``follow_links``; files in /proc, /sys and the
@@ -214,38 +265,74 @@ class Store:
         """
         from .add import add
 
-        return add(self.layout, _ref(ref), [Path(p) for p in paths], self._names, follow_links)
+        return add(self.layout, _ref(ref), [Path(p) for p in _items(paths, "paths", (str, os.PathLike))], self._names, follow_links)
 
-    def fetch(self, ref: str | Reference, **options) -> Model:
-        """Make one model complete in the store from the remotes and return it.
-
-        Options are those of ``fetch_all``. A model named by digest and
-        complete in the store costs no request at all.
-        """
-        return self.fetch_all([ref], **options)[0].model
-
-    def fetch_all(
+    def fetch(
         self,
-        refs: Iterable[str | Reference],
+        ref: str | Reference,
         *,
+        remotes: str | Iterable[str] = (),
+        connections: int = 8,
+        retries: int = 5,
+        limit_rate: float | str | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
         progress: Callable[[Snapshot], None] | None = None,
         cancel: threading.Event | None = None,
         say: Callable[[str], None] | None = None,
-        **options,
+    ) -> Model:
+        """Make one model complete in the store from the remotes and return it.
+
+        The keyword arguments are those of ``fetch_all``. A model named by
+        digest and complete in the store costs no request at all.
+        """
+        [fetched] = self.fetch_all(
+            [ref],
+            remotes=remotes,
+            connections=connections,
+            retries=retries,
+            limit_rate=limit_rate,
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+            progress=progress,
+            cancel=cancel,
+            say=say,
+        )
+        return fetched.model
+
+    def fetch_all(
+        self,
+        refs: str | Reference | Iterable[str | Reference],
+        *,
+        remotes: str | Iterable[str] = (),
+        connections: int = 8,
+        retries: int = 5,
+        limit_rate: float | str | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
+        progress: Callable[[Snapshot], None] | None = None,
+        cancel: threading.Event | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> builtins.list[Fetched]:
         """Make models complete in the store from remotes; one Fetched per reference, in order.
 
-        ``options`` are the fields of FetchOptions: remotes, connections (8),
-        retries (5), limit_rate (bytes/s, or a rate like "10M"), ca_bundle; and
-        timeout (seconds, or their spelling like "2.5"), after which the network
-        phase stops with NetworkError. A limit out of range raises UsageError. ``progress`` receives
-        Snapshots whose ``done`` never decreases and ends equal to ``total``.
-        Setting ``cancel`` stops within a second, keeping partial data for the
-        next call, and raises Interrupted.
+        As the options of ``odai-store fetch``: ``remotes`` (one URL or path,
+        or several, tried in order; none: $ODAI_STORE_REMOTE, else
+        config.toml), ``connections`` (1 to 64), ``retries`` (0 to 100),
+        ``limit_rate`` (bytes/s, or a rate like "10M"), ``ca_bundle`` (a PEM
+        file) and ``timeout`` (seconds, or their spelling like "2.5"), after
+        which the network phase stops with NetworkError. A value of a wrong
+        type or out of range raises UsageError before anything is done.
+        ``progress`` receives Snapshots whose ``done`` never decreases and
+        ends equal to ``total``. Setting ``cancel`` stops within a second,
+        keeping partial data for the next call, and raises Interrupted.
+        ``say`` receives the messages the command line prints on stderr.
         """
         from .fetch import fetch
 
-        return fetch(self.layout, [_ref(r) for r in refs], lambda: _context(self, {**options, "progress": progress, "cancel": cancel, "say": say}))
+        options = _fetch_options(remotes, connections, retries, limit_rate, ca_bundle, timeout, progress, cancel, say)
+        wanted = [_ref(r) for r in _items(refs, "refs", (str, Reference))]
+        return fetch(self.layout, wanted, lambda: _context(self, options))
 
     def fetch_url(
         self,
@@ -254,89 +341,139 @@ class Store:
         sha256: str,
         *,
         filename: str | None = None,
+        connections: int = 8,
+        retries: int = 5,
+        limit_rate: float | str | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
         progress: Callable[[Snapshot], None] | None = None,
         cancel: threading.Event | None = None,
         say: Callable[[str], None] | None = None,
-        **options,
     ) -> Fetched:
-        """A single-file model from any URL, verified against ``sha256`` (64 hex digits); options as fetch_all."""
+        """A single-file model from any URL, verified against ``sha256`` (64 hex digits); the other arguments as fetch_all's."""
         from .fetch import fetch
         from .oci.digest import parse_digest
         from .remote.select import open_url_file
 
+        options = _fetch_options((), connections, retries, limit_rate, ca_bundle, timeout, progress, cancel, say)
         digest = parse_digest(sha256 if sha256.startswith("sha256:") else f"sha256:{sha256}")
         # First: it refuses a URL that does not parse. A blob here already needs no request for its size.
-        source = open_url_file(url, digest, filename, size=self._blobs.size(digest) if self._blobs.has(digest) else None, ca_bundle=options.get("ca_bundle"))
-        [fetched] = fetch(self.layout, [_ref(ref)], lambda: _context(self, {**options, "progress": progress, "cancel": cancel, "say": say}), source)
+        source = open_url_file(url, digest, filename, size=self._blobs.size(digest) if self._blobs.has(digest) else None, ca_bundle=options["ca_bundle"])
+        [fetched] = fetch(self.layout, [_ref(ref)], lambda: _context(self, options), source)
         return fetched
 
-    def start_fetch(self, ref: str | Reference, *, priority: int = 0, **options) -> Download:
-        """Queue a fetch of ``ref`` in the background; the Download handle watches and steers it.
+    def start_fetch(
+        self,
+        ref: str | Reference,
+        *,
+        priority: int = 0,
+        remotes: str | Iterable[str] = (),
+        connections: int = 8,
+        retries: int = 5,
+        limit_rate: float | str | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> Download:
+        """Queue a fetch of ``ref`` in the background; the Download handle watches, pauses and cancels it.
 
-        At most ``max_downloads`` run at once, higher ``priority`` first.
+        At most ``max_downloads`` run at once, higher ``priority`` first. The
+        other arguments are fetch_all's, checked now: a wrong one raises
+        UsageError here, not from the handle's ``wait()``.
         """
         from .download import Download, DownloadQueue
+        from .fetch import fetch
 
+        wanted, options = _ref(ref), _fetch_options(remotes, connections, retries, limit_rate, ca_bundle, timeout, None, None, say)
         with _QUEUE_LOCK:
             if self._queue is None:
                 self._queue = DownloadQueue(self.max_downloads)
 
         def run(cancel: threading.Event, on_progress: Callable[[Snapshot], None]) -> Model:
-            return self.fetch(ref, cancel=cancel, progress=on_progress, **options)
+            [fetched] = fetch(self.layout, [wanted], lambda: _context(self, {**options, "progress": on_progress, "cancel": cancel}))
+            return fetched.model
 
         return Download(run, self._queue, priority).start()
 
     # -- lockfiles and sharing -------------------------------------------------
 
     def lock(
-        self, refs: Iterable[str | Reference], lockfile: str | os.PathLike[str] = "odai.lock", *, remotes: Iterable[str] = (), ca_bundle: str | None = None, timeout: float | str | None = None
+        self,
+        refs: str | Reference | Iterable[str | Reference],
+        lockfile: str | os.PathLike[str] = "odai.lock",
+        *,
+        remotes: str | Iterable[str] = (),
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
     ) -> LockResult:
         """Resolve ``refs`` on the remotes and pin them in ``lockfile``; register it as a gc root."""
         from .pin import lock
         from .sync import register
 
         path = Path(lockfile).absolute()
-        result = lock(_context(self, {"remotes": remotes, "ca_bundle": ca_bundle, "timeout": timeout}), [_ref(r) for r in refs], path)
+        options = _fetch_options(remotes=remotes, ca_bundle=ca_bundle, timeout=timeout)
+        result = lock(_context(self, options), [_ref(r) for r in _items(refs, "refs", (str, Reference))], path)
         register(self.layout, path, self._names.lock_timeout, self.read_only)
         return result
 
     def check_lock(
         self,
         lockfile: str | os.PathLike[str] = "odai.lock",
-        refs: Iterable[str | Reference] | None = None,
+        refs: str | Reference | Iterable[str | Reference] | None = None,
         *,
-        remotes: Iterable[str] = (),
-        ca_bundle: str | None = None,
+        remotes: str | Iterable[str] = (),
+        ca_bundle: str | os.PathLike[str] | None = None,
         timeout: float | str | None = None,
     ) -> LockResult:
         """Resolve the pinned names again; LockfileError (exit 7) if any tag moved."""
         from .pin import check
 
         path = Path(lockfile).absolute()
-        parsed = None if refs is None else [_ref(r) for r in refs]
-        return check(_context(self, {"remotes": remotes, "ca_bundle": ca_bundle, "timeout": timeout}), parsed, path)
+        options = _fetch_options(remotes=remotes, ca_bundle=ca_bundle, timeout=timeout)
+        parsed = None if refs is None else [_ref(r) for r in _items(refs, "refs", (str, Reference))]
+        return check(_context(self, options), parsed, path)
 
-    def sync(self, lockfile: str | os.PathLike[str] = "odai.lock", names: Iterable[str] | None = None, **options) -> builtins.list[Model]:
+    def sync(
+        self,
+        lockfile: str | os.PathLike[str] = "odai.lock",
+        names: str | Iterable[str] | None = None,
+        *,
+        remotes: str | Iterable[str] = (),
+        connections: int = 8,
+        retries: int = 5,
+        limit_rate: float | str | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
+        progress: Callable[[Snapshot], None] | None = None,
+        cancel: threading.Event | None = None,
+        say: Callable[[str], None] | None = None,
+        verify: bool = False,
+    ) -> builtins.list[Model]:
         """Make exactly the pinned models present (all, or the pins of ``names``: NAME, NAME:TAG or NAME@DIGEST); never looks a tag up.
 
         With every pin present it sends no request and writes nothing, so it
         works on a read-only store. Registers the lockfile as a gc root.
         ``verify=True`` checks every file as ``path(verify=True)`` does.
+        ``remotes`` are tried instead of each pin's own; the other arguments
+        are fetch_all's.
         """
         from .local.roots import read_lockfile
         from .sync import select_pins, sync
 
         path = Path(lockfile).absolute()
-        verify = options.pop("verify", False)
+        options = _fetch_options(remotes, connections, retries, limit_rate, ca_bundle, timeout, progress, cancel, say)
+        if not isinstance(verify, bool):
+            raise UsageError(f"verify={verify!r} is not a bool", "pass verify=True or verify=False")
+        chosen = None if names is None else list(_items(names, "names", str))
         # Refused before the store changes: a lockfile that does not parse, or
         # does not pin a name asked for, must not become a root that gc then
         # cannot read.
-        pins = select_pins(read_lockfile(path), list(names) if names else None, path)
+        pins = select_pins(read_lockfile(path), chosen or None, path)
         return sync(
             self.layout,
             path,
             pins,
-            lambda: _context(self, {**options, "named": tuple(options.get("remotes", ())), "keep_by_digest": False}),
+            lambda: _context(self, options, named=options["remotes"], keep_by_digest=False),
             lock_timeout=self._names.lock_timeout,
             verify=verify,
             read_only=self.read_only,
@@ -405,13 +542,13 @@ class Store:
         _, manifest = self._complete(_ref(ref))
         return export(manifest.files, self._blobs.path, Path(dest), link)
 
-    def remove(self, refs: Iterable[str | Reference]) -> builtins.list[str]:
+    def remove(self, refs: str | Reference | Iterable[str | Reference]) -> builtins.list[str]:
         """Drop names (blobs stay until gc); NotFound, with nothing removed, if any is unknown.
 
         A name given twice, in any spelling (``a``, ``a:latest``), is removed once.
         """
         with storage_errors("removing names", self.root):
-            removed = self._names.remove([_ref(r) for r in refs])
+            removed = self._names.remove([_ref(r) for r in _items(refs, "refs", (str, Reference))])
         return [str(r) if r.digest else r.ref_name for r in removed]
 
     def gc(self, dry_run: bool = False, partials: bool = False) -> GcReport:
@@ -426,7 +563,7 @@ class Store:
         with storage_errors("collecting garbage", self.root):
             return collect(self.layout, lambda: pinned_digests(self.layout), dry_run, self._names.lock_timeout, partials)
 
-    def verify(self, refs: Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
+    def verify(self, refs: str | Reference | Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/."""
         from .local.verify import damaged_names, verify_blobs
         from .reports import VerifyResult
@@ -434,7 +571,7 @@ class Store:
         digests = None
         if refs is not None:
             digests = []
-            for ref in refs:
+            for ref in _items(refs, "refs", (str, Reference)):
                 digest, manifest = self.resolve(ref)
                 digests += [digest, *manifest.blob_digests()]
         with storage_errors("verifying", self.root):

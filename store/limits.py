@@ -1,4 +1,4 @@
-"""The limits a caller sets on a network phase: a rate (--limit-rate) and a time (--timeout), from their spellings.
+"""The limits a caller sets on a network phase: a rate (--limit-rate) and a time (--timeout), from their spellings; connections and retries, in their ranges.
 
 The command line and the Python API take the same spellings ("10M", "2.5")
 or the numbers they stand for, and refuse the same values.
@@ -8,7 +8,7 @@ import re
 
 from .errors import UsageError
 
-__all__ = ["parse_rate", "parse_seconds"]
+__all__ = ["CONNECTIONS", "RETRIES", "check_count", "parse_rate", "parse_seconds"]
 
 # The grammars of spec/fetching.md ("Rate limit") and spec/cli.md (--timeout),
 # not float(): that would take 'nan', 'inf', '1e3', '1_0' and ' 5'. Compiled
@@ -17,6 +17,26 @@ _RATE = r"([0-9]+(?:\.[0-9]+)?)([KkMmGg]?)"
 _SECONDS = r"[0-9]+(?:\.[0-9]+)?"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 _INFINITY = float("inf")  # not math.inf: importing math costs every command, not only those with a limit
+# The ranges of --connections and --retries, and of the API's connections= and retries=.
+CONNECTIONS = (1, 64)
+RETRIES = (0, 100)
+
+
+def _is_number(value: object) -> bool:
+    # bool is an int to Python, but True is no rate, count or timeout a caller meant.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_count(name: str, value: object, bounds: tuple[int, int]) -> int:
+    """``value`` if it is an int within ``bounds``, both included; UsageError naming ``name`` otherwise.
+
+    >>> check_count("connections", 8, CONNECTIONS)
+    8
+    """
+    low, high = bounds
+    if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+        raise UsageError(f"{name}={value!r}: {name} must be an int from {low} to {high}", f"as --{name} takes (spec/cli.md#python-api)")
+    return value
 
 
 def parse_rate(value: str | float | None) -> float | None:
@@ -27,6 +47,8 @@ def parse_rate(value: str | float | None) -> float | None:
     """
     if value is None:
         return None
+    if not (isinstance(value, str) or _is_number(value)):
+        raise UsageError(f"{value!r} is not a rate: a number of bytes per second or a string like 10M", "e.g. limit_rate=\"10M\" (spec/fetching.md#rate-limit)")
     if isinstance(value, str):
         match = re.fullmatch(_RATE, value)
         if match is None:
@@ -50,7 +72,7 @@ def parse_seconds(value: str | float | None) -> float | None:
     """
     if value is None:
         return None
-    seconds = float(value) if not isinstance(value, str) or re.fullmatch(_SECONDS, value) else None
+    seconds = float(value) if _is_number(value) or (isinstance(value, str) and re.fullmatch(_SECONDS, value)) else None
     if seconds is None or not 0 < seconds < _INFINITY:  # nan compares false
         raise UsageError(f"{value!r} is not a number of seconds above 0, like 30 or 2.5", "a timeout is a decimal number of seconds (spec/cli.md#synopsis)")
     return seconds

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..limits import parse_rate, parse_seconds
+from ..limits import CONNECTIONS, RETRIES, parse_rate, parse_seconds
 from ..model import LINK_MODES
 from . import actions
 
@@ -187,8 +187,8 @@ GLOBAL = (
 
 # Options several commands share, declared once.
 _VERIFY = Option("--verify", kind=FLAG, help="First check the files against the xxh3 recorded when they were published (exit 5 if one changed).")
-_CONNECTIONS = Option("--connections", kind=Integer(1, 64), default=8, show_default=True, help="Parallel connections for a large blob.")
-_RETRIES = Option("--retries", kind=Integer(0, 100), default=5, show_default=True, help="Retries of a transient failure.")
+_CONNECTIONS = Option("--connections", kind=Integer(*CONNECTIONS), default=8, show_default=True, help="Parallel connections for a large blob.")
+_RETRIES = Option("--retries", kind=Integer(*RETRIES), default=5, show_default=True, help="Retries of a transient failure.")
 _CA_BUNDLE = Option("--ca-bundle", kind=FsPath(exists=True, dir_okay=False, as_path=False), help="Trust this CA bundle for HTTPS.")
 _PROGRESS = Option("--progress", kind=Choice(actions.PROGRESS_MODES), dest="progress_mode", help="Progress on stderr [default: bar on a terminal].")
 _LOCKFILE = Option("--lockfile", kind=FsPath(dir_okay=False), default="odai.lock", show_default=True, help="The lockfile.")

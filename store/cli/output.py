@@ -73,6 +73,6 @@ class Output:
             _stdout(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
     def say(self, text: str) -> None:
-        """A message for people, on stderr; -q silences it."""
+        """A message for people, on stderr, escaped: it may quote a path, a remote or a lock holder's host. -q silences it."""
         if not self.quiet:
-            sys.stderr.write(text + "\n")
+            sys.stderr.write(escaped(text) + "\n")

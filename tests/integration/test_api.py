@@ -330,3 +330,77 @@ def test_init_of_an_existing_unshared_store_as_shared_is_refused_and_changes_not
     assert {p: p.stat().st_mode for p in (tmp_path / "store").rglob("*")} == before
     store, refused = Store.init(tmp_path / "shared", shared=True)
     assert store.shared and refused == []
+
+
+def test_one_string_or_path_where_a_collection_is_expected_is_one_item(store: Store, model_tree: Path, tmp_path: Path) -> None:
+    """Issue 13, item 5: a str or Path for paths, refs, remotes or names is one item, not its characters."""
+    weights = model_tree / "model.bin"
+    assert [f.path for f in store.add("one:v1", str(weights)).files] == ["model.bin"]
+    assert [f.path for f in store.add("one:v2", weights).files] == ["model.bin"]
+    assert store.verify("one:v1") == store.verify(["one:v1"])
+    assert store.remove("one:v2") == ["one:v2"]
+    # A remote given as one string: a path here, which every character of would not be.
+    mine = Store(tmp_path / "mine")
+    assert mine.fetch("one:v1", remotes=str(store.root)).files == store.model("one:v1").files
+    assert [f.model.name for f in mine.fetch_all("one:v1", remotes=str(store.root))] == ["one:v1"]
+    lockfile = tmp_path / "odai.lock"
+    assert [pin.ref_name for pin in mine.lock("one:v1", lockfile, remotes=str(store.root)).pins] == ["one:v1"]
+    assert [pin.ref_name for pin in mine.check_lock(lockfile, "one:v1", remotes=str(store.root)).pins] == ["one:v1"]
+    assert [m.digest for m in mine.sync(lockfile, "one:v1", remotes=str(store.root))] == [store.resolve("one:v1")[0]]
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"remotes": 5}, "remotes"),
+        ({"remotes": [b"http://x"]}, "remotes"),
+        ({"connections": "8"}, "connections"),
+        ({"connections": 0}, "connections"),
+        ({"connections": True}, "connections"),
+        ({"retries": -1}, "retries"),
+        ({"retries": 1.5}, "retries"),
+        ({"limit_rate": [1]}, "rate"),
+        ({"timeout": True}, "seconds"),
+        ({"timeout": object()}, "seconds"),
+        ({"ca_bundle": 3}, "ca_bundle"),
+        ({"progress": "bar"}, "progress"),
+        ({"say": 1}, "say"),
+        ({"cancel": True}, "cancel"),
+    ],
+)
+def test_a_fetch_option_of_a_wrong_type_is_a_usage_error_before_anything_is_done(store: Store, model_tree: Path, options: dict, named: str) -> None:
+    """Even where no download would read the option: a model by digest, present, needs no request."""
+    digest = store.add("here:v1", [model_tree]).digest
+    calls = [lambda: store.fetch(f"here@{digest}", **options), lambda: store.fetch_all([f"here@{digest}"], **options)]
+    if named not in ("progress", "cancel"):  # start_fetch's Download supplies those two
+        calls.append(lambda: store.start_fetch(f"here@{digest}", **options))
+    for call in calls:
+        with pytest.raises(UsageError, match=named) as raised:
+            call()
+        assert raised.value.exit_code == 2 and raised.value.hint
+
+
+def test_sync_and_lock_check_their_options_too(store: Store, model_tree: Path, tmp_path: Path) -> None:
+    store.add("here:v1", [model_tree])
+    lockfile = tmp_path / "odai.lock"
+    store.lock(["here:v1"], lockfile, remotes=[str(store.root)])
+    for call, named in (
+        (lambda: store.sync(lockfile, connections="8"), "connections"),
+        (lambda: store.sync(lockfile, verify="yes"), "verify"),
+        (lambda: store.sync(lockfile, names=[1]), "names"),
+        (lambda: store.lock(["here:v1"], lockfile, remotes=5), "remotes"),
+        (lambda: store.check_lock(lockfile, remotes=5), "remotes"),
+        (lambda: store.add("x:v1", 5), "paths"),
+        (lambda: store.remove([5]), "refs"),
+    ):
+        with pytest.raises(UsageError, match=named):
+            call()
+
+
+def test_fetch_options_are_named_keyword_arguments(store: Store, model_tree: Path) -> None:
+    """A misspelt option is Python's TypeError at the call, not accepted and ignored."""
+    digest = store.add("here:v1", [model_tree]).digest
+    with pytest.raises(TypeError, match="connection"):
+        store.fetch(f"here@{digest}", connection=4)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="verfiy"):
+        store.sync("odai.lock", verfiy=True)  # type: ignore[call-arg]

@@ -285,6 +285,33 @@ def test_show_escapes_control_characters_of_file_names(store_dir: Path, tmp_path
     assert f"a{ESCAPE}b.txt" in [f["path"] for f in doc["files"]]
 
 
+def test_list_escapes_control_characters_of_a_name_another_tool_wrote(store_dir: Path, model_tree: Path) -> None:
+    """Issue 13, item 6: odai-store's names cannot hold one, but an index.json written by another tool is read as it is."""
+    store = Store(store_dir)
+    store.add("m:v1", [model_tree])
+    doc = json.loads(store.layout.index.read_bytes())
+    doc["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] = f"m{ESCAPE}:v1"
+    store.layout.index.write_text(json.dumps(doc, indent=1))
+    text = run_cli(store_dir, "list")
+    assert text.code == 0 and "\x1b" not in text.out and text.out.startswith(f"m{SHOWN}:v1  ")
+    assert json.loads(run_cli(store_dir, "--json", "list").out)["models"][0]["name"] == f"m{ESCAPE}:v1"
+
+
+def test_messages_on_stderr_escape_control_characters_and_data_on_stdout_stays_exact(store_dir: Path, model_tree: Path, tmp_path: Path) -> None:
+    """Issue 13, item 6: export's and lock's messages quote a path the user chose; stdout, data for scripts, is the path itself."""
+    Store(store_dir).add("m:v1", [model_tree])
+    dest = tmp_path / f"out{ESCAPE}"
+    exported = run_cli(store_dir, "export", "m:v1", dest)
+    assert exported.code == 0 and exported.out == f"{dest}\n"
+    assert "\x1b" not in exported.err and f"out{SHOWN} by " in exported.err
+    lockfile = tmp_path / f"app{ESCAPE}.lock"
+    locked = run_cli(store_dir, "lock", "--lockfile", lockfile, "--remote", store_dir, "m:v1")
+    assert locked.code == 0, locked.err
+    checked = run_cli(store_dir, "lock", "--check", "--lockfile", lockfile, "--remote", store_dir)
+    assert checked.code == 0 and checked.out == f"{lockfile}\n"
+    assert "\x1b" not in checked.err and f"app{SHOWN}.lock" in checked.err
+
+
 def test_roots_escapes_control_characters_of_lockfile_paths(store: Store, store_dir: Path, tmp_path: Path) -> None:
     from store.local.roots import register_root
 
