@@ -13,6 +13,7 @@ loops (list, path, fetch, sync, export) keep their start-up tricks
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
@@ -314,10 +315,11 @@ def roots(c: Context, p: Params) -> None:
 
 def export(c: Context, p: Params) -> None:
     _stop_on_sigterm()
-    result = c.store.export(p.name, p.dest, p.link)
-    c.out.say(f"exported {files_count(len(result.files))} to {p.dest} by {result.method}")
-    c.out.data(str(p.dest))
-    c.out.document({"dest": str(p.dest), "method": result.method, "files": [{"path": file, "method": how} for file, how in result.files]})
+    result = c.store.export(p.name, p.dest, p.link)  # as given: the API refuses an empty DEST, which a Path would read as "."
+    dest = Path(p.dest)
+    c.out.say(f"exported {files_count(len(result.files))} to {dest} by {result.method}")
+    c.out.data(str(dest))
+    c.out.document({"dest": str(dest), "method": result.method, "files": [{"path": file, "method": how} for file, how in result.files]})
 
 
 def init(c: Context, p: Params) -> None:
