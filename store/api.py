@@ -171,18 +171,21 @@ class Store:
         """The manifest a reference designates in this store; NotFound if none."""
         ref = _ref(ref)
         with storage_errors("reading the store"):
-            if ref.digest is not None:
-                digest = ref.digest
-            else:
-                desc = self._names.lookup(ref)
-                if desc is None:
-                    raise NotFound(f"no model named {ref.ref_name} in {self.root}")
-                digest = desc.digest
+            digest = self._designated(ref)
             try:
                 data = self._blobs.read_manifest(digest)
             except FileNotFoundError:
                 raise NotFound(f"the manifest of {ref} ({digest}) is not in the store", "fetch or add the model again") from None
         return digest, parse_manifest(data, digest)
+
+    def _designated(self, ref: Reference) -> Digest:
+        """The manifest digest ``ref`` designates, whether or not the manifest is here; NotFound for an unknown name."""
+        if ref.digest is not None:
+            return ref.digest
+        desc = self._names.lookup(ref)
+        if desc is None:
+            raise NotFound(f"no model named {ref.ref_name} in {self.root}")
+        return desc.digest
 
     def info(self, ref: str | Reference) -> ModelInfo:
         from .reports import ModelFileStatus, ModelInfo
@@ -564,20 +567,34 @@ class Store:
             return collect(self.layout, lambda: pinned_digests(self.layout), dry_run, self._names.lock_timeout, partials)
 
     def verify(self, refs: str | Reference | Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
-        """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/."""
-        from .local.verify import damaged_names, verify_blobs
-        from .reports import VerifyResult
+        """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/.
+
+        The models checked (``refs``, or every name) that lack their manifest
+        or a file's blob, and are not damaged, are reported incomplete.
+        """
+        from .local.verify import damaged_names, missing_files, verify_blobs
+        from .reports import IncompleteModel, VerifyResult
 
         digests = None
-        if refs is not None:
-            digests = []
-            for ref in _items(refs, "refs", (str, Reference)):
-                digest, manifest = self.resolve(ref)
-                digests += [digest, *manifest.blob_digests()]
         with storage_errors("verifying", self.root):
             named = self._names.index().named()
+            if refs is None:
+                models = [(name, desc.digest) for name, desc in named]
+            else:
+                models, digests = [], []
+                for ref in map(_ref, _items(refs, "refs", (str, Reference))):
+                    digest = self._designated(ref)
+                    try:
+                        digests += [digest, *parse_manifest(self._blobs.read_manifest(digest), digest).blob_digests()]
+                    except FileNotFoundError:
+                        if ref.digest is not None:  # a digest the store never held: unknown, as in path
+                            raise NotFound(f"the manifest of {ref} is not in the store", "'odai-store list' shows the models this store holds") from None
+                        # A name whose manifest is gone: reported incomplete below.
+                    models.append((str(ref) if ref.digest else ref.ref_name, digest))
             report = verify_blobs(self.layout, digests, fast)
-        return VerifyResult(report, tuple(damaged_names(self.layout, named, report.corrupt)))
+            damaged = damaged_names(self.layout, named, report.corrupt)
+            incomplete = missing_files(self.layout, [(name, digest) for name, digest in models if name not in damaged and digest not in report.corrupt])
+        return VerifyResult(report, tuple(damaged), tuple(IncompleteModel(*found) for found in incomplete))
 
     def du(self) -> DiskUsage:
         from .local.usage import disk_usage

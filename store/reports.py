@@ -14,7 +14,7 @@ from .oci.manifest import ModelFile
 if TYPE_CHECKING:
     from .local.verify import VerifyReport
 
-__all__ = ["ModelEntry", "ModelFileStatus", "ModelInfo", "VerifyResult", "Root"]
+__all__ = ["IncompleteModel", "ModelEntry", "ModelFileStatus", "ModelInfo", "VerifyResult", "Root"]
 
 
 class ModelEntry(NamedTuple):
@@ -47,22 +47,41 @@ class ModelInfo(NamedTuple):
         return sum(f.file.size for f in self.files)
 
 
+class IncompleteModel(NamedTuple):
+    """A model the store lacks part of, as verify reports it."""
+
+    name: str  # NAME:TAG, or NAME@DIGEST as asked
+    missing: int  # files whose blob is absent
+    files: int | None  # files the manifest lists; None when the manifest itself is absent
+
+    def describe(self) -> str:
+        return "manifest missing" if self.files is None else f"{self.missing} of {self.files} files missing"
+
+
 class VerifyResult(NamedTuple):
     report: "VerifyReport"  # a string: local.verify is loaded only by verify
     damaged_models: tuple[str, ...]  # NAME:TAG of every model that needs a corrupt blob
+    incomplete_models: tuple[IncompleteModel, ...] = ()  # models checked that lack a blob, other than the damaged ones
 
     @property
     def ok(self) -> bool:
-        return not self.report.corrupt
+        return not (self.report.corrupt or self.incomplete_models)
 
     def error(self) -> IntegrityError | None:
-        """What verify fails with (exit 5) when it found corrupt blobs; None when every blob is sound."""
-        if self.ok:
-            return None
-        return IntegrityError(
-            f"{len(self.report.corrupt)} corrupt blobs moved to quarantine; {len(self.damaged_models)} models damaged",
-            "fetch or add the damaged models again",
-        )
+        """What verify fails with (exit 5) when it found corrupt blobs or incomplete models; None when every model checked is whole and sound."""
+        if self.report.corrupt:
+            return IntegrityError(
+                f"{len(self.report.corrupt)} corrupt blobs moved to quarantine; {len(self.damaged_models)} models damaged"
+                + (f", {len(self.incomplete_models)} incomplete" if self.incomplete_models else ""),
+                "fetch or add the damaged models again",
+            )
+        if self.incomplete_models:
+            count = len(self.incomplete_models)
+            return IntegrityError(
+                f"{count} model{'s' if count > 1 else ''} incomplete: files missing from the store",
+                "fetch or add the incomplete models again; 'odai-store show NAME' lists the missing files",
+            )
+        return None
 
 
 class Root(NamedTuple):

@@ -199,6 +199,8 @@ def verify(c: Context, p: Params) -> None:
         c.out.data(f"corrupt {digest} -> {escaped(str(moved))}")
     for name in result.damaged_models:
         c.out.data(f"damaged model {escaped(name)}")
+    for model in result.incomplete_models:
+        c.out.data(f"incomplete model {escaped(model.name)} ({model.describe()})")
     c.out.document(
         {
             "checked": report.checked,
@@ -206,6 +208,7 @@ def verify(c: Context, p: Params) -> None:
             "corrupt": [str(d) for d in report.corrupt],
             "quarantined": [str(moved) for moved in report.quarantined],
             "damaged_models": list(result.damaged_models),
+            "incomplete_models": [{"name": m.name, "missing": m.missing, "files": m.files} for m in result.incomplete_models],
         }
     )
     if (failure := result.error()) is not None:

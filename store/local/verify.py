@@ -30,7 +30,7 @@ from .blobs import BlobStore
 from .inspect import Finding, Kind, subjects
 from .layout import StoreLayout
 
-__all__ = ["VerifyReport", "altered_blobs", "check", "check_model_files", "damaged_names", "quarantine", "verify_blobs"]
+__all__ = ["VerifyReport", "altered_blobs", "check", "check_model_files", "damaged_names", "missing_files", "quarantine", "verify_blobs"]
 
 
 class VerifyReport(NamedTuple):
@@ -205,3 +205,28 @@ def damaged_names(layout: StoreLayout, named: Iterable[tuple[str, Descriptor]], 
         if manifest.blob_digests() & corrupt:
             damaged.append(name)
     return damaged
+
+
+def missing_files(layout: StoreLayout, models: Iterable[tuple[str, Digest]]) -> list[tuple[str, int, int | None]]:
+    """Of ``models`` (name as shown, manifest digest), those the store lacks a blob of: (name, files missing, files listed).
+
+    Files listed is None when the manifest itself is absent (its files are
+    then unknown). A file counts as missing as BlobStore.missing says: absent,
+    or of another size. Reads each manifest once; writes nothing.
+    """
+    from ..errors import StoreError
+    from ..oci.manifest import parse_manifest
+
+    blobs = BlobStore(layout)
+    found: list[tuple[str, int, int | None]] = []
+    for name, digest in models:
+        try:
+            manifest = parse_manifest(blobs.read_manifest(digest), digest)
+        except FileNotFoundError:
+            found.append((name, 0, None))
+            continue
+        except (OSError, StoreError):  # there but unreadable or damaged: verify hashes it and says so
+            continue
+        if missing := blobs.missing(manifest.files):
+            found.append((name, len(missing), len(manifest.files)))
+    return found

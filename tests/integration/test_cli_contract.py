@@ -252,6 +252,7 @@ def test_json_documents(demo: Demo) -> None:
         "corrupt": [],
         "quarantined": [],
         "damaged_models": [],
+        "incomplete_models": [],
     })
 
     usage = _json(run, "du")

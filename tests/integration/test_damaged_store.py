@@ -4,6 +4,7 @@ models, and leaves everything else alone; --fast finds the same damage."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
+from store.reports import IncompleteModel
 from tests.support.cli import assert_error
 from tests.support.trees import sample_model, store_files, write_tree
 
@@ -81,8 +83,10 @@ def test_verify_quarantines_a_damaged_blob(fast: bool, store: Store, store_dir: 
     for name in ("one:v1", "two:v1"):
         assert_error(run_cli("path", name), 3)
     assert run_cli("path", "three:v1").code == 0
-    # The damage is out of the store: verify is clean again.
-    assert run_cli("verify").code == 0
+    # The damage is out of the store: nothing corrupt is left, and the models that needed it are incomplete.
+    again = run_cli("verify")
+    assert "2 models incomplete" in assert_error(again, 5, stdout_empty=False)
+    assert again.out.splitlines()[1:] == ["incomplete model one:v1 (1 of 6 files missing)", "incomplete model two:v1 (1 of 2 files missing)"]
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["sha256", "fast"])
@@ -96,7 +100,8 @@ def test_every_kind_of_damage_is_found(how: str, fast: bool, store: Store) -> No
     assert result.damaged_models == ("three:v1",)
     assert [p.parent for p in result.report.quarantined] == [store.layout.quarantine]
     assert not blob.exists() and not store.layout.fast_record(result.report.corrupt[0]).exists()
-    assert store.verify(fast=fast).ok
+    again = store.verify(fast=fast)
+    assert not again.report.corrupt and again.incomplete_models == (IncompleteModel("three:v1", 1, 1),)
 
 
 def test_damaged_blob_of_one_model(store: Store, run_cli) -> None:
@@ -161,3 +166,31 @@ def test_fast_verify_without_a_record_falls_back_to_sha256(store: Store, run_cli
     assert not blob.exists()
     # Sound blobs verified the slow way get their record back.
     assert record.exists()
+
+
+def test_verify_reports_a_model_missing_a_file(store: Store, run_cli) -> None:
+    """verify used to say "0 corrupt" and exit 0 while path of the model exited 3."""
+    _blob(store, b"two" * 5000).unlink()
+    assert_error(run_cli("path", "two:v1"), 3)
+    result = run_cli("verify")
+    assert "1 model incomplete" in assert_error(result, 5, stdout_empty=False)
+    assert result.out.splitlines()[1:] == ["incomplete model two:v1 (1 of 2 files missing)"]
+    # Asked by name, the same; other models asked alone are whole.
+    assert assert_error(run_cli("verify", "two:v1"), 5, stdout_empty=False)
+    assert run_cli("verify", "one:v1", "three:v1").code == 0
+    doc = json.loads(run_cli("--json", "verify", "two:v1").out)
+    assert doc["incomplete_models"] == [{"name": "two:v1", "missing": 1, "files": 2}] and doc["corrupt"] == []
+    result = store.verify(["two:v1", "three:v1"])
+    assert not result.ok and result.incomplete_models == (IncompleteModel("two:v1", 1, 2),)
+    assert result.error() is not None and result.error().exit_code == 5
+
+
+def test_verify_reports_a_model_missing_its_manifest(store: Store, run_cli) -> None:
+    digest, _ = store.resolve("three:v1")
+    store.layout.blob(digest).unlink()
+    result = run_cli("verify", "three:v1")
+    assert_error(result, 5, stdout_empty=False)
+    assert result.out.splitlines()[1:] == ["incomplete model three:v1 (manifest missing)"]
+    assert store.verify().incomplete_models == (IncompleteModel("three:v1", 0, None),)
+    # By digest, a manifest the store does not hold is unknown, as for path.
+    assert_error(run_cli("verify", f"three@{digest}"), 3)
