@@ -554,6 +554,19 @@ class Store:
             removed = self._names.remove([_ref(r) for r in _items(refs, "refs", (str, Reference))])
         return [str(r) if r.digest else r.ref_name for r in removed]
 
+    def tag(self, source: str | Reference, new: str | Reference) -> Digest:
+        """Name the model ``source`` (NAME[:TAG] or NAME@DIGEST) also ``new`` (NAME[:TAG]), as docker tag does; return its manifest digest.
+
+        Only index.json is read and written. NotFound, with nothing changed,
+        if ``source`` is not in it; UsageError if ``new`` carries a digest.
+        What ``new`` named before, it no longer names.
+        """
+        source, new = _ref(source), _ref(new)
+        if new.digest is not None:
+            raise UsageError(f"invalid new name {new}: a name is NAME[:TAG], without a digest", "the model keeps its digest; give only the name, e.g. 'odai-store tag SOURCE mine:v1'")
+        with storage_errors("tagging", self.root):
+            return self._names.tag(source, new).digest
+
     def gc(self, dry_run: bool = False, partials: bool = False) -> GcReport:
         """Delete everything no name, gc root or running writer needs.
 

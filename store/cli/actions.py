@@ -41,6 +41,7 @@ __all__ = [
     "serve",
     "show",
     "sync",
+    "tag",
     "verify",
 ]
 
@@ -172,6 +173,15 @@ def rm(c: Context, p: Params) -> None:
     for name in removed:
         c.out.say(f"removed {name}")
     c.out.document({"removed": removed})
+
+
+def tag(c: Context, p: Params) -> None:
+    from ..oci.reference import parse_reference
+
+    digest = c.store.tag(p.source, p.new)
+    name = parse_reference(p.new).ref_name
+    c.out.say(f"tagged {escaped(name)} ({digest.short})")
+    c.out.document({"name": name, "digest": str(digest)})
 
 
 def gc(c: Context, p: Params) -> None:

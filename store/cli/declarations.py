@@ -222,6 +222,16 @@ COMMANDS = (
     ),
     Command("rm", actions.rm, "Drop names. Their files stay until 'gc'.", Argument("names", many=True)),
     Command(
+        "tag",
+        actions.tag,
+        """Name the model SOURCE (NAME[:TAG] or NAME@sha256:<hex>) also NEW-NAME[:TAG].
+
+        Only index.json changes: both names point at the same manifest. A model NEW-NAME named before loses that name.
+        """,
+        Argument("source"),
+        Argument("new", metavar="NEW-NAME[:TAG]"),
+    ),
+    Command(
         "gc",
         actions.gc,
         "Delete blobs, manifests and views that no name or gc root needs.",

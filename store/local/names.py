@@ -70,6 +70,29 @@ class Names:
     def set(self, ref: Reference, desc: Descriptor) -> None:
         self.edit(lambda index: index.with_name(ref.ref_name, desc))
 
+    def tag(self, source: Reference, new: Reference) -> Descriptor:
+        """Point ``new`` (a NAME:TAG) at the manifest ``source`` designates, in one edit; return that manifest's entry.
+
+        ``source`` is a name, or a digest of any entry, named or not: the
+        index alone decides, no manifest is read. NotFound, with nothing
+        changed, if it has no entry; what ``new`` named before is replaced.
+        """
+        found: list[Descriptor] = []
+
+        def name(index: Index) -> Index:
+            if source.digest is None:
+                desc = index.lookup(source.ref_name)
+            else:
+                desc = next((d for d in index.entries if d.digest == source.digest), None)
+            if desc is None:
+                what = f"named {source.ref_name}" if source.digest is None else f"with manifest {source.digest}"
+                raise NotFound(f"no model {what} in {self.layout.root}", "'odai-store list' shows the models this store holds")
+            found.append(desc)
+            return index.with_name(new.ref_name, desc)
+
+        self.edit(name)
+        return found[-1]
+
     def remove(self, refs: list[Reference]) -> list[Reference]:
         """Drop ``refs`` (names, or the unnamed entries of digests) in one edit; NotFound, with nothing removed, if any is unknown.
 

@@ -156,6 +156,7 @@ USUAL = [
     ["add", "m:v1", "dir", "file", "--follow-links"],
     ["show", "m"],
     ["rm", "a", "b"],
+    ["tag", "a:v1", "b"],
     ["gc", "--dry-run", "--partials"],
     ["verify"],
     ["verify", "m", "--fast"],
