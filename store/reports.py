@@ -24,6 +24,7 @@ class ModelEntry(NamedTuple):
     digest: Digest
     size: int
     files: int
+    complete: bool  # False when the manifest blob is absent (spec/cli.md, "list": no manifest is read)
 
 
 class ModelFileStatus(NamedTuple):

@@ -133,9 +133,9 @@ def list_(c: Context, p: Params) -> None:
     shown = [escaped(e.name) for e in entries]
     width = max(map(len, shown), default=0)
     if entries:  # one write: with 10,000 names, a write per line costs more than the lines
-        c.out.data("\n".join(f"{name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {files_count(e.files)}" for name, e in zip(shown, entries, strict=True)))
+        c.out.data("\n".join(f"{name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {files_count(e.files)}{'' if e.complete else '  incomplete'}" for name, e in zip(shown, entries, strict=True)))
     if c.out.json:  # with 10,000 names, building this document unasked costs as much as printing the list
-        c.out.document({"models": [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files} for e in entries]})
+        c.out.document({"models": [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files, "complete": e.complete} for e in entries]})
 
 
 def show(c: Context, p: Params) -> None:

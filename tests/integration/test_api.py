@@ -68,7 +68,7 @@ def test_add_and_the_typed_results(store: Store, model_tree: Path, model_files: 
     assert isinstance(info, ModelInfo) and info.complete and info.name == "org/llama:q4"
     assert info.size == model.size and all(s.present for s in info.files)
 
-    assert store.list() == [ModelEntry("org/llama:q4", model.digest, model.size, len(model_files))]
+    assert store.list() == [ModelEntry("org/llama:q4", model.digest, model.size, len(model_files), True)]
     assert store.path("org/llama:q4") == model.path
     assert store.path("org/llama:q4", "tokenizer/vocab.txt").read_bytes() == model_files["tokenizer/vocab.txt"]
     assert store.model("org/llama:q4") == model

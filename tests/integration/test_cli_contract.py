@@ -227,9 +227,9 @@ def test_json_documents(demo: Demo) -> None:
 
     _same(_json(run, "list"), {
         "models": [
-            {"name": "demo:again", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3},
-            {"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3},
-            {"name": "org/other:latest", "digest": f"sha256:{demo.manifests['other']}", "size": 6, "files": 1},
+            {"name": "demo:again", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True},
+            {"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True},
+            {"name": "org/other:latest", "digest": f"sha256:{demo.manifests['other']}", "size": 6, "files": 1, "complete": True},
         ]
     })
 
@@ -272,7 +272,7 @@ def test_json_documents(demo: Demo) -> None:
     }
     _same(_json(run, "gc", "--dry-run"), {"dry_run": True, **expected})
     _same(_json(run, "gc"), {"dry_run": False, **expected})
-    _same(_json(run, "list"), {"models": [{"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3}]})
+    _same(_json(run, "list"), {"models": [{"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True}]})
 
 
 def test_json_escapes_non_ascii(tmp_path: Path, run_cli) -> None:

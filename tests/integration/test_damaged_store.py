@@ -194,3 +194,14 @@ def test_verify_reports_a_model_missing_its_manifest(store: Store, run_cli) -> N
     assert store.verify().incomplete_models == (IncompleteModel("three:v1", 0, None),)
     # By digest, a manifest the store does not hold is unknown, as for path.
     assert_error(run_cli("verify", f"three@{digest}"), 3)
+
+
+def test_list_marks_a_model_whose_manifest_is_gone(store: Store, run_cli) -> None:
+    digest, _ = store.resolve("three:v1")
+    _damage(store.layout.blob(digest), "flip")
+    assert run_cli("verify").code == 5  # moves the damaged manifest to quarantine
+    lines = run_cli("list").out.splitlines()
+    assert [line.endswith("  incomplete") for line in lines] == [False, True, False] and lines[1].startswith("three:v1 ")
+    models = json.loads(run_cli("--json", "list").out)["models"]
+    assert [(m["name"], m["complete"]) for m in models] == [("one:v1", True), ("three:v1", False), ("two:v1", True)]
+    assert [(e.name, e.complete) for e in store.list()] == [("one:v1", True), ("three:v1", False), ("two:v1", True)]
