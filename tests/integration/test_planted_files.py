@@ -341,8 +341,10 @@ def test_an_entry_planted_under_a_blobs_name_is_set_aside_by_verify(added: Store
     assert f"corrupt {manifest.files[0].digest} -> " in result.out and result.out.endswith("damaged model m:v1\n")
     assert not os.path.lexists(blob) and os.listdir(added.layout.quarantine)
     assert victim.read_text() == "the victim's own notes\n"
-    # Every other blob was checked and is sound.
-    assert run_cli(store_dir, "verify", timeout=HANG).out.endswith(": 0 corrupt\n")
+    # Every other blob was checked and is sound; the model lacks the file set aside.
+    again = run_cli(store_dir, "verify", timeout=HANG)
+    assert_error(again, 5, stdout_empty=False)
+    assert again.out.splitlines()[0].endswith(": 0 corrupt") and again.out.splitlines()[1:] == [f"incomplete model m:v1 (1 of {len(manifest.files)} files missing)"]
 
 
 def test_a_directory_planted_under_a_blobs_name_does_not_stop_gc(added: Store, store_dir: Path) -> None:
