@@ -180,7 +180,7 @@ def tag(c: Context, p: Params) -> None:
 
     digest = c.store.tag(p.source, p.new)
     name = parse_reference(p.new).ref_name
-    c.out.say(f"tagged {escaped(name)} ({digest.short})")
+    c.out.say(f"tagged {name} ({digest.short})")
     c.out.document({"name": name, "digest": str(digest)})
 
 
