@@ -18,6 +18,7 @@ from ..local.locks import Holder, hold
 from ..local.publish import publish_model
 from ..local.space import SpaceCheck, free_bytes, pending_bytes
 from ..model import Fetched, Model
+from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest, sha256_of
 from ..transfer.engine import BlobTask
 from .plan import FetchPlan, Resolved
@@ -39,9 +40,19 @@ def execute(session: Session, plan: FetchPlan, lease: Lease) -> list[Fetched]:
         if model.synthesized:
             model = _complete(session, model, {digest: written for digest, (_, written) in got.items() if written is not None})
             lease.add(model.digest)
+        before = session.ctx.names.lookup(model.ref) if model.ref.digest is None else None
         out.append(Fetched(_publish(session, model), sum(received for received, _ in got.values())))
+        _say_what_changed(session, model, before, downloaded=bool(own))
     progress.finish()
     return out
+
+
+def _say_what_changed(session: Session, model: Resolved, before: Descriptor | None, downloaded: bool) -> None:
+    """On stderr: a tag that moved, old -> new, or a named model that needed nothing (spec/cli.md#fetch)."""
+    if before is not None and before.digest != model.digest:
+        session.ctx.say(f"{model.ref}: {before.digest.short} -> {model.digest.short}")
+    elif before is not None and not downloaded:
+        session.ctx.say(f"{model.ref}: up to date")
 
 
 def _check_space(session: Session, missing: dict[Digest, int]) -> None:

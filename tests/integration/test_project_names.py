@@ -65,3 +65,19 @@ def test_a_pin_wins_over_the_same_name_in_the_store(project: Path, store_dir: Pa
 def test_a_pinned_name_not_synced_says_to_sync(project: Path, run_cli) -> None:
     message = assert_error(run_cli("path", "tiny:v1", cwd=project), 3)
     assert "pinned in" in message
+
+
+def test_fetch_says_when_a_tag_moved_and_when_nothing_changed(tmp_path: Path, store_dir: Path, run_cli) -> None:
+    """Issue 13, item 9 (spec/cli.md#fetch): 'NAME:TAG: old -> new' on stderr when the tag moved, 'up to date' when
+    nothing needed downloading; nothing of it with -q, and stdout stays the path alone."""
+    remote = tmp_path / "remote"
+    first = Store(remote).add("tiny:v1", [write_tree(tmp_path / "v1", V1)])
+    fetched = run_cli("fetch", "--remote", str(remote), "tiny:v1")
+    assert fetched.code == 0 and "tiny:v1:" not in fetched.err
+    again = run_cli("fetch", "--remote", str(remote), "tiny:v1")
+    assert again.code == 0 and "tiny:v1: up to date" in again.err and again.out == fetched.out
+    moved = Store(remote).add("tiny:v1", [write_tree(tmp_path / "v2", V2)])
+    changed = run_cli("fetch", "--remote", str(remote), "tiny:v1")
+    assert changed.code == 0 and f"tiny:v1: {first.digest.short} -> {moved.digest.short}" in changed.err
+    quiet = run_cli("-q", "fetch", "--remote", str(remote), "tiny:v1")
+    assert quiet.code == 0 and quiet.err == ""
