@@ -90,12 +90,13 @@ class Session:
                 policy=RetryPolicy(retries=self.options.retries),
                 plan=SegmentPlan(connections=self.options.connections),
                 cancel=self.ctx.cancel,
+                say=self.ctx.say,
             )
         return self._engine
 
     def retrying(self, read: Callable[[], _T], source: Source) -> _T:
         """A small read of ``source`` (index.json, a manifest, a file's size), retried and re-authenticated as blob reads are."""
-        return retrying(read, RetryPolicy(retries=self.options.retries), pausing(self.ctx.cancel), source)
+        return retrying(read, RetryPolicy(retries=self.options.retries), pausing(self.ctx.cancel, self.ctx.say), source)
 
     @contextlib.contextmanager
     def bounded(self) -> Iterator[Session]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import partial
@@ -93,6 +94,7 @@ class Engine:
         policy: RetryPolicy = RetryPolicy(),
         plan: SegmentPlan = SegmentPlan(),
         cancel: threading.Event | None = None,
+        say: Callable[[str], None] = lambda _: None,
     ) -> None:
         # Sources that stayed unreachable through every retry, whichever blob
         # met them: the next blob should not wait through the same backoff.
@@ -110,7 +112,7 @@ class Engine:
         self._streams: dict[BlobStream, threading.Event] = {}
         self._streams_lock = threading.Lock()
         self._random = random.Random()
-        self.pause = pausing(self.cancel)
+        self.pause = pausing(self.cancel, say)
 
     # -- streams and cancellation ------------------------------------------------
 
@@ -429,7 +431,7 @@ class _SegmentRun:
         if action is Action.RETRY:
             self.attempts, delay = self.attempts.after(err, self.engine._random.random())
             if delay is not None:
-                self.engine.pause(delay)
+                self.engine.pause(delay, self.attempts.notice(delay))
                 return  # from check.position: the chunk's hasher goes on
         elif action is Action.FATAL:
             raise err

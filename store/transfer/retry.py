@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["RetryPolicy", "Attempts", "retrying", "pausing"]
 
 _T = TypeVar("_T")
+# Sleeps the seconds given, having said the reason given.
+Pause = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,10 @@ class Attempts:
         failures = (*self.failures, err)
         return Attempts(self.policy, failures, self.reauthenticated), self.policy.delay(len(failures), err, jitter)
 
+    def notice(self, delay: float) -> str:
+        """What a loop says before it waits ``delay`` after its latest failure: the failure, the wait, and the count (spec/fetching.md)."""
+        return f"{self.failures[-1].message}: retrying in {delay:.1f} s (attempt {len(self.failures)} of {self.policy.retries})"
+
     def reauthenticating(self) -> Attempts | None:
         """This value with a renewal of credentials counted; None if one was made since the last progress already."""
         return None if self.reauthenticated else Attempts(self.policy, self.failures, True)
@@ -85,7 +91,7 @@ class Attempts:
         return Attempts(self.policy)
 
 
-def retrying(read: Callable[[], _T], policy: RetryPolicy, pause: Callable[[float], None], source: Source | None = None) -> _T:
+def retrying(read: Callable[[], _T], policy: RetryPolicy, pause: Pause, source: Source | None = None) -> _T:
     """``read()``, tried again after each transient fault while ``policy`` allows; ``pause`` sleeps (and may raise on cancel).
 
     A refusal that ``source`` (the remote ``read`` asks) classifies as
@@ -107,13 +113,15 @@ def retrying(read: Callable[[], _T], policy: RetryPolicy, pause: Callable[[float
             attempts, delay = attempts.after(err, random.random())  # full jitter, as for blobs
             if delay is None:
                 raise
-            pause(delay)
+            pause(delay, attempts.notice(delay))
 
 
-def pausing(cancel: threading.Event) -> Callable[[float], None]:
-    """A pause for the retry loops that ends at once, with Interrupted, when ``cancel`` is set."""
+def pausing(cancel: threading.Event, say: Callable[[str], None]) -> Pause:
+    """A pause for the retry loops: it says why it waits (a refused connection is otherwise long silence), then
+    sleeps, and ends at once, with Interrupted, when ``cancel`` is set."""
 
-    def pause(seconds: float) -> None:
+    def pause(seconds: float, why: str) -> None:
+        say(why)
         if cancel.wait(seconds):
             raise Interrupted("interrupted")
 

@@ -27,7 +27,7 @@ from store.oci.index import MAX_INDEX_BYTES
 from store.oci.reference import parse_reference
 from store.remote.http_layout import HttpLayout
 from store.remote.min_rate import MinRate
-from tests.support.cli import CliResult, assert_error
+from tests.support.cli import RETRY_NOTICE, CliResult, assert_error
 from tests.support.fault_server import Fault, FaultServer, Layout, oci_layout
 from tests.support.trees import read_tree
 
@@ -275,7 +275,7 @@ def test_timeout_bounds_the_network_phase(target: str, waiting: str, fault_serve
     server = fault_server(layout).fail(Fault(drip=(1, 0.5), times=None, path=path))
     began = time.monotonic()
     result = run_cli("--timeout", "2", "fetch", "--remote", server.url, layout.ref_name, timeout=30)
-    message = assert_error(result, 4)
+    message = assert_error(result, 4, said=RETRY_NOTICE)
     assert time.monotonic() - began < 10
     assert message.startswith("--timeout 2 s expired " + waiting), message
     assert not (Store(store_dir).layout.blobs / _sha(SMALL)).exists()
@@ -370,7 +370,7 @@ def test_other_4xx_fail_at_once(fault_server, store_dir: Path, run_cli) -> None:
 def test_503_for_ever_gives_up_after_the_retries(fault_server, store_dir: Path, run_cli) -> None:
     layout = oci_layout({"w.bin": SMALL})
     server = fault_server(layout).fail(Fault(status=503, retry_after="0", times=None))
-    message = assert_error(run_cli("fetch", "--retries", "1", "--remote", server.url, layout.ref_name), 4)
+    message = assert_error(run_cli("fetch", "--retries", "1", "--remote", server.url, layout.ref_name), 4, said=RETRY_NOTICE)
     assert "503" in message
     assert len(server.requests_for(layout.blob_path(SMALL))) == 2
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import assert_error
+from tests.support.cli import RETRY_NOTICE, assert_error
 from tests.support.fault_server import Fault, oci_layout
 from tests.support.trees import read_tree
 
@@ -31,7 +31,7 @@ def test_a_transient_failure_of_index_json_is_retried(fault_server, run_cli) -> 
 def test_index_json_gives_up_after_the_retries(fault_server, run_cli) -> None:
     layout = oci_layout({"w.bin": DATA})
     server = fault_server(layout).fail(Fault(status=502, path="/index.json", times=None))
-    message = assert_error(run_cli("fetch", "--retries", "1", "--remote", server.url, layout.ref_name), 4)
+    message = assert_error(run_cli("fetch", "--retries", "1", "--remote", server.url, layout.ref_name), 4, said=RETRY_NOTICE)
     assert "502" in message
     assert len(server.requests_for("/index.json")) == 2
 

@@ -26,7 +26,7 @@ from store.local.blobs import BlobStore
 from store.local.ingest import IngestWriter
 from store.local.layout import StoreLayout
 from store.oci.digest import Digest
-from tests.support.cli import assert_error
+from tests.support.cli import RETRY_NOTICE, assert_error
 from tests.support.fault_server import Fault, oci_layout
 
 REAL = hashlib.sha256(b"real").digest() * 3125  # 100,000 bytes
@@ -212,7 +212,7 @@ def test_a_write_beyond_the_reservation_reserves_from_there(store: Store) -> Non
 def test_a_partial_is_dropped_when_every_remote_failed_permanently(fault_server, store: Store, run_cli) -> None:
     layout = oci_layout({"w.bin": REAL})
     server = fault_server(layout).fail(Fault(close_after=50_000, linger=0.3), Fault(status=404, times=None))
-    assert_error(run_cli("fetch", "--remote", server.url, layout.ref_name), 3)
+    assert_error(run_cli("fetch", "--remote", server.url, layout.ref_name), 3, said=RETRY_NOTICE)
     assert not list(store.layout.ingest.iterdir())
 
 

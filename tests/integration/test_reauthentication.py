@@ -45,7 +45,7 @@ def layout(tmp_path: Path) -> StoreLayout:
 
 def _resolve(remote: HttpLayout) -> bytes:
     """The manifest of LAYOUT's name, read as fetch reads it: each small read retried and re-authenticated."""
-    pause = pausing(threading.Event())
+    pause = pausing(threading.Event(), lambda _: None)
     return retrying(lambda: remote.resolve(parse_reference(LAYOUT.ref_name)), FAST, pause, remote).manifest
 
 

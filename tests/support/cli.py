@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["CliResult", "cli_command", "run_cli", "run_cli_many", "assert_error"]
+__all__ = ["CliResult", "cli_command", "run_cli", "run_cli_many", "assert_error", "RETRY_NOTICE"]
+
+# What a command says before each wait to retry (spec/fetching.md, Retrying): for assert_error's ``said``.
+RETRY_NOTICE = r".+: retrying in \d+\.\d s \(attempt \d+ of \d+\)"
 
 # Every test names its store explicitly; a developer's own store must never be touched.
 _STRIPPED_ENV = ("ODAI_STORE_HOME", "XDG_CACHE_HOME", "ODAI_STORE_REMOTE")
@@ -73,13 +77,19 @@ def run_cli_many(
     return results
 
 
-def assert_error(result: CliResult, code: int, *, stdout_empty: bool = True) -> str:
-    """Check the error contract: exit ``code``, exactly the two lines ``odai-store: error:`` and
-    ``hint:`` on stderr, no traceback, and (by default) nothing on stdout. Returns the message."""
+def assert_error(result: CliResult, code: int, *, stdout_empty: bool = True, said: str | None = None) -> str:
+    """Check the error contract: exit ``code``, the two lines ``odai-store: error:`` and ``hint:``
+    last on stderr, no traceback, and (by default) nothing on stdout. Returns the message.
+
+    Before those two lines the command may have said what it did while it ran (spec/cli.md,
+    Errors): only lines that match the regular expression ``said`` whole, and none without it.
+    """
     assert result.code == code, f"exit {result.code}, expected {code}\nstdout: {result.out!r}\nstderr: {result.err!r}"
     assert "Traceback" not in result.err
-    lines = result.err.splitlines()
-    assert len(lines) == 2, f"stderr must be exactly two lines, got {result.err!r}"
+    *before, error, hint = result.err.splitlines() or ["", ""]
+    for line in before:
+        assert said is not None and re.fullmatch(said, line), f"stderr must end with exactly the two lines, got {result.err!r}"
+    lines = [error, hint]
     assert lines[0].startswith("odai-store: error: ") and len(lines[0]) > len("odai-store: error: "), lines[0]
     assert lines[1].startswith("hint: ") and len(lines[1]) > len("hint: "), lines[1]
     assert result.err.endswith("\n")
