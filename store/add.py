@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -152,7 +153,7 @@ def _ingest_file(layout: StoreLayout, blobs: BlobStore, lease: Lease, source: _S
     return ModelFile(source.model_path, written.digest, written.size, written.chunks)
 
 
-def add(layout: StoreLayout, ref: Reference, sources: list[Path], names: Names, follow_links: bool = False) -> Model:
+def add(layout: StoreLayout, ref: Reference, sources: list[Path], names: Names, follow_links: bool = False, say: Callable[[str], None] = lambda _: None) -> Model:
     """Import ``sources`` as the model ``ref`` (NAME:TAG) and return it with its view.
 
     Links that lead outside the directory being added are refused unless
@@ -161,6 +162,7 @@ def add(layout: StoreLayout, ref: Reference, sources: list[Path], names: Names, 
     Files the store holds already cost one hash and no space. The name moves
     only once every blob and the manifest are published; a failure before
     that leaves the store as it was, apart from blobs gc will collect.
+    ``say`` is told when the name meant another model before.
     """
     if ref.digest is not None:
         raise UsageError(f"cannot add under a digest reference: {ref}", "name the model NAME[:TAG]")
@@ -171,5 +173,7 @@ def add(layout: StoreLayout, ref: Reference, sources: list[Path], names: Names, 
         manifest = Manifest.of(files)
         data = manifest.to_bytes()
         lease.add(manifest.config.digest, sha256_of(data))
-        digest, path = publish_model(layout, names, ref, manifest, data)
-    return Model(ref.ref_name, digest, path, manifest.files)
+        published = publish_model(layout, names, ref, manifest, data)
+    if moved := published.moved(ref):
+        say(moved)
+    return Model(ref.ref_name, published.digest, published.path, manifest.files)

@@ -263,16 +263,24 @@ class Store:
 
     # -- writing -------------------------------------------------------------
 
-    def add(self, ref: str | Reference, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *, follow_links: bool = False) -> Model:
+    def add(
+        self,
+        ref: str | Reference,
+        paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        *,
+        follow_links: bool = False,
+        say: Callable[[str], None] | None = None,
+    ) -> Model:
         """Import files and directory trees (``paths``: one, or several) as one model named ``ref``.
 
         A symbolic link in a directory that leads outside it is refused
         (UsageError) unless ``follow_links``; files in /proc, /sys and the
-        filesystem of /dev always are (spec/cli.md, "add").
+        filesystem of /dev always are (spec/cli.md, "add"). ``say`` is told
+        'NAME:TAG: old -> new' when ``ref`` named another model before.
         """
         from .add import add
 
-        return add(self.layout, _ref(ref), [Path(p) for p in _items(paths, "paths", (str, os.PathLike))], self._names, follow_links)
+        return add(self.layout, _ref(ref), [Path(p) for p in _items(paths, "paths", (str, os.PathLike))], self._names, follow_links, say or (lambda _: None))
 
     def fetch(
         self,

@@ -121,7 +121,7 @@ def _usage(command: str, message: str) -> UsageError:
 
 def add(c: Context, p: Params) -> None:
     _stop_on_sigterm()
-    model = c.store.add(p.name, p.paths, follow_links=p.follow_links)
+    model = c.store.add(p.name, p.paths, follow_links=p.follow_links, say=c.out.say)
     c.out.say(f"added {model.name} ({model.digest.short}, {files_count(len(model.files))}, {human_bytes(model.size)})")
     c.out.data(str(model.path))
     c.out.document(_model_doc(model))

@@ -15,10 +15,9 @@ from ..local.ingest import IngestWriter, Written
 from ..local.journal import read_journal
 from ..local.leases import STALE_AFTER, Lease
 from ..local.locks import Holder, hold
-from ..local.publish import publish_model
+from ..local.publish import Published, publish_model
 from ..local.space import SpaceCheck, free_bytes, pending_bytes
 from ..model import Fetched, Model
-from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest, sha256_of
 from ..transfer.engine import BlobTask
 from .plan import FetchPlan, Resolved
@@ -40,18 +39,19 @@ def execute(session: Session, plan: FetchPlan, lease: Lease) -> list[Fetched]:
         if model.synthesized:
             model = _complete(session, model, {digest: written for digest, (_, written) in got.items() if written is not None})
             lease.add(model.digest)
-        before = session.ctx.names.lookup(model.ref) if model.ref.digest is None else None
-        out.append(Fetched(_publish(session, model), sum(received for received, _ in got.values())))
-        _say_what_changed(session, model, before, downloaded=bool(own))
+        published = _publish(session, model)
+        name = None if model.ref.digest is not None else model.ref.ref_name
+        out.append(Fetched(Model(name, published.digest, published.path, model.manifest.files), sum(received for received, _ in got.values())))
+        _say_what_changed(session, model, published, downloaded=bool(own))
     progress.finish()
     return out
 
 
-def _say_what_changed(session: Session, model: Resolved, before: Descriptor | None, downloaded: bool) -> None:
+def _say_what_changed(session: Session, model: Resolved, published: Published, downloaded: bool) -> None:
     """On stderr: a tag that moved, old -> new, or a named model that needed nothing (spec/cli.md#fetch)."""
-    if before is not None and before.digest != model.digest:
-        session.ctx.say(f"{model.ref}: {before.digest.short} -> {model.digest.short}")
-    elif before is not None and not downloaded:
+    if moved := published.moved(model.ref):
+        session.ctx.say(moved)
+    elif published.before is not None and not downloaded:
         session.ctx.say(f"{model.ref}: up to date")
 
 
@@ -219,12 +219,9 @@ def _complete(session: Session, model: Resolved, measured: dict[Digest, Written]
     return Resolved(model.ref, sha256_of(data), data, manifest, model.sources, model.locator)
 
 
-def _publish(session: Session, resolved: Resolved) -> Model:
+def _publish(session: Session, resolved: Resolved) -> Published:
     ctx = session.ctx
-    digest, path = publish_model(
-        ctx.layout, ctx.names, resolved.ref, resolved.manifest, resolved.data, resolved.digest, keep_by_digest=ctx.options.keep_by_digest
-    )
-    return Model(None if resolved.ref.digest is not None else resolved.ref.ref_name, digest, path, resolved.manifest.files)
+    return publish_model(ctx.layout, ctx.names, resolved.ref, resolved.manifest, resolved.data, resolved.digest, keep_by_digest=ctx.options.keep_by_digest)
 
 
 def _resumable(err: BaseException) -> bool:

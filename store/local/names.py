@@ -67,8 +67,16 @@ class Names:
             write_atomic(self.layout.index, data, group=self.layout.shared)
         return new
 
-    def set(self, ref: Reference, desc: Descriptor) -> None:
-        self.edit(lambda index: index.with_name(ref.ref_name, desc))
+    def set(self, ref: Reference, desc: Descriptor) -> Descriptor | None:
+        """Name ``desc`` ``ref``; return what ``ref`` named just before, read under the same lock as the change."""
+        before: list[Descriptor | None] = []
+
+        def name(index: Index) -> Index:
+            before.append(index.lookup(ref.ref_name))
+            return index.with_name(ref.ref_name, desc)
+
+        self.edit(name)
+        return before[-1]
 
     def tag(self, source: Reference, new: Reference) -> Descriptor:
         """Point ``new`` (a NAME:TAG) at the manifest ``source`` designates, in one edit; return that manifest's entry.

@@ -10,8 +10,9 @@ them between these steps.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
-from ..oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR
+from ..oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR, Descriptor
 from ..oci.digest import Digest
 from ..oci.manifest import Manifest
 from ..oci.reference import Reference
@@ -20,13 +21,25 @@ from .layout import StoreLayout
 from .names import Names, manifest_descriptor
 from .views import Views
 
-__all__ = ["publish_model"]
+__all__ = ["Published", "publish_model"]
 
 
-def publish_model(
-    layout: StoreLayout, names: Names, ref: Reference, manifest: Manifest, data: bytes, digest: Digest | None = None, *, keep_by_digest: bool = True
-) -> tuple[Digest, Path]:
-    """Publish the manifest ``data`` (of ``digest``, checked, when given) and name it ``ref``; return its digest and view.
+class Published(NamedTuple):
+    """A model just published: its manifest's digest, its view, and the entry its name replaced, if any."""
+
+    digest: Digest
+    path: Path
+    before: Descriptor | None
+
+    def moved(self, ref: Reference) -> str | None:
+        """What a person is told when the name ``ref`` now means another model: 'NAME:TAG: old -> new' (spec/cli.md)."""
+        if self.before is None or self.before.digest == self.digest:
+            return None
+        return f"{ref}: {self.before.digest.short} -> {self.digest.short}"
+
+
+def publish_model(layout: StoreLayout, names: Names, ref: Reference, manifest: Manifest, data: bytes, digest: Digest | None = None, *, keep_by_digest: bool = True) -> Published:
+    """Publish the manifest ``data`` (of ``digest``, checked, when given) and name it ``ref``.
 
     A reference by digest names nothing: with ``keep_by_digest`` the model
     gets an unnamed entry in index.json, so gc keeps it (spec/names.md).
@@ -40,8 +53,9 @@ def publish_model(
     # at a model without one.
     path = Views(layout).build(digest, manifest)
     desc = manifest_descriptor(digest, len(data), manifest)
+    before = None
     if ref.digest is None:
-        names.set(ref, desc)
+        before = names.set(ref, desc)
     elif keep_by_digest:
         names.edit(lambda index: index.with_unnamed(desc))
-    return digest, path
+    return Published(digest, path, before)
