@@ -113,10 +113,14 @@ def _read_table(path: Path) -> dict[str, str]:
     import tomllib
 
     try:
-        tokens = tomllib.loads(data.decode("utf-8")).get("tokens", {})
+        document = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UsageError(f"{path} is not valid TOML: {err}", "fix the file; its format is in spec/config.md") from None
     hint = '[tokens] maps origins to tokens: "https://models.example:443" = "TOKEN"'
+    # As in config.toml: a misspelt table would leave every remote without its token, unseen.
+    for key in document.keys() - {"tokens"}:
+        raise UsageError(f"{path}: unknown key {key!r}", f"credentials.toml knows tokens; {hint}")
+    tokens = document.get("tokens", {})
     if not isinstance(tokens, dict):
         raise UsageError(f"{path}: 'tokens' must be a table", hint)
     table = {}

@@ -95,3 +95,14 @@ def test_a_store_config_remote_gets_no_token_unless_the_user_lists_its_origin(fa
     message = assert_error(run_cli("fetch", LAYOUT.ref_name, env=_env(tmp_path)), 2)
     assert "is not a private file of this user" in message
     assert os.stat(config).st_mode & 0o777 == 0o640
+
+
+def test_a_misspelt_table_in_the_credentials_file_is_an_error_naming_it(fault_server, run_cli, tmp_path: Path) -> None:
+    server = fault_server(LAYOUT)
+    config = tmp_path / "xdg" / "odai-store" / "credentials.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'[token]\n"{server.url}" = "per-origin"\n')  # [token], not [tokens]
+    config.chmod(0o600)
+    message = assert_error(run_cli("fetch", "--remote", server.url, LAYOUT.ref_name, env={"XDG_CONFIG_HOME": str(tmp_path / "xdg")}), 2)
+    assert message == f"{config}: unknown key 'token'"
+    assert server.requests == []  # refused before a request that would have gone without its token
