@@ -75,4 +75,5 @@ class Output:
     def say(self, text: str) -> None:
         """A message for people, on stderr, escaped: it may quote a path, a remote or a lock holder's host. -q silences it."""
         if not self.quiet:
-            sys.stderr.write(escaped(text) + "\n")
+            # On a terminal a progress bar may be half drawn on the last line: clear it first; the bar's next redraw follows.
+            sys.stderr.write(("\r\x1b[K" if sys.stderr.isatty() else "") + escaped(text) + "\n")

@@ -5,7 +5,7 @@ import sys
 from collections.abc import Callable
 
 from ..transfer.progress import Snapshot
-from .output import human_bytes
+from .output import escaped, human_bytes
 
 __all__ = ["bar_renderer", "json_renderer"]
 
@@ -29,7 +29,7 @@ def bar_renderer(stream=sys.stderr, width: int = 28) -> Callable[[Snapshot], Non
             left = (s.label_total - s.label_done) / s.rate
             eta = f"{int(left // 60)}:{int(left % 60):02d}"
         stream.write(
-            f"\r{s.label[:24]:<24} [{'#' * filled}{'.' * (width - filled)}] {human_bytes(s.label_done)}/{human_bytes(s.label_total)} "
+            f"\r{escaped(s.label)[:24]:<24} [{'#' * filled}{'.' * (width - filled)}] {human_bytes(s.label_done)}/{human_bytes(s.label_total)} "
             f"{fraction * 100:5.1f}% {human_bytes(int(s.rate))}/s ETA {eta}"
         )
         if s.label_done >= s.label_total:

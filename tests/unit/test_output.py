@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import pytest
 
-from store.cli.output import files_count, human_bytes
+from store.cli.output import Output, files_count, human_bytes
 
 
 @pytest.mark.parametrize(
@@ -28,3 +31,20 @@ def test_human_bytes(n: int, text: str) -> None:
 @pytest.mark.parametrize(("n", "text"), [(0, "0 files"), (1, "1 file"), (2, "2 files"), (11, "11 files")])
 def test_files_count(n: int, text: str) -> None:
     assert files_count(n) == text
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_message_on_a_terminal_clears_the_progress_line_first(monkeypatch) -> None:
+    terminal = _Terminal("[####....] 40%")
+    terminal.seek(0, io.SEEK_END)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    Output().say("m:v1: retrying")
+    assert terminal.getvalue() == "[####....] 40%\r\x1b[Km:v1: retrying\n"
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    Output().say("m:v1: retrying")
+    assert piped.getvalue() == "m:v1: retrying\n"  # a log file gets no control sequence

@@ -42,3 +42,14 @@ def test_the_bar_shows_each_models_own_bytes_on_its_own_line() -> None:
     # IEC units, as all text output (spec/cli.md)
     assert lines[0].startswith("a:v1") and "1000 B/1000 B" in lines[0] and "100.0%" in lines[0]
     assert lines[1].startswith("b:v1") and "2.0 KiB/2.0 KiB" in lines[1] and "100.0%" in lines[1]
+
+
+def test_the_bar_escapes_its_label() -> None:
+    out = io.StringIO()
+    progress = Progress(bar_renderer(out), interval=0)
+    progress.add_total(10)
+    progress.begin("evil\x1b]0;title\x07", 10)
+    progress.advance(10)
+    progress.finish()
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "evil\\x1b]0;title\\x07" in out.getvalue()
