@@ -18,7 +18,7 @@ from store.local.roots import read_lockfile
 from store.lockfile import Pin, parse_lockfile
 from store.oci.digest import Digest
 from store.oci.reference import parse_reference
-from tests.support.cli import assert_error, run_cli_many
+from tests.support.cli import RETRY_NOTICE, assert_error, run_cli_many
 from tests.support.trees import read_tree, store_files, write_tree
 
 V1 = {"config.json": b'{"v": 1}\n', "weights.bin": bytes(range(256)) * 64}
@@ -120,7 +120,7 @@ def test_a_pin_whose_remote_is_unreachable_is_a_network_error_and_changes_nothin
     lockfile = setup.app / "unreachable.lock"
     lockfile.write_bytes(read_lockfile(setup.lockfile).with_pins([pin]).to_bytes())
     before = store_files(setup.store)
-    message = assert_error(run_cli("sync", "--lockfile", lockfile, cwd=setup.app), 4)
+    message = assert_error(run_cli("sync", "--lockfile", lockfile, cwd=setup.app), 4, said=RETRY_NOTICE)
     assert pin.remote in message
     assert store_files(setup.store) == before
     # The pin that is present still syncs without the network.
