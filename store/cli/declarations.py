@@ -307,10 +307,26 @@ COMMANDS = (
     Command(
         "export",
         actions.export,
-        "Materialize a model's files under DEST with their own names (read-only).",
+        """Materialize a model's files under DEST with their own names (read-only).
+
+        \b
+        The default, --link auto, clones each file where the filesystem can
+        (a reflink: no byte copied) and copies it elsewhere: an edit of an
+        exported file never reaches the store. hardlink and symlink give the
+        store's blob itself: whoever can write the exported file (root, as in
+        containers and CI, or its owner after chmod u+w; vim then writes in
+        place) changes that blob for every model that uses it.
+        'odai-store verify --fast' finds such a change.
+        """,
         Argument("name"),
         Argument("dest", FsPath(file_okay=False, as_path=False)),  # as given: an empty DEST is refused, not read as "."
-        Option("--link", kind=Choice(LINK_MODES), default="auto", show_default=True, help="How files are made: auto tries reflink, then hardlink, then copy."),
+        Option(
+            "--link",
+            kind=Choice(LINK_MODES),
+            default="auto",
+            show_default=True,
+            help="How files are made: auto (a reflink, else a copy), reflink, copy; or the blob itself, at the risk above: hardlink, symlink.",
+        ),
     ),
     Command(
         "init",
