@@ -200,10 +200,13 @@ COMMANDS = (
         """Import files and directories as the model NAME[:TAG]; print its path.
 
         A file is stored under its base name; a directory contributes its contents.
+        Each file is cloned where the filesystem can (no byte copied), else copied.
         """,
         Argument("name"),
         Argument("paths", FsPath(), many=True),
         Option("--follow-links", kind=FLAG, help="Also add what symbolic links lead to outside the directory being added."),
+        Option("--move", kind=FLAG, help="Move the files into the store (no copy on one filesystem); they are gone from PATH once the model is named."),
+        _PROGRESS,
     ),
     Command("list", actions.list_, "List names: name:tag, manifest digest, size, file count."),
     Command("show", actions.show, "Show a model's manifest: each file's path, digest, size and presence.", Argument("name")),
