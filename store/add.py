@@ -155,16 +155,16 @@ def _open_planned(source: _Source) -> BinaryIO:
 
 def _ingest_file(
     layout: StoreLayout, blobs: BlobStore, lease: Lease, source: _Source, move: bool, progress: Callable[[int], object] | None
-) -> tuple[ModelFile, int | None]:
+) -> tuple[ModelFile, os.stat_result | None]:
     """Bring ``source`` in as a blob: taken by a link (``move``, where it can be), else a clone, else a copy.
 
     Returns the file and, if ``source`` is now a name of the blob (taken and
-    published), the mode it had: until the move ends, the caller must unlink
-    or unshare it. A taken file that is not published (the store holds its
-    bytes already) gets its mode back here.
+    published), what it was (mode, times): until the move ends, the caller
+    must unlink or unshare it. A taken file that is not published (the store
+    holds its bytes already) gets its mode and times back here.
     """
     with _open_planned(source) as src:
-        mode = stat.S_IMODE(os.fstat(src.fileno()).st_mode)
+        before = os.fstat(src.fileno())
         taken = IngestWriter.take(layout, os.dup(src.fileno()), Path(source.real), progress) if move else None
         with taken or IngestWriter(layout) as ingest:
             if taken is None and not ingest.clone_from(src.fileno(), progress):
@@ -176,15 +176,21 @@ def _ingest_file(
             except BaseException:
                 # Commit made a taken file read-only; unless it became the blob, it is the user's again.
                 if taken is not None and os.fstat(src.fileno()).st_nlink == 1:
-                    os.fchmod(src.fileno(), mode)
+                    _give_back(src.fileno(), before)
                 raise
             if taken is not None and not published:
-                os.fchmod(src.fileno(), mode)  # not the blob: the user's file until the move ends
-    return ModelFile(source.model_path, written.digest, written.size, written.chunks), mode if taken is not None and published else None
+                _give_back(src.fileno(), before)  # not the blob: the user's file until the move ends
+    return ModelFile(source.model_path, written.digest, written.size, written.chunks), before if taken is not None and published else None
 
 
-def _unshare(source: _Source, blob: Path, mode: int) -> None:
-    """Give ``source``, a name of ``blob`` left by a move that failed, a file of its own with the same bytes and ``mode``.
+def _give_back(fd: int, before: os.stat_result) -> None:
+    """The mode and times the user's file had before ingest took it."""
+    os.fchmod(fd, stat.S_IMODE(before.st_mode))
+    os.utime(fd, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _unshare(source: _Source, blob: Path, before: os.stat_result) -> None:
+    """Give ``source``, a name of ``blob`` left by a move that failed, a file of its own with its bytes, mode and times.
 
     The user keeps a file whose move failed, and an edit of it must not
     reach the blob. A clone where the filesystem can (no byte copied), else
@@ -204,8 +210,8 @@ def _unshare(source: _Source, blob: Path, mode: int) -> None:
                 copy(fd, blob_fd, os.fstat(blob_fd).st_size)
         finally:
             os.close(blob_fd)
+        _give_back(fd, before)
         os.fsync(fd)
-        os.fchmod(fd, mode)
         os.rename(tmp, shown)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -272,25 +278,25 @@ def add(
         total = sum(source.size for source in plan)
         counter.add_total(total)
         counter.begin(ref.ref_name, total)
-    shared: list[tuple[_Source, Path, int]] = []  # sources taken, a name of their blob until the end, and their modes
+    shared: list[tuple[_Source, Path, os.stat_result]] = []  # sources taken, a name of their blob until the end, and what they were
     with storage_errors("adding to the store", layout.root), Lease(layout, names.lock_timeout) as lease:
         try:
             files = []
             for source in plan:
-                file, taken_mode = _ingest_file(layout, blobs, lease, source, move, counter.advance if counter else None)
+                file, taken = _ingest_file(layout, blobs, lease, source, move, counter.advance if counter else None)
                 files.append(file)
-                if taken_mode is not None:
-                    shared.append((source, blobs.path(file.digest), taken_mode))
+                if taken is not None:
+                    shared.append((source, blobs.path(file.digest), taken))
             manifest = Manifest.of(files)
             data = manifest.to_bytes()
             lease.add(manifest.config.digest, sha256_of(data))
             published = publish_model(layout, names, ref, manifest, data)
         except BaseException:
-            for source, blob, mode in shared:
+            for source, blob, before in shared:
                 # Where this fails too, the file stays a second name of the blob: nothing is lost,
                 # and add --move of it again ends the move (spec/ingest.md, "Imports").
                 with contextlib.suppress(OSError):
-                    _unshare(source, blob, mode)
+                    _unshare(source, blob, before)
             raise
         if move:
             _remove_moved(plan)

@@ -328,8 +328,9 @@ class IngestWriter:
         blob, is that same file. So only a file with no other name, of this
         user, is taken; None for any other, or where no link can be made
         (another filesystem): the caller copies it instead. The file is
-        hashed by reading it here, once. ``fd`` is closed unless a writer
-        is returned.
+        hashed by reading it here, once. Its modification time becomes now,
+        as a partial's is; a caller that gives the file back restores it.
+        ``fd`` is closed unless a writer is returned.
         """
         try:
             mine = cls._link_in(layout, fd, path)
@@ -369,6 +370,9 @@ class IngestWriter:
         if not os.path.samestat(os.lstat(mine), info) or os.fstat(fd).st_nlink != 2:
             mine.unlink(missing_ok=True)
             return None
+        # gc takes a partial silent for a day for a dead writer's, and a file
+        # taken keeps the time the user last wrote it: it must look written now.
+        os.utime(fd)
         return mine
 
     def _hash_in_place(self, progress: Callable[[int], object] | None) -> None:

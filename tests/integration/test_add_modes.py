@@ -136,6 +136,8 @@ def test_a_move_that_fails_late_leaves_every_source_in_place_and_its_own(tmp_pat
     source = write_tree(tmp_path / "src", FILES)
     os.chmod(source / "model.bin", 0o640)
     os.chmod(source / "config.json", 0o600)
+    for name in ("model.bin", "config.json"):
+        os.utime(source / name, (1_000_000_000, 1_000_000_000))
     index = store_dir / "index.json"
     index.write_bytes(b"{damaged")
     with pytest.raises(InvalidManifest):
@@ -143,9 +145,32 @@ def test_a_move_that_fails_late_leaves_every_source_in_place_and_its_own(tmp_pat
     assert read_tree(source) == FILES
     assert os.stat(source / "model.bin").st_mode & 0o777 == 0o640
     assert os.stat(source / "config.json").st_mode & 0o777 == 0o600
+    assert [os.stat(source / name).st_mtime for name in ("model.bin", "config.json")] == [1_000_000_000] * 2
     for rel, data in FILES.items():  # every blob was published before the name failed
         assert not os.path.samestat(os.stat(_blob(store_dir, data)), os.stat(source / rel)), rel
     assert index.read_bytes() == b"{damaged"
+
+
+def test_a_gc_during_the_move_of_a_file_written_long_ago_leaves_it_be(tmp_path: Path, store_dir: Path, monkeypatch) -> None:
+    """gc deletes a partial silent for a day; a file taken keeps the time it was last written, so taking
+    it must make it look written now, else a gc while it is hashed takes it from ingest/ (and the move fails)."""
+    from store.local.ingest import IngestWriter
+
+    data = os.urandom(1 << 20)
+    source = write_tree(tmp_path / "src", {"old.bin": data})
+    os.utime(source / "old.bin", (1_000_000_000, 1_000_000_000))
+    store = Store(store_dir)
+    commit = IngestWriter.commit
+
+    def gc_then_commit(self, *args, **kwargs):
+        store.gc()
+        return commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(IngestWriter, "commit", gc_then_commit)
+    model = store.add("m:v1", source, move=True)
+    assert not source.exists()
+    assert read_tree(model.path) == {"old.bin": data}
+    _clean(store_dir)
 
 
 # -- progress -------------------------------------------------------------------------------------
