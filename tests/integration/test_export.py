@@ -328,6 +328,13 @@ def test_an_exported_file_edited_as_root_leaves_the_blob_alone(where: Path) -> N
         result = run_cli(store_dir, *check)
         assert result.code == 0, (check, result.err)
     assert run_cli(store_dir, "verify").out.startswith(f"checked {len(set(FILES.values())) + 2} blobs")
+    # The Python API's default is the same.
+    from store import Store
+
+    again = Store(store_dir).export("llama:v1", where / "by-api")
+    assert again.method == method
+    _edit_in_place(where / "by-api" / "config.json")
+    assert blob.read_bytes() == FILES["config.json"]
 
 
 def test_a_hardlink_export_edited_reaches_the_blob_and_verify_fast_finds_it(model: str, tmp_path: Path, store_dir: Path, run_cli) -> None:

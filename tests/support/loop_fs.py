@@ -5,7 +5,9 @@ the reflink paths of export and add must run somewhere that does. Making one
 needs root, a loop device and mkfs of that kind (xfsprogs, which scripts/test
 installs as root); without them, the tests that need it are unavailable, with
 the reason. The mount is always undone and the loop device detached, also
-when the tests fail.
+when the tests fail; but a pytest killed by a signal runs no finalizer, and
+leaves its mount under its basetemp (`umount` it, then `losetup -d` its
+device, which `losetup -a` lists with the image).
 """
 
 from __future__ import annotations
