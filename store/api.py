@@ -269,18 +269,26 @@ class Store:
         paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
         *,
         follow_links: bool = False,
+        move: bool = False,
+        progress: Callable[[Snapshot], None] | None = None,
         say: Callable[[str], None] | None = None,
     ) -> Model:
         """Import files and directory trees (``paths``: one, or several) as one model named ``ref``.
 
         A symbolic link in a directory that leads outside it is refused
         (UsageError) unless ``follow_links``; files in /proc, /sys and the
-        filesystem of /dev always are (spec/cli.md, "add"). ``say`` is told
-        'NAME:TAG: old -> new' when ``ref`` named another model before.
+        filesystem of /dev always are (spec/cli.md, "add"). Each file is
+        cloned where the filesystem can, else copied. With ``move`` the
+        files are moved into the store instead (no byte copied where they
+        can be) and are gone from ``paths`` once the model is named.
+        ``progress`` gets Snapshots of the bytes read, as fetch's does.
+        ``say`` is told 'NAME:TAG: old -> new' when ``ref`` named another
+        model before.
         """
         from .add import add
 
-        return add(self.layout, _ref(ref), [Path(p) for p in _items(paths, "paths", (str, os.PathLike))], self._names, follow_links, say or (lambda _: None))
+        items = [Path(p) for p in _items(paths, "paths", (str, os.PathLike))]
+        return add(self.layout, _ref(ref), items, self._names, follow_links, move, progress, say or (lambda _: None))
 
     def fetch(
         self,

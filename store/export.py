@@ -1,13 +1,15 @@
-"""Export: materialize a model's files under a directory with their own names, sharing the blobs' bytes.
+"""Export: materialize a model's files under a directory with their own names.
 
-``auto`` tries a reflink (a copy-on-write clone), then a hardlink, then a
-copy. Every exported file is read-only: a hardlink is the blob itself, so a
-writable one would let an app corrupt the store.
+``auto`` makes a reflink (a copy-on-write clone: no byte copied) where the
+filesystem can, else a copy: either is a file of its own, so an edit of it
+never reaches a blob. ``hardlink`` and ``symlink`` share the blob itself, and
+are only made when asked for: whoever may write the exported file (root, or
+its owner after ``chmod u+w``) changes the blob under every model that uses
+it. Every exported file is read-only all the same.
 """
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
 from pathlib import Path
@@ -16,15 +18,15 @@ from typing import NamedTuple
 from .errors import StorageError, UsageError, from_os_error
 from .fs.atomic import private_name
 from .fs.bounded import open_regular
+from .fs.clone import CANNOT_CLONE, clone, copy
 from .model import LINK_MODES
 from .oci.manifest import ModelFile
 
 __all__ = ["Exported", "export"]
 
-_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 _DEST_HINT = "check that you may write under DEST; where a link cannot be made there, --link auto copies"
-# Errors that mean "this way cannot work here", so auto tries the next one.
-_UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.EPERM, errno.EMLINK, errno.ENOSYS}
+# Errors of link(2) that mean the filesystem of DEST has no hard links, so a made file is named by rename(2).
+_NO_LINKS = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.EPERM, errno.EMLINK, errno.ENOSYS}
 
 
 class Exported(NamedTuple):
@@ -55,7 +57,7 @@ def _new_file(dir_fd: int, name: str, fill) -> None:
 def _reflink(src: Path, dir_fd: int, name: str) -> None:
     blob, _ = open_regular(src, "a blob")
     try:
-        _new_file(dir_fd, name, lambda fd: fcntl.ioctl(fd, _FICLONE, blob))
+        _new_file(dir_fd, name, lambda fd: clone(fd, blob))
     finally:
         os.close(blob)
 
@@ -64,10 +66,7 @@ def _copy(src: Path, dir_fd: int, name: str) -> None:
     blob, info = open_regular(src, "a blob")
 
     def send(fd: int) -> None:
-        at = 0
-        while at < info.st_size and (sent := os.sendfile(fd, blob, at, info.st_size - at)):
-            at += sent
-        if at < info.st_size:
+        if (at := copy(fd, blob, info.st_size)) < info.st_size:
             raise StorageError(f"{src} ended at byte {at} of {info.st_size} while it was copied", "run 'odai-store verify', then export again")
 
     try:
@@ -102,18 +101,19 @@ def _unlink(dir_fd: int, name: str) -> None:
 def _place(src: Path, dir_fd: int, target: Path, mode: str) -> str:
     """Make ``target`` (its name in ``dir_fd``) from ``src`` by ``mode`` (trying in turn under auto); return the method used."""
     tmp = private_name(f".{target.name}.")
-    tries = ("reflink", "hardlink", "copy") if mode == "auto" else (mode,)
+    # Never a hardlink unasked: an edit of the exported file would reach the blob.
+    tries = ("reflink", "copy") if mode == "auto" else (mode,)
     for how in tries:
         try:
             _MAKERS[how](src, dir_fd, tmp)
         except OSError as err:
             _unlink(dir_fd, tmp)
-            if mode == "auto" and err.errno in _UNSUPPORTED:
+            if mode == "auto" and how == "reflink" and err.errno in CANNOT_CLONE:
                 continue
             raise from_os_error(err, f"exporting by {how} to {target}", outside=_DEST_HINT) from err
         _name(dir_fd, tmp, target)
         return how
-    raise AssertionError("copy always applies")
+    raise AssertionError("auto ends with copy, which never continues")
 
 
 def _name(dir_fd: int, tmp: str, target: Path) -> None:
@@ -128,7 +128,7 @@ def _name(dir_fd: int, tmp: str, target: Path) -> None:
         _unlink(dir_fd, tmp)
         raise _taken(target) from None
     except OSError as err:
-        if err.errno not in _UNSUPPORTED:
+        if err.errno not in _NO_LINKS:
             _unlink(dir_fd, tmp)
             raise from_os_error(err, f"exporting to {target}", outside=_DEST_HINT) from err
         try:

@@ -45,7 +45,7 @@ __all__ = [
     "verify",
 ]
 
-PROGRESS_MODES = ("bar", "json", "none")  # of --progress: how _renderer shows a download
+PROGRESS_MODES = ("bar", "json", "none")  # of --progress: how _renderer shows a download or an add
 
 
 class Context:
@@ -121,7 +121,7 @@ def _usage(command: str, message: str) -> UsageError:
 
 def add(c: Context, p: Params) -> None:
     _stop_on_sigterm()
-    model = c.store.add(p.name, p.paths, follow_links=p.follow_links, say=c.out.say)
+    model = c.store.add(p.name, p.paths, follow_links=p.follow_links, move=p.move, progress=_renderer(p.progress_mode, c.out), say=c.out.say)
     c.out.say(f"added {model.name} ({model.digest.short}, {files_count(len(model.files))}, {human_bytes(model.size)})")
     c.out.data(str(model.path))
     c.out.document(_model_doc(model))

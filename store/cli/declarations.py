@@ -200,10 +200,13 @@ COMMANDS = (
         """Import files and directories as the model NAME[:TAG]; print its path.
 
         A file is stored under its base name; a directory contributes its contents.
+        Each file is cloned where the filesystem can (no byte copied), else copied.
         """,
         Argument("name"),
         Argument("paths", FsPath(), many=True),
         Option("--follow-links", kind=FLAG, help="Also add what symbolic links lead to outside the directory being added."),
+        Option("--move", kind=FLAG, help="Move the files into the store (no copy on one filesystem); they are gone from PATH once the model is named."),
+        _PROGRESS,
     ),
     Command("list", actions.list_, "List names: name:tag, manifest digest, size, file count."),
     Command("show", actions.show, "Show a model's manifest: each file's path, digest, size and presence.", Argument("name")),
@@ -307,10 +310,26 @@ COMMANDS = (
     Command(
         "export",
         actions.export,
-        "Materialize a model's files under DEST with their own names (read-only).",
+        """Materialize a model's files under DEST with their own names (read-only).
+
+        \b
+        The default, --link auto, clones each file where the filesystem can
+        (a reflink: no byte copied) and copies it elsewhere: an edit of an
+        exported file never reaches the store. hardlink and symlink give the
+        store's blob itself: whoever can write the exported file (root, as in
+        containers and CI, or its owner after chmod u+w; vim then writes in
+        place) changes that blob for every model that uses it.
+        'odai-store verify --fast' finds such a change.
+        """,
         Argument("name"),
         Argument("dest", FsPath(file_okay=False, as_path=False)),  # as given: an empty DEST is refused, not read as "."
-        Option("--link", kind=Choice(LINK_MODES), default="auto", show_default=True, help="How files are made: auto tries reflink, then hardlink, then copy."),
+        Option(
+            "--link",
+            kind=Choice(LINK_MODES),
+            default="auto",
+            show_default=True,
+            help="How files are made: auto (a reflink, else a copy), reflink, copy; or the blob itself, at the risk above: hardlink, symlink.",
+        ),
     ),
     Command(
         "init",

@@ -44,7 +44,10 @@ def fsync_dir(path: Path) -> None:
 
 
 def create_private(directory: Path, prefix: str = "", mode: int = 0o666, *, group: bool = False) -> tuple[int, Path]:
-    """Create and open a new file only this caller owns (O_EXCL), for writing.
+    """Create and open a new file only this caller owns (O_EXCL), for reading and writing.
+
+    Reading too: an import that clones its source hashes the clone by reading
+    it back (store/local/ingest.py).
 
     ``mode`` goes through the umask; with ``group`` (a shared store) the
     group's read and write bits of ``mode`` are then set on the descriptor
@@ -55,7 +58,7 @@ def create_private(directory: Path, prefix: str = "", mode: int = 0o666, *, grou
     while True:
         path = directory / private_name(prefix)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         except FileExistsError:  # 64 random bits collided: pick again
             continue
         if group:

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import IntegrityError, StoreError, from_os_error
-from ..fs.atomic import create_private, replace_unsynced, share_with_group, write_atomic
+from ..fs.atomic import create_private, private_name, replace_unsynced, share_with_group, write_atomic
 from ..fs.bounded import Refused, open_regular
+from ..fs.clone import CANNOT_CLONE, clone
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
 from .journal import Journal, Ranges, boot_id, read_journal
@@ -65,6 +66,9 @@ SYNC_INTERVAL = 1.0  # seconds between fsyncs of the partial's data
 # took the time of the hashing plus the time of the whole write.
 _WRITE_BEHIND = 64 << 20
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
+# What link(2) answers where a file cannot be taken by a link: another
+# filesystem, one without hard links, or a link not allowed (fs.protected_hardlinks).
+_CANNOT_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ class IngestWriter:
     file, even when it raises.
     """
 
-    def __init__(self, layout: StoreLayout, *, _partial: tuple[int, Path, Journal] | None = None, chunks: bool = True) -> None:
+    def __init__(self, layout: StoreLayout, *, _partial: tuple[int, Path, Journal | None] | None = None, chunks: bool = True) -> None:
         self.layout = layout
         if _partial is None:
             self._fd, self.path = create_private(layout.ingest, _ANONYMOUS, group=layout.shared)
@@ -282,14 +286,105 @@ class IngestWriter:
         self._size += len(data)
         self.write_at(offset, data, checked=True)
 
-    def copy_from(self, src: BinaryIO) -> None:
-        """Append the rest of ``src``, which the caller opened (and checked) and closes: one read of each byte."""
+    def copy_from(self, src: BinaryIO, progress: Callable[[int], object] | None = None) -> None:
+        """Append the rest of ``src``, which the caller opened (and checked) and closes: one read of each byte.
+
+        ``progress`` gets the size of each block once it is written.
+        """
         flushed = self._size
         while block := src.read(BLOCK):
             self.write(block)
+            if progress is not None:
+                progress(len(block))
             if self._size - flushed >= _WRITE_BEHIND:
                 _start_writeback(self._fd, flushed, self._size - flushed)
                 flushed = self._size
+
+    def clone_from(self, src_fd: int, progress: Callable[[int], object] | None = None) -> bool:
+        """Make this new import's partial a clone of ``src_fd`` (no byte copied), then hash the clone.
+
+        The hashers read the clone, not the source: the blob is named by the
+        bytes it holds, even if the source changes meanwhile (its writes no
+        longer reach the clone's blocks). False, with nothing done, where the
+        filesystem cannot clone (another filesystem, or none that can): the
+        caller copies instead.
+        """
+        assert self.journal is None and self._size == 0, "only a new import's empty partial is cloned into"
+        try:
+            clone(self._fd, src_fd)
+        except OSError as err:
+            if err.errno in CANNOT_CLONE:
+                return False
+            raise
+        self._hash_in_place(progress)
+        return True
+
+    @classmethod
+    def take(cls, layout: StoreLayout, fd: int, path: Path, progress: Callable[[int], object] | None = None) -> IngestWriter | None:
+        """An import of the file at ``path`` (open as ``fd``, which the writer then owns), by a link into ingest/: no byte copied.
+
+        For a file its user gives up (``add --move``): until the caller
+        unlinks ``path`` (after the model is named), the partial, and then the
+        blob, is that same file. So only a file with no other name, of this
+        user, is taken; None for any other, or where no link can be made
+        (another filesystem): the caller copies it instead. The file is
+        hashed by reading it here, once. Its modification time becomes now,
+        as a partial's is; a caller that gives the file back restores it.
+        ``fd`` is closed unless a writer is returned.
+        """
+        try:
+            mine = cls._link_in(layout, fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        if mine is None:
+            os.close(fd)
+            return None
+        writer = cls(layout, _partial=(fd, mine, None))
+        try:
+            writer._hash_in_place(progress)
+        except BaseException:
+            writer.abort()  # the link only: ``path`` keeps the file
+            raise
+        return writer
+
+    @staticmethod
+    def _link_in(layout: StoreLayout, fd: int, path: Path) -> Path | None:
+        """A new name in ingest/ for the file ``fd`` at ``path``, if it is a file of this user alone; None where not."""
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid != os.geteuid():
+            return None
+        while True:
+            mine = layout.ingest / private_name(_ANONYMOUS)
+            try:
+                os.link(path, mine, follow_symlinks=False)
+            except FileExistsError:  # 64 random bits collided: pick again
+                continue
+            except OSError as err:
+                if err.errno in _CANNOT_LINK:
+                    return None
+                raise
+            break
+        # ``path`` may name another file than ``fd`` by now, or the file have
+        # gained a name meanwhile: then it is not the file alone, and the link is undone.
+        if not os.path.samestat(os.lstat(mine), info) or os.fstat(fd).st_nlink != 2:
+            mine.unlink(missing_ok=True)
+            return None
+        # gc takes a partial silent for a day for a dead writer's, and a file
+        # taken keeps the time the user last wrote it: it must look written now.
+        os.utime(fd)
+        return mine
+
+    def _hash_in_place(self, progress: Callable[[int], object] | None) -> None:
+        """Hash the bytes the partial holds already (a clone, a file taken), reading each once, as if appended."""
+        at = self._size
+        while block := os.pread(self._fd, BLOCK, at):
+            with self._cond:
+                self._hashed_at_frontier(at, block)
+            at += len(block)
+            self._size = at
+            if progress is not None:
+                progress(len(block))
 
     def write_at(self, offset: int, data: bytes | memoryview, checked: bool = False) -> None:
         """Write ``data`` at ``offset``; with ``checked`` it also counts as ``checked(...)``."""
@@ -301,11 +396,7 @@ class IngestWriter:
             view, at = view[written:], at + written
         with self._cond:
             if checked and offset == self._hashed and not self._reading and not self._tail:
-                self._hashing.feed(data)  # the common case of an import or a sequential download
-                self._hashed = offset + len(data)
-                self._tail_start = self._hashed
-                self._done = self._done.add(offset, offset + len(data))
-                self._moved()  # the frontier may now have reached bytes checked earlier
+                self._hashed_at_frontier(offset, data)  # the common case of an import or a sequential download
                 return
             if self._tail_start != self._hashed:
                 self._tail, self._tail_len, self._tail_start = deque(), 0, self._hashed
@@ -316,6 +407,14 @@ class IngestWriter:
                 self._unchecked = self._unchecked.add(offset, offset + len(data))
         if checked:
             self.checked(offset, offset + len(data))
+
+    def _hashed_at_frontier(self, offset: int, data: bytes | memoryview) -> None:
+        """Hash ``data``, checked and on disk at the frontier ``offset``, from memory (condition held)."""
+        self._hashing.feed(data)
+        self._hashed = offset + len(data)
+        self._tail_start = self._hashed
+        self._done = self._done.add(offset, offset + len(data))
+        self._moved()  # the frontier may now have reached bytes checked earlier
 
     def checked(self, start: int, end: int) -> None:
         """Bytes [start, end) are on disk and checked: hash them in turn, journal them."""

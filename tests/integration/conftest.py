@@ -1,4 +1,4 @@
-"""Fixtures for tests that talk to real servers on 127.0.0.1: nginx, an OCI registry, the fault server, `odai-store serve`."""
+"""Fixtures for tests that talk to real servers on 127.0.0.1 (nginx, an OCI registry, the fault server, `odai-store serve`), or need a filesystem that clones."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fault_server import FaultServer, Layout
+from tests.support.loop_fs import loop_mounted
 from tests.support.nginx import Nginx, find_nginx, start_nginx
 from tests.support.registry import Registry, find_registry, start_registry
 from tests.support.requirements import unavailable
@@ -69,3 +70,23 @@ def store_server() -> Iterator[Callable[..., StoreServer]]:
     yield start
     for server in made:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def xfs_mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One XFS that can clone (reflink=1), loop-mounted for the session: unmounted and detached after it, even on failure."""
+    with loop_mounted("xfs", tmp_path_factory.mktemp("xfs")) as mount:
+        yield mount
+
+
+@pytest.fixture
+def xfs(xfs_mount: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A new directory of this test's own on the session's XFS, removed after it (the image is small)."""
+    import shutil
+
+    directory = xfs_mount / request.node.name.replace("/", "_")[:100]
+    directory.mkdir()
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -1,6 +1,8 @@
 """`odai-store export NAME DEST --link MODE` (issue 4): the model's files under their own names, with
 their bytes, read-only so no app can corrupt the store through a shared inode; auto says which way it
-took; a way that cannot work here fails cleanly; nothing is ever overwritten.
+took; a way that cannot work here fails cleanly; nothing is ever overwritten. The default makes files
+of their own (a reflink, else a copy), so even root's edit of one leaves the store alone (issue 13,
+item 2); reflinks are tested for real on a loop-mounted XFS.
 
 Whether this filesystem can reflink is asked of coreutils (`cp --reflink=always`), an implementation
 independent of ours, so the reflink expectations follow the machine the tests run on.
@@ -85,8 +87,9 @@ def test_each_link_mode(mode: str, model: str, tmp_path: Path, store_dir: Path, 
     assert run_cli("verify").code == 0
 
 
-def test_auto_on_one_filesystem_shares_the_bytes_and_says_how(model: str, tmp_path: Path, store_dir: Path, run_cli) -> None:
-    expected = "reflink" if _can_reflink(store_dir) else "hardlink"
+def test_auto_on_one_filesystem_clones_else_copies_and_says_how(model: str, tmp_path: Path, store_dir: Path, run_cli) -> None:
+    """Issue 13, item 2: auto never makes a hardlink, whose edit would reach the blob."""
+    expected = "reflink" if _can_reflink(store_dir) else "copy"
     dest = tmp_path / "out"
     code, out, err = run_cli("export", "llama:v1", dest)
     assert code == 0, err
@@ -278,3 +281,103 @@ def test_a_dest_that_is_a_dangling_link_is_taken(keys_model: str, tmp_path: Path
     (tmp_path / "dest").symlink_to(tmp_path / "nowhere")
     assert "exists; export never overwrites" in assert_error(run_cli("export", keys_model, tmp_path / "dest"), 2)
     assert not (tmp_path / "nowhere").exists()
+
+
+# -- an exported file edited (issue 13, item 2) ------------------------------------------
+
+EDITED = b'{"architecture": "edited in place"}\n'
+
+
+def _edit_in_place(path: Path) -> None:
+    """What vim does to a file with several links, or an app to its config: write into the same inode.
+
+    As root (containers, CI) no chmod is needed; anyone else makes it writable first, as a user would."""
+    if os.geteuid() != 0:
+        os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.write(EDITED)
+        f.truncate()
+
+
+def _blob_of(store_dir: Path, data: bytes) -> Path:
+    return store_dir / "blobs" / "sha256" / _digest_of(data)
+
+
+@pytest.fixture(params=["this-filesystem", "xfs"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Where the store and DEST live: the tests' own filesystem (a copy where it cannot clone), or an XFS (a reflink)."""
+    return tmp_path if request.param == "this-filesystem" else request.getfixturevalue("xfs")
+
+
+def test_an_exported_file_edited_as_root_leaves_the_blob_alone(where: Path) -> None:
+    """The default export, edited as root: the blob keeps its bytes and verify (both kinds) stays clean."""
+    from tests.support.cli import run_cli
+
+    store_dir, dest = where / "store", where / "out"
+    assert run_cli(store_dir, "add", "llama:v1", write_tree(where / "src", FILES)).code == 0
+    code, out, err = run_cli(store_dir, "--json", "export", "llama:v1", dest)
+    assert code == 0, err
+    method = json.loads(out)["method"]
+    assert method == ("reflink" if _can_reflink(store_dir) else "copy"), _filesystem(store_dir)
+    blob = _blob_of(store_dir, FILES["config.json"])
+    assert not os.path.samestat(os.stat(dest / "config.json"), os.stat(blob))
+    _edit_in_place(dest / "config.json")
+    assert (dest / "config.json").read_bytes() == EDITED
+    assert blob.read_bytes() == FILES["config.json"]
+    for check in (("verify", "--fast"), ("verify",), ("path", "--verify", "llama:v1")):
+        result = run_cli(store_dir, *check)
+        assert result.code == 0, (check, result.err)
+    assert run_cli(store_dir, "verify").out.startswith(f"checked {len(set(FILES.values())) + 2} blobs")
+    # The Python API's default is the same.
+    from store import Store
+
+    again = Store(store_dir).export("llama:v1", where / "by-api")
+    assert again.method == method
+    _edit_in_place(where / "by-api" / "config.json")
+    assert blob.read_bytes() == FILES["config.json"]
+
+
+def test_a_hardlink_export_edited_reaches_the_blob_and_verify_fast_finds_it(model: str, tmp_path: Path, store_dir: Path, run_cli) -> None:
+    """Why hardlink is only made when asked for, and what finds the damage it allows: verify --fast."""
+    dest = tmp_path / "out"
+    assert run_cli("export", "--link", "hardlink", "llama:v1", dest).code == 0
+    _edit_in_place(dest / "config.json")
+    assert _blob_of(store_dir, FILES["config.json"]).read_bytes() == EDITED  # the store's copy changed
+    result = run_cli("verify", "--fast")
+    assert_error(result, 5, stdout_empty=False)
+    assert f"corrupt sha256:{_digest_of(FILES['config.json'])}" in result.out and "damaged model llama:v1" in result.out
+
+
+def test_help_states_the_risk_of_hardlink_and_symlink(run_cli) -> None:
+    code, out, _ = run_cli("export", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "an edit of an exported file never reaches the store" in text
+    assert "hardlink and symlink give the store's blob itself" in text and "root" in text and "chmod u+w" in text
+    assert "'odai-store verify --fast' finds such a change" in text
+
+
+# -- reflinks for real, on XFS --------------------------------------------------------------
+
+
+def _free(path: Path) -> int:
+    info = os.statvfs(path)
+    return info.f_bfree * info.f_frsize
+
+
+def test_export_on_xfs_clones_without_copying_a_byte(xfs: Path) -> None:
+    from tests.support.cli import run_cli
+
+    weights = os.urandom(32 << 20)
+    store_dir = xfs / "store"
+    assert run_cli(store_dir, "add", "big:v1", write_tree(xfs / "src", {"weights.bin": weights})).code == 0
+    before = _free(xfs)
+    for mode, dest in (("auto", xfs / "auto"), ("reflink", xfs / "reflink")):
+        code, out, err = run_cli(store_dir, "--json", "export", "--link", mode, "big:v1", dest)
+        assert code == 0, err
+        assert json.loads(out)["method"] == "reflink", mode
+        exported = os.stat(dest / "weights.bin")
+        assert exported.st_mode & 0o777 == 0o444 and not os.path.samestat(exported, os.stat(_blob_of(store_dir, weights)))
+        assert (dest / "weights.bin").read_bytes() == weights
+    # Two exports of 32 MiB took no data blocks: the clones share the blob's.
+    assert before - _free(xfs) < 4 << 20, (before, _free(xfs))

@@ -154,6 +154,7 @@ USUAL = [
     ["export", "llama-3b:q4", "out"],
     ["--store=/srv/models", "export", "--link", "hardlink", "llama-3b:q4", "out"],
     ["add", "m:v1", "dir", "file", "--follow-links"],
+    ["-q", "add", "--move", "m:v1", "dir", "--progress", "json"],
     ["show", "m"],
     ["rm", "a", "b"],
     ["tag", "a:v1", "b"],
