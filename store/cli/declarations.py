@@ -165,9 +165,10 @@ ABOUT = """A content-addressed store for AI models.
 Model files live once, under their SHA-256 digest, in an OCI image layout;
 names like llama-3b:q4 point at manifests that list them. Commands that
 produce a model print its directory on stdout, and nothing else.
+The options below may also follow COMMAND.
 """
 
-# Before the command. dest: the names actions.Context reads.
+# Before the command or after it (spec/cli.md, "Synopsis"). dest: the names actions.Context reads.
 GLOBAL = (
     Option("--store", dest="store_dir", metavar="DIR", help="Store directory [default: $ODAI_STORE_HOME, else $XDG_CACHE_HOME/odai-store, else ~/.cache/odai-store]."),
     Option("--shared", kind=FLAG, help="Create the store group-writable (setgid) for every member of its group."),
