@@ -272,6 +272,9 @@ def test_a_quick_command_never_imports_click(tmp_path: Path) -> None:
         ["fetch", f"m@{digest}"],
         ["--timeout", "30", "fetch", f"m@{digest}"],
         ["show", "m:v1"],
+        ["path", digest[7:19], "--json"],  # a short digest, and a global option after the command
+        ["show", digest[:19]],
+        ["export", digest[7:19], str(tmp_path / "out2")],
         ["du"],
         ["roots"],
         ["gc", "--dry-run"],
