@@ -207,11 +207,11 @@ COMMANDS = (
         Option("--follow-links", kind=FLAG, help="Also add what symbolic links lead to outside the directory being added."),
     ),
     Command("list", actions.list_, "List names: name:tag, manifest digest, size, file count."),
-    Command("show", actions.show, "Show a model's manifest: each file's path, digest, size and presence.", Argument("name")),
+    Command("show", actions.show, "Show a model's manifest: each file's path, digest, size and presence. NAME may be a short digest, as list shows.", Argument("name")),
     Command(
         "path",
         actions.path,
-        "Print the model's directory (exit 3 if unknown or incomplete). No network.",
+        "Print the model's directory (exit 3 if unknown or incomplete). No network. NAME may be a short digest, as list shows.",
         Argument("name"),
         Option("--file", metavar="F", help="Print the path of this file of the model instead."),
         _VERIFY,
@@ -221,7 +221,7 @@ COMMANDS = (
             help="Resolve a NAME[:TAG] it pins to its pinned manifest [default: odai.lock in this directory or the nearest parent that has one].",
         ),
     ),
-    Command("rm", actions.rm, "Drop names. Their files stay until 'gc'.", Argument("names", many=True)),
+    Command("rm", actions.rm, "Drop names (a short digest: its model's one name). Their files stay until 'gc'.", Argument("names", many=True)),
     Command(
         "tag",
         actions.tag,
@@ -308,7 +308,7 @@ COMMANDS = (
     Command(
         "export",
         actions.export,
-        "Materialize a model's files under DEST with their own names (read-only).",
+        "Materialize a model's files under DEST with their own names (read-only). NAME may be a short digest.",
         Argument("name"),
         Argument("dest", FsPath(file_okay=False, as_path=False)),  # as given: an empty DEST is refused, not read as "."
         Option("--link", kind=Choice(LINK_MODES), default="auto", show_default=True, help="How files are made: auto tries reflink, then hardlink, then copy."),
