@@ -69,17 +69,31 @@ def parse_reference(text: str) -> Reference:
 SHORT_DIGEST_MIN = 12
 
 
-class ShortDigest(NamedTuple):
+class ShortDigest:
     """The first 12 to 64 hex digits of a manifest digest, as ``list`` shows them (spec/names.md#short-digests).
 
     Only a store that holds the manifest can say which it is: a short digest
-    designates a manifest of this store, never one on a remote.
+    designates a manifest of this store, never one on a remote. A plain
+    class: this module is on the path of every quick command, and a named
+    tuple's class costs a start-up a million instructions.
     """
 
-    hex: str
+    __slots__ = ("hex",)
+
+    def __init__(self, hex: str) -> None:
+        self.hex = hex
 
     def __str__(self) -> str:
         return self.hex
+
+    def __repr__(self) -> str:
+        return f"ShortDigest({self.hex!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ShortDigest) and other.hex == self.hex
+
+    def __hash__(self) -> int:
+        return hash((ShortDigest, self.hex))
 
     def starts(self, digest: Digest) -> bool:
         """Whether ``digest`` is one this short digest may stand for."""
