@@ -1,11 +1,11 @@
-"""Entry point: global options, and the one place errors become exit codes and two lines of text."""
+"""Entry point: global options, and the one place errors become exit codes and two lines of text (with --json, a document too)."""
 
 from __future__ import annotations
 
 import os
 import sys
 from types import SimpleNamespace
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..errors import Interrupted, StoreError, UsageError
 from . import quick
@@ -16,7 +16,7 @@ from .output import ReaderGone, WithReport, error_document, escaped
 __all__ = ["main"]
 
 
-def _report(err: StoreError, given: set[str], report: dict | None = None) -> int:
+def _report(err: StoreError, given: set[str], report: dict[str, Any] | None = None) -> int:
     """The error's two lines on stderr, and with --json (before or after the command) its document on stdout.
 
     ``given``: the global flags of the command line (quick.flags); ``report``: what verify reported before failing.

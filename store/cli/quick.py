@@ -6,10 +6,10 @@ scripts call commands in loops. ``parse`` reads an argument list only where
 click, given the same table, would accept it and pass the same parameters:
 global options, then a command, its arguments and its options, among which
 global options may stand too, each value converted as its click type would
-(``_convert``). Everything else (--help,
---version, an unknown command or option, ``--``, combined short flags, a
-missing or extra argument, a value click would refuse) returns None and
-goes to click, which does the rest, help and errors included.
+(``_convert``). Everything else (--help, --version, an unknown command or
+option, ``--``, combined short flags, a missing or extra argument, a value
+click would refuse) returns None and goes to click, which does the rest,
+help and errors included.
 tests/unit/test_quick.py checks with hypothesis that whatever ``parse``
 accepts, click parses to the same parameters.
 """
