@@ -120,7 +120,7 @@ class Names:
                         raise UsageError(f"manifest {ref} has {len(names)} names: {', '.join(names)}", f"remove the names you mean: odai-store rm {' '.join(names)}")
                     unnamed = [ref] if index.without_unnamed(ref) != index else []
                     if not names and not unnamed:
-                        raise NotFound(f"no entry of index.json has manifest {ref}", "nothing names it; 'odai-store gc' collects it")
+                        raise NotFound(f"no entry of index.json has manifest {ref}", "rm drops entries of index.json, and none has it; 'odai-store gc' deletes it unless a lockfile pins it")
                     targets += [(name, name) for name in names] + [(digest, str(digest)) for digest in unnamed]
                 elif ref.digest is not None:
                     if index.without_unnamed(ref.digest) == index:
