@@ -19,7 +19,7 @@ from .local.views import Views
 from .model import Fetched, Model
 from .oci.digest import Digest
 from .oci.manifest import Manifest, parse_manifest
-from .oci.reference import Reference, parse_reference
+from .oci.reference import Reference, ShortDigest, parse_local_reference, parse_reference
 
 if TYPE_CHECKING:
     # Inside class Store, the method 'list' hides the builtin in every later signature.
@@ -45,12 +45,12 @@ _QUEUE_LOCK = _thread.allocate_lock()
 
 
 def _items(value: object, what: str, kind: type | tuple[type, ...]) -> tuple:
-    """``value`` as a tuple of ``kind``: a str, path or Reference alone is one item, not a sequence of characters (or fields).
+    """``value`` as a tuple of ``kind``: a str, path, Reference or ShortDigest alone is one item, not a sequence of characters (or fields).
 
     Anything else must be an iterable of ``kind``. UsageError (exit 2), before
     anything is done, for another type: e.g. ``remotes=5``, or ``paths`` of bytes.
     """
-    if isinstance(value, (str, os.PathLike, Reference)) or not isinstance(value, Iterable):
+    if isinstance(value, (str, os.PathLike, Reference, ShortDigest)) or not isinstance(value, Iterable):
         items: tuple = (value,)
     else:
         items = tuple(value)
@@ -132,6 +132,16 @@ def _ref(ref: str | Reference) -> Reference:
     return ref if isinstance(ref, Reference) else parse_reference(ref)
 
 
+def _local_ref(ref: str | Reference | ShortDigest) -> Reference | ShortDigest:
+    """What a method that looks only in the store takes: a reference, or a short digest (spec/names.md#short-digests)."""
+    return ref if isinstance(ref, (Reference, ShortDigest)) else parse_local_reference(ref)
+
+
+def _name_of(ref: Reference | ShortDigest) -> str | None:
+    """The NAME:TAG ``ref`` designates a model by; None for a digest, short or full."""
+    return ref.ref_name if isinstance(ref, Reference) and ref.digest is None else None
+
+
 class Store:
     """A model store on disk.
 
@@ -167,9 +177,9 @@ class Store:
 
     # -- resolving -----------------------------------------------------------
 
-    def resolve(self, ref: str | Reference) -> tuple[Digest, Manifest]:
-        """The manifest a reference designates in this store; NotFound if none."""
-        ref = _ref(ref)
+    def resolve(self, ref: str | Reference | ShortDigest) -> tuple[Digest, Manifest]:
+        """The manifest a reference or a short digest designates in this store; NotFound if none."""
+        ref = _local_ref(ref)
         with storage_errors("reading the store"):
             digest = self._designated(ref)
             try:
@@ -178,8 +188,15 @@ class Store:
                 raise NotFound(f"the manifest of {ref} ({digest}) is not in the store", "fetch or add the model again") from None
         return digest, parse_manifest(data, digest)
 
-    def _designated(self, ref: Reference) -> Digest:
-        """The manifest digest ``ref`` designates, whether or not the manifest is here; NotFound for an unknown name."""
+    def _designated(self, ref: Reference | ShortDigest) -> Digest:
+        """The manifest digest ``ref`` designates, whether or not the manifest is here; NotFound for an unknown name.
+
+        A short digest: UsageError if several manifests start with it, NotFound if none does.
+        """
+        if isinstance(ref, ShortDigest):
+            from .local.short_digests import expand
+
+            return expand(self.layout, self._names.index(), ref)
         if ref.digest is not None:
             return ref.digest
         desc = self._names.lookup(ref)
@@ -187,15 +204,15 @@ class Store:
             raise NotFound(f"no model named {ref.ref_name} in {self.root}")
         return desc.digest
 
-    def info(self, ref: str | Reference) -> ModelInfo:
+    def info(self, ref: str | Reference | ShortDigest) -> ModelInfo:
         from .reports import ModelFileStatus, ModelInfo
 
-        ref = _ref(ref)
+        ref = _local_ref(ref)
         digest, manifest = self.resolve(ref)
         files = tuple(ModelFileStatus(f, self._blobs.has(f.digest, f.size)) for f in manifest.files)
-        return ModelInfo(None if ref.digest else ref.ref_name, digest, files)
+        return ModelInfo(_name_of(ref), digest, files)
 
-    def _complete(self, ref: Reference) -> tuple[Digest, Manifest]:
+    def _complete(self, ref: Reference | ShortDigest) -> tuple[Digest, Manifest]:
         """The manifest ``ref`` designates, once every file's blob is here; NotFound if any is absent."""
         digest, manifest = self.resolve(ref)
         missing = self._blobs.missing(manifest.files)
@@ -206,15 +223,15 @@ class Store:
             )
         return digest, manifest
 
-    def model(self, ref: str | Reference) -> Model:
+    def model(self, ref: str | Reference | ShortDigest) -> Model:
         """The model with its view, built if missing; NotFound if any file is absent."""
-        ref = _ref(ref)
+        ref = _local_ref(ref)
         digest, manifest = self._complete(ref)
         with storage_errors("building the model view", self.root):
             path = Views(self.layout).build(digest, manifest)
-        return Model(None if ref.digest else ref.ref_name, digest, path, manifest.files)
+        return Model(_name_of(ref), digest, path, manifest.files)
 
-    def path(self, ref: str | Reference, file: str | None = None, *, verify: bool = False, lockfile: str | os.PathLike[str] | None = None) -> Path:
+    def path(self, ref: str | Reference | ShortDigest, file: str | None = None, *, verify: bool = False, lockfile: str | os.PathLike[str] | None = None) -> Path:
         """The model's view directory, or one file in it. Never touches the network.
 
         With ``lockfile`` (a project's odai.lock), a NAME:TAG it pins is its
@@ -223,7 +240,8 @@ class Store:
         are checked first against what was published: IntegrityError (exit 5)
         if any was changed since.
         """
-        model = self._pinned(_ref(ref), Path(lockfile)) if lockfile is not None else None
+        ref = _local_ref(ref)
+        model = self._pinned(ref, Path(lockfile)) if lockfile is not None and isinstance(ref, Reference) else None
         model = model or self.model(ref)
         files: Sequence[ModelFile] = model.files
         if file is not None:
@@ -555,24 +573,26 @@ class Store:
         """True when this process cannot write to the store (read-only mount, or permissions)."""
         return not os.access(self.layout.root, os.W_OK) or bool(os.statvfs(self.layout.root).f_flag & os.ST_RDONLY)
 
-    def export(self, ref: str | Reference, dest: str | os.PathLike[str], link: str = "auto") -> Exported:
+    def export(self, ref: str | Reference | ShortDigest, dest: str | os.PathLike[str], link: str = "auto") -> Exported:
         """Materialize the model's files under ``dest`` with their own names (read-only files)."""
         from .export import export
 
         if not os.fspath(dest):  # Path("") is ".": an empty DEST would export into the working directory
             raise UsageError("export needs a DEST directory, not an empty string", "name the directory to export into; '.' for this one")
         # From the blobs, not the view: export writes under DEST only, so a read-only store without the view serves it too.
-        _, manifest = self._complete(_ref(ref))
+        _, manifest = self._complete(_local_ref(ref))
         return export(manifest.files, self._blobs.path, Path(dest), link)
 
-    def remove(self, refs: str | Reference | Iterable[str | Reference]) -> builtins.list[str]:
-        """Drop names (blobs stay until gc); NotFound, with nothing removed, if any is unknown.
+    def remove(self, refs: str | Reference | ShortDigest | Iterable[str | Reference | ShortDigest]) -> builtins.list[str]:
+        """Drop names (blobs stay until gc); NotFound, with nothing removed, if any is unknown. Returns what was removed.
 
-        A name given twice, in any spelling (``a``, ``a:latest``), is removed once.
+        A name given twice, in any spelling (``a``, ``a:latest``), is removed
+        once. A short digest drops the entries of its manifest: its one name
+        and its unnamed entry; UsageError if it has several names.
         """
+        targets = [_local_ref(r) for r in _items(refs, "refs", (str, Reference, ShortDigest))]
         with storage_errors("removing names", self.root):
-            removed = self._names.remove([_ref(r) for r in _items(refs, "refs", (str, Reference))])
-        return [str(r) if r.digest else r.ref_name for r in removed]
+            return self._names.remove([self._designated(t) if isinstance(t, ShortDigest) else t for t in targets])
 
     def tag(self, source: str | Reference, new: str | Reference) -> Digest:
         """Name the model ``source`` (NAME[:TAG] or NAME@DIGEST) also ``new`` (NAME[:TAG]), as docker tag does; return its manifest digest.

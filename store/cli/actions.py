@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from .output import Output, escaped, files_count, human_bytes, pins_count
+from .output import Output, WithReport, escaped, files_count, human_bytes, pins_count
 
 if TYPE_CHECKING:
     from types import SimpleNamespace as Params
@@ -211,19 +211,19 @@ def verify(c: Context, p: Params) -> None:
         c.out.data(f"damaged model {escaped(name)}")
     for model in result.incomplete_models:
         c.out.data(f"incomplete model {escaped(model.name)} ({model.describe()})")
-    c.out.document(
-        {
-            "checked": report.checked,
-            "bytes": report.bytes_checked,
-            "corrupt": [str(d) for d in report.corrupt],
-            "quarantined": [str(moved) for moved in report.quarantined],
-            "damaged_models": list(result.damaged_models),
-            "incomplete_models": [{"name": m.name, "missing": m.missing, "files": m.files} for m in result.incomplete_models],
-        }
-    )
-    if (failure := result.error()) is not None:
-        sys.stdout.flush()  # the report first, then the two error lines
-        raise failure
+    doc = {
+        "checked": report.checked,
+        "bytes": report.bytes_checked,
+        "corrupt": [str(d) for d in report.corrupt],
+        "quarantined": [str(moved) for moved in report.quarantined],
+        "damaged_models": list(result.damaged_models),
+        "incomplete_models": [{"name": m.name, "missing": m.missing, "files": m.files} for m in result.incomplete_models],
+    }
+    if (failure := result.error()) is None:
+        c.out.document(doc)
+        return
+    sys.stdout.flush()  # the report first, then the two error lines
+    raise WithReport(failure, doc)
 
 
 def du(c: Context, p: Params) -> None:

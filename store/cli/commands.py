@@ -20,7 +20,9 @@ from .declarations import ABOUT, COMMANDS, GLOBAL, Argument, Choice, Command, Fl
 if TYPE_CHECKING:
     from .declarations import Kind
 
-__all__ = ["cli"]
+__all__ = ["cli", "split_options"]
+
+_GLOBAL_DESTS = {option.dest: option for option in GLOBAL}
 
 
 class _Limit(click.ParamType):
@@ -69,12 +71,65 @@ def _parameter(param: Argument | Option) -> click.Parameter:
     )
 
 
-def _command(command: Command) -> click.Command:
-    @click.pass_obj
-    def run(c: Context, **params: Any) -> None:
-        command.body(c, SimpleNamespace(**params))
+def _global_after(command: Command) -> list[click.Option]:
+    """The global options as ``command`` takes them after its name (spec/cli.md, "Synopsis").
 
-    return click.Command(command.name, callback=run, params=[_parameter(p) for p in command.params], help=command.help)
+    Less any name the command declares itself, which is the command's (init's
+    --shared); with no default, so that only what is given there replaces
+    what was given before the command.
+    """
+    own = {name for p in command.params if isinstance(p, Option) for name in p.names}
+    after = []
+    for option in GLOBAL:
+        names = [name for name in option.names if name not in own]
+        if names and isinstance(option.kind, Flag):
+            after.append(click.Option([option.dest, *names], is_flag=True, help=option.help))
+        elif names:
+            after.append(click.Option([option.dest, *names], type=_type(option.kind), default=None, metavar=option.metavar, help=option.help))
+    return after
+
+
+def split_options(before: dict[str, Any], params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The global options (as given ``before`` the command, then after it) and the command's own ``params``, apart.
+
+    A flag given on either side is set; a value given after the command
+    replaces one given before, as a second use of an option does.
+    """
+    options, own = dict(before), {}
+    for dest, value in params.items():
+        option = _GLOBAL_DESTS.get(dest)
+        if option is None:
+            own[dest] = value
+        elif isinstance(option.kind, Flag):
+            options[dest] = options[dest] or value
+        elif value is not None:
+            options[dest] = value
+    return options, own
+
+
+class _Command(click.Command):
+    """A command whose help shows the global options it takes after its name apart from its own."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        records: dict[bool, list[tuple[str, str]]] = {True: [], False: []}  # global or not: the help record of each option
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None and not isinstance(param, click.Argument):
+                records[param.name in _GLOBAL_DESTS].append(record)
+        for heading, rows in (("Options", records[False]), ("Global options", records[True])):
+            if rows:
+                with formatter.section(heading):
+                    formatter.write_dl(rows)
+
+
+def _command(command: Command) -> click.Command:
+    @click.pass_context
+    def run(ctx: click.Context, **params: Any) -> None:
+        options, own = split_options(ctx.parent.params if ctx.parent else {}, params)
+        command.body(Context(options), SimpleNamespace(**own))
+
+    params = [_parameter(p) for p in command.params] + _global_after(command)
+    return _Command(command.name, callback=run, params=params, help=command.help)
 
 
 @click.group(
@@ -87,6 +142,6 @@ def _command(command: Command) -> click.Command:
 @click.version_option(__version__, "--version", prog_name="odai-store", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, **options: Any) -> None:
-    ctx.obj = Context(options)
+    # The command builds its Context: global options may follow its name too.
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())

@@ -165,9 +165,10 @@ ABOUT = """A content-addressed store for AI models.
 Model files live once, under their SHA-256 digest, in an OCI image layout;
 names like llama-3b:q4 point at manifests that list them. Commands that
 produce a model print its directory on stdout, and nothing else.
+The options below may also follow COMMAND.
 """
 
-# Before the command. dest: the names actions.Context reads.
+# Before the command or after it (spec/cli.md, "Synopsis"). dest: the names actions.Context reads.
 GLOBAL = (
     Option("--store", dest="store_dir", metavar="DIR", help="Store directory [default: $ODAI_STORE_HOME, else $XDG_CACHE_HOME/odai-store, else ~/.cache/odai-store]."),
     Option("--shared", kind=FLAG, help="Create the store group-writable (setgid) for every member of its group."),
@@ -209,11 +210,11 @@ COMMANDS = (
         _PROGRESS,
     ),
     Command("list", actions.list_, "List names: name:tag, manifest digest, size, file count."),
-    Command("show", actions.show, "Show a model's manifest: each file's path, digest, size and presence.", Argument("name")),
+    Command("show", actions.show, "Show a model's manifest: each file's path, digest, size and presence. NAME may be a short digest, as list shows.", Argument("name")),
     Command(
         "path",
         actions.path,
-        "Print the model's directory (exit 3 if unknown or incomplete). No network.",
+        "Print the model's directory (exit 3 if unknown or incomplete). No network. NAME may be a short digest, as list shows.",
         Argument("name"),
         Option("--file", metavar="F", help="Print the path of this file of the model instead."),
         _VERIFY,
@@ -223,7 +224,7 @@ COMMANDS = (
             help="Resolve a NAME[:TAG] it pins to its pinned manifest [default: odai.lock in this directory or the nearest parent that has one].",
         ),
     ),
-    Command("rm", actions.rm, "Drop names. Their files stay until 'gc'.", Argument("names", many=True)),
+    Command("rm", actions.rm, "Drop names (a short digest: its model's one name). Their files stay until 'gc'.", Argument("names", many=True)),
     Command(
         "tag",
         actions.tag,
@@ -311,6 +312,7 @@ COMMANDS = (
         "export",
         actions.export,
         """Materialize a model's files under DEST with their own names (read-only).
+        NAME may be a short digest, as list shows.
 
         \b
         The default, --link auto, clones each file where the filesystem can

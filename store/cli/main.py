@@ -1,29 +1,44 @@
-"""Entry point: global options, and the one place errors become exit codes and two lines of text."""
+"""Entry point: global options, and the one place errors become exit codes and two lines of text (with --json, a document too)."""
 
 from __future__ import annotations
 
 import os
 import sys
 from types import SimpleNamespace
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..errors import Interrupted, StoreError, UsageError
 from . import quick
 from .actions import Context
 from .declarations import BY_NAME
-from .output import ReaderGone, escaped
+from .output import ReaderGone, WithReport, error_document, escaped
 
 __all__ = ["main"]
 
 
-def _report(err: StoreError, verbose: bool) -> int:
-    if verbose and err.__cause__ is not None:
+def _report(err: StoreError, given: set[str], report: dict[str, Any] | None = None) -> int:
+    """The error's two lines on stderr, and with --json (before or after the command) its document on stdout.
+
+    ``given``: the global flags of the command line (quick.flags); ``report``: what verify reported before failing.
+    """
+    if "verbose" in given and err.__cause__ is not None:
         import traceback
 
         traceback.print_exception(err.__cause__, file=sys.stderr)
     # Escaped: a file name with a newline (or a terminal escape) in a message must not break the two-line form.
     sys.stderr.write(f"odai-store: error: {escaped(err.message)}\nhint: {escaped(err.hint)}\n")
+    if "as_json" in given:
+        try:
+            error_document(err, report)
+            sys.stdout.flush()
+        except (BrokenPipeError, ReaderGone):
+            _reader_gone()
     return err.exit_code
+
+
+def _reader_gone() -> None:
+    """The reader of stdout went away (| head): what is still buffered goes to /dev/null, so the last flush cannot fail."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _run_click(args: list[str]) -> int:
@@ -35,7 +50,8 @@ def _run_click(args: list[str]) -> int:
         # Not cli.main(): it prints a blank line before our two on Ctrl-C, and
         # turns a reader that went away (--version | true) into exit 1. This
         # way every error reaches the handlers of main().
-        with cli.make_context("odai-store", args) as ctx:
+        # A copy: click takes the arguments it parses out of the list, which the error's form reads again (quick.flags).
+        with cli.make_context("odai-store", list(args)) as ctx:
             cli.invoke(ctx)
         return 0
     except click.UsageError as err:
@@ -63,28 +79,29 @@ def main(argv: list[str] | None = None) -> NoReturn:
     raises SystemExit as sys.exit does, and the caller's process lives on.
     """
     args = sys.argv[1:] if argv is None else list(argv)
-    verbose = "-v" in args or "--verbose" in args
     try:
         code = _run(args)
         # Output to a pipe is buffered: flush here, so a reader that went away
         # is noticed by the handler below, not at interpreter exit (exit 120).
         sys.stdout.flush()
     except KeyboardInterrupt:
-        code = _report(Interrupted("interrupted; data already downloaded is kept", "run the same command again to resume"), False)
+        code = _report(Interrupted("interrupted; data already downloaded is kept", "run the same command again to resume"), quick.flags(args) - {"verbose"})
     except StoreError as err:
-        code = _report(err, verbose)
+        code = _report(err, quick.flags(args))
+    except WithReport as failed:
+        code = _report(failed.error, quick.flags(args), failed.document)
     except (BrokenPipeError, ReaderGone):
-        # The reader of stdout went away (| head): not an error of ours. What
-        # is still buffered goes to /dev/null, so the last flush cannot fail.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader of stdout went away (| head): not an error of ours.
+        _reader_gone()
         sys.stderr.close()
         code = 0
     except Exception as err:  # a bug: say so in the same two-line form
-        if verbose:
+        given = quick.flags(args)
+        if "verbose" in given:
             import traceback
 
             traceback.print_exc()
-        code = _report(StoreError(f"internal error: {type(err).__name__}: {err}"), False)
+        code = _report(StoreError(f"internal error: {type(err).__name__}: {err}"), given - {"verbose"})
     if argv is None:
         _exit(code)
     sys.exit(code)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Output", "ReaderGone", "escaped", "human_bytes", "files_count", "pins_count"]
+if TYPE_CHECKING:
+    from ..errors import StoreError
+
+__all__ = ["Output", "ReaderGone", "WithReport", "error_document", "escaped", "human_bytes", "files_count", "pins_count"]
 
 
 class ReaderGone(Exception):
@@ -15,6 +18,31 @@ class ReaderGone(Exception):
     Raised instead of BrokenPipeError, which click would turn into exit 1
     before the entry point could treat it as the success it is.
     """
+
+
+class WithReport(Exception):
+    """``error``, raised by a command whose report comes before its failure (verify), with the report's ``document``.
+
+    With --json the entry point prints the report's members and the error's
+    in one document, so stdout still holds exactly one (spec/cli.md, "Errors").
+    """
+
+    def __init__(self, error: StoreError, document: dict[str, Any]) -> None:
+        super().__init__(error)
+        self.error = error
+        self.document = document
+
+
+def error_document(err: StoreError, report: dict[str, Any] | None = None) -> None:
+    """With --json, the one document of a failed command: ``report``'s members (verify's), then ``error``, ``hint``, ``exit_code``.
+
+    The strings are exact: JSON escapes what the two lines on stderr write escaped.
+    """
+    _stdout(_encoded({**(report or {}), "error": err.message, "hint": err.hint, "exit_code": err.exit_code}))
+
+
+def _encoded(doc: Any) -> str:
+    return json.dumps(doc, indent=2, sort_keys=False) + "\n"
 
 
 def _stdout(text: str) -> None:
@@ -70,7 +98,7 @@ class Output:
     def document(self, doc: Any) -> None:
         """The one JSON document of a --json run."""
         if self.json:
-            _stdout(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+            _stdout(_encoded(doc))
 
     def say(self, text: str) -> None:
         """A message for people, on stderr, escaped: it may quote a path, a remote or a lock holder's host. -q silences it."""

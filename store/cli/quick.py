@@ -4,11 +4,12 @@ Importing click costs a Python process more than the whole of ``odai-store
 path`` or of an export that hardlinks 2 GiB (spec/cli.md, "Start-up"), and
 scripts call commands in loops. ``parse`` reads an argument list only where
 click, given the same table, would accept it and pass the same parameters:
-global options, then a command, its arguments and its options, each value
-converted as its click type would (``_convert``). Everything else (--help,
---version, an unknown command or option, ``--``, combined short flags, a
-missing or extra argument, a value click would refuse) returns None and
-goes to click, which does the rest, help and errors included.
+global options, then a command, its arguments and its options, among which
+global options may stand too, each value converted as its click type would
+(``_convert``). Everything else (--help, --version, an unknown command or
+option, ``--``, combined short flags, a missing or extra argument, a value
+click would refuse) returns None and goes to click, which does the rest,
+help and errors included.
 tests/unit/test_quick.py checks with hypothesis that whatever ``parse``
 accepts, click parses to the same parameters.
 """
@@ -27,7 +28,7 @@ from .declarations import BY_NAME, GLOBAL, Argument, Choice, Flag, FsPath, Integ
 if TYPE_CHECKING:
     from .declarations import Kind
 
-__all__ = ["Call", "parse"]
+__all__ = ["Call", "flags", "parse"]
 
 
 # The command's name on the command line (a key of declarations.BY_NAME), the global
@@ -99,15 +100,17 @@ def _defaults(options: Iterable[Option]) -> dict[str, Any]:
     return values
 
 
-def _by_name(options: Iterable[Option]) -> dict[str, Option]:
-    return {name: option for option in options for name in option.names}
+def _by_name(options: Iterable[Option], values: dict[str, Any]) -> dict[str, tuple[Option, dict[str, Any]]]:
+    """Each name of ``options``, with the option and where its value goes."""
+    return {name: (option, values) for option in options for name in option.names}
 
 
-def _options(args: list[str], table: dict[str, Option], values: dict[str, Any], interspersed: bool) -> list[str]:
-    """Take the options in ``args`` into ``values``; return the arguments.
+def _options(args: list[str], table: dict[str, tuple[Option, dict[str, Any]]], interspersed: bool) -> list[str]:
+    """Take the options in ``args`` into the values ``table`` gives with each; return the arguments.
 
     Without ``interspersed`` (the global options), the first argument ends
-    the options and it and everything after it are returned.
+    the options and it and everything after it are returned. An option given
+    twice keeps its last value, as click does.
     """
     found: list[str] = []
     rest = iter(args)
@@ -118,7 +121,7 @@ def _options(args: list[str], table: dict[str, Option], values: dict[str, Any], 
             found.append(token)
             continue
         name, eq, inline = token.partition("=") if token.startswith("--") else (token, "", "")
-        option = table.get(name)
+        option, values = table.get(name) or (None, {})
         if option is None:
             raise _Refused
         if isinstance(option.kind, Flag):
@@ -154,13 +157,49 @@ def parse(args: list[str]) -> Call | None:
     """The call click would make for ``args``, when the quick path reads them; else None."""
     try:
         options = _defaults(GLOBAL)
-        rest = _options(args, _by_name(GLOBAL), options, interspersed=False)
+        rest = _options(args, _by_name(GLOBAL, options), interspersed=False)
         command = BY_NAME.get(rest[0]) if rest else None
         if command is None:
             return None
         own = [p for p in command.params if isinstance(p, Option)]
         params = _defaults(own)
-        given = _options(rest[1:], _by_name(own), params, interspersed=True)
+        # After the command, global options too; a name the command declares is its own (spec/cli.md, "Synopsis").
+        given = _options(rest[1:], {**_by_name(GLOBAL, options), **_by_name(own, params)}, interspersed=True)
         return command.name, options, {**params, **_arguments([p for p in command.params if isinstance(p, Argument)], given)}
     except _Refused:
         return None
+
+
+def flags(args: list[str]) -> set[str]:
+    """The ``dest`` of each global flag (``as_json``, ``quiet``, ``verbose``, ``shared``) ``args`` give, before or after the command.
+
+    For the form of an error, where ``args`` may be what no parser reads (an
+    unknown option, a missing value): a lenient read by the same table, which
+    agrees with ``parse`` and with click wherever they read ``args``
+    (tests/unit/test_quick.py). Combined short flags (``-qv``) count;
+    nothing after ``--`` does.
+    """
+    table = _by_name(GLOBAL, {})
+    found: set[str] = set()
+    rest = iter(args)
+    command = None
+    for token in rest:
+        if token == "--":
+            break
+        if not token.startswith("-") or token == "-":
+            if command is None and (command := BY_NAME.get(token)) is not None:
+                table = {**table, **_by_name((p for p in command.params if isinstance(p, Option)), {})}
+            continue
+        name, eq, _ = token.partition("=") if token.startswith("--") else (token, "", "")
+        option, _values = table.get(name) or (None, None)
+        if option is None:
+            if not token.startswith("--"):  # -qv: each letter a flag, as click reads it
+                letters = [table.get("-" + letter, (None, None))[0] for letter in token[1:]]
+                found.update(o.dest for o in letters if o is not None and isinstance(o.kind, Flag) and o in GLOBAL)
+            continue
+        if not isinstance(option.kind, Flag):
+            if not eq:
+                next(rest, None)  # its value, whatever it looks like
+        elif not eq and option in GLOBAL:
+            found.add(option.dest)
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import NotFound, StorageError
+from ..errors import NotFound, StorageError, UsageError
 from ..fs.atomic import write_atomic
 from ..fs.bounded import INDEX_MAX, read_bounded
 from ..oci.descriptor import MANIFEST_TYPE, Descriptor
@@ -101,29 +101,49 @@ class Names:
         self.edit(name)
         return found[-1]
 
-    def remove(self, refs: list[Reference]) -> list[Reference]:
-        """Drop ``refs`` (names, or the unnamed entries of digests) in one edit; NotFound, with nothing removed, if any is unknown.
+    def remove(self, refs: list[Reference | Digest]) -> list[str]:
+        """Drop ``refs`` in one edit; NotFound, with nothing removed, if any is unknown. Returns what was removed, each once.
 
-        A name given twice, in any spelling (``a``, ``a:latest``), is removed
-        once. Returns the references removed, each once.
+        A name drops its entry; a digest reference, the unnamed entry of its
+        manifest; a bare digest (a short digest, expanded), the entries of its
+        manifest, as docker rmi does an image's: its one name and its unnamed
+        entry, and UsageError if it has several names (the person then says
+        which). A name given twice, in any spelling (``a``, ``a:latest``),
+        or also by its manifest's digest, is removed once.
         """
-        first: dict[object, Reference] = {}
+        first: dict[object, Reference | Digest] = {}
         for ref in refs:
-            first.setdefault(ref.ref_name if ref.digest is None else ref.digest, ref)
-        unique = list(first.values())
+            key = ("manifest", ref) if isinstance(ref, Digest) else ref.ref_name if ref.digest is None else ref.digest
+            first.setdefault(key, ref)
+        removed: list[str] = []
 
         def drop(index: Index) -> Index:
-            for ref in unique:
-                if ref.digest is not None:
-                    kept = index.without_unnamed(ref.digest)
-                    if kept == index:
+            removed.clear()
+            gone: set[object] = set()  # names, and digests of unnamed entries, removed so far
+            targets: list[tuple[object, str]] = []  # (what to remove, as reported)
+            for ref in first.values():
+                if isinstance(ref, Digest):
+                    names = [name for name, desc in index.named() if desc.digest == ref]
+                    if len(names) > 1:
+                        raise UsageError(f"manifest {ref} has {len(names)} names: {', '.join(names)}", f"remove the names you mean: odai-store rm {' '.join(names)}")
+                    unnamed = [ref] if index.without_unnamed(ref) != index else []
+                    if not names and not unnamed:
+                        raise NotFound(f"no entry of index.json has manifest {ref}", "rm drops entries of index.json, and none has it; 'odai-store gc' deletes it unless a lockfile pins it")
+                    targets += [(name, name) for name in names] + [(digest, str(digest)) for digest in unnamed]
+                elif ref.digest is not None:
+                    if index.without_unnamed(ref.digest) == index:
                         raise NotFound(f"no model fetched by digest {ref.digest}", "'odai-store list' shows names; rm NAME:TAG drops one")
-                    index = kept
+                    targets.append((ref.digest, str(ref)))
                 elif index.lookup(ref.ref_name) is None:
                     raise NotFound(f"no model named {ref.ref_name}")
                 else:
-                    index = index.without_name(ref.ref_name)
+                    targets.append((ref.ref_name, ref.ref_name))
+            for target, shown in targets:
+                if target not in gone:
+                    gone.add(target)
+                    index = index.without_unnamed(target) if isinstance(target, Digest) else index.without_name(str(target))
+                    removed.append(shown)
             return index
 
         self.edit(drop)
-        return unique
+        return removed

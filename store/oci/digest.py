@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 from ..errors import UsageError
 
-__all__ = ["Digest", "InvalidDigest", "parse_digest", "digest_named", "sha256_of"]
+__all__ = ["Digest", "InvalidDigest", "digest_named", "is_hex", "parse_digest", "sha256_of"]
 
 # The store names blobs by SHA-256 only (spec/digests.md): one algorithm keeps
 # every path in blobs/ unique per content, which is what dedup relies on.
@@ -68,9 +68,14 @@ def digest_of_blob_path(path: str) -> Digest | None:
 
 def digest_named(name: str) -> Digest | None:
     """The digest a file name in blobs/sha256/, views/sha256/ or meta/ stands for: 64 lowercase hex digits; else None."""
-    if len(name) == 64 and name.isascii() and not name.encode().translate(None, _HEX_DIGITS):
+    if len(name) == 64 and is_hex(name):
         return Digest(name)
     return None
+
+
+def is_hex(text: str) -> bool:
+    """Whether ``text`` is lowercase hex digits only (and not empty)."""
+    return bool(text) and text.isascii() and not text.encode().translate(None, _HEX_DIGITS)
 
 
 def sha256_of(data: bytes) -> Digest:

@@ -4,9 +4,9 @@ import re
 from typing import NamedTuple
 
 from ..errors import InvalidReference
-from .digest import Digest, InvalidDigest, parse_digest
+from .digest import Digest, InvalidDigest, is_hex, parse_digest
 
-__all__ = ["Reference", "parse_reference", "DEFAULT_TAG"]
+__all__ = ["DEFAULT_TAG", "SHORT_DIGEST_MIN", "Reference", "ShortDigest", "parse_local_reference", "parse_reference"]
 
 DEFAULT_TAG = "latest"
 # Lowercase alphanumeric runs joined by single separators: no empty, '.' or '..'
@@ -63,3 +63,53 @@ def parse_reference(text: str) -> Reference:
     if not _TAG.fullmatch(tag):
         raise InvalidReference(f"invalid tag {tag!r} in {text!r}")
     return Reference(name, tag)
+
+
+# Fewer digits are a name: 12 is what list shows, and what people copy from it.
+SHORT_DIGEST_MIN = 12
+
+
+class ShortDigest:
+    """The first 12 to 64 hex digits of a manifest digest, as ``list`` shows them (spec/names.md#short-digests).
+
+    Only a store that holds the manifest can say which it is: a short digest
+    designates a manifest of this store, never one on a remote. A plain
+    class: this module is on the path of every quick command, and a named
+    tuple's class costs a start-up a million instructions.
+    """
+
+    __slots__ = ("hex",)
+
+    def __init__(self, hex: str) -> None:
+        self.hex = hex
+
+    def __str__(self) -> str:
+        return self.hex
+
+    def __repr__(self) -> str:
+        return f"ShortDigest({self.hex!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ShortDigest) and other.hex == self.hex
+
+    def __hash__(self) -> int:
+        return hash((ShortDigest, self.hex))
+
+    def starts(self, digest: Digest) -> bool:
+        """Whether ``digest`` is one this short digest may stand for."""
+        return digest.hex.startswith(self.hex)
+
+
+def parse_local_reference(text: str) -> Reference | ShortDigest:
+    """A reference, or a short digest (``[sha256:]<12 to 64 hex>``): what a command that looks only in the store takes.
+
+    Decided by the text alone, never by what the store holds: 12 or more
+    lowercase hex digits, alone or after ``sha256:``, are a short digest,
+    though they also spell a NAME (or ``sha256`` with a TAG); such a model is
+    reached by its full reference, ``<hex>:latest``. Raise InvalidReference.
+    """
+    if isinstance(text, str):
+        digits = text[7:] if text.startswith("sha256:") else text
+        if SHORT_DIGEST_MIN <= len(digits) <= 64 and is_hex(digits):
+            return ShortDigest(digits)
+    return parse_reference(text)

@@ -21,7 +21,7 @@ import store as store_package
 from store.cli.commands import cli
 from store.oci.descriptor import Descriptor
 from store.oci.index import REF_NAME, Index
-from tests.support.cli import CliResult, run_cli_many
+from tests.support.cli import CliResult, assert_error, run_cli_many
 from tests.support.cli import run_cli as run_in
 from tests.support.trees import store_files, write_tree
 
@@ -311,9 +311,10 @@ def test_a_reader_gone_before_help_or_version_is_not_an_error(args: tuple[str, .
     assert (proc.returncode, proc.stderr) == (0, b"")
 
 
-def test_json_error_leaves_stdout_empty(run_cli) -> None:
-    code, out, err = run_cli("--json", "path", "nope")
-    assert code == 3 and out == "" and err.startswith("odai-store: error: ")
+def test_json_error_is_one_document_on_stdout(run_cli) -> None:
+    result = run_cli("--json", "path", "nope")
+    assert_error(result, 3, json=True)
+    assert json.loads(result.out)["error"].startswith("no model named nope:latest in ")
 
 
 # -- help and version -----------------------------------------------------------

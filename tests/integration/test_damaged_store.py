@@ -109,7 +109,7 @@ def test_damaged_blob_of_one_model(store: Store, run_cli) -> None:
     # Verifying other models does not look at it.
     assert run_cli("verify", "one:v1", "two:v1").code == 0
     result = run_cli("--json", "verify", "three:v1")
-    assert_error(result, 5, stdout_empty=False)
+    assert_error(result, 5, stdout_empty=False, json=True)  # the report's members, then the error's, in one document
     assert '"damaged_models": [\n    "three:v1"\n  ]' in result.out
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
+from tests.support.cli import CliResult, assert_error
 from tests.support.counting_server import serve_counting
 from tests.support.requirements import unavailable
 
@@ -116,14 +117,14 @@ def test_no_space_fails_before_the_first_byte_and_says_how_much_to_free(tmp_path
         assert "'odai-store gc' would reclaim" in again.stderr
 
 
-def test_json_space_error_keeps_stdout_empty(tmp_path, tmpfs):
+def test_json_space_error_is_the_error_document(tmp_path, tmpfs):
     origin = tmp_path / "origin"
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "w.bin").write_bytes(random.Random(8).randbytes(20 << 20))
     Store(origin).add("big:v1", [tmp_path / "m"])
     with serve_counting(origin) as served:
         result = _cli(tmpfs / "store", "--json", "fetch", "--remote", served.url, "big:v1")
-    assert result.returncode == 6 and result.stdout == ""  # data only on stdout, errors on stderr
+    assert_error(CliResult(result.returncode, result.stdout, result.stderr), 6, json=True)  # no model's data: the error's document
     assert result.stderr.startswith("odai-store: error: not enough space")
 
 

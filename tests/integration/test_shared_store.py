@@ -225,7 +225,7 @@ def test_init_shared_reports_what_the_store_is(tmp_path: Path) -> None:
     assert run_cli(None, "init", plain).code == 0
     before = sorted(p.name for p in plain.iterdir()), (plain / "odai-layout").read_bytes(), stat.S_IMODE(plain.stat().st_mode)
     result = run_cli(None, "--json", "init", "--shared", plain)
-    assert_error(result, 2)
+    assert_error(result, 2, json=True)
     assert "exists and is not shared" in result.err
     assert (sorted(p.name for p in plain.iterdir()), (plain / "odai-layout").read_bytes(), stat.S_IMODE(plain.stat().st_mode)) == before
     assert json.loads(run_cli(None, "--json", "init", plain).out) == {"store": str(plain), "shared": False}

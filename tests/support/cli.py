@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json as _json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
+
+from store.cli.output import escaped
 
 __all__ = ["CliResult", "cli_command", "run_cli", "run_cli_many", "assert_error", "RETRY_NOTICE"]
 
@@ -77,12 +80,15 @@ def run_cli_many(
     return results
 
 
-def assert_error(result: CliResult, code: int, *, stdout_empty: bool = True, said: str | None = None) -> str:
+def assert_error(result: CliResult, code: int, *, stdout_empty: bool = True, said: str | None = None, json: bool = False) -> str:
     """Check the error contract: exit ``code``, the two lines ``odai-store: error:`` and ``hint:``
     last on stderr, no traceback, and (by default) nothing on stdout. Returns the message.
 
     Before those two lines the command may have said what it did while it ran (spec/cli.md,
     Errors): only lines that match the regular expression ``said`` whole, and none without it.
+    With ``json`` (a run with --json), stdout must instead be exactly one JSON document,
+    ``{"error", "hint", "exit_code"}``, holding the two lines' words unescaped and ``code``;
+    with ``stdout_empty=False`` too (verify), a report's members may come before those three.
     """
     assert result.code == code, f"exit {result.code}, expected {code}\nstdout: {result.out!r}\nstderr: {result.err!r}"
     assert "Traceback" not in result.err
@@ -93,6 +99,13 @@ def assert_error(result: CliResult, code: int, *, stdout_empty: bool = True, sai
     assert lines[0].startswith("odai-store: error: ") and len(lines[0]) > len("odai-store: error: "), lines[0]
     assert lines[1].startswith("hint: ") and len(lines[1]) > len("hint: "), lines[1]
     assert result.err.endswith("\n")
-    if stdout_empty:
+    message = lines[0][len("odai-store: error: ") :]
+    if json:
+        doc = _json.loads(result.out)  # one document, and nothing else
+        assert result.out == _json.dumps(doc, indent=2) + "\n", f"not the one document --json prints: {result.out!r}"
+        members = ["error", "hint", "exit_code"]
+        assert (list(doc) if stdout_empty else list(doc)[-3:]) == members, list(doc)
+        assert (escaped(doc["error"]), escaped(doc["hint"]), doc["exit_code"]) == (message, lines[1][len("hint: ") :], code), doc
+    elif stdout_empty:
         assert result.out == "", f"stdout must be empty on error, got {result.out!r}"
-    return lines[0][len("odai-store: error: ") :]
+    return message

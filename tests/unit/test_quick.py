@@ -22,7 +22,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from store.cli import quick
-from store.cli.commands import cli
+from store.cli.commands import cli, split_options
 from store.cli.declarations import BY_NAME, Option
 from store.cli.main import main
 
@@ -33,7 +33,7 @@ def click_call(args: list[str]) -> tuple | None:
 
     def capture(**params) -> None:
         ctx = click.get_current_context()
-        made.append((ctx.info_name, ctx.parent.params, params))
+        made.append((ctx.info_name, *split_options(ctx.parent.params, params)))
 
     callbacks = {name: command.callback for name, command in cli.commands.items()}
     try:
@@ -92,6 +92,8 @@ OPTIONS = [
     *sorted({option for options in OWN.values() for option in options}),
     "--link=hardlink", "--link=", "--connections=64", "--retries=0", "--progress=json", "--file=f", "--remote=r", "--limit-rate=10M",
     "--", "-", "-h", "--help", "--json", "-q", "--lin", "--verify=1",
+    # Global options after the command (spec/cli.md, "Synopsis").
+    "--store", "--store=s2", "--shared", "--quiet", "-v", "--verbose", "-qv", "--lock-timeout=7", "--lock-timeout", "--timeout=5", "--json=1",
 ]
 VALUES = [
     "auto", "reflink", "hardlink", "symlink", "copy", "Auto", "bar", "json", "none",
@@ -105,13 +107,17 @@ anything = st.builds(
     st.lists(st.sampled_from(COMMANDS), min_size=1, max_size=1),
     st.lists(st.sampled_from(OPTIONS) | st.sampled_from(VALUES) | st.text(st.characters(blacklist_characters="\x00"), max_size=4), max_size=7),
 )
+AFTER = ["--store=s2", "--json", "-q", "--verbose", "--shared", "--lock-timeout=9", "--timeout=7"]  # global options after the command
 # Mostly the command's own options with values that may fit, spelled apart or with '='.
 nearly_right = st.sampled_from(sorted(OWN)).flatmap(
     lambda c: st.builds(
         lambda g, rest: g + [c] + rest,
         st.lists(st.sampled_from(["--store=s", "--store=", "--shared", "--json", "-q", "--quiet", "-v", "--verbose", "--lock-timeout=0", "--lock-timeout=7", "--timeout=5"]), max_size=3),
         st.lists(
-            st.sampled_from(OWN[c] or ["--json"]) | st.sampled_from(VALUES) | st.builds(lambda o, v: f"{o}={v}", st.sampled_from(OWN[c] or ["--json"]), st.sampled_from(VALUES)),
+            st.sampled_from(OWN[c] or ["--json"])
+            | st.sampled_from(VALUES)
+            | st.builds(lambda o, v: f"{o}={v}", st.sampled_from(OWN[c] or ["--json"]), st.sampled_from(VALUES))
+            | st.sampled_from(AFTER),
             max_size=4,
         ),
     )
@@ -133,6 +139,9 @@ def test_what_the_quick_path_accepts_click_reads_the_same(places: dict[str, Path
         call = quick.parse(args)
         if call is not None:
             assert click_call(args) == call
+        read = call or click_call(args)
+        if read is not None:  # the flags that decide an error's form, as the parser that reads args sees them
+            assert quick.flags(args) == {dest for dest in ("as_json", "quiet", "verbose", "shared") if read[1][dest]}
 
 
 USUAL = [
@@ -168,6 +177,11 @@ USUAL = [
     ["roots"],
     ["init"],
     ["--shared", "init", "dir", "--shared"],
+    # Global options after the command: the last value given wins, as for any option given twice.
+    ["list", "--json"],
+    ["fetch", "-q", "m", "--timeout", "30"],
+    ["--store", "/srv/a", "path", "m", "--store", "/srv/b", "--lock-timeout=5", "--verbose"],
+    ["export", "m", "out", "--shared", "--quiet"],
 ]
 
 
@@ -259,6 +273,9 @@ def test_a_quick_command_never_imports_click(tmp_path: Path) -> None:
         ["fetch", f"m@{digest}"],
         ["--timeout", "30", "fetch", f"m@{digest}"],
         ["show", "m:v1"],
+        ["path", digest[7:19], "--json"],  # a short digest, and a global option after the command
+        ["show", digest[:19]],
+        ["export", digest[7:19], str(tmp_path / "out2")],
         ["du"],
         ["roots"],
         ["gc", "--dry-run"],

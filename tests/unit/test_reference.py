@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from store.errors import InvalidReference
 from store.oci.digest import Digest
-from store.oci.reference import DEFAULT_TAG, Reference, parse_reference
+from store.oci.reference import DEFAULT_TAG, Reference, ShortDigest, parse_local_reference, parse_reference
 from tests.support.strategies import names, tags
 
 HEX = "0123456789abcdef" * 4
@@ -133,3 +133,51 @@ def test_anything_parses_or_is_refused_cleanly(text: str) -> None:
     assert parse_reference(str(ref)) == ref
     assert all(part not in ("", ".", "..") for part in ref.name.split("/"))
     assert ref.name == ref.name.lower() and ref.name.isascii()
+
+
+# -- short digests (spec/names.md#short-digests) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "short"),
+    [
+        (HEX[:12], HEX[:12]),
+        ("sha256:" + HEX[:12], HEX[:12]),
+        (HEX[:40], HEX[:40]),
+        (HEX, HEX),
+        ("sha256:" + HEX, HEX),
+    ],
+)
+def test_short_digest(text: str, short: str) -> None:
+    assert parse_local_reference(text) == ShortDigest(short)
+    assert str(ShortDigest(short)) == short
+
+
+@pytest.mark.parametrize(
+    ("text", "ref"),
+    [
+        (HEX[:11], Reference(HEX[:11])),  # fewer than 12 digits: a name
+        (HEX[:12] + ":latest", Reference(HEX[:12])),  # a name of hex digits, by its full reference
+        ("sha256:" + HEX[:11], Reference("sha256", HEX[:11])),
+        ("abcdefabcdefg", Reference("abcdefabcdefg")),  # not all hex
+        ("m@sha256:" + HEX, Reference("m", None, Digest(HEX))),
+        ("llama:q4", Reference("llama", "q4")),
+        (HEX + "0", Reference(HEX + "0")),  # more than 64 digits: a name
+        ("sha256:" + HEX + "0", Reference("sha256", HEX + "0")),
+        ("sha256:" + HEX[:12].upper(), Reference("sha256", HEX[:12].upper())),
+    ],
+)
+def test_what_is_not_a_short_digest_is_a_reference(text: str, ref: Reference) -> None:
+    assert parse_local_reference(text) == ref
+
+
+@pytest.mark.parametrize("text", [HEX[:12].upper(), "SHA256:" + HEX[:12], "sha256:" + HEX[:12] + "@sha256:" + HEX])
+def test_neither_a_short_digest_nor_a_reference(text: str) -> None:
+    with pytest.raises(InvalidReference):
+        parse_local_reference(text)
+
+
+@given(st.text("0123456789abcdef", min_size=12, max_size=64))
+def test_every_run_of_12_to_64_hex_digits_is_a_short_digest(hex_: str) -> None:
+    assert parse_local_reference(hex_) == parse_local_reference("sha256:" + hex_) == ShortDigest(hex_)
+    assert ShortDigest(hex_).starts(Digest(hex_ + "0" * (64 - len(hex_))))
