@@ -439,6 +439,34 @@ class Store:
         register(self.layout, path, self._names.lock_timeout, self.read_only)
         return result
 
+    def upgrade_lock(
+        self,
+        lockfile: str | os.PathLike[str] = "odai.lock",
+        names: str | Iterable[str] | None = None,
+        *,
+        remotes: str | Iterable[str] = (),
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> LockResult:
+        """Resolve the pins again (all, or those of ``names``: NAME for every tag, or NAME:TAG), each on its pinned remote unless ``remotes`` are given, and write what they designate now.
+
+        As ``uv lock --upgrade``: nothing is downloaded (``sync`` does that).
+        ``previous`` of the result holds what each pin designated before;
+        ``say`` hears per pin ``NAME:TAG: old -> new`` or ``NAME:TAG: up to
+        date``. UsageError (exit 2) for a name the lockfile does not pin.
+        Registers the lockfile as a gc root.
+        """
+        from .pin import upgrade
+        from .sync import register
+
+        path = Path(lockfile).absolute()
+        options = _fetch_options(remotes=remotes, ca_bundle=ca_bundle, timeout=timeout, say=say)
+        chosen = None if names is None else list(_items(names, "names", str))
+        result = upgrade(_context(self, options), chosen, path)
+        register(self.layout, path, self._names.lock_timeout, self.read_only)
+        return result
+
     def check_lock(
         self,
         lockfile: str | os.PathLike[str] = "odai.lock",

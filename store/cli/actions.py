@@ -281,23 +281,30 @@ def serve(c: Context, p: Params) -> None:
         server.server_close()
 
 
-def _pins_doc(pins) -> list[dict]:
-    return [{"name": pin.name, "tag": pin.tag, "remote": pin.remote, "digest": str(pin.digest), "files": len(pin.files)} for pin in pins]
+def _pins_doc(result) -> list[dict]:
+    return [
+        {"name": pin.name, "tag": pin.tag, "remote": pin.remote, "digest": str(pin.digest), "previous": None if was is None else str(was), "files": len(pin.files)}
+        for pin, was in zip(result.pins, result.previous, strict=True)
+    ]
 
 
 def lock(c: Context, p: Params) -> None:
-    if not (p.check or p.names):
-        raise _usage("lock", "name at least one model to lock")
+    if p.check and p.upgrade:
+        raise _usage("lock", "--check and --upgrade exclude each other")
+    if not (p.check or p.upgrade or p.names):
+        raise _usage("lock", "name at least one model to lock, or pass --upgrade to re-resolve every pin")
     _stop_on_sigterm()
     if p.check:
         result = c.store.check_lock(p.lockfile, list(p.names) or None, remotes=p.remotes, ca_bundle=p.ca_bundle, timeout=c.timeout)
         c.out.say(f"{pins_count(len(result.pins))} {'holds' if len(result.pins) == 1 else 'hold'} in {p.lockfile}")
+    elif p.upgrade:
+        result = c.store.upgrade_lock(p.lockfile, list(p.names) or None, remotes=p.remotes, ca_bundle=p.ca_bundle, timeout=c.timeout, say=c.out.say)
     else:
         result = c.store.lock(list(p.names), p.lockfile, remotes=p.remotes, ca_bundle=p.ca_bundle, timeout=c.timeout)
         for pin in result.pins:
             c.out.say(f"locked {pin.ref_name} at {pin.digest.short}")
     c.out.data(str(result.lockfile))
-    c.out.document({"lockfile": str(result.lockfile), "changed": result.changed, "pins": _pins_doc(result.pins)})
+    c.out.document({"lockfile": str(result.lockfile), "changed": result.changed, "pins": _pins_doc(result)})
 
 
 def sync(c: Context, p: Params) -> None:

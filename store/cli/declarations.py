@@ -287,6 +287,7 @@ COMMANDS = (
         Argument("names", many=True, required=False),
         _LOCKFILE,
         Option("--check", kind=FLAG, help="Resolve the pins again; exit 7 listing every tag that moved."),
+        Option("--upgrade", kind=FLAG, help="Resolve the pins (all, or each NAME's) again on their pinned remotes, and pin what they designate now."),
         Option("--remote", dest="remotes", multiple=True, metavar="URL", help="Resolve on this remote (repeatable)."),
         _CA_BUNDLE,
     ),
