@@ -127,7 +127,16 @@ def add(c: Context, p: Params) -> None:
     c.out.document(_model_doc(model))
 
 
+def _read_remote(command: str, p: Params) -> bool:
+    """Whether ``command`` (list, show) reads a remote: --remote given. --ca-bundle without it would be ignored: a usage error."""
+    if p.ca_bundle and not p.remote:
+        raise _usage(command, "--ca-bundle applies to a remote: pass --remote URL with it")
+    return bool(p.remote)
+
+
 def list_(c: Context, p: Params) -> None:
+    if _read_remote("list", p):
+        return _list_remote(c, p)
     entries = c.store.list()
     # Escaped: a name in an index.json another tool wrote is not held to the name grammar.
     shown = [escaped(e.name) for e in entries]
@@ -138,8 +147,17 @@ def list_(c: Context, p: Params) -> None:
         c.out.document({"models": [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files, "complete": e.complete} for e in entries]})
 
 
+def _list_remote(c: Context, p: Params) -> None:
+    models = c.store.remote_models(p.remote, ca_bundle=p.ca_bundle, timeout=c.timeout)
+    shown = [escaped(m.name) for m in models]
+    width = max(map(len, shown), default=0)
+    for name, m in zip(shown, models, strict=True):
+        c.out.data(f"{name:<{width}}  {m.digest.short}  {human_bytes(m.size):>10}  {files_count(m.files)}")
+    c.out.document({"models": [{"name": m.name, "digest": str(m.digest), "size": m.size, "files": m.files} for m in models]})
+
+
 def show(c: Context, p: Params) -> None:
-    info = c.store.info(p.name)
+    info = c.store.remote_info(p.remote, p.name, ca_bundle=p.ca_bundle, timeout=c.timeout) if _read_remote("show", p) else c.store.info(p.name)
     c.out.data(f"digest: {info.digest}")
     c.out.data(f"size: {human_bytes(info.size)} in {files_count(len(info.files))} ({'complete' if info.complete else 'incomplete'})")
     for s in info.files:

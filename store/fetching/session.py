@@ -84,6 +84,10 @@ class Session:
         """The remotes of the options (--remote, else $ODAI_STORE_REMOTE, else config.toml)."""
         return self.sources.default(self.options.remotes)
 
+    def held_manifest(self, digest: Digest) -> bytes | None:
+        """The store's own copy of a manifest, if it has one: a remote need not send it again (Source.resolve's ``have``)."""
+        return self.blobs.read_manifest(digest) if self.blobs.has(digest) else None
+
     def say_what_changed(self, ref: Reference, before: Digest | None, after: Digest, downloaded: bool) -> None:
         """On stderr: what the name ``ref``, which meant ``before`` (None: nothing), now means; the tag moved (old -> new), or up to date when nothing was downloaded (spec/cli.md#fetch).
 
