@@ -40,6 +40,10 @@ def __getattr__(name: str):
         from . import reports
 
         return getattr(reports, name)
+    if name == "RemoteModel":
+        from .catalog import RemoteModel
+
+        return RemoteModel
     raise AttributeError(f"module 'store' has no attribute {name!r}")
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "ModelFile",
     "ModelFileStatus",
     "ModelInfo",
+    "RemoteModel",
     "VerifyResult",
     "Root",
     "Digest",

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import builtins
     import threading
 
+    from .catalog import RemoteModel
     from .download import Download, DownloadQueue
     from .export import Exported
     from .fetching.session import FetchContext
@@ -126,6 +127,13 @@ def project_lockfile(start: str | os.PathLike[str] | None = None) -> Path | None
     from .local.roots import find_lockfile
 
     return find_lockfile(Path(start or os.getcwd()).absolute())
+
+
+def _one_remote(remote: object) -> str:
+    """``remote``, if it is one remote's URL or path as a string; UsageError otherwise."""
+    if not isinstance(remote, str) or not remote:
+        raise UsageError(f"remote={remote!r} is not a remote", "pass one remote: an http(s):// or file:// URL, or a path, as a string")
+    return remote
 
 
 def _ref(ref: str | Reference) -> Reference:
@@ -266,6 +274,33 @@ class Store:
             return self.model(pins[0].reference)._replace(name=pins[0].ref_name)
         except NotFound as err:
             raise NotFound(f"{ref.ref_name}, pinned in {lockfile}: {err.message}", f"run 'odai-store sync --lockfile {lockfile}' to fetch it") from None
+
+    def remote_models(self, remote: str, *, ca_bundle: str | os.PathLike[str] | None = None, timeout: float | str | None = None) -> builtins.list[RemoteModel]:
+        """Every name ``remote`` (a URL or path, as --remote takes) holds, sorted, each with its manifest's digest, size and file count.
+
+        Reads the remote's index.json and manifests only, never a file's
+        blob; a manifest the store holds is not read again. UsageError for
+        a remote that cannot list its names. ``ca_bundle`` and ``timeout``
+        as fetch_all's.
+        """
+        from .catalog import remote_models
+
+        options = _fetch_options(remotes=_one_remote(remote), ca_bundle=ca_bundle, timeout=timeout)
+        return remote_models(_context(self, options), remote)
+
+    def remote_info(
+        self, remote: str, ref: str | Reference, *, ca_bundle: str | os.PathLike[str] | None = None, timeout: float | str | None = None
+    ) -> ModelInfo:
+        """The manifest ``ref`` designates on ``remote``, as ``info`` reports one of the store's: each file's path, digest and size, and ``present``, whether this store holds it already (what a fetch would not download).
+
+        Reads the remote's index.json and the manifest only, never a file's
+        blob; the manifest is checked as fetch checks it. ``ca_bundle`` and
+        ``timeout`` as fetch_all's.
+        """
+        from .catalog import remote_info
+
+        options = _fetch_options(remotes=_one_remote(remote), ca_bundle=ca_bundle, timeout=timeout)
+        return remote_info(_context(self, options), remote, _ref(ref))
 
     def list(self) -> list[ModelEntry]:
         from .oci.index import named_totals
@@ -454,6 +489,34 @@ class Store:
         path = Path(lockfile).absolute()
         options = _fetch_options(remotes=remotes, ca_bundle=ca_bundle, timeout=timeout)
         result = lock(_context(self, options), [_ref(r) for r in _items(refs, "refs", (str, Reference))], path)
+        register(self.layout, path, self._names.lock_timeout, self.read_only)
+        return result
+
+    def upgrade_lock(
+        self,
+        lockfile: str | os.PathLike[str] = "odai.lock",
+        names: str | Iterable[str] | None = None,
+        *,
+        remotes: str | Iterable[str] = (),
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> LockResult:
+        """Resolve the pins again (all, or those of ``names``: NAME for every tag, or NAME:TAG), each on its pinned remote unless ``remotes`` are given, and write what they designate now.
+
+        As ``uv lock --upgrade``: nothing is downloaded (``sync`` does that).
+        ``previous`` of the result holds what each pin designated before;
+        ``say`` hears per pin ``NAME:TAG: old -> new`` or ``NAME:TAG: up to
+        date``. UsageError (exit 2) for a name the lockfile does not pin.
+        Registers the lockfile as a gc root.
+        """
+        from .pin import upgrade
+        from .sync import register
+
+        path = Path(lockfile).absolute()
+        options = _fetch_options(remotes=remotes, ca_bundle=ca_bundle, timeout=timeout, say=say)
+        chosen = None if names is None else list(_items(names, "names", str))
+        result = upgrade(_context(self, options), chosen, path)
         register(self.layout, path, self._names.lock_timeout, self.read_only)
         return result
 

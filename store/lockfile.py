@@ -73,6 +73,11 @@ class Lockfile(NamedTuple):
             return [p for p in self.pins if p.name == ref.name and p.digest == ref.digest]
         return [p for p in self.pins if p.name == ref.name and (any_tag or p.tag == ref.tag)]
 
+    def spelled(self, text: str) -> list[Pin]:
+        """The pins ``text`` designates as a person writes it: NAME (its pins of every tag), NAME:TAG or NAME@DIGEST; InvalidReference for bad text."""
+        ref = parse_reference(text)
+        return self.select(ref, any_tag=text == ref.name)
+
     def with_pins(self, pins: list[Pin]) -> "Lockfile":
         """A copy where each of ``pins`` replaces the pin of the same name and tag."""
         keep = {p.ref_name: p for p in self.pins}

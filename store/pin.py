@@ -1,29 +1,33 @@
-"""Pin (the verb `lock`): resolve names on remotes and pin their exact manifests in a lockfile; or check the pins still hold.
+"""Pin (the verb `lock`): resolve names on remotes and pin their exact manifests in a lockfile; re-resolve the pins (--upgrade), or check they still hold.
 
 Named pin, not lock: the store has lock files (local/locks.py) and lockfiles
 (lockfile.py) already, and a fourth "lock" would say nothing.
 """
 
+import shlex
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 from .errors import LockfileError, UsageError, from_os_error
-from .fetching.plan import Want, resolve
+from .fetching.plan import Resolved, Want, resolve
 from .fetching.session import FetchContext, Session
 from .fs.atomic import write_atomic
 from .fs.bounded import LOCKFILE_MAX, Refused, read_bounded
 from .local.roots import read_lockfile
 from .lockfile import Lockfile, Pin
-from .oci.reference import Reference
+from .oci.digest import Digest
+from .oci.reference import Reference, parse_reference
 
-__all__ = ["LockResult", "lock", "check"]
+__all__ = ["LockResult", "lock", "upgrade", "check"]
 
 
 class LockResult(NamedTuple):
     lockfile: Path
     pins: tuple[Pin, ...]  # the pins written (lock) or checked (check)
     changed: bool  # the lockfile's bytes changed
+    # Per pin, the manifest the lockfile pinned before (None: not pinned); equal to the pin's own after a check.
+    previous: tuple[Digest | None, ...] = ()
 
 
 def lock(ctx: FetchContext, refs: list[Reference], path: Path) -> LockResult:
@@ -34,8 +38,57 @@ def lock(ctx: FetchContext, refs: list[Reference], path: Path) -> LockResult:
     with session.bounded():
         resolved = resolve(session, [Want(ref, session.default_sources) for ref in refs])
     pins = [Pin.of(r.ref, r.locator or "", r.digest, r.manifest) for r in resolved]
-    updated = current.with_pins(pins)
-    data = updated.to_bytes()
+    before = {p.ref_name: p.digest for p in current.pins}
+    return LockResult(path, tuple(pins), _write(path, current.with_pins(pins)), tuple(before.get(p.ref_name) for p in pins))
+
+
+def upgrade(ctx: FetchContext, names: list[str] | None, path: Path) -> LockResult:
+    """Resolve the pins again (all, or those ``names`` designate), each on --remote or else where it was pinned, and write what they now designate.
+
+    As ``uv lock --upgrade``: only resolves, never downloads (sync does).
+    Says per pin what changed, in fetch's words.
+    """
+    current = read_lockfile(path)
+    pins = list(current.pins) if names is None else _spelled(current, names, path)
+    session = Session(ctx)
+    resolved = _resolve_pins(session, pins)
+    new = [Pin.of(r.ref, r.locator or "", r.digest, r.manifest) for r in resolved]
+    changed = _write(path, current.with_pins(new))
+    for old, pin in zip(pins, new, strict=True):
+        session.say_what_changed(Reference(pin.name, pin.tag), old.digest, pin.digest, downloaded=False)
+    return LockResult(path, tuple(new), changed, tuple(p.digest for p in pins))
+
+
+def check(ctx: FetchContext, refs: list[Reference] | None, path: Path) -> LockResult:
+    """Resolve the pinned names again, each on --remote or else where it was pinned; LockfileError (exit 7) listing every tag that moved."""
+    _tags_only(refs or [])
+    current = read_lockfile(path)
+    pins = list(current.pins) if refs is None else [p for ref in refs for p in _pinned(current, ref, path)]
+    resolved = _resolve_pins(Session(ctx), pins)
+    moved = [(pin, now) for pin, now in zip(pins, resolved, strict=True) if now.digest != pin.digest]
+    if moved:
+        # The command that takes exactly these new versions, on the remotes this check asked.
+        command = ["odai-store", "lock", "--upgrade", "--lockfile", str(path)]
+        command += [arg for remote in ctx.options.remotes for arg in ("--remote", remote)]
+        command += [pin.ref_name for pin, _ in moved]
+        raise LockfileError(
+            f"{len(moved)} of {len(pins)} pins moved: " + "; ".join(f"{pin.ref_name}: pinned {pin.digest.short}, now {now.digest.short}" for pin, now in moved),
+            f"run '{shlex.join(command)}' to take the new versions",
+        )
+    return LockResult(path, tuple(pins), False, tuple(p.digest for p in pins))
+
+
+def _resolve_pins(session: Session, pins: list[Pin]) -> list[Resolved]:
+    """Each pin's NAME:TAG resolved again, on --remote if given, else on the remote the pin records (not the default remotes)."""
+    remotes = session.options.remotes
+    with session.bounded():
+        wants = [Want(Reference(pin.name, pin.tag), partial(session.sources.open, remotes or (pin.remote,))) for pin in pins]
+        return resolve(session, wants)
+
+
+def _write(path: Path, lockfile: Lockfile) -> bool:
+    """Write ``lockfile`` at ``path``, atomically and only if its bytes change; whether they did."""
+    data = lockfile.to_bytes()
     try:
         changed = read_bounded(path, LOCKFILE_MAX, "lockfile", follow=True) != data
     except (FileNotFoundError, Refused):  # the rename below replaces whatever has the name
@@ -45,26 +98,7 @@ def lock(ctx: FetchContext, refs: list[Reference], path: Path) -> LockResult:
             write_atomic(path, data)
         except OSError as err:
             raise from_os_error(err, f"writing {path}", outside="check that the lockfile's directory exists and that you may write to it") from err
-    return LockResult(path, tuple(pins), changed)
-
-
-def check(ctx: FetchContext, refs: list[Reference] | None, path: Path) -> LockResult:
-    """Resolve the pinned names again, each on --remote or else where it was pinned; LockfileError (exit 7) listing every tag that moved."""
-    _tags_only(refs or [])
-    current = read_lockfile(path)
-    pins = list(current.pins) if refs is None else [p for ref in refs for p in _pinned(current, ref, path)]
-    session = Session(ctx)
-    remotes = ctx.options.remotes
-    with session.bounded():
-        wants = [Want(Reference(pin.name, pin.tag), partial(session.sources.open, remotes or (pin.remote,))) for pin in pins]
-        resolved = resolve(session, wants)
-    moved = []
-    for pin, now in zip(pins, resolved, strict=True):
-        if now.digest != pin.digest:
-            moved.append(f"{pin.ref_name}: pinned {pin.digest.short}, now {now.digest.short}")
-    if moved:
-        raise LockfileError(f"{len(moved)} of {len(pins)} pins moved: " + "; ".join(moved), f"run 'odai-store lock --lockfile {path} NAME...' to take the new versions")
-    return LockResult(path, tuple(pins), False)
+    return changed
 
 
 def _tags_only(refs: list[Reference]) -> None:
@@ -77,3 +111,18 @@ def _pinned(current: Lockfile, ref: Reference, path: Path) -> list[Pin]:
     if not found:
         raise LockfileError(f"{ref.ref_name} is not pinned in {path}", f"run 'odai-store lock {ref.ref_name}'")
     return found
+
+
+def _spelled(current: Lockfile, names: list[str], path: Path) -> list[Pin]:
+    """The pins of NAME (every tag) or NAME:TAG, each once, in lockfile order; UsageError for a digest or a name not pinned.
+
+    Not exit 7 as for --check: a name that is no pin is a slip in the command, not a lockfile behind the times.
+    """
+    chosen: set[Pin] = set()
+    for text in names:
+        _tags_only([parse_reference(text)])
+        found = current.spelled(text)
+        if not found:
+            raise UsageError(f"{text} is not pinned in {path}, so there is nothing to upgrade", f"pin it first: 'odai-store lock {shlex.quote(text)}'")
+        chosen.update(found)
+    return [p for p in current.pins if p in chosen]

@@ -33,9 +33,9 @@ def select_pins(lockfile: Lockfile, only: list[str] | None, path: Path) -> list[
 
     out: list[Pin] = []
     for text in only:
-        ref = parse_reference(text)
-        found = lockfile.select(ref, any_tag=text == ref.name)
+        found = lockfile.spelled(text)
         if not found:
+            ref = parse_reference(text)
             raise LockfileError(f"{text} is not pinned in {path}", f"run 'odai-store lock {ref.name if ref.digest else text}' first")
         out += [p for p in found if p not in out]
     return out

@@ -127,7 +127,16 @@ def add(c: Context, p: Params) -> None:
     c.out.document(_model_doc(model))
 
 
+def _read_remote(command: str, p: Params) -> bool:
+    """Whether ``command`` (list, show) reads a remote: --remote given. --ca-bundle without it would be ignored: a usage error."""
+    if p.ca_bundle and not p.remote:
+        raise _usage(command, "--ca-bundle applies to a remote: pass --remote URL with it")
+    return bool(p.remote)
+
+
 def list_(c: Context, p: Params) -> None:
+    if _read_remote("list", p):
+        return _list_remote(c, p)
     entries = c.store.list()
     # Escaped: a name in an index.json another tool wrote is not held to the name grammar.
     shown = [escaped(e.name) for e in entries]
@@ -138,8 +147,17 @@ def list_(c: Context, p: Params) -> None:
         c.out.document({"models": [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files, "complete": e.complete} for e in entries]})
 
 
+def _list_remote(c: Context, p: Params) -> None:
+    models = c.store.remote_models(p.remote, ca_bundle=p.ca_bundle, timeout=c.timeout)
+    shown = [escaped(m.name) for m in models]
+    width = max(map(len, shown), default=0)
+    for name, m in zip(shown, models, strict=True):
+        c.out.data(f"{name:<{width}}  {m.digest.short}  {human_bytes(m.size):>10}  {files_count(m.files)}")
+    c.out.document({"models": [{"name": m.name, "digest": str(m.digest), "size": m.size, "files": m.files} for m in models]})
+
+
 def show(c: Context, p: Params) -> None:
-    info = c.store.info(p.name)
+    info = c.store.remote_info(p.remote, p.name, ca_bundle=p.ca_bundle, timeout=c.timeout) if _read_remote("show", p) else c.store.info(p.name)
     c.out.data(f"digest: {info.digest}")
     c.out.data(f"size: {human_bytes(info.size)} in {files_count(len(info.files))} ({'complete' if info.complete else 'incomplete'})")
     for s in info.files:
@@ -281,23 +299,30 @@ def serve(c: Context, p: Params) -> None:
         server.server_close()
 
 
-def _pins_doc(pins) -> list[dict]:
-    return [{"name": pin.name, "tag": pin.tag, "remote": pin.remote, "digest": str(pin.digest), "files": len(pin.files)} for pin in pins]
+def _pins_doc(result) -> list[dict]:
+    return [
+        {"name": pin.name, "tag": pin.tag, "remote": pin.remote, "digest": str(pin.digest), "previous": None if was is None else str(was), "files": len(pin.files)}
+        for pin, was in zip(result.pins, result.previous, strict=True)
+    ]
 
 
 def lock(c: Context, p: Params) -> None:
-    if not (p.check or p.names):
-        raise _usage("lock", "name at least one model to lock")
+    if p.check and p.upgrade:
+        raise _usage("lock", "--check and --upgrade exclude each other")
+    if not (p.check or p.upgrade or p.names):
+        raise _usage("lock", "name at least one model to lock, or pass --upgrade to re-resolve every pin")
     _stop_on_sigterm()
     if p.check:
         result = c.store.check_lock(p.lockfile, list(p.names) or None, remotes=p.remotes, ca_bundle=p.ca_bundle, timeout=c.timeout)
         c.out.say(f"{pins_count(len(result.pins))} {'holds' if len(result.pins) == 1 else 'hold'} in {p.lockfile}")
+    elif p.upgrade:
+        result = c.store.upgrade_lock(p.lockfile, list(p.names) or None, remotes=p.remotes, ca_bundle=p.ca_bundle, timeout=c.timeout, say=c.out.say)
     else:
         result = c.store.lock(list(p.names), p.lockfile, remotes=p.remotes, ca_bundle=p.ca_bundle, timeout=c.timeout)
         for pin in result.pins:
             c.out.say(f"locked {pin.ref_name} at {pin.digest.short}")
     c.out.data(str(result.lockfile))
-    c.out.document({"lockfile": str(result.lockfile), "changed": result.changed, "pins": _pins_doc(result.pins)})
+    c.out.document({"lockfile": str(result.lockfile), "changed": result.changed, "pins": _pins_doc(result)})
 
 
 def sync(c: Context, p: Params) -> None:

@@ -183,7 +183,7 @@ GLOBAL = (
         metavar="SECONDS",
         help="Give up (exit 8) after waiting this long for a lock of the store that another process holds.",
     ),
-    Option("--timeout", kind=Limit("seconds", parse_seconds), metavar="SECONDS", help="Bound the network phase of fetch, sync and lock; exit 4 when it expires."),
+    Option("--timeout", kind=Limit("seconds", parse_seconds), metavar="SECONDS", help="Bound the network phase of fetch, sync, lock and list or show --remote; exit 4 when it expires."),
 )
 
 # Options several commands share, declared once.
@@ -192,6 +192,8 @@ _CONNECTIONS = Option("--connections", kind=Integer(*CONNECTIONS), default=8, sh
 _RETRIES = Option("--retries", kind=Integer(*RETRIES), default=5, show_default=True, help="Retries of a transient failure.")
 _CA_BUNDLE = Option("--ca-bundle", kind=FsPath(exists=True, dir_okay=False, as_path=False), help="Trust this CA bundle for HTTPS.")
 _PROGRESS = Option("--progress", kind=Choice(actions.PROGRESS_MODES), dest="progress_mode", help="Progress on stderr [default: bar on a terminal].")
+# list and show: a remote to read instead of this store (one, unlike fetch's --remote, which is tried in order with others).
+_READ_REMOTE = Option("--remote", metavar="URL", help="Read this remote (http(s)://, file:// or a path) instead of the store: its index and manifests, never a file.")
 _LOCKFILE = Option("--lockfile", kind=FsPath(dir_okay=False), default="odai.lock", show_default=True, help="The lockfile.")
 
 COMMANDS = (
@@ -209,8 +211,8 @@ COMMANDS = (
         Option("--move", kind=FLAG, help="Move the files into the store (no copy on one filesystem); they are gone from PATH once the model is named."),
         _PROGRESS,
     ),
-    Command("list", actions.list_, "List names: name:tag, manifest digest, size, file count."),
-    Command("show", actions.show, "Show a model's manifest: each file's path, digest, size and presence. NAME may be a short digest, as list shows.", Argument("name")),
+    Command("list", actions.list_, "List names: name:tag, manifest digest, size, file count.", _READ_REMOTE, _CA_BUNDLE),
+    Command("show", actions.show, "Show a model's manifest: each file's path, digest, size and presence. NAME may be a short digest, as list shows.", Argument("name"), _READ_REMOTE, _CA_BUNDLE),
     Command(
         "path",
         actions.path,
@@ -288,6 +290,7 @@ COMMANDS = (
         Argument("names", many=True, required=False),
         _LOCKFILE,
         Option("--check", kind=FLAG, help="Resolve the pins again; exit 7 listing every tag that moved."),
+        Option("--upgrade", kind=FLAG, help="Resolve the pins (all, or each NAME's) again on their pinned remotes, and pin what they designate now."),
         Option("--remote", dest="remotes", multiple=True, metavar="URL", help="Resolve on this remote (repeatable)."),
         _CA_BUNDLE,
     ),

@@ -42,17 +42,9 @@ def execute(session: Session, plan: FetchPlan, lease: Lease) -> list[Fetched]:
         published = _publish(session, model)
         name = None if model.ref.digest is not None else model.ref.ref_name
         out.append(Fetched(Model(name, published.digest, published.path, model.manifest.files), sum(received for received, _ in got.values())))
-        _say_what_changed(session, model, published, downloaded=bool(own))
+        session.say_what_changed(model.ref, None if published.before is None else published.before.digest, published.digest, downloaded=bool(own))
     progress.finish()
     return out
-
-
-def _say_what_changed(session: Session, model: Resolved, published: Published, downloaded: bool) -> None:
-    """On stderr: a tag that moved, old -> new, or a named model that needed nothing (spec/cli.md#fetch)."""
-    if moved := published.moved(model.ref):
-        session.ctx.say(moved)
-    elif published.before is not None and not downloaded:
-        session.ctx.say(f"{model.ref}: up to date")
 
 
 def _check_space(session: Session, missing: dict[Digest, int]) -> None:

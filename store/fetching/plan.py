@@ -71,15 +71,6 @@ def _local(session: Session, ref: Reference) -> Resolved | None:
     return None
 
 
-def _held(session: Session) -> Callable[[Digest], bytes | None]:
-    """The store's own copy of a manifest, if it has one: a remote need not send it again."""
-
-    def have(digest: Digest) -> bytes | None:
-        return session.blobs.read_manifest(digest) if session.blobs.has(digest) else None
-
-    return have
-
-
 def _resolve(session: Session, want: Want) -> Resolved:
     """Resolve on the want's sources in order; the first that knows the reference wins, and its blobs come from it first."""
     ref, sources = want.ref, want.sources()
@@ -87,7 +78,7 @@ def _resolve(session: Session, want: Want) -> Resolved:
     for i, source in enumerate(sources):
         session.doing = f"resolving {ref} on {source.url}"
         try:
-            found = session.retrying(partial(source.resolve, ref, _held(session)), source)
+            found = session.retrying(partial(source.resolve, ref, session.held_manifest), source)
             manifest = parse_manifest(found.manifest, found.descriptor.digest)
         except (NetworkError, NotFound, InvalidManifest) as err:
             errors.append(err)  # a damaged index or manifest on one remote: the next may be sound

@@ -14,6 +14,9 @@ from ..errors import NetworkError, StoreError
 from ..local.blobs import BlobStore
 from ..local.layout import StoreLayout
 from ..local.names import Names
+from ..local.publish import tag_moved
+from ..oci.digest import Digest
+from ..oci.reference import Reference
 from ..remote.base import Source
 from ..remote.select import Sources
 from ..transfer.deadline import Deadline
@@ -80,6 +83,20 @@ class Session:
     def default_sources(self) -> tuple[Source, ...]:
         """The remotes of the options (--remote, else $ODAI_STORE_REMOTE, else config.toml)."""
         return self.sources.default(self.options.remotes)
+
+    def held_manifest(self, digest: Digest) -> bytes | None:
+        """The store's own copy of a manifest, if it has one: a remote need not send it again (Source.resolve's ``have``)."""
+        return self.blobs.read_manifest(digest) if self.blobs.has(digest) else None
+
+    def say_what_changed(self, ref: Reference, before: Digest | None, after: Digest, downloaded: bool) -> None:
+        """On stderr: what the name ``ref``, which meant ``before`` (None: nothing), now means; the tag moved (old -> new), or up to date when nothing was downloaded (spec/cli.md#fetch).
+
+        fetch says it of the names it set, lock --upgrade of the pins it re-resolved, in the same words.
+        """
+        if moved := tag_moved(ref, before, after):
+            self.ctx.say(moved)
+        elif before is not None and not downloaded:
+            self.ctx.say(f"{ref}: up to date")
 
     @property
     def engine(self) -> Engine:

@@ -21,7 +21,7 @@ from .layout import StoreLayout
 from .names import Names, manifest_descriptor
 from .views import Views
 
-__all__ = ["Published", "publish_model"]
+__all__ = ["Published", "publish_model", "tag_moved"]
 
 
 class Published(NamedTuple):
@@ -33,9 +33,17 @@ class Published(NamedTuple):
 
     def moved(self, ref: Reference) -> str | None:
         """What a person is told when the name ``ref`` now means another model: 'NAME:TAG: old -> new' (spec/cli.md)."""
-        if self.before is None or self.before.digest == self.digest:
-            return None
-        return f"{ref}: {self.before.digest.short} -> {self.digest.short}"
+        return tag_moved(ref, None if self.before is None else self.before.digest, self.digest)
+
+
+def tag_moved(ref: Reference, before: Digest | None, after: Digest) -> str | None:
+    """'NAME:TAG: old -> new' when the name ``ref``, which meant ``before``, now means ``after``; None when it meant nothing or the same.
+
+    The one wording of a moved tag, whoever moved it: add, fetch, lock --upgrade.
+    """
+    if before is None or before == after:
+        return None
+    return f"{ref}: {before.short} -> {after.short}"
 
 
 def publish_model(layout: StoreLayout, names: Names, ref: Reference, manifest: Manifest, data: bytes, digest: Digest | None = None, *, keep_by_digest: bool = True) -> Published:

@@ -19,6 +19,7 @@ __all__ = [
     "Manifest",
     "check_model_path",
     "check_model_paths",
+    "layer_totals",
     "parse_manifest",
 ]
 
@@ -144,11 +145,11 @@ def _model_file(layer: Descriptor) -> ModelFile:
     return ModelFile(path, layer.digest, layer.size, chunks)
 
 
-def parse_manifest(data: bytes, expected: Digest | None = None) -> Manifest:
-    """Parse untrusted manifest bytes; raise InvalidManifest (exit 5), also for an unsafe file path.
+def _image_manifest(data: bytes, expected: Digest | None) -> tuple[dict[str, Any], list[Descriptor]]:
+    """Untrusted bytes as an OCI image manifest, in the spec's order: bounded, then hashed, then parsed; the document and its layers.
 
-    With ``expected``, the bytes must hash to it first: a manifest is only
-    believed once it is the one that was asked for.
+    ValueError (or InvalidDigest, RecursionError) for a document that is no
+    image manifest; InvalidManifest for one too large or of another digest.
     """
     if len(data) > MAX_MANIFEST_BYTES:
         raise InvalidManifest(f"manifest of {len(data)} bytes is over the {MAX_MANIFEST_BYTES}-byte limit")
@@ -157,23 +158,37 @@ def parse_manifest(data: bytes, expected: Digest | None = None) -> Manifest:
             f"manifest bytes hash to {sha256_of(data)}, not {expected}",
             "the copy of the manifest is damaged or was replaced; fetch it again",
         )
+    doc = json.loads(data)
+    if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
+        raise ValueError("not an OCI manifest (schemaVersion must be 2)")
+    if doc.get("mediaType", MANIFEST_TYPE) != MANIFEST_TYPE:
+        raise ValueError(f"mediaType {doc.get('mediaType')!r} is not an image manifest")
+    layers = doc.get("layers")
+    if not isinstance(layers, list):
+        raise ValueError("layers must be a list")
+    return doc, [Descriptor.from_json(layer) for layer in layers]
+
+
+def _invalid(err: Exception) -> InvalidManifest:
+    message = err.message if isinstance(err, InvalidDigest) else str(err)
+    return InvalidManifest(f"invalid manifest: {message}")
+
+
+def parse_manifest(data: bytes, expected: Digest | None = None) -> Manifest:
+    """Parse untrusted manifest bytes; raise InvalidManifest (exit 5), also for an unsafe file path.
+
+    With ``expected``, the bytes must hash to it first: a manifest is only
+    believed once it is the one that was asked for.
+    """
     try:
-        doc = json.loads(data)
-        if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
-            raise ValueError("not an OCI manifest (schemaVersion must be 2)")
-        if doc.get("mediaType", MANIFEST_TYPE) != MANIFEST_TYPE:
-            raise ValueError(f"mediaType {doc.get('mediaType')!r} is not an image manifest")
-        layers = doc.get("layers")
-        if not isinstance(layers, list):
-            raise ValueError("layers must be a list")
+        doc, layers = _image_manifest(data, expected)
         artifact_type = doc.get("artifactType", ARTIFACT_TYPE)
         if not isinstance(artifact_type, str):
             raise ValueError("artifactType must be a string")
         config = Descriptor.from_json(doc.get("config"))
-        files = [_model_file(Descriptor.from_json(layer)) for layer in layers]
+        files = [_model_file(layer) for layer in layers]
     except (ValueError, InvalidDigest, RecursionError) as err:
-        message = err.message if isinstance(err, InvalidDigest) else str(err)
-        raise InvalidManifest(f"invalid manifest: {message}") from None
+        raise _invalid(err) from None
     try:
         check_model_paths([f.path for f in files])
     except InvalidPath as err:
@@ -184,3 +199,18 @@ def parse_manifest(data: bytes, expected: Digest | None = None) -> Manifest:
     # other tools (ORAS) may list layers in any order, and every listing
     # of a model's files (show, fetch --json, lockfiles) is in path order.
     return Manifest(tuple(sorted(files, key=lambda f: f.path)), artifact_type, config)
+
+
+def layer_totals(data: bytes, expected: Digest) -> tuple[int, int]:
+    """The bytes of every layer, and how many layers have a file name (a title), of untrusted manifest bytes that must hash to ``expected``.
+
+    What a listing shows of a manifest without trusting it to be a model's:
+    an image another tool put in the same layout is counted, not refused,
+    while parse_manifest refuses a layer without a title. InvalidManifest
+    (exit 5) for bytes that are no image manifest, or of another digest.
+    """
+    try:
+        _, layers = _image_manifest(data, expected)
+    except (ValueError, InvalidDigest, RecursionError) as err:
+        raise _invalid(err) from None
+    return sum(layer.size for layer in layers), sum(TITLE in layer.annotations for layer in layers)

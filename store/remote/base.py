@@ -17,11 +17,11 @@ from typing import NamedTuple, Protocol
 from ..errors import NetworkError, NotFound, StoreError
 from ..oci.descriptor import MANIFEST_TYPE, Descriptor
 from ..oci.digest import Digest
-from ..oci.index import MAX_INDEX_BYTES, InvalidIndex, lookup_fast
+from ..oci.index import MAX_INDEX_BYTES, InvalidIndex, lookup_fast, named_totals
 from ..oci.reference import Reference
 
 # MAX_INDEX_BYTES: a remote's index.json larger than the parser takes is refused unread.
-__all__ = ["Source", "Resolution", "BlobStream", "Action", "classify", "MAX_INDEX_BYTES", "nothing", "resolve_in_layout"]
+__all__ = ["Source", "Resolution", "BlobStream", "Action", "classify", "MAX_INDEX_BYTES", "names_in_layout", "nothing", "resolve_in_layout"]
 
 _DAMAGED_REMOTE_INDEX = "the remote's index.json is damaged: tell its owner, try another remote, or fetch NAME@sha256:<digest>"
 
@@ -71,6 +71,18 @@ def resolve_in_layout(
     if data is None:
         data = read_manifest(digest)
     return Resolution(Descriptor(MANIFEST_TYPE, digest, len(data)), data, locator)
+
+
+def names_in_layout(read_index: Callable[[], bytes], where: str) -> list[tuple[str, Digest | None]]:
+    """Every name of an OCI image layout's index.json with its manifest's digest, sorted by name; InvalidIndex naming ``where``.
+
+    Names as the layout spells them: another tool may write names the
+    reference grammar refuses, which a listing shows all the same.
+    """
+    try:
+        return [(name, digest) for name, digest, _, _ in named_totals(read_index())]
+    except InvalidIndex as err:
+        raise InvalidIndex(f"{where}: {err.message}", _DAMAGED_REMOTE_INDEX) from None
 
 
 class Action(Enum):
@@ -134,6 +146,16 @@ class Source(Protocol):
         ``have`` returns the bytes of a manifest the caller holds already (the
         store's own, verified), or None: a remote that learns the digest
         before the bytes takes them from there instead of reading them again.
+        """
+        ...
+
+    def names(self) -> list[tuple[str, Digest | None]]:
+        """Every name this remote holds, ``NAME:TAG`` as it spells it, with its manifest's digest where the listing states it (None: resolve the name), sorted by name.
+
+        Reads the listing only (a layout's index.json, at most
+        MAX_INDEX_BYTES), never a manifest or a blob. UsageError (exit 2)
+        from a remote that has no listing (one file at a URL), NotFound from
+        one whose listing is absent, InvalidIndex from a damaged one.
         """
         ...
 

@@ -13,7 +13,7 @@ from ..fs.bounded import Refused, open_regular
 from ..oci.digest import Digest, blob_path
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
-from .base import MAX_INDEX_BYTES, Resolution, classify, nothing, resolve_in_layout
+from .base import MAX_INDEX_BYTES, Resolution, classify, names_in_layout, nothing, resolve_in_layout
 
 __all__ = ["FileLayout"]
 
@@ -108,10 +108,13 @@ class FileLayout:
         return self.root / blob_path(digest)
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
-        index = self.root / "index.json"
-        return resolve_in_layout(
-            ref, have, lambda: self._read_small(index, MAX_INDEX_BYTES), self.read_manifest, str(index), self.url, "check the name and the remote path"
-        )
+        return resolve_in_layout(ref, have, self._read_index, self.read_manifest, str(self.root / "index.json"), self.url, f"check the name and the remote path; 'odai-store list --remote {self.url}' lists the models it holds")
+
+    def names(self) -> list[tuple[str, Digest | None]]:
+        return names_in_layout(self._read_index, str(self.root / "index.json"))
+
+    def _read_index(self) -> bytes:
+        return self._read_small(self.root / "index.json", MAX_INDEX_BYTES)
 
     def read_manifest(self, digest: Digest) -> bytes:
         return self._read_small(self.blob_path(digest), MAX_MANIFEST_BYTES)

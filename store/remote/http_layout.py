@@ -17,7 +17,7 @@ from ..oci.digest import Digest, blob_path
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
 from .auth import Auth
-from .base import MAX_INDEX_BYTES, Action, Resolution, classify, nothing, resolve_in_layout
+from .base import MAX_INDEX_BYTES, Action, Resolution, classify, names_in_layout, nothing, resolve_in_layout
 from .min_rate import MinRate
 from .transport import HttpStream, Transport
 
@@ -43,10 +43,17 @@ class HttpLayout:
         return f"{self.url}/{blob_path(digest)}"
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
-        index = f"{self.url}/index.json"
-        return resolve_in_layout(
-            ref, have, lambda: self._http.get_small(index, MAX_INDEX_BYTES), self.read_manifest, index, self.url, "check the name, or list the remote's index.json"
-        )
+        return resolve_in_layout(ref, have, self._read_index, self.read_manifest, self._index_url, self.url, f"check the name; 'odai-store list --remote {self.url}' lists the models it holds")
+
+    def names(self) -> list[tuple[str, Digest | None]]:
+        return names_in_layout(self._read_index, self._index_url)
+
+    @property
+    def _index_url(self) -> str:
+        return f"{self.url}/index.json"
+
+    def _read_index(self) -> bytes:
+        return self._http.get_small(self._index_url, MAX_INDEX_BYTES)
 
     def read_manifest(self, digest: Digest) -> bytes:
         return self._http.get_small(self.blob_url(digest), MAX_MANIFEST_BYTES)

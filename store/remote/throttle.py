@@ -64,6 +64,9 @@ class Throttled:
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
         return self._remote.resolve(ref, have)
 
+    def names(self) -> list[tuple[str, Digest | None]]:
+        return self._remote.names()
+
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> BlobStream:
         return _ThrottledStream(self._remote.open_blob(digest, start, end, validator), self._bucket)
 

@@ -37,6 +37,9 @@ class UrlFile:
         data = Manifest.of([ModelFile(self._filename, self._digest, size)]).to_bytes()
         return Resolution(Descriptor(MANIFEST_TYPE, sha256_of(data), len(data)), data, self.url, synthesized=True)
 
+    def names(self) -> list[tuple[str, Digest | None]]:
+        raise UsageError(f"{self.url} is one file, not a remote that names models", "list a remote layout: an http://, https:// or file:// URL, or a path")
+
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> HttpStream:
         return self._http.open_range(self.url, start, end, validator)
 

@@ -77,6 +77,9 @@ class RemoteSuite:
         assert found.manifest == sample.manifest_bytes and not found.synthesized
         assert found.locator == remote.url  # a layout is got again from its own URL
 
+    def test_names_are_every_name_with_its_manifest(self, remote, sample: Sample) -> None:
+        assert remote.names() == [(sample.ref_name, sample.manifest)]
+
     def test_an_unknown_name_is_not_found(self, remote, sample: Sample) -> None:
         with pytest.raises(NotFound):
             remote.resolve(parse_reference("suite/nothere:v1"))

@@ -26,6 +26,7 @@ from store.oci.manifest import (
     ModelFile,
     check_model_path,
     check_model_paths,
+    layer_totals,
     parse_manifest,
 )
 from tests.support.strategies import garbage, json_garbage, model_paths
@@ -294,3 +295,34 @@ def test_paths_that_are_not_utf8(path: str) -> None:
 @pytest.mark.parametrize("path", ["a", "a b", "a/b/c", "...", ".hidden", "a..b", "a\nb", "名前/ファイル", "-"])
 def test_valid_paths(path: str) -> None:
     assert check_model_path(path) == path
+
+
+def test_layer_totals_count_every_layer_and_name_only_titled_ones() -> None:
+    # An image another tool wrote: one layer has no file name; parse_manifest refuses it, a listing counts it.
+    data = _doc([_layer("a", b"abc"), _layer(None, b"12345")])
+    assert layer_totals(data, sha256_of(data)) == (8, 1)
+    model = Manifest.of(FILES).to_bytes()
+    assert layer_totals(model, sha256_of(model)) == (102, 3)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"{", _doc([], schemaVersion=1), _doc([], mediaType="application/vnd.oci.image.index.v1+json"), _doc([{"size": 1}]), b" " * (MAX_MANIFEST_BYTES + 1)],
+)
+def test_layer_totals_refuse_what_is_no_manifest(data: bytes) -> None:
+    with pytest.raises(InvalidManifest):
+        layer_totals(data, sha256_of(data))
+
+
+def test_layer_totals_refuse_bytes_of_another_digest() -> None:
+    data = _doc([_layer("a")])
+    with pytest.raises(InvalidManifest, match="hash to"):
+        layer_totals(data, sha256_of(b"other"))
+
+
+@given(json_garbage(("schemaVersion", "mediaType", "layers", "annotations", "size", "digest")))
+def test_layer_totals_of_garbage_only_raise_our_errors(data: bytes) -> None:
+    try:
+        layer_totals(data, sha256_of(data))
+    except InvalidManifest:
+        pass

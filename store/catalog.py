@@ -1,0 +1,61 @@
+"""Catalog (list --remote, show --remote): what a remote holds, read before any download.
+
+A remote's names, each with its manifest's digest, size and file count; or
+one model's files. Only the remote's listing (a layout's index.json) and
+manifests are read, never a file's blob: each manifest bounded
+(MAX_MANIFEST_BYTES), checked against its digest, read once however many
+names share it, and not at all where the store holds it already. The sizes
+come from the manifests, not from the listing's annotations: those are a
+display cache the remote may get wrong (spec/names.md).
+"""
+
+from functools import partial
+from typing import NamedTuple
+
+from .fetching.plan import Want, resolve
+from .fetching.session import FetchContext, Session
+from .oci.digest import Digest
+from .oci.manifest import layer_totals
+from .oci.reference import Reference, parse_reference
+from .reports import ModelFileStatus, ModelInfo
+
+__all__ = ["RemoteModel", "remote_models", "remote_info"]
+
+
+class RemoteModel(NamedTuple):
+    """One name on a remote, as 'list --remote' shows it."""
+
+    name: str  # NAME:TAG as the remote spells it
+    digest: Digest  # the manifest's
+    size: int  # bytes of every layer of the manifest
+    files: int  # layers with a file name (a title annotation)
+
+
+def remote_models(ctx: FetchContext, remote: str) -> list[RemoteModel]:
+    """Every name ``remote`` holds, sorted, with the digest, size and file count of its manifest."""
+    session = Session(ctx)
+    with session.bounded():
+        [source] = session.sources.open([remote])
+        session.doing = f"listing the models of {source.url}"
+        listed = session.retrying(source.names, source)
+        totals: dict[Digest, tuple[int, int]] = {}
+        out = []
+        for name, digest in listed:
+            if digest is None or digest not in totals:
+                # By digest where the listing gives it: a registry needs the repository too, NAME without its tag.
+                ref = parse_reference(name) if digest is None else Reference(name.rpartition(":")[0] or name, None, digest)
+                session.doing = f"reading the manifest of {name} on {source.url}"
+                found = session.retrying(partial(source.resolve, ref, session.held_manifest), source)
+                digest = found.descriptor.digest
+                totals[digest] = layer_totals(found.manifest, digest)
+            out.append(RemoteModel(name, digest, *totals[digest]))
+    return out
+
+
+def remote_info(ctx: FetchContext, remote: str, ref: Reference) -> ModelInfo:
+    """The manifest ``ref`` designates on ``remote``, checked as fetch checks it, with which of its files this store holds already."""
+    session = Session(ctx)
+    with session.bounded():
+        [found] = resolve(session, [Want(ref, lambda: session.sources.open([remote]))])
+    files = tuple(ModelFileStatus(f, session.blobs.has(f.digest, f.size)) for f in found.manifest.files)
+    return ModelInfo(None if ref.digest else ref.ref_name, found.digest, files)
