@@ -188,7 +188,9 @@ def gc(c: Context, p: Params) -> None:
     _stop_on_sigterm()
     report = c.store.gc(p.dry_run, p.partials)
     verb = "would free" if p.dry_run else "freed"
-    c.out.data(f"{verb} {human_bytes(report.bytes_freed)}: {len(report.blobs)} blobs, {len(report.views)} views, {len(report.partials)} partial files")
+    c.out.data(
+        f"{verb} {human_bytes(report.bytes_freed)}: {len(report.blobs)} blobs, {len(report.views)} views, {len(report.partials)} partial files, {len(report.quarantined)} quarantined blobs"
+    )
     c.out.document(
         {
             "dry_run": p.dry_run,
@@ -196,6 +198,7 @@ def gc(c: Context, p: Params) -> None:
             "blobs": [str(d) for d in report.blobs],
             "views": [str(d) for d in report.views],
             "partials": [str(partial) for partial in report.partials],
+            "quarantined": [str(path) for path in report.quarantined],
         }
     )
 

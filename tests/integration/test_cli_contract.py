@@ -162,10 +162,10 @@ def test_rm_then_gc(demo: Demo) -> None:
 
     assert demo.run("rm", "org/other") == (0, "", "removed org/other:latest\n")
     before = store_files(demo.store_dir)
-    assert demo.run("gc", "--dry-run") == (0, f"would free {freed} B: 2 blobs, 1 views, 0 partial files\n", "")
+    assert demo.run("gc", "--dry-run") == (0, f"would free {freed} B: 2 blobs, 1 views, 0 partial files, 0 quarantined blobs\n", "")
     assert store_files(demo.store_dir) == before
-    assert demo.run("gc") == (0, f"freed {freed} B: 2 blobs, 1 views, 0 partial files\n", "")
-    assert demo.run("gc") == (0, "freed 0 B: 0 blobs, 0 views, 0 partial files\n", "")
+    assert demo.run("gc") == (0, f"freed {freed} B: 2 blobs, 1 views, 0 partial files, 0 quarantined blobs\n", "")
+    assert demo.run("gc") == (0, "freed 0 B: 0 blobs, 0 views, 0 partial files, 0 quarantined blobs\n", "")
     assert not demo.blob(demo.manifests["other"]).exists()
     assert not (demo.store_dir / "views" / "sha256" / demo.manifests["other"]).exists()
     assert demo.norm(demo.run("list").out) == "demo:v1  <demo>     4.9 KiB  3 files\n"
@@ -269,6 +269,7 @@ def test_json_documents(demo: Demo) -> None:
         "blobs": sorted([f"sha256:{demo.manifests['other']}", f"sha256:{_sha(OTHER['other.txt'])}"]),
         "views": [f"sha256:{demo.manifests['other']}"],
         "partials": [],
+        "quarantined": [],
     }
     _same(_json(run, "gc", "--dry-run"), {"dry_run": True, **expected})
     _same(_json(run, "gc"), {"dry_run": False, **expected})
