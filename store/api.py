@@ -614,6 +614,7 @@ class Store:
         return VerifyResult(report, tuple(damaged), tuple(IncompleteModel(*found) for found in incomplete))
 
     def du(self) -> DiskUsage:
+        """The filesystem's size and free space, and the bytes of the store's blobs, of what gc would free, of partial data and of quarantine/."""
         from .local.usage import disk_usage
 
         reclaimable = self.gc(dry_run=True).bytes_freed

@@ -237,6 +237,7 @@ def du(c: Context, p: Params) -> None:
         (f"blobs ({u.blobs})", u.blob_bytes),
         ("reclaimable by gc", u.reclaimable_bytes),
         ("partial data", u.partial_bytes),
+        (f"quarantine ({u.quarantined})", u.quarantine_bytes),
     ]
     for label, value in rows:
         c.out.data(f"{label:<20} {human_bytes(value):>10}")

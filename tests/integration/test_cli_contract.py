@@ -196,6 +196,7 @@ def test_du(shared_demo: Demo) -> None:
         f"{f'blobs ({len(blobs)})':<20} {f'{total / 1024:.1f} KiB':>10}",
         "reclaimable by gc           0 B",
         "partial data                0 B",
+        "quarantine (0)              0 B",
     ]
 
 
@@ -256,7 +257,8 @@ def test_json_documents(demo: Demo) -> None:
     })
 
     usage = _json(run, "du")
-    assert list(usage) == ["filesystem_size", "filesystem_free", "blobs", "blob_bytes", "reclaimable_bytes", "partial_bytes"]
+    assert list(usage) == ["filesystem_size", "filesystem_free", "blobs", "blob_bytes", "reclaimable_bytes", "partial_bytes", "quarantined", "quarantine_bytes"]
+    assert (usage["quarantined"], usage["quarantine_bytes"]) == (0, 0)
     assert (usage["blobs"], usage["blob_bytes"]) == (len(blobs), sum(b.stat().st_size for b in blobs))
     assert (usage["reclaimable_bytes"], usage["partial_bytes"]) == (0, 0)
     assert 0 < usage["filesystem_free"] <= usage["filesystem_size"]

@@ -1,4 +1,4 @@
-"""Where the space goes (issue 13, item 10): gc of old quarantine."""
+"""Where the space goes (issue 13, item 10): du's quarantine and partial data, gc of old quarantine."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ from pathlib import Path
 
 from store import Store
 from store.local.inspect import QUARANTINE_KEEP
+from store.local.journal import Journal, Ranges, boot_id
+from tests.support.trees import write_tree
 
 
 def _hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# -- du ---------------------------------------------------------------------------
 
 
 def _quarantine(store: Store, data: bytes, moved: float) -> Path:
@@ -21,6 +26,42 @@ def _quarantine(store: Store, data: bytes, moved: float) -> Path:
     path = store.layout.quarantine / f"{_hex(data)}.{time.strftime('%Y%m%dT%H%M%S', time.localtime(moved))}.{os.getpid()}"
     path.write_bytes(data)
     return path
+
+
+def test_du_counts_quarantined_blobs(store: Store, tmp_path: Path, run_cli) -> None:
+    store.add("a:v1", write_tree(tmp_path / "a", {"a.bin": b"a" * 1000}))
+    blob = store.layout.blobs / _hex(b"a" * 1000)
+    os.chmod(blob, 0o644)
+    blob.write_bytes(b"A" * 1000)
+    assert run_cli("verify").code == 5
+    usage = json.loads(run_cli("--json", "du").out)
+    assert (usage["quarantined"], usage["quarantine_bytes"]) == (1, 1000)
+    assert run_cli("du").out.splitlines()[-1] == f"{'quarantine (1)':<20} {'1000 B':>10}"
+    assert (store.du().quarantined, store.du().quarantine_bytes) == (1, 1000)
+
+
+def test_du_counts_the_bytes_a_partial_holds_not_what_it_reserved(store: Store, run_cli) -> None:
+    from store.local.ingest import _allocate
+    from store.oci.digest import Digest
+
+    digest = Digest("ab" * 32)
+    partial = store.layout.new_partial(digest)
+    size = 8 << 20
+    with open(partial, "wb") as f:
+        _allocate(f.fileno(), 0, size)  # reserved as a download reserves, 8 MiB
+        f.write(b"x" * 5000)
+        f.seek(100_000)
+        f.write(b"y" * 700)
+    journal = Journal(digest, size, done=Ranges().add(0, 4096).add(100_000, 100_700), unchecked=Ranges().add(4096, 5000), boot=boot_id())
+    store.layout.journal_of(partial).write_bytes(journal.to_bytes())
+    # An import (no journal): written in order, never reserved; its size is what it holds.
+    (store.layout.ingest / f"add-{os.getpid()}-{'0' * 16}.tmp").write_bytes(b"z" * 300)
+    expected = 5000 + 700 + 300
+    assert json.loads(run_cli("--json", "du").out)["partial_bytes"] == expected
+    assert store.du().partial_bytes == expected
+    # Without its journal, a download's data is not kept by a resume: it counts what it occupies, at most its size.
+    store.layout.journal_of(partial).unlink()
+    assert store.du().partial_bytes <= size + 300
 
 
 # -- gc of quarantine -------------------------------------------------------------
