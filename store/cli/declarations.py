@@ -205,7 +205,12 @@ COMMANDS = (
         Argument("paths", FsPath(), many=True),
         Option("--follow-links", kind=FLAG, help="Also add what symbolic links lead to outside the directory being added."),
     ),
-    Command("list", actions.list_, "List names: name:tag, manifest digest, size, file count."),
+    Command(
+        "list",
+        actions.list_,
+        "List names: name:tag, manifest digest, size, file count.",
+        Option("--size", kind=FLAG, dest="sizes", help="Also the bytes each model alone holds (what rm and gc would free) and shares, and a total that counts shared files once; reads every manifest."),
+    ),
     Command("show", actions.show, "Show a model's manifest: each file's path, digest, size and presence.", Argument("name")),
     Command(
         "path",

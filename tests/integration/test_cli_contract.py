@@ -228,9 +228,9 @@ def test_json_documents(demo: Demo) -> None:
 
     _same(_json(run, "list"), {
         "models": [
-            {"name": "demo:again", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True},
-            {"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True},
-            {"name": "org/other:latest", "digest": f"sha256:{demo.manifests['other']}", "size": 6, "files": 1, "complete": True},
+            {"name": "demo:again", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False},
+            {"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False},
+            {"name": "org/other:latest", "digest": f"sha256:{demo.manifests['other']}", "size": 6, "files": 1, "complete": True, "damaged": False},
         ]
     })
 
@@ -275,7 +275,7 @@ def test_json_documents(demo: Demo) -> None:
     }
     _same(_json(run, "gc", "--dry-run"), {"dry_run": True, **expected})
     _same(_json(run, "gc"), {"dry_run": False, **expected})
-    _same(_json(run, "list"), {"models": [{"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True}]})
+    _same(_json(run, "list"), {"models": [{"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False}]})
 
 
 def test_json_escapes_non_ascii(tmp_path: Path, run_cli) -> None:
