@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import NotFound, UsageError, storage_errors
+from .errors import NotFound, StoreError, UsageError, storage_errors
 from .fs.bounded import INDEX_MAX, read_bounded
 from .local.blobs import BlobStore
 from .local.layout import StoreLayout
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .fetching.session import FetchContext
     from .local.gc import GcReport
     from .local.locks import Holder
-    from .local.usage import DiskUsage
+    from .local.usage import DiskUsage, ModelSizes
     from .oci.manifest import ModelFile
     from .pin import LockResult
     from .reports import ModelEntry, ModelInfo, Root, VerifyResult
@@ -302,17 +302,54 @@ class Store:
         options = _fetch_options(remotes=_one_remote(remote), ca_bundle=ca_bundle, timeout=timeout)
         return remote_info(_context(self, options), remote, _ref(ref))
 
-    def list(self) -> list[ModelEntry]:
+    def list(self, *, sizes: bool = False) -> builtins.list[ModelEntry]:
+        """Every name, sorted, with its manifest digest, size, file count and marks (spec/cli.md, "list").
+
+        Without ``sizes`` no manifest is read: a model is marked incomplete
+        when its manifest blob is absent, and damaged when verify moved it
+        to quarantine. With ``sizes`` each manifest is read and each file
+        blob stat'ed once: the marks then cover the files too, and each
+        entry has its ``unique`` and ``shared`` bytes (``list_sizes`` also
+        gives their total).
+        """
+        if sizes:
+            return self.list_sizes().models
+        with storage_errors("reading the store"):
+            return self._entries(read_bounded(self.layout.index, INDEX_MAX, "index.json"))
+
+    def _entries(self, index: bytes) -> builtins.list[ModelEntry]:
+        """list's entries of the names in ``index`` (index.json's bytes), marked by what is seen without a manifest."""
         from .oci.index import named_totals
         from .reports import ModelEntry
 
-        with storage_errors("reading the store"):
-            totals = named_totals(read_bounded(self.layout.index, INDEX_MAX, "index.json"))
-            # One read of blobs/sha256, not a stat per manifest (a tenth of the
-            # instructions with 10,000 manifests), and no manifest read: spec/cli.md, "list".
-            present = set(os.listdir(self.layout.blobs)) if totals else set()
+        totals = named_totals(index)
+        # One read of blobs/sha256, not a stat per manifest (a tenth of the
+        # instructions with 10,000 manifests), and no manifest read: spec/cli.md, "list".
+        present = set(os.listdir(self.layout.blobs)) if totals else set()
         absent = {digest for digest in {t[1] for t in totals} if digest.hex not in present}
-        return [ModelEntry(*t, t[1] not in absent) for t in totals]
+        # Only when a manifest is absent: one read of quarantine/ tells a damaged model from a removed blob.
+        quarantined = self._blobs.quarantined() if absent else set()
+        if not quarantined:
+            return [ModelEntry(*t, t[1] not in absent) for t in totals]
+        return [ModelEntry(*t, t[1] not in absent, t[1] in absent and t[1] in quarantined) for t in totals]
+
+    def list_sizes(self) -> ModelSizes:
+        """``list(sizes=True)``, and the bytes of the distinct file blobs of all its models, each counted once however many share it."""
+        from .local.roots import pinned_digests
+        from .local.usage import ModelSizes, held
+        from .oci.index import REF_NAME, Index
+
+        with storage_errors("reading the store"):
+            data = read_bounded(self.layout.index, INDEX_MAX, "index.json")
+            entries = self._entries(data)
+            others = [d.digest for d in Index.parse(data).entries if REF_NAME not in d.annotations]
+            try:
+                others += sorted(pinned_digests(self.layout))
+            except (OSError, StoreError):  # a gc root that cannot be read: its pins cannot be counted (gc refuses to run)
+                pass
+            found, total = held(self.layout, [e.digest for e in entries], others)
+        models = [e._replace(complete=h.complete, damaged=h.damaged, unique=h.unique, shared=h.shared) for e, h in zip(entries, found, strict=True)]
+        return ModelSizes(models, total)
 
     # -- writing -------------------------------------------------------------
 
@@ -713,6 +750,7 @@ class Store:
         return VerifyResult(report, tuple(damaged), tuple(IncompleteModel(*found) for found in incomplete))
 
     def du(self) -> DiskUsage:
+        """The filesystem's size and free space, and the bytes of the store's blobs, of what gc would free, of partial data and of quarantine/."""
         from .local.usage import disk_usage
 
         reclaimable = self.gc(dry_run=True).bytes_freed

@@ -24,7 +24,10 @@ class ModelEntry(NamedTuple):
     digest: Digest
     size: int
     files: int
-    complete: bool  # False when the manifest blob is absent (spec/cli.md, "list": no manifest is read)
+    complete: bool  # False when the manifest blob is absent; with sizes, also when a file's blob is absent or of another size (spec/cli.md, "list")
+    damaged: bool = False  # never without complete False: its manifest is absent and in quarantine/; with sizes, also a file's blob, a blob of another size, or a manifest that is not valid
+    unique: int | None = None  # with sizes: bytes of its file blobs that no other name or pin holds (what rm and gc would free)
+    shared: int | None = None  # with sizes: bytes of its file blobs that another name or pin holds too
 
 
 class ModelFileStatus(NamedTuple):

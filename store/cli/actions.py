@@ -136,15 +136,40 @@ def _read_remote(command: str, p: Params) -> bool:
 
 def list_(c: Context, p: Params) -> None:
     if _read_remote("list", p):
+        if p.sizes:
+            raise _usage("list", "--size counts this store's files, not a remote's")
         return _list_remote(c, p)
-    entries = c.store.list()
+    entries, total = c.store.list_sizes() if p.sizes else (c.store.list(), None)
     # Escaped: a name in an index.json another tool wrote is not held to the name grammar.
     shown = [escaped(e.name) for e in entries]
     width = max(map(len, shown), default=0)
-    if entries:  # one write: with 10,000 names, a write per line costs more than the lines
-        c.out.data("\n".join(f"{name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {files_count(e.files)}{'' if e.complete else '  incomplete'}" for name, e in zip(shown, entries, strict=True)))
+    if entries and total is not None:
+        c.out.data("\n".join(_sized_lines(shown, width, entries)))
+    elif entries:  # one write: with 10,000 names, a write per line costs more than the lines
+        c.out.data(
+            "\n".join(
+                f"{name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {files_count(e.files)}{'' if e.complete else '  damaged' if e.damaged else '  incomplete'}"
+                for name, e in zip(shown, entries, strict=True)
+            )
+        )
+    if total is not None:
+        c.out.data(f"total: {human_bytes(total)}, each file counted once")
     if c.out.json:  # with 10,000 names, building this document unasked costs as much as printing the list
-        c.out.document({"models": [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files, "complete": e.complete} for e in entries]})
+        models = [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files, "complete": e.complete, "damaged": e.damaged} for e in entries]
+        if total is None:
+            c.out.document({"models": models})
+        else:
+            c.out.document({"models": [{**m, "unique": e.unique, "shared": e.shared} for m, e in zip(models, entries, strict=True)], "total": total})
+
+
+def _sized_lines(shown: list[str], width: int, entries) -> list[str]:
+    """list --size's lines: its columns follow the file count, padded to line them up."""
+    counts = [files_count(e.files) for e in entries]
+    pad = max(map(len, counts))
+    return [
+        f"{name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {count:<{pad}}  {human_bytes(e.unique):>10} unique  {human_bytes(e.shared):>10} shared{'' if e.complete else '  damaged' if e.damaged else '  incomplete'}"
+        for name, e, count in zip(shown, entries, counts, strict=True)
+    ]
 
 
 def _list_remote(c: Context, p: Params) -> None:
@@ -206,7 +231,9 @@ def gc(c: Context, p: Params) -> None:
     _stop_on_sigterm()
     report = c.store.gc(p.dry_run, p.partials)
     verb = "would free" if p.dry_run else "freed"
-    c.out.data(f"{verb} {human_bytes(report.bytes_freed)}: {len(report.blobs)} blobs, {len(report.views)} views, {len(report.partials)} partial files")
+    c.out.data(
+        f"{verb} {human_bytes(report.bytes_freed)}: {len(report.blobs)} blobs, {len(report.views)} views, {len(report.partials)} partial files, {len(report.quarantined)} quarantined blobs"
+    )
     c.out.document(
         {
             "dry_run": p.dry_run,
@@ -214,6 +241,7 @@ def gc(c: Context, p: Params) -> None:
             "blobs": [str(d) for d in report.blobs],
             "views": [str(d) for d in report.views],
             "partials": [str(partial) for partial in report.partials],
+            "quarantined": [str(path) for path in report.quarantined],
         }
     )
 
@@ -252,6 +280,7 @@ def du(c: Context, p: Params) -> None:
         (f"blobs ({u.blobs})", u.blob_bytes),
         ("reclaimable by gc", u.reclaimable_bytes),
         ("partial data", u.partial_bytes),
+        (f"quarantine ({u.quarantined})", u.quarantine_bytes),
     ]
     for label, value in rows:
         c.out.data(f"{label:<20} {human_bytes(value):>10}")

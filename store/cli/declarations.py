@@ -211,7 +211,14 @@ COMMANDS = (
         Option("--move", kind=FLAG, help="Move the files into the store (no copy on one filesystem); they are gone from PATH once the model is named."),
         _PROGRESS,
     ),
-    Command("list", actions.list_, "List names: name:tag, manifest digest, size, file count.", _READ_REMOTE, _CA_BUNDLE),
+    Command(
+        "list",
+        actions.list_,
+        "List names: name:tag, manifest digest, size, file count.",
+        Option("--size", kind=FLAG, dest="sizes", help="Also the bytes each model alone holds (what rm and gc would free) and shares, and a total that counts shared files once; reads every manifest."),
+        _READ_REMOTE,
+        _CA_BUNDLE,
+    ),
     Command("show", actions.show, "Show a model's manifest: each file's path, digest, size and presence. NAME may be a short digest, as list shows.", Argument("name"), _READ_REMOTE, _CA_BUNDLE),
     Command(
         "path",

@@ -50,6 +50,14 @@ class BlobStore:
         """The paths of ``files`` whose blob is absent, or of another size."""
         return [f.path for f in files if not self.has(f.digest, f.size)]
 
+    def quarantined(self) -> set[Digest]:
+        """The digests of the blobs verify has moved to quarantine/ (spec/store-layout.md), by the names of its entries; one read of that directory."""
+        try:
+            names = os.listdir(self.layout.quarantine)
+        except FileNotFoundError:  # a store on read-only media made without one: nothing was set aside
+            return set()
+        return {digest for name in names if (digest := StoreLayout.quarantined_blob(name)) is not None}
+
     def read_manifest(self, digest: Digest) -> bytes:
         """The bytes of a manifest blob; Refused if larger than any manifest may be (spec/manifest.md) or not a regular file."""
         return read_bounded(self.layout.blob(digest), MAX_MANIFEST_BYTES, "manifest")

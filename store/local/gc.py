@@ -21,7 +21,7 @@ from ..errors import IntegrityError, StorageError
 from ..fs.atomic import fsync_dir
 from ..oci.digest import Digest
 from .blobs import BlobStore
-from .inspect import Finding, Kind, gc_roots, lease_files, partials, reach, records, subjects, temporaries, unreferenced_blobs, views
+from .inspect import Finding, Kind, gc_roots, lease_files, partials, quarantine_files, reach, records, subjects, temporaries, unreferenced_blobs, views
 from .layout import StoreLayout
 from .leases import gc_lock
 from .names import Names
@@ -37,6 +37,7 @@ class GcReport(NamedTuple):
     views: tuple[Digest, ...] = ()
     partials: tuple[Path, ...] = ()
     dry_run: bool = False
+    quarantined: tuple[Path, ...] = ()  # blobs verify set aside longer ago than inspect.QUARANTINE_KEEP
 
 
 def mark(layout: StoreLayout, present: set[Digest], manifests: set[Digest], now: float, resumable: bool = False) -> Iterator[Finding]:
@@ -56,6 +57,7 @@ def mark(layout: StoreLayout, present: set[Digest], manifests: set[Digest], now:
     yield from partials(layout, present, now, resumable)
     yield from temporaries(layout, now)
     yield from records(layout, present | keep)
+    yield from quarantine_files(layout, now)
 
 
 # The findings that stop gc, having deleted nothing.
@@ -82,6 +84,13 @@ def _unlink(path: Path) -> None:
             raise
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except FileNotFoundError:  # another gc took it
+        return 0
+
+
 def sweep(layout: StoreLayout, findings: list[Finding], dry_run: bool = False) -> GcReport:
     """Delete what ``findings`` (all of one mark) call garbage, unless one of them stops gc; with ``dry_run`` only count it."""
     stops = [f for f in findings if f.kind in _STOPS]
@@ -89,8 +98,9 @@ def sweep(layout: StoreLayout, findings: list[Finding], dry_run: bool = False) -
         raise _stop(stops)
     blobs = BlobStore(layout)
     doomed = subjects(findings, Kind.UNREFERENCED_BLOB)
-    freed = sum(blobs.size(d) or 0 for d in doomed)
-    report = GcReport(tuple(doomed), freed, tuple(subjects(findings, Kind.DEAD_VIEW)), tuple(subjects(findings, Kind.STALE_PARTIAL)), dry_run)
+    expired = subjects(findings, Kind.EXPIRED_QUARANTINE)
+    freed = sum(blobs.size(d) or 0 for d in doomed) + sum(_size(path) for path in expired)
+    report = GcReport(tuple(doomed), freed, tuple(subjects(findings, Kind.DEAD_VIEW)), tuple(subjects(findings, Kind.STALE_PARTIAL)), dry_run, tuple(expired))
     if dry_run:
         return report
     act: dict[Kind, Callable] = {
@@ -102,6 +112,7 @@ def sweep(layout: StoreLayout, findings: list[Finding], dry_run: bool = False) -
         Kind.STALE_PARTIAL: _unlink,
         Kind.STALE_TEMPORARY: _unlink,
         Kind.ORPHAN_RECORD: _unlink,
+        Kind.EXPIRED_QUARANTINE: _unlink,
     }
     # Strays and missing files are not gc's to act on: a doctor reports them.
     for finding in findings:
@@ -113,7 +124,7 @@ def sweep(layout: StoreLayout, findings: list[Finding], dry_run: bool = False) -
 
 
 def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool = False, lock_timeout: float | None = None, partials: bool = False) -> GcReport:
-    """Delete blobs, records and views reachable from no name, no manifest ``roots()`` returns, and no lease.
+    """Delete blobs, records and views reachable from no name, no manifest ``roots()`` returns, and no lease, and old quarantined blobs.
 
     ``roots`` is called under the gc lock: a sync registers its root before it
     fetches, so reading the roots any earlier could miss what it fetched.

@@ -42,6 +42,8 @@ __all__ = [
     "lock_files",
     "named_manifests",
     "partials",
+    "QUARANTINE_KEEP",
+    "quarantine_files",
     "reach",
     "records",
     "stale",
@@ -73,6 +75,7 @@ class Kind(str, Enum):
     STALE_LEASE = "stale-lease"
     STALE_TEMPORARY = "stale-temporary"  # a write_atomic temporary whose writer died
     ORPHAN_RECORD = "orphan-record"  # an xxh3 record of no blob
+    EXPIRED_QUARANTINE = "expired-quarantine"  # a blob verify set aside more than QUARANTINE_KEEP ago
     DANGLING_ROOT = "dangling-root"  # a gc root whose lockfile is gone
     # Not problems: what verify's check saw, so that verify can count and record.
     SOUND_BLOB = "sound-blob"
@@ -278,6 +281,30 @@ def partials(layout: StoreLayout, present: set[Digest], now: float, resumable: b
             yield Finding(Kind.STRAY, path, "no partial, journal or import of odai-store")
 
 
+# How long gc keeps a corrupt blob that verify moved to quarantine/: a week
+# to look at the evidence (spec/locking.md#gc), then it is only lost space.
+QUARANTINE_KEEP = 7 * 24 * 3600
+
+
+def quarantine_files(layout: StoreLayout, now: float) -> Iterator[Finding]:
+    """Blobs of quarantine/ moved there more than QUARANTINE_KEEP before ``now``, by the time in their names.
+
+    An entry named otherwise, or that is no regular file, is not verify's:
+    it is left alone, and reported as a stray.
+    """
+    try:
+        with os.scandir(layout.quarantine) as scanned:
+            entries = sorted(scanned, key=lambda e: e.name)
+    except FileNotFoundError:  # a store on read-only media made without one (gc --dry-run, du): nothing to expire
+        return
+    for entry in entries:
+        moved = StoreLayout.quarantined_at(entry.name)
+        if moved is None or not entry.is_file(follow_symlinks=False):
+            yield Finding(Kind.STRAY, Path(entry.path), "no blob verify set aside")
+        elif now - moved > QUARANTINE_KEEP:
+            yield Finding(Kind.EXPIRED_QUARANTINE, Path(entry.path), "set aside by verify more than 7 days ago")
+
+
 def views(layout: StoreLayout, keep: set[Digest], now: float) -> Iterator[Finding]:
     """Views of manifests not in ``keep``, and half-built or half-removed view trees whose owner died."""
     with os.scandir(layout.views) as scanned:
@@ -405,6 +432,7 @@ def inspect_store(layout: StoreLayout, pinned: set[Digest], now: float) -> Itera
         (layout.fast_records, lambda: records(layout, present | keep)),
         (layout.roots, lambda: gc_roots(layout)),
         (layout.locks, lambda: lock_files(layout)),
+        (layout.quarantine, lambda: quarantine_files(layout, now)),
     )
     for directory, walk in walkers:
         if directory not in broken:

@@ -17,6 +17,8 @@ __all__ = ["StoreLayout", "LAYOUT_VERSION"]
 # local/opening.py to refuse or migrate the old one.
 LAYOUT_VERSION = 1
 
+_MOVED_AT = "%Y%m%dT%H%M%S"  # in a quarantined blob's name: when verify moved it (local time)
+
 
 class StoreLayout:
     # A plain class, not a dataclass: every command builds one at start-up,
@@ -106,7 +108,29 @@ class StoreLayout:
 
     def quarantined(self, digest: Digest) -> Path:
         """Where a corrupt blob goes: its hex, when, and who moved it, so no two moves collide."""
-        return self.quarantine / f"{digest.hex}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}"
+        return self.quarantine / f"{digest.hex}.{time.strftime(_MOVED_AT)}.{os.getpid()}"
+
+    @staticmethod
+    def quarantined_blob(name: str) -> Digest | None:
+        """The blob an entry of quarantine/ named ``name`` holds; None for a name quarantined() does not make."""
+        parts = name.split(".")
+        return digest_named(parts[0]) if len(parts) == 3 and parts[2].isdecimal() else None
+
+    @staticmethod
+    def quarantined_at(name: str) -> float | None:
+        """When the blob of quarantine/ named ``name`` was moved there, in seconds since the epoch; None for a name quarantined() does not make.
+
+        Apart from quarantined_blob: parsing a time imports _strptime, which
+        list, reading only which blobs are there, does not need.
+        """
+        if StoreLayout.quarantined_blob(name) is None:
+            return None
+        try:
+            # Local time, as quarantined() writes it: an hour of daylight
+            # saving time either way does not matter at gc's age of days.
+            return time.mktime(time.strptime(name.split(".")[1], _MOVED_AT))
+        except (ValueError, OverflowError):
+            return None
 
     @property
     def roots(self) -> Path:

@@ -162,10 +162,10 @@ def test_rm_then_gc(demo: Demo) -> None:
 
     assert demo.run("rm", "org/other") == (0, "", "removed org/other:latest\n")
     before = store_files(demo.store_dir)
-    assert demo.run("gc", "--dry-run") == (0, f"would free {freed} B: 2 blobs, 1 views, 0 partial files\n", "")
+    assert demo.run("gc", "--dry-run") == (0, f"would free {freed} B: 2 blobs, 1 views, 0 partial files, 0 quarantined blobs\n", "")
     assert store_files(demo.store_dir) == before
-    assert demo.run("gc") == (0, f"freed {freed} B: 2 blobs, 1 views, 0 partial files\n", "")
-    assert demo.run("gc") == (0, "freed 0 B: 0 blobs, 0 views, 0 partial files\n", "")
+    assert demo.run("gc") == (0, f"freed {freed} B: 2 blobs, 1 views, 0 partial files, 0 quarantined blobs\n", "")
+    assert demo.run("gc") == (0, "freed 0 B: 0 blobs, 0 views, 0 partial files, 0 quarantined blobs\n", "")
     assert not demo.blob(demo.manifests["other"]).exists()
     assert not (demo.store_dir / "views" / "sha256" / demo.manifests["other"]).exists()
     assert demo.norm(demo.run("list").out) == "demo:v1  <demo>     4.9 KiB  3 files\n"
@@ -196,6 +196,7 @@ def test_du(shared_demo: Demo) -> None:
         f"{f'blobs ({len(blobs)})':<20} {f'{total / 1024:.1f} KiB':>10}",
         "reclaimable by gc           0 B",
         "partial data                0 B",
+        "quarantine (0)              0 B",
     ]
 
 
@@ -227,9 +228,9 @@ def test_json_documents(demo: Demo) -> None:
 
     _same(_json(run, "list"), {
         "models": [
-            {"name": "demo:again", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True},
-            {"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True},
-            {"name": "org/other:latest", "digest": f"sha256:{demo.manifests['other']}", "size": 6, "files": 1, "complete": True},
+            {"name": "demo:again", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False},
+            {"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False},
+            {"name": "org/other:latest", "digest": f"sha256:{demo.manifests['other']}", "size": 6, "files": 1, "complete": True, "damaged": False},
         ]
     })
 
@@ -256,7 +257,8 @@ def test_json_documents(demo: Demo) -> None:
     })
 
     usage = _json(run, "du")
-    assert list(usage) == ["filesystem_size", "filesystem_free", "blobs", "blob_bytes", "reclaimable_bytes", "partial_bytes"]
+    assert list(usage) == ["filesystem_size", "filesystem_free", "blobs", "blob_bytes", "reclaimable_bytes", "partial_bytes", "quarantined", "quarantine_bytes"]
+    assert (usage["quarantined"], usage["quarantine_bytes"]) == (0, 0)
     assert (usage["blobs"], usage["blob_bytes"]) == (len(blobs), sum(b.stat().st_size for b in blobs))
     assert (usage["reclaimable_bytes"], usage["partial_bytes"]) == (0, 0)
     assert 0 < usage["filesystem_free"] <= usage["filesystem_size"]
@@ -269,10 +271,11 @@ def test_json_documents(demo: Demo) -> None:
         "blobs": sorted([f"sha256:{demo.manifests['other']}", f"sha256:{_sha(OTHER['other.txt'])}"]),
         "views": [f"sha256:{demo.manifests['other']}"],
         "partials": [],
+        "quarantined": [],
     }
     _same(_json(run, "gc", "--dry-run"), {"dry_run": True, **expected})
     _same(_json(run, "gc"), {"dry_run": False, **expected})
-    _same(_json(run, "list"), {"models": [{"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True}]})
+    _same(_json(run, "list"), {"models": [{"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False}]})
 
 
 def test_json_escapes_non_ascii(tmp_path: Path, run_cli) -> None:

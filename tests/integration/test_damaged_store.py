@@ -198,10 +198,21 @@ def test_verify_reports_a_model_missing_its_manifest(store: Store, run_cli) -> N
 
 def test_list_marks_a_model_whose_manifest_is_gone(store: Store, run_cli) -> None:
     digest, _ = store.resolve("three:v1")
-    _damage(store.layout.blob(digest), "flip")
-    assert run_cli("verify").code == 5  # moves the damaged manifest to quarantine
+    store.layout.blob(digest).unlink()
     lines = run_cli("list").out.splitlines()
     assert [line.endswith("  incomplete") for line in lines] == [False, True, False] and lines[1].startswith("three:v1 ")
     models = json.loads(run_cli("--json", "list").out)["models"]
-    assert [(m["name"], m["complete"]) for m in models] == [("one:v1", True), ("three:v1", False), ("two:v1", True)]
+    assert [(m["name"], m["complete"], m["damaged"]) for m in models] == [("one:v1", True, False), ("three:v1", False, False), ("two:v1", True, False)]
     assert [(e.name, e.complete) for e in store.list()] == [("one:v1", True), ("three:v1", False), ("two:v1", True)]
+
+
+def test_list_marks_a_model_whose_manifest_verify_set_aside_as_damaged(store: Store, run_cli) -> None:
+    """Without reading a manifest: its name is in quarantine/, which list reads only when a manifest is absent."""
+    digest, _ = store.resolve("three:v1")
+    _damage(store.layout.blob(digest), "flip")
+    assert run_cli("verify").code == 5  # moves the damaged manifest to quarantine
+    lines = run_cli("list").out.splitlines()
+    assert [line.endswith("  damaged") for line in lines] == [False, True, False] and lines[1].startswith("three:v1 ")
+    models = json.loads(run_cli("--json", "list").out)["models"]
+    assert [(m["name"], m["complete"], m["damaged"]) for m in models] == [("one:v1", True, False), ("three:v1", False, True), ("two:v1", True, False)]
+    assert [(e.name, e.complete, e.damaged) for e in store.list()] == [("one:v1", True, False), ("three:v1", False, True), ("two:v1", True, False)]
