@@ -132,6 +132,18 @@ def _ref(ref: str | Reference) -> Reference:
     return ref if isinstance(ref, Reference) else parse_reference(ref)
 
 
+def _removal(ref: str | Reference) -> Reference:
+    """What rm removes: as _ref, and a bare ``sha256:<hex>`` (how list shows a model fetched by digest) is that digest, not NAME:TAG."""
+    if isinstance(ref, str) and ref.startswith("sha256:") and len(ref) == 71:
+        from .oci.digest import InvalidDigest, parse_digest
+
+        try:
+            return Reference("", None, parse_digest(ref))
+        except InvalidDigest:
+            pass
+    return _ref(ref)
+
+
 class Store:
     """A model store on disk.
 
@@ -250,16 +262,34 @@ class Store:
             raise NotFound(f"{ref.ref_name}, pinned in {lockfile}: {err.message}", f"run 'odai-store sync --lockfile {lockfile}' to fetch it") from None
 
     def list(self) -> list[ModelEntry]:
+        """The names, then the models gc roots pin (as their entries recorded them), then those fetched by digest (``name`` None)."""
         from .oci.index import named_totals
         from .reports import ModelEntry
 
         with storage_errors("reading the store"):
-            totals = named_totals(read_bounded(self.layout.index, INDEX_MAX, "index.json"))
+            totals = named_totals(read_bounded(self.layout.index, INDEX_MAX, "index.json"), unnamed=True)
+            pinned = self._recorded_pins()
             # One read of blobs/sha256, not a stat per manifest (a tenth of the
             # instructions with 10,000 manifests), and no manifest read: spec/cli.md, "list".
-            present = set(os.listdir(self.layout.blobs)) if totals else set()
-        absent = {digest for digest in {t[1] for t in totals} if digest.hex not in present}
-        return [ModelEntry(*t, t[1] not in absent) for t in totals]
+            present = set(os.listdir(self.layout.blobs)) if totals or pinned else set()
+        named = [t for t in totals if t[0]]
+        rows = [*named, *(t for t, _ in pinned), *(t for t in totals if not t[0])]
+        absent = {digest for digest in {t[1] for t in rows} if digest.hex not in present}
+        pinned_in = [None] * len(named) + [lockfile for _, lockfile in pinned] + [None] * (len(totals) - len(named))
+        return [ModelEntry(t[0] or None, *t[1:], t[1] not in absent, lockfile, not t[0]) for t, lockfile in zip(rows, pinned_in, strict=True)]
+
+    def _has_roots(self) -> bool:
+        with os.scandir(self.layout.roots) as scanned:
+            return any(not entry.name.startswith(".") for entry in scanned)
+
+    def _recorded_pins(self) -> builtins.list[tuple[tuple[str, Digest, int, int], Path]]:
+        """Each pin the entries of roots/ record, sorted by name, with the lockfile; an entry that cannot be read, or records none, shows none."""
+        if not self._has_roots():
+            return []  # list of a store without roots loads no lockfile code
+        from .local.roots import root_entries
+
+        rows = [((pin.name, pin.digest, pin.size, pin.files), record.lockfile) for _, record in root_entries(self.layout) if not isinstance(record, Exception) for pin in record.pins or ()]
+        return sorted(rows, key=lambda row: (row[0][0], str(row[1])))
 
     # -- writing -------------------------------------------------------------
 
@@ -436,7 +466,7 @@ class Store:
         path = Path(lockfile).absolute()
         options = _fetch_options(remotes=remotes, ca_bundle=ca_bundle, timeout=timeout)
         result = lock(_context(self, options), [_ref(r) for r in _items(refs, "refs", (str, Reference))], path)
-        register(self.layout, path, self._names.lock_timeout, self.read_only)
+        register(self.layout, path, result.all_pins, self._names.lock_timeout, self.read_only)
         return result
 
     def check_lock(
@@ -491,10 +521,12 @@ class Store:
         # Refused before the store changes: a lockfile that does not parse, or
         # does not pin a name asked for, must not become a root that gc then
         # cannot read.
-        pins = select_pins(read_lockfile(path), chosen or None, path)
+        parsed = read_lockfile(path)
+        pins = select_pins(parsed, chosen or None, path)
         return sync(
             self.layout,
             path,
+            parsed,
             pins,
             lambda: _context(self, options, named=options["remotes"], keep_by_digest=False),
             lock_timeout=self._names.lock_timeout,
@@ -503,13 +535,28 @@ class Store:
         )
 
     def roots(self) -> builtins.list[Root]:
-        """The registered lockfiles, whether they still exist, and how many models each pins."""
-        from .local.roots import describe_roots
+        """The registered lockfiles, whether gc can read each, and how many models each keeps (until when, for a stale one)."""
+        import time
+
+        from .local.roots import survey_roots
         from .reports import Root
 
-        # A lockfile or roots/ that may not be read is a storage error (exit 6), as in gc, not a crash.
+        # roots/ that may not be read is a storage error (exit 6), as in gc, not a crash.
         with storage_errors("reading the gc roots"):
-            return [Root(*root) for root in describe_roots(self.layout)]
+            return [Root.of(state) for state in survey_roots(self.layout, time.time())]
+
+    def prune_roots(self) -> builtins.list[Root]:
+        """Drop the stale gc roots now, in their grace period or not, so the next gc frees what only they kept; return those dropped.
+
+        In a shared store, only the roots this user registered (or all, for the store's owner).
+        """
+        import time
+
+        from .local.roots import prune_roots
+        from .reports import Root
+
+        with storage_errors("pruning the gc roots", self.root):
+            return [Root.of(state) for state in prune_roots(self.layout, time.time(), self._names.lock_timeout)]
 
     @classmethod
     def init(cls, path: str | os.PathLike[str] | None = None, *, shared: bool = False) -> tuple[Store, builtins.list[Path]]:
@@ -570,9 +617,33 @@ class Store:
 
         A name given twice, in any spelling (``a``, ``a:latest``), is removed once.
         """
+        wanted = [_removal(r) for r in _items(refs, "refs", (str, Reference))]
         with storage_errors("removing names", self.root):
-            removed = self._names.remove([_ref(r) for r in _items(refs, "refs", (str, Reference))])
-        return [str(r) if r.digest else r.ref_name for r in removed]
+            try:
+                removed = self._names.remove(wanted)
+            except NotFound:
+                self._refuse_pinned(wanted)  # the same outcome, said better: what keeps the model
+                raise
+        return [(str(r) if r.name else str(r.digest)) if r.digest else r.ref_name for r in removed]
+
+    def _refuse_pinned(self, refs: builtins.list[Reference]) -> None:
+        """NotFound naming the lockfile, for a digest no entry of index.json has but a gc root keeps: rm cannot drop a pin."""
+        digests = {r.digest for r in refs if r.digest is not None}
+        if not digests or not self._has_roots():
+            return
+        from .local.roots import root_entries
+        from .oci.index import REF_NAME
+
+        listed = {d.digest for d in self._names.index().entries if REF_NAME not in d.annotations}
+        for _, record in root_entries(self.layout):
+            if isinstance(record, Exception):
+                continue
+            for pin in record.pins or ():
+                if pin.digest in digests - listed:
+                    raise NotFound(
+                        f"no model fetched by digest {pin.digest}: {record.lockfile} pins it as {pin.name}, and that gc root keeps it",
+                        "remove the pin from that lockfile, then run 'odai-store sync' there; if the lockfile is gone, 'odai-store roots --prune' drops its root",
+                    )
 
     def tag(self, source: str | Reference, new: str | Reference) -> Digest:
         """Name the model ``source`` (NAME[:TAG] or NAME@DIGEST) also ``new`` (NAME[:TAG]), as docker tag does; return its manifest digest.
@@ -594,10 +665,9 @@ class Store:
         dead (on this host), which a later fetch would otherwise resume.
         """
         from .local.gc import collect
-        from .local.roots import pinned_digests
 
         with storage_errors("collecting garbage", self.root):
-            return collect(self.layout, lambda: pinned_digests(self.layout), dry_run, self._names.lock_timeout, partials)
+            return collect(self.layout, dry_run, self._names.lock_timeout, partials)
 
     def verify(self, refs: str | Reference | Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/.

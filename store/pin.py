@@ -24,6 +24,7 @@ class LockResult(NamedTuple):
     lockfile: Path
     pins: tuple[Pin, ...]  # the pins written (lock) or checked (check)
     changed: bool  # the lockfile's bytes changed
+    all_pins: tuple[Pin, ...] = ()  # every pin the lockfile holds now (lock), which its gc root records
 
 
 def lock(ctx: FetchContext, refs: list[Reference], path: Path) -> LockResult:
@@ -45,7 +46,7 @@ def lock(ctx: FetchContext, refs: list[Reference], path: Path) -> LockResult:
             write_atomic(path, data)
         except OSError as err:
             raise from_os_error(err, f"writing {path}", outside="check that the lockfile's directory exists and that you may write to it") from err
-    return LockResult(path, tuple(pins), changed)
+    return LockResult(path, tuple(pins), changed, updated.pins)
 
 
 def check(ctx: FetchContext, refs: list[Reference] | None, path: Path) -> LockResult:

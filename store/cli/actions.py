@@ -130,12 +130,27 @@ def add(c: Context, p: Params) -> None:
 def list_(c: Context, p: Params) -> None:
     entries = c.store.list()
     # Escaped: a name in an index.json another tool wrote is not held to the name grammar.
-    shown = [escaped(e.name) for e in entries]
+    # A model fetched by digest has no name: its digest is what 'rm' takes.
+    shown = [escaped(e.name or str(e.digest)) for e in entries]
     width = max(map(len, shown), default=0)
     if entries:  # one write: with 10,000 names, a write per line costs more than the lines
-        c.out.data("\n".join(f"{name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {files_count(e.files)}{'' if e.complete else '  incomplete'}" for name, e in zip(shown, entries, strict=True)))
+        c.out.data("\n".join(f"{name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {files_count(e.files)}{'' if e.complete else '  incomplete'}{_kept_by(e)}" for name, e in zip(shown, entries, strict=True)))
     if c.out.json:  # with 10,000 names, building this document unasked costs as much as printing the list
-        c.out.document({"models": [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files, "complete": e.complete} for e in entries]})
+        c.out.document(
+            {
+                "models": [
+                    {"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files, "complete": e.complete, "pinned_in": e.pinned_in and str(e.pinned_in), "by_digest": e.by_digest}
+                    for e in entries
+                ]
+            }
+        )
+
+
+def _kept_by(entry) -> str:
+    """list's mark of a model no name keeps: what keeps it instead."""
+    if entry.pinned_in is not None:
+        return f"  pinned in {escaped(str(entry.pinned_in))}"
+    return "  by digest" if entry.by_digest else ""
 
 
 def show(c: Context, p: Params) -> None:
@@ -189,6 +204,10 @@ def gc(c: Context, p: Params) -> None:
     report = c.store.gc(p.dry_run, p.partials)
     verb = "would free" if p.dry_run else "freed"
     c.out.data(f"{verb} {human_bytes(report.bytes_freed)}: {len(report.blobs)} blobs, {len(report.views)} views, {len(report.partials)} partial files")
+    for model in report.kept:
+        c.out.data(f"kept {_gc_model(model)}, until {_day(model.until)}")
+    for model in report.freed:
+        c.out.data(f"{verb} {_gc_model(model)}" + (f", whose grace ended {_day(model.until)}" if model.until is not None else ""))
     c.out.document(
         {
             "dry_run": p.dry_run,
@@ -196,8 +215,27 @@ def gc(c: Context, p: Params) -> None:
             "blobs": [str(d) for d in report.blobs],
             "views": [str(d) for d in report.views],
             "partials": [str(partial) for partial in report.partials],
+            "kept": [_gc_model_doc(m) for m in report.kept],
+            "freed": [_gc_model_doc(m) for m in report.freed],
         }
     )
+
+
+def _gc_model(model) -> str:
+    """A model gc names: NAME:TAG (short digest) pinned in LOCKFILE: why; or its digest: why."""
+    if model.lockfile is None:
+        return f"{model.digest}: {model.why}"
+    return f"{escaped(model.name)} ({model.digest.short}) pinned in {escaped(str(model.lockfile))}: {model.why}"
+
+
+def _gc_model_doc(model) -> dict:
+    return {"name": model.name, "digest": str(model.digest), "lockfile": model.lockfile and str(model.lockfile), "why": model.why, "until": model.until}
+
+
+def _day(when: float | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d", time.gmtime(when or 0))
 
 
 def verify(c: Context, p: Params) -> None:
@@ -320,10 +358,31 @@ def sync(c: Context, p: Params) -> None:
 
 
 def roots(c: Context, p: Params) -> None:
+    pruned = c.store.prune_roots() if p.prune else []
+    for root in pruned:
+        c.out.say(f"dropped {root.lockfile}: {root.problem}")
     found = c.store.roots()
     for root in found:
-        c.out.data(f"{escaped(str(root.lockfile))}  {pins_count(root.pins) if root.exists else 'missing'}")
-    c.out.document({"roots": [{"lockfile": str(r.lockfile), "exists": r.exists, "pins": r.pins} for r in found]})
+        c.out.data(f"{escaped(str(root.lockfile))}  {_root_state(root)}")
+    c.out.document(
+        {
+            "roots": [_root_doc(r) for r in found],
+            **({"pruned": [_root_doc(r) for r in pruned]} if p.prune else {}),
+        }
+    )
+
+
+def _root_state(root) -> str:
+    """What 'roots' says after the lockfile: ``1 pin``, or why it is stale and what it keeps until when."""
+    if root.problem is None:
+        return pins_count(root.pins)
+    if root.until is None or root.pins == 0:
+        return f"stale: {root.problem}; the next gc drops it"
+    return f"stale: {root.problem}; keeps {pins_count(root.pins)} until {_day(root.until)}"
+
+
+def _root_doc(root) -> dict:
+    return {"lockfile": str(root.lockfile), "exists": root.exists, "pins": root.pins, "problem": root.problem, "refreshed": root.refreshed, "until": root.until}
 
 
 def export(c: Context, p: Params) -> None:
