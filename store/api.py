@@ -286,7 +286,7 @@ class Store:
         """Each pin the entries of roots/ record, sorted by name, with the lockfile; an entry that cannot be read, or records none, shows none."""
         if not self._has_roots():
             return []  # list of a store without roots loads no lockfile code
-        from .local.roots import root_entries
+        from .local.root_records import root_entries
 
         rows = [((pin.name, pin.digest, pin.size, pin.files), record.lockfile) for _, record in root_entries(self.layout) if not isinstance(record, Exception) for pin in record.pins or ()]
         return sorted(rows, key=lambda row: (row[0][0], str(row[1])))
@@ -631,7 +631,7 @@ class Store:
         digests = {r.digest for r in refs if r.digest is not None}
         if not digests or not self._has_roots():
             return
-        from .local.roots import root_entries
+        from .local.root_records import root_entries
         from .oci.index import REF_NAME
 
         listed = {d.digest for d in self._names.index().entries if REF_NAME not in d.annotations}

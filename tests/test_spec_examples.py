@@ -48,7 +48,8 @@ from store.config import read_config
 from store.errors import InvalidReference
 from store.local.journal import parse_journal
 from store.local.layout import LAYOUT_VERSION
-from store.local.roots import parse_root, register_root
+from store.local.root_records import parse_root
+from store.local.roots import register_root
 from store.lockfile import parse_lockfile
 from store.oci.chunks import CHUNK_SIZE, ChunkDigests, ChunkHasher
 from store.oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR, Descriptor

@@ -373,7 +373,8 @@ def _day(when: float) -> str:
 
 def gc_roots(layout: StoreLayout, now: float) -> Iterator[Finding]:
     """Entries of roots/ that cannot be read as a root, and the stale roots (root_findings); unlike gc, stops at none of them."""
-    from .roots import root_entries, root_state
+    from .root_records import root_entries
+    from .roots import root_state
 
     for entry, record in root_entries(layout):
         if isinstance(record, StorageError):

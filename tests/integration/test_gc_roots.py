@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from store import NotFound, Store
-from store.local.roots import GRACE, parse_root
+from store.local.root_records import parse_root
+from store.local.roots import GRACE
 from store.oci.digest import Digest
 from tests.support.cli import assert_error
 from tests.support.roots import DAY, age_root

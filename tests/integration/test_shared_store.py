@@ -541,6 +541,9 @@ def test_a_members_lockfile_in_a_private_folder_stops_no_other_members_gc(as_use
     assert b_runs("du").code == 0
     assert b_runs("list").out.rstrip().endswith(f"pinned in {lockfile}")
     assert sorted(os.listdir(store / "blobs" / "sha256")) == blobs
+    # b may not prune a's root (sticky roots/): it stays, and is listed.
+    assert b_runs("roots", "--prune") == (0, f"{lockfile}  {stale}\n", "")
+    assert entry.exists()
     # To a, its owner, the root is not stale.
     assert ok(a, "roots") == f"{lockfile}  1 pin\n"
     assert json.loads(ok(a, "--json", "gc"))["kept"] == []
@@ -555,6 +558,30 @@ def test_a_members_lockfile_in_a_private_folder_stops_no_other_members_gc(as_use
     assert b_runs("gc").code == 0
     assert sorted(os.listdir(store / "blobs" / "sha256")) == blobs
     assert {f.digest for f in manifest.files} <= {Digest(h) for h in os.listdir(store / "blobs" / "sha256")}
+
+
+def test_a_member_syncing_a_project_another_registered_leaves_their_root(as_user, shared_tmp: Path) -> None:
+    """One lockfile, one root, owned by whoever registered it first: another member's sync cannot refresh it (sticky roots/), and need not."""
+    a, b = USERS
+    store, homes, run, ok, _ = _two_users(as_user, shared_tmp)
+    remote = shared_tmp / "remote"
+    _publish(remote, "llama:v1", V1)
+    ok(a, "init", "--shared", store)
+    project = shared_tmp / "project"
+    project.mkdir()
+    os.chown(project, a, GROUP)
+    project.chmod(0o2775)
+    lockfile = project / "odai.lock"
+    ok(a, "lock", "--remote", remote.as_uri(), "--lockfile", lockfile, "llama:v1")
+    view = ok(a, "sync", "--lockfile", lockfile)
+    [entry] = list((store / "roots").iterdir())
+    age_root(entry, 2 * DAY)  # due for a refresh
+    aged = entry.read_bytes()
+    assert ok(b, "sync", "--lockfile", lockfile) == view
+    assert entry.read_bytes() == aged and entry.stat().st_uid == a
+    assert ok(b, "roots") == f"{lockfile}  1 pin\n"
+    ok(a, "sync", "--lockfile", lockfile)
+    assert entry.read_bytes() != aged  # its owner refreshes it
 
 
 def test_init_shared_gives_an_existing_shared_store_its_sticky_bits(tmp_path: Path) -> None:
