@@ -376,13 +376,13 @@ def _root_state(root) -> str:
     """What 'roots' says after the lockfile: ``1 pin``, or why it is stale and what it keeps until when."""
     if root.problem is None:
         return pins_count(root.pins)
-    if root.until is None or root.pins == 0:
+    if root.expired:
         return f"stale: {root.problem}; the next gc drops it"
     return f"stale: {root.problem}; keeps {pins_count(root.pins)} until {_day(root.until)}"
 
 
 def _root_doc(root) -> dict:
-    return {"lockfile": str(root.lockfile), "exists": root.exists, "pins": root.pins, "problem": root.problem, "refreshed": root.refreshed, "until": root.until}
+    return {"lockfile": str(root.lockfile), "exists": root.exists, "pins": root.pins, "problem": root.problem, "refreshed": root.refreshed, "until": root.until, "expired": root.expired}
 
 
 def export(c: Context, p: Params) -> None:

@@ -186,7 +186,9 @@ def survey_roots(layout: StoreLayout, now: float) -> list[RootState]:
 
 
 def prune_roots(layout: StoreLayout, now: float, lock_timeout: float | None = None) -> list[RootState]:
-    """Drop every stale root now, in its grace or not; return those dropped. Under gc.lock exclusive, as gc drops them.
+    """Drop every stale root now, in its grace or not, and one of the first format whose lockfile cannot be read; return those dropped.
+
+    Under gc.lock exclusive, as gc drops them.
 
     EPERM: another member's entry in a shared store's sticky roots/, which
     only they (or the store's owner) may drop; it is left, and not returned.
@@ -195,7 +197,12 @@ def prune_roots(layout: StoreLayout, now: float, lock_timeout: float | None = No
 
     dropped = []
     with gc_lock(layout, shared=False, timeout=lock_timeout):
-        for state in survey_roots(layout, now):
+        for entry, record in root_entries(layout):
+            if isinstance(record, StorageError):
+                continue  # no root: roots and gc name it, and it is not this to drop
+            # A root of the first format whose lockfile cannot be read stops
+            # gc (it might pin anything); asked to prune, the user drops it.
+            state, _ = root_state(entry, record, now)
             if not state.stale:
                 continue
             try:

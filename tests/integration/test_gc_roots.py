@@ -213,3 +213,16 @@ def test_a_named_model_and_its_pin_each_have_their_line(tmp_path: Path, remote: 
     rows = [(e.name, e.pinned_in, e.by_digest) for e in store.list()]
     assert rows == [("llama:v1", None, False), ("llama:v1", lockfile, False)]
     assert all(isinstance(e.digest, Digest) and e.complete for e in store.list())
+
+
+def test_roots_prune_drops_a_root_of_the_first_format_that_stops_gc(tmp_path: Path, remote: Path, store: Store, run_cli) -> None:
+    lockfile = _project(tmp_path, "app", remote, run_cli, "llama:v1")
+    entry = _entry(store, lockfile)
+    entry.write_text(f"{lockfile}\n")
+    lockfile.write_text("not toml [")
+    assert_error(run_cli("gc"), 2)
+    assert_error(run_cli("roots"), 2)
+    code, out, err = run_cli("roots", "--prune")
+    assert (code, out) == (0, "") and err.startswith(f"dropped {lockfile}: it is no lockfile (")
+    assert not entry.exists()
+    assert run_cli("gc").code == 0

@@ -316,9 +316,11 @@ def test_roots_escapes_control_characters_of_lockfile_paths(store: Store, store_
     from store.local.roots import register_root
 
     lockfile = tmp_path / f"app{ESCAPE}" / "odai.lock"
-    register_root(store.layout, lockfile, (), time.time())
+    now = time.time()
+    register_root(store.layout, lockfile, (), now)
     text = run_cli(store_dir, "roots")
-    assert text.code == 0 and text.out == f"{tmp_path}/app{SHOWN}/odai.lock  stale: it is gone; the next gc drops it\n"
+    until = time.strftime("%Y-%m-%d", time.gmtime(int(now) + 30 * 86400))
+    assert text.code == 0 and text.out == f"{tmp_path}/app{SHOWN}/odai.lock  stale: it is gone; keeps 0 pins until {until}\n"
     assert json.loads(run_cli(store_dir, "--json", "roots").out)["roots"][0]["lockfile"] == str(lockfile)
 
 
