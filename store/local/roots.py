@@ -115,7 +115,7 @@ class RootState(NamedTuple):
     entry: Path
     record: RootRecord
     pinned: tuple[RecordedPin, ...] | None  # what the lockfile pins now; None if it cannot be read
-    problem: str | None  # why it cannot: "it is gone", "permission denied", ...
+    problem: str | None  # why it cannot: "it is gone", "it cannot be read (permission denied)", "it is no lockfile (...)"
     age: float | None  # seconds since the last refresh; None for an entry of the first format
 
     @property

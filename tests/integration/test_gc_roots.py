@@ -195,6 +195,8 @@ def test_list_shows_models_fetched_by_digest_and_rm_removes_them_by_digest(tmp_p
     assert run_cli("rm", str(digest)) == (0, "", f"removed {digest}\n")
     assert run_cli("list") == (0, "", "")
     assert_error(run_cli("rm", str(digest)), 3)
+    store.fetch(f"llama@{digest}", remotes=remote.as_uri())
+    assert store.remove(str(digest)) == [str(digest)] and store.list() == []
 
     # A pinned model is the lockfile's: rm says which lockfile keeps it, and removes nothing.
     lockfile = _project(tmp_path, "app", remote, run_cli, "llama:v1")
