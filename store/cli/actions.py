@@ -225,7 +225,8 @@ def _gc_model(model) -> str:
     """A model gc names: NAME:TAG (short digest) pinned in LOCKFILE: why; or its digest: why."""
     if model.lockfile is None:
         return f"{model.digest}: {model.why}"
-    return f"{escaped(model.name)} ({model.digest.short}) pinned in {escaped(str(model.lockfile))}: {model.why}"
+    # Escaped: a lockfile's path (in why too, for one refused) is the user's, any bytes.
+    return f"{escaped(model.name)} ({model.digest.short}) pinned in {escaped(str(model.lockfile))}: {escaped(model.why)}"
 
 
 def _gc_model_doc(model) -> dict:
@@ -377,8 +378,8 @@ def _root_state(root) -> str:
     if root.problem is None:
         return pins_count(root.pins)
     if root.expired:
-        return f"stale: {root.problem}; the next gc drops it"
-    return f"stale: {root.problem}; keeps {pins_count(root.pins)} until {_day(root.until)}"
+        return f"stale: {escaped(root.problem)}; the next gc drops it"
+    return f"stale: {escaped(root.problem)}; keeps {pins_count(root.pins)} until {_day(root.until)}"
 
 
 def _root_doc(root) -> dict:
