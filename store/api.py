@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import NotFound, StoreError, UsageError, storage_errors
+from .errors import NotFound, UsageError, storage_errors
 from .fs.bounded import INDEX_MAX, read_bounded
 from .local.blobs import BlobStore
 from .local.layout import StoreLayout
@@ -303,7 +303,8 @@ class Store:
         return remote_info(_context(self, options), remote, _ref(ref))
 
     def list(self, *, sizes: bool = False) -> builtins.list[ModelEntry]:
-        """Every name, sorted, with its manifest digest, size, file count and marks (spec/cli.md, "list").
+        """The names, sorted, then the models gc roots pin (as their entries recorded them), then those fetched by digest
+        (``name`` None); each with its manifest digest, size, file count and marks (spec/cli.md, "list").
 
         Without ``sizes`` no manifest is read: a model is marked incomplete
         when its manifest blob is absent, and damaged when verify moved it
@@ -318,36 +319,48 @@ class Store:
             return self._entries(read_bounded(self.layout.index, INDEX_MAX, "index.json"))
 
     def _entries(self, index: bytes) -> builtins.list[ModelEntry]:
-        """list's entries of the names in ``index`` (index.json's bytes), marked by what is seen without a manifest."""
+        """list's rows of ``index`` (index.json's bytes) and of the recorded pins, marked by what is seen without a manifest."""
         from .oci.index import named_totals
         from .reports import ModelEntry
 
-        totals = named_totals(index)
+        totals = named_totals(index, unnamed=True)
+        pinned = self._recorded_pins()
         # One read of blobs/sha256, not a stat per manifest (a tenth of the
         # instructions with 10,000 manifests), and no manifest read: spec/cli.md, "list".
-        present = set(os.listdir(self.layout.blobs)) if totals else set()
-        absent = {digest for digest in {t[1] for t in totals} if digest.hex not in present}
+        present = set(os.listdir(self.layout.blobs)) if totals or pinned else set()
+        named = [t for t in totals if t[0]]
+        rows = [*named, *(t for t, _ in pinned), *(t for t in totals if not t[0])]
+        pinned_in = [None] * len(named) + [lockfile for _, lockfile in pinned] + [None] * (len(totals) - len(named))
+        absent = {digest for digest in {t[1] for t in rows} if digest.hex not in present}
         # Only when a manifest is absent: one read of quarantine/ tells a damaged model from a removed blob.
         quarantined = self._blobs.quarantined() if absent else set()
-        if not quarantined:
-            return [ModelEntry(*t, t[1] not in absent) for t in totals]
-        return [ModelEntry(*t, t[1] not in absent, t[1] in absent and t[1] in quarantined) for t in totals]
+        return [
+            ModelEntry(t[0] or None, *t[1:], complete=t[1] not in absent, damaged=t[1] in absent and t[1] in quarantined, pinned_in=lockfile, by_digest=not t[0])
+            for t, lockfile in zip(rows, pinned_in, strict=True)
+        ]
+
+    def _has_roots(self) -> bool:
+        with os.scandir(self.layout.roots) as scanned:
+            return any(not entry.name.startswith(".") for entry in scanned)
+
+    def _recorded_pins(self) -> builtins.list[tuple[tuple[str, Digest, int, int], Path]]:
+        """Each pin the entries of roots/ record, sorted by name, with the lockfile; an entry that cannot be read, or records none, shows none."""
+        if not self._has_roots():
+            return []  # list of a store without roots loads no lockfile code
+        from .local.root_records import root_entries
+
+        rows = [((pin.name, pin.digest, pin.size, pin.files), record.lockfile) for _, record in root_entries(self.layout) if not isinstance(record, Exception) for pin in record.pins or ()]
+        return sorted(rows, key=lambda row: (row[0][0], str(row[1])))
 
     def list_sizes(self) -> ModelSizes:
         """``list(sizes=True)``, and the bytes of the distinct file blobs of all its models, each counted once however many share it."""
-        from .local.roots import pinned_digests
         from .local.usage import ModelSizes, held
-        from .oci.index import REF_NAME, Index
 
         with storage_errors("reading the store"):
-            data = read_bounded(self.layout.index, INDEX_MAX, "index.json")
-            entries = self._entries(data)
-            others = [d.digest for d in Index.parse(data).entries if REF_NAME not in d.annotations]
-            try:
-                others += sorted(pinned_digests(self.layout))
-            except (OSError, StoreError):  # a gc root that cannot be read: its pins cannot be counted (gc refuses to run)
-                pass
-            found, total = held(self.layout, [e.digest for e in entries], others)
+            # The rows hold every name, every pin a gc root records and every model fetched by digest:
+            # what each row alone holds is what no other row does.
+            entries = self._entries(read_bounded(self.layout.index, INDEX_MAX, "index.json"))
+            found, total = held(self.layout, [e.digest for e in entries], [])
         models = [e._replace(complete=h.complete, damaged=h.damaged, unique=h.unique, shared=h.shared) for e, h in zip(entries, found, strict=True)]
         return ModelSizes(models, total)
 
@@ -526,7 +539,7 @@ class Store:
         path = Path(lockfile).absolute()
         options = _fetch_options(remotes=remotes, ca_bundle=ca_bundle, timeout=timeout)
         result = lock(_context(self, options), [_ref(r) for r in _items(refs, "refs", (str, Reference))], path)
-        register(self.layout, path, self._names.lock_timeout, self.read_only)
+        register(self.layout, path, result.all_pins, self._names.lock_timeout, self.read_only)
         return result
 
     def upgrade_lock(
@@ -554,7 +567,7 @@ class Store:
         options = _fetch_options(remotes=remotes, ca_bundle=ca_bundle, timeout=timeout, say=say)
         chosen = None if names is None else list(_items(names, "names", str))
         result = upgrade(_context(self, options), chosen, path)
-        register(self.layout, path, self._names.lock_timeout, self.read_only)
+        register(self.layout, path, result.all_pins, self._names.lock_timeout, self.read_only)
         return result
 
     def check_lock(
@@ -609,10 +622,12 @@ class Store:
         # Refused before the store changes: a lockfile that does not parse, or
         # does not pin a name asked for, must not become a root that gc then
         # cannot read.
-        pins = select_pins(read_lockfile(path), chosen or None, path)
+        parsed = read_lockfile(path)
+        pins = select_pins(parsed, chosen or None, path)
         return sync(
             self.layout,
             path,
+            parsed,
             pins,
             lambda: _context(self, options, named=options["remotes"], keep_by_digest=False),
             lock_timeout=self._names.lock_timeout,
@@ -621,13 +636,28 @@ class Store:
         )
 
     def roots(self) -> builtins.list[Root]:
-        """The registered lockfiles, whether they still exist, and how many models each pins."""
-        from .local.roots import describe_roots
+        """The registered lockfiles, whether gc can read each, and how many models each keeps (until when, for a stale one)."""
+        import time
+
+        from .local.roots import survey_roots
         from .reports import Root
 
-        # A lockfile or roots/ that may not be read is a storage error (exit 6), as in gc, not a crash.
+        # roots/ that may not be read is a storage error (exit 6), as in gc, not a crash.
         with storage_errors("reading the gc roots"):
-            return [Root(*root) for root in describe_roots(self.layout)]
+            return [Root.of(state) for state in survey_roots(self.layout, time.time())]
+
+    def prune_roots(self) -> builtins.list[Root]:
+        """Drop the stale gc roots now, in their grace period or not, so the next gc frees what only they kept; return those dropped.
+
+        In a shared store, only the roots this user registered (or all, for the store's owner).
+        """
+        import time
+
+        from .local.roots import prune_roots
+        from .reports import Root
+
+        with storage_errors("pruning the gc roots", self.root):
+            return [Root.of(state) for state in prune_roots(self.layout, time.time(), self._names.lock_timeout)]
 
     @classmethod
     def init(cls, path: str | os.PathLike[str] | None = None, *, shared: bool = False) -> tuple[Store, builtins.list[Path]]:
@@ -692,7 +722,31 @@ class Store:
         """
         targets = [_local_ref(r) for r in _items(refs, "refs", (str, Reference, ShortDigest))]
         with storage_errors("removing names", self.root):
-            return self._names.remove([self._designated(t) if isinstance(t, ShortDigest) else t for t in targets])
+            wanted = [self._designated(t) if isinstance(t, ShortDigest) else t for t in targets]
+            try:
+                return self._names.remove(wanted)
+            except NotFound:
+                self._refuse_pinned(wanted)  # the same outcome, said better: what keeps the model
+                raise
+
+    def _refuse_pinned(self, refs: builtins.list[Reference | Digest]) -> None:
+        """NotFound naming the lockfile, for a digest no entry of index.json has but a gc root keeps: rm cannot drop a pin."""
+        digests = {r if isinstance(r, Digest) else r.digest for r in refs} - {None}
+        if not digests or not self._has_roots():
+            return
+        from .local.root_records import root_entries
+        from .oci.index import REF_NAME
+
+        listed = {d.digest for d in self._names.index().entries if REF_NAME not in d.annotations}
+        for _, record in root_entries(self.layout):
+            if isinstance(record, Exception):
+                continue
+            for pin in record.pins or ():
+                if pin.digest in digests - listed:
+                    raise NotFound(
+                        f"no model fetched by digest {pin.digest}: {record.lockfile} pins it as {pin.name}, and that gc root keeps it",
+                        "remove the pin from that lockfile, then run 'odai-store sync' there; if the lockfile is gone, 'odai-store roots --prune' drops its root",
+                    )
 
     def tag(self, source: str | Reference, new: str | Reference) -> Digest:
         """Name the model ``source`` (NAME[:TAG] or NAME@DIGEST) also ``new`` (NAME[:TAG]), as docker tag does; return its manifest digest.
@@ -714,10 +768,9 @@ class Store:
         dead (on this host), which a later fetch would otherwise resume.
         """
         from .local.gc import collect
-        from .local.roots import pinned_digests
 
         with storage_errors("collecting garbage", self.root):
-            return collect(self.layout, lambda: pinned_digests(self.layout), dry_run, self._names.lock_timeout, partials)
+            return collect(self.layout, dry_run, self._names.lock_timeout, partials)
 
     def verify(self, refs: str | Reference | Iterable[str | Reference] | None = None, fast: bool = False) -> VerifyResult:
         """Re-hash blobs (of ``refs``, or all); corrupt ones go to quarantine/.

@@ -28,6 +28,7 @@ class LockResult(NamedTuple):
     changed: bool  # the lockfile's bytes changed
     # Per pin, the manifest the lockfile pinned before (None: not pinned); equal to the pin's own after a check.
     previous: tuple[Digest | None, ...] = ()
+    all_pins: tuple[Pin, ...] = ()  # every pin the lockfile holds now (lock, upgrade), which its gc root records
 
 
 def lock(ctx: FetchContext, refs: list[Reference], path: Path) -> LockResult:
@@ -39,7 +40,8 @@ def lock(ctx: FetchContext, refs: list[Reference], path: Path) -> LockResult:
         resolved = resolve(session, [Want(ref, session.default_sources) for ref in refs])
     pins = [Pin.of(r.ref, r.locator or "", r.digest, r.manifest) for r in resolved]
     before = {p.ref_name: p.digest for p in current.pins}
-    return LockResult(path, tuple(pins), _write(path, current.with_pins(pins)), tuple(before.get(p.ref_name) for p in pins))
+    updated = current.with_pins(pins)
+    return LockResult(path, tuple(pins), _write(path, updated), tuple(before.get(p.ref_name) for p in pins), updated.pins)
 
 
 def upgrade(ctx: FetchContext, names: list[str] | None, path: Path) -> LockResult:
@@ -53,10 +55,11 @@ def upgrade(ctx: FetchContext, names: list[str] | None, path: Path) -> LockResul
     session = Session(ctx)
     resolved = _resolve_pins(session, pins)
     new = [Pin.of(r.ref, r.locator or "", r.digest, r.manifest) for r in resolved]
-    changed = _write(path, current.with_pins(new))
+    updated = current.with_pins(new)
+    changed = _write(path, updated)
     for old, pin in zip(pins, new, strict=True):
         session.say_what_changed(Reference(pin.name, pin.tag), old.digest, pin.digest, downloaded=False)
-    return LockResult(path, tuple(new), changed, tuple(p.digest for p in pins))
+    return LockResult(path, tuple(new), changed, tuple(p.digest for p in pins), updated.pins)
 
 
 def check(ctx: FetchContext, refs: list[Reference] | None, path: Path) -> LockResult:

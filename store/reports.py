@@ -20,14 +20,16 @@ __all__ = ["IncompleteModel", "ModelEntry", "ModelFileStatus", "ModelInfo", "Ver
 class ModelEntry(NamedTuple):
     """One name in the store, as 'list' shows it."""
 
-    name: str
+    name: str | None
     digest: Digest
     size: int
     files: int
     complete: bool  # False when the manifest blob is absent; with sizes, also when a file's blob is absent or of another size (spec/cli.md, "list")
     damaged: bool = False  # never without complete False: its manifest is absent and in quarantine/; with sizes, also a file's blob, a blob of another size, or a manifest that is not valid
-    unique: int | None = None  # with sizes: bytes of its file blobs that no other name or pin holds (what rm and gc would free)
-    shared: int | None = None  # with sizes: bytes of its file blobs that another name or pin holds too
+    unique: int | None = None  # with sizes: bytes of its file blobs that no other row holds (what rm and gc would free)
+    shared: int | None = None  # with sizes: bytes of its file blobs that another row holds too
+    pinned_in: Path | None = None  # a model a gc root keeps: the lockfile that pins it (``name`` as pinned there)
+    by_digest: bool = False  # a model fetched by digest, which no name keeps (``name`` None)
 
 
 class ModelFileStatus(NamedTuple):
@@ -89,8 +91,17 @@ class VerifyResult(NamedTuple):
 
 
 class Root(NamedTuple):
-    """A lockfile registered as a gc root."""
+    """A lockfile registered as a gc root (spec/locking.md#gc-roots)."""
 
     lockfile: Path
-    exists: bool
-    pins: int
+    exists: bool  # its lockfile can be read; else the root is stale
+    pins: int  # how many models it keeps now: its lockfile's pins, and those it recorded while its grace lasts
+    problem: str | None = None  # why its lockfile cannot be read: "it is gone", "it cannot be read (permission denied)"
+    refreshed: float | None = None  # its last sync or lock, in seconds since the epoch; None for a root of the first format
+    until: float | None = None  # until when it keeps its recorded pins without its lockfile; None for a root of the first format
+    expired: bool = False  # stale and past its grace: it keeps nothing, and the next gc drops it
+
+    @classmethod
+    def of(cls, state) -> "Root":
+        """The report of a roots.RootState."""
+        return cls(state.record.lockfile, not state.stale, len(state.keeps()), state.problem, state.record.refreshed, state.until, state.expired)

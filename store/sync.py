@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import IntegrityError, LockfileError, UsageError, from_os_error, storage_errors
+from .errors import IntegrityError, LockfileError, StoreError, UsageError, from_os_error, storage_errors
 from .local.layout import StoreLayout
-from .local.roots import drop_root, register_root
+from .local.roots import Registered, register_root, restore_root
 from .local.views import complete_view
 from .lockfile import Lockfile, Pin
 from .model import Model
@@ -41,21 +41,35 @@ def select_pins(lockfile: Lockfile, only: list[str] | None, path: Path) -> list[
     return out
 
 
-def register(layout: StoreLayout, lockfile: Path, lock_timeout: float | None, read_only: bool) -> bool:
-    """Register ``lockfile`` as a gc root; True if this call added it. A read-only store keeps everything anyway: nothing to protect there."""
+def register(layout: StoreLayout, lockfile: Path, pins: tuple[Pin, ...], lock_timeout: float | None, read_only: bool) -> Registered:
+    """Register ``lockfile``, which pins ``pins``, as a gc root, or refresh it.
+
+    A read-only store keeps everything anyway: nothing to protect there.
+    """
+    import time
+
     try:
-        return register_root(layout, lockfile, lock_timeout)
+        return register_root(layout, lockfile, pins, time.time(), lock_timeout)
     except OSError as err:
         if not read_only:
             raise from_os_error(err, "registering the lockfile as a gc root") from err
-        return False
+        return Registered(False, None)
 
 
 def sync(
-    layout: StoreLayout, path: Path, pins: list[Pin], context: Callable[[], FetchContext], *, lock_timeout: float | None, verify: bool, read_only: bool
+    layout: StoreLayout,
+    path: Path,
+    lockfile: Lockfile,
+    pins: list[Pin],
+    context: Callable[[], FetchContext],
+    *,
+    lock_timeout: float | None,
+    verify: bool,
+    read_only: bool,
 ) -> list[Model]:
     """One Model per pin of ``pins`` (from ``select_pins``), in that order, named NAME:TAG as pinned; ``path`` is registered as a gc root.
 
+    The root records every pin of ``lockfile``, the lockfile at ``path``.
     Each result lists exactly the pinned files, or IntegrityError (exit 5).
     ``path`` names the lockfile; the caller parsed it once, before the store
     changed. ``context`` makes the FetchContext of the pins not here, only if
@@ -64,7 +78,7 @@ def sync(
     """
     # The root first: from here on gc keeps what the lockfile pins, so
     # nothing fetched below can be collected before sync returns.
-    registered = register(layout, path, lock_timeout, read_only)
+    registered = register(layout, path, lockfile.pins, lock_timeout, read_only)
     try:
         models = {pin.ref_name: _present(layout, pin) for pin in pins}
         missing = [pin for pin in pins if models[pin.ref_name] is None]
@@ -86,14 +100,13 @@ def sync(
                     check_model_files(layout, model.digest, model.files, pin.ref_name)  # type: ignore[union-attr]
         return out  # type: ignore[return-value]
     except BaseException:
-        # A failed sync leaves the store as it found it. Known hole: a
-        # concurrent sync of the same lockfile loses the root too, until
-        # its next sync or lock registers it again.
-        if registered:
-            try:
-                drop_root(layout, path)
-            except OSError:
-                pass  # the sync's own error is the one to report
+        # A failed sync leaves the store as it found it, its root as it was.
+        # Known hole: a concurrent sync of the same lockfile loses the root
+        # (or its refresh) too, until its next sync or lock registers it again.
+        try:
+            restore_root(layout, path, registered, lock_timeout)
+        except (OSError, StoreError):
+            pass  # the sync's own error is the one to report
         raise
 
 

@@ -141,25 +141,41 @@ def list_(c: Context, p: Params) -> None:
         return _list_remote(c, p)
     entries, total = c.store.list_sizes() if p.sizes else (c.store.list(), None)
     # Escaped: a name in an index.json another tool wrote is not held to the name grammar.
-    shown = [escaped(e.name) for e in entries]
+    # A model fetched by digest has no name: its digest is what 'rm' takes.
+    shown = [escaped(e.name or str(e.digest)) for e in entries]
     width = max(map(len, shown), default=0)
     if entries and total is not None:
         c.out.data("\n".join(_sized_lines(shown, width, entries)))
     elif entries:  # one write: with 10,000 names, a write per line costs more than the lines
-        c.out.data(
-            "\n".join(
-                f"{name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {files_count(e.files)}{'' if e.complete else '  damaged' if e.damaged else '  incomplete'}"
-                for name, e in zip(shown, entries, strict=True)
-            )
-        )
+        c.out.data("\n".join(f"{name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {files_count(e.files)}{_marks(e)}" for name, e in zip(shown, entries, strict=True)))
     if total is not None:
         c.out.data(f"total: {human_bytes(total)}, each file counted once")
     if c.out.json:  # with 10,000 names, building this document unasked costs as much as printing the list
-        models = [{"name": e.name, "digest": str(e.digest), "size": e.size, "files": e.files, "complete": e.complete, "damaged": e.damaged} for e in entries]
+        models = [
+            {
+                "name": e.name,
+                "digest": str(e.digest),
+                "size": e.size,
+                "files": e.files,
+                "complete": e.complete,
+                "damaged": e.damaged,
+                "pinned_in": e.pinned_in and str(e.pinned_in),
+                "by_digest": e.by_digest,
+            }
+            for e in entries
+        ]
         if total is None:
             c.out.document({"models": models})
         else:
             c.out.document({"models": [{**m, "unique": e.unique, "shared": e.shared} for m, e in zip(models, entries, strict=True)], "total": total})
+
+
+def _marks(entry) -> str:
+    """list's marks after a model's columns: not whole (damaged, else incomplete), and what keeps a model no name keeps."""
+    whole = "" if entry.complete else "  damaged" if entry.damaged else "  incomplete"
+    if entry.pinned_in is not None:
+        return f"{whole}  pinned in {escaped(str(entry.pinned_in))}"
+    return f"{whole}  by digest" if entry.by_digest else whole
 
 
 def _sized_lines(shown: list[str], width: int, entries) -> list[str]:
@@ -167,7 +183,7 @@ def _sized_lines(shown: list[str], width: int, entries) -> list[str]:
     counts = [files_count(e.files) for e in entries]
     pad = max(map(len, counts))
     return [
-        f"{name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {count:<{pad}}  {human_bytes(e.unique):>10} unique  {human_bytes(e.shared):>10} shared{'' if e.complete else '  damaged' if e.damaged else '  incomplete'}"
+        f"{name:<{width}}  {e.digest.short}  {human_bytes(e.size):>10}  {count:<{pad}}  {human_bytes(e.unique):>10} unique  {human_bytes(e.shared):>10} shared{_marks(e)}"
         for name, e, count in zip(shown, entries, counts, strict=True)
     ]
 
@@ -234,6 +250,10 @@ def gc(c: Context, p: Params) -> None:
     c.out.data(
         f"{verb} {human_bytes(report.bytes_freed)}: {len(report.blobs)} blobs, {len(report.views)} views, {len(report.partials)} partial files, {len(report.quarantined)} quarantined blobs"
     )
+    for model in report.kept:
+        c.out.data(f"kept {_gc_model(model)}, until {_day(model.until)}")
+    for model in report.freed:
+        c.out.data(f"{verb} {_gc_model(model)}" + (f", whose grace ended {_day(model.until)}" if model.until is not None else ""))
     c.out.document(
         {
             "dry_run": p.dry_run,
@@ -242,8 +262,28 @@ def gc(c: Context, p: Params) -> None:
             "views": [str(d) for d in report.views],
             "partials": [str(partial) for partial in report.partials],
             "quarantined": [str(path) for path in report.quarantined],
+            "kept": [_gc_model_doc(m) for m in report.kept],
+            "freed": [_gc_model_doc(m) for m in report.freed],
         }
     )
+
+
+def _gc_model(model) -> str:
+    """A model gc names: NAME:TAG (short digest) pinned in LOCKFILE: why; or its digest: why."""
+    if model.lockfile is None:
+        return f"{model.digest}: {model.why}"
+    # Escaped: a lockfile's path (in why too, for one refused) is the user's, any bytes.
+    return f"{escaped(model.name)} ({model.digest.short}) pinned in {escaped(str(model.lockfile))}: {escaped(model.why)}"
+
+
+def _gc_model_doc(model) -> dict:
+    return {"name": model.name, "digest": str(model.digest), "lockfile": model.lockfile and str(model.lockfile), "why": model.why, "until": model.until}
+
+
+def _day(when: float | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d", time.gmtime(when or 0))
 
 
 def verify(c: Context, p: Params) -> None:
@@ -374,10 +414,31 @@ def sync(c: Context, p: Params) -> None:
 
 
 def roots(c: Context, p: Params) -> None:
+    pruned = c.store.prune_roots() if p.prune else []
+    for root in pruned:
+        c.out.say(f"dropped {root.lockfile}: {root.problem}")
     found = c.store.roots()
     for root in found:
-        c.out.data(f"{escaped(str(root.lockfile))}  {pins_count(root.pins) if root.exists else 'missing'}")
-    c.out.document({"roots": [{"lockfile": str(r.lockfile), "exists": r.exists, "pins": r.pins} for r in found]})
+        c.out.data(f"{escaped(str(root.lockfile))}  {_root_state(root)}")
+    c.out.document(
+        {
+            "roots": [_root_doc(r) for r in found],
+            **({"pruned": [_root_doc(r) for r in pruned]} if p.prune else {}),
+        }
+    )
+
+
+def _root_state(root) -> str:
+    """What 'roots' says after the lockfile: ``1 pin``, or why it is stale and what it keeps until when."""
+    if root.problem is None:
+        return pins_count(root.pins)
+    if root.expired:
+        return f"stale: {escaped(root.problem)}; the next gc drops it"
+    return f"stale: {escaped(root.problem)}; keeps {pins_count(root.pins)} until {_day(root.until)}"
+
+
+def _root_doc(root) -> dict:
+    return {"lockfile": str(root.lockfile), "exists": root.exists, "pins": root.pins, "problem": root.problem, "refreshed": root.refreshed, "until": root.until, "expired": root.expired}
 
 
 def export(c: Context, p: Params) -> None:

@@ -317,7 +317,12 @@ COMMANDS = (
         _PROGRESS,
         _VERIFY,
     ),
-    Command("roots", actions.roots, "List the lockfiles registered as gc roots (gc drops those whose file is gone)."),
+    Command(
+        "roots",
+        actions.roots,
+        "List the lockfiles registered as gc roots; a stale one (its lockfile gone or unreadable) keeps its models 30 days after its last sync or lock.",
+        Option("--prune", kind=FLAG, help="First drop the stale roots, so that the next gc frees what only they keep."),
+    ),
     Command(
         "export",
         actions.export,

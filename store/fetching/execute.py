@@ -53,13 +53,12 @@ def _check_space(session: Session, missing: dict[Digest, int]) -> None:
     pending = pending_bytes(layout)
     need = sum(size for digest, size in missing.items() if digest.hex not in pending) + sum(pending.values())
     from ..local.gc import collect
-    from ..local.roots import pinned_digests
 
     check = SpaceCheck()
     free = free_bytes(layout)
     if check.shortfall(need, free):
         try:
-            reclaimable = collect(layout, lambda: pinned_digests(layout), dry_run=True, lock_timeout=session.ctx.names.lock_timeout).bytes_freed
+            reclaimable = collect(layout, dry_run=True, lock_timeout=session.ctx.names.lock_timeout).bytes_freed
         except StoreError:  # a damaged root or manifest: the hint goes without the gc figure
             reclaimable = 0
         check.check(need, free, str(layout.root), reclaimable)

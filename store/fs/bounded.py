@@ -37,7 +37,7 @@ KIB, MIB = 1 << 10, 1 << 20
 # Each is far above what odai-store writes, and small enough to hold in memory.
 JOURNAL_MAX = 1 * MIB  # a few ranges per connection
 LEASE_MAX = 16 * MIB  # ~200,000 digests
-ROOT_ENTRY_MAX = 4 * KIB  # a path (PATH_MAX) and its LF
+ROOT_ENTRY_MAX = 16 * MIB  # a root records less than its lockfile holds (LOCKFILE_MAX)
 HOLDER_MAX = 4 * KIB  # a lock file's holder record
 INDEX_MAX = MAX_INDEX_BYTES  # ~20,000 names: the limit of the format (spec/names.md)
 ODAI_LAYOUT_MAX = 4 * KIB

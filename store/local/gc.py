@@ -13,7 +13,7 @@ import errno
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,14 +21,25 @@ from ..errors import IntegrityError, StorageError
 from ..fs.atomic import fsync_dir
 from ..oci.digest import Digest
 from .blobs import BlobStore
-from .inspect import Finding, Kind, gc_roots, lease_files, partials, quarantine_files, reach, records, subjects, temporaries, unreferenced_blobs, views
+from .inspect import Finding, Kind, lease_files, partials, quarantine_files, reach, records, root_findings, subjects, temporaries, unreferenced_blobs, views
 from .layout import StoreLayout
 from .leases import gc_lock
 from .names import Names
+from .roots import RootState, survey_roots
 from .space import SpaceCheck
 from .views import Views
 
-__all__ = ["GcReport", "collect", "mark", "sweep"]
+__all__ = ["GcModel", "GcReport", "collect", "mark", "sweep"]
+
+
+class GcModel(NamedTuple):
+    """A model gc names in its report: one only a stale gc root keeps, or one it frees (spec/cli.md#gc)."""
+
+    digest: Digest  # of its manifest
+    name: str | None  # NAME:TAG as a lockfile pinned it; None for a model no root recorded
+    lockfile: Path | None  # the lockfile that pinned it
+    why: str
+    until: float | None = None  # kept: until when; freed: when the root's grace ended
 
 
 class GcReport(NamedTuple):
@@ -38,17 +49,19 @@ class GcReport(NamedTuple):
     partials: tuple[Path, ...] = ()
     dry_run: bool = False
     quarantined: tuple[Path, ...] = ()  # blobs verify set aside longer ago than inspect.QUARANTINE_KEEP
+    kept: tuple[GcModel, ...] = ()  # models kept only because a stale root recorded them
+    freed: tuple[GcModel, ...] = ()  # models whose manifest is freed, where gc can tell a model: a root recorded it, or it had a view
 
 
-def mark(layout: StoreLayout, present: set[Digest], manifests: set[Digest], now: float, resumable: bool = False) -> Iterator[Finding]:
-    """What gc may delete, given the blobs ``present`` and the named and pinned ``manifests``, what forbids it, and what else its walkers see; reads only.
+def mark(layout: StoreLayout, present: set[Digest], manifests: set[Digest], now: float, resumable: bool = False, roots: Iterable[RootState] = ()) -> Iterator[Finding]:
+    """What gc may delete, given the blobs ``present``, the named and pinned ``manifests`` and the ``roots``, what forbids it, and what else its walkers see; reads only.
 
     Yields in the order sweep deletes: roots and leases first, views before
     the blobs they link to. ``resumable`` as in inspect.stale.
     """
     reached = reach(BlobStore(layout), manifests, present)
     yield from reached.findings
-    yield from gc_roots(layout)
+    yield from root_findings(roots)
     leases = lease_files(layout, now)
     yield from leases.findings
     keep = reached.keep | leases.digests
@@ -123,21 +136,48 @@ def sweep(layout: StoreLayout, findings: list[Finding], dry_run: bool = False) -
     return report
 
 
-def collect(layout: StoreLayout, roots: Callable[[], set[Digest]], dry_run: bool = False, lock_timeout: float | None = None, partials: bool = False) -> GcReport:
-    """Delete blobs, records and views reachable from no name, no manifest ``roots()`` returns, and no lease, and old quarantined blobs.
+def collect(layout: StoreLayout, dry_run: bool = False, lock_timeout: float | None = None, partials: bool = False) -> GcReport:
+    """Delete blobs, records and views reachable from no name, no gc root and no lease, and old quarantined blobs.
 
-    ``roots`` is called under the gc lock: a sync registers its root before it
-    fetches, so reading the roots any earlier could miss what it fetched.
+    The roots are read under the gc lock: a sync registers its root before it
+    fetches, so reading them any earlier could miss what it fetched.
     With ``partials``, or when the disk is short of space (SpaceCheck.low),
     the resumable partials of dead writers go too.
     """
     # A dry run deletes nothing, so writers may go on; it only must not count
     # while a real gc deletes. Shared, it also works on a read-only store (du).
     with gc_lock(layout, shared=dry_run, timeout=lock_timeout):
+        now = time.time()
         present = set(BlobStore(layout).walk())
         # Unlike damage to one manifest, an index.json or a root that cannot
         # be read leaves nothing to mark from: gc stops at once (exit 5, 6 or 2).
-        manifests = {d.digest for d in Names(layout).index().entries} | roots()
+        named = {d.digest for d in Names(layout).index().entries}
+        roots = survey_roots(layout, now)
+        manifests = named | {pin.digest for root in roots for pin in root.keeps()}
         fs = os.statvfs(layout.root)
         resumable = partials or SpaceCheck().low(fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize)
-        return sweep(layout, list(mark(layout, present, manifests, time.time(), resumable)), dry_run)
+        report = sweep(layout, list(mark(layout, present, manifests, now, resumable, roots)), dry_run)
+    return report._replace(kept=tuple(_kept(roots, named, present)), freed=tuple(_freed(roots, report)))
+
+
+def _kept(roots: list[RootState], named: set[Digest], present: set[Digest]) -> Iterator[GcModel]:
+    """The models in the store that only stale roots keep: no name does, and no lockfile gc can read pins them."""
+    live = named | {pin.digest for root in roots for pin in root.pinned or ()}
+    for root in roots:
+        if root.stale and not root.expired:
+            for pin in root.keeps():
+                if pin.digest in present and pin.digest not in live:
+                    yield GcModel(pin.digest, pin.name, root.record.lockfile, root.problem or "", root.until)
+
+
+def _freed(roots: list[RootState], report: GcReport) -> Iterator[GcModel]:
+    """The models whose manifest ``report`` frees: as a root recorded them where one did (a stale root past its grace), else by their view."""
+    doomed, seen = set(report.blobs), set()
+    for root in roots:
+        for pin in root.record.pins or ():
+            if pin.digest in doomed and pin.digest not in seen:
+                seen.add(pin.digest)
+                yield GcModel(pin.digest, pin.name, root.record.lockfile, root.problem or "its lockfile no longer pins it", root.until)
+    for digest in report.views:
+        if digest in doomed and digest not in seen:
+            yield GcModel(digest, None, None, "no name, gc root or lease keeps it")

@@ -12,10 +12,11 @@ store to have moved on (a blob gc found garbage may be gone already).
 import json
 import os
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import InvalidManifest, InvalidPath, StorageError, StoreError
 from ..fs.atomic import owner_pid
@@ -27,6 +28,9 @@ from .blobs import BlobStore
 from .layout import LAYOUT_VERSION, StoreLayout
 from .leases import STALE_AFTER
 from .locks import Holder, dead_here, private_owner, silent_for
+
+if TYPE_CHECKING:
+    from .roots import RootState
 
 __all__ = [
     "Finding",
@@ -46,6 +50,7 @@ __all__ = [
     "quarantine_files",
     "reach",
     "records",
+    "root_findings",
     "stale",
     "subjects",
     "temporaries",
@@ -66,7 +71,7 @@ class Kind(str, Enum):
     MISSING_BLOB = "missing-blob"  # a manifest refers to a blob the store does not hold
     CORRUPT_BLOB = "corrupt-blob"  # a blob whose bytes do not hash to its digest (verify's check)
     STRAY = "stray"  # an entry odai-store never makes there: a non-blob in blobs/, a file of ingest/ or leases/ that is no partial or lease, a planted lock file
-    UNREADABLE_ROOT = "unreadable-root"  # an entry of roots/ that is not a small regular file
+    UNREADABLE_ROOT = "unreadable-root"  # an entry of roots/ that is not a small regular file, or not a gc root
     # Garbage: what gc deletes (spec/locking.md#gc, step 7).
     UNREFERENCED_BLOB = "unreferenced-blob"
     DEAD_VIEW = "dead-view"  # the view of a manifest nothing keeps
@@ -76,7 +81,9 @@ class Kind(str, Enum):
     STALE_TEMPORARY = "stale-temporary"  # a write_atomic temporary whose writer died
     ORPHAN_RECORD = "orphan-record"  # an xxh3 record of no blob
     EXPIRED_QUARANTINE = "expired-quarantine"  # a blob verify set aside more than QUARANTINE_KEEP ago
-    DANGLING_ROOT = "dangling-root"  # a gc root whose lockfile is gone
+    DANGLING_ROOT = "dangling-root"  # a stale gc root past its grace period (spec/locking.md#gc-roots)
+    # Not garbage yet: what gc keeps, and says it keeps.
+    STALE_ROOT = "stale-root"  # a gc root whose lockfile is gone or cannot be read, in its grace period: its recorded pins are kept
     # Not problems: what verify's check saw, so that verify can count and record.
     SOUND_BLOB = "sound-blob"
     UNRECORDED_BLOB = "unrecorded-blob"  # sound by SHA-256, but its xxh3 record is missing or wrong
@@ -377,15 +384,34 @@ def lease_files(layout: StoreLayout, now: float) -> Leases:
     return Leases(digests, findings)
 
 
-def gc_roots(layout: StoreLayout) -> Iterator[Finding]:
-    """gc roots whose lockfile is gone, and entries of roots/ that cannot be read as a root."""
-    from .roots import root_entries
+def root_findings(states: Iterable["RootState"]) -> Iterator[Finding]:
+    """The stale roots among ``states``: those past their grace, which gc drops, and those it still keeps."""
+    for state in states:
+        if state.expired:
+            grace = "" if state.until is None else f"; its grace ended {_day(state.until)}"
+            yield Finding(Kind.DANGLING_ROOT, state.entry, f"{state.record.lockfile}: {state.problem}{grace}")
+        elif state.stale:
+            yield Finding(Kind.STALE_ROOT, state.entry, f"{state.record.lockfile}: {state.problem}; its pins are kept until {_day(state.until or 0)}")
 
-    for entry, lockfile in root_entries(layout):
-        if isinstance(lockfile, Refused):
-            yield Finding(Kind.UNREADABLE_ROOT, entry, lockfile.message)
-        elif not lockfile.exists():
-            yield Finding(Kind.DANGLING_ROOT, entry, f"{lockfile} is gone")
+
+def _day(when: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(when))
+
+
+def gc_roots(layout: StoreLayout, now: float) -> Iterator[Finding]:
+    """Entries of roots/ that cannot be read as a root, and the stale roots (root_findings); unlike gc, stops at none of them."""
+    from .root_records import root_entries
+    from .roots import root_state
+
+    for entry, record in root_entries(layout):
+        if isinstance(record, StorageError):
+            yield Finding(Kind.UNREADABLE_ROOT, entry, record.message)
+            continue
+        state, error = root_state(entry, record, now)
+        if error is not None:
+            yield Finding(Kind.UNREADABLE_ROOT, entry, error.message)
+        else:
+            yield from root_findings([state])
 
 
 def lock_files(layout: StoreLayout) -> Iterator[Finding]:
@@ -430,7 +456,7 @@ def inspect_store(layout: StoreLayout, pinned: set[Digest], now: float) -> Itera
         (layout.ingest, lambda: partials(layout, present, now)),
         (layout.root, lambda: temporaries(layout, now)),
         (layout.fast_records, lambda: records(layout, present | keep)),
-        (layout.roots, lambda: gc_roots(layout)),
+        (layout.roots, lambda: gc_roots(layout, now)),
         (layout.locks, lambda: lock_files(layout)),
         (layout.quarantine, lambda: quarantine_files(layout, now)),
     )

@@ -125,23 +125,31 @@ class Index(NamedTuple):
         return cls(tuple(sorted(entries, key=_order)), extra)
 
 
-def named_totals(data: bytes) -> list[tuple[str, Digest, int, int]]:
+def named_totals(data: bytes, unnamed: bool = False) -> list[tuple[str, Digest, int, int]]:
     """(NAME:TAG, manifest digest, total size, file count) of every named entry, sorted by name.
 
-    What ``list`` needs and nothing more. An index.json as odai-store writes
-    it is read by the line layout's one regular expression; any other by
-    Index.parse, which also reports what is wrong (InvalidIndex).
+    What ``list`` needs and nothing more; with ``unnamed``, the entries
+    without a name follow, with "" for a name, sorted by digest. An
+    index.json as odai-store writes it is read by the line layout's one
+    regular expression; any other by Index.parse, which also reports what
+    is wrong (InvalidIndex).
     """
     check_index_size(len(data))
-    fast = _canonical_totals(data)
+    fast = _canonical_totals(data, unnamed)
     if fast is not None:
         return fast
+    entries = Index.parse(data).entries
     out = [
         (name, desc.digest, _cached_count(desc.annotations.get(SIZE_KEY)), _cached_count(desc.annotations.get(FILES_KEY)))
-        for name, desc in Index.parse(data).named()
+        for name, desc in ((d.annotations.get(REF_NAME, ""), d) for d in entries)
+        if name or unnamed
     ]
-    out.sort(key=lambda item: item[0])
+    out.sort(key=_by_name)
     return out
+
+
+def _by_name(total: tuple[str, Digest, int, int]) -> tuple[bool, str, str]:
+    return (not total[0], total[0], total[1].hex)
 
 
 def _cached_count(value: str | None) -> int:
@@ -149,7 +157,7 @@ def _cached_count(value: str | None) -> int:
     return int(value) if value is not None and value.isascii() and value.isdecimal() else 0
 
 
-def _canonical_totals(data: bytes) -> list[tuple[str, Digest, int, int]] | None:
+def _canonical_totals(data: bytes, unnamed: bool = False) -> list[tuple[str, Digest, int, int]] | None:
     """named_totals of an index.json every line of which is as odai-store writes it; None for any other.
 
     One regular expression over the file instead of a JSON parse and a check
@@ -167,8 +175,8 @@ def _canonical_totals(data: bytes) -> list[tuple[str, Digest, int, int]] | None:
     # Each match is one whole line, so as many matches as lines means every line matched.
     if len(found) != (body.count("\n") + 1 if body else 0):
         return None
-    out = [(name, Digest(hex_digest), int(size), int(files)) for hex_digest, size, files, name in found if name]
-    out.sort(key=lambda item: item[0])
+    out = [(name, Digest(hex_digest), int(size), int(files)) for hex_digest, size, files, name in found if name or unnamed]
+    out.sort(key=_by_name)
     return out
 
 

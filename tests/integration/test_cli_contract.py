@@ -162,9 +162,10 @@ def test_rm_then_gc(demo: Demo) -> None:
 
     assert demo.run("rm", "org/other") == (0, "", "removed org/other:latest\n")
     before = store_files(demo.store_dir)
-    assert demo.run("gc", "--dry-run") == (0, f"would free {freed} B: 2 blobs, 1 views, 0 partial files, 0 quarantined blobs\n", "")
+    unkept = f"sha256:{demo.manifests['other']}: no name, gc root or lease keeps it\n"
+    assert demo.run("gc", "--dry-run") == (0, f"would free {freed} B: 2 blobs, 1 views, 0 partial files, 0 quarantined blobs\nwould free {unkept}", "")
     assert store_files(demo.store_dir) == before
-    assert demo.run("gc") == (0, f"freed {freed} B: 2 blobs, 1 views, 0 partial files, 0 quarantined blobs\n", "")
+    assert demo.run("gc") == (0, f"freed {freed} B: 2 blobs, 1 views, 0 partial files, 0 quarantined blobs\nfreed {unkept}", "")
     assert demo.run("gc") == (0, "freed 0 B: 0 blobs, 0 views, 0 partial files, 0 quarantined blobs\n", "")
     assert not demo.blob(demo.manifests["other"]).exists()
     assert not (demo.store_dir / "views" / "sha256" / demo.manifests["other"]).exists()
@@ -228,9 +229,9 @@ def test_json_documents(demo: Demo) -> None:
 
     _same(_json(run, "list"), {
         "models": [
-            {"name": "demo:again", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False},
-            {"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False},
-            {"name": "org/other:latest", "digest": f"sha256:{demo.manifests['other']}", "size": 6, "files": 1, "complete": True, "damaged": False},
+            {"name": "demo:again", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False, "pinned_in": None, "by_digest": False},
+            {"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False, "pinned_in": None, "by_digest": False},
+            {"name": "org/other:latest", "digest": f"sha256:{demo.manifests['other']}", "size": 6, "files": 1, "complete": True, "damaged": False, "pinned_in": None, "by_digest": False},
         ]
     })
 
@@ -272,10 +273,12 @@ def test_json_documents(demo: Demo) -> None:
         "views": [f"sha256:{demo.manifests['other']}"],
         "partials": [],
         "quarantined": [],
+        "kept": [],
+        "freed": [{"name": None, "digest": f"sha256:{demo.manifests['other']}", "lockfile": None, "why": "no name, gc root or lease keeps it", "until": None}],
     }
     _same(_json(run, "gc", "--dry-run"), {"dry_run": True, **expected})
     _same(_json(run, "gc"), {"dry_run": False, **expected})
-    _same(_json(run, "list"), {"models": [{"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False}]})
+    _same(_json(run, "list"), {"models": [{"name": "demo:v1", "digest": f"sha256:{demo_hex}", "size": 5054, "files": 3, "complete": True, "damaged": False, "pinned_in": None, "by_digest": False}]})
 
 
 def test_json_escapes_non_ascii(tmp_path: Path, run_cli) -> None:

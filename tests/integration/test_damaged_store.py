@@ -153,7 +153,7 @@ def test_gc_names_every_damaged_manifest_and_drops_no_root(store: Store, store_d
     assert all(f"manifest {d} is damaged" in message for d in damaged), message
     assert message.endswith("gc deleted nothing")
     assert store_files(store_dir) == before
-    assert run_cli("roots").out == f"{gone}  missing\n"
+    assert run_cli("roots").out == f"{gone}  stale: it is gone; the next gc drops it\n"
 
 
 def test_fast_verify_without_a_record_falls_back_to_sha256(store: Store, run_cli) -> None:

@@ -101,8 +101,8 @@ def test_fetch_by_digest(published: Published, store_dir: Path, run_cli) -> None
     assert code == 0, err
     assert out == f"{view_of(store_dir, digest)}\n"
     assert read_tree(Path(out.strip())) == OTHER
-    # Fetched by digest, it has no name, but the digest designates it.
-    assert run_cli("list").out == ""
+    # Fetched by digest, it has no name, but the digest designates it; list shows it by its digest.
+    assert run_cli("list").out.split() == [str(digest), digest.short, "2.0", "MiB", "2", "files", "by", "digest"]
     assert run_cli("path", f"whatever@{digest}").out == out
     assert run_cli("verify").code == 0
 

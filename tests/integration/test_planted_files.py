@@ -316,10 +316,17 @@ def test_roots_escapes_control_characters_of_lockfile_paths(store: Store, store_
     from store.local.roots import register_root
 
     lockfile = tmp_path / f"app{ESCAPE}" / "odai.lock"
-    register_root(store.layout, lockfile)
+    now = time.time()
+    register_root(store.layout, lockfile, (), now)
     text = run_cli(store_dir, "roots")
-    assert text.code == 0 and text.out == f"{tmp_path}/app{SHOWN}/odai.lock  missing\n"
+    until = time.strftime("%Y-%m-%d", time.gmtime(int(now) + 30 * 86400))
+    assert text.code == 0 and text.out == f"{tmp_path}/app{SHOWN}/odai.lock  stale: it is gone; keeps 0 pins until {until}\n"
     assert json.loads(run_cli(store_dir, "--json", "roots").out)["roots"][0]["lockfile"] == str(lockfile)
+    # Refused, the lockfile's path is in why the root is stale too: escaped there as well.
+    lockfile.parent.mkdir()
+    lockfile.write_text("not toml [")
+    text = run_cli(store_dir, "roots")
+    assert text.code == 0 and "\x1b" not in text.out and text.out.count(f"app{SHOWN}") == 2, text.out
 
 
 @pytest.mark.parametrize("plant", ["fifo", "directory", "symlink", "symlink loop"])

@@ -124,7 +124,7 @@ def test_a_model_pulled_back_from_the_registry_is_served(
     assert _cli_json(pulled, "show", "org/model:v1") == _cli_json(pushed["store"], "show", "org/model:v1")
     _assert_verifies(pulled)
     # skopeo's index.json entry has no size or file-count annotations: list shows 0 (spec/names.md).
-    assert _cli_json(pulled, "list")["models"] == [{"name": "org/model:v1", "digest": pushed["digest"], "size": 0, "files": 0, "complete": True, "damaged": False}]
+    assert _cli_json(pulled, "list")["models"] == [{"name": "org/model:v1", "digest": pushed["digest"], "size": 0, "files": 0, "complete": True, "damaged": False, "pinned_in": None, "by_digest": False}]
 
 
 def test_a_model_pulled_by_digest_is_the_same_model(

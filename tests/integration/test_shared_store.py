@@ -33,7 +33,9 @@ from store.oci.manifest import Manifest
 from store.oci.reference import Reference
 from tests.support.cli import CliResult, assert_error, run_cli, run_cli_many
 from tests.support.counting_server import Served, serve_counting
+from tests.support.privileges import without_capabilities
 from tests.support.requirements import unavailable
+from tests.support.roots import DAY, age_root
 from tests.support.trees import read_tree, write_tree
 
 SHARED = random.Random(4).randbytes(256 * 1024)
@@ -101,8 +103,9 @@ def test_two_apps_pin_two_versions_of_one_model_in_one_store(tmp_path: Path) -> 
         assert code == 0, err
         assert sorted(out.splitlines()) == sorted([f"{app1.lockfile}  1 pin", f"{app2.lockfile}  1 pin"])
 
-        # gc keeps both versions: both lockfiles pin them, though no name does.
-        assert app1.run("list").out == ""
+        # gc keeps both versions: both lockfiles pin them, though no name does; list shows them as pinned.
+        listed = [(line.split()[0], line.split()[1], line.partition("  pinned in ")[2]) for line in app1.run("list").out.splitlines()]
+        assert listed == [("llama:latest", d2.short, str(app2.lockfile)), ("llama:v1", d1.short, str(app1.lockfile))]
         before = sorted(os.listdir(store / "blobs" / "sha256"))
         assert _gc(app1)["blobs"] == []
         assert sorted(os.listdir(store / "blobs" / "sha256")) == before
@@ -113,14 +116,25 @@ def test_two_apps_pin_two_versions_of_one_model_in_one_store(tmp_path: Path) -> 
         assert app2.run("sync") == (0, f"{view2}\n", "")
         assert _requests(served)[seen:] == []
 
-        # App 2 goes away: gc frees exactly what only app 2 used.
+        # App 2 goes away: its root keeps its model for the grace period, and gc says so.
         app2.lockfile.unlink()
-        assert f"{app2.lockfile}  missing" in app1.run("roots").out
+        entry2 = store / "roots" / Store(store).layout.root_entry(app2.lockfile).name
+        until = json.loads(entry2.read_bytes())["refreshed"] + 30 * DAY
+        assert f"{app2.lockfile}  stale: it is gone; keeps 1 pin until {time.strftime('%Y-%m-%d', time.gmtime(until))}" in app1.run("roots").out
+        report = _gc(app1)
+        assert report["blobs"] == [] and report["freed"] == []
+        assert report["kept"] == [{"name": "llama:latest", "digest": str(d2), "lockfile": str(app2.lockfile), "why": "it is gone", "until": until}]
+        assert sorted(os.listdir(store / "blobs" / "sha256")) == before
+
+        # After the grace period, gc frees exactly what only app 2 used, and names the model.
+        age_root(entry2, 30 * DAY + 60)
         only_app2 = ({d2} | m2.blob_digests()) - ({d1} | m1.blob_digests())
         assert len(only_app2) == 3  # its manifest, its config.json, its tokenizer.json
         report = _gc(app1)
         assert set(report["blobs"]) == {str(d) for d in only_app2}
         assert report["views"] == [str(d2)]
+        assert report["kept"] == []
+        assert report["freed"] == [{"name": "llama:latest", "digest": str(d2), "lockfile": str(app2.lockfile), "why": "it is gone", "until": until - 30 * DAY - 60}]
         assert sorted(os.listdir(store / "blobs" / "sha256")) == sorted(set(before) - {d.hex for d in only_app2})
         assert app1.run("roots").out == f"{app1.lockfile}  1 pin\n"
 
@@ -466,10 +480,15 @@ def test_a_member_cannot_delete_another_members_gc_root_or_lock_file(as_user, sh
     ok(b, "gc")
     assert ok(a, "sync", "--lockfile", lockfile).strip() == view  # still present: no request, nothing fetched
 
-    # A root whose lockfile is gone pins nothing: b's gc leaves a's entry, a's gc drops it.
+    # A root whose lockfile is gone keeps its pins for the grace period; past it, it keeps
+    # nothing: b's gc leaves a's entry (only a may delete it), a's gc drops it.
     lockfile.unlink()
     ok(b, "gc")
+    assert Path(view).exists()
+    age_root(entry, 31 * DAY)
+    ok(b, "gc")
     assert entry.exists()
+    assert not Path(view).exists()
     ok(a, "gc")
     assert not entry.exists()
     for name in ("locks", "roots", "quarantine"):
@@ -484,6 +503,85 @@ def test_a_member_cannot_delete_another_members_gc_root_or_lock_file(as_user, sh
     assert err == f"cannot set the sticky bit of {store / 'locks'}: only its owner (uid {a}) may; ask them to run 'odai-store init --shared {store}'\n"
     ok(a, "init", "--shared", store)
     assert stat.S_IMODE(os.stat(store / "locks").st_mode) == 0o3775
+
+
+def test_a_members_lockfile_in_a_private_folder_stops_no_other_members_gc(as_user, shared_tmp: Path) -> None:
+    """Issue 13, item 3: b's gc, du and roots used to exit 6 once a synced a lockfile in a chmod 700 folder."""
+    a, b = USERS
+    store, homes, run, ok, _ = _two_users(as_user, shared_tmp)
+    remote = shared_tmp / "remote"
+    digest, manifest = _publish(remote, "llama:v1", V1)
+    ok(a, "init", "--shared", store)
+    private = homes[a] / "private"
+    private.mkdir()
+    os.chown(private, a, GROUP)
+    private.chmod(0o700)
+    lockfile = private / "odai.lock"
+    ok(a, "lock", "--remote", remote.as_uri(), "--lockfile", lockfile, "llama:v1")
+    ok(a, "sync", "--lockfile", lockfile)
+    blobs = sorted(os.listdir(store / "blobs" / "sha256"))
+    entry = store / "roots" / Store(store).layout.root_entry(lockfile).name
+    until = json.loads(entry.read_bytes())["refreshed"] + 30 * DAY
+
+    def b_runs(*args: str | os.PathLike[str]) -> CliResult:
+        """b, with no capability at all: not even the read-search one the interpreter may need (privileges.without_capabilities)."""
+        proc = subprocess.run(
+            [*as_user(b), sys.executable, *without_capabilities(), "--store", str(store), *map(str, args)], capture_output=True, text=True, cwd=homes[b]
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    assert b_runs("path", "--lockfile", lockfile, "llama:v1").code != 0, "b must not be able to read a's private lockfile"
+    stale = f"stale: it cannot be read (permission denied); keeps 1 pin until {time.strftime('%Y-%m-%d', time.gmtime(until))}"
+    assert b_runs("roots") == (0, f"{lockfile}  {stale}\n", "")
+    code, out, err = b_runs("--json", "gc")
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    assert report["blobs"] == []
+    assert report["kept"] == [{"name": "llama:v1", "digest": str(digest), "lockfile": str(lockfile), "why": "it cannot be read (permission denied)", "until": until}]
+    assert b_runs("du").code == 0
+    assert b_runs("list").out.rstrip().endswith(f"pinned in {lockfile}")
+    assert sorted(os.listdir(store / "blobs" / "sha256")) == blobs
+    # b may not prune a's root (sticky roots/): it stays, and is listed.
+    assert b_runs("roots", "--prune") == (0, f"{lockfile}  {stale}\n", "")
+    assert entry.exists()
+    # To a, its owner, the root is not stale.
+    assert ok(a, "roots") == f"{lockfile}  1 pin\n"
+    assert json.loads(ok(a, "--json", "gc"))["kept"] == []
+
+    # A root of the first format records no pins: b's gc cannot tell what it keeps, stops, and says whom to ask.
+    entry.write_text(f"{lockfile}\n")
+    message = assert_error(b_runs("gc"), 6)
+    assert f"gc root {lockfile} cannot be read (permission denied)" in message
+    assert "ask its owner to run 'odai-store sync' in its project once" in b_runs("gc").err
+    ok(a, "sync", "--lockfile", lockfile)  # migrates it
+    assert json.loads(entry.read_bytes())["pins"][0]["digest"] == str(digest)
+    assert b_runs("gc").code == 0
+    assert sorted(os.listdir(store / "blobs" / "sha256")) == blobs
+    assert {f.digest for f in manifest.files} <= {Digest(h) for h in os.listdir(store / "blobs" / "sha256")}
+
+
+def test_a_member_syncing_a_project_another_registered_leaves_their_root(as_user, shared_tmp: Path) -> None:
+    """One lockfile, one root, owned by whoever registered it first: another member's sync cannot refresh it (sticky roots/), and need not."""
+    a, b = USERS
+    store, homes, run, ok, _ = _two_users(as_user, shared_tmp)
+    remote = shared_tmp / "remote"
+    _publish(remote, "llama:v1", V1)
+    ok(a, "init", "--shared", store)
+    project = shared_tmp / "project"
+    project.mkdir()
+    os.chown(project, a, GROUP)
+    project.chmod(0o2775)
+    lockfile = project / "odai.lock"
+    ok(a, "lock", "--remote", remote.as_uri(), "--lockfile", lockfile, "llama:v1")
+    view = ok(a, "sync", "--lockfile", lockfile)
+    [entry] = list((store / "roots").iterdir())
+    age_root(entry, 2 * DAY)  # due for a refresh
+    aged = entry.read_bytes()
+    assert ok(b, "sync", "--lockfile", lockfile) == view
+    assert entry.read_bytes() == aged and entry.stat().st_uid == a
+    assert ok(b, "roots") == f"{lockfile}  1 pin\n"
+    ok(a, "sync", "--lockfile", lockfile)
+    assert entry.read_bytes() != aged  # its owner refreshes it
 
 
 def test_init_shared_gives_an_existing_shared_store_its_sticky_bits(tmp_path: Path) -> None:

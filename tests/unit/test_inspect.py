@@ -20,6 +20,7 @@ from store.local.gc import mark, sweep
 from store.local.inspect import Finding, Kind, inspect_store
 from store.local.locks import this_holder
 from store.local.names import Names
+from store.local.root_records import RootRecord
 from store.local.verify import check, quarantine
 from store.oci.digest import Digest, sha256_of
 from tests.support.trees import write_tree
@@ -91,6 +92,9 @@ class Damaged:
         self.planted_lock.symlink_to("/etc/passwd")
         self.dangling_root = layout.root_entry(tmp_path / "gone.lock")
         self.dangling_root.write_text(f"{tmp_path / 'gone.lock'}\n")
+        # A root whose lockfile moved away yesterday: stale, in its grace period.
+        self.stale_root = layout.root_entry(tmp_path / "moved.lock")
+        self.stale_root.write_bytes(RootRecord(tmp_path / "moved.lock", int(time.time()) - 86400, ()).to_bytes())
         self.orphan_record = layout.fast_record(sha256_of(b"a blob that was never here"))
         self.orphan_record.write_text("0" * 32 + "\n")
 
@@ -124,6 +128,7 @@ def test_one_walk_reports_every_problem_and_changes_nothing(damaged: Damaged) ->
         (Kind.STRAY, damaged.stray_blob),
         (Kind.STRAY, damaged.planted_lock),
         (Kind.DANGLING_ROOT, damaged.dangling_root),
+        (Kind.STALE_ROOT, damaged.stale_root),
         (Kind.ORPHAN_RECORD, damaged.orphan_record),
     } <= _pairs(findings)
     # Nothing sound is called a problem: a's config, the manifests and their views.
