@@ -64,8 +64,8 @@ def test_a_moved_project_keeps_its_models_for_the_grace_period_then_gc_frees_the
     before = store_files(store.root)
     assert run_cli("roots") == (0, f"{lockfile}  stale: it is gone; keeps 1 pin until {_day(until)}\n", "")
     kept = f"kept llama:v2 ({digest.short}) pinned in {lockfile}: it is gone, until {_day(until)}\n"
-    assert run_cli("gc", "--dry-run") == (0, f"would free 0 B: 0 blobs, 0 views, 0 partial files\n{kept}", "")
-    assert run_cli("gc") == (0, f"freed 0 B: 0 blobs, 0 views, 0 partial files\n{kept}", "")
+    assert run_cli("gc", "--dry-run") == (0, f"would free 0 B: 0 blobs, 0 views, 0 partial files, 0 quarantined blobs\n{kept}", "")
+    assert run_cli("gc") == (0, f"freed 0 B: 0 blobs, 0 views, 0 partial files, 0 quarantined blobs\n{kept}", "")
     assert store_files(store.root) == before
     # list shows it still, by the record alone.
     assert run_cli("list").out.split()[:2] == ["llama:v2", digest.short]
@@ -147,7 +147,7 @@ def test_a_root_of_the_first_format_keeps_what_its_lockfile_pins_and_sync_rewrit
     entry.write_text(f"{lockfile}\n")  # as odai-store wrote it before roots recorded pins
     before = store_files(store.root)
     assert run_cli("roots") == (0, f"{lockfile}  1 pin\n", "")
-    assert run_cli("gc").out == "freed 0 B: 0 blobs, 0 views, 0 partial files\n"
+    assert run_cli("gc").out == "freed 0 B: 0 blobs, 0 views, 0 partial files, 0 quarantined blobs\n"
     assert store_files(store.root) == before
     assert run_cli("list").out == ""  # it records no pins: list reads no lockfile
     # Its lockfile refused: gc cannot tell what it pins, and stops (exit 2), having deleted nothing.

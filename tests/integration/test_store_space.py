@@ -79,7 +79,10 @@ def test_a_pinned_model_shares_what_it_pins(two: Store, store_dir: Path, tmp_pat
     two.add("c:v1", write_tree(tmp_path / "c", {"b.bin": ONLY_B, "c.bin": b"c"}))
     [c] = [e for e in two.list(sizes=True) if e.name == "c:v1"]
     assert (c.unique, c.shared) == (1, 200)  # b.bin is pinned by the lockfile: rm c:v1 would not free it
-    lockfile.unlink()  # a root whose lockfile is gone pins nothing
+    lockfile.unlink()  # a root whose lockfile is gone keeps its recorded pins for its grace period
+    [c] = [e for e in two.list(sizes=True) if e.name == "c:v1"]
+    assert (c.unique, c.shared) == (1, 200)
+    assert run_cli("roots", "--prune").code == 0  # dropped: then nothing pins b.bin
     [c] = [e for e in two.list(sizes=True) if e.name == "c:v1"]
     assert (c.unique, c.shared) == (201, 0)
 
