@@ -633,6 +633,7 @@ class Store:
             lock_timeout=self._names.lock_timeout,
             verify=verify,
             read_only=self.read_only,
+            say=options["say"] or (lambda _: None),
         )
 
     def roots(self) -> builtins.list[Root]:

@@ -7,16 +7,20 @@ all resolved and the space for all checked before the first byte.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import IntegrityError, LockfileError, StoreError, UsageError, from_os_error, storage_errors
 from .local.layout import StoreLayout
+from .local.publish import what_changed
 from .local.roots import Registered, register_root, restore_root
 from .local.views import complete_view
 from .lockfile import Lockfile, Pin
 from .model import Model
+from .oci.digest import Digest
+from .oci.reference import Reference
 
 if TYPE_CHECKING:
     from .fetching.session import FetchContext
@@ -66,6 +70,7 @@ def sync(
     lock_timeout: float | None,
     verify: bool,
     read_only: bool,
+    say: Callable[[str], None] = lambda _: None,
 ) -> list[Model]:
     """One Model per pin of ``pins`` (from ``select_pins``), in that order, named NAME:TAG as pinned; ``path`` is registered as a gc root.
 
@@ -75,6 +80,8 @@ def sync(
     changed. ``context`` makes the FetchContext of the pins not here, only if
     there are any: a sync of present pins loads none of the download
     machinery. ``verify`` checks every file as ``path --verify`` does.
+    ``say`` hears per pin what changed since the root last recorded it, in
+    fetch's words: ``NAME:TAG: old -> new``, or ``NAME:TAG: up to date``.
     """
     # The root first: from here on gc keeps what the lockfile pins, so
     # nothing fetched below can be collected before sync returns.
@@ -98,6 +105,7 @@ def sync(
 
                 with storage_errors("verifying the model's files", layout.root):
                     check_model_files(layout, model.digest, model.files, pin.ref_name)  # type: ignore[union-attr]
+        _say_what_changed(say, path, registered, pins, {pin.ref_name for pin in missing})
         return out  # type: ignore[return-value]
     except BaseException:
         # A failed sync leaves the store as it found it, its root as it was.
@@ -108,6 +116,20 @@ def sync(
         except (OSError, StoreError):
             pass  # the sync's own error is the one to report
         raise
+
+
+def _say_what_changed(say: Callable[[str], None], path: Path, registered: Registered, pins: list[Pin], fetched: set[str]) -> None:
+    """Per pin, what changed since the root last recorded the lockfile (a pin that moved: old -> new), else up to date if nothing was fetched for it."""
+    recorded: dict[str, Digest] = {}
+    if registered.previous is not None:
+        from .local.root_records import parse_root
+
+        with contextlib.suppress(StoreError):  # an entry that cannot be read, or of the first format: nothing recorded to compare
+            recorded = {p.name: p.digest for p in parse_root(registered.previous, path).pins or ()}
+    for pin in pins:
+        before = recorded.get(pin.ref_name, None if pin.ref_name in fetched else pin.digest)
+        if said := what_changed(Reference(pin.name, pin.tag), before, pin.digest, downloaded=pin.ref_name in fetched):
+            say(said)
 
 
 def _present(layout: StoreLayout, pin: Pin) -> Model | None:

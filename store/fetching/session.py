@@ -14,7 +14,7 @@ from ..errors import NetworkError, StoreError
 from ..local.blobs import BlobStore
 from ..local.layout import StoreLayout
 from ..local.names import Names
-from ..local.publish import tag_moved
+from ..local.publish import what_changed
 from ..oci.digest import Digest
 from ..oci.reference import Reference
 from ..remote.base import Source
@@ -93,10 +93,8 @@ class Session:
 
         fetch says it of the names it set, lock --upgrade of the pins it re-resolved, in the same words.
         """
-        if moved := tag_moved(ref, before, after):
-            self.ctx.say(moved)
-        elif before is not None and not downloaded:
-            self.ctx.say(f"{ref}: up to date")
+        if said := what_changed(ref, before, after, downloaded):
+            self.ctx.say(said)
 
     @property
     def engine(self) -> Engine:

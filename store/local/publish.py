@@ -46,6 +46,14 @@ def tag_moved(ref: Reference, before: Digest | None, after: Digest) -> str | Non
     return f"{ref}: {before.short} -> {after.short}"
 
 
+def what_changed(ref: Reference, before: Digest | None, after: Digest, downloaded: bool) -> str | None:
+    """What a person is told of the name ``ref``, which meant ``before`` (None: nothing) and now means ``after``:
+    the tag moved (old -> new), or up to date when it did not and nothing was downloaded (spec/cli.md#fetch)."""
+    if moved := tag_moved(ref, before, after):
+        return moved
+    return f"{ref}: up to date" if before is not None and not downloaded else None
+
+
 def publish_model(layout: StoreLayout, names: Names, ref: Reference, manifest: Manifest, data: bytes, digest: Digest | None = None, *, keep_by_digest: bool = True) -> Published:
     """Publish the manifest ``data`` (of ``digest``, checked, when given) and name it ``ref``.
 
