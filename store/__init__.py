@@ -40,6 +40,10 @@ def __getattr__(name: str):
         from . import reports
 
         return getattr(reports, name)
+    if name == "HistoryRecord":  # Store.history's records
+        from .local.history import Record
+
+        return Record
     raise AttributeError(f"module 'store' has no attribute {name!r}")
 
 __all__ = [
@@ -51,6 +55,7 @@ __all__ = [
     "ModelInfo",
     "VerifyResult",
     "Root",
+    "HistoryRecord",
     "Digest",
     "Reference",
     "StoreError",

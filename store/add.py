@@ -6,11 +6,14 @@ import contextlib
 import errno
 import os
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from .errors import UsageError, from_os_error, storage_errors
 from .local.blobs import BlobStore
+from .local.history import new_record, note
 from .local.ingest import IngestWriter
 from .local.layout import StoreLayout
 from .local.leases import Lease
@@ -152,7 +155,7 @@ def _ingest_file(layout: StoreLayout, blobs: BlobStore, lease: Lease, source: _S
     return ModelFile(source.model_path, written.digest, written.size, written.chunks)
 
 
-def add(layout: StoreLayout, ref: Reference, sources: list[Path], names: Names, follow_links: bool = False) -> Model:
+def add(layout: StoreLayout, ref: Reference, sources: list[Path], names: Names, follow_links: bool = False, say: Callable[[str], None] = lambda _: None) -> Model:
     """Import ``sources`` as the model ``ref`` (NAME:TAG) and return it with its view.
 
     Links that lead outside the directory being added are refused unless
@@ -161,9 +164,22 @@ def add(layout: StoreLayout, ref: Reference, sources: list[Path], names: Names, 
     Files the store holds already cost one hash and no space. The name moves
     only once every blob and the manifest are published; a failure before
     that leaves the store as it was, apart from blobs gc will collect.
+    Either way the store's history gets a record of it (``say`` hears if it
+    cannot be written).
     """
     if ref.digest is not None:
         raise UsageError(f"cannot add under a digest reference: {ref}", "name the model NAME[:TAG]")
+    started, where = time.monotonic(), [str(source.absolute()) for source in sources]
+    try:
+        model = _add(layout, ref, sources, names, follow_links)
+    except BaseException as err:
+        note(layout, [new_record("add", str(ref), ref.ref_name, None, where, 0, time.monotonic() - started, err)], say)
+        raise
+    note(layout, [new_record("add", str(ref), ref.ref_name, str(model.digest), where, 0, time.monotonic() - started, None)], say)
+    return model
+
+
+def _add(layout: StoreLayout, ref: Reference, sources: list[Path], names: Names, follow_links: bool) -> Model:
     plan = plan_sources(sources, follow_links, layout.blobs)
     blobs = BlobStore(layout)
     with storage_errors("adding to the store", layout.root), Lease(layout, names.lock_timeout) as lease:

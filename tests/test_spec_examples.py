@@ -44,6 +44,7 @@ import pytest
 from store.api import Store
 from store.config import read_config
 from store.errors import InvalidReference
+from store.local.history import encode_record, parse_record
 from store.local.journal import parse_journal
 from store.local.layout import LAYOUT_VERSION
 from store.local.roots import register_root
@@ -136,6 +137,8 @@ def _kind(doc: object) -> str:
         return "holder"
     if {"mediaType", "digest", "size"} <= keys:
         return "descriptor"
+    if {"v", "time", "command", "outcome"} <= keys:
+        return "history"
     return "unknown"
 
 
@@ -203,6 +206,11 @@ def test_json_example_parses_with_our_code(block: Block) -> None:
         assert digests == sorted(set(digests))
     elif kind == "holder":
         _check_holder(doc)
+    elif kind == "history":
+        # One line of meta/history.jsonl, exactly as odai-store writes it.
+        record = parse_record(block.text.encode())
+        assert record is not None, f"{block.id}: not a history record"
+        assert record.to_json() == doc and encode_record(record) == block.text.encode(), block.id
     elif kind == "descriptor":
         desc = Descriptor.from_json(doc)
         if CHUNKS_KEY in desc.annotations:

@@ -303,6 +303,13 @@ COMMANDS = (
         _PROGRESS,
         _VERIFY,
     ),
+    Command(
+        "log",
+        actions.log,
+        "Show the store's history, oldest first: each model that fetch, sync or add brought in or failed to, from where, how fast.",
+        Argument("name", required=False, metavar="[NAME[:TAG]]"),
+        Option("--limit", kind=Integer(0), metavar="N", help="Only the newest N records."),
+    ),
     Command("roots", actions.roots, "List the lockfiles registered as gc roots (gc drops those whose file is gone)."),
     Command(
         "export",

@@ -36,12 +36,15 @@ def execute(session: Session, plan: FetchPlan, lease: Lease) -> list[Fetched]:
     out = []
     for model, own in zip(plan.models, plan.downloads, strict=True):
         progress.begin(str(model.ref), sum(task.size for task in own))
+        session.history.begin(model)
         got = _download_all(session, own, measure=model.synthesized) if own else {}
         if model.synthesized:
             model = _complete(session, model, {digest: written for digest, (_, written) in got.items() if written is not None})
             lease.add(model.digest)
         before = session.ctx.names.lookup(model.ref) if model.ref.digest is None else None
-        out.append(Fetched(_publish(session, model), sum(received for received, _ in got.values())))
+        fetched = Fetched(_publish(session, model), sum(received for received, _ in got.values()))
+        out.append(fetched)
+        session.history.done(model, fetched.downloaded, renamed=model.ref.digest is None and (before is None or before.digest != model.digest))
         _say_what_changed(session, model, before, downloaded=bool(own))
     progress.finish()
     return out

@@ -165,6 +165,8 @@ USUAL = [
     ["lock", "m", "--lockfile", "app.lock", "--remote", "r"],
     ["lock", "--check"],
     ["roots"],
+    ["log"],
+    ["--json", "log", "m:v1", "--limit", "20"],
     ["init"],
     ["--shared", "init", "dir", "--shared"],
 ]
