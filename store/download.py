@@ -60,6 +60,10 @@ class Download:
     def start(self) -> Download:
         """Start now, or when the queue has a free slot (state stays pending until then)."""
         if self._queue is not None:
+            with self._lock:
+                if self._state is DownloadState.PAUSED:  # resumed: it waits for a slot again, as one never started
+                    self._state = DownloadState.PENDING
+                    self._finished.clear()
             self._queue.request(self)
             return self
         return self._launch()

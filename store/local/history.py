@@ -117,7 +117,7 @@ def scrub(url: str) -> str:
 
 def _open_append(path: Path, group: bool) -> tuple[int, os.stat_result]:
     """The history file open for appending, made (as a lock file is: whole, then linked) if absent."""
-    flags = os.O_WRONLY | os.O_APPEND
+    flags = os.O_RDWR | os.O_APPEND  # read too: the last byte says whether a torn line needs ending
     try:
         return open_regular(path, "the history", flags)
     except FileNotFoundError:
@@ -161,6 +161,11 @@ def append(layout: StoreLayout, records: Iterable[Record]) -> None:
     try:
         if info.st_size >= ROTATE_AT:
             fd, info = _rotate(layout, fd, info)
+        # A line cut short (a power loss, another implementation's kill -9 mid-write)
+        # is ended first, or it would swallow this record. Two writers may both end
+        # it: an empty line, which readers skip.
+        if info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
+            lines[0] = b"\n" + lines[0]
         for line in lines:
             os.write(fd, line)
     finally:
@@ -179,19 +184,20 @@ def note(layout: StoreLayout, records: Iterable[Record], say: Callable[[str], No
     """
     global _warned
     try:
+        if _read_only(layout):
+            return
         append(layout, records)
     except (OSError, StoreError) as err:
-        if _warned or _read_only(layout, err):
+        if _warned or (isinstance(err, OSError) and err.errno == errno.EROFS) or _read_only(layout):
             return
         _warned = True
         what = err.message if isinstance(err, StoreError) else f"{err.strerror or err}: {err.filename or layout.history}"
         say(f"warning: the store's history was not written ({what})")
 
 
-def _read_only(layout: StoreLayout, err: BaseException) -> bool:
-    if not isinstance(err, OSError):
-        return False
-    return err.errno == errno.EROFS or (err.errno in (errno.EACCES, errno.EPERM) and not os.access(layout.root, os.W_OK))
+def _read_only(layout: StoreLayout) -> bool:
+    """The store is read-only for this process, as Store.read_only says (spec/locking.md#read-only-stores)."""
+    return not os.access(layout.root, os.W_OK) or bool(os.statvfs(layout.root).f_flag & os.ST_RDONLY)
 
 
 def outcome_of(err: BaseException | None) -> tuple[str, int, str | None]:
