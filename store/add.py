@@ -164,17 +164,15 @@ def add(layout: StoreLayout, ref: Reference, sources: list[Path], names: Names, 
     Files the store holds already cost one hash and no space. The name moves
     only once every blob and the manifest are published; a failure before
     that leaves the store as it was, apart from blobs gc will collect.
-    Either way the store's history gets a record of it (``say`` hears if it
-    cannot be written).
+    The store's history gets a record of what was added (``say`` hears if
+    it cannot be written).
     """
     if ref.digest is not None:
         raise UsageError(f"cannot add under a digest reference: {ref}", "name the model NAME[:TAG]")
-    started, where = time.monotonic(), [str(source.absolute()) for source in sources]
-    try:
-        model = _add(layout, ref, sources, names, follow_links)
-    except BaseException as err:
-        note(layout, [new_record("add", str(ref), ref.ref_name, None, where, 0, time.monotonic() - started, err)], say)
-        raise
+    started = time.monotonic()
+    model = _add(layout, ref, sources, names, follow_links)
+    # Only what was added: a failed add leaves the store as it was, its history too.
+    where = [str(source.absolute()) for source in sources]
     note(layout, [new_record("add", str(ref), ref.ref_name, str(model.digest), where, 0, time.monotonic() - started, None)], say)
     return model
 

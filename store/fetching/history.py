@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from ..errors import UsageError
 from ..local.history import new_record, note, scrub
 from ..oci.reference import Reference
 
@@ -35,10 +36,15 @@ class ModelHistory:
 
     @contextlib.contextmanager
     def recording(self, command: str, wanted: Sequence[tuple[Reference, str | None]]) -> Iterator[None]:
-        """Within the block, every model of ``wanted`` (a reference, and the NAME:TAG it is asked by) that fails gets a record of the failure."""
+        """Within the block, every model of ``wanted`` (a reference, and the NAME:TAG it is asked by) that fails gets a record of the failure.
+
+        Not for a UsageError: the command was refused before any model was fetched.
+        """
         self.command, self._pending = command, list(wanted)
         try:
             yield
+        except UsageError:
+            raise  # refused before it began (a remote that cannot be used): nothing was fetched, nothing to tell
         except BaseException as err:
             records = []
             for i, (ref, name) in enumerate(self._pending):
