@@ -29,29 +29,33 @@ class ModelHistory:
     def __init__(self, ctx: FetchContext) -> None:
         self.ctx = ctx
         self.command = "fetch"
-        self._pending: list[tuple[Reference, str | None]] = []  # the models not recorded yet, with the names they are asked by
+        self._pending: list[tuple[Reference, str | None, tuple[str, ...]]] = []  # the models not recorded yet, as recording's ``wanted``
         self._mark = time.monotonic()
         self._current: Resolved | None = None
         self._received_at = 0  # the command's bytes received when the current model began
 
     @contextlib.contextmanager
-    def recording(self, command: str, wanted: Sequence[tuple[Reference, str | None]]) -> Iterator[None]:
-        """Within the block, every model of ``wanted`` (a reference, and the NAME:TAG it is asked by) that fails gets a record of the failure.
+    def recording(self, command: str, wanted: Sequence[tuple[Reference, str | None, Sequence[str]]]) -> Iterator[None]:
+        """Within the block, every model of ``wanted`` that fails gets a record of the failure.
+
+        ``wanted``: per model, its reference, the NAME:TAG it is asked by, and
+        the remotes it will be asked of first (those a failure before it is
+        resolved names).
 
         Not for a UsageError: the command was refused before any model was fetched.
         """
-        self.command, self._pending = command, list(wanted)
+        self.command, self._pending = command, [(ref, name, tuple(remotes)) for ref, name, remotes in wanted]
         try:
             yield
         except UsageError:
             raise  # refused before it began (a remote that cannot be used): nothing was fetched, nothing to tell
         except BaseException as err:
             records = []
-            for i, (ref, name) in enumerate(self._pending):
+            for i, (ref, name, remotes) in enumerate(self._pending):
                 current = self._current if self._current is not None and self._current.ref == ref else None
                 received = self.ctx.progress.snapshot().downloaded - self._received_at if current else 0
                 digest = str(current.digest) if current else None
-                sources = self._where(current) if current else tuple(map(scrub, self.ctx.options.remotes))
+                sources = self._where(current) if current else tuple(map(scrub, remotes))
                 records.append(new_record(command, str(ref), name, digest, sources, received, self._elapsed() if i == 0 else 0.0, err))
             note(self.ctx.layout, records, self.ctx.say)
             raise
@@ -68,9 +72,10 @@ class ModelHistory:
         it up to date) is not recorded: a script that fetches in a loop
         would otherwise fill the history with nothing.
         """
-        name = next((name for ref, name in self._pending if ref == model.ref), None)
-        with contextlib.suppress(ValueError):
-            self._pending.remove((model.ref, name))
+        pending = next((want for want in self._pending if want[0] == model.ref), None)
+        if pending is not None:
+            self._pending.remove(pending)
+        name = pending[1] if pending is not None else None
         self._current = None
         seconds = self._elapsed()
         if received or renamed:
