@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
+from store import Store, UsageError
 from store.download import DownloadState
 from store.local import history
 from store.local.history import Record, append, new_record, read_records
@@ -240,16 +240,24 @@ def test_a_huge_history_is_read_from_its_end_only(tmp_path: Path, model: Path) -
 def test_a_read_only_store_writes_no_history(tmp_path: Path, model: Path) -> None:
     from tests.support.privileges import bound_by_permissions
 
-    store = tmp_path / "store"
+    mirror, store = tmp_path / "mirror", tmp_path / "store"
+    Store(mirror).add("demo:v1", [model])
     Store(store).add("a:v1", [model])
     before = lines_of(store)
-    os.chmod(store, 0o555)
+    os.chmod(store, 0o555)  # meta/ stays writable: only the check of the store itself keeps the failure out
     try:
-        result = run_cli(store, "add", "b:v1", model, prefix=bound_by_permissions())
+        result = run_cli(store, "fetch", "--remote", mirror, "demo:v1", prefix=bound_by_permissions())
     finally:
         os.chmod(store, 0o755)
-    assert "warning" not in result.err
+    assert_error(result, 6)  # the two lines and nothing else: no warning about the history either
     assert lines_of(store) == before
+
+
+def test_log_refuses_what_is_not_a_name_or_a_count(tmp_path: Path) -> None:
+    assert "invalid model name" in assert_error(run_cli(tmp_path / "store", "log", "Bad"), 2)
+    assert_error(run_cli(tmp_path / "store", "log", "--limit", "-1"), 2)
+    with pytest.raises(UsageError):
+        Store(tmp_path / "store").history(limit=True)
 
 
 def test_records_parse_only_when_whole() -> None:
