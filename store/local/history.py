@@ -1,4 +1,4 @@
-"""The store's history: one line per model that a fetch, sync or add brought in or failed to (spec/store-layout.md#history).
+"""The store's history: one line per model that a fetch, sync or add brought in, or a fetch or sync failed to (spec/store-layout.md#history).
 
 Many processes append at once, with no lock: each record is one line
 written by one ``write(2)`` to a file opened with ``O_APPEND``, which local
@@ -148,8 +148,9 @@ def _rotate(layout: StoreLayout, fd: int, info: os.stat_result) -> tuple[int, os
                 os.replace(path, layout.old_history)
     except LockTimeout:
         return fd, info  # another process rotates now: this record goes to the file it is moving
-    os.close(fd)
-    return _open_append(path, layout.shared)
+    opened = _open_append(path, layout.shared)
+    os.close(fd)  # after: if the new one cannot be opened, the caller still owns this one, and closes it
+    return opened
 
 
 def append(layout: StoreLayout, records: Iterable[Record]) -> None:
