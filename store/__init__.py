@@ -44,6 +44,10 @@ def __getattr__(name: str):
         from .catalog import RemoteModel
 
         return RemoteModel
+    if name == "HistoryRecord":  # Store.history's records
+        from .local.history import Record
+
+        return Record
     raise AttributeError(f"module 'store' has no attribute {name!r}")
 
 __all__ = [
@@ -56,6 +60,7 @@ __all__ = [
     "RemoteModel",
     "VerifyResult",
     "Root",
+    "HistoryRecord",
     "Digest",
     "Reference",
     "StoreError",

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -14,6 +15,7 @@ from .errors import UsageError, from_os_error, storage_errors
 from .fs.atomic import create_private
 from .fs.clone import clone, copy
 from .local.blobs import BlobStore
+from .local.history import new_record, note
 from .local.ingest import IngestWriter
 from .local.layout import StoreLayout
 from .local.leases import Lease
@@ -266,10 +268,29 @@ def add(
     only once every blob and the manifest are published; a failure before
     that leaves the store as it was, apart from blobs gc will collect, and
     every source where it was. ``say`` is told when the name meant another
-    model before.
+    model before, and if the store's history, which gets a record of what
+    was added, cannot be written.
     """
     if ref.digest is not None:
         raise UsageError(f"cannot add under a digest reference: {ref}", "name the model NAME[:TAG]")
+    started = time.monotonic()
+    model = _add(layout, ref, sources, names, follow_links, move, progress, say)
+    # Only what was added: a failed add leaves the store as it was, its history too.
+    where = [str(source.absolute()) for source in sources]
+    note(layout, [new_record("add", str(ref), ref.ref_name, str(model.digest), where, 0, time.monotonic() - started, None)], say)
+    return model
+
+
+def _add(
+    layout: StoreLayout,
+    ref: Reference,
+    sources: list[Path],
+    names: Names,
+    follow_links: bool,
+    move: bool,
+    progress: Callable[[Snapshot], None] | None,
+    say: Callable[[str], None],
+) -> Model:
     plan = plan_sources(sources, follow_links, layout.blobs, move)
     blobs = BlobStore(layout)
     counter = None

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import NotFound, UsageError, storage_errors
+from .errors import InvalidReference, NotFound, StoreError, UsageError, storage_errors
 from .fs.bounded import INDEX_MAX, read_bounded
 from .local.blobs import BlobStore
 from .local.layout import StoreLayout
@@ -25,12 +25,14 @@ if TYPE_CHECKING:
     # Inside class Store, the method 'list' hides the builtin in every later signature.
     import builtins
     import threading
+    import weakref
 
     from .catalog import RemoteModel
     from .download import Download, DownloadQueue
     from .export import Exported
     from .fetching.session import FetchContext
     from .local.gc import GcReport
+    from .local.history import Record as HistoryRecord
     from .local.locks import Holder
     from .local.usage import DiskUsage, ModelSizes
     from .oci.manifest import ModelFile
@@ -150,6 +152,24 @@ def _name_of(ref: Reference | ShortDigest) -> str | None:
     return ref.ref_name if isinstance(ref, Reference) and ref.digest is None else None
 
 
+def _history_filter(ref: Reference, any_tag: bool) -> tuple[Callable[[bytes], bool], Callable[[HistoryRecord], bool]]:
+    """Which lines may hold a record of ``ref`` (cheap, before parsing), and which records are of it (Store.history's ``name``)."""
+    if ref.digest is not None:
+        return (lambda line: ref.digest.hex.encode() in line), (lambda r: r.digest == str(ref.digest))
+
+    def of(record: HistoryRecord) -> bool:
+        for text in (record.name, record.reference):
+            try:
+                theirs = parse_reference(text) if text else None
+            except InvalidReference:  # a record another implementation wrote
+                continue
+            if theirs is not None and theirs.name == ref.name and (any_tag or (theirs.digest is None and theirs.tag == ref.tag)):
+                return True
+        return False
+
+    return (lambda line: ref.name.encode() in line), of
+
+
 class Store:
     """A model store on disk.
 
@@ -176,6 +196,7 @@ class Store:
         self.layout: StoreLayout = open_layout(store_location(path), shared)
         self.max_downloads = max_downloads
         self._queue: DownloadQueue | None = None
+        self._downloads: weakref.WeakSet[Download] | None = None  # start_fetch's handles, for pause_all and resume_all
         self._names = Names(self.layout, on_wait, lock_timeout)
         self._blobs = BlobStore(self.layout)
 
@@ -390,6 +411,8 @@ class Store:
         """
         from .add import add
 
+        if say is not None and not callable(say):
+            raise UsageError(f"say={say!r} is not callable", "pass a function for say, or None")
         items = [Path(p) for p in _items(paths, "paths", (str, os.PathLike))]
         return add(self.layout, _ref(ref), items, self._names, follow_links, move, progress, say or (lambda _: None))
 
@@ -513,13 +536,76 @@ class Store:
         wanted, options = _ref(ref), _fetch_options(remotes, connections, retries, limit_rate, ca_bundle, timeout, None, None, say)
         with _QUEUE_LOCK:
             if self._queue is None:
+                import weakref
+
                 self._queue = DownloadQueue(self.max_downloads)
+                self._downloads = weakref.WeakSet()
 
         def run(cancel: threading.Event, on_progress: Callable[[Snapshot], None]) -> Model:
             [fetched] = fetch(self.layout, [wanted], lambda: _context(self, {**options, "progress": on_progress, "cancel": cancel}))
             return fetched.model
 
-        return Download(run, self._queue, priority).start()
+        download = Download(run, self._queue, priority)
+        with _QUEUE_LOCK:
+            self._downloads.add(download)  # type: ignore[union-attr]  # made with the queue above
+        return download.start()
+
+    def _handles(self) -> builtins.list[Download]:
+        with _QUEUE_LOCK:
+            return [] if self._downloads is None else [*self._downloads]
+
+    def pause_all(self) -> None:
+        """Pause every download ``start_fetch`` of this Store started that is still pending or running, at once; return when none transfers.
+
+        Each keeps its partial data, as ``Download.pause`` does; ``resume_all``
+        (or each handle's ``resume``) continues them. Thread-safe.
+        """
+        from .download import pause_all
+
+        pause_all(self._handles())
+
+    def resume_all(self) -> None:
+        """Resume every paused download of this Store (``pause_all``'s, or a handle's own ``pause``), in the queue's order and limit."""
+        from .download import DownloadState
+
+        for download in self._handles():
+            if download.state is DownloadState.PAUSED:
+                download.resume()
+
+    def history(self, name: str | Reference | None = None, *, limit: int | None = None) -> builtins.list[HistoryRecord]:
+        """The store's history, oldest first: what each fetch, sync and add did to each model (spec/store-layout.md#history).
+
+        ``name``: only the records of that model: ``NAME`` (any tag, or by
+        digest), ``NAME:TAG``, or ``NAME@sha256:<hex>`` (its manifest).
+        ``limit``: only the newest that many. Read from the end of the files,
+        up to a bound: a history cut short by it starts later, never fails.
+        """
+        from .local.history import read_records
+
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise UsageError(f"limit={limit!r} is not a count", "pass an int of at least 0, or None for every record")
+        if name is None:
+            keep, wanted = (lambda line: True), (lambda record: True)
+        else:
+            ref = _ref(name)
+            keep, wanted = _history_filter(ref, any_tag=isinstance(name, str) and name == ref.name)
+        with storage_errors("reading the history", self.root):
+            records = [r for r in read_records(self.layout, keep) if wanted(r)]
+        return records[len(records) - limit :] if limit is not None and limit < len(records) else records
+
+    def origin(self, ref: str | Reference | Digest) -> HistoryRecord | None:
+        """Where the model ``ref`` designates (or the manifest of a digest) came from: its newest successful record in the history, None if it has none.
+
+        Never fails on the history's account: one that cannot be read is no record.
+        """
+        from .local.history import read_records
+
+        digest = ref if isinstance(ref, Digest) else self._designated(_ref(ref))
+        try:
+            found = read_records(self.layout, lambda line: digest.hex.encode() in line)
+        except (OSError, StoreError):
+            return None
+        return next((r for r in reversed(found) if r.digest == str(digest) and r.outcome == "ok"), None)
 
     # -- lockfiles and sharing -------------------------------------------------
 

@@ -10,7 +10,7 @@ from typing import Any
 from .errors import Interrupted
 from .transfer.progress import Snapshot
 
-__all__ = ["Download", "DownloadQueue", "DownloadState"]
+__all__ = ["Download", "DownloadQueue", "DownloadState", "pause_all"]
 
 
 class DownloadState(str, enum.Enum):
@@ -60,6 +60,10 @@ class Download:
     def start(self) -> Download:
         """Start now, or when the queue has a free slot (state stays pending until then)."""
         if self._queue is not None:
+            with self._lock:
+                if self._state is DownloadState.PAUSED:  # resumed: it waits for a slot again, as one never started
+                    self._state = DownloadState.PENDING
+                    self._finished.clear()
             self._queue.request(self)
             return self
         return self._launch()
@@ -102,29 +106,36 @@ class Download:
         if self._queue is not None:
             self._queue.release(self)
 
-    def _stop(self, intent: DownloadState) -> None:
+    def _stop(self, intent: DownloadState) -> threading.Thread | None:
+        """Ask the run to stop as ``intent`` says, without waiting; the thread to join, if one runs."""
         with self._lock:
             if self._state is not DownloadState.DOWNLOADING:
                 if self._state is DownloadState.PENDING or (self._state is DownloadState.PAUSED and intent is DownloadState.CANCELLED):
                     self._state = intent
                     self._finished.set()
-                return
+                    if self._queue is not None:
+                        # Out of the queue: else a slot coming free would start it. resume() queues it again.
+                        self._queue.withdraw(self)
+                return None
             self._intent = intent
             self._cancel.set()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+            return self._thread
+
+    @property
+    def running(self) -> bool:
+        """Pending or downloading: not paused, and not ended."""
+        return self._state in (DownloadState.PENDING, DownloadState.DOWNLOADING)
 
     def pause(self) -> None:
         """Stop transferring, keeping partial data; ``resume`` continues from it."""
-        self._stop(DownloadState.PAUSED)
+        _join(self._stop(DownloadState.PAUSED))
 
     def resume(self) -> None:
         self.start()
 
     def cancel(self) -> None:
         """Stop for good. Partial data stays in ingest (a later fetch resumes it; gc removes it when stale)."""
-        self._stop(DownloadState.CANCELLED)
+        _join(self._stop(DownloadState.CANCELLED))
 
     def wait(self, timeout: float | None = None) -> Any:
         """The result once completed; raises the failure, or Interrupted if cancelled."""
@@ -135,6 +146,23 @@ class Download:
         if self._state is DownloadState.PAUSED:
             raise Interrupted("the download is paused", "call resume() to continue")
         raise self._error or Interrupted("cancelled")
+
+
+def _join(thread: threading.Thread | None) -> None:
+    if thread is not None:
+        thread.join()
+
+
+def pause_all(downloads: list[Download]) -> None:
+    """Pause every one of ``downloads`` that is pending or downloading, all at once; return when none transfers.
+
+    Each is asked first and waited for after, so N downloads stop in the time
+    of one. Asked again until none runs: stopping one frees a slot of the
+    queue, which may start another that was pending a moment before.
+    """
+    while running := [d for d in downloads if d.running]:
+        for thread in [d._stop(DownloadState.PAUSED) for d in running]:
+            _join(thread)
 
 
 class DownloadQueue:
@@ -161,6 +189,16 @@ class DownloadQueue:
             if download not in self._running and all(d is not download for _, _, d in self._heap):
                 self._push(self._heap, (-download.priority, next(self._order), download))
         self._dispatch()
+
+    def withdraw(self, download: Download) -> None:
+        """Take ``download`` out of the waiting line, if it is in it."""
+        with self._lock:
+            kept = [entry for entry in self._heap if entry[2] is not download]
+            if len(kept) != len(self._heap):
+                import heapq
+
+                heapq.heapify(kept)
+                self._heap = kept
 
     def release(self, download: Download) -> None:
         with self._lock:

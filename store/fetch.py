@@ -47,7 +47,9 @@ def fetch(layout: StoreLayout, refs: list[Reference], context: Callable[[], Fetc
         def sources() -> tuple[Source, ...]:
             return adopted
 
-    with session.bounded(), storage_errors("fetching", layout.root), Lease(layout, ctx.names.lock_timeout) as lease:
+    remotes = ctx.options.remotes if source is None else (source.url,)
+    wanted = [(ref, None if ref.digest is not None else ref.ref_name, remotes) for ref in refs]
+    with session.history.recording("fetch", wanted), session.bounded(), storage_errors("fetching", layout.root), Lease(layout, ctx.names.lock_timeout) as lease:
         return execute(session, plan(session, [Want(ref, sources) for ref in refs], lease), lease)
 
 

@@ -46,6 +46,7 @@ import pytest
 from store.api import Store
 from store.config import read_config
 from store.errors import InvalidReference
+from store.local.history import encode_record, parse_record
 from store.local.journal import parse_journal
 from store.local.layout import LAYOUT_VERSION
 from store.local.root_records import parse_root
@@ -141,6 +142,8 @@ def _kind(doc: object) -> str:
         return "gc-root"
     if {"mediaType", "digest", "size"} <= keys:
         return "descriptor"
+    if {"v", "time", "command", "outcome"} <= keys:
+        return "history"
     return "unknown"
 
 
@@ -179,48 +182,77 @@ def _check_index(data: bytes) -> None:
         assert index.to_bytes() == data
 
 
+def _check_manifest(block: Block, doc: dict, data: bytes) -> None:
+    manifest = parse_manifest(data)
+    assert manifest.artifact_type == ARTIFACT_TYPE
+    assert manifest.config == EMPTY_DESCRIPTOR and manifest.config.to_json() == doc["config"]
+    assert [f.path for f in manifest.files] == sorted(f.path for f in manifest.files)
+    for f in manifest.files:
+        assert f.chunks is not None and f.chunks.size == CHUNK_SIZE
+
+
+def _check_journal(block: Block, doc: dict, data: bytes) -> None:
+    # Read as in the boot that wrote it, where every range it lists holds.
+    journal = parse_journal(data, doc.get("boot"))
+    assert journal is not None, "the journal example would be ignored as damaged"
+    assert journal.to_bytes() == data
+
+
+def _check_lease(block: Block, doc: dict, data: bytes) -> None:
+    _check_holder(doc)
+    digests = [str(parse_digest(d)) for d in doc["digests"]]
+    assert digests == sorted(set(digests))
+
+
+def _check_gc_root(block: Block, doc: dict, data: bytes) -> None:
+    record = parse_root(data, Path("roots/example"))
+    assert record.to_bytes() == data, "a gc root as odai-store writes it"
+    assert record.pins, "the example records a pin"
+
+
+def _check_history(block: Block, doc: dict, data: bytes) -> None:
+    # One line of meta/history.jsonl, exactly as odai-store writes it.
+    record = parse_record(data)
+    assert record is not None, f"{block.id}: not a history record"
+    assert record.to_json() == doc and encode_record(record) == data, block.id
+
+
+def _check_descriptor(block: Block, doc: dict, data: bytes) -> None:
+    desc = Descriptor.from_json(doc)
+    if CHUNKS_KEY in desc.annotations:
+        chunks = ChunkDigests.decode(int(desc.annotations[CHUNK_SIZE_KEY]), desc.annotations[CHUNKS_KEY], desc.size)
+        assert chunks.size == CHUNK_SIZE
+        assert len(chunks.digests) == -(-desc.size // CHUNK_SIZE)
+
+
+def _check_other(block: Block, doc: dict, data: bytes) -> None:
+    assert block.file == "cli.md", f"{block.id}: a JSON example of unknown kind"
+    _check_cli_document(doc)
+
+
+# Each kind of JSON document the spec shows, and how odai-store's own code must read it.
+_JSON_CHECKS = {
+    "manifest": _check_manifest,
+    "index": lambda block, doc, data: _check_index(data),
+    "oci-layout": lambda block, doc, data: _check_equal(doc, ({"imageLayoutVersion": "1.0.0"},)),
+    "odai-layout": lambda block, doc, data: _check_equal(doc, ({"odaiLayoutVersion": LAYOUT_VERSION}, {"odaiLayoutVersion": LAYOUT_VERSION, "shared": True})),
+    "journal": _check_journal,
+    "lease": _check_lease,
+    "holder": lambda block, doc, data: _check_holder(doc),
+    "gc-root": _check_gc_root,
+    "history": _check_history,
+    "descriptor": _check_descriptor,
+}
+
+
+def _check_equal(doc: dict, allowed: tuple[dict, ...]) -> None:
+    assert doc in allowed, doc
+
+
 @pytest.mark.parametrize("block", JSON_BLOCKS, ids=lambda b: b.id)
 def test_json_example_parses_with_our_code(block: Block) -> None:
     doc = json.loads(block.text)
-    data = block.text.encode()
-    kind = _kind(doc)
-    if kind == "manifest":
-        manifest = parse_manifest(data)
-        assert manifest.artifact_type == ARTIFACT_TYPE
-        assert manifest.config == EMPTY_DESCRIPTOR and manifest.config.to_json() == doc["config"]
-        assert [f.path for f in manifest.files] == sorted(f.path for f in manifest.files)
-        for f in manifest.files:
-            assert f.chunks is not None and f.chunks.size == CHUNK_SIZE
-    elif kind == "index":
-        _check_index(data)
-    elif kind == "oci-layout":
-        assert doc == {"imageLayoutVersion": "1.0.0"}
-    elif kind == "odai-layout":
-        assert doc in ({"odaiLayoutVersion": LAYOUT_VERSION}, {"odaiLayoutVersion": LAYOUT_VERSION, "shared": True})
-    elif kind == "journal":
-        # Read as in the boot that wrote it, where every range it lists holds.
-        journal = parse_journal(data, json.loads(data).get("boot"))
-        assert journal is not None, "the journal example would be ignored as damaged"
-        assert journal.to_bytes() == data
-    elif kind == "lease":
-        _check_holder(doc)
-        digests = [str(parse_digest(d)) for d in doc["digests"]]
-        assert digests == sorted(set(digests))
-    elif kind == "holder":
-        _check_holder(doc)
-    elif kind == "gc-root":
-        record = parse_root(data, Path("roots/example"))
-        assert record.to_bytes() == data, "a gc root as odai-store writes it"
-        assert record.pins, "the example records a pin"
-    elif kind == "descriptor":
-        desc = Descriptor.from_json(doc)
-        if CHUNKS_KEY in desc.annotations:
-            chunks = ChunkDigests.decode(int(desc.annotations[CHUNK_SIZE_KEY]), desc.annotations[CHUNKS_KEY], desc.size)
-            assert chunks.size == CHUNK_SIZE
-            assert len(chunks.digests) == -(-desc.size // CHUNK_SIZE)
-    else:
-        assert block.file == "cli.md", f"{block.id}: a JSON example of unknown kind"
-        _check_cli_document(doc)
+    _JSON_CHECKS.get(_kind(doc), _check_other)(block, doc, block.text.encode())
 
 
 def _schema_validators():

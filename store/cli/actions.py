@@ -35,6 +35,7 @@ __all__ = [
     "init",
     "list_",
     "lock",
+    "log",
     "path",
     "rm",
     "roots",
@@ -197,10 +198,17 @@ def _list_remote(c: Context, p: Params) -> None:
     c.out.document({"models": [{"name": m.name, "digest": str(m.digest), "size": m.size, "files": m.files} for m in models]})
 
 
+_DONE = {"add": "added from", "fetch": "fetched from", "sync": "synced from"}  # show's source line, by the record's command
+
+
 def show(c: Context, p: Params) -> None:
-    info = c.store.remote_info(p.remote, p.name, ca_bundle=p.ca_bundle, timeout=c.timeout) if _read_remote("show", p) else c.store.info(p.name)
+    remote = _read_remote("show", p)
+    info = c.store.remote_info(p.remote, p.name, ca_bundle=p.ca_bundle, timeout=c.timeout) if remote else c.store.info(p.name)
+    origin = None if remote else c.store.origin(info.digest)
     c.out.data(f"digest: {info.digest}")
     c.out.data(f"size: {human_bytes(info.size)} in {files_count(len(info.files))} ({'complete' if info.complete else 'incomplete'})")
+    if origin is not None:
+        c.out.data(escaped(f"source: {_DONE.get(origin.command, origin.command)} {', '.join(origin.sources) or 'this store'}"))
     for s in info.files:
         c.out.data(f"{'present' if s.present else 'missing':<7}  {s.file.digest.short}  {human_bytes(s.file.size):>10}  {escaped(s.file.path)}")
     c.out.document(
@@ -209,6 +217,7 @@ def show(c: Context, p: Params) -> None:
             "digest": str(info.digest),
             "size": info.size,
             "complete": info.complete,
+            "source": None if origin is None else {"command": origin.command, "sources": list(origin.sources)},
             "files": [
                 {"path": s.file.path, "digest": str(s.file.digest), "size": s.file.size, "present": s.present}
                 for s in info.files
@@ -411,6 +420,16 @@ def sync(c: Context, p: Params) -> None:
     for model in models:
         c.out.data(str(model.path))
     c.out.document({"lockfile": str(p.lockfile.absolute()), "models": [_model_doc(m) for m in models]})
+
+
+def log(c: Context, p: Params) -> None:
+    records = c.store.history(p.name, limit=p.limit)
+    for r in records:
+        outcome = r.outcome if r.outcome != "failed" else f"failed (exit {r.exit}, {r.error})"
+        moved = f"{human_bytes(r.bytes)} in {r.seconds:.1f} s ({human_bytes(r.rate)}/s)"
+        digest = r.digest[7:19] if r.digest and r.digest.startswith("sha256:") else "-"
+        c.out.data(escaped(f"{r.time}  {r.command}  {r.reference}  {digest}  {moved}  {outcome}  {', '.join(r.sources) or '-'}"))
+    c.out.document({"records": [r.to_json() for r in records]})
 
 
 def roots(c: Context, p: Params) -> None:

@@ -318,6 +318,13 @@ COMMANDS = (
         _VERIFY,
     ),
     Command(
+        "log",
+        actions.log,
+        "Show the store's history, oldest first: each model that fetch, sync or add brought in or failed to, from where, how fast.",
+        Argument("name", required=False, metavar="[NAME[:TAG]]"),
+        Option("--limit", kind=Integer(0), metavar="N", help="Only the newest N records."),
+    ),
+    Command(
         "roots",
         actions.roots,
         "List the lockfiles registered as gc roots; a stale one (its lockfile gone or unreadable) keeps its models 30 days after its last sync or lock.",

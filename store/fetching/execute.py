@@ -35,14 +35,18 @@ def execute(session: Session, plan: FetchPlan, lease: Lease) -> list[Fetched]:
     out = []
     for model, own in zip(plan.models, plan.downloads, strict=True):
         progress.begin(str(model.ref), sum(task.size for task in own))
+        session.history.begin(model)
         got = _download_all(session, own, measure=model.synthesized) if own else {}
         if model.synthesized:
             model = _complete(session, model, {digest: written for digest, (_, written) in got.items() if written is not None})
             lease.add(model.digest)
         published = _publish(session, model)
         name = None if model.ref.digest is not None else model.ref.ref_name
-        out.append(Fetched(Model(name, published.digest, published.path, model.manifest.files), sum(received for received, _ in got.values())))
-        session.say_what_changed(model.ref, None if published.before is None else published.before.digest, published.digest, downloaded=bool(own))
+        fetched = Fetched(Model(name, published.digest, published.path, model.manifest.files), sum(received for received, _ in got.values()))
+        out.append(fetched)
+        before = None if published.before is None else published.before.digest
+        session.history.done(model, fetched.downloaded, renamed=model.ref.digest is None and before != published.digest)
+        session.say_what_changed(model.ref, before, published.digest, downloaded=bool(own))
     progress.finish()
     return out
 

@@ -24,6 +24,7 @@ from ..transfer.engine import Engine
 from ..transfer.progress import Progress
 from ..transfer.retry import RetryPolicy, pausing, retrying
 from ..transfer.segments import SegmentPlan
+from .history import ModelHistory
 
 _T = TypeVar("_T")
 
@@ -60,7 +61,7 @@ class FetchContext:
 
 
 class Session:
-    """One command's fetching: its remotes (opened once, closed together), its engine, its deadline.
+    """One command's fetching: its remotes (opened once, closed together), its engine, its deadline, its history records.
 
     ``doing`` says what the command waits for, to name when --timeout expires.
     """
@@ -79,6 +80,7 @@ class Session:
         )
         self._engine: Engine | None = None
         self.doing = "starting"
+        self.history = ModelHistory(ctx)
 
     def default_sources(self) -> tuple[Source, ...]:
         """The remotes of the options (--remote, else $ODAI_STORE_REMOTE, else config.toml)."""

@@ -326,7 +326,7 @@ def views(layout: StoreLayout, keep: set[Digest], now: float) -> Iterator[Findin
 
 def temporaries(layout: StoreLayout, now: float) -> Iterator[Finding]:
     """write_atomic's temporaries (".<name>.<pid>-<random>.tmp") and a lock file's, of writers that died."""
-    for directory in (layout.root, layout.fast_records, layout.roots, layout.leases, layout.locks):
+    for directory in (layout.root, layout.history.parent, layout.fast_records, layout.roots, layout.leases, layout.locks):
         for path in sorted(directory.glob(".*.tmp")):
             if _directory(path):
                 yield Finding(Kind.STRAY, path, _NO_FILE)

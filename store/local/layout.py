@@ -102,6 +102,15 @@ class StoreLayout:
     def fast_record(self, digest: Digest) -> Path:
         return self.fast_records / digest.hex
 
+    # The history (spec/store-layout.md#history): the file appended to, and the one old file kept when it is rotated.
+    @property
+    def history(self) -> Path:
+        return self.root / "meta" / "history.jsonl"
+
+    @property
+    def old_history(self) -> Path:
+        return self.root / "meta" / "history.1.jsonl"
+
     @property
     def quarantine(self) -> Path:
         return self.root / "quarantine"

@@ -125,6 +125,7 @@ def test_show(shared_demo: Demo) -> None:
     assert shared_demo.norm(out) == (
         "digest: sha256:<demo>\n"
         "size: 4.9 KiB in 3 files (complete)\n"
+        f"source: added from {shared_demo.sources / 'demo'}\n"
         "present  <a.txt>         6 B  a.txt\n"
         "present  <sub/b.bin>     2.9 KiB  sub/b.bin\n"
         "present  <sub/deeper/c>     2.0 KiB  sub/deeper/c\n"
@@ -138,6 +139,7 @@ def test_show_by_digest_with_a_missing_file(demo: Demo) -> None:
     assert demo.norm(out) == (
         "digest: sha256:<demo>\n"
         "size: 4.9 KiB in 3 files (incomplete)\n"
+        f"source: added from {demo.sources / 'demo'}\n"
         "present  <a.txt>         6 B  a.txt\n"
         "missing  <sub/b.bin>     2.9 KiB  sub/b.bin\n"
         "present  <sub/deeper/c>     2.0 KiB  sub/deeper/c\n"
@@ -240,6 +242,7 @@ def test_json_documents(demo: Demo) -> None:
         "digest": f"sha256:{demo_hex}",
         "size": 5054,
         "complete": True,
+        "source": {"command": "add", "sources": [str(demo.sources / "demo")]},  # the newest record: the add of demo:again
         "files": [{**f, "present": True} for f in files],
     })
 

@@ -19,7 +19,7 @@ from store.lockfile import Pin, parse_lockfile
 from store.oci.digest import Digest
 from store.oci.reference import parse_reference
 from tests.support.cli import RETRY_NOTICE, assert_error, run_cli_many
-from tests.support.trees import read_tree, store_files, write_tree
+from tests.support.trees import appended_history, read_tree, store_files, write_tree
 
 V1 = {"config.json": b'{"v": 1}\n', "weights.bin": bytes(range(256)) * 64}
 V2 = {"config.json": b'{"v": 2}\n', "weights.bin": bytes(range(256)) * 64, "extra.txt": b"two\n"}
@@ -122,7 +122,9 @@ def test_a_pin_whose_remote_is_unreachable_is_a_network_error_and_changes_nothin
     before = store_files(setup.store)
     message = assert_error(run_cli("sync", "--lockfile", lockfile, cwd=setup.app), 4, said=RETRY_NOTICE)
     assert pin.remote in message
-    assert store_files(setup.store) == before
+    [record] = appended_history(before, store_files(setup.store))
+    assert (record["command"], record["name"], record["digest"], record["sources"]) == ("sync", "llama:v2", None, [pin.remote])
+    assert (record["outcome"], record["exit"], record["error"]) == ("failed", 4, "NetworkError")
     # The pin that is present still syncs without the network.
     code, out, err = run_cli("sync", "--lockfile", lockfile, "llama:v1", cwd=setup.app)
     assert code == 0, err
@@ -150,7 +152,8 @@ def test_a_pinned_manifest_whose_bytes_do_not_match_is_an_integrity_error(setup:
     before = store_files(setup.store)
     message = assert_error(run_cli("sync", "--lockfile", lockfile, cwd=setup.app), 5)
     assert str(pin.digest) in message
-    assert store_files(setup.store) == before
+    [record] = appended_history(before, store_files(setup.store))
+    assert (record["name"], record["outcome"], record["exit"], record["error"]) == ("llama:v2", "failed", 5, "InvalidManifest")
     assert not (setup.store / "blobs" / "sha256" / pin.digest.hex).exists()
 
 

@@ -187,7 +187,7 @@ def test_relocking_is_byte_identical_and_check_names_the_tag_that_moved(tmp_path
 
 # -- a store shared by the members of a group ------------------------------------------
 
-_MUTABLE = ("index.json", "locks/", "roots/", "ingest/")  # files other members must be able to rewrite
+_MUTABLE = ("index.json", "locks/", "roots/", "ingest/", "meta/history")  # files other members must be able to rewrite, or append to
 
 
 def _check_shared_modes(root: Path) -> list[Path]:
@@ -207,7 +207,7 @@ def _check_shared_modes(root: Path) -> list[Path]:
             assert mode & 0o040, f"{rel} is not group-readable: {stat.filemode(mode)}"
             if rel.startswith(_MUTABLE) or rel == "index.json":
                 assert mode & 0o020, f"{rel} is not group-writable: {stat.filemode(mode)}"
-            if rel.startswith(("blobs/", "meta/")):
+            if rel.startswith(("blobs/", "meta/xxh3/")):
                 assert mode & 0o777 == 0o444, f"{rel}: {stat.filemode(mode)}"
     return files
 
@@ -380,6 +380,11 @@ def test_two_users_of_one_group_add_remove_collect_and_fetch_in_one_store(as_use
 
     owners = {p.stat().st_uid for p in _check_shared_modes(store)}
     assert owners == {a, b}  # both users' files are there, and each was usable by the other
+    # One history, made by a and appended to by b (a's second fetch of llama:v1 was up to date: no record).
+    history = [json.loads(line) for line in (store / "meta" / "history.jsonl").read_bytes().splitlines() if line]
+    assert [(r["command"], r["name"], r["uid"]) for r in history if r["outcome"] == "ok"] == [
+        ("add", "a:v1", a), ("add", "b:v1", b), ("add", "a:v2", b), ("fetch", "llama:v1", b), ("fetch", "big:v1", b)
+    ]
 
 
 # -- what a member can do unnoticed, and what --verify notices (spec/locking.md#trust) ----

@@ -6,7 +6,7 @@ import os
 import random
 from pathlib import Path
 
-__all__ = ["write_tree", "read_tree", "sample_model", "store_files", "one_file_origin"]
+__all__ = ["write_tree", "read_tree", "sample_model", "store_files", "appended_history", "one_file_origin"]
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -54,6 +54,21 @@ def store_files(root: Path) -> dict[str, bytes]:
                 continue
             snapshot[rel] = b"-> " + os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
     return snapshot
+
+
+HISTORY = "meta/history.jsonl"
+
+
+def appended_history(before: dict[str, bytes], after: dict[str, bytes]) -> list[dict]:
+    """The history records a command appended between two store_files snapshots, asserting that nothing
+    else changed: a failed fetch or sync alters nothing in the store but for the records of its failure
+    (spec/store-layout.md#history)."""
+    import json
+
+    old, new = before.get(HISTORY, b""), after.get(HISTORY, b"")
+    assert {k: v for k, v in after.items() if k != HISTORY} == {k: v for k, v in before.items() if k != HISTORY}
+    assert new.startswith(old), "the history was rewritten, not appended to"
+    return [json.loads(line) for line in new[len(old) :].splitlines() if line]
 
 
 def one_file_origin(root: Path, ref: str, size: int, seed: int) -> tuple[Path, bytes]:

@@ -175,6 +175,8 @@ USUAL = [
     ["lock", "m", "--lockfile", "app.lock", "--remote", "r"],
     ["lock", "--check"],
     ["roots"],
+    ["log"],
+    ["--json", "log", "m:v1", "--limit", "20"],
     ["init"],
     ["--shared", "init", "dir", "--shared"],
     # Global options after the command: the last value given wins, as for any option given twice.
