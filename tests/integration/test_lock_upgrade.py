@@ -8,7 +8,6 @@ command runs exactly as printed, with no --store and no remote configured.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from pathlib import Path
 
@@ -17,8 +16,8 @@ import pytest
 from store import Store, UsageError
 from store.local.roots import read_lockfile
 from store.oci.digest import Digest
-from tests.support.cli import CliResult, assert_error, run_cli
-from tests.support.trees import write_tree
+from tests.support.apps import App, publish
+from tests.support.cli import CliResult, assert_error
 
 V1 = {"config.json": b'{"v": 1}\n', "weights.bin": b"one" * 1000}
 V2 = {"config.json": b'{"v": 2}\n', "weights.bin": b"two" * 1000}
@@ -26,30 +25,7 @@ V3 = {"config.json": b'{"v": 3}\n', "weights.bin": b"three" * 1000}
 
 
 def _publish(remote: Path, name: str, files: dict[str, bytes]) -> Digest:
-    source = write_tree(remote.parent / f"src-{remote.name}-{name.replace(':', '-')}-{len(os.listdir(remote.parent))}", files)
-    return Store(remote).add(name, [source]).digest
-
-
-class App:
-    """An app's directory holding its odai.lock, and its store from $ODAI_STORE_HOME (no remote configured)."""
-
-    def __init__(self, root: Path, store: Path) -> None:
-        self.dir = root
-        self.dir.mkdir()
-        self.store = store
-
-    @property
-    def lockfile(self) -> Path:
-        return self.dir / "odai.lock"
-
-    def run(self, *args: str | os.PathLike[str], env: dict[str, str] | None = None) -> CliResult:
-        return run_cli(None, *args, env={"ODAI_STORE_HOME": str(self.store), **(env or {})}, cwd=self.dir)
-
-    def blobs(self) -> set[str]:
-        return set(os.listdir(self.store / "blobs" / "sha256"))
-
-    def pinned(self) -> dict[str, Digest]:
-        return {pin.ref_name: pin.digest for pin in read_lockfile(self.lockfile).pins}
+    return publish(remote, name, files)[0]
 
 
 @pytest.fixture

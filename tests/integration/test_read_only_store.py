@@ -56,8 +56,9 @@ def held(tmp_path: Path) -> Iterator[Held]:
 def _reads_work_without_requests(held: Held, store: Path, prefix: tuple[str, ...] = ()) -> None:
     seen = len(held.served.requests)
     view = store / "views" / "sha256" / held.pinned.hex
-    assert held.run(store, "sync", prefix=prefix) == (0, f"{view}\n", "")
-    assert held.run(store, "sync", "llama", prefix=prefix) == (0, f"{view}\n", "")
+    # Present, so nothing is fetched: sync says so (spec/cli.md#sync), and writes nothing.
+    assert held.run(store, "sync", prefix=prefix) == (0, f"{view}\n", "llama:v1: up to date\n")
+    assert held.run(store, "sync", "llama", prefix=prefix) == (0, f"{view}\n", "llama:v1: up to date\n")
     assert held.run(store, "path", f"llama@{held.pinned}", prefix=prefix) == (0, f"{view}\n", "")
     assert held.run(store, "path", "notes:v1", prefix=prefix).out == f"{store / 'views' / 'sha256' / held.named.hex}\n"
     assert held.run(store, "path", "notes:v1", "--file", "named.txt", prefix=prefix).code == 0

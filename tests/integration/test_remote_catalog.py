@@ -94,6 +94,7 @@ def test_show_remote_reads_one_manifest_and_says_which_files_are_here(nginx: Ngi
         "digest": str(llama),
         "size": 5013,
         "complete": False,
+        "source": None,  # where a model came from is this store's history; the remote's model has none here
         "files": [
             {"path": "config.json", "digest": str(config), "size": 13, "present": True},
             {"path": "weights.bin", "digest": str(weights), "size": 5000, "present": False},

@@ -29,8 +29,8 @@ from store import Store
 from store.local.roots import read_lockfile
 from store.lockfile import parse_lockfile
 from store.oci.digest import Digest
-from store.oci.manifest import Manifest
 from store.oci.reference import Reference
+from tests.support.apps import App, publish
 from tests.support.cli import CliResult, assert_error, run_cli, run_cli_many
 from tests.support.counting_server import Served, serve_counting
 from tests.support.privileges import without_capabilities
@@ -41,32 +41,6 @@ from tests.support.trees import read_tree, write_tree
 SHARED = random.Random(4).randbytes(256 * 1024)
 V1 = {"config.json": b'{"version": 1}\n', "weights/shared.bin": SHARED}
 LATEST = {"config.json": b'{"version": 2}\n', "weights/shared.bin": SHARED, "tokenizer.json": b'{"vocab": []}\n'}
-
-
-def _publish(remote: Path, name: str, files: dict[str, bytes]) -> tuple[Digest, Manifest]:
-    source = write_tree(remote.parent / f"src-{name.replace(':', '-')}-{len(os.listdir(remote.parent))}", files)
-    Store(remote).add(name, [source])
-    return Store(remote).resolve(name)
-
-
-class App:
-    """An app: its own working directory (holding its odai.lock), and the store from $ODAI_STORE_HOME."""
-
-    def __init__(self, root: Path, store: Path) -> None:
-        self.dir = root
-        self.dir.mkdir()
-        self.store = store
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"ODAI_STORE_HOME": str(self.store)}
-
-    @property
-    def lockfile(self) -> Path:
-        return self.dir / "odai.lock"
-
-    def run(self, *args: str | os.PathLike[str]) -> CliResult:
-        return run_cli(None, *args, env=self.env, cwd=self.dir)
 
 
 def _gc(app: App) -> dict:
@@ -82,8 +56,8 @@ def _requests(served: Served) -> list[str]:
 
 def test_two_apps_pin_two_versions_of_one_model_in_one_store(tmp_path: Path) -> None:
     remote, store = tmp_path / "remote", tmp_path / "store"
-    d1, m1 = _publish(remote, "llama:v1", V1)
-    d2, m2 = _publish(remote, "llama:latest", LATEST)
+    d1, m1 = publish(remote, "llama:v1", V1)
+    d2, m2 = publish(remote, "llama:latest", LATEST)
     app1, app2 = App(tmp_path / "app1", store), App(tmp_path / "app2", store)
     with serve_counting(remote) as served:
         assert app1.run("lock", "--remote", served.url, "llama:v1") == (0, f"{app1.lockfile}\n", "locked llama:v1 at %s\n" % d1.short)
@@ -112,8 +86,8 @@ def test_two_apps_pin_two_versions_of_one_model_in_one_store(tmp_path: Path) -> 
 
         # With every pin present, sync sends no request at all.
         seen = len(_requests(served))
-        assert app1.run("sync") == (0, f"{view1}\n", "")
-        assert app2.run("sync") == (0, f"{view2}\n", "")
+        assert app1.run("sync") == (0, f"{view1}\n", "llama:v1: up to date\n")
+        assert app2.run("sync") == (0, f"{view2}\n", "llama:latest: up to date\n")
         assert _requests(served)[seen:] == []
 
         # App 2 goes away: its root keeps its model for the grace period, and gc says so.
@@ -140,7 +114,7 @@ def test_two_apps_pin_two_versions_of_one_model_in_one_store(tmp_path: Path) -> 
 
         # App 1 is untouched, and still needs nothing from the remote.
         seen = len(_requests(served))
-        assert app1.run("sync") == (0, f"{view1}\n", "")
+        assert app1.run("sync") == (0, f"{view1}\n", "llama:v1: up to date\n")
         assert read_tree(view1) == V1
         assert _requests(served)[seen:] == []
         assert app1.run("verify").code == 0
@@ -148,9 +122,9 @@ def test_two_apps_pin_two_versions_of_one_model_in_one_store(tmp_path: Path) -> 
 
 def test_relocking_is_byte_identical_and_check_names_the_tag_that_moved(tmp_path: Path) -> None:
     remote, store = tmp_path / "remote", tmp_path / "store"
-    _publish(remote, "llama:v1", V1)
-    _publish(remote, "llama:latest", LATEST)
-    _publish(remote, "phi:v1", {"phi.bin": b"phi\n"})
+    publish(remote, "llama:v1", V1)
+    publish(remote, "llama:latest", LATEST)
+    publish(remote, "phi:v1", {"phi.bin": b"phi\n"})
     app = App(tmp_path / "app", store)
     with serve_counting(remote) as served:
         assert app.run("lock", "--remote", served.url, "llama:latest", "phi:v1", "llama:v1").code == 0
@@ -167,7 +141,7 @@ def test_relocking_is_byte_identical_and_check_names_the_tag_that_moved(tmp_path
         assert _requests(served)[seen:] != []
 
         # The remote's llama:latest moves; the pins of llama:v1 and phi:v1 still hold.
-        moved, _ = _publish(remote, "llama:latest", {**LATEST, "config.json": b'{"version": 3}\n'})
+        moved, _ = publish(remote, "llama:latest", {**LATEST, "config.json": b'{"version": 3}\n'})
         result = app.run("lock", "--check")
         message = assert_error(result, 7)
         assert "llama:latest" in message and moved.short in message
@@ -216,7 +190,7 @@ def _check_shared_modes(root: Path) -> list[Path]:
 def test_a_shared_store_is_setgid_and_group_writable(how: str, tmp_path: Path, model_tree: Path) -> None:
     store = tmp_path / "shared"
     remote = tmp_path / "remote"
-    _publish(remote, "llama:v1", V1)
+    publish(remote, "llama:v1", V1)
     env = {"ODAI_STORE_HOME": str(store)}
     if how == "init --shared DIR":
         assert run_cli(None, "init", "--shared", store, env=env) == (0, f"{store}\n", "")
@@ -255,7 +229,7 @@ def test_a_partial_download_in_a_shared_store_is_group_writable(how: str, tmp_pa
     gives the group write access to its partials, explicitly (spec/locking.md#shared-stores)."""
     store = tmp_path / "shared"
     remote = tmp_path / "remote"
-    _publish(remote, "big:v1", {"big.bin": random.Random(5).randbytes(2 << 20)})
+    publish(remote, "big:v1", {"big.bin": random.Random(5).randbytes(2 << 20)})
     assert run_cli(None, "init", "--shared", store).code == 0
     with serve_counting(remote, rate=1 << 20) as served:
         if how == "cli":
@@ -342,8 +316,8 @@ def test_two_users_of_one_group_add_remove_collect_and_fetch_in_one_store(as_use
     src_a = write_tree(shared_tmp / "src-a", {"a.txt": b"from a\n", "both.bin": SHARED})
     src_b = write_tree(shared_tmp / "src-b", {"b.txt": b"from b\n", "both.bin": SHARED})
     big = random.Random(6).randbytes(3 << 20)
-    _publish(remote, "big:v1", {"big.bin": big})
-    _publish(remote, "llama:v1", V1)
+    publish(remote, "big:v1", {"big.bin": big})
+    publish(remote, "llama:v1", V1)
 
     ok(a, "init", "--shared", store)
     assert os.stat(store).st_gid == GROUP
@@ -400,12 +374,12 @@ def _rewrite_in_place(blob: Path, data: bytes) -> None:
 
 def test_path_and_sync_verify_find_a_blob_rewritten_in_place_and_a_planted_view(tmp_path: Path) -> None:
     store, remote = tmp_path / "store", tmp_path / "remote"
-    digest, manifest = _publish(remote, "llama:v1", V1)
+    digest, manifest = publish(remote, "llama:v1", V1)
     app = App(tmp_path / "app", store)
     assert app.run("lock", "--remote", remote.as_uri(), "llama:v1").code == 0
     view = app.run("sync").out.strip()
     assert app.run("path", "--verify", "llama@" + str(digest)) == (0, f"{view}\n", "")
-    assert app.run("sync", "--verify") == (0, f"{view}\n", "")
+    assert app.run("sync", "--verify") == (0, f"{view}\n", "llama:v1: up to date\n")
 
     weights = next(f for f in manifest.files if f.path == "weights/shared.bin")
     blob = store / "blobs" / "sha256" / weights.digest.hex
@@ -470,7 +444,7 @@ def test_a_member_cannot_delete_another_members_gc_root_or_lock_file(as_user, sh
     a, b = USERS
     store, homes, run, ok, python = _two_users(as_user, shared_tmp)
     remote = shared_tmp / "remote"
-    _publish(remote, "llama:v1", V1)
+    publish(remote, "llama:v1", V1)
     ok(a, "init", "--shared", store)
     lockfile = homes[a] / "odai.lock"
     ok(a, "lock", "--remote", remote.as_uri(), "--lockfile", lockfile, "llama:v1")
@@ -515,7 +489,7 @@ def test_a_members_lockfile_in_a_private_folder_stops_no_other_members_gc(as_use
     a, b = USERS
     store, homes, run, ok, _ = _two_users(as_user, shared_tmp)
     remote = shared_tmp / "remote"
-    digest, manifest = _publish(remote, "llama:v1", V1)
+    digest, manifest = publish(remote, "llama:v1", V1)
     ok(a, "init", "--shared", store)
     private = homes[a] / "private"
     private.mkdir()
@@ -570,7 +544,7 @@ def test_a_member_syncing_a_project_another_registered_leaves_their_root(as_user
     a, b = USERS
     store, homes, run, ok, _ = _two_users(as_user, shared_tmp)
     remote = shared_tmp / "remote"
-    _publish(remote, "llama:v1", V1)
+    publish(remote, "llama:v1", V1)
     ok(a, "init", "--shared", store)
     project = shared_tmp / "project"
     project.mkdir()
@@ -610,8 +584,8 @@ def test_a_config_toml_another_member_wrote_is_not_honoured(as_user, shared_tmp:
     a, b = USERS
     store, homes, run, ok, python = _two_users(as_user, shared_tmp)
     mirror, planted = shared_tmp / "mirror", shared_tmp / "planted"
-    _publish(mirror, "llama:v1", V1)
-    _publish(planted, "llama:v1", {"config.json": b'{"planted": true}\n'})
+    publish(mirror, "llama:v1", V1)
+    publish(planted, "llama:v1", {"config.json": b'{"planted": true}\n'})
     ok(a, "init", "--shared", store)
     config = store / "config.toml"
     # b, a member, replaces the config (the store's root is group-writable) to send everyone to b's remote.
@@ -644,7 +618,7 @@ def test_a_member_cannot_have_anothers_fetch_write_through_a_planted_partial(lin
     profile.write_bytes(b"export PATH=$HOME/bin:$PATH\n")
     os.chown(profile, b, GROUP)
     profile.chmod(0o644)
-    _publish(remote, "llama:v1", V1)
+    publish(remote, "llama:v1", V1)
 
     assert run(a, "init", "--shared", store).code == 0
     dead = subprocess.Popen([sys.executable, "-c", ""])
