@@ -42,6 +42,9 @@ class Resolution(NamedTuple):
     manifest: bytes
     locator: str
     synthesized: bool = False
+    # Where this model's blobs are read, when not from the remote itself: a
+    # registry keeps blobs per repository, and hands over the one it found.
+    blobs: Source | None = None
 
 
 def nothing(digest: Digest) -> bytes | None:

@@ -41,9 +41,21 @@ def _path(spec: str, ca_bundle: str | None, token: str | None) -> Source:
     return FileLayout(Path(spec).expanduser().absolute())
 
 
+def _oci(spec: str, ca_bundle: str | None, token: str | None) -> Source:
+    from .credentials import is_loopback
+    from .registry import Registry
+
+    split = urlsplit(spec)
+    if not split.hostname or split.query or split.fragment:
+        raise UsageError(f"invalid remote {spec!r}: an OCI registry is oci://HOST[:PORT][/NAMESPACE]", _HINT)
+    # Plain HTTP only to this machine: a registry elsewhere is spoken to over verified TLS (spec/remotes.md#registries).
+    scheme = "http" if is_loopback(split.hostname) else "https"
+    return Registry(f"{scheme}://{split.netloc}", split.path.strip("/"), ca_bundle=ca_bundle)
+
+
 # How each kind of remote is opened, by URL scheme; a new kind of remote is
 # one line here. No scheme, or one letter (a Windows drive), is a path.
-_OPENERS: dict[str, Callable[[str, str | None, str | None], Source]] = {"http": _http, "https": _http, "file": _file_url, "": _path}
+_OPENERS: dict[str, Callable[[str, str | None, str | None], Source]] = {"http": _http, "https": _http, "oci": _oci, "file": _file_url, "": _path}
 
 
 # HOST:PORT, with an optional path: what a URL missing its scheme starts with.

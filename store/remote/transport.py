@@ -251,7 +251,11 @@ class Transport:
 
     def get_small(self, url: str, cap: int, *, authenticated: bool = True) -> bytes:
         """The whole body at ``url`` (index.json, a manifest, a token), refused past ``cap`` bytes, before reading when Content-Length says so."""
-        response = self._request("GET", url, authenticated=authenticated)
+        return self.get_document(url, cap, authenticated=authenticated)[0]
+
+    def get_document(self, url: str, cap: int, *, accept: str | None = None, authenticated: bool = True) -> tuple[bytes, Mapping[str, str]]:
+        """``get_small``, asking for the media types ``accept`` lists, with the answer's headers (a registry's Content-Type and Docker-Content-Digest)."""
+        response = self._request("GET", url, {"Accept": accept} if accept else None, authenticated=authenticated)
         body = _Paced(response, url, self._min_rate)
         self._reading.add(body)
         try:
@@ -264,7 +268,7 @@ class Transport:
                 got += len(part)
             if got > cap:
                 raise NetworkError(f"{url} is over the {cap}-byte limit", "the remote is not an odai-store layout")
-            return b"".join(parts)
+            return b"".join(parts), response.headers
         finally:
             self._reading.discard(body)
             if response.length_remaining == 0:
