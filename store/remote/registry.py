@@ -11,6 +11,7 @@ host), ranges, statuses, the token flow of ``WWW-Authenticate``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import urllib3
@@ -20,9 +21,10 @@ from ..oci.descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor
 from ..oci.digest import Digest, sha256_of
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
-from .auth import Auth, TokenService
+from .auth import TokenService
 from .base import Action, Resolution, classify, nothing
 from .min_rate import MinRate
+from .registry_credentials import Login
 from .transport import HttpStream, Transport
 
 __all__ = ["Registry", "DOCKER_MANIFEST_TYPE", "DOCKER_LIST_TYPE"]
@@ -42,7 +44,7 @@ class Registry:
         base: str,
         namespace: str = "",
         *,
-        auth: Auth | None = None,
+        login: Callable[[], Login | None] = lambda: None,
         ca_bundle: str | None = None,
         timeout: urllib3.Timeout | None = None,
         min_rate: MinRate = MinRate(),
@@ -51,8 +53,17 @@ class Registry:
         self.namespace = namespace.strip("/")
         self.host = self.base.split("://", 1)[1]
         self.url = f"oci://{self.host}/{self.namespace}" if self.namespace else f"oci://{self.host}"
-        # Anonymous until the registry challenges: then the token its realm grants (per repository scope).
-        self._http = Transport(self.base, auth=auth or TokenService(), ca_bundle=ca_bundle, timeout=timeout, min_rate=min_rate)
+        self._http = Transport(self.base, ca_bundle=ca_bundle, timeout=timeout, min_rate=min_rate)
+        # Anonymous until the registry challenges, then what it asks for. A
+        # token is scoped to one repository: each has its own, so that the
+        # segments of two models do not take turns invalidating one token.
+        self._login = login
+        self._auths: dict[str, TokenService] = {}
+        self._auths_lock = threading.Lock()
+
+    def auth(self, repository: str) -> TokenService:
+        with self._auths_lock:
+            return self._auths.setdefault(repository, TokenService(self._login))
 
     def repository(self, ref: Reference) -> str:
         return f"{self.namespace}/{ref.name}" if self.namespace else ref.name
@@ -64,7 +75,7 @@ class Registry:
         if held is not None:
             return Resolution(Descriptor(MANIFEST_TYPE, ref.digest, len(held)), held, self.url, blobs=repository)  # type: ignore[arg-type]  # ref.digest is set
         url = f"{repository.base}/manifests/{ref.digest or ref.tag}"
-        data, headers = self._http.get_document(url, MAX_MANIFEST_BYTES, accept=_ACCEPT)
+        data, headers = self._http.get_document(url, MAX_MANIFEST_BYTES, headers={"Accept": _ACCEPT}, auth=self.auth(repository.name))
         digest = sha256_of(data)
         stated = headers.get("Docker-Content-Digest")
         for expected, whose in ((str(ref.digest) if ref.digest else None, "asked for"), (stated, "the registry states")):
@@ -80,7 +91,7 @@ class Registry:
         raise NotFound(f"{self.url}: no repository known for {digest}", "a registry serves the blobs of the models it resolved")
 
     def classify(self, err: StoreError) -> Action:
-        return classify(err, self._http.auth.refreshable)
+        return classify(err, refreshable=True)
 
     def reauthenticate(self, err: StoreError) -> None:
         self._http.reauthenticate(err)
@@ -95,6 +106,7 @@ class _Repository:
 
     def __init__(self, registry: Registry, name: str) -> None:
         self._registry = registry
+        self.name = name
         self.base = f"{registry.base}/v2/{name}"
         self.url = f"oci://{registry.host}/{name}"
 
@@ -102,7 +114,7 @@ class _Repository:
         return self._registry.resolve(ref, have)
 
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> HttpStream:
-        return self._registry._http.open_range(f"{self.base}/blobs/{digest}", start, end, validator)
+        return self._registry._http.open_range(f"{self.base}/blobs/{digest}", start, end, validator, auth=self._registry.auth(self.name))
 
     def classify(self, err: StoreError) -> Action:
         return self._registry.classify(err)

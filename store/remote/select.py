@@ -44,13 +44,14 @@ def _path(spec: str, ca_bundle: str | None, token: str | None) -> Source:
 def _oci(spec: str, ca_bundle: str | None, token: str | None) -> Source:
     from .credentials import is_loopback
     from .registry import Registry
+    from .registry_credentials import load_registry_credentials
 
     split = urlsplit(spec)
     if not split.hostname or split.query or split.fragment:
         raise UsageError(f"invalid remote {spec!r}: an OCI registry is oci://HOST[:PORT][/NAMESPACE]", _HINT)
     # Plain HTTP only to this machine: a registry elsewhere is spoken to over verified TLS (spec/remotes.md#registries).
     scheme = "http" if is_loopback(split.hostname) else "https"
-    return Registry(f"{scheme}://{split.netloc}", split.path.strip("/"), ca_bundle=ca_bundle)
+    return Registry(f"{scheme}://{split.netloc}", split.path.strip("/"), login=lambda: load_registry_credentials().login(split.netloc), ca_bundle=ca_bundle)
 
 
 # How each kind of remote is opened, by URL scheme; a new kind of remote is

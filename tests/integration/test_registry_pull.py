@@ -5,15 +5,18 @@ Models get there the way other tools put them: skopeo copies a store's model.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.cli import assert_error, run_cli
-from tests.support.registry import Registry, skopeo_copy
+from tests.support.registry import Registry, find_registry, skopeo_copy, start_registry
 from tests.support.requirements import unavailable
 from tests.support.trees import read_tree, sample_model, write_tree
 
@@ -54,3 +57,63 @@ def test_fetch_by_digest(registry: Registry, pushed: dict[str, Any], tmp_path: P
 
 def test_a_tag_the_registry_lacks_is_not_found(registry: Registry, pushed: dict[str, Any], tmp_path: Path) -> None:
     assert_error(run_cli(tmp_path / "store", "fetch", "--remote", f"oci://{registry.host}/team", "llama:nope"), 3)
+
+
+# -- a registry that wants a login ---------------------------------------------------
+
+USERS = {"ann": "s3cret-pass"}
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory, skopeo: str) -> Iterator[Registry]:
+    """A second registry, with Basic auth (htpasswd), holding llama:q4 in repository team/llama."""
+    binary = find_registry()
+    if binary is None:
+        unavailable("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
+    try:
+        server = start_registry(binary, tmp_path_factory.mktemp("private-registry"), users=USERS)
+    except FileNotFoundError as err:
+        unavailable(str(err))
+    try:
+        base = tmp_path_factory.mktemp("private-model")
+        store = base / "store"
+        assert run_cli(store, "add", "llama:q4", write_tree(base / "model", {"w.bin": b"private" * 1000})).code == 0
+        subprocess.run(
+            [skopeo, "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", "ann:s3cret-pass", f"oci:{store}:llama:q4", server.ref("team/llama", "q4")],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        yield server
+    finally:
+        server.stop()
+
+
+def _docker_config(tmp_path: Path, host: str, user: str, password: str) -> dict[str, str]:
+    config = tmp_path / "docker"
+    config.mkdir()
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    return {"DOCKER_CONFIG": str(config)}
+
+
+def test_a_login_from_the_docker_config_is_used_and_never_shown(private: Registry, tmp_path: Path) -> None:
+    env = _docker_config(tmp_path, private.host, *next(iter(USERS.items())))
+    result = run_cli(tmp_path / "store", "--json", "fetch", "--remote", f"oci://{private.host}/team", "llama:q4", env=env)
+    assert result.code == 0, result.err
+    (model,) = json.loads(result.out)["models"]
+    assert read_tree(Path(model["path"])) == {"w.bin": b"private" * 1000}
+    assert "s3cret-pass" not in result.out + result.err
+
+
+def test_without_a_login_the_registry_refuses_and_nothing_is_shown(private: Registry, tmp_path: Path) -> None:
+    env = {"DOCKER_CONFIG": str(tmp_path / "none")}
+    message = assert_error(run_cli(tmp_path / "store", "fetch", "--remote", f"oci://{private.host}/team", "llama:q4", env=env), 4)
+    assert "401" in message
+
+
+def test_a_wrong_password_is_refused_without_showing_it(private: Registry, tmp_path: Path) -> None:
+    env = _docker_config(tmp_path, private.host, "ann", "wrong-pass")
+    result = run_cli(tmp_path / "store", "fetch", "--remote", f"oci://{private.host}/team", "llama:q4", env=env)
+    message = assert_error(result, 4)
+    assert "401" in message and "wrong-pass" not in result.err
