@@ -12,11 +12,12 @@ host), ranges, statuses, the token flow of ``WWW-Authenticate``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from urllib.parse import urljoin
 
 import urllib3
 
-from ..errors import IntegrityError, NotFound, StoreError
+from ..errors import IntegrityError, NetworkError, NotFound, StoreError, UsageError
 from ..oci.descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor
 from ..oci.digest import Digest, sha256_of
 from ..oci.manifest import MAX_MANIFEST_BYTES
@@ -27,7 +28,7 @@ from .min_rate import MinRate
 from .registry_credentials import Login
 from .transport import HttpStream, Transport
 
-__all__ = ["Registry", "DOCKER_MANIFEST_TYPE", "DOCKER_LIST_TYPE"]
+__all__ = ["Registry", "RegistrySink", "DOCKER_MANIFEST_TYPE", "DOCKER_LIST_TYPE"]
 
 DOCKER_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -65,17 +66,18 @@ class Registry:
         with self._auths_lock:
             return self._auths.setdefault(repository, TokenService(self._login))
 
-    def repository(self, ref: Reference) -> str:
-        return f"{self.namespace}/{ref.name}" if self.namespace else ref.name
+    def in_repository(self, name: str) -> _Repository:
+        """The repository of the model ``name`` (``NAMESPACE/NAME``): a Source of its blobs and manifests."""
+        return _Repository(self, f"{self.namespace}/{name}" if self.namespace else name)
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
         """The manifest ``ref`` names in its repository, checked against the digest asked for and the one the registry states."""
-        repository = _Repository(self, self.repository(ref))
+        repository = self.in_repository(ref.name)
         held = have(ref.digest) if ref.digest is not None else None
         if held is not None:
             return Resolution(Descriptor(MANIFEST_TYPE, ref.digest, len(held)), held, self.url, blobs=repository)  # type: ignore[arg-type]  # ref.digest is set
         url = f"{repository.base}/manifests/{ref.digest or ref.tag}"
-        data, headers = self._http.get_document(url, MAX_MANIFEST_BYTES, headers={"Accept": _ACCEPT}, auth=self.auth(repository.name))
+        data, headers = self._http.get_document(url, MAX_MANIFEST_BYTES, headers={"Accept": _ACCEPT}, auth=repository.auth)
         digest = sha256_of(data)
         stated = headers.get("Docker-Content-Digest")
         for expected, whose in ((str(ref.digest) if ref.digest else None, "asked for"), (stated, "the registry states")):
@@ -107,6 +109,7 @@ class _Repository:
     def __init__(self, registry: Registry, name: str) -> None:
         self._registry = registry
         self.name = name
+        self.auth = registry.auth(name)
         self.base = f"{registry.base}/v2/{name}"
         self.url = f"oci://{registry.host}/{name}"
 
@@ -114,7 +117,7 @@ class _Repository:
         return self._registry.resolve(ref, have)
 
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> HttpStream:
-        return self._registry._http.open_range(f"{self.base}/blobs/{digest}", start, end, validator, auth=self._registry.auth(self.name))
+        return self._registry._http.open_range(f"{self.base}/blobs/{digest}", start, end, validator, auth=self.auth)
 
     def classify(self, err: StoreError) -> Action:
         return self._registry.classify(err)
@@ -124,3 +127,127 @@ class _Repository:
 
     def close(self) -> None:
         """Nothing of its own: the registry's close ends this repository's reads."""
+
+
+class RegistrySink:
+    """A registry written to, as the OCI distribution spec's push does it (spec/remotes.md#writing-to-a-registry).
+
+    A blob is uploaded in chunks (``POST`` to open an upload, a ``PATCH`` per
+    write, ``PUT ?digest=`` to commit, which the registry checks against the
+    bytes); the uploads this sink began and did not finish are resumed where
+    the registry's bytes stop. ``name`` of each call is the model's NAME: the
+    repository ``NAMESPACE/NAME`` of ``registry``.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self.url = registry.url
+        self._open: dict[tuple[str, Digest], str] = {}  # (repository, blob) -> the location of its unfinished upload
+
+    def _repository(self, name: str) -> _Repository:
+        return self._registry.in_repository(name)
+
+    def has_blob(self, name: str, digest: Digest, size: int) -> bool:
+        repository = self._repository(name)
+        try:
+            headers = self._registry._http.send("HEAD", f"{repository.base}/blobs/{digest}", auth=repository.auth, ok=_OK)
+        except NotFound:
+            return False
+        return headers.get("Content-Length") == str(size)
+
+    def begin_blob(self, name: str, digest: Digest, size: int) -> _Upload:
+        repository = self._repository(name)
+        if self.has_blob(name, digest, size):
+            return _Upload(self, repository, digest, size, None, size)
+        location = self._open.pop((repository.name, digest), None)
+        if location is not None:
+            try:
+                return _Upload(self, repository, digest, size, location, _received(self._registry._http.send("GET", location, auth=repository.auth, ok=_OK)))
+            except NotFound:
+                pass  # the registry dropped it (uploads expire): start again
+        headers = self._registry._http.send("POST", f"{repository.base}/blobs/uploads/", auth=repository.auth, ok=_OK)
+        return _Upload(self, repository, digest, size, _location(repository, headers), 0)
+
+    def put_manifest(self, name: str, digest: Digest, data: bytes, media_type: str) -> None:
+        if sha256_of(data) != digest:
+            raise IntegrityError(f"the manifest's bytes hash to {sha256_of(data)}, not {digest}", "the manifest was changed on its way; push it again")
+        self._put_manifest(self._repository(name), str(digest), data, media_type)
+
+    def tag(self, ref: Reference, descriptor: Descriptor) -> None:
+        if ref.digest is not None or ref.tag is None:
+            raise UsageError(f"cannot tag {ref}: a digest is no tag", "name the tag NAME:TAG")
+        repository = self._repository(ref.name)
+        # A registry tags by putting the manifest's bytes again, under the tag: they come from the registry itself.
+        data, headers = self._registry._http.get_document(
+            f"{repository.base}/manifests/{descriptor.digest}", MAX_MANIFEST_BYTES, headers={"Accept": _ACCEPT}, auth=repository.auth
+        )
+        if sha256_of(data) != descriptor.digest:
+            raise IntegrityError(f"{repository.url}: the registry's manifest {descriptor.digest} hashes to {sha256_of(data)}", "tell the registry's owner")
+        self._put_manifest(repository, ref.tag, data, headers.get("Content-Type", descriptor.media_type).split(";", 1)[0].strip())
+
+    def _put_manifest(self, repository: _Repository, reference: str, data: bytes, media_type: str) -> None:
+        self._registry._http.send("PUT", f"{repository.base}/manifests/{reference}", headers={"Content-Type": media_type}, body=data, auth=repository.auth, ok=_OK)
+
+    def close(self) -> None:
+        self._registry.close()
+
+
+_OK = frozenset({200, 201, 202, 204})
+
+
+def _location(repository: _Repository, headers: Mapping[str, str]) -> str:
+    """Where an upload goes on: the ``Location`` of the registry's last answer, absolute."""
+    location = headers.get("Location")
+    if not location:
+        raise NetworkError(f"{repository.url}: the registry gave no upload location", "the registry does not follow the distribution spec")
+    return urljoin(repository.base, location)
+
+
+def _received(headers: Mapping[str, str]) -> int:
+    """How many bytes of an upload the registry holds, from its ``Range: 0-<last>`` (none: 0)."""
+    span = headers.get("Range", "")
+    first, _, last = span.partition("-")
+    return int(last) + 1 if first == "0" and last.isdigit() else 0
+
+
+class _Upload:
+    """One blob's upload to a registry: ``offset`` is what the registry holds; a write is a ``PATCH``."""
+
+    def __init__(self, sink: RegistrySink, repository: _Repository, digest: Digest, size: int, location: str | None, offset: int) -> None:
+        self._sink, self._repository = sink, repository
+        self._digest, self._size = digest, size
+        self._location = location  # None: the registry holds the blob already
+        self.offset = offset
+        self.url = location or f"{repository.base}/blobs/{digest}"
+
+    def write(self, data: bytes) -> None:
+        if self.offset + len(data) > self._size:
+            raise IntegrityError(f"{self.url}: {self.offset + len(data)} bytes for a blob of {self._size}", "the data is not the blob's")
+        if not data or self._location is None:
+            return
+        headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{self.offset}-{self.offset + len(data) - 1}", "Content-Length": str(len(data))}
+        answer = self._sink._registry._http.send("PATCH", self._location, headers=headers, body=data, auth=self._repository.auth, ok=_OK)
+        self._location = _location(self._repository, answer)
+        self.offset += len(data)
+
+    def commit(self) -> None:
+        location, self._location = self._location, None
+        if location is None:
+            return  # present already
+        http, auth = self._sink._registry._http, self._repository.auth
+        if self.offset != self._size:
+            http.send("DELETE", location, auth=auth, ok=_OK | {404})
+            raise IntegrityError(f"{self.url}: {self.offset} bytes sent for a blob of {self._size}", "the data is not the blob's")
+        try:
+            http.send("PUT", f"{location}{'&' if '?' in location else '?'}digest={self._digest}", auth=auth, ok=_OK)
+        except NetworkError as err:
+            if err.status != 400:  # DIGEST_INVALID: the registry hashed other bytes
+                raise
+            http.send("DELETE", location, auth=auth, ok=_OK | {404})
+            raise IntegrityError(f"{self.url}: the registry refused the bytes sent as {self._digest} ({err.message})", "the data is not the blob's") from None
+
+    def close(self) -> None:
+        """Keep the unfinished upload's location, for this sink's next ``begin_blob`` of the blob to resume."""
+        if self._location is not None:
+            self._sink._open[(self._repository.name, self._digest)] = self._location
+            self._location = None

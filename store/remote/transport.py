@@ -73,14 +73,14 @@ def translating_errors(url: str) -> Iterator[None]:
         raise NetworkError(f"transfer from {url} failed: {err}", transient=True) from err
 
 
-def _check_status(response: urllib3.BaseHTTPResponse, url: str, sent: Mapping[str, str] | None, auth: Auth) -> None:
+def _check_status(response: urllib3.BaseHTTPResponse, url: str, sent: Mapping[str, str] | None, auth: Auth, ok: frozenset[int] = frozenset({200, 206})) -> None:
     """Nothing for a 200 or 206 of an unencoded body; else the error the status means (spec/fetching.md#responses).
 
     ``sent``: the credential headers the request carried, which a 401 names
     so that ``auth``, which gave them, can tell whether they are still its current ones.
     """
     status = response.status
-    if status in (200, 206):
+    if status in ok:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             response.close()
@@ -240,8 +240,18 @@ class Transport:
         # Small reads in progress, so that close() from another thread ends them.
         self._reading: set[_Paced] = set()
 
-    def _request(self, method: str, url: str, headers: Mapping[str, str] | None = None, *, authenticated: bool = True, auth: Auth | None = None) -> urllib3.BaseHTTPResponse:
-        """The answer to a request whose status says it has the body; else the error it means (``_check_status``).
+    def _request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        authenticated: bool = True,
+        auth: Auth | None = None,
+        body: bytes | None = None,
+        ok: frozenset[int] = frozenset({200, 206}),
+    ) -> urllib3.BaseHTTPResponse:
+        """The answer to a request whose status is one of ``ok``; else the error it means (``_check_status``).
 
         ``auth``: the credentials of this request where they are not the remote's
         own (a registry's token is per repository).
@@ -250,9 +260,18 @@ class Transport:
         sent = auth.headers() if authenticated and origin_of(url) == self._origin else None
         full = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **(headers or {}), **(sent or {})}
         with translating_errors(url):
-            response = self._pool.request(method, url, headers=full, preload_content=False, decode_content=False)
-        _check_status(response, url, sent, auth)
+            response = self._pool.request(method, url, headers=full, body=body, preload_content=False, decode_content=False, redirect=body is None)
+        _check_status(response, url, sent, auth, ok)
         return response
+
+    def send(
+        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None, auth: Auth | None = None, ok: frozenset[int]
+    ) -> Mapping[str, str]:
+        """A request whose answer matters by its status (one of ``ok``) and headers, not its body (a registry's upload steps)."""
+        response = self._request(method, url, headers, auth=auth, body=body, ok=ok)
+        response.drain_conn()
+        response.release_conn()
+        return response.headers
 
     def get_small(self, url: str, cap: int, *, authenticated: bool = True) -> bytes:
         """The whole body at ``url`` (index.json, a manifest, a token), refused past ``cap`` bytes, before reading when Content-Length says so."""
