@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
 import urllib3
 
@@ -143,6 +143,7 @@ class RegistrySink:
         self._registry = registry
         self.url = registry.url
         self._open: dict[tuple[str, Digest], str] = {}  # (repository, blob) -> the location of its unfinished upload
+        self._held: dict[Digest, str] = {}  # a blob -> a repository of this registry seen to hold it: mounted from there
 
     def _repository(self, name: str) -> _Repository:
         return self._registry.in_repository(name)
@@ -150,23 +151,34 @@ class RegistrySink:
     def has_blob(self, name: str, digest: Digest, size: int) -> bool:
         repository = self._repository(name)
         try:
-            headers = self._registry._http.send("HEAD", f"{repository.base}/blobs/{digest}", auth=repository.auth, ok=_OK)
+            headers = self._registry._http.send("HEAD", f"{repository.base}/blobs/{digest}", auth=repository.auth, ok=_OK).headers
         except NotFound:
             return False
-        return headers.get("Content-Length") == str(size)
+        held = headers.get("Content-Length") == str(size)
+        if held:
+            self._held[digest] = repository.name
+        return held
 
     def begin_blob(self, name: str, digest: Digest, size: int) -> _Upload:
-        repository = self._repository(name)
+        repository, http = self._repository(name), self._registry._http
         if self.has_blob(name, digest, size):
             return _Upload(self, repository, digest, size, None, size)
         location = self._open.pop((repository.name, digest), None)
         if location is not None:
             try:
-                return _Upload(self, repository, digest, size, location, _received(self._registry._http.send("GET", location, auth=repository.auth, ok=_OK)))
+                return _Upload(self, repository, digest, size, location, _received(http.send("GET", location, auth=repository.auth, ok=_OK).headers))
             except NotFound:
                 pass  # the registry dropped it (uploads expire): start again
-        headers = self._registry._http.send("POST", f"{repository.base}/blobs/uploads/", auth=repository.auth, ok=_OK)
-        return _Upload(self, repository, digest, size, _location(repository, headers), 0)
+        uploads = f"{repository.base}/blobs/uploads/"
+        if (source := self._held.get(digest)) is not None:
+            # Held in another repository of this registry: a mount links it there (201) without a byte
+            # sent; a registry that will not (202) has opened an ordinary upload instead.
+            uploads += "?" + urlencode({"mount": str(digest), "from": source})
+        answer = http.send("POST", uploads, auth=repository.auth, ok=_OK)
+        if answer.status == 201:
+            self._held[digest] = repository.name
+            return _Upload(self, repository, digest, size, None, size)
+        return _Upload(self, repository, digest, size, _location(repository, answer.headers), 0)
 
     def put_manifest(self, name: str, digest: Digest, data: bytes, media_type: str) -> None:
         if sha256_of(data) != digest:
@@ -193,6 +205,10 @@ class RegistrySink:
 
 
 _OK = frozenset({200, 201, 202, 204})
+# A blob up to this size goes in the one PUT that commits it: a config or a
+# small JSON file costs one request instead of two. Larger ones go in PATCHes
+# the registry keeps, which an interrupted push resumes.
+MONOLITHIC_MAX = 64 << 10
 
 
 def _location(repository: _Repository, headers: Mapping[str, str]) -> str:
@@ -219,15 +235,21 @@ class _Upload:
         self._location = location  # None: the registry holds the blob already
         self.offset = offset
         self.url = location or f"{repository.base}/blobs/{digest}"
+        # The bytes of a small blob, sent with the commit; None: each write is sent as it comes.
+        self._pending: bytearray | None = bytearray() if location is not None and offset == 0 and size <= MONOLITHIC_MAX else None
 
     def write(self, data: bytes) -> None:
         if self.offset + len(data) > self._size:
             raise IntegrityError(f"{self.url}: {self.offset + len(data)} bytes for a blob of {self._size}", "the data is not the blob's")
         if not data or self._location is None:
             return
+        if self._pending is not None:
+            self._pending += data
+            self.offset += len(data)
+            return
         headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{self.offset}-{self.offset + len(data) - 1}", "Content-Length": str(len(data))}
         answer = self._sink._registry._http.send("PATCH", self._location, headers=headers, body=data, auth=self._repository.auth, ok=_OK)
-        self._location = _location(self._repository, answer)
+        self._location = _location(self._repository, answer.headers)
         self.offset += len(data)
 
     def commit(self) -> None:
@@ -238,16 +260,18 @@ class _Upload:
         if self.offset != self._size:
             http.send("DELETE", location, auth=auth, ok=_OK | {404})
             raise IntegrityError(f"{self.url}: {self.offset} bytes sent for a blob of {self._size}", "the data is not the blob's")
+        body, headers = (bytes(self._pending), {"Content-Type": "application/octet-stream"}) if self._pending is not None else (None, None)
         try:
-            http.send("PUT", f"{location}{'&' if '?' in location else '?'}digest={self._digest}", auth=auth, ok=_OK)
+            http.send("PUT", f"{location}{'&' if '?' in location else '?'}digest={self._digest}", headers=headers, body=body, auth=auth, ok=_OK)
         except NetworkError as err:
             if err.status != 400:  # DIGEST_INVALID: the registry hashed other bytes
                 raise
             http.send("DELETE", location, auth=auth, ok=_OK | {404})
             raise IntegrityError(f"{self.url}: the registry refused the bytes sent as {self._digest} ({err.message})", "the data is not the blob's") from None
+        self._sink._held[self._digest] = self._repository.name
 
     def close(self) -> None:
-        """Keep the unfinished upload's location, for this sink's next ``begin_blob`` of the blob to resume."""
+        """Keep the unfinished upload's location, for this sink's next ``begin_blob`` of the blob to resume (a small blob's from 0)."""
         if self._location is not None:
             self._sink._open[(self._repository.name, self._digest)] = self._location
             self._location = None

@@ -21,7 +21,7 @@ import email.utils
 import os
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import urllib3
@@ -220,6 +220,11 @@ def _content_range(value: str) -> tuple[int, int | None]:
         raise NetworkError(f"malformed Content-Range {value!r}", transient=True) from None
 
 
+class Answer(NamedTuple):
+    status: int
+    headers: Mapping[str, str]
+
+
 class Transport:
     """The requests of one remote whose base URL is ``url``; ``auth`` authenticates those for its origin."""
 
@@ -266,12 +271,12 @@ class Transport:
 
     def send(
         self, method: str, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None, auth: Auth | None = None, ok: frozenset[int]
-    ) -> Mapping[str, str]:
+    ) -> Answer:
         """A request whose answer matters by its status (one of ``ok``) and headers, not its body (a registry's upload steps)."""
         response = self._request(method, url, headers, auth=auth, body=body, ok=ok)
         response.drain_conn()
         response.release_conn()
-        return response.headers
+        return Answer(response.status, response.headers)
 
     def get_small(self, url: str, cap: int, *, authenticated: bool = True) -> bytes:
         """The whole body at ``url`` (index.json, a manifest, a token), refused past ``cap`` bytes, before reading when Content-Length says so."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import shutil
 import subprocess
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from store.errors import IntegrityError
+from store.oci.digest import Digest
 from store.remote.registry import Registry, RegistrySink
 from tests.support.registry import Registry as RunningRegistry
 from tests.support.remote_suite import Sample, make_sample
@@ -61,3 +64,28 @@ def test_skopeo_reads_what_the_sink_pushed(sink: RegistrySink, registry: Running
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert (pulled / "blobs" / "sha256" / sample.manifest.hex).read_bytes() == sample.manifest_bytes
     assert (pulled / "blobs" / "sha256" / sample.blob.hex).read_bytes() == sample.data
+
+
+def test_a_blob_another_repository_holds_is_mounted_not_sent(sink: RegistrySink, reader, sample: Sample) -> None:
+    push(sink, sample)  # into NAME
+    upload = sink.begin_blob("other/model", sample.blob, len(sample.data))
+    try:
+        assert upload.offset == len(sample.data)  # mounted from NAME: nothing to send
+        upload.commit()
+    finally:
+        upload.close()
+    assert sink.has_blob("other/model", sample.blob, len(sample.data))
+
+
+def test_a_small_blob_goes_in_one_request_and_is_checked(sink: RegistrySink, sample: Sample) -> None:
+    data = b'{"small": true}\n'
+    digest = Digest(hashlib.sha256(data).hexdigest())
+    upload = sink.begin_blob(NAME, digest, len(data))
+    upload.write(data[:5])
+    upload.write(data[5:])
+    upload.commit()
+    assert sink.has_blob(NAME, digest, len(data))
+    wrong = sink.begin_blob(NAME, Digest(hashlib.sha256(b"x" * len(data)).hexdigest()), len(data))
+    wrong.write(data)
+    with pytest.raises(IntegrityError):
+        wrong.commit()
