@@ -17,7 +17,7 @@ from ..local.names import Names
 from ..local.publish import what_changed
 from ..oci.digest import Digest
 from ..oci.reference import Reference
-from ..remote.base import Source
+from ..remote.base import Renewing, Source
 from ..remote.select import Sources
 from ..transfer.deadline import Deadline
 from ..transfer.engine import Engine
@@ -111,8 +111,8 @@ class Session:
             )
         return self._engine
 
-    def retrying(self, read: Callable[[], _T], source: Source) -> _T:
-        """A small read of ``source`` (index.json, a manifest, a file's size), retried and re-authenticated as blob reads are."""
+    def retrying(self, read: Callable[[], _T], source: Renewing) -> _T:
+        """A small read of ``source`` (index.json, a manifest, a file's size), or a push's step, retried and re-authenticated as blob reads are."""
         return retrying(read, RetryPolicy(retries=self.options.retries), pausing(self.ctx.cancel, self.ctx.say), source)
 
     @contextlib.contextmanager

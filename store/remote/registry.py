@@ -148,6 +148,12 @@ class RegistrySink:
     def _repository(self, name: str) -> _Repository:
         return self._registry.in_repository(name)
 
+    def classify(self, err: StoreError) -> Action:
+        return self._registry.classify(err)
+
+    def reauthenticate(self, err: StoreError) -> None:
+        self._registry.reauthenticate(err)
+
     def has_blob(self, name: str, digest: Digest, size: int) -> bool:
         repository = self._repository(name)
         try:

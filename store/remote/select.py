@@ -6,15 +6,19 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
 from ..oci.digest import Digest
 from .base import Source
+
+if TYPE_CHECKING:
+    from .registry import Registry
 from .credentials import Credentials, load_credentials, origin_of
 from .throttle import Throttled, TokenBucket
 
-__all__ = ["Sources", "open_remote", "open_url_file", "remote_specs"]
+__all__ = ["Sources", "open_registry", "open_remote", "open_url_file", "remote_specs"]
 
 _HINT = "a remote is an http://, https:// or file:// URL, or a path"
 
@@ -42,6 +46,11 @@ def _path(spec: str, ca_bundle: str | None, token: str | None) -> Source:
 
 
 def _oci(spec: str, ca_bundle: str | None, token: str | None) -> Source:
+    return open_registry(spec, ca_bundle=ca_bundle)
+
+
+def open_registry(spec: str, *, ca_bundle: str | None = None) -> Registry:
+    """The registry of an ``oci://HOST[:PORT][/NAMESPACE]`` remote, with the user's login for its host (spec/remotes.md#registries)."""
     from .credentials import is_loopback
     from .registry import Registry
     from .registry_credentials import load_registry_credentials
