@@ -21,8 +21,8 @@ from .oci.descriptor import MANIFEST_TYPE, Descriptor
 from .oci.digest import Digest
 from .oci.manifest import parse_manifest
 from .oci.reference import Reference, parse_reference
-from .remote.registry import Registry, RegistrySink
-from .remote.select import open_registry
+from .remote.select import open_sink
+from .remote.sink import Sink
 
 __all__ = ["Destination", "Pushed", "destination", "push"]
 
@@ -82,22 +82,22 @@ def push(ctx: FetchContext, model: Reference, dest: Destination) -> Pushed:
         raise NotFound(f"{model} is not complete in the store: {', '.join(missing[:3])} missing", f"run 'odai-store fetch {model}' first")
     descriptor = Descriptor(MANIFEST_TYPE, digest, len(data), artifact_type=manifest.artifact_type)
     session = Session(ctx)
-    registry = open_registry(dest.remote, ca_bundle=ctx.options.ca_bundle)
-    sink = RegistrySink(registry)
+    sink = open_sink(dest.remote, ca_bundle=ctx.options.ca_bundle)
     try:
         with session.bounded():
-            if _tagged(session, registry, dest.ref) == digest:
+            session.doing = f"looking up {dest.ref.ref_name} on {sink.url}"
+            if session.retrying(lambda: sink.tagged(dest.ref), sink) == digest:
                 return Pushed(dest, digest, 0, tagged=False)
             uploads = [(manifest.config.digest, manifest.config.size), *((f.digest, f.size) for f in manifest.files)]
             ctx.progress.add_total(sum(size for _, size in uploads))
             ctx.progress.begin(str(dest.ref), sum(size for _, size in uploads))
             sent = 0
             for blob, size in dict(uploads).items():  # a file twice in one model is sent once
-                session.doing = f"pushing {blob.short} to {registry.url}"
+                session.doing = f"pushing {blob.short} to {sink.url}"
                 reached = [0]  # how far the progress counted this blob, across retries
                 sent += session.retrying(partial(_send, ctx, sink, dest.ref.name, blob, size, reached), sink)
                 ctx.progress.advance(size - reached[0])  # what the registry held, or mounted: done without a byte
-            session.doing = f"pushing the manifest to {registry.url}"
+            session.doing = f"pushing the manifest to {sink.url}"
             session.retrying(lambda: sink.put_manifest(dest.ref.name, digest, data, descriptor.media_type), sink)
             session.retrying(lambda: sink.tag(dest.ref, descriptor), sink)
             ctx.progress.finish()
@@ -113,15 +113,7 @@ def _named(ctx: FetchContext, ref: Reference) -> Digest:
     return desc.digest
 
 
-def _tagged(session: Session, registry: Registry, ref: Reference) -> Digest | None:
-    """The manifest ``ref`` names on the registry now, or None."""
-    try:
-        return session.retrying(lambda: registry.resolve(ref), registry).descriptor.digest
-    except NotFound:
-        return None
-
-
-def _send(ctx: FetchContext, sink: RegistrySink, name: str, digest: Digest, size: int, reached: list[int]) -> int:
+def _send(ctx: FetchContext, sink: Sink, name: str, digest: Digest, size: int, reached: list[int]) -> int:
     """One blob to the sink, from where its bytes there stop; the bytes sent. ``reached[0]``: the offset progress has counted to."""
     upload = sink.begin_blob(name, digest, size)
     sent = 0

@@ -148,6 +148,12 @@ class RegistrySink:
     def _repository(self, name: str) -> _Repository:
         return self._registry.in_repository(name)
 
+    def tagged(self, ref: Reference) -> Digest | None:
+        try:
+            return self._registry.resolve(ref).descriptor.digest
+        except NotFound:
+            return None
+
     def classify(self, err: StoreError) -> Action:
         return self._registry.classify(err)
 

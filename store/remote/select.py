@@ -15,10 +15,11 @@ from .base import Source
 
 if TYPE_CHECKING:
     from .registry import Registry
+    from .sink import Sink
 from .credentials import Credentials, load_credentials, origin_of
 from .throttle import Throttled, TokenBucket
 
-__all__ = ["Sources", "open_registry", "open_remote", "open_url_file", "remote_specs"]
+__all__ = ["Sources", "open_remote", "open_sink", "open_url_file", "remote_specs"]
 
 _HINT = "a remote is an http://, https:// or file:// URL, or a path"
 
@@ -47,6 +48,13 @@ def _path(spec: str, ca_bundle: str | None, token: str | None) -> Source:
 
 def _oci(spec: str, ca_bundle: str | None, token: str | None) -> Source:
     return open_registry(spec, ca_bundle=ca_bundle)
+
+
+def open_sink(spec: str, *, ca_bundle: str | None = None) -> Sink:
+    """A Sink for ``spec``: a registry (``oci://``), where push sends models."""
+    from .registry import RegistrySink
+
+    return RegistrySink(open_registry(spec, ca_bundle=ca_bundle))
 
 
 def open_registry(spec: str, *, ca_bundle: str | None = None) -> Registry:
