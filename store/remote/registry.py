@@ -11,6 +11,8 @@ host), ranges, statuses, the token flow of ``WWW-Authenticate``.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode, urljoin
@@ -20,6 +22,7 @@ import urllib3
 from ..errors import IntegrityError, NetworkError, NotFound, StoreError, UsageError
 from ..oci.descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor
 from ..oci.digest import Digest, sha256_of
+from ..oci.index import MAX_INDEX_BYTES
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
 from .auth import TokenService
@@ -68,7 +71,7 @@ class Registry:
 
     def in_repository(self, name: str) -> _Repository:
         """The repository of the model ``name`` (``NAMESPACE/NAME``): a Source of its blobs and manifests."""
-        return _Repository(self, f"{self.namespace}/{name}" if self.namespace else name)
+        return _Repository(self, name, f"{self.namespace}/{name}" if self.namespace else name)
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
         """The manifest ``ref`` names in its repository, checked against the digest asked for and the one the registry states."""
@@ -88,6 +91,39 @@ class Registry:
         media_type = headers.get("Content-Type", MANIFEST_TYPE).split(";", 1)[0].strip()
         return Resolution(Descriptor(media_type, digest, len(data)), data, self.url, blobs=repository)
 
+    def names(self) -> list[tuple[str, Digest | None]]:
+        """``NAME:TAG`` of every tag of every repository under the namespace, from ``_catalog`` and ``tags/list``; no digests (spec/remotes.md#listing-a-remote)."""
+        prefix = f"{self.namespace}/" if self.namespace else ""
+        try:
+            repositories = self._pages(f"{self.base}/v2/_catalog", "repositories", self.auth(""))
+        except (NotFound, NetworkError) as err:
+            if isinstance(err, NetworkError) and err.status not in (401, 403, 404):
+                raise
+            raise UsageError(f"{self.host} does not list its repositories ({err.message})", f"show one model: 'odai-store show --remote {self.url} NAME:TAG'") from None
+        out: list[tuple[str, Digest | None]] = []
+        for repository in repositories:
+            if repository.startswith(prefix):
+                out += [(f"{repository[len(prefix):]}:{tag}", None) for tag in self.in_repository(repository[len(prefix):]).tags()]
+        return sorted(out)
+
+    def _pages(self, url: str, member: str, auth: TokenService) -> list[str]:
+        """The strings of ``member`` over every page of a listing, following ``Link: <...>; rel="next"``; each page bounded as an index.json is."""
+        out: list[str] = []
+        for _ in range(_MAX_PAGES):
+            data, headers = self._http.get_document(url, MAX_INDEX_BYTES, auth=auth)
+            try:
+                items = json.loads(data).get(member) or []
+            except (ValueError, AttributeError, RecursionError):
+                items = None
+            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+                raise NetworkError(f"{url}: not a listing of {member}", "the registry does not follow the distribution spec")
+            out += items
+            following = _next_page(headers.get("Link", ""))
+            if following is None:
+                return out
+            url = urljoin(url, following)
+        raise NetworkError(f"{url}: more than {_MAX_PAGES} pages of {member}", "the registry's listing does not end")
+
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> HttpStream:
         # A blob of a model another remote resolved: which repository holds it is unknown here.
         raise NotFound(f"{self.url}: no repository known for {digest}", "a registry serves the blobs of the models it resolved")
@@ -106,15 +142,23 @@ class Registry:
 class _Repository:
     """One repository of a registry as the Source of a model's blobs; its registry resolves and owns the connections."""
 
-    def __init__(self, registry: Registry, name: str) -> None:
+    def __init__(self, registry: Registry, model: str, name: str) -> None:
         self._registry = registry
-        self.name = name
+        self.model = model  # NAME of the models it holds
+        self.name = name  # the repository: NAMESPACE/NAME
         self.auth = registry.auth(name)
         self.base = f"{registry.base}/v2/{name}"
         self.url = f"oci://{registry.host}/{name}"
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
         return self._registry.resolve(ref, have)
+
+    def tags(self) -> list[str]:
+        return self._registry._pages(f"{self.base}/tags/list", "tags", self.auth)
+
+    def names(self) -> list[tuple[str, Digest | None]]:
+        """This repository's tags as ``NAME:TAG``: the one model NAME under every tag."""
+        return sorted((f"{self.model}:{tag}", None) for tag in self.tags())
 
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> HttpStream:
         return self._registry._http.open_range(f"{self.base}/blobs/{digest}", start, end, validator, auth=self.auth)
@@ -217,6 +261,14 @@ class RegistrySink:
 
 
 _OK = frozenset({200, 201, 202, 204})
+_MAX_PAGES = 1000  # of a listing: a registry's Link that never ends must not keep a command for ever
+_NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+
+
+def _next_page(link: str) -> str | None:
+    """The URL of ``Link: <url>; rel="next"``, or None on the last page."""
+    match = _NEXT.search(link)
+    return match.group(1) if match else None
 # A blob up to this size goes in the one PUT that commits it: a config or a
 # small JSON file costs one request instead of two. Larger ones go in PATCHes
 # the registry keeps, which an interrupted push resumes.

@@ -117,3 +117,13 @@ def test_a_wrong_password_is_refused_without_showing_it(private: Registry, tmp_p
     result = run_cli(tmp_path / "store", "fetch", "--remote", f"oci://{private.host}/team", "llama:q4", env=env)
     message = assert_error(result, 4)
     assert "401" in message and "wrong-pass" not in result.err
+
+
+def test_list_and_show_a_registry_namespace(registry: Registry, pushed: dict[str, Any], tmp_path: Path) -> None:
+    listed = run_cli(tmp_path / "store", "--json", "list", "--remote", f"oci://{registry.host}/team")
+    assert listed.code == 0, listed.err
+    models = json.loads(listed.out)["models"]
+    assert [(m["name"], m["digest"]) for m in models] == [("llama:q4", pushed["digest"])]
+    shown = run_cli(tmp_path / "store", "--json", "show", "--remote", f"oci://{registry.host}/team", "llama:q4")
+    assert shown.code == 0, shown.err
+    assert json.loads(shown.out)["digest"] == pushed["digest"]
