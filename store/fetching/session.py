@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 from ..config import read_config
@@ -85,6 +86,12 @@ class Session:
     def default_sources(self) -> tuple[Source, ...]:
         """The remotes of the options (--remote, else $ODAI_STORE_REMOTE, else config.toml)."""
         return self.sources.default(self.options.remotes)
+
+    def sources_for(self, ref: Reference) -> Callable[[], tuple[Source, ...]]:
+        """Where ``ref`` is resolved: the registry a registry reference names (spec/names.md#registry-references), else the default remotes."""
+        if ref.registry is None:
+            return self.default_sources
+        return partial(self.sources.open, [f"oci://{ref.registry}"])
 
     def held_manifest(self, digest: Digest) -> bytes | None:
         """The store's own copy of a manifest, if it has one: a remote need not send it again (Source.resolve's ``have``)."""

@@ -70,7 +70,9 @@ class Registry:
             return self._auths.setdefault(repository, TokenService(self._login))
 
     def in_repository(self, name: str) -> _Repository:
-        """The repository of the model ``name`` (``NAMESPACE/NAME``): a Source of its blobs and manifests."""
+        """The repository of the model ``name``: ``NAMESPACE/NAME``, or for a registry reference of this host (``HOST/REPOSITORY``) that repository."""
+        if name.startswith(f"{self.host}/"):
+            return _Repository(self, name, name[len(self.host) + 1 :])
         return _Repository(self, name, f"{self.namespace}/{name}" if self.namespace else name)
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:

@@ -127,3 +127,43 @@ def test_list_and_show_a_registry_namespace(registry: Registry, pushed: dict[str
     shown = run_cli(tmp_path / "store", "--json", "show", "--remote", f"oci://{registry.host}/team", "llama:q4")
     assert shown.code == 0, shown.err
     assert json.loads(shown.out)["digest"] == pushed["digest"]
+
+
+# -- docker-style references ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["{host}/team/llama:q4", "oci://{host}/team/llama:q4"])
+def test_a_registry_reference_is_fetched_from_its_registry_and_keeps_its_name(registry: Registry, pushed: dict[str, Any], tmp_path: Path, spelling: str) -> None:
+    store = tmp_path / "store"
+    result = run_cli(store, "fetch", spelling.format(host=registry.host), env={"ODAI_STORE_REMOTE": ""})  # no remote of the store's: the reference names one
+    assert result.code == 0, result.err
+    assert read_tree(Path(result.out.strip())) == pushed["files"]
+    local = f"{registry.host}/team/llama:q4"
+    path = run_cli(store, "path", local)
+    assert path.code == 0 and path.out == result.out, path.err
+    assert [m["name"] for m in json.loads(run_cli(store, "--json", "list").out)["models"]] == [local]
+
+
+def test_a_registry_reference_by_digest(registry: Registry, pushed: dict[str, Any], tmp_path: Path) -> None:
+    result = run_cli(tmp_path / "store", "fetch", f"{registry.host}/team/llama@{pushed['digest']}")
+    assert result.code == 0, result.err
+    assert read_tree(Path(result.out.strip())) == pushed["files"]
+
+
+def test_lock_and_sync_pin_a_registry_reference(registry: Registry, pushed: dict[str, Any], tmp_path: Path) -> None:
+    lockfile = tmp_path / "app" / "odai.lock"
+    lockfile.parent.mkdir()
+    ref = f"{registry.host}/team/llama:q4"
+    assert run_cli(tmp_path / "store", "lock", "--lockfile", lockfile, ref).code == 0
+    text = lockfile.read_text()
+    assert f'remote = "oci://{registry.host}"' in text and pushed["digest"] in text
+    synced = run_cli(tmp_path / "other", "--json", "sync", "--lockfile", lockfile)
+    assert synced.code == 0, synced.err
+    (model,) = json.loads(synced.out)["models"]
+    assert (model["name"], model["digest"]) == (ref, pushed["digest"])
+    assert read_tree(Path(model["path"])) == pushed["files"]
+
+
+@pytest.mark.parametrize("bad", ["Localhost:5000/llama", "registry.example.com/Team/llama", "oci://llama:v1", "localhost:5000/"])
+def test_a_malformed_registry_reference_is_a_usage_error(bad: str, tmp_path: Path) -> None:
+    assert_error(run_cli(tmp_path / "store", "fetch", bad), 2)
