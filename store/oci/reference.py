@@ -45,8 +45,12 @@ class Reference(NamedTuple):
 
 
 def _is_domain(first: str) -> bool:
-    """Whether a name's first component names a registry: it holds a '.' or a ':', or is localhost."""
-    return "." in first or ":" in first or first == "localhost"
+    """Whether a name's first component names a registry: it holds a '.' or a ':', or is localhost, and is a host.
+
+    Docker refuses a first component such as ``a.b_c`` (a '.' but no host);
+    here it stays a name of the store, as it was before registries.
+    """
+    return ("." in first or ":" in first or first == "localhost") and _DOMAIN.fullmatch(first) is not None
 
 
 def _check_name(name: str, text: str) -> None:
@@ -56,7 +60,7 @@ def _check_name(name: str, text: str) -> None:
         raise InvalidReference(f"model name longer than {_NAME_MAX} characters: {text!r}")
     first, slash, rest = name.partition("/")
     if slash and _is_domain(first):
-        if not _DOMAIN.fullmatch(first) or not _NAME.fullmatch(rest):
+        if not _NAME.fullmatch(rest):
             raise InvalidReference(f"invalid registry reference {name!r}", "a registry reference is HOST[:PORT]/REPOSITORY, lowercase (spec/names.md#registry-references)")
         return
     if not _NAME.fullmatch(name):
