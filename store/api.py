@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .local.usage import DiskUsage, ModelSizes
     from .oci.manifest import ModelFile
     from .pin import LockResult
+    from .push import Pushed
     from .reports import ModelEntry, ModelInfo, Root, VerifyResult
     from .transfer.progress import Snapshot
 
@@ -482,6 +483,27 @@ class Store:
         options = _fetch_options(remotes, connections, retries, limit_rate, ca_bundle, timeout, progress, cancel, say)
         wanted = [_ref(r) for r in _items(refs, "refs", (str, Reference))]
         return fetch(self.layout, wanted, lambda: _context(self, options))
+
+    def push(
+        self,
+        ref: str | Reference,
+        dest: str,
+        *,
+        as_: str | Reference | None = None,
+        retries: int = 5,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
+        progress: Callable[[Snapshot], None] | None = None,
+        cancel: threading.Event | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> Pushed:
+        """Push the model ``ref`` names here to the registry ``dest`` (spec/cli.md#push); the keyword arguments are fetch_all's, and ``as_``
+        the NAME[:TAG] it gets under a namespace ``dest``. Nothing is sent when the tag names the same manifest already."""
+        from .push import destination, push
+
+        options = _fetch_options((), 8, retries, None, ca_bundle, timeout, progress, cancel, say)
+        model = _ref(ref)
+        return push(_context(self, options), model, destination(dest, model, None if as_ is None else _ref(as_)))
 
     def fetch_url(
         self,

@@ -40,17 +40,19 @@ def fetch(layout: StoreLayout, refs: list[Reference], context: Callable[[], Fetc
 
     ctx = context()
     session = Session(ctx)
-    sources = session.default_sources
     if source is not None:
         adopted = (session.sources.adopt(source),)  # closed with the session's own
 
-        def sources() -> tuple[Source, ...]:
-            return adopted
+        def sources(ref: Reference) -> Callable[[], tuple[Source, ...]]:
+            return lambda: adopted
+    else:
+        sources = session.sources_for
 
     remotes = ctx.options.remotes if source is None else (source.url,)
-    wanted = [(ref, None if ref.digest is not None else ref.ref_name, remotes) for ref in refs]
+    # What a failure is recorded against: the remotes asked, a registry reference's own registry.
+    wanted = [(ref, None if ref.digest is not None else ref.ref_name, (f"oci://{ref.registry}",) if ref.registry and source is None else remotes) for ref in refs]
     with session.history.recording("fetch", wanted), session.bounded(), storage_errors("fetching", layout.root), Lease(layout, ctx.names.lock_timeout) as lease:
-        return execute(session, plan(session, [Want(ref, sources) for ref in refs], lease), lease)
+        return execute(session, plan(session, [Want(ref, sources(ref)) for ref in refs], lease), lease)
 
 
 def _present_by_digest(layout: StoreLayout, refs: list[Reference]) -> list[Fetched] | None:

@@ -37,7 +37,7 @@ def lock(ctx: FetchContext, refs: list[Reference], path: Path) -> LockResult:
     current = read_lockfile(path, missing_ok=True)
     session = Session(ctx)
     with session.bounded():
-        resolved = resolve(session, [Want(ref, session.default_sources) for ref in refs])
+        resolved = resolve(session, [Want(ref, session.sources_for(ref)) for ref in refs])
     pins = [Pin.of(r.ref, r.locator or "", r.digest, r.manifest) for r in resolved]
     before = {p.ref_name: p.digest for p in current.pins}
     updated = current.with_pins(pins)

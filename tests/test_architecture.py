@@ -16,11 +16,11 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "store"
 
 # Use cases sit above transfer; transfer must stay ignorant of them.
-USE_CASES = ("store.add", "store.fetch", "store.sync", "store.api", "store.cli", "store.serve", "store.fetching")
+USE_CASES = ("store.add", "store.fetch", "store.push", "store.sync", "store.api", "store.cli", "store.serve", "store.fetching")
 
 # The use-case layer by role: a verb does one command's work; a value module holds the
 # typed results and files that verbs share. A verb imports no other verb.
-VERBS = ("store.add", "store.fetch", "store.serve", "store.pin", "store.sync", "store.export", "store.catalog")
+VERBS = ("store.add", "store.fetch", "store.push", "store.serve", "store.pin", "store.sync", "store.export", "store.catalog")
 VALUES = ("store.model", "store.reports", "store.config", "store.limits")
 # The formats: bytes in, typed values out, no I/O. odai.lock sits beside oci/, so that local
 # (gc, which keeps what lockfiles pin) reads it without calling up into the API.
@@ -33,7 +33,7 @@ API = ("store.api", "store.download")
 # session, its plan and its execution. Below the verbs, above transfer.
 FETCHING = ("store.fetching",)
 # Above store/remote/, a remote is its interface, opened for a URL by select.py's table.
-REMOTE_FACE = ("store.remote.base", "store.remote.select")
+REMOTE_FACE = ("store.remote.base", "store.remote.sink", "store.remote.select")  # the interfaces, read and written, and the opener
 # What the cli may use besides api: the errors it turns into exit codes, and the values the
 # public API takes and returns (spec/design.md, Layers), with the grammars of those it takes
 # spelled as on the command line (limits.py: a rate, a timeout).

@@ -37,6 +37,7 @@ __all__ = [
     "lock",
     "log",
     "path",
+    "push",
     "rm",
     "roots",
     "serve",
@@ -356,6 +357,17 @@ def fetch(c: Context, p: Params) -> None:
     # NAME and TAG apart: from the name it got, or (by digest, no name) the one asked for.
     refs = [parse_reference(r.model.name or asked) for r, asked in zip(results, p.names, strict=True)]
     c.out.document({"models": [{**_model_doc(r.model), "name": ref.name, "tag": ref.tag, "downloaded": r.downloaded} for r, ref in zip(results, refs, strict=True)]})
+
+
+def push(c: Context, p: Params) -> None:
+    _stop_on_sigterm()
+    pushed = c.store.push(
+        p.name, p.dest, as_=p.as_, retries=p.retries, ca_bundle=p.ca_bundle, timeout=c.timeout, progress=_renderer(p.progress_mode, c.out), say=c.out.say
+    )
+    dest = pushed.destination
+    c.out.say(f"{dest}: {'pushed, ' + human_bytes(pushed.sent) + ' sent' if pushed.tagged else 'up to date'}")
+    c.out.data(str(pushed.digest))
+    c.out.document({"digest": str(pushed.digest), "remote": dest.remote, "name": dest.ref.name, "tag": dest.ref.tag, "sent": pushed.sent, "tagged": pushed.tagged})
 
 
 def serve(c: Context, p: Params) -> None:

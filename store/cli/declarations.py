@@ -279,6 +279,23 @@ COMMANDS = (
         _PROGRESS,
     ),
     Command(
+        "push",
+        actions.push,
+        """Push a model of the store to an OCI registry; print its manifest digest.
+
+        DEST is oci://HOST[:PORT]/REPOSITORY:TAG, or oci://HOST[:PORT]/NAMESPACE
+        to push NAME:TAG (or --as NAME[:TAG]) as repository NAMESPACE/NAME.
+        Blobs the registry holds are skipped; a tag that names the same
+        manifest already sends nothing.
+        """,
+        Argument("name"),
+        Argument("dest"),
+        Option("--as", dest="as_", metavar="NAME[:TAG]", help="The name and tag under a namespace DEST [default: the model's]."),
+        _RETRIES,
+        _CA_BUNDLE,
+        _PROGRESS,
+    ),
+    Command(
         "serve",
         actions.serve,
         "Serve this store as a remote (GET/HEAD, Range); print its URL, then serve until interrupted.",

@@ -83,7 +83,8 @@ def _resolve(session: Session, want: Want) -> Resolved:
         except (NetworkError, NotFound, InvalidManifest) as err:
             errors.append(err)  # a damaged index or manifest on one remote: the next may be sound
             continue
-        return Resolved(ref, found.descriptor.digest, found.manifest, manifest, sources[i:] + sources[:i], found.locator, found.synthesized)
+        blob_sources = (found.blobs or source, *sources[i + 1 :], *sources[:i])
+        return Resolved(ref, found.descriptor.digest, found.manifest, manifest, blob_sources, found.locator, found.synthesized)
     # Not found anywhere is a clearer story than the last network hiccup.
     if errors and all(isinstance(e, NotFound) for e in errors):
         raise NotFound(f"no remote has {ref}: " + "; ".join(e.message for e in errors), "check the name and the remotes")

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 from ..config import read_config
@@ -17,7 +18,7 @@ from ..local.names import Names
 from ..local.publish import what_changed
 from ..oci.digest import Digest
 from ..oci.reference import Reference
-from ..remote.base import Source
+from ..remote.base import Renewing, Source
 from ..remote.select import Sources
 from ..transfer.deadline import Deadline
 from ..transfer.engine import Engine
@@ -86,6 +87,12 @@ class Session:
         """The remotes of the options (--remote, else $ODAI_STORE_REMOTE, else config.toml)."""
         return self.sources.default(self.options.remotes)
 
+    def sources_for(self, ref: Reference) -> Callable[[], tuple[Source, ...]]:
+        """Where ``ref`` is resolved: the registry a registry reference names (spec/names.md#registry-references), else the default remotes."""
+        if ref.registry is None:
+            return self.default_sources
+        return partial(self.sources.open, [f"oci://{ref.registry}"])
+
     def held_manifest(self, digest: Digest) -> bytes | None:
         """The store's own copy of a manifest, if it has one: a remote need not send it again (Source.resolve's ``have``)."""
         return self.blobs.read_manifest(digest) if self.blobs.has(digest) else None
@@ -111,8 +118,8 @@ class Session:
             )
         return self._engine
 
-    def retrying(self, read: Callable[[], _T], source: Source) -> _T:
-        """A small read of ``source`` (index.json, a manifest, a file's size), retried and re-authenticated as blob reads are."""
+    def retrying(self, read: Callable[[], _T], source: Renewing) -> _T:
+        """A small read of ``source`` (index.json, a manifest, a file's size), or a push's step, retried and re-authenticated as blob reads are."""
         return retrying(read, RetryPolicy(retries=self.options.retries), pausing(self.ctx.cancel, self.ctx.say), source)
 
     @contextlib.contextmanager

@@ -13,6 +13,9 @@ DEFAULT_TAG = "latest"
 # component can be spelled, and every name is also a valid OCI repository name.
 _NAME = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*")
 _NAME_MAX = 255
+# A registry's host, as docker reads the first component of a reference:
+# lowercase DNS labels (an IPv4 address among them), and a port.
+_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?")
 # The OCI distribution-spec tag grammar.
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
@@ -34,12 +37,32 @@ class Reference(NamedTuple):
         """The value of ``org.opencontainers.image.ref.name`` in index.json: ``NAME:TAG``."""
         return f"{self.name}:{self.tag}"
 
+    @property
+    def registry(self) -> str | None:
+        """``HOST[:PORT]`` when the name begins with a registry, as docker reads it (spec/names.md#registry-references); else None."""
+        first, slash, _ = self.name.partition("/")
+        return first if slash and _is_domain(first) else None
+
+
+def _is_domain(first: str) -> bool:
+    """Whether a name's first component names a registry: it holds a '.' or a ':', or is localhost, and is a host.
+
+    Docker refuses a first component such as ``a.b_c`` (a '.' but no host);
+    here it stays a name of the store, as it was before registries.
+    """
+    return ("." in first or ":" in first or first == "localhost") and _DOMAIN.fullmatch(first) is not None
+
 
 def _check_name(name: str, text: str) -> None:
     if not name:
         raise InvalidReference(f"missing model name in {text!r}")
     if len(name) > _NAME_MAX:
         raise InvalidReference(f"model name longer than {_NAME_MAX} characters: {text!r}")
+    first, slash, rest = name.partition("/")
+    if slash and _is_domain(first):
+        if not _NAME.fullmatch(rest):
+            raise InvalidReference(f"invalid registry reference {name!r}", "a registry reference is HOST[:PORT]/REPOSITORY, lowercase (spec/names.md#registry-references)")
+        return
     if not _NAME.fullmatch(name):
         raise InvalidReference(f"invalid model name {name!r}")
 
@@ -48,6 +71,12 @@ def parse_reference(text: str) -> Reference:
     """Parse a reference as typed by a person or written in a file; raise InvalidReference."""
     if not isinstance(text, str):
         raise InvalidReference(f"a reference is text, not {type(text).__name__}")
+    if text.startswith("oci://"):
+        # The explicit spelling of a registry reference: the same reference without its scheme.
+        reference = parse_reference(text[len("oci://") :])
+        if reference.registry is None:
+            raise InvalidReference(f"{text!r} names no registry", "write oci://HOST[:PORT]/REPOSITORY[:TAG|@sha256:<hex>]")
+        return reference
     if "@" in text:
         name, _, digest_text = text.partition("@")
         _check_name(name, text)
@@ -56,7 +85,10 @@ def parse_reference(text: str) -> Reference:
         except InvalidDigest as err:
             raise InvalidReference(f"invalid digest in {text!r}: {err.message}") from None
         return Reference(name, None, digest)
-    name, colon, tag = text.partition(":")
+    # The tag follows the last ':' of the last component, as docker reads it: a registry's port has one before.
+    head, slash, last = text.rpartition("/")
+    last_name, colon, tag = last.partition(":")
+    name = f"{head}{slash}{last_name}"
     _check_name(name, text)
     if not colon:
         return Reference(name)

@@ -11,6 +11,7 @@ the realm (with the challenge's service and scope) gives a new token.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -20,6 +21,8 @@ from typing import Protocol
 from urllib.parse import urlencode, urlsplit
 
 from ..errors import NetworkError
+from .credentials import is_loopback
+from .registry_credentials import Login
 
 __all__ = ["Auth", "Anonymous", "Bearer", "TokenService", "Unauthorized", "parse_challenge", "MAX_TOKEN_BYTES"]
 
@@ -35,10 +38,13 @@ _TOKEN = re.compile(r"[\x21-\x7e]+")
 class Unauthorized(NetworkError):
     """A 401: the server's ``challenge`` (its WWW-Authenticate, if any), and the ``sent`` credential headers it refused."""
 
-    def __init__(self, message: str, hint: str | None, *, challenge: str | None, sent: Mapping[str, str] | None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, hint: str | None, *, challenge: str | None, sent: Mapping[str, str] | None, auth: Auth | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message, hint, status=401, retry_after=retry_after)
         self.challenge = challenge
         self.sent = sent  # the very object Auth.headers() returned, None if none went; never printed
+        self.auth = auth  # the Auth that gave them: the one to renew
 
 
 class Auth(Protocol):
@@ -50,8 +56,8 @@ class Auth(Protocol):
         """The headers that authenticate a request: the same object until the credentials change."""
         ...
 
-    def reauthenticate(self, refused: Unauthorized, get: Callable[[str], bytes]) -> None:
-        """Get new credentials after ``refused``; ``get`` reads a small document at a URL, sending no credentials.
+    def reauthenticate(self, refused: Unauthorized, get: Callable[[str, Mapping[str, str]], bytes]) -> None:
+        """Get new credentials after ``refused``; ``get(url, headers)`` reads a small document at a URL, sending only ``headers``.
 
         Safe from many threads at once: the segments of a blob that meet one
         expired token get one new token between them, since a refusal of
@@ -72,7 +78,7 @@ class Anonymous:
     def headers(self) -> Mapping[str, str]:
         return self._headers
 
-    def reauthenticate(self, refused: Unauthorized, get: Callable[[str], bytes]) -> None:
+    def reauthenticate(self, refused: Unauthorized, get: Callable[[str, Mapping[str, str]], bytes]) -> None:
         raise refused
 
 
@@ -107,34 +113,66 @@ def parse_challenge(value: str | None) -> dict[str, str] | None:
 
 
 class TokenService:
-    """The registry token flow: anonymous at first, then whatever token the realm of the last Bearer challenge gives.
+    """The registry token flow: anonymous at first, then what the last challenge asks for.
 
-    No credentials go to the realm: it grants what anonymous pulls may have.
-    A realm that wants a password (a private registry) needs a credential
-    sent to it, which must then go over https only: the realm's URL is the
-    server's to choose.
+    A Bearer challenge names a realm, which gives a token for the
+    challenge's scope; the user's login for the registry, if any, goes to
+    the realm (only over https, or to this machine: the realm's URL is the
+    server's to choose). A Basic challenge takes the login itself. ``login``
+    is asked at the first challenge only: an anonymous pull runs no
+    credential helper.
     """
 
     refreshable = True
 
-    def __init__(self) -> None:
+    def __init__(self, login: Callable[[], Login | None] = lambda: None) -> None:
         self._headers = _NOTHING
         self._lock = threading.Lock()
+        self._ask_login = login
+        self._login: Login | None = None
+        self._asked = False
 
     def headers(self) -> Mapping[str, str]:
         return self._headers
 
-    def reauthenticate(self, refused: Unauthorized, get: Callable[[str], bytes]) -> None:
+    def reauthenticate(self, refused: Unauthorized, get: Callable[[str, Mapping[str, str]], bytes]) -> None:
         with self._lock:
-            # Another request got a new token since this one was sent: use it.
+            # Another request got new credentials since this one was sent: use them.
             if refused.sent is not self._headers:
                 return
+            if not self._asked:
+                self._login, self._asked = self._ask_login(), True
+            login = self._login if self._login is not None and not self._login.identity_token else None
+            if _scheme(refused.challenge) == "basic":
+                if login is None or self._headers.get("Authorization", "").startswith("Basic "):
+                    raise refused  # nothing, or nothing new, to offer
+                self._headers = MappingProxyType({"Authorization": _basic(login)})
+                return
             url = _token_url(refused)
-            token = _read_token(get(url), url)
+            sent: Mapping[str, str] = _NOTHING
+            if login is not None:
+                if not _may_carry_secrets(url):
+                    raise NetworkError(f"not sending the registry login to the token service {url}: not https", "the registry's token service must be served over https")
+                sent = {"Authorization": _basic(login)}
+            token = _read_token(get(url, sent), url)
             self._headers = MappingProxyType({"Authorization": f"Bearer {token}"})
 
     def __repr__(self) -> str:
         return "TokenService()"
+
+
+def _scheme(challenge: str | None) -> str:
+    return (challenge or "").strip().partition(" ")[0].lower()
+
+
+def _basic(login: Login) -> str:
+    return "Basic " + base64.b64encode(f"{login.username}:{login.secret}".encode()).decode()
+
+
+def _may_carry_secrets(url: str) -> bool:
+    """Whether a password may go to ``url``: https, or plain http to this machine."""
+    split = urlsplit(url)
+    return split.scheme == "https" or (split.scheme == "http" and is_loopback(split.hostname or ""))
 
 
 def _token_url(refused: Unauthorized) -> str:

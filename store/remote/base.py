@@ -21,7 +21,7 @@ from ..oci.index import MAX_INDEX_BYTES, InvalidIndex, lookup_fast, named_totals
 from ..oci.reference import Reference
 
 # MAX_INDEX_BYTES: a remote's index.json larger than the parser takes is refused unread.
-__all__ = ["Source", "Resolution", "BlobStream", "Action", "classify", "MAX_INDEX_BYTES", "names_in_layout", "nothing", "resolve_in_layout"]
+__all__ = ["Renewing", "Source", "Resolution", "BlobStream", "Action", "classify", "MAX_INDEX_BYTES", "names_in_layout", "nothing", "resolve_in_layout"]
 
 _DAMAGED_REMOTE_INDEX = "the remote's index.json is damaged: tell its owner, try another remote, or fetch NAME@sha256:<digest>"
 
@@ -42,6 +42,9 @@ class Resolution(NamedTuple):
     manifest: bytes
     locator: str
     synthesized: bool = False
+    # Where this model's blobs are read, when not from the remote itself: a
+    # registry keeps blobs per repository, and hands over the one it found.
+    blobs: Source | None = None
 
 
 def nothing(digest: Digest) -> bytes | None:
@@ -137,7 +140,22 @@ class BlobStream(Protocol):
         ...
 
 
-class Source(Protocol):
+class Renewing(Protocol):
+    """A remote read or written through the retry loops: it classifies its errors and renews its credentials."""
+
+    def classify(self, err: StoreError) -> Action:
+        """What to do after ``err`` from this remote: retry it, re-authenticate, go to the next, or fail."""
+        ...
+
+    def reauthenticate(self, err: StoreError) -> None:
+        """Get new credentials after ``err``, an error ``classify`` called REAUTHENTICATE. Raises NetworkError if none can be had.
+
+        Safe from many threads at once: segments refused together share one renewal.
+        """
+        ...
+
+
+class Source(Renewing, Protocol):
     url: str
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
@@ -166,17 +184,6 @@ class Source(Protocol):
         (If-Range); otherwise the whole blob comes back with ``start`` 0.
         Raises NetworkError (``transient`` set when a retry may help) or
         NotFound when this remote does not have the blob.
-        """
-        ...
-
-    def classify(self, err: StoreError) -> Action:
-        """What to do after ``err`` from this remote: retry it, re-authenticate, go to the next, or fail."""
-        ...
-
-    def reauthenticate(self, err: StoreError) -> None:
-        """Get new credentials after ``err``, an error ``classify`` called REAUTHENTICATE. Raises NetworkError if none can be had.
-
-        Safe from many threads at once: segments refused together share one renewal.
         """
         ...
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from ..errors import UsageError, from_os_error
 from ..fs.bounded import Refused, open_regular
 
-__all__ = ["Credentials", "credentials_file", "load_credentials", "origin_of"]
+__all__ = ["Credentials", "credentials_file", "is_loopback", "load_credentials", "origin_of"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_CREDENTIALS_BYTES = 64 * 1024  # a few hundred origins; the file is the user's, but a read is bounded all the same
@@ -41,7 +41,11 @@ def origin_of(url: str) -> str | None:
 
 
 def _loopback(origin: str) -> bool:
-    host = urlsplit(origin).hostname or ""
+    return is_loopback(urlsplit(origin).hostname or "")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine: localhost, 127.0.0.0/8, ::1."""
     if host == "localhost":
         return True
     try:

@@ -176,6 +176,12 @@ class FileSink(FileLayout):
             create_atomic(self.root / "oci-layout", _LAYOUT)
             create_atomic(self.root / "index.json", _EMPTY_INDEX)
 
+    def tagged(self, ref: Reference) -> Digest | None:
+        try:
+            return self.resolve(ref).descriptor.digest
+        except NotFound:
+            return None
+
     def has_blob(self, name: str, digest: Digest, size: int) -> bool:
         try:
             info = os.lstat(self.blob_path(digest))

@@ -6,15 +6,20 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
 from ..oci.digest import Digest
 from .base import Source
+
+if TYPE_CHECKING:
+    from .registry import Registry
+    from .sink import Sink
 from .credentials import Credentials, load_credentials, origin_of
 from .throttle import Throttled, TokenBucket
 
-__all__ = ["Sources", "open_remote", "open_url_file", "remote_specs"]
+__all__ = ["Sources", "open_remote", "open_sink", "open_url_file", "remote_specs"]
 
 _HINT = "a remote is an http://, https:// or file:// URL, or a path"
 
@@ -41,9 +46,34 @@ def _path(spec: str, ca_bundle: str | None, token: str | None) -> Source:
     return FileLayout(Path(spec).expanduser().absolute())
 
 
+def _oci(spec: str, ca_bundle: str | None, token: str | None) -> Source:
+    return open_registry(spec, ca_bundle=ca_bundle)
+
+
+def open_sink(spec: str, *, ca_bundle: str | None = None) -> Sink:
+    """A Sink for ``spec``: a registry (``oci://``), where push sends models."""
+    from .registry import RegistrySink
+
+    return RegistrySink(open_registry(spec, ca_bundle=ca_bundle))
+
+
+def open_registry(spec: str, *, ca_bundle: str | None = None) -> Registry:
+    """The registry of an ``oci://HOST[:PORT][/NAMESPACE]`` remote, with the user's login for its host (spec/remotes.md#registries)."""
+    from .credentials import is_loopback
+    from .registry import Registry
+    from .registry_credentials import load_registry_credentials
+
+    split = urlsplit(spec)
+    if not split.hostname or split.query or split.fragment:
+        raise UsageError(f"invalid remote {spec!r}: an OCI registry is oci://HOST[:PORT][/NAMESPACE]", _HINT)
+    # Plain HTTP only to this machine: a registry elsewhere is spoken to over verified TLS (spec/remotes.md#registries).
+    scheme = "http" if is_loopback(split.hostname) else "https"
+    return Registry(f"{scheme}://{split.netloc}", split.path.strip("/"), login=lambda: load_registry_credentials().login(split.netloc), ca_bundle=ca_bundle)
+
+
 # How each kind of remote is opened, by URL scheme; a new kind of remote is
 # one line here. No scheme, or one letter (a Windows drive), is a path.
-_OPENERS: dict[str, Callable[[str, str | None, str | None], Source]] = {"http": _http, "https": _http, "file": _file_url, "": _path}
+_OPENERS: dict[str, Callable[[str, str | None, str | None], Source]] = {"http": _http, "https": _http, "oci": _oci, "file": _file_url, "": _path}
 
 
 # HOST:PORT, with an optional path: what a URL missing its scheme starts with.

@@ -21,6 +21,7 @@ from typing import Protocol
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from ..oci.reference import Reference
+from .base import Renewing
 
 __all__ = ["Sink", "Upload"]
 
@@ -60,8 +61,12 @@ class Upload(Protocol):
         ...
 
 
-class Sink(Protocol):
+class Sink(Renewing, Protocol):
     url: str
+
+    def tagged(self, ref: Reference) -> Digest | None:
+        """The manifest ``ref`` (``NAME:TAG``) names in the sink now, or None: a push whose tag names it already sends nothing."""
+        ...
 
     def has_blob(self, name: str, digest: Digest, size: int) -> bool:
         """Whether the sink holds the blob, whole: its upload can be skipped."""

@@ -21,7 +21,7 @@ import email.utils
 import os
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import urllib3
@@ -73,14 +73,14 @@ def translating_errors(url: str) -> Iterator[None]:
         raise NetworkError(f"transfer from {url} failed: {err}", transient=True) from err
 
 
-def _check_status(response: urllib3.BaseHTTPResponse, url: str, sent: Mapping[str, str] | None) -> None:
+def _check_status(response: urllib3.BaseHTTPResponse, url: str, sent: Mapping[str, str] | None, auth: Auth, ok: frozenset[int] = frozenset({200, 206})) -> None:
     """Nothing for a 200 or 206 of an unencoded body; else the error the status means (spec/fetching.md#responses).
 
     ``sent``: the credential headers the request carried, which a 401 names
-    so that the remote's Auth can tell whether they are still its current ones.
+    so that ``auth``, which gave them, can tell whether they are still its current ones.
     """
     status = response.status
-    if status in (200, 206):
+    if status in ok:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             response.close()
@@ -95,7 +95,7 @@ def _check_status(response: urllib3.BaseHTTPResponse, url: str, sent: Mapping[st
     message = f"{url}: HTTP {status} {response.reason or ''}".rstrip()
     retry_after = _retry_after(response.headers.get("Retry-After"))
     if status == 401:
-        raise Unauthorized(message, _REFUSED_HINT, challenge=response.headers.get("WWW-Authenticate"), sent=sent, retry_after=retry_after)
+        raise Unauthorized(message, _REFUSED_HINT, challenge=response.headers.get("WWW-Authenticate"), sent=sent, auth=auth, retry_after=retry_after)
     transient = status in TRANSIENT_STATUS
     raise NetworkError(message, None if transient else _REFUSED_HINT, transient=transient, retry_after=retry_after, status=status)
 
@@ -220,6 +220,11 @@ def _content_range(value: str) -> tuple[int, int | None]:
         raise NetworkError(f"malformed Content-Range {value!r}", transient=True) from None
 
 
+class Answer(NamedTuple):
+    status: int
+    headers: Mapping[str, str]
+
+
 class Transport:
     """The requests of one remote whose base URL is ``url``; ``auth`` authenticates those for its origin."""
 
@@ -240,18 +245,48 @@ class Transport:
         # Small reads in progress, so that close() from another thread ends them.
         self._reading: set[_Paced] = set()
 
-    def _request(self, method: str, url: str, headers: dict[str, str] | None = None, *, authenticated: bool = True) -> urllib3.BaseHTTPResponse:
-        """The answer to a request whose status says it has the body; else the error it means (``_check_status``)."""
-        sent = self.auth.headers() if authenticated and origin_of(url) == self._origin else None
+    def _request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        authenticated: bool = True,
+        auth: Auth | None = None,
+        body: bytes | None = None,
+        ok: frozenset[int] = frozenset({200, 206}),
+    ) -> urllib3.BaseHTTPResponse:
+        """The answer to a request whose status is one of ``ok``; else the error it means (``_check_status``).
+
+        ``auth``: the credentials of this request where they are not the remote's
+        own (a registry's token is per repository).
+        """
+        auth = auth or self.auth
+        sent = auth.headers() if authenticated and origin_of(url) == self._origin else None
         full = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **(headers or {}), **(sent or {})}
         with translating_errors(url):
-            response = self._pool.request(method, url, headers=full, preload_content=False, decode_content=False)
-        _check_status(response, url, sent)
+            response = self._pool.request(method, url, headers=full, body=body, preload_content=False, decode_content=False, redirect=body is None)
+        _check_status(response, url, sent, auth, ok)
         return response
+
+    def send(
+        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None, auth: Auth | None = None, ok: frozenset[int]
+    ) -> Answer:
+        """A request whose answer matters by its status (one of ``ok``) and headers, not its body (a registry's upload steps)."""
+        response = self._request(method, url, headers, auth=auth, body=body, ok=ok)
+        response.drain_conn()
+        response.release_conn()
+        return Answer(response.status, response.headers)
 
     def get_small(self, url: str, cap: int, *, authenticated: bool = True) -> bytes:
         """The whole body at ``url`` (index.json, a manifest, a token), refused past ``cap`` bytes, before reading when Content-Length says so."""
-        response = self._request("GET", url, authenticated=authenticated)
+        return self.get_document(url, cap, authenticated=authenticated)[0]
+
+    def get_document(
+        self, url: str, cap: int, *, headers: Mapping[str, str] | None = None, authenticated: bool = True, auth: Auth | None = None
+    ) -> tuple[bytes, Mapping[str, str]]:
+        """``get_small`` with request ``headers`` (a registry's Accept), returning the answer's headers too (Content-Type, Docker-Content-Digest)."""
+        response = self._request("GET", url, headers, authenticated=authenticated, auth=auth)
         body = _Paced(response, url, self._min_rate)
         self._reading.add(body)
         try:
@@ -264,7 +299,7 @@ class Transport:
                 got += len(part)
             if got > cap:
                 raise NetworkError(f"{url} is over the {cap}-byte limit", "the remote is not an odai-store layout")
-            return b"".join(parts)
+            return b"".join(parts), response.headers
         finally:
             self._reading.discard(body)
             if response.length_remaining == 0:
@@ -272,15 +307,15 @@ class Transport:
             else:
                 response.close()
 
-    def open_range(self, url: str, start: int = 0, end: int | None = None, validator: str | None = None) -> HttpStream:
-        """Bytes [start, end) of the object at ``url``, as Source.open_blob promises them (``Range``, ``If-Range``)."""
+    def open_range(self, url: str, start: int = 0, end: int | None = None, validator: str | None = None, *, auth: Auth | None = None) -> HttpStream:
+        """Bytes [start, end) of the object at ``url``, as Source.open_blob promises them (``Range``, ``If-Range``); ``auth`` as for ``_request``."""
         headers = {}
         if start or end is not None:
             headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
             if validator:
                 headers["If-Range"] = validator
         try:
-            response = self._request("GET", url, headers)
+            response = self._request("GET", url, headers, auth=auth)
         except NetworkError as err:
             if err.status == 416:
                 raise NetworkError(f"{url}: range {start}-{end} is beyond the blob (HTTP 416)", "the remote's copy is shorter than the manifest says", status=416) from None
@@ -319,9 +354,10 @@ class Transport:
 
     def reauthenticate(self, err: StoreError) -> None:
         """New credentials after ``err``, a 401 of this transport; raises NetworkError (``err`` itself if it was none) when none can be had."""
-        if not isinstance(err, Unauthorized):
+        if not isinstance(err, Unauthorized) or err.auth is None:
             raise err
-        self.auth.reauthenticate(err, lambda url: self.get_small(url, MAX_TOKEN_BYTES, authenticated=False))
+        # The credentials the refused request carried are the ones renewed: a registry's, per repository.
+        err.auth.reauthenticate(err, lambda url, headers: self.get_document(url, MAX_TOKEN_BYTES, headers=headers, authenticated=False)[0])
 
     def close(self) -> None:
         """Release the connections. Safe from another thread: a small read in progress ends (NetworkError)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import Interrupted, NetworkError, StoreError
-from ..remote.base import Action, Source
+from ..remote.base import Action, Renewing
 
 if TYPE_CHECKING:
     import threading
@@ -91,7 +91,7 @@ class Attempts:
         return Attempts(self.policy)
 
 
-def retrying(read: Callable[[], _T], policy: RetryPolicy, pause: Pause, source: Source | None = None) -> _T:
+def retrying(read: Callable[[], _T], policy: RetryPolicy, pause: Pause, source: Renewing | None = None) -> _T:
     """``read()``, tried again after each transient fault while ``policy`` allows; ``pause`` sleeps (and may raise on cancel).
 
     A refusal that ``source`` (the remote ``read`` asks) classifies as

@@ -70,37 +70,49 @@ class Registry:
         stop_process(self.process)
 
 
-def _config(data: Path, port: int) -> str:
-    # YAML flow style; the registry is plain HTTP on loopback, no auth, deletes allowed.
+def _config(data: Path, port: int, htpasswd: Path | None) -> str:
+    # YAML flow style; the registry is plain HTTP on loopback, deletes allowed, Basic auth if htpasswd is given.
+    auth = f"auth: {{htpasswd: {{realm: odai-test, path: {htpasswd}}}}}\n" if htpasswd else ""
     return f"""version: 0.1
 storage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}
 http: {{addr: 127.0.0.1:{port}}}
 log: {{level: error}}
-"""
+{auth}"""
 
 
-def _answers(port: int) -> bool:
-    """True once ``GET /v2/`` answers 200: the API is up."""
+def _answers(port: int, status: int) -> bool:
+    """True once ``GET /v2/`` answers ``status`` (200, or 401 where it wants a login): the API is up."""
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
         try:
             conn.request("GET", "/v2/")
-            return conn.getresponse().status == 200
+            return conn.getresponse().status == status
         finally:
             conn.close()
     except OSError:
         return False
 
 
-def start_registry(binary: str, base: Path, attempts: int = 3) -> Registry:
-    """Start a registry keeping its config, storage and console log under ``base``;
-    raise RuntimeError with its output if it will not come up."""
+def _htpasswd(path: Path, users: dict[str, str]) -> Path:
+    """An htpasswd file of bcrypt hashes (the only kind distribution takes), made by Apache's htpasswd (Debian package apache2-utils)."""
+    binary = shutil.which("htpasswd")
+    if binary is None:
+        raise FileNotFoundError("htpasswd is not installed (Debian package apache2-utils; scripts/test installs it as root)")
+    lines = [subprocess.run([binary, "-Bbn", user, password], check=True, capture_output=True, text=True).stdout.strip() for user, password in users.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_registry(binary: str, base: Path, attempts: int = 3, users: dict[str, str] | None = None) -> Registry:
+    """Start a registry keeping its config, storage and console log under ``base``, with Basic auth for ``users``
+    (name -> password) if given; raise RuntimeError with its output if it will not come up."""
     base.mkdir(parents=True, exist_ok=True)
+    htpasswd = _htpasswd(base / "htpasswd", users) if users else None
     failure = ""
     for _ in range(attempts):  # a free port can be taken between our probe and the registry's bind
         port = free_port()
         config = base / "config.yml"
-        config.write_text(_config(base / "data", port))
+        config.write_text(_config(base / "data", port, htpasswd))
         console = base / "console.log"
         with open(console, "wb") as out:
             process = subprocess.Popen(
@@ -108,7 +120,7 @@ def start_registry(binary: str, base: Path, attempts: int = 3) -> Registry:
             )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and process.poll() is None:
-            if _answers(port):
+            if _answers(port, 401 if users else 200):
                 return Registry(base, port, process)
             time.sleep(0.05)
         stop_process(process, grace=2)

@@ -167,3 +167,9 @@ class SinkSuite:
             assert reader.resolve(parse_reference(f"{NAME}:{tag}")).descriptor.digest == sample.manifest
         with pytest.raises(NotFound):
             reader.resolve(parse_reference(f"{NAME}:v3"))
+
+    def test_tagged_says_what_a_tag_names(self, sink, sample: Sample) -> None:
+        assert sink.tagged(parse_reference(f"{NAME}:v1")) is None
+        push(sink, sample, "v1")
+        assert sink.tagged(parse_reference(f"{NAME}:v1")) == sample.manifest
+        assert sink.tagged(parse_reference(f"{NAME}:v2")) is None

@@ -154,6 +154,7 @@ USUAL = [
     ["--timeout", "30", "fetch", "m", "--limit-rate", "10M", "--ca-bundle", "file"],
     ["fetch", "m", "--url", "https://example/f", "--sha256", "0" * 64, "--filename", "f.bin"],
     ["fetch"],  # the body says what is missing, in click's words
+    ["push", "m:v1", "oci://localhost:5000/team", "--as", "n:v2", "--retries", "2", "--progress", "none"],
     ["sync"],
     ["-v", "sync", "llama-3b", "--lockfile", "app/odai.lock", "--progress", "none"],
     ["sync", "--verify"],

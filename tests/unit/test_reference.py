@@ -181,3 +181,26 @@ def test_neither_a_short_digest_nor_a_reference(text: str) -> None:
 def test_every_run_of_12_to_64_hex_digits_is_a_short_digest(hex_: str) -> None:
     assert parse_local_reference(hex_) == parse_local_reference("sha256:" + hex_) == ShortDigest(hex_)
     assert ShortDigest(hex_).starts(Digest(hex_ + "0" * (64 - len(hex_))))
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "tag", "registry"),
+    [
+        ("localhost:5000/llama:v1", "localhost:5000/llama", "v1", "localhost:5000"),
+        ("localhost:5000/llama", "localhost:5000/llama", "latest", "localhost:5000"),
+        ("localhost/llama", "localhost/llama", "latest", "localhost"),
+        ("registry.example.com/team/llama:q4", "registry.example.com/team/llama", "q4", "registry.example.com"),
+        ("oci://127.0.0.1:5000/a/b:c", "127.0.0.1:5000/a/b", "c", "127.0.0.1:5000"),
+        ("org/tiny-embed:q4", "org/tiny-embed", "q4", None),  # no '.', ':' or localhost first: a name of the store's
+        ("llama-3.2_1b:Q4_K_M", "llama-3.2_1b", "Q4_K_M", None),  # one component: never a registry
+    ],
+)
+def test_registry_references_name_their_registry(text: str, name: str, tag: str, registry: str | None) -> None:
+    ref = parse_reference(text)
+    assert (ref.name, ref.tag, ref.registry) == (name, tag, registry)
+
+
+@pytest.mark.parametrize("text", ["Registry.example.com/x", "localhost:port/x", "localhost:5000/Llama", "oci://llama:v1", "oci://llama", "localhost:5000/"])
+def test_malformed_registry_references_are_refused(text: str) -> None:
+    with pytest.raises(InvalidReference):
+        parse_reference(text)

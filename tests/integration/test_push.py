@@ -1,0 +1,81 @@
+"""push: a model of the store to a real registry (docker-registry on loopback), read back by odai-store and by skopeo (spec/cli.md#push)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from store import Store
+from tests.support.cli import assert_error, run_cli
+from tests.support.registry import Registry
+from tests.support.requirements import unavailable
+from tests.support.trees import read_tree, sample_model, write_tree
+
+FILES = sample_model(seed=31)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    root = tmp_path / "store"
+    assert run_cli(root, "add", "llama:q4", write_tree(tmp_path / "model", FILES)).code == 0
+    return root
+
+
+def test_push_under_a_namespace_then_fetch_it_back(store: Path, registry: Registry, tmp_path: Path) -> None:
+    pushed = run_cli(store, "--json", "push", "llama:q4", f"oci://{registry.host}/pushns")
+    assert pushed.code == 0, pushed.err
+    doc = json.loads(pushed.out)
+    digest = str(Store(store).resolve("llama:q4")[0])
+    assert (doc["digest"], doc["name"], doc["tag"], doc["tagged"]) == (digest, "llama", "q4", True)
+    assert doc["sent"] == sum(len(data) for data in FILES.values()) + 2  # every file once, and the empty config {}
+    fetched = run_cli(tmp_path / "other", "fetch", "--remote", f"oci://{registry.host}/pushns", "llama:q4")
+    assert fetched.code == 0, fetched.err
+    assert read_tree(Path(fetched.out.strip())) == FILES
+    # Again: the tag names that manifest already, and nothing goes.
+    again = run_cli(store, "--json", "push", "llama:q4", f"oci://{registry.host}/pushns")
+    assert again.code == 0 and json.loads(again.out)["tagged"] is False and json.loads(again.out)["sent"] == 0, again.err
+    assert "up to date" in run_cli(store, "push", "llama:q4", f"oci://{registry.host}/pushns").err
+
+
+def test_push_to_a_full_reference_and_skopeo_reads_it(store: Path, registry: Registry, tmp_path: Path) -> None:
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        unavailable("skopeo is not installed (Debian package skopeo; scripts/test installs it as root)")
+    pushed = run_cli(store, "push", "llama:q4", f"oci://{registry.host}/elsewhere/llama-copy:v9")
+    assert pushed.code == 0, pushed.err
+    digest = pushed.out.strip()
+    assert digest == str(Store(store).resolve("llama:q4")[0])
+    pulled = tmp_path / "pulled"
+    proc = subprocess.run(
+        [skopeo, "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false", registry.ref("elsewhere/llama-copy", "v9"), f"oci:{pulled}:m:v9"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    fetched = run_cli(tmp_path / "from-skopeo", "fetch", "--remote", pulled, "m:v9")
+    assert fetched.code == 0, fetched.err
+    assert read_tree(Path(fetched.out.strip())) == FILES
+
+
+def test_push_as_another_name_under_the_namespace(store: Path, registry: Registry, tmp_path: Path) -> None:
+    renamed = run_cli(store, "--json", "push", "llama:q4", f"oci://{registry.host}/asns", "--as", "renamed:v1")
+    assert renamed.code == 0, renamed.err
+    assert (json.loads(renamed.out)["name"], json.loads(renamed.out)["tag"]) == ("renamed", "v1")
+    assert registry.manifest("asns/renamed", "v1").status == 200
+    assert_error(run_cli(store, "push", "llama:q4", f"oci://{registry.host}/asns/x:v1", "--as", "y:v2"), 2)  # DEST names its own
+
+
+@pytest.mark.parametrize(
+    "dest",
+    ["http://127.0.0.1:5000/x", "oci://127.0.0.1:5000/team/llama@sha256:" + "0" * 64, "oci:///nohost", "oci://127.0.0.1:5000/ns?x=1"],
+)
+def test_a_destination_that_is_no_registry_reference_is_refused(store: Path, dest: str) -> None:
+    assert_error(run_cli(store, "push", "llama:q4", dest), 2)
+
+
+def test_a_model_the_store_lacks_is_not_found(store: Path, registry: Registry) -> None:
+    assert_error(run_cli(store, "push", "nope:v1", f"oci://{registry.host}/ns"), 3)
