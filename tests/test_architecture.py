@@ -24,7 +24,8 @@ VERBS = ("store.add", "store.fetch", "store.push", "store.serve", "store.pin", "
 VALUES = ("store.model", "store.reports", "store.config", "store.limits")
 # The formats: bytes in, typed values out, no I/O. odai.lock sits beside oci/, so that local
 # (gc, which keeps what lockfiles pin) reads it without calling up into the API.
-FORMATS = ("store.oci", "store.lockfile")
+# redact.py says what of a URL may be shown or kept: history (local) and messages (remote) both need it.
+FORMATS = ("store.oci", "store.lockfile", "store.redact")
 # Files others may read or replace (atomic writes, bounded reads): below both local and remote,
 # which a writable file remote needs as much as the store does.
 FS = "store.fs"
@@ -176,8 +177,8 @@ def test_model_imports_only_oci() -> None:
     assert _violations("store.model", lambda n: _within(n, "store.oci")) == []
 
 
-def test_remote_uses_only_fs_oci_and_errors() -> None:
-    assert _violations("store.remote", lambda n: _within(n, "store.remote", FS, "store.oci", "store.errors")) == []
+def test_remote_uses_only_fs_oci_redact_and_errors() -> None:
+    assert _violations("store.remote", lambda n: _within(n, "store.remote", FS, "store.oci", "store.redact", "store.errors")) == []
 
 
 def test_transfer_uses_only_the_layers_below_it() -> None:

@@ -8,8 +8,9 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..local.history import new_record, note, scrub
+from ..local.history import new_record, note
 from ..oci.reference import Reference
+from ..redact import scrub
 
 if TYPE_CHECKING:
     from .plan import Resolved

@@ -28,7 +28,7 @@ from ..fs.atomic import create_private, link_new
 from ..fs.bounded import open_regular
 from .layout import StoreLayout
 
-__all__ = ["HISTORY_VERSION", "READ_MAX", "ROTATE_AT", "Record", "append", "encode_record", "new_record", "note", "outcome_of", "parse_record", "read_records", "scrub"]
+__all__ = ["HISTORY_VERSION", "READ_MAX", "ROTATE_AT", "Record", "append", "encode_record", "new_record", "note", "outcome_of", "parse_record", "read_records"]
 
 # The value of "v" in every record. A change of a member's meaning or type
 # is a new version; readers skip the records of a version they do not know.
@@ -97,22 +97,6 @@ def parse_record(line: bytes) -> Record | None:
     ):
         return None
     return record._replace(seconds=float(record.seconds))
-
-
-def scrub(url: str) -> str:
-    """``url`` as a record keeps it: without user, password, query or fragment, where a token may hide."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "(a URL that does not parse)"
-    if not parts.scheme or parts.scheme == "file" or len(parts.scheme) == 1:
-        return url
-    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _open_append(path: Path, group: bool) -> tuple[int, os.stat_result]:

@@ -28,6 +28,7 @@ import urllib3
 from urllib3.exceptions import HTTPError, LocationValueError, MaxRetryError, ResponseError, SSLError
 
 from ..errors import NetworkError, NotFound, StoreError, UsageError
+from ..redact import scrub
 from .auth import MAX_TOKEN_BYTES, Anonymous, Auth, Unauthorized
 from .credentials import origin_of
 from .min_rate import MinRate
@@ -58,6 +59,7 @@ def _retry_after(value: str | None) -> float | None:
 
 @contextlib.contextmanager
 def translating_errors(url: str) -> Iterator[None]:
+    url = scrub(url)  # what a message may show
     try:
         yield
     except MaxRetryError as err:
@@ -79,6 +81,7 @@ def _check_status(response: urllib3.BaseHTTPResponse, url: str, sent: Mapping[st
     ``sent``: the credential headers the request carried, which a 401 names
     so that ``auth``, which gave them, can tell whether they are still its current ones.
     """
+    url = scrub(url)  # what a message may show
     status = response.status
     if status in ok:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
@@ -139,7 +142,7 @@ class _Paced:
 
     def __init__(self, response: urllib3.BaseHTTPResponse, url: str, min_rate: MinRate) -> None:
         self._response = response
-        self._url = url
+        self._url = scrub(url)  # for messages
         self._min_rate = min_rate
         self._received = 0
         self._waited = 0.0
@@ -185,7 +188,7 @@ class HttpStream:
     def __init__(self, response: urllib3.BaseHTTPResponse, url: str, start: int, size: int | None, length: int, min_rate: MinRate) -> None:
         self._response = response
         self._body = _Paced(response, url, min_rate)
-        self.url = url
+        self.url = scrub(url)  # shown in messages, and kept in a partial's journal
         self.start = start
         self.end = start + length
         self.size = size
@@ -292,13 +295,13 @@ class Transport:
         try:
             declared = response.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > cap:
-                raise NetworkError(f"{url} is {declared} bytes, over the {cap}-byte limit", "the remote is not an odai-store layout")
+                raise NetworkError(f"{scrub(url)} is {declared} bytes, over the {cap}-byte limit", "the remote is not an odai-store layout")
             parts, got = [], 0
             while got <= cap and (part := body.read1(min(1 << 20, cap + 1 - got))):
                 parts.append(part)
                 got += len(part)
             if got > cap:
-                raise NetworkError(f"{url} is over the {cap}-byte limit", "the remote is not an odai-store layout")
+                raise NetworkError(f"{scrub(url)} is over the {cap}-byte limit", "the remote is not an odai-store layout")
             return b"".join(parts), response.headers
         finally:
             self._reading.discard(body)
@@ -318,7 +321,7 @@ class Transport:
             response = self._request("GET", url, headers, auth=auth)
         except NetworkError as err:
             if err.status == 416:
-                raise NetworkError(f"{url}: range {start}-{end} is beyond the blob (HTTP 416)", "the remote's copy is shorter than the manifest says", status=416) from None
+                raise NetworkError(f"{scrub(url)}: range {start}-{end} is beyond the blob (HTTP 416)", "the remote's copy is shorter than the manifest says", status=416) from None
             raise
         if response.status == 206:
             begin, size = _content_range(response.headers.get("Content-Range", ""))
@@ -329,10 +332,10 @@ class Transport:
             stop = size
         if begin != start and response.status == 206:
             response.close()
-            raise NetworkError(f"{url}: asked for bytes from {start}, got a range from {begin}", transient=True)
+            raise NetworkError(f"{scrub(url)}: asked for bytes from {start}, got a range from {begin}", transient=True)
         if stop is None:
             response.close()
-            raise NetworkError(f"{url}: the server did not say how long the blob is", "serve blobs with Content-Length")
+            raise NetworkError(f"{scrub(url)}: the server did not say how long the blob is", "serve blobs with Content-Length")
         return HttpStream(response, url, begin, size, stop - begin, self._min_rate)
 
     def length(self, url: str) -> int:
@@ -349,7 +352,7 @@ class Transport:
             response.drain_conn()  # a HEAD response has no body: this only frees the connection
         declared = response.headers.get("Content-Length", "")
         if not declared.isdigit():
-            raise NetworkError(f"{url}: the server did not say how long the file is", "the server must send Content-Length")
+            raise NetworkError(f"{scrub(url)}: the server did not say how long the file is", "the server must send Content-Length")
         return int(declared)
 
     def reauthenticate(self, err: StoreError) -> None:

@@ -14,6 +14,7 @@ from store import Store, UsageError
 from store.download import DownloadState
 from store.local import history
 from store.local.history import Record, append, new_record, read_records
+from store.redact import scrub
 from tests.support.cli import assert_error, run_cli, run_cli_many
 from tests.support.counting_server import serve_counting
 from tests.support.trees import one_file_origin, write_tree
@@ -289,8 +290,8 @@ def test_records_parse_only_when_whole() -> None:
     for bad in (line[:-10], b"", b"[]", line.replace(b'"v":1', b'"v":2'), line.replace(b'"bytes":10', b'"bytes":"10"'), b"\0" * 40):
         assert history.parse_record(bad) is None, bad
     assert isinstance(read_records, object) and Record._fields[0] == "time"
-    assert history.scrub("https://u:p@h.example:8443/a/b?sig=1#f") == "https://h.example:8443/a/b"
-    assert history.scrub("/srv/models") == "/srv/models"
+    assert scrub("https://u:p@h.example:8443/a/b?sig=1#f") == "https://h.example:8443/a/b"
+    assert scrub("/srv/models") == "/srv/models"
 
 
 # -- pause_all and resume_all -------------------------------------------------------------

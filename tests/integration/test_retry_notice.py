@@ -42,3 +42,15 @@ def test_the_api_passes_the_notices_to_say(tmp_path) -> None:
     else:
         raise AssertionError("fetch from a closed port succeeded")
     assert len(said) == 1 and re.fullmatch(NOTICE.replace("[12] of 2", "1 of 1"), said[0]), said
+
+
+def test_a_url_s_credentials_are_never_shown(fault_server, run_cli) -> None:
+    # A remote written with a password in it (as config.toml of a shared store may hold),
+    # and a --url with a signed query: neither appears in the retries or the error.
+    result = run_cli("fetch", "--retries", "1", "--remote", "http://ann:s3cret@127.0.0.1:9/models", "m:v1")
+    assert_error(result, 4, said=r".*127\.0\.0\.1:9.*: retrying in \d+\.\d s \(attempt 1 of 1\)")
+    assert "s3cret" not in result.err and "ann:" not in result.err
+    server = fault_server(None, {})
+    signed = run_cli("fetch", "--retries", "0", "--url", f"{server.url}/files/w.bin?sig=t0ken", "--sha256", "0" * 64, "one:v1")
+    assert_error(signed, 3)
+    assert "t0ken" not in signed.err and f"{server.url}/files/w.bin" in signed.err
