@@ -21,6 +21,7 @@ from .lockfile import Lockfile, Pin
 from .model import Model
 from .oci.digest import Digest
 from .oci.reference import Reference
+from .redact import scrub
 
 if TYPE_CHECKING:
     from .fetching.session import FetchContext
@@ -174,5 +175,5 @@ def _fetch(ctx: FetchContext, pins: list[Pin]) -> list[Model]:
     for pin in pins:
         if pin.ref_name in tried:  # resolved on remotes, not found complete here meanwhile
             # Where a lockfile sent this sync is for the user to see: the lockfile may not be theirs.
-            ctx.say(f"{pin.ref_name}: fetched from {' or '.join(tried[pin.ref_name])}")
+            ctx.say(f"{pin.ref_name}: fetched from {' or '.join(map(scrub, tried[pin.ref_name]))}")
     return [f.model for f in fetched]

@@ -16,6 +16,7 @@ from ..errors import StoreError
 from ..oci.digest import Digest, blob_path
 from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
+from ..redact import scrub
 from .auth import Auth
 from .base import MAX_INDEX_BYTES, Action, Resolution, classify, names_in_layout, nothing, resolve_in_layout
 from .min_rate import MinRate
@@ -43,10 +44,13 @@ class HttpLayout:
         return f"{self.url}/{blob_path(digest)}"
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
-        return resolve_in_layout(ref, have, self._read_index, self.read_manifest, self._index_url, self.url, f"check the name; 'odai-store list --remote {self.url}' lists the models it holds")
+        # Named, and recorded as the locator a lockfile keeps, without credentials: a lockfile is
+        # shared (committed), and urllib3 sends no URL userinfo anyway (spec/fetching.md#credentials).
+        shown = scrub(self.url)
+        return resolve_in_layout(ref, have, self._read_index, self.read_manifest, scrub(self._index_url), shown, f"check the name; 'odai-store list --remote {shown}' lists the models it holds")
 
     def names(self) -> list[tuple[str, Digest | None]]:
-        return names_in_layout(self._read_index, self._index_url)
+        return names_in_layout(self._read_index, scrub(self._index_url))
 
     @property
     def _index_url(self) -> str:

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
 from ..oci.digest import Digest
+from ..redact import scrub
 from .base import Source
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ class Sources:
                 self._credentials = load_credentials([*self._named, *os.environ.get("ODAI_STORE_REMOTE", "").split()])
             token, withheld = self._credentials.token_for(spec)
             if withheld:
-                self._say(f"not sending a token to {spec}: {withheld}")
+                self._say(f"not sending a token to {scrub(spec)}: {withheld}")
         return self.adopt(open_remote(spec, ca_bundle=self._ca_bundle, token=token), spec)
 
     def adopt(self, remote: Source, spec: str | None = None) -> Source:

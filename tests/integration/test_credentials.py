@@ -106,3 +106,13 @@ def test_a_misspelt_table_in_the_credentials_file_is_an_error_naming_it(fault_se
     message = assert_error(run_cli("fetch", "--remote", server.url, LAYOUT.ref_name, env={"XDG_CONFIG_HOME": str(tmp_path / "xdg")}), 2)
     assert message == f"{config}: unknown key 'token'"
     assert server.requests == []  # refused before a request that would have gone without its token
+
+
+def test_a_password_in_a_remote_url_never_reaches_the_lockfile(fault_server, run_cli, tmp_path: Path) -> None:
+    server = fault_server(LAYOUT)
+    lockfile = tmp_path / "odai.lock"
+    credentialed = server.url.replace("http://", "http://ann:s3cret@")
+    result = run_cli("lock", "--remote", credentialed, "--lockfile", lockfile, LAYOUT.ref_name, env={"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    assert result.code == 0, result.err
+    assert "s3cret" not in lockfile.read_text() and f'remote = "{server.url}"' in lockfile.read_text()
+    assert "s3cret" not in result.out + result.err
