@@ -83,7 +83,9 @@ def _resolve(session: Session, want: Want) -> Resolved:
         except (NetworkError, NotFound, InvalidManifest) as err:
             errors.append(err)  # a damaged index or manifest on one remote: the next may be sound
             continue
-        blob_sources = (found.blobs or source, *sources[i + 1 :], *sources[:i])
+        # A registry's repository, found by resolving, is a source of this command too: rate-limited, closed with the rest.
+        blobs = source if found.blobs is None else session.sources.adopt(found.blobs)
+        blob_sources = (blobs, *sources[i + 1 :], *sources[:i])
         return Resolved(ref, found.descriptor.digest, found.manifest, manifest, blob_sources, found.locator, found.synthesized)
     # Not found anywhere is a clearer story than the last network hiccup.
     if errors and all(isinstance(e, NotFound) for e in errors):

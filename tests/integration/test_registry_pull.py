@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_error, run_cli
+from tests.support.cli import assert_error, cli_command, run_cli
 from tests.support.registry import Registry, find_registry, skopeo_copy, start_registry
 from tests.support.requirements import unavailable
 from tests.support.trees import read_tree, sample_model, write_tree
@@ -167,3 +169,51 @@ def test_lock_and_sync_pin_a_registry_reference(registry: Registry, pushed: dict
 @pytest.mark.parametrize("bad", ["Localhost:5000/llama", "registry.example.com/Team/llama", "oci://llama:v1", "localhost:5000/"])
 def test_a_malformed_registry_reference_is_a_usage_error(bad: str, tmp_path: Path) -> None:
     assert_error(run_cli(tmp_path / "store", "fetch", bad), 2)
+
+
+# -- faults of a real registry ---------------------------------------------------------
+
+
+def test_a_registry_stopped_mid_blob_and_restarted_is_resumed_not_restarted(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """The registry goes away with a third of the blob in; back a moment later, the download asks for the rest (Range), not all of it again."""
+    binary = find_registry()
+    if binary is None:
+        unavailable("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
+    server = start_registry(binary, tmp_path_factory.mktemp("restarted-registry"))
+    try:
+        size = 48 << 20
+        source = tmp_path / "source"
+        assert run_cli(source, "add", "big:v1", write_tree(tmp_path / "model", {"w.bin": random.Random(5).randbytes(size)})).code == 0
+        assert run_cli(source, "push", "big:v1", f"oci://{server.host}/faults").code == 0
+        command, env = cli_command(tmp_path / "store", ["--json", "fetch", "--connections", "1", "--limit-rate", "12M", "--progress", "json", "--remote", f"oci://{server.host}/faults", "big:v1"], None, ())
+        fetch = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert fetch.stderr is not None
+            for line in fetch.stderr:  # progress lines: wait for a third of the blob
+                if line.startswith("{") and json.loads(line)["done"] >= size // 3:
+                    break
+            server.stop()
+            time.sleep(1.0)  # refused meanwhile: the fetch waits to retry
+            server.restart()
+            out, err = fetch.communicate(timeout=120)
+        finally:
+            fetch.kill()
+        assert fetch.returncode == 0, err
+        (model,) = json.loads(out)["models"]
+        assert read_tree(Path(model["path"]))["w.bin"] == random.Random(5).randbytes(size)
+        # Resumed: what came over the wire is about one blob, not a third more (a restart from byte 0).
+        assert model["downloaded"] < size * 1.1, model["downloaded"]
+        assert "retrying in" in err
+    finally:
+        server.stop()
+
+
+def test_limit_rate_holds_for_a_registry_s_blobs(registry: Registry, tmp_path: Path) -> None:
+    size = 12 << 20
+    source = tmp_path / "source"
+    assert run_cli(source, "add", "paced:v1", write_tree(tmp_path / "model", {"w.bin": random.Random(6).randbytes(size)})).code == 0
+    assert run_cli(source, "push", "paced:v1", f"oci://{registry.host}/paced").code == 0
+    began = time.monotonic()
+    result = run_cli(tmp_path / "store", "fetch", "--limit-rate", "6M", "--remote", f"oci://{registry.host}/paced", "paced:v1")
+    assert result.code == 0, result.err
+    assert time.monotonic() - began >= 1.5  # 12 MiB at 6 MB/s: two seconds, less the bucket's first second

@@ -42,6 +42,8 @@ class Registry:
     base: Path
     port: int
     process: subprocess.Popen[bytes]
+    binary: str
+    status: int  # what GET /v2/ answers once it is up: 200, or 401 where it wants a login
 
     @property
     def host(self) -> str:
@@ -68,6 +70,13 @@ class Registry:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+    def restart(self) -> None:
+        """Start it again on the same port, config and storage (after ``stop``); RuntimeError if it does not come up."""
+        process = _launch(self.binary, self.base, self.port, self.status)
+        if process is None:
+            raise RuntimeError(f"docker-registry did not start again:\n{(self.base / 'console.log').read_text(errors='replace')}")
+        self.process = process
 
 
 def _config(data: Path, port: int, htpasswd: Path | None) -> str:
@@ -109,23 +118,28 @@ def start_registry(binary: str, base: Path, attempts: int = 3, users: dict[str, 
     base.mkdir(parents=True, exist_ok=True)
     htpasswd = _htpasswd(base / "htpasswd", users) if users else None
     failure = ""
+    status = 401 if users else 200
     for _ in range(attempts):  # a free port can be taken between our probe and the registry's bind
         port = free_port()
-        config = base / "config.yml"
-        config.write_text(_config(base / "data", port, htpasswd))
-        console = base / "console.log"
-        with open(console, "wb") as out:
-            process = subprocess.Popen(
-                [binary, "serve", str(config)], stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=base
-            )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and process.poll() is None:
-            if _answers(port, 401 if users else 200):
-                return Registry(base, port, process)
-            time.sleep(0.05)
-        stop_process(process, grace=2)
-        failure = console.read_text(errors="replace")
+        (base / "config.yml").write_text(_config(base / "data", port, htpasswd))
+        process = _launch(binary, base, port, status)
+        if process is not None:
+            return Registry(base, port, process, binary, status)
+        failure = (base / "console.log").read_text(errors="replace")
     raise RuntimeError(f"docker-registry did not start:\n{failure}")
+
+
+def _launch(binary: str, base: Path, port: int, status: int) -> subprocess.Popen[bytes] | None:
+    """The registry of ``base``'s config, once ``GET /v2/`` answers ``status``; None (and nothing left running) if it does not within 10 s."""
+    with open(base / "console.log", "ab") as out:
+        process = subprocess.Popen([binary, "serve", str(base / "config.yml")], stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=base)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and process.poll() is None:
+        if _answers(port, status):
+            return process
+        time.sleep(0.05)
+    stop_process(process, grace=2)
+    return None
 
 
 def skopeo_copy(skopeo: str, source: str, dest: str) -> None:
