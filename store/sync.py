@@ -7,7 +7,6 @@ all resolved and the space for all checked before the first byte.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +18,6 @@ from .local.roots import Registered, register_root, restore_root
 from .local.views import complete_view
 from .lockfile import Lockfile, Pin
 from .model import Model
-from .oci.digest import Digest
 from .oci.reference import Reference
 from .redact import scrub
 
@@ -106,7 +104,7 @@ def sync(
 
                 with storage_errors("verifying the model's files", layout.root):
                     check_model_files(layout, model.digest, model.files, pin.ref_name)  # type: ignore[union-attr]
-        _say_what_changed(say, path, registered, pins, {pin.ref_name for pin in missing})
+        _say_what_changed(say, registered, pins, {pin.ref_name for pin in missing})
         return out  # type: ignore[return-value]
     except BaseException:
         # A failed sync leaves the store as it found it, its root as it was.
@@ -119,14 +117,9 @@ def sync(
         raise
 
 
-def _say_what_changed(say: Callable[[str], None], path: Path, registered: Registered, pins: list[Pin], fetched: set[str]) -> None:
+def _say_what_changed(say: Callable[[str], None], registered: Registered, pins: list[Pin], fetched: set[str]) -> None:
     """Per pin, what changed since the root last recorded the lockfile (a pin that moved: old -> new), else up to date if nothing was fetched for it."""
-    recorded: dict[str, Digest] = {}
-    if registered.previous is not None:
-        from .local.root_records import parse_root
-
-        with contextlib.suppress(StoreError):  # an entry that cannot be read, or of the first format: nothing recorded to compare
-            recorded = {p.name: p.digest for p in parse_root(registered.previous, path).pins or ()}
+    recorded = {p.name: p.digest for p in registered.recorded}  # as register_root read them: not parsed twice
     for pin in pins:
         before = recorded.get(pin.ref_name, None if pin.ref_name in fetched else pin.digest)
         if said := what_changed(Reference(pin.name, pin.tag), before, pin.digest, downloaded=pin.ref_name in fetched):

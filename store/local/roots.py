@@ -56,6 +56,7 @@ class Registered(NamedTuple):
 
     changed: bool  # the entry was written
     previous: bytes | None  # what the entry held before; None if there was none
+    recorded: tuple[RecordedPin, ...] = ()  # the pins it recorded before (none: no entry, or one of the first format or damaged)
 
 
 def register_root(layout: StoreLayout, lockfile: Path, pins: tuple[Pin, ...], now: float, lock_timeout: float | None = None) -> Registered:
@@ -67,11 +68,13 @@ def register_root(layout: StoreLayout, lockfile: Path, pins: tuple[Pin, ...], no
     entry = layout.root_entry(lockfile)
     record = RootRecord(lockfile, int(now), tuple(RecordedPin.of(p) for p in pins))
     previous: bytes | None = None
+    recorded: tuple[RecordedPin, ...] = ()
     try:
         previous = read_bounded(entry, ROOT_ENTRY_MAX, "gc root entry")
         old = parse_root(previous, entry)
+        recorded = old.pins or ()
         if old.lockfile == lockfile and old.pins == record.pins and old.refreshed is not None and silent_for(old.refreshed, now) < REFRESH_AFTER:
-            return Registered(False, previous)
+            return Registered(False, previous, recorded)
     except FileNotFoundError:
         pass
     except StorageError:  # not ours, damaged or of the first format: the write below replaces it
@@ -84,8 +87,8 @@ def register_root(layout: StoreLayout, lockfile: Path, pins: tuple[Pin, ...], no
         # that lockfile, so both gc keep its pins; its owner refreshes it.
         if not (previous is not None and err.errno == errno.EPERM):
             raise
-        return Registered(False, previous)
-    return Registered(True, previous)
+        return Registered(False, previous, recorded)
+    return Registered(True, previous, recorded)
 
 
 def restore_root(layout: StoreLayout, lockfile: Path, registered: Registered, lock_timeout: float | None = None) -> None:
