@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +28,15 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def skopeo() -> str:
+    """The skopeo binary: the other client that copies models to and from registries and layouts."""
+    found = shutil.which("skopeo")
+    if found is None:
+        unavailable("skopeo is not installed (Debian package skopeo; scripts/test installs it as root)")
+    return found
 
 
 @pytest.fixture(scope="session")

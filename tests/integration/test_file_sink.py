@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
 import stat
 import subprocess
 import threading
@@ -30,7 +29,6 @@ from store.remote.file_sink import FileSink
 from tests.support import workers
 from tests.support.oci_schema import SCHEMA_DIR, validator
 from tests.support.remote_suite import Sample, make_sample
-from tests.support.requirements import unavailable
 from tests.support.sink_suite import NAME, SinkSuite, push
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -165,10 +163,7 @@ def test_what_the_sink_writes_passes_the_oci_schemas(sink: FileSink, target: Pat
     assert list(validator("image-manifest-schema.json").iter_errors(manifest)) == []
 
 
-def test_skopeo_reads_what_the_sink_wrote(sink: FileSink, target: Path, sample: Sample) -> None:
-    skopeo = shutil.which("skopeo")
-    if skopeo is None:
-        unavailable("skopeo is not installed (Debian package skopeo; scripts/test installs it as root)")
+def test_skopeo_reads_what_the_sink_wrote(sink: FileSink, target: Path, sample: Sample, skopeo: str) -> None:
     push(sink, sample)
     proc = subprocess.run([skopeo, "inspect", "--raw", f"oci:{target}:{NAME}:v1"], capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 from store import Store
 from tests.support.cli import assert_error, run_cli
 from tests.support.registry import Registry
-from tests.support.requirements import unavailable
 from tests.support.trees import read_tree, sample_model, write_tree
 
 FILES = sample_model(seed=31)
@@ -41,10 +39,7 @@ def test_push_under_a_namespace_then_fetch_it_back(store: Path, registry: Regist
     assert "up to date" in run_cli(store, "push", "llama:q4", f"oci://{registry.host}/pushns").err
 
 
-def test_push_to_a_full_reference_and_skopeo_reads_it(store: Path, registry: Registry, tmp_path: Path) -> None:
-    skopeo = shutil.which("skopeo")
-    if skopeo is None:
-        unavailable("skopeo is not installed (Debian package skopeo; scripts/test installs it as root)")
+def test_push_to_a_full_reference_and_skopeo_reads_it(store: Path, registry: Registry, tmp_path: Path, skopeo: str) -> None:
     pushed = run_cli(store, "push", "llama:q4", f"oci://{registry.host}/elsewhere/llama-copy:v9")
     assert pushed.code == 0, pushed.err
     digest = pushed.out.strip()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,6 @@ from tests.support.trees import read_tree, sample_model, write_tree
 MODEL_TYPE = "application/vnd.odai.model.v1"
 TITLE = "org.opencontainers.image.title"
 EMPTY_CONFIG = "sha256:" + hashlib.sha256(b"{}").hexdigest()
-
-
-@pytest.fixture(scope="module")
-def skopeo() -> str:
-    found = shutil.which("skopeo")
-    if found is None:
-        unavailable("skopeo is not installed (Debian package skopeo; scripts/test installs it as root)")
-    return found
 
 
 @pytest.fixture(scope="module")

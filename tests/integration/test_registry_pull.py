@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,14 +20,6 @@ from tests.support.cli import assert_error, cli_command, run_cli
 from tests.support.registry import Registry, find_registry, skopeo_copy, start_registry
 from tests.support.requirements import unavailable
 from tests.support.trees import read_tree, sample_model, write_tree
-
-
-@pytest.fixture(scope="module")
-def skopeo() -> str:
-    found = shutil.which("skopeo")
-    if found is None:
-        unavailable("skopeo is not installed (Debian package skopeo; scripts/test installs it as root)")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,6 @@ from store.oci.digest import Digest
 from store.remote.registry import Registry, RegistrySink
 from tests.support.registry import Registry as RunningRegistry
 from tests.support.remote_suite import Sample, make_sample
-from tests.support.requirements import unavailable
 from tests.support.sink_suite import NAME, SinkSuite, push
 
 _NAMESPACES = itertools.count()
@@ -50,10 +48,7 @@ class TestRegistrySink(SinkSuite):
     pass
 
 
-def test_skopeo_reads_what_the_sink_pushed(sink: RegistrySink, registry: RunningRegistry, namespace: str, sample: Sample, tmp_path: Path) -> None:
-    skopeo = shutil.which("skopeo")
-    if skopeo is None:
-        unavailable("skopeo is not installed (Debian package skopeo; scripts/test installs it as root)")
+def test_skopeo_reads_what_the_sink_pushed(sink: RegistrySink, registry: RunningRegistry, namespace: str, sample: Sample, tmp_path: Path, skopeo: str) -> None:
     push(sink, sample)
     pulled = tmp_path / "pulled"
     proc = subprocess.run(
