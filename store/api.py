@@ -412,10 +412,9 @@ class Store:
         """
         from .add import add
 
-        if say is not None and not callable(say):
-            raise UsageError(f"say={say!r} is not callable", "pass a function for say, or None")
+        checked = _fetch_options(progress=progress, say=say)  # the one check of these callables, as the downloads' (UsageError)
         items = [Path(p) for p in _items(paths, "paths", (str, os.PathLike))]
-        return add(self.layout, _ref(ref), items, self._names, follow_links, move, progress, say or (lambda _: None))
+        return add(self.layout, _ref(ref), items, self._names, follow_links, move, checked["progress"], checked["say"] or (lambda _: None))
 
     def fetch(
         self,
