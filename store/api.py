@@ -240,7 +240,7 @@ class Store:
         ref = _local_ref(ref)
         digest, manifest = self.resolve(ref)
         files = tuple(ModelFileStatus(f, self._blobs.has(f.digest, f.size)) for f in manifest.files)
-        return ModelInfo(_name_of(ref), digest, files)
+        return ModelInfo(_name_of(ref), digest, files, *manifest.read_from(digest))
 
     def _complete(self, ref: Reference | ShortDigest) -> tuple[Digest, Manifest]:
         """The manifest ``ref`` designates, once every file's blob is here; NotFound if any is absent."""

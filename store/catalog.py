@@ -12,10 +12,12 @@ display cache the remote may get wrong (spec/names.md).
 from functools import partial
 from typing import NamedTuple
 
+from .errors import InvalidManifest
 from .fetching.plan import Want, resolve
 from .fetching.session import FetchContext, Session
 from .oci.digest import Digest
 from .oci.manifest import layer_totals
+from .oci.model_formats import translate
 from .oci.reference import Reference, parse_reference
 from .reports import ModelFileStatus, ModelInfo
 
@@ -47,9 +49,20 @@ def remote_models(ctx: FetchContext, remote: str) -> list[RemoteModel]:
                 session.doing = f"reading the manifest of {name} on {source.url}"
                 found = session.retrying(partial(source.resolve, ref, session.held_manifest), source)
                 digest = found.descriptor.digest
-                totals[digest] = layer_totals(found.manifest, digest)
+                totals[digest] = _totals(found.manifest, digest)
             out.append(RemoteModel(name, digest, *totals[digest]))
     return out
+
+
+def _totals(data: bytes, digest: Digest) -> tuple[int, int]:
+    """The bytes of every layer, and the files: titled layers, or those a manifest of another format names (a tar layer's are known only from its bytes)."""
+    try:
+        translation = translate(data, digest)
+    except InvalidManifest:  # an image another tool put there is counted, not refused
+        translation = None
+    if translation is None:
+        return layer_totals(data, digest)
+    return sum(f.size for f in translation.files) + sum(a.layer.size for a in translation.archives), len(translation.files)
 
 
 def remote_info(ctx: FetchContext, remote: str, ref: Reference) -> ModelInfo:
@@ -58,4 +71,4 @@ def remote_info(ctx: FetchContext, remote: str, ref: Reference) -> ModelInfo:
     with session.bounded():
         [found] = resolve(session, [Want(ref, lambda: session.sources.open([remote]))])
     files = tuple(ModelFileStatus(f, session.blobs.has(f.digest, f.size)) for f in found.manifest.files)
-    return ModelInfo(None if ref.digest else ref.ref_name, found.digest, files)
+    return ModelInfo(None if ref.digest else ref.ref_name, found.digest, files, *found.manifest.read_from(found.digest))

@@ -10,7 +10,7 @@ locking unchanged models rewrites the file byte for byte.
 
 import tomllib
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .errors import InvalidReference, UsageError
 from .oci.digest import Digest, InvalidDigest, parse_digest
@@ -42,6 +42,8 @@ class Pin(NamedTuple):
     remote: str
     digest: Digest
     files: tuple[PinnedFile, ...]
+    # The remote's manifest the pinned one was read from, when it is in another format (spec/lockfile.md).
+    source: Digest | None = None
 
     @property
     def ref_name(self) -> str:
@@ -52,12 +54,17 @@ class Pin(NamedTuple):
         """NAME@digest: what sync fetches, never looking the tag up."""
         return Reference(self.name, None, self.digest)
 
+    @property
+    def asked(self) -> Reference | None:
+        """NAME@<source digest>: what sync asks the remote for, when the pinned manifest was read from another (None: ``reference``)."""
+        return None if self.source is None else Reference(self.name, None, self.source)
+
     @classmethod
-    def of(cls, ref: Reference, remote: str, digest: Digest, manifest: Manifest) -> "Pin":
-        """The pin of ``ref``, a NAME:TAG reference, resolved on ``remote`` to ``digest``."""
+    def of(cls, ref: Reference, remote: str, digest: Digest, manifest: Manifest, source: Digest | None = None) -> "Pin":
+        """The pin of ``ref``, a NAME:TAG reference, resolved on ``remote`` to ``digest`` (read from the manifest ``source``, if given)."""
         assert ref.tag is not None  # lock refuses digest references first (lock._tags_only)
         files = tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in manifest.files))
-        return cls(ref.name, ref.tag, remote, digest, files)
+        return cls(ref.name, ref.tag, remote, digest, files, source)
 
     def matches(self, files: Iterable[ModelFile]) -> bool:
         """True if ``files`` (of a manifest or a model) are exactly the pinned files."""
@@ -89,18 +96,19 @@ class Lockfile(NamedTuple):
 
         doc = {
             "version": LOCKFILE_VERSION,
-            "model": [
-                {
-                    "name": p.name,
-                    "tag": p.tag,
-                    "remote": p.remote,
-                    "digest": str(p.digest),
-                    "files": [{"path": f.path, "digest": str(f.digest), "size": f.size} for f in sorted(p.files)],
-                }
-                for p in sorted(self.pins, key=lambda p: (p.name, p.tag))
-            ],
+            "model": [_pin_table(p) for p in sorted(self.pins, key=lambda p: (p.name, p.tag))],
         }
         return tomli_w.dumps(doc).encode()
+
+
+def _pin_table(p: Pin) -> dict[str, Any]:
+    """A pin's table, its keys in the canonical order (spec/lockfile.md#canonical-form)."""
+    table: dict[str, Any] = {"name": p.name, "tag": p.tag, "remote": p.remote}
+    if p.source is not None:
+        table["source"] = str(p.source)
+    table["digest"] = str(p.digest)
+    table["files"] = [{"path": f.path, "digest": str(f.digest), "size": f.size} for f in sorted(p.files)]
+    return table
 
 
 def _pin(entry: object, where: str) -> Pin:
@@ -121,7 +129,8 @@ def _pin(entry: object, where: str) -> Pin:
         if any(type(f.size) is not int or f.size < 0 or not isinstance(f.path, str) for f in pinned):
             raise TypeError
         check_model_paths([f.path for f in pinned])
-        return Pin(ref.name, tag, remote, parse_digest(entry["digest"]), tuple(sorted(pinned)))
+        source = entry.get("source")
+        return Pin(ref.name, tag, remote, parse_digest(entry["digest"]), tuple(sorted(pinned)), None if source is None else parse_digest(source))
     except (KeyError, TypeError):
         raise InvalidLockfile(f"{where}: a model needs name, tag, remote, digest and files (path, digest, size)") from None
     except (InvalidDigest, UsageError) as err:  # a bad digest, name, tag or file path

@@ -43,6 +43,9 @@ class ModelInfo(NamedTuple):
     name: str | None
     digest: Digest
     files: tuple[ModelFileStatus, ...]
+    # The format of the manifest the model was read from, and its digest (spec/manifest.md#models-read-from-other-formats).
+    source_format: str = "odai"
+    source_digest: Digest | None = None
 
     @property
     def complete(self) -> bool:

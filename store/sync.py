@@ -164,7 +164,7 @@ def _fetch(ctx: FetchContext, pins: list[Pin]) -> list[Model]:
 
     wanted = [(pin.reference, pin.ref_name, explicit or (pin.remote,)) for pin in pins]
     with session.history.recording("sync", wanted), session.bounded(), storage_errors("fetching", ctx.layout.root), Lease(ctx.layout, ctx.names.lock_timeout) as lease:
-        fetched = execute(session, plan(session, [Want(pin.reference, sources_of(pin)) for pin in pins], lease), lease)
+        fetched = execute(session, plan(session, [Want(pin.reference, sources_of(pin), pin.asked) for pin in pins], lease), lease)
     for pin in pins:
         if pin.ref_name in tried:  # resolved on remotes, not found complete here meanwhile
             # Where a lockfile sent this sync is for the user to see: the lockfile may not be theirs.

@@ -208,6 +208,9 @@ def show(c: Context, p: Params) -> None:
     origin = None if remote else c.store.origin(info.digest)
     c.out.data(f"digest: {info.digest}")
     c.out.data(f"size: {human_bytes(info.size)} in {files_count(len(info.files))} ({'complete' if info.complete else 'incomplete'})")
+    if info.source_format != "odai":  # the store's own format goes without saying
+        read_from = f", read from {info.source_digest}" if info.source_digest != info.digest else ""
+        c.out.data(escaped(f"format: {info.source_format}{read_from}"))
     if origin is not None:
         c.out.data(escaped(f"source: {_DONE.get(origin.command, origin.command)} {', '.join(origin.sources) or 'this store'}"))
     for s in info.files:
@@ -219,6 +222,8 @@ def show(c: Context, p: Params) -> None:
             "size": info.size,
             "complete": info.complete,
             "source": None if origin is None else {"command": origin.command, "sources": list(origin.sources)},
+            "source_format": info.source_format,
+            "source_digest": str(info.source_digest),
             "files": [
                 {"path": s.file.path, "digest": str(s.file.digest), "size": s.file.size, "present": s.present}
                 for s in info.files

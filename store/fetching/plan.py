@@ -6,15 +6,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from ..errors import InvalidManifest, NetworkError, NotFound, StoreError
+from ..errors import IntegrityError, InvalidManifest, NetworkError, NotFound, StoreError
 from ..local.leases import Lease
 from ..oci.descriptor import EMPTY_DESCRIPTOR
-from ..oci.digest import Digest
+from ..oci.digest import Digest, sha256_of
+from ..oci.index import REF_NAME
 from ..oci.manifest import Manifest, parse_manifest
+from ..oci.model_formats import Translation, chosen_manifest, translate
 from ..oci.reference import Reference
 from ..remote.base import Source
 from ..transfer.engine import BlobTask
 from .session import Session
+from .unpack import unpack
 
 __all__ = ["FetchPlan", "Resolved", "Want", "plan", "resolve"]
 
@@ -28,6 +31,9 @@ class Want:
 
     ref: Reference
     sources: Callable[[], tuple[Source, ...]]
+    # What to ask the sources for, when not ``ref``: a pin of a model read from another
+    # format is NAME@<store digest>, which its remote knows as NAME@<source digest>.
+    ask: Reference | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Resolved:
     sources: tuple[Source, ...] = ()  # where its blobs come from, the remote that resolved it first; () when found locally
     locator: str | None = None  # what a lockfile records to get it again (Resolution.locator); None when found locally
     synthesized: bool = False  # a manifest the source made up, which the store completes with chunk digests
+    source: Digest | None = None  # the remote's manifest this one was read from, when it is in another format
 
 
 @dataclass(frozen=True)
@@ -62,36 +69,77 @@ class FetchPlan:
 def _local(session: Session, ref: Reference) -> Resolved | None:
     """The model if ``ref`` is a digest whose manifest and files are all here: no network then."""
     blobs = session.blobs
-    if ref.digest is None or not blobs.has(ref.digest):
+    if ref.digest is None:
         return None
-    data = blobs.read_manifest(ref.digest)
-    manifest = parse_manifest(data, ref.digest)
+    digest = ref.digest if blobs.has(ref.digest) else _read_from(session, ref)
+    if digest is None:
+        return None
+    data = blobs.read_manifest(digest)
+    manifest = parse_manifest(data, digest)
     if all(blobs.has(d.digest, d.size) for d in (*manifest.files, manifest.config)):  # type: ignore[attr-defined]  # ModelFile and Descriptor both have them
-        return Resolved(ref, ref.digest, data, manifest)
+        return Resolved(ref, digest, data, manifest)
     return None
 
 
-def _resolve(session: Session, want: Want) -> Resolved:
+def _read_from(session: Session, ref: Reference) -> Digest | None:
+    """The model read from the manifest ``ref.digest`` of another format, among those NAME names and the unnamed: its manifest records it."""
+    assert ref.digest is not None
+    prefix = f"{ref.name}:"
+    for desc in session.ctx.names.index().entries:
+        name = desc.annotations.get(REF_NAME)
+        if name is not None and not name.startswith(prefix):
+            continue
+        try:
+            manifest = parse_manifest(session.blobs.read_manifest(desc.digest), desc.digest)
+        except (StoreError, OSError):  # a damaged or missing manifest is verify's to report, not this lookup's
+            continue
+        if manifest.source is not None and manifest.source[1] == ref.digest:
+            return desc.digest
+    return None
+
+
+def _resolve(session: Session, want: Want, lease: Lease | None = None) -> Resolved:
     """Resolve on the want's sources in order; the first that knows the reference wins, and its blobs come from it first."""
     ref, sources = want.ref, want.sources()
+    ask = want.ask or ref
     errors: list[StoreError] = []
     for i, source in enumerate(sources):
-        session.doing = f"resolving {ref} on {source.url}"
+        session.doing = f"resolving {ask} on {source.url}"
         try:
-            found = session.retrying(partial(source.resolve, ref, session.held_manifest), source)
-            manifest = parse_manifest(found.manifest, found.descriptor.digest)
+            found = session.retrying(partial(source.resolve, ask, session.held_manifest), source)
+            if (chosen := chosen_manifest(found.manifest, found.descriptor.digest)) is not None:
+                found = session.retrying(partial(source.resolve, Reference(ask.name, digest=chosen), session.held_manifest), source)
+            translation = translate(found.manifest, found.descriptor.digest)
+            if translation is None:
+                manifest = parse_manifest(found.manifest, found.descriptor.digest)
         except (NetworkError, NotFound, InvalidManifest) as err:
             errors.append(err)  # a damaged index or manifest on one remote: the next may be sound
             continue
         # A registry's repository, found by resolving, is a source of this command too: rate-limited, closed with the rest.
         blobs = source if found.blobs is None else session.sources.adopt(found.blobs)
         blob_sources = (blobs, *sources[i + 1 :], *sources[:i])
-        return Resolved(ref, found.descriptor.digest, found.manifest, manifest, blob_sources, found.locator, found.synthesized)
+        if translation is None:
+            return Resolved(ref, found.descriptor.digest, found.manifest, manifest, blob_sources, found.locator, found.synthesized)
+        return _translated(session, want, translation, blob_sources, found.locator, lease)
     # Not found anywhere is a clearer story than the last network hiccup.
     if errors and all(isinstance(e, NotFound) for e in errors):
-        raise NotFound(f"no remote has {ref}: " + "; ".join(e.message for e in errors), "check the name and the remotes")
+        raise NotFound(f"no remote has {ask}: " + "; ".join(e.message for e in errors), "check the name and the remotes")
     # A remote that failed may have had it: "not found" from another would mislead.
     raise next(e for e in errors if not isinstance(e, NotFound))
+
+
+def _translated(session: Session, want: Want, translation: Translation, sources: tuple[Source, ...], locator: str, lease: Lease | None) -> Resolved:
+    """The store's manifest of a model in another format: its tar layers unpacked now, since their files are known only from their bytes."""
+    unpacked = [f for archive in translation.archives for f in unpack(session, archive, sources, lease)]
+    manifest = translation.manifest(unpacked)
+    data = manifest.to_bytes()
+    digest = sha256_of(data)
+    if want.ask is not None and want.ref.digest is not None and digest != want.ref.digest:
+        raise IntegrityError(
+            f"{want.ask} on {sources[0].url} reads as the model {digest}, not {want.ref.digest} as pinned",
+            "the remote's model is not the one pinned, or this odai-store reads its format otherwise; 'odai-store lock --upgrade' pins what it holds now",
+        )
+    return Resolved(want.ref, digest, data, manifest, sources, locator, source=translation.source)
 
 
 def resolve(session: Session, wants: list[Want]) -> list[Resolved]:
@@ -101,7 +149,7 @@ def resolve(session: Session, wants: list[Want]) -> list[Resolved]:
 
 def plan(session: Session, wants: list[Want], lease: Lease) -> FetchPlan:
     """Resolve ``wants`` (locally when a digest is complete here) and list what each model lacks, under ``lease``."""
-    resolved = tuple(_local(session, want.ref) or _resolve(session, want) for want in wants)
+    resolved = tuple(_local(session, want.ref) or _resolve(session, want, lease) for want in wants)
     # Leased before looking which are here: gc keeps what this finds present (spec/locking.md).
     lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
     planned: set[Digest] = set()

@@ -6,11 +6,14 @@ from typing import Any, NamedTuple
 
 from .digest import Digest, parse_digest
 
-__all__ = ["Descriptor", "MANIFEST_TYPE", "INDEX_TYPE", "EMPTY_TYPE", "EMPTY_DESCRIPTOR", "EMPTY_BYTES"]
+__all__ = ["Descriptor", "string_map", "MANIFEST_TYPE", "INDEX_TYPE", "DOCKER_MANIFEST_TYPE", "DOCKER_LIST_TYPE", "EMPTY_TYPE", "EMPTY_DESCRIPTOR", "EMPTY_BYTES"]
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+# Docker's schema 2 counterparts, which registries serve and Ollama writes.
+DOCKER_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
 EMPTY_BYTES = b"{}"
 
 
@@ -39,18 +42,23 @@ class Descriptor(NamedTuple):
             raise ValueError("descriptor without a mediaType")
         if type(size) is not int or size < 0:
             raise ValueError("descriptor size must be a non-negative integer")
-        annotations = obj.get("annotations", {})
-        if not isinstance(annotations, dict):
-            raise ValueError("descriptor annotations must map strings to strings")
-        # A plain loop: twice the speed of all() over a generator, and index.json
-        # holds a descriptor per name.
-        for key, value in annotations.items():
-            if type(key) is not str or type(value) is not str:
-                raise ValueError("descriptor annotations must map strings to strings")
+        annotations = string_map(obj.get("annotations", {}), "descriptor annotations")
         artifact_type = obj.get("artifactType")
         if artifact_type is not None and not isinstance(artifact_type, str):
             raise ValueError("artifactType must be a string")
         return cls(media_type, parse_digest(obj.get("digest")), size, annotations, artifact_type)
+
+
+def string_map(obj: Any, what: str) -> dict[str, str]:
+    """``obj`` if it is a JSON object of strings to strings (annotations); ValueError naming ``what`` otherwise."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} must map strings to strings")
+    # A plain loop: twice the speed of all() over a generator, and index.json
+    # holds a descriptor per name.
+    for key, value in obj.items():
+        if type(key) is not str or type(value) is not str:
+            raise ValueError(f"{what} must map strings to strings")
+    return obj
 
 
 EMPTY_DESCRIPTOR = Descriptor(

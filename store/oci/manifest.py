@@ -1,12 +1,14 @@
 """Model manifest: an OCI image manifest in the artifact style, one layer per model file (spec/manifest.md)."""
 
 import json
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from ..errors import InvalidManifest, InvalidPath
 from .chunks import ChunkDigests, InvalidChunks
-from .descriptor import EMPTY_DESCRIPTOR, MANIFEST_TYPE, Descriptor
-from .digest import Digest, InvalidDigest, sha256_of
+from .descriptor import EMPTY_DESCRIPTOR, MANIFEST_TYPE, Descriptor, string_map
+from .digest import Digest, InvalidDigest, parse_digest, sha256_of
 
 __all__ = [
     "ARTIFACT_TYPE",
@@ -15,12 +17,15 @@ __all__ = [
     "CHUNK_SIZE_KEY",
     "CHUNKS_KEY",
     "MAX_MANIFEST_BYTES",
+    "SOURCE_FORMAT",
+    "SOURCE_DIGEST",
     "ModelFile",
     "Manifest",
     "check_model_path",
     "check_model_paths",
     "layer_totals",
     "parse_manifest",
+    "read_document",
 ]
 
 ARTIFACT_TYPE = "application/vnd.odai.model.v1"
@@ -28,6 +33,11 @@ FILE_TYPE = "application/octet-stream"
 TITLE = "org.opencontainers.image.title"
 CHUNK_SIZE_KEY = "ai.odai.blake3.chunk-size"
 CHUNKS_KEY = "ai.odai.blake3.chunks"
+# A model read from another format (store/oci/model_formats.py) records which,
+# and the digest of the manifest it was read from: show names them, and
+# fetch NAME@<that digest> finds the model (spec/manifest.md#models-read-from-other-formats).
+SOURCE_FORMAT = "ai.odai.source.format"
+SOURCE_DIGEST = "ai.odai.source.digest"
 # The distribution-spec's suggested limit: registries refuse larger manifests,
 # and a bigger untrusted document is refused before it is parsed.
 MAX_MANIFEST_BYTES = 4 << 20
@@ -105,12 +115,32 @@ class Manifest(NamedTuple):
     files: tuple[ModelFile, ...]
     artifact_type: str = ARTIFACT_TYPE
     config: Descriptor = EMPTY_DESCRIPTOR
+    annotations: Mapping[str, str] = MappingProxyType({})
+
+    @property
+    def source(self) -> tuple[str, Digest] | None:
+        """The format and manifest digest of the model this one was read from, or None for a model in the store's own format."""
+        fmt, digest = self.annotations.get(SOURCE_FORMAT), self.annotations.get(SOURCE_DIGEST)
+        if fmt is None or digest is None:
+            return None
+        try:
+            return fmt, parse_digest(digest)
+        except InvalidDigest:
+            return None
 
     @classmethod
     def of(cls, files: list[ModelFile]) -> "Manifest":
         """A manifest of ``files`` in path order; raise InvalidPath for an unsafe set of paths."""
         check_model_paths([f.path for f in files])
         return cls(tuple(sorted(files, key=lambda f: f.path)))
+
+    def read_from(self, digest: Digest) -> tuple[str, Digest]:
+        """The format of the manifest this model was read from, and its digest; ``digest`` (this one's) when it is used as it is: ``odai``, or ``oras`` for another tool's artifact."""
+        if self.source is not None:
+            return self.source
+        # A manifest without artifactType reads as ours (ARTIFACT_TYPE): the empty config, which ORAS does not write, tells them apart.
+        own = self.artifact_type == ARTIFACT_TYPE and self.config == EMPTY_DESCRIPTOR
+        return ("odai" if own else "oras"), digest
 
     @property
     def size(self) -> int:
@@ -125,6 +155,8 @@ class Manifest(NamedTuple):
             "config": self.config.to_json(),
             "layers": [f.descriptor().to_json() for f in self.files],
         }
+        if self.annotations:
+            doc["annotations"] = dict(self.annotations)
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
     def blob_digests(self) -> set[Digest]:
@@ -145,11 +177,11 @@ def _model_file(layer: Descriptor) -> ModelFile:
     return ModelFile(path, layer.digest, layer.size, chunks)
 
 
-def _image_manifest(data: bytes, expected: Digest | None) -> tuple[dict[str, Any], list[Descriptor]]:
-    """Untrusted bytes as an OCI image manifest, in the spec's order: bounded, then hashed, then parsed; the document and its layers.
+def read_document(data: bytes, expected: Digest | None) -> dict[str, Any]:
+    """Untrusted manifest bytes, in the spec's order: bounded, then hashed, then parsed as a JSON object of schema version 2.
 
-    ValueError (or InvalidDigest, RecursionError) for a document that is no
-    image manifest; InvalidManifest for one too large or of another digest.
+    ValueError (or RecursionError) for a document that is no manifest of any
+    kind; InvalidManifest for one too large or of another digest.
     """
     if len(data) > MAX_MANIFEST_BYTES:
         raise InvalidManifest(f"manifest of {len(data)} bytes is over the {MAX_MANIFEST_BYTES}-byte limit")
@@ -161,6 +193,16 @@ def _image_manifest(data: bytes, expected: Digest | None) -> tuple[dict[str, Any
     doc = json.loads(data)
     if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
         raise ValueError("not an OCI manifest (schemaVersion must be 2)")
+    return doc
+
+
+def _image_manifest(data: bytes, expected: Digest | None) -> tuple[dict[str, Any], list[Descriptor]]:
+    """Untrusted bytes as an OCI image manifest (read_document); the document and its layers.
+
+    ValueError (or InvalidDigest, RecursionError) for a document that is no
+    image manifest; InvalidManifest for one too large or of another digest.
+    """
+    doc = read_document(data, expected)
     if doc.get("mediaType", MANIFEST_TYPE) != MANIFEST_TYPE:
         raise ValueError(f"mediaType {doc.get('mediaType')!r} is not an image manifest")
     layers = doc.get("layers")
@@ -186,6 +228,9 @@ def parse_manifest(data: bytes, expected: Digest | None = None) -> Manifest:
         if not isinstance(artifact_type, str):
             raise ValueError("artifactType must be a string")
         config = Descriptor.from_json(doc.get("config"))
+        given = string_map(doc.get("annotations", {}), "manifest annotations")
+        # Only what this format defines: another tool's (a creation time) is no part of the model.
+        annotations = {key: given[key] for key in (SOURCE_FORMAT, SOURCE_DIGEST) if key in given}
         files = [_model_file(layer) for layer in layers]
     except (ValueError, InvalidDigest, RecursionError) as err:
         raise _invalid(err) from None
@@ -198,7 +243,7 @@ def parse_manifest(data: bytes, expected: Digest | None = None) -> Manifest:
     # In model path order, as Manifest.of writes them: manifests written by
     # other tools (ORAS) may list layers in any order, and every listing
     # of a model's files (show, fetch --json, lockfiles) is in path order.
-    return Manifest(tuple(sorted(files, key=lambda f: f.path)), artifact_type, config)
+    return Manifest(tuple(sorted(files, key=lambda f: f.path)), artifact_type, config, MappingProxyType(annotations))
 
 
 def layer_totals(data: bytes, expected: Digest) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urljoin
 import urllib3
 
 from ..errors import IntegrityError, NetworkError, NotFound, StoreError, UsageError
-from ..oci.descriptor import INDEX_TYPE, MANIFEST_TYPE, Descriptor
+from ..oci.descriptor import DOCKER_LIST_TYPE, DOCKER_MANIFEST_TYPE, INDEX_TYPE, MANIFEST_TYPE, Descriptor
 from ..oci.digest import Digest, sha256_of
 from ..oci.index import MAX_INDEX_BYTES
 from ..oci.manifest import MAX_MANIFEST_BYTES
@@ -31,10 +31,8 @@ from .min_rate import MinRate
 from .registry_credentials import Login
 from .transport import HttpStream, Transport
 
-__all__ = ["Registry", "RegistrySink", "DOCKER_MANIFEST_TYPE", "DOCKER_LIST_TYPE"]
+__all__ = ["Registry", "RegistrySink"]
 
-DOCKER_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
 # Asked for in every manifest request: without the Docker types a registry
 # may convert a Docker manifest to the deprecated schema 1, or refuse.
 _ACCEPT = ", ".join((MANIFEST_TYPE, INDEX_TYPE, DOCKER_MANIFEST_TYPE, DOCKER_LIST_TYPE))
