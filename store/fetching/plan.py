@@ -129,11 +129,20 @@ def _resolve(session: Session, want: Want, lease: Lease | None = None) -> Resolv
 
 
 def _translated(session: Session, want: Want, translation: Translation, sources: tuple[Source, ...], locator: str, lease: Lease | None) -> Resolved:
-    """The store's manifest of a model in another format: its tar layers unpacked now, since their files are known only from their bytes."""
-    unpacked = [f for archive in translation.archives for f in unpack(session, archive, sources, lease)]
-    manifest = translation.manifest(unpacked)
-    data = manifest.to_bytes()
-    digest = sha256_of(data)
+    """The store's manifest of a model in another format: its tar layers unpacked now, since their files are known only from their bytes.
+
+    Unless the store holds the model read from that manifest already, whole:
+    the layers are not kept once unpacked, and lock --check must not
+    download them again each time.
+    """
+    held = _local(session, Reference(want.ref.name, digest=translation.source)) if translation.archives else None
+    if held is not None:
+        data, manifest, digest = held.data, held.manifest, held.digest
+    else:
+        unpacked = [f for archive in translation.archives for f in unpack(session, archive, sources, lease)]
+        manifest = translation.manifest(unpacked)
+        data = manifest.to_bytes()
+        digest = sha256_of(data)
     if want.ask is not None and want.ref.digest is not None and digest != want.ref.digest:
         raise IntegrityError(
             f"{want.ask} on {sources[0].url} reads as the model {digest}, not {want.ref.digest} as pinned",
