@@ -122,6 +122,8 @@ def _complete(session: Session, model: Resolved, measured: dict[Digest, Written]
 
 def _publish(session: Session, resolved: Resolved) -> Published:
     ctx = session.ctx
+    if resolved.source_manifest is not None:
+        session.blobs.put_bytes(resolved.source_manifest, resolved.source)
     return publish_model(ctx.layout, ctx.names, resolved.ref, resolved.manifest, resolved.data, resolved.digest, keep_by_digest=ctx.options.keep_by_digest)
 
 

@@ -10,7 +10,6 @@ from ..errors import IntegrityError, InvalidManifest, NetworkError, NotFound, St
 from ..local.leases import Lease
 from ..oci.descriptor import EMPTY_DESCRIPTOR
 from ..oci.digest import Digest, sha256_of
-from ..oci.index import REF_NAME
 from ..oci.manifest import Manifest, parse_manifest
 from ..oci.model_formats import Translation, chosen_manifest, translate
 from ..oci.reference import Reference
@@ -48,6 +47,7 @@ class Resolved:
     locator: str | None = None  # what a lockfile records to get it again (Resolution.locator); None when found locally
     synthesized: bool = False  # a manifest the source made up, which the store completes with chunk digests
     source: Digest | None = None  # the remote's manifest this one was read from, when it is in another format
+    source_manifest: bytes | None = None  # its bytes, kept beside the model: fetch NAME@<source> reads it again offline
 
 
 @dataclass(frozen=True)
@@ -67,34 +67,31 @@ class FetchPlan:
 
 
 def _local(session: Session, ref: Reference) -> Resolved | None:
-    """The model if ``ref`` is a digest whose manifest and files are all here: no network then."""
+    """The model if ``ref`` is a digest whose manifest and files are all here: no network then.
+
+    The digest may be that of a kept manifest of another format: the model
+    is then the one read from it, read again here, not looked up by the
+    annotations of the models here, which in a shared store another member
+    could plant. A model with tar layers cannot be read again without them.
+    """
     blobs = session.blobs
-    if ref.digest is None:
+    if ref.digest is None or not blobs.has(ref.digest):
         return None
-    digest = ref.digest if blobs.has(ref.digest) else _read_from(session, ref)
-    if digest is None:
-        return None
-    data = blobs.read_manifest(digest)
+    digest, data = ref.digest, blobs.read_manifest(ref.digest)
+    try:
+        translation = translate(data, digest)
+    except InvalidManifest:
+        translation = None  # parse_manifest says what is wrong with it
+    if translation is not None:
+        if translation.archives:
+            return None
+        data = translation.manifest().to_bytes()
+        digest = sha256_of(data)
+        if not blobs.has(digest):
+            return None
     manifest = parse_manifest(data, digest)
     if all(blobs.has(d.digest, d.size) for d in (*manifest.files, manifest.config)):  # type: ignore[attr-defined]  # ModelFile and Descriptor both have them
         return Resolved(ref, digest, data, manifest)
-    return None
-
-
-def _read_from(session: Session, ref: Reference) -> Digest | None:
-    """The model read from the manifest ``ref.digest`` of another format, among those NAME names and the unnamed: its manifest records it."""
-    assert ref.digest is not None
-    prefix = f"{ref.name}:"
-    for desc in session.ctx.names.index().entries:
-        name = desc.annotations.get(REF_NAME)
-        if name is not None and not name.startswith(prefix):
-            continue
-        try:
-            manifest = parse_manifest(session.blobs.read_manifest(desc.digest), desc.digest)
-        except (StoreError, OSError):  # a damaged or missing manifest is verify's to report, not this lookup's
-            continue
-        if manifest.source is not None and manifest.source[1] == ref.digest:
-            return desc.digest
     return None
 
 
@@ -120,7 +117,7 @@ def _resolve(session: Session, want: Want, lease: Lease | None = None) -> Resolv
         blob_sources = (blobs, *sources[i + 1 :], *sources[:i])
         if translation is None:
             return Resolved(ref, found.descriptor.digest, found.manifest, manifest, blob_sources, found.locator, found.synthesized)
-        return _translated(session, want, translation, blob_sources, found.locator, lease)
+        return _translated(session, want, translation, found.manifest, blob_sources, found.locator, lease)
     # Not found anywhere is a clearer story than the last network hiccup.
     if errors and all(isinstance(e, NotFound) for e in errors):
         raise NotFound(f"no remote has {ask}: " + "; ".join(e.message for e in errors), "check the name and the remotes")
@@ -128,27 +125,18 @@ def _resolve(session: Session, want: Want, lease: Lease | None = None) -> Resolv
     raise next(e for e in errors if not isinstance(e, NotFound))
 
 
-def _translated(session: Session, want: Want, translation: Translation, sources: tuple[Source, ...], locator: str, lease: Lease | None) -> Resolved:
-    """The store's manifest of a model in another format: its tar layers unpacked now, since their files are known only from their bytes.
-
-    Unless the store holds the model read from that manifest already, whole:
-    the layers are not kept once unpacked, and lock --check must not
-    download them again each time.
-    """
-    held = _local(session, Reference(want.ref.name, digest=translation.source)) if translation.archives else None
-    if held is not None:
-        data, manifest, digest = held.data, held.manifest, held.digest
-    else:
-        unpacked = [f for archive in translation.archives for f in unpack(session, archive, sources, lease)]
-        manifest = translation.manifest(unpacked)
-        data = manifest.to_bytes()
-        digest = sha256_of(data)
+def _translated(session: Session, want: Want, translation: Translation, source_manifest: bytes, sources: tuple[Source, ...], locator: str, lease: Lease | None) -> Resolved:
+    """The store's manifest of a model in another format: its tar layers unpacked now, since their files are known only from their bytes."""
+    unpacked = [f for archive in translation.archives for f in unpack(session, archive, sources, lease)]
+    manifest = translation.manifest(unpacked)
+    data = manifest.to_bytes()
+    digest = sha256_of(data)
     if want.ask is not None and want.ref.digest is not None and digest != want.ref.digest:
         raise IntegrityError(
             f"{want.ask} on {sources[0].url} reads as the model {digest}, not {want.ref.digest} as pinned",
             "the remote's model is not the one pinned, or this odai-store reads its format otherwise; 'odai-store lock --upgrade' pins what it holds now",
         )
-    return Resolved(want.ref, digest, data, manifest, sources, locator, source=translation.source)
+    return Resolved(want.ref, digest, data, manifest, sources, locator, source=translation.source, source_manifest=source_manifest)
 
 
 def resolve(session: Session, wants: list[Want]) -> list[Resolved]:
@@ -160,7 +148,7 @@ def plan(session: Session, wants: list[Want], lease: Lease) -> FetchPlan:
     """Resolve ``wants`` (locally when a digest is complete here) and list what each model lacks, under ``lease``."""
     resolved = tuple(_local(session, want.ref) or _resolve(session, want, lease) for want in wants)
     # Leased before looking which are here: gc keeps what this finds present (spec/locking.md).
-    lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests())))
+    lease.add(*(d for r in resolved for d in (r.digest, *r.manifest.blob_digests(), *([r.source] if r.source else []))))
     planned: set[Digest] = set()
     downloads = []
     for r in resolved:

@@ -203,7 +203,9 @@ def reach(blobs: BlobStore, manifests: Iterable[Digest], present: set[Digest]) -
             findings.append(Finding(Kind.UNREADABLE_MANIFEST, digest, _why(err)))
             continue
         try:
-            found = parse_manifest(data, digest).blob_digests() - {digest}
+            manifest = parse_manifest(data, digest)
+            # The manifest of another format a model was read from, if kept: fetch NAME@<it> reads it again offline.
+            found = (manifest.blob_digests() | ({manifest.source[1]} if manifest.source else set())) - {digest}
             keep |= found
             leaves |= found
             continue
