@@ -131,7 +131,8 @@ def test_show_gives_the_source_format_and_digest(shape: str, fetched: Callable[[
     assert {f["path"]: (f["digest"], f["size"]) for f in shown["files"]} == {path: (_sha256(data), len(data)) for path, data in artifact.files.items()}
     human = run_cli(fetch.store, "show", ref)
     assert human.code == 0, human.err
-    assert f"source: {artifact.format} {artifact.source}" in human.out.splitlines()
+    line = "format: oras" if artifact.format == "oras" else f"format: {artifact.format}, read from {artifact.source}"
+    assert [text for text in human.out.splitlines() if text.startswith("format:")] == [line]
 
 
 @pytest.mark.parametrize("shape", TRANSLATED)
@@ -184,6 +185,8 @@ def test_a_model_odai_store_pushed_shows_its_own_format(registry: Registry, tmp_
     assert fetched.code == 0, fetched.err
     shown = json.loads(run_cli(tmp_path / "store", "--json", "show", ref).out)
     assert (shown["source_format"], shown["source_digest"]) == ("odai", shown["digest"])
+    human = run_cli(tmp_path / "store", "show", ref)
+    assert human.code == 0 and "format:" not in human.out, human  # the store's own format goes without the line
 
 
 # -- by source digest ---------------------------------------------------------------------------

@@ -456,6 +456,14 @@ def push_docker_v01_safetensors(client: RegistryClient, repository: str) -> Arti
     return _docker(client, repository, layers, files, "v0.1", "safetensors")
 
 
+def push_docker_v01_two_projectors(client: RegistryClient, repository: str) -> Artifact:
+    """v0.1 with two projectors (Docker's own unpacker takes one): numbered in layer order like GGUF shards (spec/manifest.md)."""
+    weights, projectors = gguf(74), [gguf(75), gguf(76)]
+    layers = [Layer(f"{DAI}.gguf.v3", weights), *(Layer(f"{DAI}.mmproj", p) for p in projectors)]
+    files = {"model.gguf": weights, "model-00001-of-00002.mmproj": projectors[0], "model-00002-of-00002.mmproj": projectors[1]}
+    return _docker(client, repository, layers, files, "v0.1", "gguf")
+
+
 def push_docker_v02(client: RegistryClient, repository: str) -> Artifact:
     """docker/model-runner's v0.2 (builder.FromDirectory): each file its layer, named by ``org.cncf.model.filepath`` with
     nested directories; a layer without it is skipped."""
@@ -638,6 +646,7 @@ ACCEPTED: dict[str, Callable[[RegistryClient, str], Artifact]] = {
     "docker-v0.1": push_docker_v01,
     "docker-v0.1-annotated": push_docker_v01_annotated,
     "docker-v0.1-safetensors": push_docker_v01_safetensors,
+    "docker-v0.1-two-projectors": push_docker_v01_two_projectors,
     "docker-v0.2": push_docker_v02,
     "ollama": push_ollama,
     "ollama-tensors": push_ollama_tensors,
@@ -663,7 +672,6 @@ REFUSED: dict[str, Callable[[RegistryClient, str], Artifact]] = {
         [_raw(f"{MP}.weight.v1.raw", "model.safetensors", _safetensors(73)), _raw(f"{MP}.doc.v1.raw", "model.safetensors", _text("doc"))], "model.safetensors"
     ),
     "modelpack-unknown-type": _modelpack_layers([_raw(f"{MP}.weight.v1.tar+bzip2", "w.tar.bz2", b"BZh9")], f"{MP}.weight.v1.tar+bzip2"),
-    "docker-v0.1-two-projectors": _docker_layers([Layer(f"{DAI}.gguf.v3", gguf(74)), Layer(f"{DAI}.mmproj", gguf(75)), Layer(f"{DAI}.mmproj", gguf(76))], "mmproj"),
     "docker-v0.1-unknown-type": _docker_layers([Layer(f"{DAI}.gguf.v3", gguf(77)), Layer(f"{DAI}.weights.v9", b"??")], f"{DAI}.weights.v9"),
     "ollama-unknown-role": _ollama_layers([Layer(f"{OLLAMA}.model", gguf(78)), Layer(f"{OLLAMA}.config", b"{}")], f"{OLLAMA}.config"),
     "ollama-foreign-layer": _ollama_layers([Layer(f"{OLLAMA}.model", gguf(79)), Layer("application/vnd.oci.image.layer.v1.tar", _ZSTD_TAR)], "application/vnd.oci.image.layer.v1.tar"),
