@@ -206,6 +206,21 @@ def test_fetch_by_source_digest_from_the_registry(shape: str, fetched: Callable[
     assert model["downloaded"] > 0
 
 
+@pytest.mark.parametrize("shape", ["index-of-one", "list-of-one", "index-with-attestation"])
+def test_fetch_by_the_digest_of_an_index_of_one_model_gives_that_model(shape: str, fetched: Callable[[str], Fetch], registry: Registry, tmp_path: Path) -> None:
+    by_tag = fetched(shape)
+    artifact = by_tag.artifact
+    assert artifact.digest != artifact.source  # the index's digest, not its manifest's
+    store = tmp_path / "store"
+    result = run_cli(store, "--json", "fetch", artifact.ref(registry, by=artifact.digest))
+    assert result.code == 0, result.err
+    (model,) = json.loads(result.out)["models"]
+    assert model["digest"] == by_tag.digest()
+    assert read_tree(Path(model["path"])) == artifact.files
+    shown = json.loads(run_cli(store, "--json", "show", f"{registry.host}/{artifact.repository}@{model['digest']}").out)
+    assert shown["source_digest"] == artifact.source
+
+
 @pytest.fixture
 def own_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A registry of this test's own, to stop."""

@@ -170,7 +170,9 @@ def zstd_frame(data: bytes) -> bytes:
 
 def _diff_id(layer: Layer) -> str:
     """The digest of a layer's uncompressed content: what ModelPack's modelfs.diffIds and Docker's rootfs.diff_ids list."""
-    data = gzip.decompress(layer.data) if layer.media_type.endswith("+gzip") else layer.data
+    # A layer typed gzip that is none (a shape odai-store refuses) gets its bytes' digest.
+    gzipped = layer.media_type.endswith("+gzip") and layer.data.startswith(b"\x1f\x8b")
+    data = gzip.decompress(layer.data) if gzipped else layer.data
     return _sha256(data)
 
 
@@ -464,6 +466,26 @@ def push_docker_v01_two_projectors(client: RegistryClient, repository: str) -> A
     return _docker(client, repository, layers, files, "v0.1", "gguf")
 
 
+def push_docker_v01_archives(client: RegistryClient, repository: str) -> Artifact:
+    """docker/model-runner's v0.1 safetensors packaging before f137ab1b: the weights, a ``vllm.config.tar`` of config files
+    by base name, a ``dir.tar`` of a directory (entries start with its name); and a DDUF without a name."""
+    weights, dduf = _safetensors(45), b"PK\x03\x04" + random.Random(46).randbytes(4000)
+    configs = [Member("config.json", b'{"hidden_size": 896}\n'), Member("generation_config.json", b'{"top_p": 0.8}\n')]
+    directory = [
+        Member("tokenizer", kind=tarfile.DIRTYPE),
+        Member("tokenizer/special_tokens_map.json", b'{"eos_token": "<|im_end|>"}\n'),
+        Member("tokenizer/tokenizer.json", b'{"version": "1.0"}\n'),
+    ]
+    layers = [
+        Layer(f"{DAI}.safetensors", weights),
+        Layer(f"{DAI}.vllm.config.tar", tar_layer(configs)),
+        Layer(f"{DAI}.dir.tar", tar_layer(directory)),
+        Layer(f"{DAI}.dduf", dduf),
+    ]
+    files = {"model.safetensors": weights, **_files(configs), **_files(directory), "model.dduf": dduf}
+    return _docker(client, repository, layers, files, "v0.1", "safetensors")
+
+
 def push_docker_v02(client: RegistryClient, repository: str) -> Artifact:
     """docker/model-runner's v0.2 (builder.FromDirectory): each file its layer, named by ``org.cncf.model.filepath`` with
     nested directories; a layer without it is skipped."""
@@ -505,6 +527,20 @@ def push_ollama(client: RegistryClient, repository: str, weights: bytes | None =
         "license": _text("Apache License 2.0"),
     }
     roles = ["model", "projector", "template", "system", "params", "messages", "license"]
+    layers = [Layer(f"{OLLAMA}.{role}", data) for role, data in zip(roles, files.values(), strict=True)]
+    return _ollama(client, repository, layers, files)
+
+
+def push_ollama_adapters(client: RegistryClient, repository: str) -> Artifact:
+    """An Ollama model with a draft model, two LoRA adapters (numbered in layer order), and its template under the older ``prompt`` role."""
+    files = {
+        "model.gguf": gguf(55),
+        "draft.gguf": gguf(56),
+        "adapter-00001-of-00002.gguf": gguf(57),
+        "adapter-00002-of-00002.gguf": gguf(58),
+        "template": _text("{{ .Prompt }}"),
+    }
+    roles = ["model", "draft", "adapter", "adapter", "prompt"]
     layers = [Layer(f"{OLLAMA}.{role}", data) for role, data in zip(roles, files.values(), strict=True)]
     return _ollama(client, repository, layers, files)
 
@@ -553,33 +589,56 @@ def push_oras(client: RegistryClient, repository: str) -> Artifact:
 # -- indexes ----------------------------------------------------------------------
 
 
-def _index(client: RegistryClient, repository: str, children: list[Artifact], media_type: str) -> str:
-    """Push an index (or Docker manifest list) of ``children`` (pushed before, by tag) under tag v1; its digest."""
-    manifests = []
-    for child in children:
-        body = _json(child.manifest)
-        manifests.append({"mediaType": child.manifest["mediaType"], "digest": child.digest, "size": len(body), "platform": {"architecture": "amd64", "os": "linux"}})
-    return client.manifest(repository, "v1", _json({"schemaVersion": 2, "mediaType": media_type, "manifests": manifests}), media_type)
+def _entry(child: Artifact, platform: str = "linux/amd64", annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """The descriptor of ``child``'s manifest in an index."""
+    os_, architecture = platform.split("/")
+    entry: dict[str, Any] = {"mediaType": child.manifest["mediaType"], "digest": child.digest, "size": len(_json(child.manifest))}
+    if annotations:
+        entry["annotations"] = annotations
+    entry["platform"] = {"architecture": architecture, "os": os_}
+    return entry
+
+
+def _index(client: RegistryClient, repository: str, entries: list[dict[str, Any]], media_type: str) -> str:
+    """Push an index (or Docker manifest list) of ``entries`` (their manifests pushed before) under tag v1; its digest."""
+    return client.manifest(repository, "v1", _json({"schemaVersion": 2, "mediaType": media_type, "manifests": entries}), media_type)
 
 
 def push_index_of_one(client: RegistryClient, repository: str) -> Artifact:
     """An OCI image index with one ModelPack manifest: followed; the model's source is that manifest."""
     child = push_modelpack_raw(client, repository)
-    digest = _index(client, repository, [child], OCI_INDEX)
+    digest = _index(client, repository, [_entry(child)], OCI_INDEX)
     return Artifact(repository, "v1", digest, child.manifest, child.format, child.files, child.digest)
 
 
 def push_list_of_one(client: RegistryClient, repository: str) -> Artifact:
     """A Docker manifest list with one Ollama manifest: followed likewise."""
     child = push_ollama(client, repository)
-    digest = _index(client, repository, [child], DOCKER_LIST)
+    digest = _index(client, repository, [_entry(child)], DOCKER_LIST)
+    return Artifact(repository, "v1", digest, child.manifest, child.format, child.files, child.digest)
+
+
+def push_index_with_attestation(client: RegistryClient, repository: str) -> Artifact:
+    """What ``docker buildx`` pushes: the model's manifest and, beside it, an in-toto attestation manifest marked with
+    ``vnd.docker.reference.type``, which is no second model: followed to the model."""
+    child = push_docker_v02(client, repository)
+    statement = Layer(
+        "application/vnd.in-toto+json",
+        _json({"_type": "https://in-toto.io/Statement/v0.1", "subject": [{"digest": {"sha256": child.digest[7:]}}]}),
+        {"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"},
+    )
+    attestation_config = Layer(OCI_IMAGE_CONFIG, _json({"architecture": "unknown", "os": "unknown", "rootfs": {"type": "layers", "diff_ids": [_diff_id(statement)]}}))
+    attestation_digest, attestation = _push_manifest(client, repository, "attestation", [statement], attestation_config)
+    marked = {"vnd.docker.reference.digest": child.digest, "vnd.docker.reference.type": "attestation-manifest"}
+    entries = [_entry(child), _entry(Artifact(repository, "attestation", attestation_digest, attestation), "unknown/unknown", marked)]
+    digest = _index(client, repository, entries, OCI_INDEX)
     return Artifact(repository, "v1", digest, child.manifest, child.format, child.files, child.digest)
 
 
 def push_index_of_two(client: RegistryClient, repository: str) -> Artifact:
     """An OCI image index with two model manifests (two quantisations, say): which one is meant is the user's choice."""
     first, second = push_modelpack_cnai(client, repository), push_modelpack_raw(client, repository)
-    digest = _index(client, repository, [first, second], OCI_INDEX)
+    digest = _index(client, repository, [_entry(first), _entry(second)], OCI_INDEX)
     return Artifact(repository, "v1", digest, {}, refusal=("2",), hint=("digest",))
 
 
@@ -636,7 +695,7 @@ def _container_image(media_type: str, config_type: str, layer_type: str) -> Call
     return push
 
 
-_ZSTD_TAR = tar_layer([Member("config.json", b"{}\n")])
+_SMALL_TAR = tar_layer([Member("config.json", b"{}\n")])
 
 # Shapes odai-store reads, by name: each builder pushes repository:v1 and says what the model must hold.
 ACCEPTED: dict[str, Callable[[RegistryClient, str], Artifact]] = {
@@ -647,11 +706,14 @@ ACCEPTED: dict[str, Callable[[RegistryClient, str], Artifact]] = {
     "docker-v0.1-annotated": push_docker_v01_annotated,
     "docker-v0.1-safetensors": push_docker_v01_safetensors,
     "docker-v0.1-two-projectors": push_docker_v01_two_projectors,
+    "docker-v0.1-archives": push_docker_v01_archives,
     "docker-v0.2": push_docker_v02,
     "ollama": push_ollama,
+    "ollama-adapters": push_ollama_adapters,
     "ollama-tensors": push_ollama_tensors,
     "index-of-one": push_index_of_one,
     "list-of-one": push_list_of_one,
+    "index-with-attestation": push_index_with_attestation,
     "oras": push_oras,
 }
 
@@ -665,7 +727,8 @@ REFUSED: dict[str, Callable[[RegistryClient, str], Artifact]] = {
     "tar-device": _hostile_tar(Member("null-device", kind=tarfile.CHRTYPE), "null-device"),
     "tar-twice": _hostile_tar(Member("config.json", b"second\n"), "config.json"),
     "tar-clashes-with-a-layer": _hostile_tar(Member("model.safetensors", b"not the weights\n"), "model.safetensors"),
-    "tar-zstd": _modelpack_layers([Layer(f"{MP}.weight.config.v1.tar+zstd", zstd_frame(_ZSTD_TAR), {FILEPATH: "config.json"})], "zstd"),
+    "tar-gzip-of-no-gzip": _modelpack_layers([Layer(f"{MP}.weight.config.v1.tar+gzip", _SMALL_TAR, {FILEPATH: "config.json"})], "gzip"),
+    "tar-zstd": _modelpack_layers([Layer(f"{MP}.weight.config.v1.tar+zstd", zstd_frame(_SMALL_TAR), {FILEPATH: "config.json"})], "zstd"),
     "modelpack-unnamed": _modelpack_layers([Layer(f"{MP}.weight.v1.raw", _safetensors(71))]),
     "modelpack-parent-path": _modelpack_layers([_raw(f"{MP}.weight.v1.raw", "../model.safetensors", _safetensors(72))], "../model.safetensors"),
     "modelpack-one-path-twice": _modelpack_layers(
@@ -674,7 +737,7 @@ REFUSED: dict[str, Callable[[RegistryClient, str], Artifact]] = {
     "modelpack-unknown-type": _modelpack_layers([_raw(f"{MP}.weight.v1.tar+bzip2", "w.tar.bz2", b"BZh9")], f"{MP}.weight.v1.tar+bzip2"),
     "docker-v0.1-unknown-type": _docker_layers([Layer(f"{DAI}.gguf.v3", gguf(77)), Layer(f"{DAI}.weights.v9", b"??")], f"{DAI}.weights.v9"),
     "ollama-unknown-role": _ollama_layers([Layer(f"{OLLAMA}.model", gguf(78)), Layer(f"{OLLAMA}.config", b"{}")], f"{OLLAMA}.config"),
-    "ollama-foreign-layer": _ollama_layers([Layer(f"{OLLAMA}.model", gguf(79)), Layer("application/vnd.oci.image.layer.v1.tar", _ZSTD_TAR)], "application/vnd.oci.image.layer.v1.tar"),
+    "ollama-foreign-layer": _ollama_layers([Layer(f"{OLLAMA}.model", gguf(79)), Layer("application/vnd.oci.image.layer.v1.tar", _SMALL_TAR)], "application/vnd.oci.image.layer.v1.tar"),
     "index-of-two": push_index_of_two,
     "oci-container-image": _container_image(OCI_MANIFEST, OCI_IMAGE_CONFIG, "application/vnd.oci.image.layer.v1.tar+gzip"),
     "docker-container-image": _container_image(DOCKER_MANIFEST, DOCKER_IMAGE_CONFIG, "application/vnd.docker.image.rootfs.diff.tar.gzip"),
