@@ -4,7 +4,7 @@ ModelPack, Docker Model Runner v0.1 and v0.2 and Ollama artifacts are built from
 types (tests/support/model_artifacts.py) and pushed over the registry's HTTP API. odai-store translates
 each manifest into one of its own (artifactType ``application/vnd.odai.model.v1``, one titled layer per
 file) recording the source format and the source manifest's digest; it refuses what it cannot name
-safely (exit 5, nothing named in the store).
+safely (exit 5, nothing named in the store). spec/manifest.md, "Models read from other formats".
 """
 
 from __future__ import annotations

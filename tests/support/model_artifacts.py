@@ -1,15 +1,16 @@
 """Model artifacts other tools publish (CNCF ModelPack, Docker Model Runner v0.1 and v0.2, Ollama), and shapes
 odai-store refuses, built from their published media types and pushed to a registry over its HTTP API.
 
-Each builder makes what the format's own tool makes (sources in /work/wt/FORMATS.md: modctl and the
-model-spec for ModelPack, docker/model-runner and docker/model-distribution for Docker, ollama/ollama for
-Ollama): the manifest and config JSON compact as Go's encoding/json writes them, the annotations those tools
-set, tar layers as modctl writes them (paths relative to the model root, members in lexical order, fixed
-metadata). Each push goes blob by blob (monolithic POST then PUT), config first, then the manifest with its
-media type as Content-Type, and is read back: the registry serves it, byte for byte, under its digest.
+Each builder makes what the format's own tool makes (modctl and the model-spec for ModelPack,
+docker/model-runner and docker/model-distribution for Docker, ollama/ollama for Ollama): the manifest
+and config JSON compact as Go's encoding/json writes them, the annotations those tools set, tar layers
+as modctl writes them (paths relative to the model root, fixed metadata). Each push goes blob by blob
+(monolithic POST then PUT), config first, then the manifest with its media type as Content-Type, and is
+read back: the registry serves it, byte for byte, under its digest.
 
-An ``Artifact`` says what odai-store must make of it (spec: /work/wt/NAMING.md): the files (model path ->
-bytes) and the source format, or, for a shape it refuses, words its one error line must hold.
+An ``Artifact`` says what odai-store must make of it (spec/manifest.md, "Models read from other
+formats"): the files (model path -> bytes) and the source format, or, for a shape it refuses, words its
+one error line must hold.
 """
 
 from __future__ import annotations
