@@ -189,6 +189,21 @@ def test_a_model_odai_store_pushed_shows_its_own_format(registry: Registry, tmp_
     assert human.code == 0 and "format:" not in human.out, human  # the store's own format goes without the line
 
 
+@pytest.mark.parametrize("shape", ["docker-v0.1", "ollama", "modelpack-tar"])
+def test_show_remote_reads_the_translation_without_naming_anything(shape: str, fetched: Callable[[str], Fetch], registry: Registry, tmp_path: Path) -> None:
+    by_tag = fetched(shape)
+    artifact = by_tag.artifact
+    assert artifact.files is not None
+    namespace, name = artifact.repository.rsplit("/", 1)
+    store = tmp_path / "store"
+    result = run_cli(store, "--json", "show", "--remote", f"oci://{registry.host}/{namespace}", f"{name}:{artifact.tag}")
+    assert result.code == 0, result.err
+    shown = json.loads(result.out)
+    assert (shown["digest"], shown["source_format"], shown["source_digest"]) == (by_tag.digest(), artifact.format, artifact.source)
+    assert {f["path"]: (f["digest"], f["size"]) for f in shown["files"]} == {path: (_sha256(data), len(data)) for path, data in artifact.files.items()}
+    _nothing_named(store)
+
+
 # -- by source digest ---------------------------------------------------------------------------
 
 
