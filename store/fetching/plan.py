@@ -11,7 +11,7 @@ from ..local.leases import Lease
 from ..oci.descriptor import EMPTY_DESCRIPTOR
 from ..oci.digest import Digest, sha256_of
 from ..oci.manifest import Manifest, parse_manifest
-from ..oci.model_formats import Translation, chosen_manifest, translate
+from ..oci.model_formats import Translation, UnsupportedModel, chosen_manifest, translate
 from ..oci.reference import Reference
 from ..remote.base import Source
 from ..transfer.engine import BlobTask
@@ -127,7 +127,10 @@ def _resolve(session: Session, want: Want, lease: Lease | None = None) -> Resolv
 
 def _translated(session: Session, want: Want, translation: Translation, source_manifest: bytes, sources: tuple[Source, ...], locator: str, lease: Lease | None) -> Resolved:
     """The store's manifest of a model in another format: its tar layers unpacked now, since their files are known only from their bytes."""
-    unpacked = [f for archive in translation.archives for f in unpack(session, archive, sources, lease)]
+    try:
+        unpacked = [f for archive in translation.archives for f in unpack(session, archive, sources, lease)]
+    except UnsupportedModel as err:
+        raise UnsupportedModel(f"{translation.described}, {err.message}", err.hint) from None
     manifest = translation.manifest(unpacked)
     data = manifest.to_bytes()
     digest = sha256_of(data)

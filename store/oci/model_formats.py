@@ -32,6 +32,7 @@ MODELPACK = "modelpack"
 DOCKER_V01 = "docker-model-runner/v0.1"
 DOCKER_V02 = "docker-model-runner/v0.2"
 OLLAMA = "ollama"
+_SHOWN = {MODELPACK: "ModelPack", DOCKER_V01: "Docker Model Runner v0.1", DOCKER_V02: "Docker Model Runner v0.2", OLLAMA: "Ollama"}
 
 _FILEPATH = "org.cncf.model.filepath"
 _FILEPATH_OLD = "org.cnai.model.filepath"
@@ -97,13 +98,18 @@ class Translation(NamedTuple):
     files: tuple[ModelFile, ...]
     archives: tuple[Archive, ...] = ()
 
+    @property
+    def described(self) -> str:
+        """How an error names the model: ``a ModelPack model <short digest>``."""
+        return f"a {_SHOWN[self.format]} model {self.source.short}"
+
     def manifest(self, unpacked: Iterable[ModelFile] = ()) -> Manifest:
         """The store manifest: these files and those unpacked from the archives, with where they came from; UnsupportedModel for a clash of paths."""
         files = [*self.files, *unpacked]
         try:
             check_model_paths([f.path for f in files])
         except InvalidPath as err:
-            raise UnsupportedModel(f"a {self.format} model {self.source.short}: {err.message}", "the model's files cannot be laid out safely; it was not used") from None
+            raise UnsupportedModel(f"{self.described}: {err.message}", "the model's files cannot be laid out safely; it was not used") from None
         annotations = {SOURCE_FORMAT: self.format, SOURCE_DIGEST: str(self.source)}
         return Manifest(tuple(sorted(files, key=lambda f: f.path)), annotations=MappingProxyType(annotations))
 
@@ -190,7 +196,7 @@ def _path(fmt: str, digest: Digest, layer: Descriptor, path: str) -> str:
     try:
         return check_model_path(path)
     except InvalidPath as err:
-        raise UnsupportedModel(f"a {fmt} model {digest.short}, layer {layer.digest.short}: {err.message}", "the model's files cannot be laid out safely; it was not used") from None
+        raise UnsupportedModel(f"a {_SHOWN[fmt]} model {digest.short}, layer {layer.digest.short}: {err.message}", "the model's files cannot be laid out safely; it was not used") from None
 
 
 def _named(fmt: str, digest: Digest, named: list[tuple[Descriptor, str | None, str | None]]) -> list[ModelFile]:
@@ -250,7 +256,7 @@ def _docker_v01(digest: Digest, layers: list[Descriptor]) -> tuple[list[ModelFil
             archives.append(Archive(layer, gzip=False))
             continue
         if kind not in _DOCKER_V01_NAMES:
-            raise UnsupportedModel(f"a Docker model (v0.1) {digest.short} has a layer of type {layer.media_type}, which this odai-store does not know", "update odai-store, or tell the model's publisher")
+            raise UnsupportedModel(f"a Docker Model Runner v0.1 model {digest.short} has a layer of type {layer.media_type}, which this odai-store does not know", "update odai-store, or tell the model's publisher")
         default, annotated = _DOCKER_V01_NAMES[kind]
         named.append((layer, _filepath(layer, _FILEPATH) if annotated else None, default))
     return _named(DOCKER_V01, digest, named), archives

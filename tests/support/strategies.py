@@ -129,8 +129,10 @@ def pinned_files(max_files: int = 4) -> st.SearchStrategy[tuple[PinnedFile, ...]
 
 
 def pins() -> st.SearchStrategy[Pin]:
-    """A Pin whose files come in any order (the lockfile must sort them)."""
-    return st.builds(Pin, names(), tags(), remotes(), digests_hex().map(Digest), pinned_files().flatmap(st.permutations).map(tuple))
+    """A Pin whose files come in any order (the lockfile must sort them), read from another format's manifest or not."""
+    return st.builds(
+        Pin, names(), tags(), remotes(), digests_hex().map(Digest), pinned_files().flatmap(st.permutations).map(tuple), st.none() | digests_hex().map(Digest)
+    )
 
 
 def lockfiles(max_pins: int = 4) -> st.SearchStrategy[Lockfile]:
