@@ -286,10 +286,13 @@ class Transport:
         return self.get_document(url, cap, authenticated=authenticated)[0]
 
     def get_document(
-        self, url: str, cap: int, *, headers: Mapping[str, str] | None = None, authenticated: bool = True, auth: Auth | None = None
+        self, url: str, cap: int, *, headers: Mapping[str, str] | None = None, authenticated: bool = True, auth: Auth | None = None, form: bytes | None = None
     ) -> tuple[bytes, Mapping[str, str]]:
-        """``get_small`` with request ``headers`` (a registry's Accept), returning the answer's headers too (Content-Type, Docker-Content-Digest)."""
-        response = self._request("GET", url, headers, authenticated=authenticated, auth=auth)
+        """``get_small`` with request ``headers`` (a registry's Accept), returning the answer's headers too (Content-Type, Docker-Content-Digest).
+
+        With ``form``, the request is a POST of it (a token service's OAuth2 form), and not redirected.
+        """
+        response = self._request("GET" if form is None else "POST", url, headers, authenticated=authenticated, auth=auth, body=form)
         body = _Paced(response, url, self._min_rate)
         self._reading.add(body)
         try:
@@ -360,7 +363,7 @@ class Transport:
         if not isinstance(err, Unauthorized) or err.auth is None:
             raise err
         # The credentials the refused request carried are the ones renewed: a registry's, per repository.
-        err.auth.reauthenticate(err, lambda url, headers: self.get_document(url, MAX_TOKEN_BYTES, headers=headers, authenticated=False)[0])
+        err.auth.reauthenticate(err, lambda url, headers, body=None: self.get_document(url, MAX_TOKEN_BYTES, headers=headers, authenticated=False, form=body)[0])
 
     def close(self) -> None:
         """Release the connections. Safe from another thread: a small read in progress ends (NetworkError)."""
