@@ -58,7 +58,9 @@ class Registry:
         self.namespace = namespace.strip("/")
         self.host = self.base.split("://", 1)[1]
         self.url = f"oci://{self.host}/{self.namespace}" if self.namespace else f"oci://{self.host}"
-        self._http = Transport(self.base, ca_bundle=ca_bundle, timeout=timeout, min_rate=min_rate)
+        # A registry's logins are the user's docker ones: the hint says where they are read from.
+        refused = f"the registry wants a login with access to the repository: 'docker login {self.host}', or an auth file named by $ODAI_STORE_REGISTRY_AUTH"
+        self._http = Transport(self.base, ca_bundle=ca_bundle, timeout=timeout, min_rate=min_rate, refused_hint=refused)
         # Anonymous until the registry challenges, then what it asks for. A
         # token is scoped to one repository: each has its own, so that the
         # segments of two models do not take turns invalidating one token.

@@ -10,6 +10,7 @@ so no proxy variable of the environment can send them anywhere else.
 from __future__ import annotations
 
 import http.client
+import json
 import shutil
 import subprocess
 import time
@@ -96,9 +97,12 @@ class Registry:
         self.process = process
 
 
-def _config(data: Path, address: str, port: int, htpasswd: Path | None) -> str:
-    # YAML flow style; the registry is plain HTTP on loopback, deletes allowed, Basic auth if htpasswd is given.
+def _config(data: Path, address: str, port: int, htpasswd: Path | None, token: dict[str, str] | None) -> str:
+    # YAML flow style; the registry is plain HTTP on loopback, deletes allowed, Basic auth if htpasswd is given,
+    # or token auth by the issuer ``token`` describes (realm, service, issuer, rootcertbundle).
     auth = f"auth: {{htpasswd: {{realm: odai-test, path: {htpasswd}}}}}\n" if htpasswd else ""
+    if token:
+        auth = "auth: {token: {" + ", ".join(f"{key}: {json.dumps(value)}" for key, value in token.items()) + "}}\n"
     return f"""version: 0.1
 storage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}
 http: {{addr: {address}:{port}}}
@@ -129,16 +133,19 @@ def _htpasswd(path: Path, users: dict[str, str]) -> Path:
     return path
 
 
-def start_registry(binary: str, base: Path, attempts: int = 3, users: dict[str, str] | None = None, address: str = "127.0.0.1") -> Registry:
+def start_registry(
+    binary: str, base: Path, attempts: int = 3, users: dict[str, str] | None = None, address: str = "127.0.0.1", token: dict[str, str] | None = None
+) -> Registry:
     """Start a registry keeping its config, storage and console log under ``base``, with Basic auth for ``users``
-    (name -> password) if given, listening on ``address``; raise RuntimeError with its output if it will not come up."""
+    (name -> password) if given, or token auth (``TokenIssuer.registry_auth()``), listening on ``address``; raise
+    RuntimeError with its output if it will not come up."""
     base.mkdir(parents=True, exist_ok=True)
     htpasswd = _htpasswd(base / "htpasswd", users) if users else None
     failure = ""
-    status = 401 if users else 200
+    status = 401 if users or token else 200
     for _ in range(attempts):  # a free port can be taken between our probe and the registry's bind
         port = free_port()
-        (base / "config.yml").write_text(_config(base / "data", address, port, htpasswd))
+        (base / "config.yml").write_text(_config(base / "data", address, port, htpasswd, token))
         process = _launch(binary, base, address, port, status)
         if process is not None:
             return Registry(base, port, process, binary, status, address)
