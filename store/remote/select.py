@@ -150,7 +150,7 @@ class Sources:
         insecure: Insecure = _never,
     ) -> None:
         self._configured = configured
-        self._insecure = insecure
+        self.insecure = insecure  # what a registry opened apart (push's sink) is to be opened with too
         self._named = list(named)
         self._ca_bundle = ca_bundle
         self._bucket = TokenBucket(limit_rate) if limit_rate else None
@@ -186,7 +186,7 @@ class Sources:
             token, withheld = self._credentials.token_for(spec)
             if withheld:
                 self._say(f"not sending a token to {scrub(spec)}: {withheld}")
-        return self.adopt(open_remote(spec, ca_bundle=self._ca_bundle, token=token, insecure=self._insecure), spec)
+        return self.adopt(open_remote(spec, ca_bundle=self._ca_bundle, token=token, insecure=self.insecure), spec)
 
     def adopt(self, remote: Source, spec: str | None = None) -> Source:
         """Take ``remote``, opened by the caller (fetch --url), into this command's: rate-limited and closed with them."""
