@@ -133,8 +133,8 @@ class TokenService:
     server's to choose): a password by a GET with Basic, an identity token
     by a POST of the OAuth2 form. A Basic challenge takes a password
     itself, unless the registry is ``insecure`` (plain http, not on this
-    machine: --insecure-registry). ``login`` is asked at the first challenge only: an anonymous
-    pull runs no credential helper.
+    machine: --insecure-registry). ``login`` is asked at the first
+    challenge only: an anonymous pull runs no credential helper.
     """
 
     refreshable = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import subprocess
 import time
@@ -98,10 +99,29 @@ def test_a_pull_with_a_login_for_the_token_service(registry: Registry, issuer: T
     _shows_no_secret(result.out, result.err, *(r.query for r in asked))
 
 
-@pytest.mark.parametrize("where", ["DOCKER_CONFIG", "ODAI_STORE_REGISTRY_AUTH"])
+def _identity_token_env(tmp_path: Path, host: str, where: str) -> dict[str, str]:
+    """An environment whose login for ``host`` is ann's identity token: in the Docker config, in $ODAI_STORE_REGISTRY_AUTH's file, or from a credential helper."""
+    if where == "credHelpers":
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        helper = bin_dir / "docker-credential-odaitest"
+        # A helper marks an identity token by the user name <token>, as docker-credential-* do.
+        answer = json.dumps({"ServerURL": host, "Username": "<token>", "Secret": IDENTITY_TOKEN})
+        helper.write_text(f"#!/bin/sh\ncat >/dev/null\necho '{answer}'\n")
+        helper.chmod(0o755)
+        path = tmp_path / "auth" / "config.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"credHelpers": {host: "odaitest"}}))
+        return {"DOCKER_CONFIG": str(path.parent), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    path = _auth_file(tmp_path / "auth", host, {"identitytoken": IDENTITY_TOKEN})
+    if where == "DOCKER_CONFIG":
+        return {"DOCKER_CONFIG": str(path.parent)}
+    return {"ODAI_STORE_REGISTRY_AUTH": str(path), "DOCKER_CONFIG": str(tmp_path / "none")}
+
+
+@pytest.mark.parametrize("where", ["DOCKER_CONFIG", "ODAI_STORE_REGISTRY_AUTH", "credHelpers"])
 def test_an_identity_token_is_exchanged_for_an_access_token(registry: Registry, issuer: TokenIssuer, tmp_path: Path, where: str) -> None:
-    path = _auth_file(tmp_path / "auth", registry.host, {"identitytoken": IDENTITY_TOKEN})
-    env = {"DOCKER_CONFIG": str(path.parent)} if where == "DOCKER_CONFIG" else {"ODAI_STORE_REGISTRY_AUTH": str(path), "DOCKER_CONFIG": str(tmp_path / "none")}
+    env = _identity_token_env(tmp_path, registry.host, where)
     began = time.monotonic()
     result = run_cli(tmp_path / "store", "--json", "-v", "fetch", "--remote", f"oci://{registry.host}/team", "llama:q4", env=env)
     assert result.code == 0, result.err
