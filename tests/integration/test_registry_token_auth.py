@@ -41,7 +41,7 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenIssuer]:
 
 
 @pytest.fixture(scope="module")
-def registry(issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+def token_registry(issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """docker-registry trusting ``issuer``, holding llama:q4 in repository team/llama, pushed by ann."""
     binary = find_registry()
     if binary is None:
@@ -79,17 +79,17 @@ def _shows_no_secret(*texts: str) -> None:
         assert all(secret not in text for text in texts), "a login or a token was shown"
 
 
-def test_an_anonymous_pull_is_refused_with_a_clear_error(registry: Registry, tmp_path: Path) -> None:
-    result = run_cli(tmp_path / "store", "fetch", "--remote", f"oci://{registry.host}/team", "llama:q4", env={"DOCKER_CONFIG": str(tmp_path / "none")})
+def test_an_anonymous_pull_is_refused_with_a_clear_error(token_registry: Registry, tmp_path: Path) -> None:
+    result = run_cli(tmp_path / "store", "fetch", "--remote", f"oci://{token_registry.host}/team", "llama:q4", env={"DOCKER_CONFIG": str(tmp_path / "none")})
     message = assert_error(result, 4)
-    assert "401" in message and registry.host in message
-    assert f"hint: the registry wants a login with access to the repository: 'docker login {registry.host}'" in result.err
+    assert "401" in message and token_registry.host in message
+    assert f"hint: the registry wants a login with access to the repository: 'docker login {token_registry.host}'" in result.err
     assert run_cli(tmp_path / "store", "list").out == ""
 
 
-def test_a_pull_with_a_login_for_the_token_service(registry: Registry, issuer: TokenIssuer, tmp_path: Path) -> None:
+def test_a_pull_with_a_login_for_the_token_service(token_registry: Registry, issuer: TokenIssuer, tmp_path: Path) -> None:
     began = time.monotonic()
-    result = run_cli(tmp_path / "store", "--json", "fetch", "--remote", f"oci://{registry.host}/team", "llama:q4", env=_login(tmp_path, registry.host, "ann"))
+    result = run_cli(tmp_path / "store", "--json", "fetch", "--remote", f"oci://{token_registry.host}/team", "llama:q4", env=_login(tmp_path, token_registry.host, "ann"))
     assert result.code == 0, result.err
     (model,) = json.loads(result.out)["models"]
     assert read_tree(Path(model["path"])) == FILES
@@ -120,10 +120,10 @@ def _identity_token_env(tmp_path: Path, host: str, where: str) -> dict[str, str]
 
 
 @pytest.mark.parametrize("where", ["DOCKER_CONFIG", "ODAI_STORE_REGISTRY_AUTH", "credHelpers"])
-def test_an_identity_token_is_exchanged_for_an_access_token(registry: Registry, issuer: TokenIssuer, tmp_path: Path, where: str) -> None:
-    env = _identity_token_env(tmp_path, registry.host, where)
+def test_an_identity_token_is_exchanged_for_an_access_token(token_registry: Registry, issuer: TokenIssuer, tmp_path: Path, where: str) -> None:
+    env = _identity_token_env(tmp_path, token_registry.host, where)
     began = time.monotonic()
-    result = run_cli(tmp_path / "store", "--json", "-v", "fetch", "--remote", f"oci://{registry.host}/team", "llama:q4", env=env)
+    result = run_cli(tmp_path / "store", "--json", "-v", "fetch", "--remote", f"oci://{token_registry.host}/team", "llama:q4", env=env)
     assert result.code == 0, result.err
     (model,) = json.loads(result.out)["models"]
     assert read_tree(Path(model["path"])) == FILES
@@ -134,48 +134,48 @@ def test_an_identity_token_is_exchanged_for_an_access_token(registry: Registry, 
     _shows_no_secret(result.out, result.err)
 
 
-def test_an_identity_token_the_service_refuses_is_exit_4_without_showing_it(registry: Registry, tmp_path: Path) -> None:
-    path = _auth_file(tmp_path / "auth", registry.host, {"identitytoken": "idt-revoked-77"})
-    result = run_cli(tmp_path / "store", "fetch", "--remote", f"oci://{registry.host}/team", "llama:q4", env={"DOCKER_CONFIG": str(path.parent)})
+def test_an_identity_token_the_service_refuses_is_exit_4_without_showing_it(token_registry: Registry, tmp_path: Path) -> None:
+    path = _auth_file(tmp_path / "auth", token_registry.host, {"identitytoken": "idt-revoked-77"})
+    result = run_cli(tmp_path / "store", "fetch", "--remote", f"oci://{token_registry.host}/team", "llama:q4", env={"DOCKER_CONFIG": str(path.parent)})
     assert_error(result, 4)
     assert "idt-revoked-77" not in result.out + result.err
 
 
-def test_a_push_with_token_auth_asks_for_push_on_that_repository_only(registry: Registry, issuer: TokenIssuer, tmp_path: Path) -> None:
+def test_a_push_with_token_auth_asks_for_push_on_that_repository_only(token_registry: Registry, issuer: TokenIssuer, tmp_path: Path) -> None:
     store = tmp_path / "store"
     assert run_cli(store, "add", "tok:v1", write_tree(tmp_path / "model", {"a.bin": b"pushed with a token" * 500})).code == 0
     began = time.monotonic()
-    pushed = run_cli(store, "push", "tok:v1", f"oci://{registry.host}/team", env=_login(tmp_path, registry.host, "ann"))
+    pushed = run_cli(store, "push", "tok:v1", f"oci://{token_registry.host}/team", env=_login(tmp_path, token_registry.host, "ann"))
     assert pushed.code == 0, pushed.err
     scopes = {scope for r in _since(issuer, began) for scope in r.scopes}
     assert "repository:team/tok:pull,push" in scopes
     assert {scope.rpartition(":")[0] for scope in scopes} == {"repository:team/tok"}  # a token per repository
     _shows_no_secret(pushed.out, pushed.err)
-    pulled = run_cli(tmp_path / "pulled", "--json", "fetch", "--remote", f"oci://{registry.host}/team", "tok:v1", env=_login(tmp_path, registry.host, "bob"))
+    pulled = run_cli(tmp_path / "pulled", "--json", "fetch", "--remote", f"oci://{token_registry.host}/team", "tok:v1", env=_login(tmp_path, token_registry.host, "bob"))
     assert pulled.code == 0, pulled.err
 
 
-def test_a_push_by_a_user_who_may_only_pull_is_refused(registry: Registry, tmp_path: Path) -> None:
+def test_a_push_by_a_user_who_may_only_pull_is_refused(token_registry: Registry, tmp_path: Path) -> None:
     store = tmp_path / "store"
     assert run_cli(store, "add", "nope:v1", write_tree(tmp_path / "model", {"a.bin": b"bob may not push"})).code == 0
-    result = run_cli(store, "push", "nope:v1", f"oci://{registry.host}/team", env=_login(tmp_path, registry.host, "bob"))
+    result = run_cli(store, "push", "nope:v1", f"oci://{token_registry.host}/team", env=_login(tmp_path, token_registry.host, "bob"))
     assert "401" in assert_error(result, 4)
     _shows_no_secret(result.out, result.err)
 
 
-def test_a_token_expiring_mid_download_is_renewed_and_the_download_resumes(registry: Registry, issuer: TokenIssuer, tmp_path: Path) -> None:
+def test_a_token_expiring_mid_download_is_renewed_and_the_download_resumes(token_registry: Registry, issuer: TokenIssuer, tmp_path: Path) -> None:
     """The registry goes away with a third of the blob in, and is back once the token has expired: the resumed request
     is refused (401), a new token is asked for, and the download goes on from where it stopped (Range), not from 0."""
     size = 24 << 20
     data = random.Random(34).randbytes(size)
-    env = _login(tmp_path, registry.host, "ann")
+    env = _login(tmp_path, token_registry.host, "ann")
     source = tmp_path / "source"
     assert run_cli(source, "add", "big:v1", write_tree(tmp_path / "model", {"w.bin": data})).code == 0
-    assert run_cli(source, "push", "big:v1", f"oci://{registry.host}/team", env=env).code == 0
+    assert run_cli(source, "push", "big:v1", f"oci://{token_registry.host}/team", env=env).code == 0
     lifetime, issuer.lifetime = issuer.lifetime, 2.0
     try:
         began = time.monotonic()
-        args = ["--json", "fetch", "--connections", "1", "--limit-rate", "8M", "--progress", "json", "--remote", f"oci://{registry.host}/team", "big:v1"]
+        args = ["--json", "fetch", "--connections", "1", "--limit-rate", "8M", "--progress", "json", "--remote", f"oci://{token_registry.host}/team", "big:v1"]
         command, full_env = cli_command(tmp_path / "store", args, env, ())
         fetch = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -183,9 +183,9 @@ def test_a_token_expiring_mid_download_is_renewed_and_the_download_resumes(regis
             for line in fetch.stderr:  # progress lines: wait for a third of the blob
                 if line.startswith("{") and json.loads(line)["done"] >= size // 3:
                     break
-            registry.stop()
+            token_registry.stop()
             time.sleep(issuer.lifetime + 0.5)  # the token the download had is no good any more
-            registry.restart()
+            token_registry.restart()
             out, err = fetch.communicate(timeout=120)
         finally:
             fetch.kill()
