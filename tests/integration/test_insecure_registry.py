@@ -7,6 +7,7 @@ would be, to odai-store.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,3 +104,26 @@ def test_the_api_takes_insecure_registries(elsewhere: Registry, tmp_path: Path) 
         Store(tmp_path / "refused").fetch_all(["llama:q4"], remotes=[remote], retries=0)
     (fetched,) = Store(tmp_path / "store", insecure_registries=elsewhere.host).fetch_all(["llama:q4"], remotes=[remote])
     assert read_tree(fetched.model.path) == FILES
+
+
+def test_an_insecure_registry_gets_no_login(tmp_path: Path) -> None:
+    """A registry off loopback over plain http that asks for a login (Basic) is refused it: anyone on the way would read it."""
+    address, binary = non_loopback_address(), find_registry()
+    if address is None or binary is None:
+        unavailable("needs docker-registry and an IPv4 address outside loopback")
+    try:
+        server = start_registry(binary, tmp_path / "private", users={"ann": "plain-pass-5d"}, address=address)
+    except FileNotFoundError as err:
+        unavailable(str(err))
+    try:
+        config = tmp_path / "docker"
+        config.mkdir()
+        (config / "config.json").write_text(json.dumps({"auths": {server.host: {"auth": base64.b64encode(b"ann:plain-pass-5d").decode()}}}))
+        result = run_cli(tmp_path / "store", "--insecure-registry", server.host, "fetch", "--remote", f"oci://{server.host}/team", "llama:q4", env={"DOCKER_CONFIG": str(config)})
+        message = assert_error(result, 4)
+        assert "not sending the registry login over plain http" in message and "plain-pass-5d" not in result.err
+        assert "hint: a registry spoken to over plain http (--insecure-registry) gets no login" in result.err
+    finally:
+        server.stop()
+    console = (server.base / "console.log").read_text()
+    assert console.count("GET /v2/team/llama/manifests/q4") == 1  # asked once, anonymously; never again with the login
