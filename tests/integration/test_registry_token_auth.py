@@ -197,3 +197,26 @@ def test_a_token_expiring_mid_download_is_renewed_and_the_download_resumes(token
     assert model["downloaded"] < size * 1.1, model["downloaded"]  # resumed, not restarted
     assert len(_since(issuer, began)) >= 2  # renewed after the restart
     _shows_no_secret(out, err)
+
+
+def test_a_token_expiring_while_a_throttled_model_downloads_is_renewed(token_registry: Registry, issuer: TokenIssuer, tmp_path: Path) -> None:
+    """Tokens live 2 s; the model's files, at 3 MB/s, take twice as long: the requests after expiry are refused, a new token is
+    had, and every file comes once."""
+    files = {f"part-{i}.bin": random.Random(40 + i).randbytes(4 << 20) for i in range(4)}
+    env = _login(tmp_path, token_registry.host, "ann")
+    source = tmp_path / "source"
+    assert run_cli(source, "add", "slow:v1", write_tree(tmp_path / "model", files)).code == 0
+    assert run_cli(source, "push", "slow:v1", f"oci://{token_registry.host}/team", env=env).code == 0
+    lifetime, issuer.lifetime = issuer.lifetime, 2.0
+    try:
+        began = time.monotonic()
+        result = run_cli(tmp_path / "store", "--json", "fetch", "--connections", "1", "--limit-rate", "3M", "--remote", f"oci://{token_registry.host}/team", "slow:v1", env=env)
+    finally:
+        issuer.lifetime = lifetime
+    assert result.code == 0, result.err
+    (model,) = json.loads(result.out)["models"]
+    assert read_tree(Path(model["path"])) == files
+    assert model["downloaded"] < sum(map(len, files.values())) * 1.05  # nothing downloaded twice
+    asked = _since(issuer, began)
+    assert len(asked) >= 2 and all(r.user == "ann" for r in asked)  # renewed, with the login each time
+    _shows_no_secret(result.out, result.err)
