@@ -19,7 +19,7 @@ from .local.views import Views
 from .model import Fetched, Model
 from .oci.digest import Digest
 from .oci.manifest import Manifest, parse_manifest
-from .oci.reference import Reference, ShortDigest, parse_local_reference, parse_reference
+from .oci.reference import Reference, ShortDigest, parse_local_reference, parse_reference, parse_registry_host
 
 if TYPE_CHECKING:
     # Inside class Store, the method 'list' hides the builtin in every later signature.
@@ -122,7 +122,7 @@ def _context(store: Store, options: dict, **fetch_options) -> FetchContext:
         from .transfer.deadline import Deadline
 
         options["deadline"] = Deadline.after(timeout, time.monotonic())
-    return FetchContext(store.layout, store._names, FetchOptions(**options, **fetch_options), Progress(progress), cancel or threading.Event(), say or (lambda _: None))
+    return FetchContext(store.layout, store._names, FetchOptions(**options, **fetch_options, insecure_registries=store.insecure_registries), Progress(progress), cancel or threading.Event(), say or (lambda _: None))
 
 
 def project_lockfile(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -183,6 +183,10 @@ class Store:
     ``lock_timeout`` seconds (600, as the command line's default; None: no
     limit) raises LockTimeout naming the holder; waiting for another process's
     download of a blob only counts while that download makes no progress.
+
+    ``insecure_registries`` (``HOST[:PORT]`` each, as ``--insecure-registry``)
+    are registries spoken to over plain http though not on this machine;
+    the store's config.toml may name more (spec/remotes.md#registries).
     """
 
     def __init__(
@@ -193,7 +197,9 @@ class Store:
         max_downloads: int = 2,
         on_wait: Callable[[Holder | None], None] | None = None,
         lock_timeout: float | None = 600,
+        insecure_registries: Iterable[str] = (),
     ) -> None:
+        self.insecure_registries = frozenset(map(parse_registry_host, _items(insecure_registries, "insecure_registries", str)))
         self.layout: StoreLayout = open_layout(store_location(path), shared)
         self.max_downloads = max_downloads
         self._queue: DownloadQueue | None = None

@@ -13,9 +13,10 @@ __all__ = ["Config", "read_config"]
 
 class Config(NamedTuple):
     remotes: tuple[str, ...] = ()
+    insecure_registries: frozenset[str] = frozenset()  # HOST[:PORT] of registries spoken to over plain http
 
 
-_KEYS = frozenset(Config._fields)
+_KEYS = frozenset({"remotes", "insecure-registries"})
 
 
 def read_config(path: Path) -> Config:
@@ -40,7 +41,7 @@ def read_config(path: Path) -> Config:
     finally:
         os.close(fd)
     if len(data) > CONFIG_MAX:
-        raise UsageError(f"{path} is over {CONFIG_MAX} bytes", "it names remotes only; its format is in spec/config.md")
+        raise UsageError(f"{path} is over {CONFIG_MAX} bytes", "it names remotes and registries only; its format is in spec/config.md")
     import tomllib
 
     try:
@@ -54,7 +55,16 @@ def read_config(path: Path) -> Config:
     remotes = doc.get("remotes", [])
     if not isinstance(remotes, list) or not all(isinstance(r, str) and r for r in remotes):
         raise UsageError(f"{path}: 'remotes' must be a list of URLs or paths", "e.g. remotes = [\"https://mirror.example/models\"]")
-    return Config(tuple(_anchored(r, path.parent) for r in remotes))
+    insecure = doc.get("insecure-registries", [])
+    if not isinstance(insecure, list) or not all(isinstance(h, str) for h in insecure):
+        raise UsageError(f"{path}: 'insecure-registries' must be a list of HOST[:PORT]", 'e.g. insecure-registries = ["registry.lan:5000"]')
+    from .oci.reference import parse_registry_host
+
+    try:
+        hosts = frozenset(map(parse_registry_host, insecure))
+    except UsageError as err:
+        raise UsageError(f"{path}: {err.message}", err.hint) from None
+    return Config(tuple(_anchored(r, path.parent) for r in remotes), hosts)
 
 
 def _anchored(remote: str, store: Path) -> str:

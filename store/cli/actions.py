@@ -59,6 +59,7 @@ class Context:
         self.shared: bool = options["shared"]
         self.lock_timeout: int = options["lock_timeout"]
         self.timeout: float | None = options["timeout"]  # seconds for the network phase (--timeout)
+        self.insecure_registries: tuple[str, ...] = options["insecure_registries"]
         self.out = Output(options["as_json"], options["quiet"], options["verbose"])
         self._store: Store | None = None
 
@@ -67,7 +68,9 @@ class Context:
         if self._store is None:
             from ..api import Store
 
-            self._store = Store(self.store_dir, shared=self.shared, on_wait=self._waiting, lock_timeout=self.lock_timeout)
+            self._store = Store(
+                self.store_dir, shared=self.shared, on_wait=self._waiting, lock_timeout=self.lock_timeout, insecure_registries=self.insecure_registries
+            )
         return self._store
 
     def _waiting(self, holder) -> None:

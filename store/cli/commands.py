@@ -85,7 +85,7 @@ def _global_after(command: Command) -> list[click.Option]:
         if names and isinstance(option.kind, Flag):
             after.append(click.Option([option.dest, *names], is_flag=True, help=option.help))
         elif names:
-            after.append(click.Option([option.dest, *names], type=_type(option.kind), default=None, metavar=option.metavar, help=option.help))
+            after.append(click.Option([option.dest, *names], type=_type(option.kind), default=None, multiple=option.multiple, metavar=option.metavar, help=option.help))
     return after
 
 
@@ -93,7 +93,8 @@ def split_options(before: dict[str, Any], params: dict[str, Any]) -> tuple[dict[
     """The global options (as given ``before`` the command, then after it) and the command's own ``params``, apart.
 
     A flag given on either side is set; a value given after the command
-    replaces one given before, as a second use of an option does.
+    replaces one given before, as a second use of an option does, except
+    that a repeatable option collects both.
     """
     options, own = dict(before), {}
     for dest, value in params.items():
@@ -102,6 +103,8 @@ def split_options(before: dict[str, Any], params: dict[str, Any]) -> tuple[dict[
             own[dest] = value
         elif isinstance(option.kind, Flag):
             options[dest] = options[dest] or value
+        elif option.multiple:
+            options[dest] = (*options[dest], *value)  # each use counts, before the command and after it
         elif value is not None:
             options[dest] = value
     return options, own

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..limits import CONNECTIONS, RETRIES, parse_rate, parse_seconds
 from ..model import LINK_MODES
+from ..oci.reference import parse_registry_host
 from . import actions
 
 __all__ = [
@@ -184,6 +185,14 @@ GLOBAL = (
         help="Give up (exit 8) after waiting this long for a lock of the store that another process holds.",
     ),
     Option("--timeout", kind=Limit("seconds", parse_seconds), metavar="SECONDS", help="Bound the network phase of fetch, sync, lock and list or show --remote; exit 4 when it expires."),
+    Option(
+        "--insecure-registry",
+        dest="insecure_registries",
+        kind=Limit("registry", parse_registry_host),
+        multiple=True,
+        metavar="HOST[:PORT]",
+        help="Speak plain http to this registry, though not on this machine (repeatable).",
+    ),
 )
 
 # Options several commands share, declared once.

@@ -43,6 +43,8 @@ class FetchOptions:
     retries: int = 5
     limit_rate: float | None = None  # bytes per second across all connections
     ca_bundle: str | None = None
+    # Registries (HOST[:PORT]) spoken to over plain http though not on this machine (--insecure-registry).
+    insecure_registries: frozenset[str] = frozenset()
     # A model fetched by digest gets an unnamed index.json entry so gc keeps
     # it; sync turns this off, since its lockfile (a gc root) keeps its pins.
     keep_by_digest: bool = True
@@ -78,6 +80,7 @@ class Session:
             ca_bundle=options.ca_bundle,
             limit_rate=options.limit_rate,
             say=ctx.say,
+            insecure=lambda host: host in options.insecure_registries or host in read_config(ctx.layout.config).insecure_registries,
         )
         self._engine: Engine | None = None
         self.doing = "starting"

@@ -6,7 +6,7 @@ from typing import NamedTuple
 from ..errors import InvalidReference
 from .digest import Digest, InvalidDigest, is_hex, parse_digest
 
-__all__ = ["DEFAULT_TAG", "SHORT_DIGEST_MIN", "Reference", "ShortDigest", "parse_local_reference", "parse_reference"]
+__all__ = ["DEFAULT_TAG", "SHORT_DIGEST_MIN", "Reference", "ShortDigest", "parse_local_reference", "parse_reference", "parse_registry_host"]
 
 DEFAULT_TAG = "latest"
 # Lowercase alphanumeric runs joined by single separators: no empty, '.' or '..'
@@ -65,6 +65,14 @@ def _check_name(name: str, text: str) -> None:
         return
     if not _NAME.fullmatch(name):
         raise InvalidReference(f"invalid model name {name!r}")
+
+
+def parse_registry_host(text: str) -> str:
+    """``HOST[:PORT]`` of a registry, lower-cased, as the first component of a registry reference spells it (--insecure-registry); raise InvalidReference."""
+    host = text.strip().lower() if isinstance(text, str) else ""
+    if not _DOMAIN.fullmatch(host):
+        raise InvalidReference(f"invalid registry {text!r}", "a registry is HOST or HOST:PORT, as in a reference HOST[:PORT]/REPOSITORY (spec/names.md#registry-references)")
+    return host
 
 
 def parse_reference(text: str) -> Reference:

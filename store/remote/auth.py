@@ -6,7 +6,9 @@ origin, never to another. ``Bearer`` is a static token (odai-store's
 credentials), which nothing can renew: a 401 is final for that remote.
 ``TokenService`` is the registry token flow of the distribution spec: a 401
 whose ``WWW-Authenticate`` is a Bearer challenge names a realm, and a GET of
-the realm (with the challenge's service and scope) gives a new token.
+the realm (with the challenge's service and scope) gives a new token; with an
+identity token (an OAuth2 refresh token) the realm is asked by a POST of it
+instead, as the OAuth2 flow of the Docker token spec does.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Protocol
 from urllib.parse import urlencode, urlsplit
@@ -24,7 +26,7 @@ from ..errors import NetworkError
 from .credentials import is_loopback
 from .registry_credentials import Login
 
-__all__ = ["Auth", "Anonymous", "Bearer", "TokenService", "Unauthorized", "parse_challenge", "MAX_TOKEN_BYTES"]
+__all__ = ["Ask", "Auth", "Anonymous", "Bearer", "TokenService", "Unauthorized", "parse_challenge", "MAX_TOKEN_BYTES"]
 
 # A token endpoint's answer: a JSON object with a token (a JWT of a few KiB).
 MAX_TOKEN_BYTES = 64 << 10
@@ -33,6 +35,10 @@ _NOTHING: Mapping[str, str] = MappingProxyType({})
 _PARAM = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([!#$%&\'*+.^_`|~0-9A-Za-z-]+))\s*(?:,|$)')
 # What a token endpoint may give: visible ASCII, so that the token cannot end the header's line.
 _TOKEN = re.compile(r"[\x21-\x7e]+")
+_FORM: Mapping[str, str] = MappingProxyType({"Content-Type": "application/x-www-form-urlencoded"})
+_PLAIN_HINT = "a registry spoken to over plain http (--insecure-registry) gets no login; serve it over https"
+# Who asks, in the OAuth2 form: the token service may log it, and tells clients apart by it.
+_CLIENT_ID = "odai-store"
 
 
 class Unauthorized(NetworkError):
@@ -47,6 +53,12 @@ class Unauthorized(NetworkError):
         self.auth = auth  # the Auth that gave them: the one to renew
 
 
+class Ask(Protocol):
+    def __call__(self, url: str, headers: Mapping[str, str], body: bytes | None = None) -> bytes:
+        """The small document at ``url``: a GET sending only ``headers``; with ``body``, a POST of it (a form)."""
+        ...
+
+
 class Auth(Protocol):
     # Whether reauthenticate can get credentials other than those refused; a
     # 401 from a remote whose auth cannot is final for that remote.
@@ -56,8 +68,8 @@ class Auth(Protocol):
         """The headers that authenticate a request: the same object until the credentials change."""
         ...
 
-    def reauthenticate(self, refused: Unauthorized, get: Callable[[str, Mapping[str, str]], bytes]) -> None:
-        """Get new credentials after ``refused``; ``get(url, headers)`` reads a small document at a URL, sending only ``headers``.
+    def reauthenticate(self, refused: Unauthorized, get: Ask) -> None:
+        """Get new credentials after ``refused``; ``get(url, headers[, body])`` reads a small document at a URL (Ask).
 
         Safe from many threads at once: the segments of a blob that meet one
         expired token get one new token between them, since a refusal of
@@ -78,7 +90,7 @@ class Anonymous:
     def headers(self) -> Mapping[str, str]:
         return self._headers
 
-    def reauthenticate(self, refused: Unauthorized, get: Callable[[str, Mapping[str, str]], bytes]) -> None:
+    def reauthenticate(self, refused: Unauthorized, get: Ask) -> None:
         raise refused
 
 
@@ -118,14 +130,17 @@ class TokenService:
     A Bearer challenge names a realm, which gives a token for the
     challenge's scope; the user's login for the registry, if any, goes to
     the realm (only over https, or to this machine: the realm's URL is the
-    server's to choose). A Basic challenge takes the login itself. ``login``
-    is asked at the first challenge only: an anonymous pull runs no
-    credential helper.
+    server's to choose): a password by a GET with Basic, an identity token
+    by a POST of the OAuth2 form. A Basic challenge takes a password
+    itself, unless the registry is ``insecure`` (plain http, not on this
+    machine: --insecure-registry). ``login`` is asked at the first
+    challenge only: an anonymous pull runs no credential helper.
     """
 
     refreshable = True
 
-    def __init__(self, login: Callable[[], Login | None] = lambda: None) -> None:
+    def __init__(self, login: Callable[[], Login | None] = lambda: None, *, insecure: bool = False) -> None:
+        self._insecure = insecure
         self._headers = _NOTHING
         self._lock = threading.Lock()
         self._ask_login = login
@@ -135,26 +150,34 @@ class TokenService:
     def headers(self) -> Mapping[str, str]:
         return self._headers
 
-    def reauthenticate(self, refused: Unauthorized, get: Callable[[str, Mapping[str, str]], bytes]) -> None:
+    def reauthenticate(self, refused: Unauthorized, get: Ask) -> None:
         with self._lock:
             # Another request got new credentials since this one was sent: use them.
             if refused.sent is not self._headers:
                 return
             if not self._asked:
                 self._login, self._asked = self._ask_login(), True
-            login = self._login if self._login is not None and not self._login.identity_token else None
+            login = self._login
             if _scheme(refused.challenge) == "basic":
-                if login is None or self._headers.get("Authorization", "").startswith("Basic "):
-                    raise refused  # nothing, or nothing new, to offer
+                if login is None or login.identity_token or self._headers.get("Authorization", "").startswith("Basic "):
+                    raise refused  # nothing, or nothing new, to offer: an identity token is for a token service
+                if self._insecure:
+                    raise NetworkError(f"{refused.message}: not sending the registry login over plain http", _PLAIN_HINT)
                 self._headers = MappingProxyType({"Authorization": _basic(login)})
                 return
-            url = _token_url(refused)
-            sent: Mapping[str, str] = _NOTHING
-            if login is not None:
-                if not _may_carry_secrets(url):
-                    raise NetworkError(f"not sending the registry login to the token service {url}: not https", "the registry's token service must be served over https")
-                sent = {"Authorization": _basic(login)}
-            token = _read_token(get(url, sent), url)
+            params = parse_challenge(refused.challenge) or {}
+            url = _realm(refused, params)
+            if login is not None and not _may_carry_secrets(url):
+                raise NetworkError(f"not sending the registry login to the token service {url}: not https", "the registry's token service must be served over https")
+            asked = [(key, params[key]) for key in ("service", "scope") if key in params]
+            if login is not None and login.identity_token:
+                # OAuth2 (the Docker token spec): the refresh token is exchanged for an access token, in a POST's body, never a URL.
+                form = urlencode([("grant_type", "refresh_token"), ("refresh_token", login.secret), *asked, ("client_id", _CLIENT_ID)])
+                answer = get(url, _FORM, form.encode())
+            else:
+                url = _with_query(url, asked)
+                answer = get(url, {"Authorization": _basic(login)} if login is not None else _NOTHING)
+            token = _read_token(answer, url)
             self._headers = MappingProxyType({"Authorization": f"Bearer {token}"})
 
     def __repr__(self) -> str:
@@ -175,17 +198,20 @@ def _may_carry_secrets(url: str) -> bool:
     return split.scheme == "https" or (split.scheme == "http" and is_loopback(split.hostname or ""))
 
 
-def _token_url(refused: Unauthorized) -> str:
-    """The realm's URL with the challenge's service and scope; ``refused`` itself if the challenge names no http(s) realm."""
-    params = parse_challenge(refused.challenge)
-    realm = (params or {}).get("realm", "")
+def _realm(refused: Unauthorized, params: Mapping[str, str]) -> str:
+    """The challenge's realm, an http(s) URL; ``refused`` itself if it names none."""
+    realm = params.get("realm", "")
     split = urlsplit(realm)
     if split.scheme not in ("http", "https") or not split.hostname:
         raise refused
-    query = urlencode([(key, params[key]) for key in ("service", "scope") if params and key in params])
-    if not query:
-        return realm
-    return f"{realm}{'&' if split.query else '?'}{query}"
+    return realm
+
+
+def _with_query(url: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """``url`` with ``pairs`` added to its query."""
+    if not pairs:
+        return url
+    return f"{url}{'&' if urlsplit(url).query else '?'}{urlencode(pairs)}"
 
 
 def _read_token(data: bytes, url: str) -> str:

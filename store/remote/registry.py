@@ -15,7 +15,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import urllib3
 
@@ -27,6 +27,7 @@ from ..oci.manifest import MAX_MANIFEST_BYTES
 from ..oci.reference import Reference
 from .auth import TokenService
 from .base import Action, Resolution, classify, nothing
+from .credentials import is_loopback
 from .min_rate import MinRate
 from .registry_credentials import Login
 from .transport import HttpStream, Transport
@@ -55,17 +56,22 @@ class Registry:
         self.namespace = namespace.strip("/")
         self.host = self.base.split("://", 1)[1]
         self.url = f"oci://{self.host}/{self.namespace}" if self.namespace else f"oci://{self.host}"
-        self._http = Transport(self.base, ca_bundle=ca_bundle, timeout=timeout, min_rate=min_rate)
+        # A registry's logins are the user's docker ones: the hint says where they are read from.
+        refused = f"the registry wants a login with access to the repository: 'docker login {self.host}', or an auth file named by $ODAI_STORE_REGISTRY_AUTH"
+        self._http = Transport(self.base, ca_bundle=ca_bundle, timeout=timeout, min_rate=min_rate, refused_hint=refused)
         # Anonymous until the registry challenges, then what it asks for. A
         # token is scoped to one repository: each has its own, so that the
         # segments of two models do not take turns invalidating one token.
         self._login = login
         self._auths: dict[str, TokenService] = {}
+        # Plain http to a host elsewhere (--insecure-registry): no login goes there.
+        split = urlsplit(self.base)
+        self._insecure = split.scheme == "http" and not is_loopback(split.hostname or "")
         self._auths_lock = threading.Lock()
 
     def auth(self, repository: str) -> TokenService:
         with self._auths_lock:
-            return self._auths.setdefault(repository, TokenService(self._login))
+            return self._auths.setdefault(repository, TokenService(self._login, insecure=self._insecure))
 
     def in_repository(self, name: str) -> _Repository:
         """The repository of the model ``name``: ``NAMESPACE/NAME``, or for a registry reference of this host (``HOST/REPOSITORY``) that repository."""

@@ -25,14 +25,22 @@ __all__ = ["Sources", "open_remote", "open_sink", "open_url_file", "remote_specs
 _HINT = "a remote is an http://, https:// or file:// URL, or a path"
 
 
-def _http(spec: str, ca_bundle: str | None, token: str | None) -> Source:
+# Whether a registry, by its HOST[:PORT], is one the user named insecure (--insecure-registry, config.toml).
+Insecure = Callable[[str], bool]
+
+
+def _never(host: str) -> bool:
+    return False
+
+
+def _http(spec: str, ca_bundle: str | None, token: str | None, insecure: Insecure) -> Source:
     from .auth import Bearer
     from .http_layout import HttpLayout
 
     return HttpLayout(spec, auth=Bearer(token) if token else None, ca_bundle=ca_bundle)
 
 
-def _file_url(spec: str, ca_bundle: str | None, token: str | None) -> Source:
+def _file_url(spec: str, ca_bundle: str | None, token: str | None, insecure: Insecure) -> Source:
     from .file_layout import FileLayout
 
     path = unquote(urlsplit(spec).path)
@@ -41,25 +49,28 @@ def _file_url(spec: str, ca_bundle: str | None, token: str | None) -> Source:
     return FileLayout(Path(path))
 
 
-def _path(spec: str, ca_bundle: str | None, token: str | None) -> Source:
+def _path(spec: str, ca_bundle: str | None, token: str | None, insecure: Insecure) -> Source:
     from .file_layout import FileLayout
 
     return FileLayout(Path(spec).expanduser().absolute())
 
 
-def _oci(spec: str, ca_bundle: str | None, token: str | None) -> Source:
-    return open_registry(spec, ca_bundle=ca_bundle)
+def _oci(spec: str, ca_bundle: str | None, token: str | None, insecure: Insecure) -> Source:
+    return open_registry(spec, ca_bundle=ca_bundle, insecure=insecure)
 
 
-def open_sink(spec: str, *, ca_bundle: str | None = None) -> Sink:
+def open_sink(spec: str, *, ca_bundle: str | None = None, insecure: Insecure = _never) -> Sink:
     """A Sink for ``spec``: a registry (``oci://``), where push sends models."""
     from .registry import RegistrySink
 
-    return RegistrySink(open_registry(spec, ca_bundle=ca_bundle))
+    return RegistrySink(open_registry(spec, ca_bundle=ca_bundle, insecure=insecure))
 
 
-def open_registry(spec: str, *, ca_bundle: str | None = None) -> Registry:
-    """The registry of an ``oci://HOST[:PORT][/NAMESPACE]`` remote, with the user's login for its host (spec/remotes.md#registries)."""
+def open_registry(spec: str, *, ca_bundle: str | None = None, insecure: Insecure = _never) -> Registry:
+    """The registry of an ``oci://HOST[:PORT][/NAMESPACE]`` remote, with the user's login for its host (spec/remotes.md#registries).
+
+    ``insecure`` is asked only of a registry not on this machine.
+    """
     from .credentials import is_loopback
     from .registry import Registry
     from .registry_credentials import load_registry_credentials
@@ -67,21 +78,22 @@ def open_registry(spec: str, *, ca_bundle: str | None = None) -> Registry:
     split = urlsplit(spec)
     if not split.hostname or split.query or split.fragment:
         raise UsageError(f"invalid remote {spec!r}: an OCI registry is oci://HOST[:PORT][/NAMESPACE]", _HINT)
-    # Plain HTTP only to this machine: a registry elsewhere is spoken to over verified TLS (spec/remotes.md#registries).
-    scheme = "http" if is_loopback(split.hostname) else "https"
+    # Plain HTTP only to this machine, or to a registry the user named so: anything else
+    # is spoken to over verified TLS, whatever it answers (spec/remotes.md#registries).
+    scheme = "http" if is_loopback(split.hostname) or insecure(split.netloc.lower()) else "https"
     return Registry(f"{scheme}://{split.netloc}", split.path.strip("/"), login=lambda: load_registry_credentials().login(split.netloc), ca_bundle=ca_bundle)
 
 
 # How each kind of remote is opened, by URL scheme; a new kind of remote is
 # one line here. No scheme, or one letter (a Windows drive), is a path.
-_OPENERS: dict[str, Callable[[str, str | None, str | None], Source]] = {"http": _http, "https": _http, "oci": _oci, "file": _file_url, "": _path}
+_OPENERS: dict[str, Callable[[str, str | None, str | None, Insecure], Source]] = {"http": _http, "https": _http, "oci": _oci, "file": _file_url, "": _path}
 
 
 # HOST:PORT, with an optional path: what a URL missing its scheme starts with.
 _HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]+(?:/|$)")
 
 
-def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = None) -> Source:
+def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = None, insecure: Insecure = _never) -> Source:
     """A Source for ``spec``, by its URL scheme (``_OPENERS``).
 
     ``127.0.0.1:8080`` is an http URL missing its scheme, not a directory
@@ -96,7 +108,7 @@ def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = 
     opener = _OPENERS.get("" if len(scheme) <= 1 else scheme)
     if opener is None:
         raise UsageError(f"unsupported remote {spec!r}", _HINT)
-    return opener(spec, ca_bundle, token)
+    return opener(spec, ca_bundle, token, insecure)
 
 
 def open_url_file(url: str, sha256: Digest, filename: str | None, *, size: int | None = None, ca_bundle: str | None = None) -> Source:
@@ -123,7 +135,8 @@ class Sources:
     to (spec/fetching.md#credentials). Remotes someone else wrote down (a
     lockfile's pin, config.toml) open here too, with no token of the user's
     unless their origin is one of those. ``say`` hears of a token withheld.
-    With ``limit_rate``, every remote draws from one budget.
+    With ``limit_rate``, every remote draws from one budget. ``insecure``
+    says which registries not on this machine are spoken to over plain http.
     """
 
     def __init__(
@@ -134,8 +147,10 @@ class Sources:
         ca_bundle: str | None = None,
         limit_rate: float | None = None,
         say: Callable[[str], None] = lambda _: None,
+        insecure: Insecure = _never,
     ) -> None:
         self._configured = configured
+        self.insecure = insecure  # what a registry opened apart (push's sink) is to be opened with too
         self._named = list(named)
         self._ca_bundle = ca_bundle
         self._bucket = TokenBucket(limit_rate) if limit_rate else None
@@ -171,7 +186,7 @@ class Sources:
             token, withheld = self._credentials.token_for(spec)
             if withheld:
                 self._say(f"not sending a token to {scrub(spec)}: {withheld}")
-        return self.adopt(open_remote(spec, ca_bundle=self._ca_bundle, token=token), spec)
+        return self.adopt(open_remote(spec, ca_bundle=self._ca_bundle, token=token, insecure=self.insecure), spec)
 
     def adopt(self, remote: Source, spec: str | None = None) -> Source:
         """Take ``remote``, opened by the caller (fetch --url), into this command's: rate-limited and closed with them."""

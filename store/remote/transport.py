@@ -75,11 +75,14 @@ def translating_errors(url: str) -> Iterator[None]:
         raise NetworkError(f"transfer from {url} failed: {err}", transient=True) from err
 
 
-def _check_status(response: urllib3.BaseHTTPResponse, url: str, sent: Mapping[str, str] | None, auth: Auth, ok: frozenset[int] = frozenset({200, 206})) -> None:
+def _check_status(
+    response: urllib3.BaseHTTPResponse, url: str, sent: Mapping[str, str] | None, auth: Auth, ok: frozenset[int] = frozenset({200, 206}), refused_hint: str = _REFUSED_HINT
+) -> None:
     """Nothing for a 200 or 206 of an unencoded body; else the error the status means (spec/fetching.md#responses).
 
     ``sent``: the credential headers the request carried, which a 401 names
     so that ``auth``, which gave them, can tell whether they are still its current ones.
+    ``refused_hint``: what the user can do about a 401 on this remote.
     """
     url = scrub(url)  # what a message may show
     status = response.status
@@ -98,7 +101,7 @@ def _check_status(response: urllib3.BaseHTTPResponse, url: str, sent: Mapping[st
     message = f"{url}: HTTP {status} {response.reason or ''}".rstrip()
     retry_after = _retry_after(response.headers.get("Retry-After"))
     if status == 401:
-        raise Unauthorized(message, _REFUSED_HINT, challenge=response.headers.get("WWW-Authenticate"), sent=sent, auth=auth, retry_after=retry_after)
+        raise Unauthorized(message, refused_hint, challenge=response.headers.get("WWW-Authenticate"), sent=sent, auth=auth, retry_after=retry_after)
     transient = status in TRANSIENT_STATUS
     raise NetworkError(message, None if transient else _REFUSED_HINT, transient=transient, retry_after=retry_after, status=status)
 
@@ -239,9 +242,11 @@ class Transport:
         ca_bundle: str | None = None,
         timeout: urllib3.Timeout | None = None,
         min_rate: MinRate = MinRate(),
+        refused_hint: str = _REFUSED_HINT,
     ) -> None:
         self.url = url
         self.auth: Auth = auth or Anonymous()
+        self._refused_hint = refused_hint
         self._origin = origin_of(url)
         self._min_rate = min_rate
         self._pool = _pool(url, ca_bundle, timeout or urllib3.Timeout(connect=10.0, read=30.0))
@@ -269,7 +274,7 @@ class Transport:
         full = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **(headers or {}), **(sent or {})}
         with translating_errors(url):
             response = self._pool.request(method, url, headers=full, body=body, preload_content=False, decode_content=False, redirect=body is None)
-        _check_status(response, url, sent, auth, ok)
+        _check_status(response, url, sent, auth, ok, self._refused_hint)
         return response
 
     def send(
@@ -286,10 +291,13 @@ class Transport:
         return self.get_document(url, cap, authenticated=authenticated)[0]
 
     def get_document(
-        self, url: str, cap: int, *, headers: Mapping[str, str] | None = None, authenticated: bool = True, auth: Auth | None = None
+        self, url: str, cap: int, *, headers: Mapping[str, str] | None = None, authenticated: bool = True, auth: Auth | None = None, form: bytes | None = None
     ) -> tuple[bytes, Mapping[str, str]]:
-        """``get_small`` with request ``headers`` (a registry's Accept), returning the answer's headers too (Content-Type, Docker-Content-Digest)."""
-        response = self._request("GET", url, headers, authenticated=authenticated, auth=auth)
+        """``get_small`` with request ``headers`` (a registry's Accept), returning the answer's headers too (Content-Type, Docker-Content-Digest).
+
+        With ``form``, the request is a POST of it (a token service's OAuth2 form), and not redirected.
+        """
+        response = self._request("GET" if form is None else "POST", url, headers, authenticated=authenticated, auth=auth, body=form)
         body = _Paced(response, url, self._min_rate)
         self._reading.add(body)
         try:
@@ -360,7 +368,7 @@ class Transport:
         if not isinstance(err, Unauthorized) or err.auth is None:
             raise err
         # The credentials the refused request carried are the ones renewed: a registry's, per repository.
-        err.auth.reauthenticate(err, lambda url, headers: self.get_document(url, MAX_TOKEN_BYTES, headers=headers, authenticated=False)[0])
+        err.auth.reauthenticate(err, lambda url, headers, body=None: self.get_document(url, MAX_TOKEN_BYTES, headers=headers, authenticated=False, form=body)[0])
 
     def close(self) -> None:
         """Release the connections. Safe from another thread: a small read in progress ends (NetworkError)."""

@@ -11,6 +11,10 @@ body bytes it sent, which is how tests see what crossed the wire.
 ``latency`` delays every response's first byte, as any real network does:
 loopback alone answers in microseconds and hides timing bugs.
 
+``registry_layout`` lays a model out as a registry serves it (``/v2/...``,
+manifests with their Content-Type and Docker-Content-Digest), for faults a
+real registry cannot be made to show.
+
 ``tokens`` makes it a registry-like token service: every path wants
 ``Authorization: Bearer <token>`` and answers 401 with a Bearer challenge
 whose realm is ``/token`` on this server; each token that realm issues is
@@ -38,13 +42,13 @@ from dataclasses import dataclass, field
 
 from store.local.names import manifest_descriptor
 from store.oci.chunks import ChunkHasher
-from store.oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR
+from store.oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR, MANIFEST_TYPE
 from store.oci.digest import Digest
 from store.oci.index import Index
 from store.oci.manifest import Manifest, ModelFile
 from store.oci.reference import parse_reference
 
-__all__ = ["Fault", "Request", "Layout", "oci_layout", "FaultServer", "TOKEN_PATH"]
+__all__ = ["Fault", "Request", "Layout", "oci_layout", "registry_layout", "FaultServer", "TOKEN_PATH"]
 
 _PIECE = 1 << 20
 TOKEN_PATH = "/token"
@@ -109,9 +113,11 @@ class Layout:
     ref_name: str
     manifest: Digest
     blobs: dict[str, bytes]  # model path -> bytes of each file
+    blob_prefix: str = "/blobs/sha256/"  # a blob's URL path, but its hex digest
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  # URL path -> headers its answers carry besides
 
     def blob_path(self, data: bytes) -> str:
-        return f"/blobs/sha256/{hashlib.sha256(data).hexdigest()}"
+        return f"{self.blob_prefix}{hashlib.sha256(data).hexdigest()}"
 
     @property
     def file_blob_paths(self) -> set[str]:
@@ -148,6 +154,21 @@ def oci_layout(
     return Layout(files, ref.ref_name, digest, dict(model))
 
 
+def registry_layout(model: dict[str, bytes], repository: str = "team/model", tag: str = "v1") -> Layout:
+    """``model`` as a registry serves it in ``repository`` under ``tag``: its manifest at ``/v2/<repository>/manifests/<tag>``
+    and ``.../manifests/sha256:<hex>`` (with Content-Type and Docker-Content-Digest), its blobs at ``/v2/<repository>/blobs/sha256:<hex>``.
+
+    ``ref_name`` is ``NAME:TAG`` on the remote ``oci://HOST:PORT/<namespace>`` (``repository`` = ``<namespace>/NAME``).
+    """
+    layout = oci_layout(model, f"{repository}:{tag}")
+    base = f"/v2/{repository}"
+    manifest = layout.files[f"/blobs/sha256/{layout.manifest.hex}"]
+    files = {f"{base}/blobs/sha256:{path.rsplit('/', 1)[1]}": data for path, data in layout.files.items() if path.startswith("/blobs/sha256/")}
+    named = {f"{base}/manifests/{tag}": manifest, f"{base}/manifests/{layout.manifest}": manifest}
+    stated = {"Content-Type": MANIFEST_TYPE, "Docker-Content-Digest": str(layout.manifest)}
+    return Layout({**files, **named}, f"{repository.rsplit('/', 1)[-1]}:{tag}", layout.manifest, layout.blobs, f"{base}/blobs/sha256:", dict.fromkeys(named, stated))
+
+
 @dataclass
 class _Queue:
     faults: list[Fault] = field(default_factory=list)
@@ -161,6 +182,7 @@ class FaultServer:
         self, layout: Layout | None = None, extra: dict[str, bytes] | None = None, *, latency: float = 0.0, tokens: list[int | None] | None = None
     ) -> None:
         self.layout = layout
+        self.headers: dict[str, dict[str, str]] = dict(layout.headers) if layout else {}  # URL path -> headers its answers carry
         self.latency = latency  # seconds before each response's first byte
         # With ``tokens``: the requests each token issued is good for, in order (None: any
         # number); the last applies to every later token. Without: no token is wanted.
@@ -334,7 +356,7 @@ class FaultServer:
             low, high = max(fault.corrupt[0], start), min(fault.corrupt[1], end)
             for at in range(low - start, high - start):
                 body[at] ^= 0xFF
-        headers = {"Content-Type": "application/octet-stream", "ETag": etag}
+        headers = {"Content-Type": "application/octet-stream", "ETag": etag, **self.headers.get(path, {})}
         if not fault.ignore_range:
             headers["Accept-Ranges"] = "bytes"
         if fault.gzip:

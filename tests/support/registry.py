@@ -1,14 +1,16 @@
-"""A real OCI registry (Debian's docker-registry, CNCF distribution 2.x) on 127.0.0.1, and skopeo to talk to it.
+"""A real OCI registry (Debian's docker-registry, CNCF distribution 2.x) on 127.0.0.1 (or another address of this machine), and skopeo to talk to it.
 
 The registry runs in the foreground with its own config and storage under the
 test's temporary directory, without authentication or TLS, listening on
-loopback only. Requests go through ``http.client`` straight to that address,
+loopback, or on ``non_loopback_address()`` for a test of a registry that is
+not on loopback. Requests go through ``http.client`` straight to that address,
 so no proxy variable of the environment can send them anywhere else.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import shutil
 import subprocess
 import time
@@ -18,9 +20,24 @@ from pathlib import Path
 from tests.support.nginx import free_port
 from tests.support.processes import stop_process
 
-__all__ = ["OCI_MANIFEST", "Registry", "find_registry", "start_registry", "skopeo_copy"]
+__all__ = ["OCI_MANIFEST", "Registry", "find_registry", "non_loopback_address", "start_registry", "skopeo_copy"]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def non_loopback_address() -> str | None:
+    """An IPv4 address of this machine outside 127.0.0.0/8, which a client must not take for loopback; None if it has none."""
+    import socket
+
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: a UDP connect only picks the route's source address, nothing is sent
+        address = probe.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
 def find_registry() -> str | None:
@@ -44,10 +61,11 @@ class Registry:
     process: subprocess.Popen[bytes]
     binary: str
     status: int  # what GET /v2/ answers once it is up: 200, or 401 where it wants a login
+    address: str = "127.0.0.1"  # where it listens: loopback, unless a test needs a registry "elsewhere"
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     def ref(self, repository: str, reference: str) -> str:
         """A skopeo ``docker://`` reference: ``reference`` is a tag, or ``sha256:<hex>`` for a digest."""
@@ -56,7 +74,7 @@ class Registry:
 
     def get(self, path: str, accept: str | None = None, method: str = "GET") -> Response:
         """One request to the registry's HTTP API (``path`` starts with ``/v2/``)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = http.client.HTTPConnection(self.address, self.port, timeout=30)
         try:
             conn.request(method, path, headers={"Accept": accept} if accept else {})
             response = conn.getresponse()
@@ -73,26 +91,29 @@ class Registry:
 
     def restart(self) -> None:
         """Start it again on the same port, config and storage (after ``stop``); RuntimeError if it does not come up."""
-        process = _launch(self.binary, self.base, self.port, self.status)
+        process = _launch(self.binary, self.base, self.address, self.port, self.status)
         if process is None:
             raise RuntimeError(f"docker-registry did not start again:\n{(self.base / 'console.log').read_text(errors='replace')}")
         self.process = process
 
 
-def _config(data: Path, port: int, htpasswd: Path | None) -> str:
-    # YAML flow style; the registry is plain HTTP on loopback, deletes allowed, Basic auth if htpasswd is given.
+def _config(data: Path, address: str, port: int, htpasswd: Path | None, token: dict[str, str] | None) -> str:
+    # YAML flow style; the registry is plain HTTP on loopback, deletes allowed, Basic auth if htpasswd is given,
+    # or token auth by the issuer ``token`` describes (realm, service, issuer, rootcertbundle).
     auth = f"auth: {{htpasswd: {{realm: odai-test, path: {htpasswd}}}}}\n" if htpasswd else ""
+    if token:
+        auth = "auth: {token: {" + ", ".join(f"{key}: {json.dumps(value)}" for key, value in token.items()) + "}}\n"
     return f"""version: 0.1
 storage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}
-http: {{addr: 127.0.0.1:{port}}}
+http: {{addr: {address}:{port}}}
 log: {{level: error}}
 {auth}"""
 
 
-def _answers(port: int, status: int) -> bool:
+def _answers(address: str, port: int, status: int) -> bool:
     """True once ``GET /v2/`` answers ``status`` (200, or 401 where it wants a login): the API is up."""
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+        conn = http.client.HTTPConnection(address, port, timeout=0.5)
         try:
             conn.request("GET", "/v2/")
             return conn.getresponse().status == status
@@ -112,30 +133,33 @@ def _htpasswd(path: Path, users: dict[str, str]) -> Path:
     return path
 
 
-def start_registry(binary: str, base: Path, attempts: int = 3, users: dict[str, str] | None = None) -> Registry:
+def start_registry(
+    binary: str, base: Path, attempts: int = 3, users: dict[str, str] | None = None, address: str = "127.0.0.1", token: dict[str, str] | None = None
+) -> Registry:
     """Start a registry keeping its config, storage and console log under ``base``, with Basic auth for ``users``
-    (name -> password) if given; raise RuntimeError with its output if it will not come up."""
+    (name -> password) if given, or token auth (``TokenIssuer.registry_auth()``), listening on ``address``; raise
+    RuntimeError with its output if it will not come up."""
     base.mkdir(parents=True, exist_ok=True)
     htpasswd = _htpasswd(base / "htpasswd", users) if users else None
     failure = ""
-    status = 401 if users else 200
+    status = 401 if users or token else 200
     for _ in range(attempts):  # a free port can be taken between our probe and the registry's bind
         port = free_port()
-        (base / "config.yml").write_text(_config(base / "data", port, htpasswd))
-        process = _launch(binary, base, port, status)
+        (base / "config.yml").write_text(_config(base / "data", address, port, htpasswd, token))
+        process = _launch(binary, base, address, port, status)
         if process is not None:
-            return Registry(base, port, process, binary, status)
+            return Registry(base, port, process, binary, status, address)
         failure = (base / "console.log").read_text(errors="replace")
     raise RuntimeError(f"docker-registry did not start:\n{failure}")
 
 
-def _launch(binary: str, base: Path, port: int, status: int) -> subprocess.Popen[bytes] | None:
+def _launch(binary: str, base: Path, address: str, port: int, status: int) -> subprocess.Popen[bytes] | None:
     """The registry of ``base``'s config, once ``GET /v2/`` answers ``status``; None (and nothing left running) if it does not within 10 s."""
     with open(base / "console.log", "ab") as out:
         process = subprocess.Popen([binary, "serve", str(base / "config.yml")], stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=base)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and process.poll() is None:
-        if _answers(port, status):
+        if _answers(address, port, status):
             return process
         time.sleep(0.05)
     stop_process(process, grace=2)

@@ -142,7 +142,44 @@ def test_a_login_goes_to_a_plain_http_realm_only_on_this_machine(realm: str, all
             auth.reauthenticate(refused, lambda url, headers: pytest.fail("the login must not go there"))
 
 
-def test_an_identity_token_is_not_sent_as_a_password() -> None:
-    auth, sent = TokenService(lambda: Login("", "refresh", identity_token=True)), []
-    auth.reauthenticate(_refused(CHALLENGE, auth.headers()), lambda url, headers: sent.append(dict(headers)) or b'{"token": "t"}')
-    assert sent == [{}]
+def test_an_identity_token_is_exchanged_by_the_oauth2_form_not_sent_as_a_password() -> None:
+    from urllib.parse import parse_qs
+
+    auth, sent = TokenService(lambda: Login("", "refresh-me", identity_token=True)), []
+    auth.reauthenticate(_refused(CHALLENGE, auth.headers()), lambda url, headers, body=None: sent.append((url, dict(headers), body)) or b'{"access_token": "t"}')
+    ((url, headers, body),) = sent
+    assert url == "https://auth.example/token"  # the refresh token in the body only: a URL ends up in logs
+    assert headers == {"Content-Type": "application/x-www-form-urlencoded"}
+    assert parse_qs(body.decode(), strict_parsing=True) == {
+        "grant_type": ["refresh_token"],
+        "refresh_token": ["refresh-me"],
+        "service": ["registry.example"],
+        "scope": ["repository:team/model:pull"],
+        "client_id": ["odai-store"],
+    }
+    assert auth.headers() == {"Authorization": "Bearer t"}
+    assert "refresh-me" not in repr(auth) + repr(Login("", "refresh-me", identity_token=True))
+
+
+def test_an_identity_token_goes_to_a_plain_http_realm_only_on_this_machine() -> None:
+    auth = TokenService(lambda: Login("", "refresh-me", identity_token=True))
+    refused = _refused('Bearer realm="http://auth.example/token",service="r"', auth.headers())
+    with pytest.raises(NetworkError, match="not sending the registry login") as caught:
+        auth.reauthenticate(refused, lambda url, headers, body=None: pytest.fail("the token must not go there"))
+    assert "refresh-me" not in str(caught.value) + caught.value.hint
+
+
+def test_a_basic_challenge_gets_no_identity_token() -> None:
+    auth = TokenService(lambda: Login("", "refresh-me", identity_token=True))
+    refused = _refused('Basic realm="registry"', auth.headers())
+    with pytest.raises(Unauthorized) as caught:
+        auth.reauthenticate(refused, lambda url, headers, body=None: pytest.fail("Basic asks no realm"))
+    assert caught.value is refused and auth.headers() == {}
+
+
+def test_an_insecure_registry_gets_no_password() -> None:
+    # Plain http to a host elsewhere (--insecure-registry): anyone on the way would read it.
+    auth = TokenService(lambda: Login("ann", "pw"), insecure=True)
+    with pytest.raises(NetworkError, match="not sending the registry login over plain http"):
+        auth.reauthenticate(_refused('Basic realm="registry"', auth.headers()), lambda url, headers, body=None: pytest.fail("Basic asks no realm"))
+    assert auth.headers() == {}

@@ -39,6 +39,28 @@ def test_an_unknown_key_or_table_is_a_usage_error_naming_it(tmp_path: Path, data
     assert refused.value.exit_code == 2 and "remotes" in refused.value.hint
 
 
+def test_insecure_registries_are_hosts_with_an_optional_port(tmp_path: Path) -> None:
+    path = _write(tmp_path, b'insecure-registries = ["Registry.LAN:5000", "10.0.0.7"]\n')
+    assert read_config(path) == Config(remotes=(), insecure_registries=frozenset({"registry.lan:5000", "10.0.0.7"}))
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b'insecure-registries = "registry.lan"\n', "must be a list"),
+        (b"insecure-registries = [5000]\n", "must be a list"),
+        (b'insecure-registries = ["http://registry.lan"]\n', "invalid registry"),
+        (b'insecure-registries = ["registry.lan/team"]\n', "invalid registry"),
+        (b'insecure-registries = [""]\n', "invalid registry"),
+    ],
+)
+def test_an_insecure_registry_that_is_no_host_is_a_usage_error(tmp_path: Path, data: bytes, says: str) -> None:
+    # A scheme or a path would never match a registry's HOST[:PORT]: silently, every fetch would go to https.
+    with pytest.raises(UsageError, match=says) as info:
+        read_config(_write(tmp_path, data))
+    assert info.value.exit_code == 2 and "config.toml" in info.value.message
+
+
 def test_utf8_whatever_the_locale(tmp_path: Path) -> None:
     path = _write(tmp_path, 'remotes = ["/mnt/modèles"]\n'.encode())
     assert read_config(path).remotes == ("/mnt/modèles",)
