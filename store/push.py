@@ -82,7 +82,7 @@ def push(ctx: FetchContext, model: Reference, dest: Destination) -> Pushed:
         raise NotFound(f"{model} is not complete in the store: {', '.join(missing[:3])} missing", f"run 'odai-store fetch {model}' first")
     descriptor = Descriptor(MANIFEST_TYPE, digest, len(data), artifact_type=manifest.artifact_type)
     session = Session(ctx)
-    sink = open_sink(dest.remote, ca_bundle=ctx.options.ca_bundle)
+    sink = open_sink(dest.remote, ca_bundle=ctx.options.ca_bundle, insecure=session.sources.insecure)
     try:
         with session.bounded():
             session.doing = f"looking up {dest.ref.ref_name} on {sink.url}"

@@ -127,3 +127,12 @@ def test_an_insecure_registry_gets_no_login(tmp_path: Path) -> None:
         server.stop()
     console = (server.base / "console.log").read_text()
     assert console.count("GET /v2/team/llama/manifests/q4") == 1  # asked once, anonymously; never again with the login
+
+
+def test_push_to_an_insecure_registry(elsewhere: Registry, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    assert run_cli(store, "add", "up:v1", write_tree(tmp_path / "model", {"a.bin": b"pushed over plain http" * 100})).code == 0
+    assert f"https://{elsewhere.host}/" in assert_error(run_cli(store, "push", "--retries", "0", "up:v1", f"oci://{elsewhere.host}/team"), 4)
+    pushed = run_cli(store, "--insecure-registry", elsewhere.host, "push", "up:v1", f"oci://{elsewhere.host}/team")
+    assert pushed.code == 0, pushed.err
+    assert elsewhere.manifest("team/up", "v1").status == 200
