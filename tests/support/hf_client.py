@@ -34,9 +34,10 @@ except Exception as error:
     json.dump({"error": type(error).__name__, "message": str(error)}, sys.stdout)
     sys.exit(3)
 try:
-    json.dump({"result": result}, sys.stdout)
+    answer = json.dumps({"result": result})
 except TypeError:
-    json.dump({"result": str(result)}, sys.stdout)
+    answer = json.dumps({"result": str(result)})
+sys.stdout.write(answer)
 """
 
 

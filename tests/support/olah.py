@@ -5,14 +5,14 @@ it pins its own huggingface_hub and web stack. In its offline local-mirror
 mode it serves every non-bare git repository under ``<mirrors>/models/ORG/NAME``
 with the Hub's HTTP API, reading commits, trees and blobs with GitPython on
 each request, so repositories built or changed while it runs are served
-without a restart. What it answers, measured: /work/shared/notes/olah.md.
+without a restart. What it answers is pinned by tests/integration/test_olah_fixture.py.
 
 Terms: a *git file* is committed as its bytes; an *LFS file* is committed as
 git-lfs pointer text, its bytes kept at
 ``.git/lfs/objects/<sha256[0:2]>/<sha256[2:4]>/<sha256>``, as git-lfs leaves
-them. The repositories are written with ``git fast-import`` (one process per
-commit, whatever the number of files) and by hand for LFS objects: no git-lfs,
-no checkout, no user or system git config (``GIT_CONFIG_GLOBAL=/dev/null``).
+them. Each commit is written by one ``git fast-import``, whatever the number
+of files, and LFS objects by hand: no git-lfs, no checkout (olah reads only
+commits and ``.git/lfs``), no user or system git config.
 Requests go through ``http.client`` straight to 127.0.0.1, so no proxy
 variable of the environment can send them anywhere else.
 """
@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.nginx import free_port
 from tests.support.processes import stop_process
@@ -190,7 +191,7 @@ class Response:
     headers: dict[str, str]  # names lowercased
     body: bytes
 
-    def json(self) -> object:
+    def json(self) -> Any:
         return json.loads(self.body)
 
 
