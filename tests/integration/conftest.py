@@ -1,7 +1,9 @@
-"""Fixtures for tests that talk to real servers on 127.0.0.1 (nginx, an OCI registry, the fault server, `odai-store serve`), or need a filesystem that clones."""
+"""Fixtures for tests that talk to real servers on 127.0.0.1 (nginx, an OCI registry, olah as the Hugging Face Hub, the fault server,
+`odai-store serve`), or need a filesystem that clones."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.fault_server import FaultServer, Layout
+from tests.support.hf_client import HfClient
 from tests.support.loop_fs import loop_mounted
 from tests.support.nginx import Nginx, find_nginx, start_nginx
+from tests.support.olah import Olah, find_olah, start_olah
 from tests.support.registry import Registry, find_registry, start_registry
 from tests.support.requirements import unavailable
 from tests.support.store_server import StoreServer, start_store_server
@@ -50,6 +54,29 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def olah(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Olah]:
+    """One olah (a Hugging Face Hub mirror, offline) for the session; each test builds repositories of its own names with ``olah.model``."""
+    binary = find_olah()
+    if binary is None:
+        unavailable("olah is not installed (PyPI olah, in .venv-olah: scripts/test makes it)")
+    if shutil.which("git") is None:
+        unavailable("git is not installed (Debian package git; scripts/test installs it as root)")
+    server = start_olah(binary, tmp_path_factory.mktemp("olah"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def hf_client() -> HfClient:
+    """The official huggingface_hub client, each call in a child process whose environment reaches only loopback."""
+    if importlib.util.find_spec("huggingface_hub") is None:
+        unavailable("huggingface_hub is not installed in this venv (a test extra: scripts/test installs it)")
+    return HfClient()
 
 
 @pytest.fixture
