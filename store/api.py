@@ -538,6 +538,35 @@ class Store:
         [fetched] = fetch(self.layout, [_ref(ref)], lambda: _context(self, options), source)
         return fetched
 
+    def fetch_hub(
+        self,
+        repository: str,
+        *,
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+        as_: str | Reference | None = None,
+        connections: int = 8,
+        retries: int = 5,
+        limit_rate: float | str | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
+        progress: Callable[[Snapshot], None] | None = None,
+        cancel: threading.Event | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> Fetched:
+        """The files of a Hugging Face repository, ``hf://ORG/REPO[@REVISION]``, that ``include`` and ``exclude`` (globs) select, as the model ``as_`` (default: hf/ORG/REPO:REVISION, spec/names.md); the other arguments as fetch_all's."""
+        from .fetch import fetch
+        from .remote.hub import HubSpec, parse_hub
+        from .remote.select import open_remote
+
+        options = _fetch_options((), connections, retries, limit_rate, ca_bundle, timeout, progress, cancel, say)
+        spec = parse_hub(repository)
+        spec = HubSpec(spec.repo, spec.revision, (*spec.include, *include), (*spec.exclude, *exclude))
+        source = open_remote(spec.url, ca_bundle=options["ca_bundle"])
+        ref = spec.local_reference() if as_ is None else _ref(as_)
+        [fetched] = fetch(self.layout, [ref], lambda: _context(self, options), source)
+        return fetched
+
     def start_fetch(
         self,
         ref: str | Reference,

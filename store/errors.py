@@ -89,11 +89,13 @@ class NetworkError(StoreError):
         transient: bool = False,
         retry_after: float | None = None,
         status: int | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message, hint)
         self.transient = transient
         self.retry_after = retry_after  # seconds the server asked us to wait, if it did
         self.status = status  # the HTTP status, when there was one
+        self.code = code  # the server's own name for the error (the Hub's X-Error-Code), when it gave one
 
 
 class IntegrityError(StoreError):

@@ -18,7 +18,8 @@ def scrub(url: str) -> str:
         port = parts.port
     except ValueError:
         return "(a URL that does not parse)"
-    if not parts.scheme or parts.scheme == "file" or len(parts.scheme) == 1:
+    # A Hub remote's hf://ORG/REPO@REV?include=... holds no credential: its ORG is no host, its query the filters.
+    if not parts.scheme or parts.scheme in ("file", "hf") or len(parts.scheme) == 1:
         return url
     netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

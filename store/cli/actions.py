@@ -354,8 +354,15 @@ def fetch(c: Context, p: Params) -> None:
     _stop_on_sigterm()
     options: dict[str, Any] = dict(connections=p.connections, retries=p.retries, limit_rate=p.limit_rate, ca_bundle=p.ca_bundle, timeout=c.timeout)
     render = _renderer(p.progress_mode, c.out)
+    hub = [name for name in p.names if name.startswith("hf://")]
+    if (p.include or p.exclude or p.as_) and not (hub and len(p.names) == 1):
+        raise _usage("fetch", "--include, --exclude and --as go with one hf://ORG/REPO")
     if p.url:
         results = [c.store.fetch_url(p.names[0], p.url, p.sha256, filename=p.filename, progress=render, say=c.out.say, **options)]
+    elif hub:
+        if len(hub) != len(p.names):
+            raise _usage("fetch", "fetch hf://ORG/REPO on its own, not with other names")
+        results = [c.store.fetch_hub(name, include=p.include, exclude=p.exclude, as_=p.as_, progress=render, say=c.out.say, **options) for name in hub]
     else:
         results = c.store.fetch_all(list(p.names), remotes=p.remotes, progress=render, say=c.out.say, **options)
     for r in results:

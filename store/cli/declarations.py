@@ -274,13 +274,18 @@ COMMANDS = (
         """Fetch models from remotes; print one model path per NAME, in order.
 
         NAME is NAME[:TAG] or NAME@sha256:<hex>. A model complete in the store and
-        named by digest needs no network at all.
+        named by digest needs no network at all. hf://ORG/REPO[@REVISION] is the
+        files of a Hugging Face repository (on $HF_ENDPOINT if set), named
+        hf/org/repo:REVISION unless --as names it.
         """,
         Argument("names", many=True, required=False),
         Option("--remote", dest="remotes", multiple=True, metavar="URL", help="A remote store (http(s)://, file:// or a path); repeat to try several in order."),
         Option("--url", metavar="URL", help="Fetch one file from any URL as a one-file model NAME."),
         Option("--sha256", metavar="HEX", help="With --url: the file's SHA-256."),
         Option("--filename", metavar="F", help="With --url: the file's name in the model [default: from the URL]."),
+        Option("--include", dest="include", multiple=True, metavar="GLOB", help="With hf://: only the files matching GLOB (repeatable)."),
+        Option("--exclude", dest="exclude", multiple=True, metavar="GLOB", help="With hf://: not the files matching GLOB (repeatable)."),
+        Option("--as", dest="as_", metavar="NAME[:TAG]", help="With hf://: the model's name [default: hf/org/repo:REVISION]."),
         _CONNECTIONS,
         _RETRIES,
         Option("--limit-rate", kind=Limit("rate", parse_rate), metavar="RATE", help="Cap the total rate, e.g. 10M (bytes/s)."),

@@ -115,14 +115,32 @@ def _resolve(session: Session, want: Want, lease: Lease | None = None) -> Resolv
         # A registry's repository, found by resolving, is a source of this command too: rate-limited, closed with the rest.
         blobs = source if found.blobs is None else session.sources.adopt(found.blobs)
         blob_sources = (blobs, *sources[i + 1 :], *sources[:i])
+        _keep_carried(session, found.carried, lease)
         if translation is None:
-            return Resolved(ref, found.descriptor.digest, found.manifest, manifest, blob_sources, found.locator, found.synthesized)
-        return _translated(session, want, translation, found.manifest, blob_sources, found.locator, lease)
+            resolved = Resolved(ref, found.descriptor.digest, found.manifest, manifest, blob_sources, found.locator, found.synthesized)
+        else:
+            resolved = _translated(session, want, translation, found.manifest, blob_sources, found.locator, lease)
+        if want.ask is not None and ref.digest is not None and resolved.digest != ref.digest:
+            raise IntegrityError(
+                f"{want.ask} on {source.url} reads as the model {resolved.digest}, not {ref.digest} as pinned",
+                "the remote's model is not the one pinned, or this odai-store reads it otherwise; 'odai-store lock --upgrade' pins what it holds now",
+            )
+        return resolved
     # Not found anywhere is a clearer story than the last network hiccup.
     if errors and all(isinstance(e, NotFound) for e in errors):
         raise NotFound(f"no remote has {ask}: " + "; ".join(e.message for e in errors), "check the name and the remotes")
     # A remote that failed may have had it: "not found" from another would mislead.
     raise next(e for e in errors if not isinstance(e, NotFound))
+
+
+def _keep_carried(session: Session, carried: tuple[bytes, ...], lease: Lease | None) -> None:
+    """Put the files a remote downloaded while resolving into the store, through ingest like any blob."""
+    for data in carried:
+        digest = sha256_of(data)
+        if lease is not None:
+            lease.add(digest)  # before publish: gc must not take it until the model names it
+        if not session.blobs.has(digest, len(data)):
+            session.blobs.put_bytes(data, digest)
 
 
 def _translated(session: Session, want: Want, translation: Translation, source_manifest: bytes, sources: tuple[Source, ...], locator: str, lease: Lease | None) -> Resolved:
@@ -134,11 +152,6 @@ def _translated(session: Session, want: Want, translation: Translation, source_m
     manifest = translation.manifest(unpacked)
     data = manifest.to_bytes()
     digest = sha256_of(data)
-    if want.ask is not None and want.ref.digest is not None and digest != want.ref.digest:
-        raise IntegrityError(
-            f"{want.ask} on {sources[0].url} reads as the model {digest}, not {want.ref.digest} as pinned",
-            "the remote's model is not the one pinned, or this odai-store reads its format otherwise; 'odai-store lock --upgrade' pins what it holds now",
-        )
     return Resolved(want.ref, digest, data, manifest, sources, locator, source=translation.source, source_manifest=source_manifest)
 
 

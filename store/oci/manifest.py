@@ -19,6 +19,8 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "SOURCE_FORMAT",
     "SOURCE_DIGEST",
+    "SOURCE_REPOSITORY",
+    "SOURCE_REVISION",
     "ModelFile",
     "Manifest",
     "check_model_path",
@@ -38,6 +40,9 @@ CHUNKS_KEY = "ai.odai.blake3.chunks"
 # fetch NAME@<that digest> finds the model (spec/manifest.md#models-read-from-other-formats).
 SOURCE_FORMAT = "ai.odai.source.format"
 SOURCE_DIGEST = "ai.odai.source.digest"
+# A model synthesized from a Hugging Face repository records which, and the commit (spec/manifest.md).
+SOURCE_REPOSITORY = "ai.odai.source.repository"
+SOURCE_REVISION = "ai.odai.source.revision"
 # The distribution-spec's suggested limit: registries refuse larger manifests,
 # and a bigger untrusted document is refused before it is parsed.
 MAX_MANIFEST_BYTES = 4 << 20
@@ -230,7 +235,7 @@ def parse_manifest(data: bytes, expected: Digest | None = None) -> Manifest:
         config = Descriptor.from_json(doc.get("config"))
         given = string_map(doc.get("annotations", {}), "manifest annotations")
         # Only what this format defines: another tool's (a creation time) is no part of the model.
-        annotations = {key: given[key] for key in (SOURCE_FORMAT, SOURCE_DIGEST) if key in given}
+        annotations = {key: given[key] for key in (SOURCE_FORMAT, SOURCE_DIGEST, SOURCE_REPOSITORY, SOURCE_REVISION) if key in given}
         files = [_model_file(layer) for layer in layers]
     except (ValueError, InvalidDigest, RecursionError) as err:
         raise _invalid(err) from None

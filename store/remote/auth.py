@@ -45,9 +45,17 @@ class Unauthorized(NetworkError):
     """A 401: the server's ``challenge`` (its WWW-Authenticate, if any), and the ``sent`` credential headers it refused."""
 
     def __init__(
-        self, message: str, hint: str | None, *, challenge: str | None, sent: Mapping[str, str] | None, auth: Auth | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        hint: str | None,
+        *,
+        challenge: str | None,
+        sent: Mapping[str, str] | None,
+        auth: Auth | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
     ) -> None:
-        super().__init__(message, hint, status=401, retry_after=retry_after)
+        super().__init__(message, hint, status=401, retry_after=retry_after, code=code)
         self.challenge = challenge
         self.sent = sent  # the very object Auth.headers() returned, None if none went; never printed
         self.auth = auth  # the Auth that gave them: the one to renew

@@ -45,6 +45,8 @@ class Resolution(NamedTuple):
     # Where this model's blobs are read, when not from the remote itself: a
     # registry keeps blobs per repository, and hands over the one it found.
     blobs: Source | None = None
+    # Small files the remote had to download to know their SHA-256 (a Hub repository's git files), for the store to keep.
+    carried: tuple[bytes, ...] = ()
 
 
 def nothing(digest: Digest) -> bytes | None:

@@ -55,6 +55,13 @@ def _path(spec: str, ca_bundle: str | None, token: str | None, insecure: Insecur
     return FileLayout(Path(spec).expanduser().absolute())
 
 
+def _hub(spec: str, ca_bundle: str | None, token: str | None, insecure: Insecure) -> Source:
+    """A Hugging Face repository on $HF_ENDPOINT (else the Hub), with the user's Hub token, never the store's (spec/remotes.md#hugging-face-hub)."""
+    from .hub import DEFAULT_ENDPOINT, HubSource, hub_token, parse_hub
+
+    return HubSource(parse_hub(spec), os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT, token=hub_token(), ca_bundle=ca_bundle)
+
+
 def _oci(spec: str, ca_bundle: str | None, token: str | None, insecure: Insecure) -> Source:
     return open_registry(spec, ca_bundle=ca_bundle, insecure=insecure)
 
@@ -86,7 +93,7 @@ def open_registry(spec: str, *, ca_bundle: str | None = None, insecure: Insecure
 
 # How each kind of remote is opened, by URL scheme; a new kind of remote is
 # one line here. No scheme, or one letter (a Windows drive), is a path.
-_OPENERS: dict[str, Callable[[str, str | None, str | None, Insecure], Source]] = {"http": _http, "https": _http, "oci": _oci, "file": _file_url, "": _path}
+_OPENERS: dict[str, Callable[[str, str | None, str | None, Insecure], Source]] = {"http": _http, "https": _http, "oci": _oci, "hf": _hub, "file": _file_url, "": _path}
 
 
 # HOST:PORT, with an optional path: what a URL missing its scheme starts with.

@@ -100,10 +100,11 @@ def _check_status(
         raise NotFound(f"{url}: not found on the remote (HTTP 404)", "check the name and the remote URL")
     message = f"{url}: HTTP {status} {response.reason or ''}".rstrip()
     retry_after = _retry_after(response.headers.get("Retry-After"))
+    code = response.headers.get("X-Error-Code")
     if status == 401:
-        raise Unauthorized(message, refused_hint, challenge=response.headers.get("WWW-Authenticate"), sent=sent, auth=auth, retry_after=retry_after)
+        raise Unauthorized(message, refused_hint, challenge=response.headers.get("WWW-Authenticate"), sent=sent, auth=auth, retry_after=retry_after, code=code)
     transient = status in TRANSIENT_STATUS
-    raise NetworkError(message, None if transient else _REFUSED_HINT, transient=transient, retry_after=retry_after, status=status)
+    raise NetworkError(message, None if transient else _REFUSED_HINT, transient=transient, retry_after=retry_after, status=status, code=code)
 
 
 def _pool(url: str, ca_bundle: str | None, timeout: urllib3.Timeout) -> urllib3.PoolManager:
@@ -318,8 +319,15 @@ class Transport:
             else:
                 response.close()
 
-    def open_range(self, url: str, start: int = 0, end: int | None = None, validator: str | None = None, *, auth: Auth | None = None) -> HttpStream:
-        """Bytes [start, end) of the object at ``url``, as Source.open_blob promises them (``Range``, ``If-Range``); ``auth`` as for ``_request``."""
+    def open_range(
+        self, url: str, start: int = 0, end: int | None = None, validator: str | None = None, *, auth: Auth | None = None, size: int | None = None
+    ) -> HttpStream:
+        """Bytes [start, end) of the object at ``url``, as Source.open_blob promises them (``Range``, ``If-Range``); ``auth`` as for ``_request``.
+
+        ``size``: the object's size where the remote stated it elsewhere (a
+        Hub listing), for a whole-object answer without Content-Length (a
+        mirror's chunked 200 to a Range request).
+        """
         headers = {}
         if start or end is not None:
             headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
@@ -336,7 +344,7 @@ class Transport:
             stop = end if end is not None else size
         else:  # the range was ignored, or If-Range found the object changed: the whole blob
             declared = response.headers.get("Content-Length", "")
-            begin, size = 0, int(declared) if declared.isdigit() else None
+            begin, size = 0, int(declared) if declared.isdigit() else size
             stop = size
         if begin != start and response.status == 206:
             response.close()

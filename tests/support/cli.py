@@ -18,7 +18,8 @@ __all__ = ["CliResult", "cli_command", "run_cli", "run_cli_many", "assert_error"
 RETRY_NOTICE = r".+: retrying in \d+\.\d s \(attempt \d+ of \d+\)"
 
 # Every test names its store explicitly; a developer's own store must never be touched.
-_STRIPPED_ENV = ("ODAI_STORE_HOME", "XDG_CACHE_HOME", "ODAI_STORE_REMOTE")
+# The user's own store, remotes and Hugging Face settings (a token, a mirror) never reach a test's command.
+_STRIPPED_ENV = ("ODAI_STORE_HOME", "XDG_CACHE_HOME", "ODAI_STORE_REMOTE", "HF_ENDPOINT", "HF_TOKEN", "HF_HOME", "HF_TOKEN_PATH")
 
 
 class CliResult(NamedTuple):
