@@ -9,6 +9,7 @@ fails transiently is resumed where the registry's bytes stop.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from functools import partial
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -26,9 +27,9 @@ from .remote.sink import Sink
 
 __all__ = ["Destination", "Pushed", "destination", "push"]
 
-# Bytes per PATCH: large enough that a request's round trip is noise, small
-# enough that an interrupted push loses little of what was sent.
-PIECE = 16 << 20
+# Bytes read from a blob at a time, into one buffer: the sink decides how
+# many go in one request (a registry's PATCH_MAX), memory stays this.
+BLOCK = 4 << 20
 _DEST_HINT = "DEST is oci://HOST[:PORT]/REPOSITORY[:TAG], or oci://HOST[:PORT]/NAMESPACE to push NAME:TAG under it"
 
 
@@ -116,23 +117,33 @@ def _named(ctx: FetchContext, ref: Reference) -> Digest:
 def _send(ctx: FetchContext, sink: Sink, name: str, digest: Digest, size: int, reached: list[int]) -> int:
     """One blob to the sink, from where its bytes there stop; the bytes sent. ``reached[0]``: the offset progress has counted to."""
     upload = sink.begin_blob(name, digest, size)
-    sent = 0
+    start = upload.offset
     try:
-        if upload.offset < size:
-            fd, _ = open_regular(BlobStore(ctx.layout).path(digest), "blob")
+        if start < size:
+            path = BlobStore(ctx.layout).path(digest)
+            with storage_errors("reading the model", ctx.layout.root):
+                fd, _ = open_regular(path, "blob")
             try:
-                while upload.offset < size:
-                    data = os.pread(fd, min(PIECE, size - upload.offset), upload.offset)
-                    if not data:
-                        raise NotFound(f"blob {digest} is shorter than its manifest says", "run 'odai-store verify'")
-                    upload.write(data)
-                    sent += len(data)
-                    if upload.offset > reached[0]:
-                        ctx.progress.advance(upload.offset - reached[0])
-                        reached[0] = upload.offset
+                upload.write_rest(_blocks(ctx, fd, digest, start, size, reached))
             finally:
                 os.close(fd)
         upload.commit()
     finally:
         upload.close()
-    return sent
+    return size - start
+
+
+def _blocks(ctx: FetchContext, fd: int, digest: Digest, start: int, size: int, reached: list[int]) -> Iterator[memoryview]:
+    """The blob's bytes from ``start``, in one buffer refilled for each block; progress counts each once the sink took it."""
+    buffer = memoryview(bytearray(min(BLOCK, size - start)))
+    at = start
+    while at < size:
+        with storage_errors("reading the model", ctx.layout.root):
+            got = os.preadv(fd, [buffer[: min(BLOCK, size - at)]], at)
+        if not got:
+            raise NotFound(f"blob {digest} is shorter than its manifest says", "run 'odai-store verify'")
+        yield buffer[:got]
+        at += got
+        if at > reached[0]:
+            ctx.progress.advance(at - reached[0])
+            reached[0] = at

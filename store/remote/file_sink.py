@@ -18,7 +18,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import IntegrityError, LockTimeout, NotFound, StorageError, StoreError, UsageError, from_os_error
@@ -87,7 +87,7 @@ class _Upload:
                 os.ftruncate(fd, 0)
             self._hash, self.offset = hashlib.sha256(), 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self._fd is None:
             raise StorageError(f"{self.url}: the upload is closed", "begin the blob's upload again to resume it")
         if self.offset + len(data) > self._size:
@@ -99,6 +99,12 @@ class _Upload:
                 self._hash.update(view[:written])
                 self.offset += written
                 view = view[written:]
+
+    def write_rest(self, blocks: Iterable[bytes | memoryview]) -> None:
+        for block in blocks:
+            self.write(block)
+        if self.offset != self._size:
+            raise IntegrityError(f"{self.url}: {self.offset} bytes sent for a blob of {self._size}", "the bytes sent are not the blob's")
 
     def commit(self) -> None:
         if self._fd is None:
@@ -143,9 +149,13 @@ class _Present:
         self.url = url
         self.offset = size
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if data:
             raise IntegrityError(f"{self.url}: bytes sent past the end of a blob of {self.offset}", "the bytes sent are not the blob's")
+
+    def write_rest(self, blocks: Iterable[bytes | memoryview]) -> None:
+        for block in blocks:
+            self.write(block)
 
     def commit(self) -> None:
         pass

@@ -16,6 +16,7 @@ can be written implements both.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from ..oci.descriptor import Descriptor
@@ -44,6 +45,16 @@ class Upload(Protocol):
         More bytes than the blob's size is an IntegrityError, and nothing of
         ``data`` is kept. Any error leaves the bytes before ``offset`` kept
         for a resume: ``close``, then ``begin_blob`` again.
+        """
+        ...
+
+    def write_rest(self, blocks: Iterable[bytes | memoryview]) -> None:
+        """Append the rest of the blob, its ``size - offset`` bytes, as ``blocks`` yield them, in as few requests as the sink allows.
+
+        Each block is used before the next is taken, so the caller may
+        refill one buffer. More bytes than the rest, or fewer, is an
+        IntegrityError; any error leaves the bytes before ``offset`` kept,
+        as ``write`` does.
         """
         ...
 

@@ -20,8 +20,8 @@ import contextlib
 import email.utils
 import os
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import urllib3
@@ -262,7 +262,7 @@ class Transport:
         *,
         authenticated: bool = True,
         auth: Auth | None = None,
-        body: bytes | None = None,
+        body: bytes | Iterable[bytes | memoryview] | None = None,
         ok: frozenset[int] = frozenset({200, 206}),
     ) -> urllib3.BaseHTTPResponse:
         """The answer to a request whose status is one of ``ok``; else the error it means (``_check_status``).
@@ -274,14 +274,19 @@ class Transport:
         sent = auth.headers() if authenticated and origin_of(url) == self._origin else None
         full = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **(headers or {}), **(sent or {})}
         with translating_errors(url):
-            response = self._pool.request(method, url, headers=full, body=body, preload_content=False, decode_content=False, redirect=body is None)
+            # cast: urllib3 sends any buffer an iterable yields (sock.sendall); its stubs name bytes and str only.
+            sendable = cast("bytes | Iterable[bytes] | None", body)
+            response = self._pool.request(method, url, headers=full, body=sendable, preload_content=False, decode_content=False, redirect=body is None)
         _check_status(response, url, sent, auth, ok, self._refused_hint)
         return response
 
     def send(
-        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None, auth: Auth | None = None, ok: frozenset[int]
+        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | Iterable[bytes | memoryview] | None = None, auth: Auth | None = None, ok: frozenset[int]
     ) -> Answer:
-        """A request whose answer matters by its status (one of ``ok``) and headers, not its body (a registry's upload steps)."""
+        """A request whose answer matters by its status (one of ``ok``) and headers, not its body (a registry's upload steps).
+
+        An iterable ``body`` is sent block by block as it yields them, under the Content-Length ``headers`` give.
+        """
         response = self._request(method, url, headers, auth=auth, body=body, ok=ok)
         response.drain_conn()
         response.release_conn()

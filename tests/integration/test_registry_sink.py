@@ -12,10 +12,11 @@ import pytest
 
 from store.errors import IntegrityError
 from store.oci.digest import Digest
+from store.remote import registry as registry_module
 from store.remote.registry import Registry, RegistrySink
 from tests.support.registry import Registry as RunningRegistry
-from tests.support.remote_suite import Sample, make_sample
-from tests.support.sink_suite import NAME, SinkSuite, push
+from tests.support.remote_suite import Sample, make_sample, read_all
+from tests.support.sink_suite import NAME, SinkSuite, push, refilled
 
 _NAMESPACES = itertools.count()
 
@@ -84,3 +85,23 @@ def test_a_small_blob_goes_in_one_request_and_is_checked(sink: RegistrySink, sam
     wrong.write(data)
     with pytest.raises(IntegrityError):
         wrong.commit()
+
+
+def test_the_rest_of_a_blob_goes_in_patches_of_patch_max(
+    sink: RegistrySink, registry: RunningRegistry, namespace: str, reader, sample: Sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Distribution fsyncs an upload at the end of every request: the fewer, the faster. Blocks straddle the PATCHes' ends.
+    monkeypatch.setattr(registry_module, "PATCH_MAX", 100_000)
+    upload = sink.begin_blob(NAME, sample.blob, len(sample.data))
+    try:
+        upload.write_rest(refilled(sample.data, 0, 65_536))
+        upload.commit()
+    finally:
+        upload.close()
+    log = (registry.base / "console.log").read_text(errors="replace").splitlines()
+    assert len([line for line in log if f'"PATCH /v2/{namespace}/{NAME}/blobs/uploads/' in line]) == -(-len(sample.data) // 100_000)
+    stream = reader.open_blob(sample.blob)
+    try:
+        assert read_all(stream) == sample.data
+    finally:
+        stream.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,7 +22,7 @@ from store.oci.digest import Digest
 from store.oci.reference import parse_reference
 from tests.support.remote_suite import Sample, read_all
 
-__all__ = ["SinkSuite", "push"]
+__all__ = ["SinkSuite", "push", "refilled"]
 
 NAME = "suite/model"
 
@@ -49,6 +50,15 @@ def push(sink, sample: Sample, tag: str = "v1", piece: int = 100_000) -> Descrip
     descriptor = Descriptor(MANIFEST_TYPE, sample.manifest, len(sample.manifest_bytes), artifact_type=manifest.get("artifactType"))
     sink.tag(parse_reference(f"{NAME}:{tag}"), descriptor)
     return descriptor
+
+
+def refilled(data: bytes, start: int, block: int) -> Iterator[memoryview]:
+    """``data`` from ``start`` in blocks of ``block`` bytes, each one buffer refilled, as push reads a blob: a sink that keeps a block past the next breaks."""
+    buffer = bytearray(block)
+    for at in range(start, len(data), block):
+        piece = data[at : at + block]
+        buffer[: len(piece)] = piece
+        yield memoryview(buffer)[: len(piece)]
 
 
 class SinkSuite:
@@ -125,6 +135,32 @@ class SinkSuite:
             assert read_all(stream) == sample.data
         finally:
             stream.close()
+
+    def test_the_rest_of_a_blob_goes_from_blocks_of_one_buffer(self, sink, reader, sample: Sample) -> None:
+        upload = sink.begin_blob(NAME, sample.blob, len(sample.data))
+        try:
+            upload.write(sample.data[:1000])
+            upload.write_rest(refilled(sample.data, 1000, 4099))
+            assert upload.offset == len(sample.data)
+            upload.commit()
+        finally:
+            upload.close()
+        stream = reader.open_blob(sample.blob)
+        try:
+            assert read_all(stream) == sample.data
+        finally:
+            stream.close()
+
+    def test_a_rest_of_other_length_is_refused_and_nothing_is_visible(self, sink, sample: Sample) -> None:
+        for data in (sample.data[:-1], sample.data + b"more"):
+            upload = sink.begin_blob(NAME, sample.blob, len(sample.data))
+            try:
+                with pytest.raises(IntegrityError):
+                    upload.write_rest(refilled(data, upload.offset, 4099))
+                    upload.commit()
+            finally:
+                upload.close()
+            assert not sink.has_blob(NAME, sample.blob, len(sample.data))
 
     def test_the_upload_of_a_held_blob_has_nothing_to_send(self, sink, sample: Sample) -> None:
         push(sink, sample)
