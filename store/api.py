@@ -139,6 +139,14 @@ def _one_remote(remote: object) -> str:
     return remote
 
 
+def _hub(repository: str, include: Iterable[str], exclude: Iterable[str], as_: str | Reference | None) -> tuple[str, Reference]:
+    """The remote of ``hf://ORG/REPO[@REVISION]`` with the filters, and the model's name: ``as_``, else spec/names.md's."""
+    from .remote.select import hub_remote
+
+    url, named = hub_remote(repository, _items(include, "include", (str,)), _items(exclude, "exclude", (str,)))
+    return url, named if as_ is None else _ref(as_)
+
+
 def _ref(ref: str | Reference) -> Reference:
     return ref if isinstance(ref, Reference) else parse_reference(ref)
 
@@ -246,7 +254,7 @@ class Store:
         ref = _local_ref(ref)
         digest, manifest = self.resolve(ref)
         files = tuple(ModelFileStatus(f, self._blobs.has(f.digest, f.size)) for f in manifest.files)
-        return ModelInfo(_name_of(ref), digest, files, *manifest.read_from(digest))
+        return ModelInfo(_name_of(ref), digest, files, *manifest.read_from(digest), manifest.repository)
 
     def _complete(self, ref: Reference | ShortDigest) -> tuple[Digest, Manifest]:
         """The manifest ``ref`` designates, once every file's blob is here; NotFound if any is absent."""
@@ -556,15 +564,11 @@ class Store:
     ) -> Fetched:
         """The files of a Hugging Face repository, ``hf://ORG/REPO[@REVISION]``, that ``include`` and ``exclude`` (globs) select, as the model ``as_`` (default: hf/ORG/REPO:REVISION, spec/names.md); the other arguments as fetch_all's."""
         from .fetch import fetch
-        from .remote.hub import HubSpec, parse_hub
         from .remote.select import open_remote
 
         options = _fetch_options((), connections, retries, limit_rate, ca_bundle, timeout, progress, cancel, say)
-        spec = parse_hub(repository)
-        spec = HubSpec(spec.repo, spec.revision, (*spec.include, *include), (*spec.exclude, *exclude))
-        source = open_remote(spec.url, ca_bundle=options["ca_bundle"])
-        ref = spec.local_reference() if as_ is None else _ref(as_)
-        [fetched] = fetch(self.layout, [ref], lambda: _context(self, options), source)
+        url, ref = _hub(repository, include, exclude, as_)
+        [fetched] = fetch(self.layout, [ref], lambda: _context(self, options), open_remote(url, ca_bundle=options["ca_bundle"]))
         return fetched
 
     def start_fetch(
@@ -683,6 +687,21 @@ class Store:
         result = lock(_context(self, options), [_ref(r) for r in _items(refs, "refs", (str, Reference))], path)
         register(self.layout, path, result.all_pins, self._names.lock_timeout, self.read_only)
         return result
+
+    def lock_hub(
+        self,
+        repository: str,
+        lockfile: str | os.PathLike[str] = "odai.lock",
+        *,
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+        as_: str | Reference | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        timeout: float | str | None = None,
+    ) -> LockResult:
+        """Pin the files of a Hugging Face repository, as fetch_hub selects and names them, in ``lockfile``: its commit and manifest digest."""
+        url, ref = _hub(repository, include, exclude, as_)
+        return self.lock(ref, lockfile, remotes=url, ca_bundle=ca_bundle, timeout=timeout)
 
     def upgrade_lock(
         self,

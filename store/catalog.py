@@ -71,4 +71,4 @@ def remote_info(ctx: FetchContext, remote: str, ref: Reference) -> ModelInfo:
     with session.bounded():
         [found] = resolve(session, [Want(ref, lambda: session.sources.open([remote]))])
     files = tuple(ModelFileStatus(f, session.blobs.has(f.digest, f.size)) for f in found.manifest.files)
-    return ModelInfo(None if ref.digest else ref.ref_name, found.digest, files, *found.manifest.read_from(found.digest))
+    return ModelInfo(None if ref.digest else ref.ref_name, found.digest, files, *found.manifest.read_from(found.digest), found.manifest.repository)

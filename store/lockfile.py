@@ -8,6 +8,7 @@ files by path, and nothing in the file depends on time or machine, so
 locking unchanged models rewrites the file byte for byte.
 """
 
+import re
 import tomllib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -22,6 +23,9 @@ __all__ = ["LOCKFILE_VERSION", "InvalidLockfile", "Pin", "PinnedFile", "Lockfile
 # Bump when a field changes meaning; readers refuse versions they do not know.
 LOCKFILE_VERSION = 1
 DEFAULT_NAME = "odai.lock"
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class InvalidLockfile(UsageError):
@@ -42,8 +46,9 @@ class Pin(NamedTuple):
     remote: str
     digest: Digest
     files: tuple[PinnedFile, ...]
-    # The remote's manifest the pinned one was read from, when it is in another format (spec/lockfile.md).
-    source: Digest | None = None
+    # The remote's own name of the pinned version where the store's digest is none there (spec/lockfile.md):
+    # the digest of the manifest of another format it was read from, or a Hub commit.
+    source: str | None = None
 
     @property
     def ref_name(self) -> str:
@@ -57,10 +62,14 @@ class Pin(NamedTuple):
     @property
     def asked(self) -> Reference | None:
         """NAME@<source digest>: what sync asks the remote for, when the pinned manifest was read from another (None: ``reference``)."""
-        return None if self.source is None else Reference(self.name, None, self.source)
+        if self.source is None:
+            return None
+        if self.source.startswith("sha256:"):
+            return Reference(self.name, None, parse_digest(self.source))
+        return Reference(self.name, self.source)  # a commit: a Hub remote reads a tag of 40 hex digits as one
 
     @classmethod
-    def of(cls, ref: Reference, remote: str, digest: Digest, manifest: Manifest, source: Digest | None = None) -> "Pin":
+    def of(cls, ref: Reference, remote: str, digest: Digest, manifest: Manifest, source: str | None = None) -> "Pin":
         """The pin of ``ref``, a NAME:TAG reference, resolved on ``remote`` to ``digest`` (read from the manifest ``source``, if given)."""
         assert ref.tag is not None  # lock refuses digest references first (lock._tags_only)
         files = tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in manifest.files))
@@ -105,7 +114,7 @@ def _pin_table(p: Pin) -> dict[str, Any]:
     """A pin's table, its keys in the canonical order (spec/lockfile.md#canonical-form)."""
     table: dict[str, Any] = {"name": p.name, "tag": p.tag, "remote": p.remote}
     if p.source is not None:
-        table["source"] = str(p.source)
+        table["source"] = p.source
     table["digest"] = str(p.digest)
     table["files"] = [{"path": f.path, "digest": str(f.digest), "size": f.size} for f in sorted(p.files)]
     return table
@@ -130,7 +139,9 @@ def _pin(entry: object, where: str) -> Pin:
             raise TypeError
         check_model_paths([f.path for f in pinned])
         source = entry.get("source")
-        return Pin(ref.name, tag, remote, parse_digest(entry["digest"]), tuple(sorted(pinned)), None if source is None else parse_digest(source))
+        if source is not None and not (isinstance(source, str) and (source.startswith("sha256:") and parse_digest(source) or _COMMIT.fullmatch(source))):
+            raise InvalidDigest(f"invalid source {source!r}: a sha256: digest or a 40-hex commit")
+        return Pin(ref.name, tag, remote, parse_digest(entry["digest"]), tuple(sorted(pinned)), source)
     except (KeyError, TypeError):
         raise InvalidLockfile(f"{where}: a model needs name, tag, remote, digest and files (path, digest, size)") from None
     except (InvalidDigest, UsageError) as err:  # a bad digest, name, tag or file path

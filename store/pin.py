@@ -38,7 +38,7 @@ def lock(ctx: FetchContext, refs: list[Reference], path: Path) -> LockResult:
     session = Session(ctx)
     with session.bounded():
         resolved = resolve(session, [Want(ref, session.sources_for(ref)) for ref in refs])
-    pins = [Pin.of(r.ref, r.locator or "", r.digest, r.manifest, r.source) for r in resolved]
+    pins = [Pin.of(r.ref, r.locator or "", r.digest, r.manifest, str(r.source) if r.source else r.revision) for r in resolved]
     before = {p.ref_name: p.digest for p in current.pins}
     updated = current.with_pins(pins)
     return LockResult(path, tuple(pins), _write(path, updated), tuple(before.get(p.ref_name) for p in pins), updated.pins)
@@ -54,7 +54,7 @@ def upgrade(ctx: FetchContext, names: list[str] | None, path: Path) -> LockResul
     pins = list(current.pins) if names is None else _spelled(current, names, path)
     session = Session(ctx)
     resolved = _resolve_pins(session, pins)
-    new = [Pin.of(r.ref, r.locator or "", r.digest, r.manifest, r.source) for r in resolved]
+    new = [Pin.of(r.ref, r.locator or "", r.digest, r.manifest, str(r.source) if r.source else r.revision) for r in resolved]
     updated = current.with_pins(new)
     changed = _write(path, updated)
     for old, pin in zip(pins, new, strict=True):

@@ -46,6 +46,7 @@ class ModelInfo(NamedTuple):
     # The format of the manifest the model was read from, and its digest (spec/manifest.md#models-read-from-other-formats).
     source_format: str = "odai"
     source_digest: Digest | None = None
+    source_repository: str | None = None  # hf://ORG/REPO@COMMIT of a model from the Hugging Face Hub
 
     @property
     def complete(self) -> bool:

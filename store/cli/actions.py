@@ -212,7 +212,7 @@ def show(c: Context, p: Params) -> None:
     c.out.data(f"digest: {info.digest}")
     c.out.data(f"size: {human_bytes(info.size)} in {files_count(len(info.files))} ({'complete' if info.complete else 'incomplete'})")
     if info.source_format != "odai":  # the store's own format goes without saying
-        read_from = f", read from {info.source_digest}" if info.source_digest != info.digest else ""
+        read_from = f", read from {info.source_repository or info.source_digest}" if info.source_repository or info.source_digest != info.digest else ""
         c.out.data(escaped(f"format: {info.source_format}{read_from}"))
     if origin is not None:
         c.out.data(escaped(f"source: {_DONE.get(origin.command, origin.command)} {', '.join(origin.sources) or 'this store'}"))
@@ -227,6 +227,7 @@ def show(c: Context, p: Params) -> None:
             "source": None if origin is None else {"command": origin.command, "sources": list(origin.sources)},
             "source_format": info.source_format,
             "source_digest": str(info.source_digest),
+            "source_repository": info.source_repository,
             "files": [
                 {"path": s.file.path, "digest": str(s.file.digest), "size": s.file.size, "present": s.present}
                 for s in info.files
@@ -354,15 +355,10 @@ def fetch(c: Context, p: Params) -> None:
     _stop_on_sigterm()
     options: dict[str, Any] = dict(connections=p.connections, retries=p.retries, limit_rate=p.limit_rate, ca_bundle=p.ca_bundle, timeout=c.timeout)
     render = _renderer(p.progress_mode, c.out)
-    hub = [name for name in p.names if name.startswith("hf://")]
-    if (p.include or p.exclude or p.as_) and not (hub and len(p.names) == 1):
-        raise _usage("fetch", "--include, --exclude and --as go with one hf://ORG/REPO")
     if p.url:
         results = [c.store.fetch_url(p.names[0], p.url, p.sha256, filename=p.filename, progress=render, say=c.out.say, **options)]
-    elif hub:
-        if len(hub) != len(p.names):
-            raise _usage("fetch", "fetch hf://ORG/REPO on its own, not with other names")
-        results = [c.store.fetch_hub(name, include=p.include, exclude=p.exclude, as_=p.as_, progress=render, say=c.out.say, **options) for name in hub]
+    elif hub := _hub_repository("fetch", p):
+        results = [c.store.fetch_hub(hub, include=p.include, exclude=p.exclude, as_=p.as_, progress=render, say=c.out.say, **options)]
     else:
         results = c.store.fetch_all(list(p.names), remotes=p.remotes, progress=render, say=c.out.say, **options)
     for r in results:
@@ -372,6 +368,16 @@ def fetch(c: Context, p: Params) -> None:
     # NAME and TAG apart: from the name it got, or (by digest, no name) the one asked for.
     refs = [parse_reference(r.model.name or asked) for r, asked in zip(results, p.names, strict=True)]
     c.out.document({"models": [{**_model_doc(r.model), "name": ref.name, "tag": ref.tag, "downloaded": r.downloaded} for r, ref in zip(results, refs, strict=True)]})
+
+
+def _hub_repository(command: str, p: Params) -> str | None:
+    """The one hf://ORG/REPO[@REVISION] among the command's references, or None; --include, --exclude and --as only with it."""
+    hub = [name for name in p.names if name.startswith("hf://")]
+    if hub and len(p.names) != 1:
+        raise _usage(command, f"{command} hf://ORG/REPO on its own, not with other references")
+    if (p.include or p.exclude or p.as_) and not hub:
+        raise _usage(command, "--include, --exclude and --as go with one hf://ORG/REPO")
+    return hub[0] if hub else None
 
 
 def push(c: Context, p: Params) -> None:
@@ -422,6 +428,8 @@ def lock(c: Context, p: Params) -> None:
         c.out.say(f"{pins_count(len(result.pins))} {'holds' if len(result.pins) == 1 else 'hold'} in {p.lockfile}")
     elif p.upgrade:
         result = c.store.upgrade_lock(p.lockfile, list(p.names) or None, remotes=p.remotes, ca_bundle=p.ca_bundle, timeout=c.timeout, say=c.out.say)
+    elif hub := _hub_repository("lock", p):
+        result = c.store.lock_hub(hub, p.lockfile, include=p.include, exclude=p.exclude, as_=p.as_, ca_bundle=p.ca_bundle, timeout=c.timeout)
     else:
         result = c.store.lock(list(p.names), p.lockfile, remotes=p.remotes, ca_bundle=p.ca_bundle, timeout=c.timeout)
         for pin in result.pins:

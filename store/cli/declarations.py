@@ -204,6 +204,12 @@ _PROGRESS = Option("--progress", kind=Choice(actions.PROGRESS_MODES), dest="prog
 # list and show: a remote to read instead of this store (one, unlike fetch's --remote, which is tried in order with others).
 _READ_REMOTE = Option("--remote", metavar="URL", help="Read this remote (http(s)://, file:// or a path) instead of the store: its index and manifests, never a file.")
 _LOCKFILE = Option("--lockfile", kind=FsPath(dir_okay=False), default="odai.lock", show_default=True, help="The lockfile.")
+# hf://ORG/REPO[@REVISION] among fetch's and lock's references: which files, and the model's name.
+_HUB = (
+    Option("--include", dest="include", multiple=True, metavar="GLOB", help="With hf://: only the files matching GLOB (repeatable)."),
+    Option("--exclude", dest="exclude", multiple=True, metavar="GLOB", help="With hf://: not the files matching GLOB (repeatable)."),
+    Option("--as", dest="as_", metavar="NAME[:TAG]", help="With hf://: the model's name [default: hf/org/repo:REVISION]."),
+)
 
 COMMANDS = (
     Command(
@@ -283,9 +289,7 @@ COMMANDS = (
         Option("--url", metavar="URL", help="Fetch one file from any URL as a one-file model NAME."),
         Option("--sha256", metavar="HEX", help="With --url: the file's SHA-256."),
         Option("--filename", metavar="F", help="With --url: the file's name in the model [default: from the URL]."),
-        Option("--include", dest="include", multiple=True, metavar="GLOB", help="With hf://: only the files matching GLOB (repeatable)."),
-        Option("--exclude", dest="exclude", multiple=True, metavar="GLOB", help="With hf://: not the files matching GLOB (repeatable)."),
-        Option("--as", dest="as_", metavar="NAME[:TAG]", help="With hf://: the model's name [default: hf/org/repo:REVISION]."),
+        *_HUB,
         _CONNECTIONS,
         _RETRIES,
         Option("--limit-rate", kind=Limit("rate", parse_rate), metavar="RATE", help="Cap the total rate, e.g. 10M (bytes/s)."),
@@ -320,7 +324,7 @@ COMMANDS = (
     Command(
         "lock",
         actions.lock,
-        """Pin NAME[:TAG]... to their current manifests in the lockfile (network).
+        """Pin NAME[:TAG]... (or hf://ORG/REPO[@REVISION]) to their current manifests in the lockfile (network).
 
         The lockfile is sorted and has no timestamps: locking unchanged models
         leaves it byte-identical. It is registered as a gc root of the store.
@@ -330,6 +334,7 @@ COMMANDS = (
         Option("--check", kind=FLAG, help="Resolve the pins again; exit 7 listing every tag that moved."),
         Option("--upgrade", kind=FLAG, help="Resolve the pins (all, or each NAME's) again on their pinned remotes, and pin what they designate now."),
         Option("--remote", dest="remotes", multiple=True, metavar="URL", help="Resolve on this remote (repeatable)."),
+        *_HUB,
         _CA_BUNDLE,
     ),
     Command(

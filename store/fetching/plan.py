@@ -31,7 +31,8 @@ class Want:
     ref: Reference
     sources: Callable[[], tuple[Source, ...]]
     # What to ask the sources for, when not ``ref``: a pin of a model read from another
-    # format is NAME@<store digest>, which its remote knows as NAME@<source digest>.
+    # format is NAME@<store digest>, which its remote knows as NAME@<source digest>, or
+    # a Hub repository as the commit (NAME:<commit>).
     ask: Reference | None = None
 
 
@@ -48,6 +49,7 @@ class Resolved:
     synthesized: bool = False  # a manifest the source made up, which the store completes with chunk digests
     source: Digest | None = None  # the remote's manifest this one was read from, when it is in another format
     source_manifest: bytes | None = None  # its bytes, kept beside the model: fetch NAME@<source> reads it again offline
+    revision: str | None = None  # the remote's own name of this version (Resolution.revision)
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def _resolve(session: Session, want: Want, lease: Lease | None = None) -> Resolv
         blob_sources = (blobs, *sources[i + 1 :], *sources[:i])
         _keep_carried(session, found.carried, lease)
         if translation is None:
-            resolved = Resolved(ref, found.descriptor.digest, found.manifest, manifest, blob_sources, found.locator, found.synthesized)
+            resolved = Resolved(ref, found.descriptor.digest, found.manifest, manifest, blob_sources, found.locator, found.synthesized, revision=found.revision)
         else:
             resolved = _translated(session, want, translation, found.manifest, blob_sources, found.locator, lease)
         if want.ask is not None and ref.digest is not None and resolved.digest != ref.digest:

@@ -140,12 +140,20 @@ class Manifest(NamedTuple):
         return cls(tuple(sorted(files, key=lambda f: f.path)))
 
     def read_from(self, digest: Digest) -> tuple[str, Digest]:
-        """The format of the manifest this model was read from, and its digest; ``digest`` (this one's) when it is used as it is: ``odai``, or ``oras`` for another tool's artifact."""
+        """The format of the manifest this model was read from, and its digest; ``digest`` (this one's) when it is used as it is: ``odai``, or ``oras`` for another tool's artifact, or synthesized (``huggingface``)."""
         if self.source is not None:
             return self.source
+        if (synthesized := self.annotations.get(SOURCE_FORMAT)) is not None:
+            return synthesized, digest
         # A manifest without artifactType reads as ours (ARTIFACT_TYPE): the empty config, which ORAS does not write, tells them apart.
         own = self.artifact_type == ARTIFACT_TYPE and self.config == EMPTY_DESCRIPTOR
         return ("odai" if own else "oras"), digest
+
+    @property
+    def repository(self) -> str | None:
+        """``hf://ORG/REPO@COMMIT`` of a model synthesized from a Hugging Face repository, exactly as the Hub spells it; else None."""
+        repo, commit = self.annotations.get(SOURCE_REPOSITORY), self.annotations.get(SOURCE_REVISION)
+        return None if repo is None or commit is None else f"hf://{repo}@{commit}"
 
     @property
     def size(self) -> int:

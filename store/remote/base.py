@@ -47,6 +47,9 @@ class Resolution(NamedTuple):
     blobs: Source | None = None
     # Small files the remote had to download to know their SHA-256 (a Hub repository's git files), for the store to keep.
     carried: tuple[bytes, ...] = ()
+    # The remote's own name of exactly this version where its manifest's digest is none (a Hub
+    # commit): what a lockfile's pin records to ask for it again (spec/lockfile.md, ``source``).
+    revision: str | None = None
 
 
 def nothing(digest: Digest) -> bytes | None:

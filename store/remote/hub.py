@@ -176,7 +176,7 @@ class HubSource:
         annotations = {SOURCE_FORMAT: HUB_FORMAT, SOURCE_REPOSITORY: self.spec.repo, SOURCE_REVISION: commit}
         manifest = Manifest(tuple(sorted(files, key=lambda f: f.path)), annotations=MappingProxyType(annotations))
         data = manifest.to_bytes()
-        return Resolution(Descriptor(MANIFEST_TYPE, sha256_of(data), len(data)), data, self.url, carried=tuple(carried))
+        return Resolution(Descriptor(MANIFEST_TYPE, sha256_of(data), len(data)), data, self.url, carried=tuple(carried), revision=commit)
 
     def _api(self, path: str) -> str:
         return f"{self._endpoint}/api/models/{self.spec.repo}/{path}"

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
 from ..oci.digest import Digest
+from ..oci.reference import Reference
 from ..redact import scrub
 from .base import Source
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 from .credentials import Credentials, load_credentials, origin_of
 from .throttle import Throttled, TokenBucket
 
-__all__ = ["Sources", "open_remote", "open_sink", "open_url_file", "remote_specs"]
+__all__ = ["Sources", "hub_remote", "open_remote", "open_sink", "open_url_file", "remote_specs"]
 
 _HINT = "a remote is an http://, https:// or file:// URL, or a path"
 
@@ -116,6 +117,15 @@ def open_remote(spec: str, *, ca_bundle: str | None = None, token: str | None = 
     if opener is None:
         raise UsageError(f"unsupported remote {spec!r}", _HINT)
     return opener(spec, ca_bundle, token, insecure)
+
+
+def hub_remote(repository: str, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> tuple[str, Reference]:
+    """The remote of ``hf://ORG/REPO[@REVISION]`` with these filters added, and the model's name by spec/names.md#hugging-face-names; UsageError for bad text."""
+    from .hub import HubSpec, parse_hub
+
+    spec = parse_hub(repository)
+    spec = HubSpec(spec.repo, spec.revision, (*spec.include, *include), (*spec.exclude, *exclude))
+    return spec.url, spec.local_reference()
 
 
 def open_url_file(url: str, sha256: Digest, filename: str | None, *, size: int | None = None, ca_bundle: str | None = None) -> Source:

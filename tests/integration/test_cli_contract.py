@@ -245,6 +245,7 @@ def test_json_documents(demo: Demo) -> None:
         "source": {"command": "add", "sources": [str(demo.sources / "demo")]},  # the newest record: the add of demo:again
         "source_format": "odai",  # the store's own format: read from itself
         "source_digest": f"sha256:{demo_hex}",
+        "source_repository": None,
         "files": [{**f, "present": True} for f in files],
     })
 

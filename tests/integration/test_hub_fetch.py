@@ -86,3 +86,50 @@ def test_the_token_goes_to_the_endpoint_only_and_never_shows(olah: Olah, tmp_pat
     result = run_cli(tmp_path / "store", "-v", "fetch", "hf://acme/private-ish", env={**_env(olah), "HF_TOKEN": "hf_secret_token_value"})
     assert result.code == 0, result.err
     assert "hf_secret_token_value" not in result.out + result.err
+
+
+def test_show_names_the_repository_and_commit_exactly(olah: Olah, tmp_path: Path) -> None:
+    repo = olah.model("TheOrg/Shown-Model", {"a.txt": b"a"})
+    store = tmp_path / "store"
+    assert run_cli(store, "fetch", "hf://TheOrg/Shown-Model", env=_env(olah)).code == 0
+    commit = repo.branches["main"]
+    shown = run_cli(store, "show", "hf/theorg/shown-model:main")
+    assert f"format: huggingface, read from hf://TheOrg/Shown-Model@{commit}\n" in shown.out
+    doc = json.loads(run_cli(store, "--json", "show", "hf/theorg/shown-model:main").out)
+    assert (doc["source_format"], doc["source_repository"]) == ("huggingface", f"hf://TheOrg/Shown-Model@{commit}")
+
+
+def test_lock_pins_the_commit_sync_fetches_exactly_it_and_check_reports_a_moved_branch(olah: Olah, tmp_path: Path) -> None:
+    repo = olah.model("acme/pinned", FILES, lfs=LFS)
+    first = repo.branches["main"]
+    project = tmp_path / "project"
+    project.mkdir()
+    lockfile = project / "odai.lock"
+    locked = run_cli(tmp_path / "store", "lock", "--lockfile", lockfile, "hf://acme/pinned", "--include", "*q8*", "--as", "pinned:q8", env=_env(olah))
+    assert locked.code == 0, locked.err
+    text = lockfile.read_text()
+    assert f'remote = "hf://acme/pinned@main?include=%2Aq8%2A"\nsource = "{first}"\n' in text
+    # The branch moves on; sync still takes exactly the pinned commit's files into a fresh store.
+    repo.commit({"model-q8_0.gguf": os.urandom(1 << 20)}, lfs=["model-q8_0.gguf"])
+    synced = run_cli(tmp_path / "fresh", "sync", "--lockfile", lockfile, env=_env(olah))
+    assert _fetched(synced) == {"model-q8_0.gguf": FILES["model-q8_0.gguf"]}
+    # Present now: no request at all (olah stopped would fail any).
+    again = run_cli(tmp_path / "fresh", "sync", "--lockfile", lockfile, env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert again.code == 0, again.err
+    message = assert_error(run_cli(tmp_path / "fresh", "lock", "--check", "--lockfile", lockfile, env=_env(olah)), 7)
+    assert "pinned:q8" in message
+
+
+def test_the_python_api_fetches_and_locks_a_repository(olah: Olah, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from store import Store
+
+    repo = olah.model("acme/api-model", FILES, lfs=LFS)
+    monkeypatch.setenv("HF_ENDPOINT", olah.endpoint)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    store = Store(tmp_path / "store")
+    fetched = store.fetch_hub("hf://acme/api-model", include="*.json")
+    assert fetched.model.name == "hf/acme/api-model:main"
+    assert read_tree(fetched.model.path) == {"config.json": FILES["config.json"]}
+    result = store.lock_hub("hf://acme/api-model", tmp_path / "odai.lock", include=["*.json"], as_="api:v1")
+    [pin] = result.pins
+    assert (pin.name, pin.tag, pin.source, pin.digest) == ("api", "v1", repo.branches["main"], fetched.model.digest)

@@ -97,6 +97,7 @@ def test_show_remote_reads_one_manifest_and_says_which_files_are_here(nginx: Ngi
         "source": None,  # where a model came from is this store's history; the remote's model has none here
         "source_format": "odai",
         "source_digest": str(llama),
+        "source_repository": None,
         "files": [
             {"path": "config.json", "digest": str(config), "size": 13, "present": True},
             {"path": "weights.bin", "digest": str(weights), "size": 5000, "present": False},

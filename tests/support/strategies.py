@@ -128,10 +128,15 @@ def pinned_files(max_files: int = 4) -> st.SearchStrategy[tuple[PinnedFile, ...]
     )
 
 
+def _sources() -> st.SearchStrategy[str | None]:
+    """A pin's ``source``: none, the digest of a manifest of another format, or a Hub commit."""
+    return st.none() | digests_hex().map("sha256:{}".format) | st.binary(min_size=20, max_size=20).map(bytes.hex)
+
+
 def pins() -> st.SearchStrategy[Pin]:
-    """A Pin whose files come in any order (the lockfile must sort them), read from another format's manifest or not."""
+    """A Pin whose files come in any order (the lockfile must sort them), with or without a source."""
     return st.builds(
-        Pin, names(), tags(), remotes(), digests_hex().map(Digest), pinned_files().flatmap(st.permutations).map(tuple), st.none() | digests_hex().map(Digest)
+        Pin, names(), tags(), remotes(), digests_hex().map(Digest), pinned_files().flatmap(st.permutations).map(tuple), _sources()
     )
 
 
