@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from .catalog import RemoteModel
     from .download import Download, DownloadQueue
-    from .export import Exported
+    from .export import Exported, HfExported
     from .fetching.session import FetchContext
     from .local.gc import GcReport
     from .local.history import Record as HistoryRecord
@@ -874,6 +874,58 @@ class Store:
         # From the blobs, not the view: export writes under DEST only, so a read-only store without the view serves it too.
         _, manifest = self._complete(_local_ref(ref))
         return export(manifest.files, self._blobs.path, Path(dest), link)
+
+    def export_hf_cache(
+        self,
+        ref: str | Reference | ShortDigest,
+        cache_dir: str | os.PathLike[str] | None = None,
+        link: str = "auto",
+        *,
+        repo: str | None = None,
+        revision: str | None = "main",
+    ) -> HfExported:
+        """Put the model into a Hugging Face cache (``cache_dir``, else the one huggingface_hub uses) as huggingface_hub lays it out.
+
+        The repository and commit are those the model was fetched from
+        (``hf://``); ``repo`` names the repository of a model that came from
+        elsewhere, whose commit is then the first 40 hex digits of its
+        manifest digest. ``revision``'s ref names the commit (None: no ref).
+        The export's snapshot directory becomes a gc root (spec/locking.md#export-roots).
+        """
+        import time
+
+        from .export import check_hub_origin, check_revision, export_hf_cache, hf_cache_dir
+        from .local.root_records import RecordedPin
+        from .local.roots import register_export, restore_root
+        from .oci.manifest import SOURCE_FORMAT, SOURCE_REPOSITORY, SOURCE_REVISION
+
+        if cache_dir is not None and not os.fspath(cache_dir):
+            raise UsageError("export needs a cache directory, not an empty string", "name the directory, or give none for huggingface_hub's own")
+        if revision is not None:
+            check_revision(revision)
+        target = _local_ref(ref)
+        digest, manifest = self._complete(target)
+        hub = manifest.annotations.get(SOURCE_FORMAT) == "huggingface"
+        if not hub and repo is None:
+            raise UsageError(f"model {ref} did not come from the Hugging Face Hub: its repository and commit are unknown", "name a repository for it with --repo ORG/REPO (repo= in Python)")
+        origin = check_hub_origin(repo or manifest.annotations.get(SOURCE_REPOSITORY, ""), manifest.annotations.get(SOURCE_REVISION, "") if hub else digest.hex[:40])
+        cache = Path(os.path.abspath(cache_dir if cache_dir is not None else hf_cache_dir(os.environ)))
+        snapshot = cache / f"models--{origin.repo.replace('/', '--')}" / "snapshots" / origin.commit
+        pin = RecordedPin(str(target), digest, sum(f.size for f in manifest.files), len(manifest.files))
+        # Before any link is made: a gc from then on keeps what the export links to.
+        with storage_errors("registering the export as a gc root", self.root):
+            try:
+                registered = register_export(self.layout, snapshot, pin, time.time(), self._names.lock_timeout)
+            except OSError:
+                if not self.read_only:
+                    raise
+                registered = None
+        try:
+            return export_hf_cache(manifest.files, self._blobs.path, cache, origin, revision, link)
+        except BaseException:
+            if registered is not None:
+                restore_root(self.layout, snapshot, registered, self._names.lock_timeout)
+            raise
 
     def remove(self, refs: str | Reference | ShortDigest | Iterable[str | Reference | ShortDigest]) -> builtins.list[str]:
         """Drop names (blobs stay until gc); NotFound, with nothing removed, if any is unknown. Returns what was removed.

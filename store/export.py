@@ -10,8 +10,12 @@ it. Every exported file is read-only all the same.
 
 import contextlib
 import errno
+import fnmatch
+import hashlib
 import os
+import re
 import stat
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,7 +26,7 @@ from .fs.clone import CANNOT_CLONE, clone, copy
 from .model import LINK_MODES
 from .oci.manifest import ModelFile
 
-__all__ = ["Exported", "export"]
+__all__ = ["Exported", "HfExported", "HubOrigin", "check_hub_origin", "check_revision", "export", "export_hf_cache", "hf_blob_names", "hf_cache_dir"]
 
 _DEST_HINT = "check that you may write under DEST; where a link cannot be made there, --link auto copies"
 # Errors of link(2) that mean the filesystem of DEST has no hard links, so a made file is named by rename(2).
@@ -98,22 +102,23 @@ def _unlink(dir_fd: int, name: str) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
-def _place(src: Path, dir_fd: int, target: Path, mode: str) -> str:
-    """Make ``target`` (its name in ``dir_fd``) from ``src`` by ``mode`` (trying in turn under auto); return the method used."""
+def _place(src: Path, dir_fd: int, target: Path, mode: str, tries: tuple[str, ...] | None = None) -> str:
+    """Make ``target`` (its name in ``dir_fd``) from ``src`` by ``mode``, or by each of ``tries`` in turn; return the method used."""
     tmp = private_name(f".{target.name}.")
     # Never a hardlink unasked: an edit of the exported file would reach the blob.
-    tries = ("reflink", "copy") if mode == "auto" else (mode,)
+    tries = tries or (("reflink", "copy") if mode == "auto" else (mode,))
     for how in tries:
         try:
             _MAKERS[how](src, dir_fd, tmp)
         except OSError as err:
             _unlink(dir_fd, tmp)
-            if mode == "auto" and how == "reflink" and err.errno in CANNOT_CLONE:
+            cannot = CANNOT_CLONE if how == "reflink" else _NO_LINKS if how == "hardlink" else set()
+            if how != tries[-1] and err.errno in cannot:
                 continue
             raise from_os_error(err, f"exporting by {how} to {target}", outside=_DEST_HINT) from err
         _name(dir_fd, tmp, target)
         return how
-    raise AssertionError("auto ends with copy, which never continues")
+    raise AssertionError("the last try never continues")
 
 
 def _name(dir_fd: int, tmp: str, target: Path) -> None:
@@ -228,6 +233,10 @@ class _Tree:
                     return _taken(here)
         return None
 
+    def opened(self) -> list[int]:
+        """The directories opened so far, DEST's last: to fsync what was made in them."""
+        return [fd for rel, fd in self._fds.items() if rel] + [fd for rel, fd in self._fds.items() if not rel]
+
     def directory(self, rel: str) -> int:
         """The fd of the directory ``rel`` below DEST, made where absent."""
         fd = self._open(rel, create=True)
@@ -259,3 +268,213 @@ def export(files: tuple[ModelFile, ...], blob_path, dest: Path, mode: str = "aut
                 raise from_os_error(err, f"creating {dest / parent}", outside=_DEST_HINT) from err
             done.append((f.path, _place(blob_path(f.digest), dir_fd, target, mode)))
     return Exported(dest, tuple(done))
+
+
+# --- export --layout hf-cache: the model in huggingface_hub's cache (spec/cli.md#export-to-a-hugging-face-cache) ---
+
+# Blobs are the store's own where they can be: never a copy unasked. A
+# reflink first, as it is a file of its own; then the blob itself.
+_HF_TRIES = {"auto": ("reflink", "hardlink", "symlink")}
+# The Hub stores a file over 10 MB with LFS whatever .gitattributes says.
+_LFS_OVER = 10 * 1000 * 1000
+_GITATTRIBUTES_MAX = 1 << 20
+_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+class HubOrigin(NamedTuple):
+    """Where a model is in the Hub: ``ORG/REPO`` (its case) and the 40-hex commit."""
+
+    repo: str
+    commit: str
+
+
+def hf_cache_dir(environ: Mapping[str, str]) -> Path:
+    """The cache huggingface_hub uses: HF_HUB_CACHE (or its old name), else HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub or ~/.cache/huggingface/hub."""
+    home = environ.get("HF_HOME") or os.path.join(environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    cache = environ.get("HF_HUB_CACHE") or environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
+    return Path(os.path.expandvars(os.path.expanduser(cache)))
+
+
+def check_hub_origin(repo: str, commit: str) -> HubOrigin:
+    """``repo`` and ``commit`` as a cache may name them; UsageError if they could name a directory outside it."""
+    if not (repo.count("/") == 1 and all(_REPO_PART.fullmatch(part) and ".." not in part for part in repo.split("/"))):
+        raise UsageError(f"{repo!r} is no Hugging Face repository id", "give it as ORG/REPO, as on the Hub")
+    if not _COMMIT.fullmatch(commit):
+        raise UsageError(f"{commit!r} is no commit", "give the repository's 40-hex commit id")
+    return HubOrigin(repo, commit)
+
+
+def check_revision(revision: str) -> str:
+    """A branch or tag name that is a path below refs/ and nothing else; UsageError otherwise."""
+    parts = revision.split("/")
+    if not revision or len(revision) > 255 or any(p in ("", ".", "..") or p.startswith(".") for p in parts) or "\0" in revision or "\\" in revision:
+        raise UsageError(f"{revision!r} is no revision a cache can hold", "give a branch or tag name such as main or v1.0")
+    return revision
+
+
+def _lfs_patterns(text: str) -> list[tuple[str, bool]]:
+    """The patterns of a .gitattributes and whether each sets filter=lfs (True) or unsets it (False); later lines win."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        for attr in fields[1:]:
+            if attr.startswith("filter=") or attr in ("-filter", "!filter"):
+                out.append((fields[0], attr == "filter=lfs"))
+    return out
+
+
+def _is_lfs(path: str, size: int, patterns: list[tuple[str, bool]]) -> bool:
+    if size > _LFS_OVER:
+        return True
+    lfs = False
+    for pattern, sets in patterns:
+        bare = pattern.strip("/")
+        if fnmatch.fnmatchcase(path if "/" in bare else path.rpartition("/")[2], bare):
+            lfs = sets
+    return lfs
+
+
+def _read_blob(src: Path, limit: int) -> Iterator[bytes]:
+    fd, info = open_regular(src, "a blob")
+    try:
+        if info.st_size > limit:
+            raise StorageError(f"{src} (a blob) is larger than {limit} bytes", "run 'odai-store verify'")
+        while chunk := os.read(fd, 1 << 20):
+            yield chunk
+    finally:
+        os.close(fd)
+
+
+def _git_blob_sha1(src: Path, size: int) -> str:
+    digest = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+    for chunk in _read_blob(src, size):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hf_blob_names(files: tuple[ModelFile, ...], blob_path) -> list[str]:
+    """Each file's name in blobs/, as huggingface_hub names it (its etag): the SHA-256 of an LFS file, the git blob SHA-1 of another.
+
+    Which files are LFS, the model's own .gitattributes says (the Hub's rule:
+    and every file over 10 MB); a model without one has only those.
+    """
+    attributes = next((f for f in files if f.path == ".gitattributes"), None)
+    patterns = _lfs_patterns(b"".join(_read_blob(blob_path(attributes.digest), _GITATTRIBUTES_MAX)).decode("utf-8", "replace")) if attributes else []
+    return [f.digest.hex if _is_lfs(f.path, f.size, patterns) else _git_blob_sha1(blob_path(f.digest), f.size) for f in files]
+
+
+class HfExported(NamedTuple):
+    snapshot: Path  # models--ORG--REPO/snapshots/COMMIT
+    files: tuple[tuple[str, str], ...]  # (model path, how its blob was made, or "kept")
+    ref: str | None  # the refs/ file written or found holding the commit, or None
+    previous: str | None  # what that ref held before, where it held another commit
+
+    @property
+    def method(self) -> str:
+        methods = {how for _, how in self.files}
+        return methods.pop() if len(methods) == 1 else "mixed"
+
+
+def _same_blob(dir_fd: int, name: str, src: Path) -> bool | None:
+    """Whether blobs/``name`` is already there: True if it is the store's blob (a link to it, or its inode) or a regular
+    file (the cache's own, named by its content); None if absent; UsageError for anything else (a planted link)."""
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(info.st_mode):
+        return True
+    if stat.S_ISLNK(info.st_mode) and os.readlink(name, dir_fd=dir_fd) == str(src):
+        return True
+    raise UsageError(f"{name} in the cache's blobs/ is neither a file nor a link to the store; export follows no link in the cache", "remove it, then export again")
+
+
+def _replace_link(dir_fd: int, name: str, target: str) -> bool:
+    """Make ``name`` a symbolic link to ``target`` (temp + rename), unless it is one already; False if it was.
+
+    A directory in its place is refused; a file or another link is replaced, as huggingface_hub replaces its pointers.
+    """
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISLNK(info.st_mode) and os.readlink(name, dir_fd=dir_fd) == target:
+            return False
+        if stat.S_ISDIR(info.st_mode):
+            raise UsageError(f"{name} in the snapshot is a directory where the model has a file", "remove it, then export again")
+    except FileNotFoundError:
+        pass
+    tmp = private_name(f".{name}.")
+    os.symlink(target, tmp, dir_fd=dir_fd)
+    try:
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        _unlink(dir_fd, tmp)
+        raise
+    return True
+
+
+def _write_ref(dir_fd: int, name: str, commit: str) -> tuple[bool, str | None]:
+    """refs/``name`` holding ``commit`` (temp, fsync, rename), unless it does: (written, the other commit it held before)."""
+    previous = None
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        if err.errno not in (errno.ELOOP, errno.EISDIR):
+            raise
+        raise UsageError(f"the ref {name} in the cache is no file; export follows no link in the cache", "remove it, then export again") from None
+    else:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UsageError(f"the ref {name} in the cache is no file", "remove it, then export again")
+            previous = os.read(fd, 256).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+        if previous == commit:
+            return False, None
+    tmp = private_name(f".{name}.")
+    _new_file(dir_fd, tmp, lambda fd: os.write(fd, commit.encode()))
+    try:
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        _unlink(dir_fd, tmp)
+        raise
+    return True, previous
+
+
+def export_hf_cache(files: tuple[ModelFile, ...], blob_path, cache: Path, origin: HubOrigin, revision: str | None, mode: str = "auto") -> HfExported:
+    """The model's ``files`` as huggingface_hub caches the repository ``origin`` under ``cache``; ``revision``'s ref names its commit.
+
+    blobs/ holds each file under its etag, made from the store's blob by
+    ``mode`` (auto: reflink, else hardlink, else symlink); snapshots/COMMIT/PATH
+    is a relative link to it, as huggingface_hub makes them. What is already
+    there and right is left as it is. No link below ``cache`` is followed.
+    """
+    if mode not in LINK_MODES:
+        raise UsageError(f"unknown link mode {mode!r}", f"use one of {', '.join(LINK_MODES)}")
+    names = hf_blob_names(files, blob_path)
+    folder = "models--" + origin.repo.replace("/", "--")
+    snapshot = f"{folder}/snapshots/{origin.commit}"
+    done = []
+    ref, previous = None, None
+    with _Tree(cache) as tree:
+        try:
+            blobs = tree.directory(f"{folder}/blobs")
+            for f, name in zip(files, names, strict=True):
+                src = blob_path(f.digest)
+                how = "kept" if _same_blob(blobs, name, src) else _place(src, blobs, cache / folder / "blobs" / name, mode, _HF_TRIES.get(mode))
+                parent, _, base = f.path.rpartition("/")
+                _replace_link(tree.directory(f"{snapshot}/{parent}" if parent else snapshot), base, "../" * (2 + f.path.count("/")) + "blobs/" + name)
+                done.append((f.path, how))
+            if revision is not None and revision != origin.commit:
+                parent, _, base = f"refs/{revision}".rpartition("/")
+                _, previous = _write_ref(tree.directory(f"{folder}/{parent}"), base, origin.commit)
+                ref = revision
+            for fd in tree.opened():
+                os.fsync(fd)
+        except OSError as err:
+            raise from_os_error(err, f"exporting to {cache / folder}", outside="check that you may write under the cache directory") from err
+    return HfExported(Path(os.path.abspath(cache / snapshot)), tuple(done), ref, previous)

@@ -104,8 +104,9 @@ class Root(NamedTuple):
     refreshed: float | None = None  # its last sync or lock, in seconds since the epoch; None for a root of the first format
     until: float | None = None  # until when it keeps its recorded pins without its lockfile; None for a root of the first format
     expired: bool = False  # stale and past its grace: it keeps nothing, and the next gc drops it
+    export: bool = False  # the root of an export: ``lockfile`` is the snapshot directory it made, ``exists`` that it is there
 
     @classmethod
     def of(cls, state) -> "Root":
         """The report of a roots.RootState."""
-        return cls(state.record.lockfile, not state.stale, len(state.keeps()), state.problem, state.record.refreshed, state.until, state.expired)
+        return cls(state.record.lockfile, not state.stale, len(state.keeps()), state.problem, state.record.refreshed, state.until, state.expired, state.record.export)

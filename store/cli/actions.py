@@ -473,7 +473,7 @@ def roots(c: Context, p: Params) -> None:
         c.out.say(f"dropped {root.lockfile}: {root.problem}")
     found = c.store.roots()
     for root in found:
-        c.out.data(f"{escaped(str(root.lockfile))}  {_root_state(root)}")
+        c.out.data(f"{escaped(str(root.lockfile))}  {'export, ' if root.export else ''}{_root_state(root)}")
     c.out.document(
         {
             "roots": [_root_doc(r) for r in found],
@@ -492,16 +492,42 @@ def _root_state(root) -> str:
 
 
 def _root_doc(root) -> dict:
-    return {"lockfile": str(root.lockfile), "exists": root.exists, "pins": root.pins, "problem": root.problem, "refreshed": root.refreshed, "until": root.until, "expired": root.expired}
+    return {"lockfile": str(root.lockfile), "exists": root.exists, "pins": root.pins, "problem": root.problem, "refreshed": root.refreshed, "until": root.until, "expired": root.expired, "export": root.export}
 
 
 def export(c: Context, p: Params) -> None:
     _stop_on_sigterm()
+    if p.layout == "hf-cache":
+        return _export_hf_cache(c, p)
+    if p.dest is None or p.cache_dir is not None or p.repo is not None:
+        raise UsageError("export needs a DEST directory; --cache-dir and --repo go with --layout hf-cache", "odai-store export NAME DEST, or odai-store export NAME --layout hf-cache")
     result = c.store.export(p.name, p.dest, p.link)  # as given: the API refuses an empty DEST, which a Path would read as "."
     dest = Path(p.dest)
     c.out.say(f"exported {files_count(len(result.files))} to {dest} by {result.method}")
     c.out.data(str(dest))
     c.out.document({"dest": str(dest), "method": result.method, "files": [{"path": file, "method": how} for file, how in result.files]})
+
+
+def _export_hf_cache(c: Context, p: Params) -> None:
+    if p.dest is not None:
+        raise UsageError("--layout hf-cache takes no DEST: the model goes into the cache", "name the cache with --cache-dir DIR, or give none for huggingface_hub's own")
+    result = c.store.export_hf_cache(p.name, p.cache_dir, p.link, repo=p.repo, revision=p.revision)
+    if result.previous is not None:
+        c.out.say(f"refs/{escaped(result.ref or '')} named {escaped(result.previous)}, now {result.snapshot.name}")
+    if result.method == "kept":
+        c.out.say(f"{escaped(str(result.snapshot))} already held the {files_count(len(result.files))}")
+    else:
+        c.out.say(f"exported {files_count(len(result.files))} to {escaped(str(result.snapshot))} by {result.method}")
+    c.out.data(str(result.snapshot))
+    c.out.document(
+        {
+            "snapshot": str(result.snapshot),
+            "ref": result.ref,
+            "previous": result.previous,
+            "method": result.method,
+            "files": [{"path": file, "method": how} for file, how in result.files],
+        }
+    )
 
 
 def init(c: Context, p: Params) -> None:

@@ -380,9 +380,15 @@ COMMANDS = (
         containers and CI, or its owner after chmod u+w; vim then writes in
         place) changes that blob for every model that uses it.
         'odai-store verify --fast' finds such a change.
+
+        \b
+        With --layout hf-cache, the model goes into a Hugging Face cache
+        instead of DEST, as huggingface_hub lays it out, for its tools to load
+        offline: blobs are the store's (auto: a reflink, else a hardlink, else a
+        symlink), snapshots link to them, refs/REVISION names the commit.
         """,
         Argument("name"),
-        Argument("dest", FsPath(file_okay=False, as_path=False)),  # as given: an empty DEST is refused, not read as "."
+        Argument("dest", FsPath(file_okay=False, as_path=False), required=False),  # as given: an empty DEST is refused, not read as "."
         Option(
             "--link",
             kind=Choice(LINK_MODES),
@@ -390,6 +396,10 @@ COMMANDS = (
             show_default=True,
             help="How files are made: auto (a reflink, else a copy), reflink, copy; or the blob itself, at the risk above: hardlink, symlink.",
         ),
+        Option("--layout", kind=Choice(("files", "hf-cache")), default="files", show_default=True, help="files under DEST, or hf-cache: a Hugging Face cache."),
+        Option("--cache-dir", kind=FsPath(file_okay=False, as_path=False), metavar="DIR", help="With hf-cache: the cache [default: huggingface_hub's, from HF_HUB_CACHE or HF_HOME]."),
+        Option("--repo", metavar="ORG/REPO", help="With hf-cache: the repository [default: the one the model was fetched from]; required for a model not from the Hub."),
+        Option("--revision", metavar="REV", default="main", show_default=True, help="With hf-cache: the branch or tag whose ref names the model's commit."),
     ),
     Command(
         "init",

@@ -20,11 +20,14 @@ from .layout import StoreLayout
 if TYPE_CHECKING:
     from ..lockfile import Pin
 
-__all__ = ["ROOT_VERSION", "InvalidRoot", "RecordedPin", "RootRecord", "parse_root", "root_entries"]
+__all__ = ["LOCKFILE_ROOT_VERSION", "ROOT_VERSION", "InvalidRoot", "RecordedPin", "RootRecord", "parse_root", "root_entries"]
 
 # The format of a roots/ entry; the first format (a path and LF) has none.
 # Bump it when a field changes meaning; readers stop at versions they do not know.
-ROOT_VERSION = 2
+# A lockfile's root is still written as version 2, which readers before exports
+# know; an export's is version 3, which they refuse (gc stops), never misread.
+ROOT_VERSION = 3
+LOCKFILE_ROOT_VERSION = 2
 
 
 class RecordedPin(NamedTuple):
@@ -46,13 +49,15 @@ class RecordedPin(NamedTuple):
 class RootRecord(NamedTuple):
     """What an entry of roots/ says."""
 
-    lockfile: Path
+    lockfile: Path  # for an export's root, the snapshot directory it made
     refreshed: int | None = None  # seconds since the epoch; None in an entry of the first format
     pins: tuple[RecordedPin, ...] | None = None  # None in an entry of the first format: it records none
+    export: bool = False  # the root of an export (export --layout hf-cache), not of a lockfile
 
     def to_bytes(self) -> bytes:
         # ensure_ascii: a path that is no UTF-8 (os.fsdecode's surrogates) is still one JSON string.
-        doc = {"version": ROOT_VERSION, "lockfile": str(self.lockfile), "refreshed": self.refreshed or 0, "pins": [p.to_json() for p in self.pins or ()]}
+        kind = {"version": ROOT_VERSION, "export": str(self.lockfile)} if self.export else {"version": LOCKFILE_ROOT_VERSION, "lockfile": str(self.lockfile)}
+        doc = {**kind, "refreshed": self.refreshed or 0, "pins": [p.to_json() for p in self.pins or ()]}
         return json.dumps(doc).encode() + b"\n"
 
 
@@ -80,15 +85,16 @@ def parse_root(data: bytes, entry: Path) -> RootRecord:
             raise ValueError("no version")
         if doc["version"] > ROOT_VERSION:
             raise ValueError(f"it has version {doc['version']}, newer than this odai-store's {ROOT_VERSION}: gc cannot tell what it pins")
-        if doc["version"] != ROOT_VERSION or not isinstance(doc.get("lockfile"), str) or not doc["lockfile"].startswith("/"):
-            raise ValueError("no absolute lockfile path")
+        key = "export" if doc["version"] == ROOT_VERSION else "lockfile"
+        if doc["version"] < LOCKFILE_ROOT_VERSION or not isinstance(doc.get(key), str) or not doc[key].startswith("/"):
+            raise ValueError(f"no absolute {key} path")
         refreshed = _count(doc.get("refreshed"))
         if not isinstance(doc.get("pins"), list):
             raise ValueError("no pins")
         pins = tuple(RecordedPin(p["name"], parse_digest(p["digest"]), _count(p["size"]), _count(p["files"])) for p in doc["pins"])
         if not all(isinstance(p.name, str) for p in pins):
             raise ValueError("a pin's name is no string")
-        return RootRecord(Path(doc["lockfile"]), refreshed, pins)
+        return RootRecord(Path(doc[key]), refreshed, pins, key == "export")
     except (ValueError, KeyError, TypeError, InvalidDigest, RecursionError) as err:
         raise InvalidRoot(f"{entry} (a gc root) is damaged: {getattr(err, 'message', err)}") from None
 

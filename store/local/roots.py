@@ -17,6 +17,8 @@ and the next ``sync`` or ``lock`` of that lockfile rewrites the entry.
 from __future__ import annotations
 
 import errno
+import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,6 +39,7 @@ __all__ = [
     "find_lockfile",
     "prune_roots",
     "read_lockfile",
+    "register_export",
     "register_root",
     "restore_root",
     "root_state",
@@ -65,15 +68,26 @@ def register_root(layout: StoreLayout, lockfile: Path, pins: tuple[Pin, ...], no
     An entry that records the same pins and was refreshed less than
     REFRESH_AFTER ago is left as it is: no write, no lock.
     """
-    entry = layout.root_entry(lockfile)
-    record = RootRecord(lockfile, int(now), tuple(RecordedPin.of(p) for p in pins))
+    return _register(layout, RootRecord(lockfile, int(now), tuple(RecordedPin.of(p) for p in pins)), now, lock_timeout)
+
+
+def register_export(layout: StoreLayout, snapshot: Path, pin: RecordedPin, now: float, lock_timeout: float | None = None) -> Registered:
+    """Record the directory ``snapshot`` (absolute) that an export made of the model ``pin`` as a root, refreshed at ``now``.
+
+    It keeps the model while that directory exists, and for GRACE after its last export once it is gone.
+    """
+    return _register(layout, RootRecord(snapshot, int(now), (pin,), export=True), now, lock_timeout)
+
+
+def _register(layout: StoreLayout, record: RootRecord, now: float, lock_timeout: float | None) -> Registered:
+    entry = layout.root_entry(record.lockfile)
     previous: bytes | None = None
     recorded: tuple[RecordedPin, ...] = ()
     try:
         previous = read_bounded(entry, ROOT_ENTRY_MAX, "gc root entry")
         old = parse_root(previous, entry)
         recorded = old.pins or ()
-        if old.lockfile == lockfile and old.pins == record.pins and old.refreshed is not None and silent_for(old.refreshed, now) < REFRESH_AFTER:
+        if old._replace(refreshed=None) == record._replace(refreshed=None) and old.refreshed is not None and silent_for(old.refreshed, now) < REFRESH_AFTER:
             return Registered(False, previous, recorded)
     except FileNotFoundError:
         pass
@@ -163,9 +177,22 @@ def _lockfile_state(path: Path) -> tuple[tuple[RecordedPin, ...] | None, str | N
         )
 
 
+def _export_state(record: RootRecord) -> tuple[tuple[RecordedPin, ...] | None, str | None, None]:
+    """An export's root keeps what it recorded while its snapshot directory is there (lstat: a link in its place is not it)."""
+    try:
+        here = stat.S_ISDIR(os.lstat(record.lockfile).st_mode)
+    except FileNotFoundError:
+        here = False
+    except OSError as err:
+        if err.errno != errno.ENOTDIR:
+            return None, f"it cannot be read ({(err.strerror or str(err)).lower()})", None
+        here = False
+    return (record.pins or (), None, None) if here else (None, "it is gone", None)
+
+
 def root_state(entry: Path, record: RootRecord, now: float) -> tuple[RootState, StoreError | None]:
-    """The state of one root, with its lockfile read now; and the error that stops gc for it, if any (survey_roots)."""
-    pinned, problem, error = _lockfile_state(record.lockfile)
+    """The state of one root, with its lockfile (or export) looked at now; and the error that stops gc for it, if any (survey_roots)."""
+    pinned, problem, error = _export_state(record) if record.export else _lockfile_state(record.lockfile)
     age = None if record.refreshed is None else silent_for(record.refreshed, now)
     return RootState(entry, record, pinned, problem, age), error if record.refreshed is None else None
 
