@@ -499,8 +499,8 @@ def export(c: Context, p: Params) -> None:
     _stop_on_sigterm()
     if p.layout == "hf-cache":
         return _export_hf_cache(c, p)
-    if p.dest is None or p.cache_dir is not None or p.repo is not None:
-        raise UsageError("export needs a DEST directory; --cache-dir and --repo go with --layout hf-cache", "odai-store export NAME DEST, or odai-store export NAME --layout hf-cache")
+    if p.dest is None or p.cache_dir is not None or p.repo is not None or p.revision is not None:
+        raise UsageError("export needs a DEST directory; --cache-dir, --repo and --revision go with --layout hf-cache", "odai-store export NAME DEST, or odai-store export NAME --layout hf-cache")
     result = c.store.export(p.name, p.dest, p.link)  # as given: the API refuses an empty DEST, which a Path would read as "."
     dest = Path(p.dest)
     c.out.say(f"exported {files_count(len(result.files))} to {dest} by {result.method}")
@@ -511,7 +511,7 @@ def export(c: Context, p: Params) -> None:
 def _export_hf_cache(c: Context, p: Params) -> None:
     if p.dest is not None:
         raise UsageError("--layout hf-cache takes no DEST: the model goes into the cache", "name the cache with --cache-dir DIR, or give none for huggingface_hub's own")
-    result = c.store.export_hf_cache(p.name, p.cache_dir, p.link, repo=p.repo, revision=p.revision)
+    result = c.store.export_hf_cache(p.name, p.cache_dir, p.link, repo=p.repo, revision="main" if p.revision is None else p.revision)
     if result.previous is not None:
         c.out.say(f"refs/{escaped(result.ref or '')} named {escaped(result.previous)}, now {result.snapshot.name}")
     if result.method == "kept":

@@ -399,7 +399,7 @@ COMMANDS = (
         Option("--layout", kind=Choice(("files", "hf-cache")), default="files", show_default=True, help="files under DEST, or hf-cache: a Hugging Face cache."),
         Option("--cache-dir", kind=FsPath(file_okay=False, as_path=False), metavar="DIR", help="With hf-cache: the cache [default: huggingface_hub's, from HF_HUB_CACHE or HF_HOME]."),
         Option("--repo", metavar="ORG/REPO", help="With hf-cache: the repository [default: the one the model was fetched from]; required for a model not from the Hub."),
-        Option("--revision", metavar="REV", default="main", show_default=True, help="With hf-cache: the branch or tag whose ref names the model's commit."),
+        Option("--revision", metavar="REV", help="With hf-cache: the branch or tag whose ref names the model's commit [default: main]."),
     ),
     Command(
         "init",

@@ -200,6 +200,7 @@ def test_export_hf_cache_through_the_api_honours_the_environment(olah: Olah, tmp
         (("tiny:v1", "--layout", "hf-cache", "--cache-dir", ""), 2, "not an empty string"),
         (("nothing:v1", "--layout", "hf-cache"), 3, "no model named"),
         (("tiny:v1", "--cache-dir", "x"), 2, "needs a DEST"),
+        (("tiny:v1", "DEST", "--revision", "main"), 2, "--revision go with --layout hf-cache"),
     ],
 )
 def test_bad_requests_exit_with_their_codes(olah: Olah, tmp_path: Path, args: tuple[str, ...], code: int, says: str) -> None:
