@@ -12,6 +12,11 @@ import pytest
 
 from store import Store
 from store.errors import UsageError
+from store.local.names import manifest_descriptor
+from store.oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR
+from store.oci.digest import sha256_of
+from store.oci.index import Index
+from store.oci.manifest import Manifest
 from tests.support.cli import assert_error, run_cli
 from tests.support.modelpack_schema import CONFIG_SCHEMA, config_validator
 from tests.support.oci_schema import SCHEMA_DIR, validator
@@ -184,6 +189,19 @@ def test_push_as_modelpack_through_the_python_api(store: Path, registry: Registr
 
 def test_an_unknown_format_is_a_usage_error(store: Path) -> None:
     assert_error(run_cli(store, "push", "--format", "tar", "llama:q4", "oci://127.0.0.1:1/ns"), 2)
+
+
+def test_a_model_without_files_cannot_be_written_as_modelpack(tmp_path: Path) -> None:
+    # Only a remote makes one (add refuses an empty directory): a layout whose manifest has no layers.
+    layout = tmp_path / "layout"
+    data = Manifest(()).to_bytes()
+    digest = sha256_of(data)
+    index = Index().with_name("empty:v1", manifest_descriptor(digest, len(data), Manifest(())))
+    write_tree(layout, {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": index.to_bytes(), f"blobs/sha256/{digest.hex}": data, f"blobs/sha256/{EMPTY_DESCRIPTOR.digest.hex}": EMPTY_BYTES})
+    store = tmp_path / "store"
+    assert run_cli(store, "fetch", "--remote", layout, "empty:v1").code == 0
+    message = assert_error(run_cli(store, "push", "--format", "modelpack", "empty:v1", "oci://127.0.0.1:1/ns"), 2)  # before any request
+    assert "no files" in message
 
 
 def test_push_as_another_name_under_the_namespace(store: Path, registry: Registry, tmp_path: Path) -> None:
