@@ -169,10 +169,15 @@ def test_a_modelpack_push_of_a_model_the_registry_holds_sends_only_its_config(st
 
 
 def test_push_as_modelpack_then_fetch_it_back(store: Path, registry: Registry, tmp_path: Path) -> None:
-    assert run_cli(store, "push", "--format", "modelpack", "llama:q4", f"oci://{registry.host}/mpback").code == 0
+    pushed = run_cli(store, "push", "--format", "modelpack", "llama:q4", f"oci://{registry.host}/mpback")
+    assert pushed.code == 0, pushed.err
     by_remote = run_cli(tmp_path / "other", "fetch", "--remote", f"oci://{registry.host}/mpback", "llama:q4")
     assert by_remote.code == 0, by_remote.err
     assert read_tree(Path(by_remote.out.strip())) == FILES
+    # Read as ModelPack (spec/manifest.md#models-read-from-other-formats), from the manifest push printed: the same files at the same paths.
+    shown = json.loads(run_cli(tmp_path / "other", "--json", "show", "llama:q4").out)
+    assert (shown["source_format"], shown["source_digest"]) == ("modelpack", pushed.out.strip())
+    assert {f["path"]: f["digest"] for f in shown["files"]} == {f["path"]: f["digest"] for f in json.loads(run_cli(store, "--json", "show", "llama:q4").out)["files"]}
     by_reference = run_cli(tmp_path / "third", "fetch", f"{registry.host}/mpback/llama:q4", env={"ODAI_STORE_REMOTE": ""})
     assert by_reference.code == 0, by_reference.err
     assert read_tree(Path(by_reference.out.strip())) == FILES
