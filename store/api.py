@@ -503,6 +503,7 @@ class Store:
         dest: str,
         *,
         as_: str | Reference | None = None,
+        format: str = "odai",
         retries: int = 5,
         ca_bundle: str | os.PathLike[str] | None = None,
         timeout: float | str | None = None,
@@ -510,13 +511,17 @@ class Store:
         cancel: threading.Event | None = None,
         say: Callable[[str], None] | None = None,
     ) -> Pushed:
-        """Push the model ``ref`` names here to the registry ``dest`` (spec/cli.md#push); the keyword arguments are fetch_all's, and ``as_``
-        the NAME[:TAG] it gets under a namespace ``dest``. Nothing is sent when the tag names the same manifest already."""
+        """Push the model ``ref`` names here to the registry ``dest`` (spec/cli.md#push); the keyword arguments are fetch_all's, ``as_``
+        the NAME[:TAG] it gets under a namespace ``dest``, and ``format`` the manifest's: ``odai`` (the store's own) or ``modelpack``.
+        Nothing is sent when the tag names the same manifest already."""
+        from .model import PUSH_FORMATS
         from .push import destination, push
 
+        if format not in PUSH_FORMATS:
+            raise UsageError(f"unknown push format {format!r}", f"use one of {', '.join(PUSH_FORMATS)}")
         options = _fetch_options((), 8, retries, None, ca_bundle, timeout, progress, cancel, say)
         model = _ref(ref)
-        return push(_context(self, options), model, destination(dest, model, None if as_ is None else _ref(as_)))
+        return push(_context(self, options), model, destination(dest, model, None if as_ is None else _ref(as_)), format)
 
     def fetch_url(
         self,

@@ -6,12 +6,14 @@ from typing import NamedTuple
 from .oci.digest import Digest
 from .oci.manifest import ModelFile
 
-__all__ = ["LINK_MODES", "Model", "Fetched"]
+__all__ = ["LINK_MODES", "PUSH_FORMATS", "Model", "Fetched"]
 
 # How export may make a model's files (Store.export's ``link``, the command line's
 # --link): here, not in export.py, so that the command line's table has them
 # without loading the verb, which every other command would pay for.
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
+# The manifests push may write (Store.push's ``format``, --format), here for the same reason.
+PUSH_FORMATS = ("odai", "modelpack")
 
 
 class Model(NamedTuple):

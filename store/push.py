@@ -3,7 +3,9 @@
 Planned first: the model must be complete here, and the destination a
 repository and tag, before a request. A tag that names the same manifest
 already costs one manifest request and sends nothing. A blob whose upload
-fails transiently is resumed where the registry's bytes stop.
+fails transiently is resumed where the registry's bytes stop. A model goes in
+the store's own manifest, or in a ModelPack manifest over the same file blobs
+and a config made here (oci/modelpack.py), which is sent from memory.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from .fetching.session import FetchContext, Session
 from .fs.bounded import open_regular
 from .local.blobs import BlobStore
 from .oci.descriptor import MANIFEST_TYPE, Descriptor
-from .oci.digest import Digest
+from .oci.digest import Digest, sha256_of
 from .oci.manifest import parse_manifest
+from .oci.modelpack import ARTIFACT_TYPE as MODELPACK_TYPE
+from .oci.modelpack import to_modelpack
 from .oci.reference import Reference, parse_reference
 from .remote.select import open_sink
 from .remote.sink import Sink
@@ -71,8 +75,9 @@ def destination(dest: str, model: Reference, as_: Reference | None) -> Destinati
     return Destination(f"oci://{split.netloc}/{namespace}" if namespace else f"oci://{split.netloc}", ref)
 
 
-def push(ctx: FetchContext, model: Reference, dest: Destination) -> Pushed:
-    """Push the model ``model`` names in the store to ``dest``; its manifest digest, and the bytes sent."""
+def push(ctx: FetchContext, model: Reference, dest: Destination, format: str = "odai") -> Pushed:
+    """Push the model ``model`` names in the store to ``dest`` in ``format`` (``odai`` or ``modelpack``, spec/cli.md#push);
+    the digest of the manifest pushed, and the bytes sent."""
     blobs = BlobStore(ctx.layout)
     with storage_errors("reading the model", ctx.layout.root):
         digest = model.digest or _named(ctx, model)
@@ -81,7 +86,13 @@ def push(ctx: FetchContext, model: Reference, dest: Destination) -> Pushed:
         missing = [f.path for f in manifest.files if not blobs.has(f.digest, f.size)]
     if missing:
         raise NotFound(f"{model} is not complete in the store: {', '.join(missing[:3])} missing", f"run 'odai-store fetch {model}' first")
-    descriptor = Descriptor(MANIFEST_TYPE, digest, len(data), artifact_type=manifest.artifact_type)
+    config, artifact_type = manifest.config, manifest.artifact_type
+    inline: dict[Digest, bytes] = {}
+    if format == "modelpack":
+        written = to_modelpack(manifest, dest.ref.name)
+        data, digest, config, artifact_type = written.manifest, sha256_of(written.manifest), written.config_descriptor, MODELPACK_TYPE
+        inline = {config.digest: written.config}
+    descriptor = Descriptor(MANIFEST_TYPE, digest, len(data), artifact_type=artifact_type)
     session = Session(ctx)
     sink = open_sink(dest.remote, ca_bundle=ctx.options.ca_bundle, insecure=session.sources.insecure)
     try:
@@ -89,14 +100,14 @@ def push(ctx: FetchContext, model: Reference, dest: Destination) -> Pushed:
             session.doing = f"looking up {dest.ref.ref_name} on {sink.url}"
             if session.retrying(lambda: sink.tagged(dest.ref), sink) == digest:
                 return Pushed(dest, digest, 0, tagged=False)
-            uploads = [(manifest.config.digest, manifest.config.size), *((f.digest, f.size) for f in manifest.files)]
+            uploads = [(config.digest, config.size), *((f.digest, f.size) for f in manifest.files)]
             ctx.progress.add_total(sum(size for _, size in uploads))
             ctx.progress.begin(str(dest.ref), sum(size for _, size in uploads))
             sent = 0
             for blob, size in dict(uploads).items():  # a file twice in one model is sent once
                 session.doing = f"pushing {blob.short} to {sink.url}"
                 reached = [0]  # how far the progress counted this blob, across retries
-                sent += session.retrying(partial(_send, ctx, sink, dest.ref.name, blob, size, reached), sink)
+                sent += session.retrying(partial(_send, ctx, sink, dest.ref.name, blob, size, reached, inline.get(blob)), sink)
                 ctx.progress.advance(size - reached[0])  # what the registry held, or mounted: done without a byte
             session.doing = f"pushing the manifest to {sink.url}"
             session.retrying(lambda: sink.put_manifest(dest.ref.name, digest, data, descriptor.media_type), sink)
@@ -114,12 +125,17 @@ def _named(ctx: FetchContext, ref: Reference) -> Digest:
     return desc.digest
 
 
-def _send(ctx: FetchContext, sink: Sink, name: str, digest: Digest, size: int, reached: list[int]) -> int:
-    """One blob to the sink, from where its bytes there stop; the bytes sent. ``reached[0]``: the offset progress has counted to."""
+def _send(ctx: FetchContext, sink: Sink, name: str, digest: Digest, size: int, reached: list[int], inline: bytes | None) -> int:
+    """One blob to the sink, from where its bytes there stop; the bytes sent. ``reached[0]``: the offset progress has counted to.
+
+    ``inline``: the blob's bytes, for one the push made (a ModelPack config); else the store's blob is sent.
+    """
     upload = sink.begin_blob(name, digest, size)
     start = upload.offset
     try:
-        if start < size:
+        if start < size and inline is not None:
+            upload.write_rest([memoryview(inline)[start:]])  # the caller counts its progress once it is in
+        elif start < size:
             path = BlobStore(ctx.layout).path(digest)
             with storage_errors("reading the model", ctx.layout.root):
                 fd, _ = open_regular(path, "blob")

@@ -4,6 +4,9 @@
   descriptor, layout files, journal, lease, lock holder, or a --json document
   of cli.md) and passes our parser for that kind; manifests and indexes also
   pass the OCI image-spec's JSON schemas when ../shared/oci-schema is present.
+  The ModelPack manifest and config of manifest.md are what push --format
+  modelpack writes of its example model, and the config passes the
+  model-spec's schema when ../shared/modelpack-schema is present.
 - Every ```toml block parses with tomllib; those of config.md also with
   read_config, and each remote they list opens as a remote. A block with
   `version` and `model` is an odai.lock: our parser reads it and writes it
@@ -57,6 +60,8 @@ from store.oci.descriptor import EMPTY_BYTES, EMPTY_DESCRIPTOR, Descriptor
 from store.oci.digest import Digest, parse_digest
 from store.oci.index import Index, lookup_fast
 from store.oci.manifest import ARTIFACT_TYPE, CHUNK_SIZE_KEY, CHUNKS_KEY, TITLE, Manifest, ModelFile, parse_manifest
+from store.oci.modelpack import ARTIFACT_TYPE as MODELPACK_TYPE
+from store.oci.modelpack import to_modelpack
 from store.oci.reference import parse_reference
 from store.remote.credentials import load_credentials, origin_of
 from store.remote.select import open_remote
@@ -65,6 +70,7 @@ from store.transfer.progress import Snapshot
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "spec"
 SCHEMAS = REPO.parent / "shared" / "oci-schema"
+MODELPACK_SCHEMA = REPO.parent / "shared" / "modelpack-schema" / "config-schema.json"
 # Where the examples of cli.md pretend the store is (the default for user "me").
 EXAMPLE_STORE = "/home/me/.cache/odai-store"
 # ... and the working directory they run in.
@@ -121,6 +127,14 @@ def test_spec_exists_with_examples() -> None:
 
 
 def _kind(doc: object) -> str:
+    if isinstance(doc, dict) and doc.get("artifactType") == MODELPACK_TYPE:
+        return "modelpack-manifest"
+    if isinstance(doc, dict) and set(doc) == {"descriptor", "config", "modelfs"}:
+        return "modelpack-config"
+    return _store_kind(doc)
+
+
+def _store_kind(doc: object) -> str:
     if not isinstance(doc, dict):
         return "unknown"
     keys = set(doc)
@@ -225,6 +239,17 @@ def _check_descriptor(block: Block, doc: dict, data: bytes) -> None:
         assert len(chunks.digests) == -(-desc.size // CHUNK_SIZE)
 
 
+def _check_modelpack(block: Block, doc: dict, data: bytes) -> None:
+    # What push --format modelpack writes of a model manifest of the same file, pushed as "demo" (manifest.md#modelpack-example).
+    written = [to_modelpack(m, "demo") for m in _spec_manifests(block.file).values()]
+    if _kind(doc) == "modelpack-manifest":
+        (match,) = [w for w in written if json.loads(w.manifest) == doc]
+        # The digest and size the prose gives are those of its canonical bytes.
+        assert f"`sha256:{hashlib.sha256(match.manifest).hexdigest()}`, of the {len(match.manifest)} bytes" in (SPEC / block.file).read_text()
+    else:
+        assert data[:-1] in [w.config for w in written], "the config is shown as its exact bytes"  # the fence adds the newline
+
+
 def _check_other(block: Block, doc: dict, data: bytes) -> None:
     assert block.file == "cli.md", f"{block.id}: a JSON example of unknown kind"
     _check_cli_document(doc)
@@ -242,6 +267,8 @@ _JSON_CHECKS = {
     "gc-root": _check_gc_root,
     "history": _check_history,
     "descriptor": _check_descriptor,
+    "modelpack-manifest": _check_modelpack,
+    "modelpack-config": _check_modelpack,
 }
 
 
@@ -276,6 +303,7 @@ def _schema_validators():
 
     return {
         "manifest": validator("image-manifest-schema.json"),
+        "modelpack-manifest": validator("image-manifest-schema.json"),
         "index": validator("image-index-schema.json"),
         "oci-layout": validator("image-layout-schema.json"),
         "descriptor": validator("content-descriptor.json"),
@@ -295,6 +323,19 @@ def test_json_examples_pass_the_oci_schemas() -> None:
     assert checked >= 4
 
 
+def test_modelpack_config_examples_pass_the_model_spec_schema() -> None:
+    configs = [json.loads(b.text) for b in JSON_BLOCKS if _kind(json.loads(b.text)) == "modelpack-config"]
+    assert configs, "manifest.md shows a ModelPack config"
+    if not MODELPACK_SCHEMA.is_file():
+        pytest.skip(f"the ModelPack config JSON Schema is not at {MODELPACK_SCHEMA}")
+    import jsonschema
+
+    schema = json.loads(MODELPACK_SCHEMA.read_text())
+    for config in configs:
+        errors = [e.message for e in jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).iter_errors(config)]
+        assert not errors, errors
+
+
 # -- TOML examples ------------------------------------------------------------------
 
 
@@ -308,11 +349,11 @@ def test_toml_examples_parse() -> None:
             pytest.fail(f"{block.id}: {err}")
 
 
-def _spec_manifests() -> dict[str, Manifest]:
-    """Every model manifest shown in spec/, by the hex digest of its canonical bytes."""
+def _spec_manifests(file: str | None = None) -> dict[str, Manifest]:
+    """Every model manifest shown in spec/ (or in its ``file``), by the hex digest of its canonical bytes."""
     found = {}
     for block in JSON_BLOCKS:
-        if _kind(json.loads(block.text)) == "manifest":
+        if _kind(json.loads(block.text)) == "manifest" and file in (None, block.file):
             manifest = parse_manifest(block.text.encode())
             found[hashlib.sha256(manifest.to_bytes()).hexdigest()] = manifest
     return found

@@ -383,7 +383,7 @@ def _hub_repository(command: str, p: Params) -> str | None:
 def push(c: Context, p: Params) -> None:
     _stop_on_sigterm()
     pushed = c.store.push(
-        p.name, p.dest, as_=p.as_, retries=p.retries, ca_bundle=p.ca_bundle, timeout=c.timeout, progress=_renderer(p.progress_mode, c.out), say=c.out.say
+        p.name, p.dest, as_=p.as_, format=p.format, retries=p.retries, ca_bundle=p.ca_bundle, timeout=c.timeout, progress=_renderer(p.progress_mode, c.out), say=c.out.say
     )
     dest = pushed.destination
     c.out.say(f"{dest}: {'pushed, ' + human_bytes(pushed.sent) + ' sent' if pushed.tagged else 'up to date'}")

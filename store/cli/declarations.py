@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..limits import CONNECTIONS, RETRIES, parse_rate, parse_seconds
-from ..model import LINK_MODES
+from ..model import LINK_MODES, PUSH_FORMATS
 from ..oci.reference import parse_registry_host
 from . import actions
 
@@ -309,6 +309,7 @@ COMMANDS = (
         Argument("name"),
         Argument("dest"),
         Option("--as", dest="as_", metavar="NAME[:TAG]", help="The name and tag under a namespace DEST [default: the model's]."),
+        Option("--format", kind=Choice(PUSH_FORMATS), default="odai", show_default=True, help="The manifest: the store's own, or a CNCF ModelPack one."),
         _RETRIES,
         _CA_BUNDLE,
         _PROGRESS,

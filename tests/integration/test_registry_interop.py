@@ -1,11 +1,13 @@
-"""Interop with a real OCI registry (docker-registry) and with ORAS (oras-py), by way of skopeo.
+"""Interop with a real OCI registry (docker-registry) and with ORAS (oras-py), by way of skopeo and directly.
 
 A model added to a store goes to the registry with ``skopeo copy oci:... docker://...``
 and comes back into a fresh directory, which odai-store then serves as a store.
 Files pushed by ORAS, whose manifest odai-store did not write (another config
 type, another layer type, no ``artifactType``), come into a store the same way
 and keep the names ORAS gave them (spec/manifest.md reads manifests leniently
-for exactly this). Everything talks to 127.0.0.1 only.
+for exactly this); odai-store also fetches them straight from the registry.
+A model odai-store pushed itself, in either format, is pulled by oras-py with
+its file names. Everything talks to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -144,6 +146,24 @@ def test_the_manifest_the_registry_serves_validates(pushed: dict[str, Any], regi
         assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
 
 
+# -- a model odai-store pushed, pulled by oras-py ---------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["odai", "modelpack"])
+def test_oras_pulls_what_odai_store_pushed_with_its_file_names(oras_client, registry: Registry, tmp_path: Path, fmt: str) -> None:
+    # Both formats title every layer with its model path (spec/manifest.md#writing-modelpack), which oras-py names files by.
+    files = sample_model(seed=11)
+    store = tmp_path / "store"
+    assert run_cli(store, "add", "org/model:v1", write_tree(tmp_path / "model", files)).code == 0
+    digest = run_cli(store, "push", "--format", fmt, "org/model:v1", f"oci://{registry.host}/pushed-{fmt}/model:v1").out.strip()
+    assert digest.startswith("sha256:")
+    out = tmp_path / "pulled"
+    pulled = oras_client.pull(target=f"{registry.host}/pushed-{fmt}/model:v1", outdir=str(out))
+    assert sorted(Path(p).relative_to(out).as_posix() for p in pulled) == sorted(files)
+    shown = {f["path"]: f["digest"] for f in _cli_json(store, "show", "org/model:v1")["files"]}
+    assert {path: "sha256:" + hashlib.sha256(data).hexdigest() for path, data in read_tree(out).items()} == shown
+
+
 # -- files pushed by ORAS --------------------------------------------------------
 
 
@@ -228,6 +248,26 @@ def test_oras_files_titled_with_a_nested_path_keep_it(
     assert {f["path"]: f["digest"] for f in shown["files"]} == {
         path: "sha256:" + hashlib.sha256(data).hexdigest() for path, data in files.items()
     }
+    _assert_verifies(store)
+
+
+def test_oras_files_are_fetched_straight_from_the_registry_with_their_names(
+    oras_client, registry: Registry, tmp_path: Path
+) -> None:
+    # No skopeo between: odai-store speaks to the registry by a docker-style reference.
+    files = {**_files(4), "empty.txt": b""}
+    src = write_tree(tmp_path / "src", files)
+    paths = [src / "weights.bin", src / "tokenizer" / "vocab.txt", src / "empty.txt"]
+    digest = _oras_push(oras_client, registry, "oras/direct", paths, tmp_path, titles={paths[1]: "tokenizer/vocab.txt"})
+    _oras_manifest(registry, "oras/direct", digest)
+
+    store, ref = tmp_path / "store", f"{registry.host}/oras/direct:v1"
+    fetched = run_cli(store, "--json", "fetch", ref, env={"ODAI_STORE_REMOTE": ""})
+    assert fetched.code == 0, fetched.err
+    (model,) = json.loads(fetched.out)["models"]
+    assert read_tree(Path(model["path"])) == files
+    shown = _cli_json(store, "show", ref)
+    assert {f["path"]: f["digest"] for f in shown["files"]} == {path: "sha256:" + hashlib.sha256(data).hexdigest() for path, data in files.items()}
     _assert_verifies(store)
 
 

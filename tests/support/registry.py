@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -23,6 +24,8 @@ from tests.support.processes import stop_process
 __all__ = ["OCI_MANIFEST", "Registry", "find_registry", "non_loopback_address", "start_registry", "skopeo_copy"]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+# A request line of the access log: 127.0.0.1 - - [03/Dec/2026:11:05:19 +0000] "GET /v2/ HTTP/1.1" 200 2 "" ""
+_ACCESS = re.compile(r'^\S+ \S+ \S+ \[[^]]*\] "([A-Z]+) (\S+) HTTP/[0-9.]+" ', re.MULTILINE)
 
 
 def non_loopback_address() -> str | None:
@@ -85,6 +88,27 @@ class Registry:
     def manifest(self, repository: str, reference: str) -> Response:
         """The manifest of ``repository`` at a tag or digest, asked for as an OCI image manifest."""
         return self.get(f"/v2/{repository}/manifests/{reference}", accept=OCI_MANIFEST)
+
+    def requests(self) -> list[str]:
+        """Every request the registry has answered so far, as ``METHOD PATH`` lines of its access log, oldest first.
+
+        Distribution writes a combined-format access line per request to its
+        console, whatever the log level, once the answer is sent. So a marker
+        request goes last, and the log is read once the marker is in it: every
+        request answered before is in it too. A test takes the length before
+        an action and reads what came after.
+        """
+        marker = f"/v2/?marker={time.monotonic_ns()}"
+        self.get(marker)
+        deadline = time.monotonic() + 10
+        while True:
+            log = (self.base / "console.log").read_text(errors="replace")
+            lines = [f"{m.group(1)} {m.group(2)}" for m in _ACCESS.finditer(log)]
+            if f"GET {marker}" in lines:
+                return [line for line in lines[: lines.index(f"GET {marker}")] if not line.startswith("GET /v2/?marker=")]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the registry's access log never showed {marker}")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         stop_process(self.process)
