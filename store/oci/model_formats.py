@@ -25,6 +25,7 @@ from ..errors import InvalidManifest, InvalidPath
 from .descriptor import DOCKER_LIST_TYPE, DOCKER_MANIFEST_TYPE, INDEX_TYPE, MANIFEST_TYPE, Descriptor
 from .digest import Digest, InvalidDigest
 from .manifest import SOURCE_DIGEST, SOURCE_FORMAT, TITLE, Manifest, ModelFile, check_model_path, check_model_paths, read_document
+from .modelpack import FILEPATH
 
 __all__ = ["UnsupportedModel", "Archive", "Translation", "chosen_manifest", "translate"]
 
@@ -34,8 +35,7 @@ DOCKER_V02 = "docker-model-runner/v0.2"
 OLLAMA = "ollama"
 _SHOWN = {MODELPACK: "ModelPack", DOCKER_V01: "Docker Model Runner v0.1", DOCKER_V02: "Docker Model Runner v0.2", OLLAMA: "Ollama"}
 
-_FILEPATH = "org.cncf.model.filepath"
-_FILEPATH_OLD = "org.cnai.model.filepath"
+_FILEPATH_OLD = "org.cnai.model.filepath"  # ModelPack's name for it before 2025-07
 _MODELPACK_TYPES = frozenset(
     f"application/vnd.{org}.model.{kind}.v1+json" for org in ("cncf", "cnai") for kind in ("manifest", "config")
 )
@@ -258,13 +258,13 @@ def _docker_v01(digest: Digest, layers: list[Descriptor]) -> tuple[list[ModelFil
         if kind not in _DOCKER_V01_NAMES:
             raise UnsupportedModel(f"a Docker Model Runner v0.1 model {digest.short} has a layer of type {layer.media_type}, which this odai-store does not know", "update odai-store, or tell the model's publisher")
         default, annotated = _DOCKER_V01_NAMES[kind]
-        named.append((layer, _filepath(layer, _FILEPATH) if annotated else None, default))
+        named.append((layer, _filepath(layer, FILEPATH) if annotated else None, default))
     return _named(DOCKER_V01, digest, named), archives
 
 
 def _docker_v02(digest: Digest, layers: list[Descriptor]) -> list[ModelFile]:
     # As Docker's unpacker: every file is named by its annotation; a layer without one is no file of the model.
-    return _named(DOCKER_V02, digest, [(layer, _filepath(layer, _FILEPATH), None) for layer in layers])
+    return _named(DOCKER_V02, digest, [(layer, _filepath(layer, FILEPATH), None) for layer in layers])
 
 
 def _modelpack(digest: Digest, layers: list[Descriptor]) -> tuple[list[ModelFile], list[Archive]]:
@@ -280,8 +280,8 @@ def _modelpack(digest: Digest, layers: list[Descriptor]) -> tuple[list[ModelFile
         if packing in ("tar", "tar+gzip"):
             archives.append(Archive(layer, gzip=packing == "tar+gzip"))
             continue
-        path = _filepath(layer, _FILEPATH, _FILEPATH_OLD, TITLE)
+        path = _filepath(layer, FILEPATH, _FILEPATH_OLD, TITLE)
         if path is None:
-            raise UnsupportedModel(f"a ModelPack model {digest.short}: layer {layer.digest.short} has no {_FILEPATH} annotation, so it has no file name", "tell the model's publisher")
+            raise UnsupportedModel(f"a ModelPack model {digest.short}: layer {layer.digest.short} has no {FILEPATH} annotation, so it has no file name", "tell the model's publisher")
         named.append((layer, path, None))
     return _named(MODELPACK, digest, named), archives
