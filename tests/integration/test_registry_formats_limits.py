@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tarfile
 import zlib
 from pathlib import Path
 
+from store.local.blobs import BlobStore
+from store.local.names import Names
+from store.local.opening import open_layout
+from store.local.publish import publish_model
+from store.oci.digest import Digest
+from store.oci.manifest import SOURCE_DIGEST, SOURCE_FORMAT, Manifest, ModelFile
+from store.oci.reference import parse_reference
 from tests.support.cli import assert_error, assert_nothing_named, run_cli
 from tests.support.fault_server import Fault, FaultServer
-from tests.support.model_artifacts import FILEPATH, MP, Artifact, Layer, LayoutClient, Member, push_modelpack, push_modelpack_tar, tar_layer
+from tests.support.model_artifacts import FILEPATH, MP, Artifact, Layer, LayoutClient, Member, RegistryClient, push_modelpack, push_modelpack_cnai, push_modelpack_tar, push_ollama, tar_layer
+from tests.support.registry import Registry
+from tests.support.trees import read_tree
 
 
 def _hex(data: bytes) -> str:
@@ -167,3 +177,96 @@ def test_a_tar_gzip_larger_than_the_free_space_stops_at_the_file_that_does_not_f
     assert run_cli(store, "gc").code == 0
     assert _blobs(store) == set()
     assert _free(tmpfs) >= free - (64 << 10)
+
+
+# -- fetch NAME@<source digest> in a shared store ------------------------------------------------
+
+
+def _plant(store: Path, name: str, source: str, files: dict[str, bytes]) -> str:
+    """What another member of a shared store, with write access, can write: blobs, and a model manifest claiming the
+    source ``source`` (an Ollama manifest), named ``name``; its digest."""
+    layout = open_layout(store)
+    blobs = BlobStore(layout)
+    for data in files.values():
+        blobs.put_bytes(data)
+    annotations = {SOURCE_FORMAT: "ollama", SOURCE_DIGEST: source}
+    manifest = Manifest(tuple(ModelFile(path, Digest(_hex(data)), len(data)) for path, data in sorted(files.items())), annotations=annotations)
+    publish_model(layout, Names(layout), parse_reference(name), manifest, manifest.to_bytes())
+    return "sha256:" + _hex(manifest.to_bytes())
+
+
+PLANTED = {"model.gguf": b"GGUF planted weights\n", "template": b"{{ .Planted }}\n"}
+
+
+def test_a_model_planted_with_a_forged_source_digest_is_not_what_fetch_by_that_digest_gives(fault_server, tmp_path: Path) -> None:
+    client = LayoutClient()
+    artifact = push_ollama(client, "shared/model")
+    server = _served(fault_server, artifact, client)
+    store = tmp_path / "store"
+    by_tag = run_cli(store, "--json", "fetch", "--remote", server.url, f"{artifact.repository}:{artifact.tag}")
+    assert by_tag.code == 0, by_tag.err
+    (model,) = json.loads(by_tag.out)["models"]
+    planted = _plant(store, "planted/model:v1", artifact.source, PLANTED)
+    assert planted != model["digest"]
+    server.close()  # offline: what answers is the store alone
+    offline = _fetch(store, server, artifact, "--json", by=artifact.source)
+    assert offline.code == 0, offline.err
+    (again,) = json.loads(offline.out)["models"]
+    # The model read again from the kept source manifest, not the one that claims it.
+    assert (again["digest"], again["path"], again["downloaded"]) == (model["digest"], model["path"], 0)
+    assert read_tree(Path(again["path"])) == artifact.files
+    # A store that never read the source has only the claim: it must ask the remote, which is gone.
+    other = tmp_path / "other"
+    _plant(other, "planted/model:v1", artifact.source, PLANTED)
+    assert_error(_fetch(other, server, artifact, by=artifact.source), 4)
+    assert _blobs(other) == {_hex(data) for data in PLANTED.values()} | {planted.removeprefix("sha256:"), _hex(b"{}")}
+
+
+def test_gc_keeps_the_source_manifest_while_a_model_records_it_and_frees_it_after_rm(fault_server, tmp_path: Path) -> None:
+    client = LayoutClient()
+    artifact = push_ollama(client, "kept/model")
+    server = _served(fault_server, artifact, client)
+    store = tmp_path / "store"
+    ref = f"{artifact.repository}:{artifact.tag}"
+    fetched = run_cli(store, "--json", "fetch", "--remote", server.url, ref)
+    assert fetched.code == 0, fetched.err
+    (model,) = json.loads(fetched.out)["models"]
+    source = artifact.source.removeprefix("sha256:")
+    held = _blobs(store)
+    assert source in held
+    assert run_cli(store, "gc").code == 0
+    assert _blobs(store) == held  # nothing unnamed, and the source manifest kept
+    server.close()
+    assert _fetch(store, server, artifact, by=artifact.source).code == 0  # so it is still read offline after gc
+    # Fetched by digest, the model is kept by digest too (spec/names.md): both go.
+    for name in (ref, f"{artifact.repository}@{model['digest']}"):
+        removed = run_cli(store, "rm", name)
+        assert removed.code == 0, removed.err
+    assert run_cli(store, "gc").code == 0
+    assert _blobs(store) == set()
+
+
+# -- lock --check of a tar-layer model -------------------------------------------------------------
+
+
+def test_lock_check_of_a_tar_layer_model_holds_until_its_tag_moves(registry: Registry, tmp_path: Path) -> None:
+    """Each --check reads the tar layers again (they are not kept) to know the model's digest."""
+    client = RegistryClient(registry)
+    artifact = push_modelpack_tar(client, "limits/lock-check")
+    ref = artifact.ref(registry)
+    lockfile = tmp_path / "app" / "odai.lock"
+    lockfile.parent.mkdir()
+    store = tmp_path / "store"
+    assert run_cli(store, "lock", "--lockfile", lockfile, ref).code == 0
+    pinned = lockfile.read_bytes()
+    assert artifact.files is not None
+    assert all(f'\npath = "{path}"\n' in pinned.decode() for path in artifact.files)  # the tar's files too
+    # Twice: the second finds the tar's files already blobs of the store (the first check published them, unnamed).
+    for _ in range(2):
+        checked = run_cli(store, "lock", "--check", "--lockfile", lockfile)
+        assert (checked.code, checked.err) == (0, f"1 pin holds in {lockfile}\n"), checked
+    moved = push_modelpack_cnai(client, "limits/lock-check")  # another model with a tar layer, under the same tag
+    assert moved.source != artifact.source
+    message = assert_error(run_cli(store, "lock", "--check", "--lockfile", lockfile), 7)
+    assert message.startswith(f"1 of 1 pins moved: {ref}: pinned "), message
+    assert lockfile.read_bytes() == pinned
