@@ -10,6 +10,7 @@ builders' output (tests/support/model_artifacts.py) as an OCI layout from the fa
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -270,3 +271,26 @@ def test_lock_check_of_a_tar_layer_model_holds_until_its_tag_moves(registry: Reg
     message = assert_error(run_cli(store, "lock", "--check", "--lockfile", lockfile), 7)
     assert message.startswith(f"1 of 1 pins moved: {ref}: pinned "), message
     assert lockfile.read_bytes() == pinned
+
+
+# -- more files than a manifest can list -------------------------------------------------------------
+
+def test_a_tar_whose_files_make_a_manifest_over_4_mib_is_refused_and_gc_still_works(fault_server, tmp_path: Path) -> None:
+    """Fewer files than the count allows, with long paths: the manifest they make is over the cap the store reads.
+
+    Named, it would make show fail and gc delete nothing (it cannot read a manifest it keeps), for every member of a shared store.
+    """
+    deep = "/".join(["d" * 250] * 15)  # 3,764 bytes of directories, within the path rules
+    members = [Member(f"{i:04d}/{deep}", b"") for i in range(1100)]
+    client = LayoutClient()
+    layer = gzip.compress(tar_layer(members), mtime=0)
+    artifact = push_modelpack(client, "long/model", [Layer(f"{MP}.weight.config.v1.tar+gzip", layer, {FILEPATH: "long"})], {})
+    server = _served(fault_server, artifact, client)
+    store = tmp_path / "store"
+    message = assert_error(_fetch(store, server, artifact), 5)
+    assert message.startswith(f"a ModelPack model {artifact.source.removeprefix('sha256:')[:12]}: its 1100 files make a manifest of "), message
+    assert message.endswith(" bytes, more than the 4194304 a manifest may hold"), message
+    assert_nothing_named(store)
+    collected = run_cli(store, "gc")
+    assert collected.code == 0, collected.err
+    assert _blobs(store) == set()
