@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tarfile
 import zlib
 from pathlib import Path
@@ -274,6 +275,34 @@ def test_lock_check_of_a_tar_layer_model_holds_until_its_tag_moves(registry: Reg
 
 
 # -- more files than a manifest can list -------------------------------------------------------------
+
+# Runs a command and writes the peak resident memory of it (KiB, Linux's ru_maxrss) to the file first named.
+_PEAK = "import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(code)"
+
+
+def test_a_tar_of_more_files_than_a_manifest_can_list_is_refused_in_bounded_memory(fault_server, tmp_path: Path) -> None:
+    from store.fetching.unpack import _MAX_FILES
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for i in range(_MAX_FILES + 1):
+            info = tarfile.TarInfo(f"f/{i:06d}")
+            info.mtime = 1767323045
+            tar.addfile(info)  # empty: 512 bytes each, and one blob for them all
+    layer = gzip.compress(out.getvalue(), mtime=0)
+    assert len(layer) < 1 << 20
+    client = LayoutClient()
+    artifact = push_modelpack(client, "many/model", [Layer(f"{MP}.weight.config.v1.tar+gzip", layer, {FILEPATH: "many"})], {})
+    server = _served(fault_server, artifact, client)
+    store, peak = tmp_path / "store", tmp_path / "peak"
+    ref = f"{artifact.repository}:{artifact.tag}"
+    result = run_cli(store, "fetch", "--retries", "0", "--remote", server.url, ref, prefix=(sys.executable, "-c", _PEAK, str(peak)), timeout=600)
+    message = assert_error(result, 5)
+    assert f"more than {_MAX_FILES} files, more than a manifest can list" in message, message
+    # What a fetch takes anyway (about 50 MiB here), not what 40,000 members kept in memory would.
+    assert int(peak.read_text()) < 100 << 10, f"peak memory {int(peak.read_text()) >> 10} MiB"
+    assert_nothing_named(store)
+
 
 def test_a_tar_whose_files_make_a_manifest_over_4_mib_is_refused_and_gc_still_works(fault_server, tmp_path: Path) -> None:
     """Fewer files than the count allows, with long paths: the manifest they make is over the cap the store reads.
