@@ -20,6 +20,8 @@ import tarfile
 import zlib
 from pathlib import Path
 
+import pytest
+
 from store.local.blobs import BlobStore
 from store.local.names import Names
 from store.local.opening import open_layout
@@ -304,16 +306,19 @@ def test_a_tar_of_more_files_than_a_manifest_can_list_is_refused_in_bounded_memo
     assert_nothing_named(store)
 
 
+def _long_paths_layer() -> Layer:
+    """A tar+gzip of 1,100 empty files whose paths are 3,769 bytes each (within the path rules): a manifest of over 4 MiB."""
+    deep = "/".join(["d" * 250] * 15)
+    return Layer(f"{MP}.weight.config.v1.tar+gzip", gzip.compress(tar_layer([Member(f"{i:04d}/{deep}") for i in range(1100)]), mtime=0), {FILEPATH: "long"})
+
+
 def test_a_tar_whose_files_make_a_manifest_over_4_mib_is_refused_and_gc_still_works(fault_server, tmp_path: Path) -> None:
     """Fewer files than the count allows, with long paths: the manifest they make is over the cap the store reads.
 
     Named, it would make show fail and gc delete nothing (it cannot read a manifest it keeps), for every member of a shared store.
     """
-    deep = "/".join(["d" * 250] * 15)  # 3,764 bytes of directories, within the path rules
-    members = [Member(f"{i:04d}/{deep}", b"") for i in range(1100)]
     client = LayoutClient()
-    layer = gzip.compress(tar_layer(members), mtime=0)
-    artifact = push_modelpack(client, "long/model", [Layer(f"{MP}.weight.config.v1.tar+gzip", layer, {FILEPATH: "long"})], {})
+    artifact = push_modelpack(client, "long/model", [_long_paths_layer()], {})
     server = _served(fault_server, artifact, client)
     store = tmp_path / "store"
     message = assert_error(_fetch(store, server, artifact), 5)
@@ -323,3 +328,25 @@ def test_a_tar_whose_files_make_a_manifest_over_4_mib_is_refused_and_gc_still_wo
     collected = run_cli(store, "gc")
     assert collected.code == 0, collected.err
     assert _blobs(store) == set()
+
+
+# -- the Python API ------------------------------------------------------------------------------
+
+
+def test_store_fetch_raises_what_the_command_exits_with(fault_server, tmp_path: Path) -> None:
+    """The lying tar layer and the manifest over the cap, through Store.fetch: IntegrityError and UnsupportedModel (both exit 5)."""
+    from store import IntegrityError, InvalidManifest, Store
+
+    client = LayoutClient()
+    artifact = push_modelpack_tar(client, "api/lies")
+    layer = _tar_layers(artifact)["tar"]
+    lie = tar_layer([Member("config.json", b'{"planted": true}\n')])
+    server = _served(fault_server, artifact, client, {f"/blobs/sha256/{layer['digest'].removeprefix('sha256:')}": lie})
+    store = Store(tmp_path / "store")
+    with pytest.raises(IntegrityError):
+        store.fetch(f"{artifact.repository}:{artifact.tag}", remotes=server.url, retries=0)
+    long = push_modelpack(client, "api/long", [_long_paths_layer()], {})
+    server = _served(fault_server, long, client)
+    with pytest.raises(InvalidManifest, match="more than the 4194304 a manifest may hold"):
+        store.fetch(f"{long.repository}:{long.tag}", remotes=server.url, retries=0)
+    assert store.list() == []
