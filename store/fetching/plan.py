@@ -10,7 +10,7 @@ from ..errors import IntegrityError, InvalidManifest, NetworkError, NotFound, St
 from ..local.leases import Lease
 from ..oci.descriptor import EMPTY_DESCRIPTOR
 from ..oci.digest import Digest, sha256_of
-from ..oci.manifest import Manifest, parse_manifest
+from ..oci.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from ..oci.model_formats import Translation, UnsupportedModel, chosen_manifest, translate
 from ..oci.reference import Reference
 from ..remote.base import Source
@@ -153,6 +153,12 @@ def _translated(session: Session, want: Want, translation: Translation, source_m
         raise UnsupportedModel(f"{translation.described}, {err.message}", err.hint) from None
     manifest = translation.manifest(unpacked)
     data = manifest.to_bytes()
+    if len(data) > MAX_MANIFEST_BYTES:
+        # The store reads no manifest over the cap: named, this one would fail show and stop gc (it cannot read what it keeps).
+        raise UnsupportedModel(
+            f"{translation.described}: its {len(manifest.files)} files make a manifest of {len(data)} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may hold",
+            "tell the model's publisher",
+        )
     digest = sha256_of(data)
     return Resolved(want.ref, digest, data, manifest, sources, locator, source=translation.source, source_manifest=source_manifest)
 

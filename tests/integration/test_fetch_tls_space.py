@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,6 @@ import pytest
 from store import Store
 from tests.support.cli import CliResult, assert_error
 from tests.support.counting_server import serve_counting
-from tests.support.requirements import unavailable
 
 
 def _cli(store: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -65,20 +63,6 @@ def test_https_is_verified_by_default_and_refused_without_the_ca(origin, tls, tm
         from_env = _cli(tmp_path / "c", "fetch", "--remote", served.url, "tls:v1", env=env)
         assert from_env.returncode == 0, from_env.stderr
         assert Path(from_env.stdout.strip(), "weights.bin").read_bytes() == (origin.parent / "m" / "weights.bin").read_bytes()
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """A 16 MiB tmpfs (root only; CI runs as root, so there it must work)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        unavailable("the free-space test mounts a tmpfs, which needs root and the mount command (util-linux)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if done.returncode != 0:
-        unavailable(f"cannot mount a tmpfs here for the free-space test: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_no_space_fails_before_the_first_byte_and_says_how_much_to_free(tmp_path, tmpfs):

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import CliResult, assert_error, run_cli
+from tests.support.cli import CliResult, assert_error, assert_nothing_named, run_cli
 from tests.support.model_artifacts import ACCEPTED, REFUSED, Artifact, RegistryClient, gguf, push_docker_v01, push_ollama
 from tests.support.oci_schema import SCHEMA_DIR, validator
 from tests.support.registry import Registry, find_registry, start_registry
@@ -201,7 +201,7 @@ def test_show_remote_reads_the_translation_without_naming_anything(shape: str, f
     shown = json.loads(result.out)
     assert (shown["digest"], shown["source_format"], shown["source_digest"]) == (by_tag.digest(), artifact.format, artifact.source)
     assert {f["path"]: (f["digest"], f["size"]) for f in shown["files"]} == {path: (_sha256(data), len(data)) for path, data in artifact.files.items()}
-    _nothing_named(store)
+    assert_nothing_named(store)
 
 
 # -- by source digest ---------------------------------------------------------------------------
@@ -332,14 +332,6 @@ def test_sync_refuses_a_source_whose_translation_is_not_the_pinned_digest(client
 # -- refused --------------------------------------------------------------------------------------
 
 
-def _nothing_named(store: Path) -> None:
-    listed = run_cli(store, "--json", "list")
-    assert listed.code == 0, listed.err
-    assert json.loads(listed.out)["models"] == []
-    views = store / "views" / "sha256"
-    assert not views.exists() or [p.name for p in views.iterdir() if not p.name.startswith(".")] == []
-
-
 @pytest.mark.parametrize("shape", list(REFUSED))
 def test_a_shape_odai_store_cannot_name_safely_is_refused(shape: str, client: RegistryClient, registry: Registry, tmp_path: Path) -> None:
     artifact = REFUSED[shape](client, f"refused/{shape}")
@@ -351,7 +343,7 @@ def test_a_shape_odai_store_cannot_name_safely_is_refused(shape: str, client: Re
     hint = result.err.splitlines()[-1]
     for words in artifact.hint:
         assert words in hint, (words, hint)
-    _nothing_named(store)
+    assert_nothing_named(store)
 
 
 @pytest.mark.parametrize("shape", ["tar-parent", "tar-symlink", "index-of-two", "oci-container-image"])

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from store.cli.output import escaped
 
-__all__ = ["CliResult", "cli_command", "run_cli", "run_cli_many", "assert_error", "RETRY_NOTICE"]
+__all__ = ["CliResult", "cli_command", "run_cli", "run_cli_many", "assert_error", "assert_nothing_named", "RETRY_NOTICE"]
 
 # What a command says before each wait to retry (spec/fetching.md, Retrying): for assert_error's ``said``.
 RETRY_NOTICE = r".+: retrying in \d+\.\d s \(attempt \d+ of \d+\)"
@@ -110,3 +110,12 @@ def assert_error(result: CliResult, code: int, *, stdout_empty: bool = True, sai
     elif stdout_empty:
         assert result.out == "", f"stdout must be empty on error, got {result.out!r}"
     return message
+
+
+def assert_nothing_named(store: Path) -> None:
+    """``store`` names no model and has no view: what a refused fetch must leave."""
+    listed = run_cli(store, "--json", "list")
+    assert listed.code == 0, listed.err
+    assert _json.loads(listed.out)["models"] == []
+    views = store / "views" / "sha256"
+    assert not views.exists() or [p.name for p in views.iterdir() if not p.name.startswith(".")] == []

@@ -28,15 +28,24 @@ from urllib.parse import urljoin
 
 import urllib3
 
+from store.oci.descriptor import Descriptor
+from store.oci.digest import Digest
+from store.oci.index import Index
+from store.oci.reference import parse_reference
 from tests.support.registry import Registry
 
 __all__ = [
     "Artifact",
     "Layer",
+    "Member",
+    "MP",
+    "FILEPATH",
     "RegistryClient",
+    "LayoutClient",
     "ACCEPTED",
     "REFUSED",
     "gguf",
+    "push_modelpack",
     "push_ollama",
     "push_docker_v01",
     "zstd_frame",
@@ -172,9 +181,14 @@ def zstd_frame(data: bytes) -> bytes:
 def _diff_id(layer: Layer) -> str:
     """The digest of a layer's uncompressed content: what ModelPack's modelfs.diffIds and Docker's rootfs.diff_ids list."""
     # A layer typed gzip that is none (a shape odai-store refuses) gets its bytes' digest.
-    gzipped = layer.media_type.endswith("+gzip") and layer.data.startswith(b"\x1f\x8b")
-    data = gzip.decompress(layer.data) if gzipped else layer.data
-    return _sha256(data)
+    if not (layer.media_type.endswith("+gzip") and layer.data.startswith(b"\x1f\x8b")):
+        return _sha256(layer.data)
+    # Hashed as it is read: a gzip bomb's content is far larger than its bytes.
+    digest = hashlib.sha256()
+    with gzip.GzipFile(fileobj=io.BytesIO(layer.data)) as content:
+        while block := content.read(1 << 20):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
 
 
 def _modelpack_config(layers: list[Layer], model_format: str) -> bytes:
@@ -251,6 +265,38 @@ class RegistryClient:
         assert (got.status, got.headers["Content-Type"], got.headers["Docker-Content-Digest"]) == (200, media_type, digest)
         assert got.data == body
         return digest
+
+
+class LayoutClient:
+    """What the builders push, kept as an OCI image layout in memory instead (URL path -> bytes, as FaultServer serves it).
+
+    For a remote that lies: a registry checks every blob pushed against its
+    digest, so a test that needs a remote serving other bytes serves this
+    layout from a server of its own, with the bytes it likes.
+    """
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}  # digest -> bytes
+        self._index = Index()
+
+    def blob(self, repository: str, data: bytes) -> str:
+        digest = _sha256(data)
+        self.blobs[digest] = data
+        return digest
+
+    def manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
+        """Keep ``body``; a tag names it in index.json as ``repository:tag``."""
+        digest = self.blob(repository, body)
+        if not reference.startswith("sha256:"):
+            ref_name = parse_reference(f"{repository}:{reference}").ref_name
+            self._index = self._index.with_name(ref_name, Descriptor(media_type, Digest(digest.removeprefix("sha256:")), len(body)))
+        return digest
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        """The layout: ``/oci-layout``, ``/index.json`` and ``/blobs/sha256/<hex>`` for each blob."""
+        blobs = {f"/blobs/sha256/{digest.removeprefix('sha256:')}": data for digest, data in self.blobs.items()}
+        return {"/oci-layout": b'{"imageLayoutVersion":"1.0.0"}\n', "/index.json": self._index.to_bytes(), **blobs}
 
 
 @dataclass(frozen=True)
@@ -332,7 +378,7 @@ def _refused(
 MP = "application/vnd.cncf.model"
 
 
-def _modelpack(client: RegistryClient, repository: str, layers: list[Layer], files: dict[str, bytes], model_format: str = "safetensors") -> Artifact:
+def push_modelpack(client: RegistryClient, repository: str, layers: list[Layer], files: dict[str, bytes], model_format: str = "safetensors") -> Artifact:
     config = Layer(MODELPACK_CONFIG, _modelpack_config(layers, model_format))
     return _model(client, repository, layers, config, format="modelpack", files=files, artifact_type=MODELPACK_ARTIFACT)
 
@@ -360,7 +406,7 @@ def push_modelpack_raw(client: RegistryClient, repository: str) -> Artifact:
         _raw(f"{MP}.weight.v1.gguf", "model-q4.gguf", files["model-q4.gguf"]),
         Layer(f"{MP}.doc.v1.raw", files["empty.txt"], {TITLE: "empty.txt"}),
     ]
-    return _modelpack(client, repository, layers, files)
+    return push_modelpack(client, repository, layers, files)
 
 
 TOKENIZER = [
@@ -383,7 +429,7 @@ def push_modelpack_tar(client: RegistryClient, repository: str) -> Artifact:
         Layer(f"{MP}.doc.v1.tar+gzip", gzip.compress(tar_layer(doc_members), mtime=0), {FILEPATH: "docs"}),
     ]
     files = {"model.safetensors": weights, **_files(config_members), **_files(doc_members)}
-    return _modelpack(client, repository, layers, files)
+    return push_modelpack(client, repository, layers, files)
 
 
 def push_modelpack_cnai(client: RegistryClient, repository: str) -> Artifact:
