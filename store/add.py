@@ -23,7 +23,7 @@ from .local.names import Names
 from .local.publish import publish_model
 from .model import Model
 from .oci.digest import sha256_of
-from .oci.manifest import Manifest, ModelFile, check_model_paths
+from .oci.manifest import MAX_MANIFEST_BYTES, Manifest, ModelFile, check_model_paths
 from .oci.reference import Reference
 from .transfer.progress import Progress, Snapshot
 
@@ -310,6 +310,12 @@ def _add(
                     shared.append((source, blobs.path(file.digest), taken))
             manifest = Manifest.of(files)
             data = manifest.to_bytes()
+            if len(data) > MAX_MANIFEST_BYTES:
+                # Every reader refuses a larger manifest unread (spec/manifest.md): named, it would stop show and gc.
+                raise UsageError(
+                    f"the {len(files)} files make a manifest of {len(data)} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may hold",
+                    "add fewer files (or shorter paths) as one model; split it into several models",
+                )
             lease.add(manifest.config.digest, sha256_of(data))
             published = publish_model(layout, names, ref, manifest, data)
         except BaseException:

@@ -25,10 +25,10 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import urllib3
 
-from ..errors import IntegrityError, NetworkError, NotFound, StoreError, UsageError
+from ..errors import IntegrityError, InvalidManifest, NetworkError, NotFound, StoreError, UsageError
 from ..oci.descriptor import MANIFEST_TYPE, Descriptor
 from ..oci.digest import Digest, InvalidDigest, parse_digest, sha256_of
-from ..oci.manifest import SOURCE_FORMAT, SOURCE_REPOSITORY, SOURCE_REVISION, Manifest, ModelFile, check_model_paths
+from ..oci.manifest import MAX_MANIFEST_BYTES, SOURCE_FORMAT, SOURCE_REPOSITORY, SOURCE_REVISION, Manifest, ModelFile, check_model_paths
 from ..oci.reference import Reference
 from .auth import Bearer
 from .base import Action, Resolution, classify, nothing
@@ -176,6 +176,11 @@ class HubSource:
         annotations = {SOURCE_FORMAT: HUB_FORMAT, SOURCE_REPOSITORY: self.spec.repo, SOURCE_REVISION: commit}
         manifest = Manifest(tuple(sorted(files, key=lambda f: f.path)), annotations=MappingProxyType(annotations))
         data = manifest.to_bytes()
+        if len(data) > MAX_MANIFEST_BYTES:  # every reader refuses it unread: named, it would stop show and gc
+            raise InvalidManifest(
+                f"{self.url}: its {len(files)} files make a manifest of {len(data)} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may hold",
+                "take part of the repository with --include and --exclude",
+            )
         return Resolution(Descriptor(MANIFEST_TYPE, sha256_of(data), len(data)), data, self.url, carried=tuple(carried), revision=commit)
 
     def _api(self, path: str) -> str:

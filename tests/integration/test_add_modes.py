@@ -219,3 +219,17 @@ def test_add_progress_as_json_counts_every_byte_once(tmp_path: Path, store_dir: 
     seen = []
     Store(tmp_path / "api-store").add("m:v1", source, progress=seen.append)
     assert seen[-1].done == total
+
+
+def test_a_tree_whose_manifest_would_be_over_4_mib_is_refused_and_nothing_is_named(tmp_path: Path) -> None:
+    # 1,100 files at paths of about 3.7 KB: well within the path rules, but their manifest would be about 4.4 MB,
+    # which every reader refuses unread (spec/manifest.md): named, the model would stop show and gc.
+    deep = tmp_path / "tree" / Path(*(f"{'d' * 249}{i}" for i in range(14)))
+    deep.mkdir(parents=True)
+    for i in range(1100):
+        (deep / f"{i:04d}{'f' * 245}").touch()
+    store = tmp_path / "store"
+    message = assert_error(run_cli(store, "add", "huge:v1", tmp_path / "tree"), 2)
+    assert "more than the 4194304 a manifest may hold" in message
+    assert run_cli(store, "list").out == ""
+    assert run_cli(store, "gc").code == 0
