@@ -10,7 +10,7 @@ from ..errors import IntegrityError, InvalidManifest, NetworkError, NotFound, St
 from ..local.leases import Lease
 from ..oci.descriptor import EMPTY_DESCRIPTOR
 from ..oci.digest import Digest, sha256_of
-from ..oci.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from ..oci.manifest import Manifest, ModelFile, parse_manifest
 from ..oci.model_formats import Translation, UnsupportedModel, chosen_manifest, translate
 from ..oci.reference import Reference
 from ..remote.base import Source
@@ -147,20 +147,24 @@ def _keep_carried(session: Session, carried: tuple[bytes, ...], lease: Lease | N
 
 def _translated(session: Session, want: Want, translation: Translation, source_manifest: bytes, sources: tuple[Source, ...], locator: str, lease: Lease | None) -> Resolved:
     """The store's manifest of a model in another format: its tar layers unpacked now, since their files are known only from their bytes."""
-    try:
-        unpacked = [f for archive in translation.archives for f in unpack(session, archive, sources, lease)]
-    except UnsupportedModel as err:
-        raise UnsupportedModel(f"{translation.described}, {err.message}", err.hint) from None
+    unpacked: list[ModelFile] = []
+    for archive in translation.archives:
+        try:
+            # Each layer's listing is checked as the model it would make (paths, the manifest's size) before a file of it is written.
+            unpacked += unpack(session, archive, sources, lease, accept=partial(_accepts, translation, tuple(unpacked)))
+        except UnsupportedModel as err:
+            if err.message.startswith(translation.described):
+                raise
+            raise UnsupportedModel(f"{translation.described}, {err.message}", err.hint) from None
     manifest = translation.manifest(unpacked)
     data = manifest.to_bytes()
-    if len(data) > MAX_MANIFEST_BYTES:
-        # The store reads no manifest over the cap: named, this one would fail show and stop gc (it cannot read what it keeps).
-        raise UnsupportedModel(
-            f"{translation.described}: its {len(manifest.files)} files make a manifest of {len(data)} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may hold",
-            "tell the model's publisher",
-        )
     digest = sha256_of(data)
     return Resolved(want.ref, digest, data, manifest, sources, locator, source=translation.source, source_manifest=source_manifest)
+
+
+def _accepts(translation: Translation, earlier: tuple[ModelFile, ...], listed: list[ModelFile]) -> None:
+    """Raise what ``translation.manifest`` would refuse of the files unpacked so far and a layer's listing (digests not known yet)."""
+    translation.manifest([*earlier, *listed])
 
 
 def resolve(session: Session, wants: list[Want]) -> list[Resolved]:

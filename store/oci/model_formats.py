@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from ..errors import InvalidManifest, InvalidPath
 from .descriptor import DOCKER_LIST_TYPE, DOCKER_MANIFEST_TYPE, INDEX_TYPE, MANIFEST_TYPE, Descriptor
 from .digest import Digest, InvalidDigest
-from .manifest import SOURCE_DIGEST, SOURCE_FORMAT, TITLE, Manifest, ModelFile, check_model_path, check_model_paths, read_document
+from .manifest import MAX_MANIFEST_BYTES, SOURCE_DIGEST, SOURCE_FORMAT, TITLE, Manifest, ModelFile, check_model_path, check_model_paths, read_document
 from .modelpack import FILEPATH
 
 __all__ = ["UnsupportedModel", "Archive", "Translation", "chosen_manifest", "translate"]
@@ -104,14 +104,22 @@ class Translation(NamedTuple):
         return f"a {_SHOWN[self.format]} model {self.source.short}"
 
     def manifest(self, unpacked: Iterable[ModelFile] = ()) -> Manifest:
-        """The store manifest: these files and those unpacked from the archives, with where they came from; UnsupportedModel for a clash of paths."""
+        """The store manifest: these files and those unpacked from the archives, with where they came from; UnsupportedModel for a clash of paths, or a manifest over the cap."""
         files = [*self.files, *unpacked]
         try:
             check_model_paths([f.path for f in files])
         except InvalidPath as err:
             raise UnsupportedModel(f"{self.described}: {err.message}", "the model's files cannot be laid out safely; it was not used") from None
         annotations = {SOURCE_FORMAT: self.format, SOURCE_DIGEST: str(self.source)}
-        return Manifest(tuple(sorted(files, key=lambda f: f.path)), annotations=MappingProxyType(annotations))
+        manifest = Manifest(tuple(sorted(files, key=lambda f: f.path)), annotations=MappingProxyType(annotations))
+        size = len(manifest.to_bytes())
+        if size > MAX_MANIFEST_BYTES:
+            # The store reads no manifest over the cap: named, this one would fail show and stop gc (it cannot read what it keeps).
+            raise UnsupportedModel(
+                f"{self.described}: its {len(files)} files make a manifest of {size} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may hold",
+                "tell the model's publisher",
+            )
+        return manifest
 
 
 def chosen_manifest(data: bytes, digest: Digest) -> Digest | None:
