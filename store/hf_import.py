@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from .errors import IntegrityError, NotFound, UsageError, storage_errors
 from .fs.atomic import private_name
 from .local.blobs import BlobStore
 from .local.history import new_record, note
-from .local.ingest import IngestWriter
+from .local.ingest import BLOCK, IngestWriter
 from .local.layout import StoreLayout
 from .local.leases import Lease
 from .local.names import Names
@@ -194,8 +195,11 @@ def _scan(cache_fd: int, cache: Path, wanted: set[str] | None) -> list[_Repo]:
     return repos
 
 
-def _ingest_blob(layout: StoreLayout, blobs: BlobStore, lease: Lease, blobs_fd: int, shown: Path, repo: str, name: str) -> _Blob:
-    """Bring the cache's ``blobs/<name>`` into the store, checked against ``name``: its SHA-256, else its git blob SHA-1."""
+_DAMAGED = "the cache holds damaged data: download the repository again with huggingface_hub, then import it"
+
+
+def _open_blob(blobs_fd: int, shown: Path, name: str) -> tuple[BinaryIO, os.stat_result]:
+    """The regular file ``blobs/<name>``, never through a link, and what fstat says of it."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=blobs_fd)
     except FileNotFoundError:
@@ -204,33 +208,71 @@ def _ingest_blob(layout: StoreLayout, blobs: BlobStore, lease: Lease, blobs_fd: 
         if err.errno == errno.ELOOP:
             raise UsageError(f"{shown} is a symbolic link, not a file of the cache", _SHAPE_HINT) from None
         raise
-    with os.fdopen(fd, "rb", buffering=0) as src:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{shown} is not a regular file", _SHAPE_HINT)
-        hint = "the cache holds damaged data: download the repository again with huggingface_hub, then import it"
-        if _SHA256.fullmatch(name):
-            with IngestWriter(layout, chunks=False) as ingest:
-                if not ingest.clone_from(fd):
-                    ingest.copy_from(src)
-                try:
-                    written = ingest.commit(parse_digest(f"sha256:{name}"), info.st_size)
-                except IntegrityError:
-                    raise IntegrityError(f"{shown}: its bytes do not hash to the SHA-256 it is named by", hint) from None
-                lease.add(written.digest)
-                blobs.publish(ingest, written)
-            digest, size = written.digest, written.size
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise UsageError(f"{shown} is not a regular file", _SHAPE_HINT)
+    return os.fdopen(fd, "rb", buffering=0), info
+
+
+def _ingest_blob(layout: StoreLayout, blobs: BlobStore, lease: Lease, blobs_fd: int, shown: Path, repo: str, name: str) -> _Blob:
+    """Bring the cache's ``blobs/<name>`` into the store, checked against ``name``: its SHA-256, else its git blob SHA-1."""
+    src, info = _open_blob(blobs_fd, shown, name)
+    with src:
+        if COMMIT.fullmatch(name):
+            digest, size = _ingest_git_file(blobs, lease, src, shown, name)
         else:
-            data = src.read(_GIT_FILE_MAX + 1)
-            if len(data) > _GIT_FILE_MAX:
-                raise IntegrityError(f"{shown}: a file outside LFS over {_GIT_FILE_MAX} bytes, which the Hub does not serve", hint)
-            if git_blob_sha1(data) != name:
-                raise IntegrityError(f"{shown}: its bytes are not the git blob it is named by", hint)
-            digest, size = sha256_of(data), len(data)
+            digest, size = parse_digest(f"sha256:{name}"), info.st_size
+            if _is_stored(layout, digest, info):
+                # Linked by an import before: the store's own blob. Checked again, but not copied onto itself.
+                if _sha256_of(src) != name:
+                    raise IntegrityError(f"{shown}: its bytes do not hash to the SHA-256 it is named by", _DAMAGED)
+            else:
+                _ingest_lfs_file(layout, blobs, lease, src, shown, digest, size)
             lease.add(digest)
-            if not blobs.has(digest, size):
-                blobs.put_bytes(data, digest)
     return _Blob(repo, name, digest, size, (info.st_dev, info.st_ino), info.st_nlink)
+
+
+def _ingest_lfs_file(layout: StoreLayout, blobs: BlobStore, lease: Lease, src: BinaryIO, shown: Path, digest: Digest, size: int) -> None:
+    """A clone where the filesystem can, else a copy, hashed in the same pass and checked against ``digest``."""
+    with IngestWriter(layout, chunks=False) as ingest:
+        if not ingest.clone_from(src.fileno()):
+            ingest.copy_from(src)
+        try:
+            written = ingest.commit(digest, size)
+        except IntegrityError:
+            raise IntegrityError(f"{shown}: its bytes do not hash to the SHA-256 it is named by", _DAMAGED) from None
+        lease.add(written.digest)
+        blobs.publish(ingest, written)
+
+
+def _ingest_git_file(blobs: BlobStore, lease: Lease, src: BinaryIO, shown: Path, name: str) -> tuple[Digest, int]:
+    """A small file read whole, checked against its git blob id ``name``, stored by its SHA-256."""
+    data = src.read(_GIT_FILE_MAX + 1)
+    if len(data) > _GIT_FILE_MAX:
+        raise IntegrityError(f"{shown}: a file outside LFS over {_GIT_FILE_MAX} bytes, which the Hub does not serve", _DAMAGED)
+    if git_blob_sha1(data) != name:
+        raise IntegrityError(f"{shown}: its bytes are not the git blob it is named by", _DAMAGED)
+    digest = sha256_of(data)
+    lease.add(digest)
+    if not blobs.has(digest, len(data)):
+        blobs.put_bytes(data, digest)
+    return digest, len(data)
+
+
+def _is_stored(layout: StoreLayout, digest: Digest, info: os.stat_result) -> bool:
+    """Whether the file ``info`` is the store's blob of ``digest`` (a cache linked before)."""
+    try:
+        return os.path.samestat(info, os.stat(layout.blob(digest), follow_symlinks=False))
+    except FileNotFoundError:
+        return False
+
+
+def _sha256_of(src: BinaryIO) -> str:
+    hasher = hashlib.sha256()
+    while block := src.read(BLOCK):
+        hasher.update(block)
+    return hasher.hexdigest()
 
 
 def _link(layout: StoreLayout, blobs_fd: int, blob: _Blob) -> bool | None:

@@ -170,6 +170,14 @@ def test_link_gives_the_disk_back_and_huggingface_hub_still_loads_every_file_off
     assert (again.linked, again.left, again.reclaimed) == (0, 0, 0)
     said = run_cli(store, "import-hf-cache", "--link", "--cache-dir", cache)
     assert "linked 0 files of the cache to the store: 0 B reclaimed" in said.err
+    # A linked file is the store's blob: checked again at every import, though not copied.
+    item = repo.files()["model.safetensors"]
+    damaged = blobs / item.sha256
+    data = bytearray(damaged.read_bytes())
+    data[7] ^= 1
+    os.chmod(damaged, 0o644)
+    damaged.write_bytes(bytes(data))
+    assert "its bytes do not hash to the SHA-256" in assert_error(run_cli(store, "import-hf-cache", "--cache-dir", cache), 5)
 
 
 def test_a_planted_link_out_of_the_cache_is_refused(olah: Olah, hf_client: HfClient, tmp_path: Path) -> None:
