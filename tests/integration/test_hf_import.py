@@ -120,6 +120,9 @@ def test_a_snapshot_no_ref_points_at_is_named_by_its_commit_and_repos_limit_the_
 @pytest.mark.parametrize("damaged", ["model-q8_0.gguf", "config.json"])
 def test_a_damaged_blob_fails_the_import_and_changes_nothing(olah: Olah, hf_client: HfClient, tmp_path: Path, damaged: str) -> None:
     repo = olah.model(f"acme/damaged-{damaged.split('.')[0].lower()}", FILES, lfs=LFS)
+    # A sound repository read first (the cache's order): it is not named either, and its files are not linked.
+    sound = olah.model(f"acme/aaa-sound-{damaged.split('.')[0].lower()}", {"config.json": b"{}\n", "w.safetensors": os.urandom(4096)}, lfs={"w.safetensors"})
+    _cache_of(olah, hf_client, tmp_path / "hf", sound, "main")
     cache = _cache_of(olah, hf_client, tmp_path / "hf", repo, "main")
     item = repo.files()[damaged]
     blob = cache / f"models--{repo.repo_id.replace('/', '--')}" / "blobs" / (item.sha256 if item.lfs else item.git_sha1)
