@@ -378,8 +378,9 @@ def _import(layout: StoreLayout, names: Names, cache: Path, found: list[_Repo], 
                     data = manifest.to_bytes()
                     lease.add(manifest.config.digest, sha256_of(data))
                     plans.append((snapshot, manifest, data))
-            # Every file checked and every blob in: now the names, and nothing above can fail any more.
+            # Every file checked and every blob in: only now do names move.
             records = []
+            last = started
             for snapshot, manifest, data in plans:
                 for revision in snapshot.revisions or (snapshot.commit,):
                     ref = hub_reference(snapshot.repo, revision)
@@ -387,7 +388,9 @@ def _import(layout: StoreLayout, names: Names, cache: Path, found: list[_Repo], 
                     if moved := published.moved(ref):
                         say(moved)
                     models.append(Model(ref.ref_name, published.digest, published.path, manifest.files))
-                    records.append(new_record("add", str(ref), ref.ref_name, str(published.digest), [snapshot.where], 0, time.monotonic() - started, None))
+                    now = time.monotonic()  # the records of one command add up to its time (spec/store-layout.md#history)
+                    records.append(new_record("add", str(ref), ref.ref_name, str(published.digest), [snapshot.where], 0, now - last, None))
+                    last = now
             note(layout, records, say)
         linked = reclaimed = left = 0
         if link:
