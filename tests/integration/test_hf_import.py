@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,22 @@ def test_link_gives_the_disk_back_and_huggingface_hub_still_loads_every_file_off
     os.chmod(damaged, 0o644)
     damaged.write_bytes(bytes(data))
     assert "its bytes do not hash to the SHA-256" in assert_error(run_cli(store, "import-hf-cache", "--cache-dir", cache), 5)
+
+
+def test_link_across_filesystems_leaves_the_cache_as_it_is_and_says_so(olah: Olah, hf_client: HfClient, tmp_path: Path) -> None:
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the test's directory")
+    repo = olah.model("acme/across", FILES, lfs=LFS)
+    cache = _cache_of(olah, hf_client, tmp_path / "hf", repo, "main")
+    before = _state(cache)
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as elsewhere:
+        result = run_cli(Path(elsewhere) / "store", "--json", "import-hf-cache", "--link", "--cache-dir", cache)
+        assert result.code == 0, result.err
+        doc = json.loads(result.out)
+        assert (doc["linked"], doc["left"], doc["reclaimed"]) == (0, len(repo.files()), 0)
+        assert f"{len(repo.files())} files of the cache left as they were" in result.err
+        assert [m["name"] for m in doc["models"]] == ["hf/acme/across:main"]
+    assert _state(cache) == before
 
 
 def test_a_planted_link_out_of_the_cache_is_refused(olah: Olah, hf_client: HfClient, tmp_path: Path) -> None:
