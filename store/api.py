@@ -446,11 +446,12 @@ class Store:
         blob files then become hard links to the store's blobs where the
         filesystem allows (spec/cli.md#import-hf-cache).
         """
-        from .hf_import import default_cache_dir, import_hf_cache
+        from .export import hf_cache_dir
+        from .hf_import import import_hf_cache
 
         checked = _fetch_options(say=say)
         items = list(_items(repos, "repos", str))
-        cache = Path(cache_dir) if cache_dir is not None and os.fspath(cache_dir) else default_cache_dir()
+        cache = Path(os.path.abspath(cache_dir if cache_dir is not None and os.fspath(cache_dir) else hf_cache_dir(os.environ)))
         return import_hf_cache(self.layout, self._names, cache, items, link, checked["say"] or (lambda _: None))
 
     def fetch(

@@ -37,10 +37,11 @@ from .local.names import Names
 from .local.publish import publish_model
 from .model import HfImported, Model
 from .oci.digest import Digest, parse_digest, sha256_of
-from .oci.huggingface import COMMIT, REPO_PART, git_blob_sha1, hub_manifest, hub_reference
+from .oci.huggingface import COMMIT, REPO_PART, git_blob_sha1, hub_manifest
 from .oci.manifest import ModelFile, check_model_paths
+from .remote.select import hub_remote
 
-__all__ = ["default_cache_dir", "import_hf_cache"]
+__all__ = ["import_hf_cache"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Git files the Hub keeps outside LFS are small (it refuses more than 10 MiB): fetch hf:// refuses a bigger one too.
@@ -50,14 +51,6 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # What link(2) answers where the cache's file cannot become a name of the store's blob: another filesystem, none with hard links, a link not allowed.
 _CANNOT_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOSYS})
 _SHAPE_HINT = "the cache is not as huggingface_hub leaves it; remove what was put there, or import the other repositories by name"
-
-
-def default_cache_dir(environ: os._Environ[str] | dict[str, str] = os.environ) -> Path:
-    """The cache huggingface_hub uses: $HF_HUB_CACHE (else its older name $HUGGINGFACE_HUB_CACHE), else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub."""
-    if cache := environ.get("HF_HUB_CACHE") or environ.get("HUGGINGFACE_HUB_CACHE"):
-        return Path(cache).expanduser()
-    home = environ.get("HF_HOME") or os.path.join(environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
-    return Path(home).expanduser() / "hub"
 
 
 class _Blob(NamedTuple):
@@ -383,7 +376,7 @@ def _import(layout: StoreLayout, names: Names, cache: Path, found: list[_Repo], 
             last = started
             for snapshot, manifest, data in plans:
                 for revision in snapshot.revisions or (snapshot.commit,):
-                    ref = hub_reference(snapshot.repo, revision)
+                    _, ref = hub_remote(f"hf://{snapshot.repo}@{revision}")  # fetch's name for it (spec/names.md#hugging-face-names)
                     published = publish_model(layout, names, ref, manifest, data)
                     if moved := published.moved(ref):
                         say(moved)

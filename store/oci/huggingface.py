@@ -1,10 +1,10 @@
-"""What the store makes of a Hugging Face repository at a commit: its manifest, its local name, a git file's id.
+"""What the store makes of a Hugging Face repository at a commit: its manifest; and a git file's id.
 
 Pure functions of a repository's name, its commit and its files, shared by
 everything that brings a Hub model in (``fetch hf://`` over the network,
 ``import-hf-cache`` from a cache huggingface_hub filled): the same commit and
-files give the same manifest digest and the same name whichever way they
-came (spec/remotes.md#hugging-face-hub, spec/names.md#hugging-face-names).
+files give the same manifest digest whichever way they came
+(spec/remotes.md#hugging-face-hub).
 """
 
 from __future__ import annotations
@@ -15,18 +15,14 @@ from collections.abc import Iterable
 from types import MappingProxyType
 
 from .manifest import SOURCE_FORMAT, SOURCE_REPOSITORY, SOURCE_REVISION, Manifest, ModelFile
-from .reference import Reference
 
-__all__ = ["HUB_FORMAT", "COMMIT", "REPO_PART", "git_blob_sha1", "hub_manifest", "hub_reference"]
+__all__ = ["HUB_FORMAT", "COMMIT", "REPO_PART", "git_blob_sha1", "hub_manifest"]
 
 HUB_FORMAT = "huggingface"
 # The Hub's own rule for an organisation or repository name.
 REPO_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
 # A commit, and a git blob id: git SHA-1 object names.
 COMMIT = re.compile(r"[0-9a-f]{40}")
-_SEPARATORS = re.compile(r"[._-]{2,}")
-_NOT_TAG = re.compile(r"[^A-Za-z0-9._-]")
-_TAG_FIRST = re.compile(r"[A-Za-z0-9_]")
 
 
 def hub_manifest(repo: str, commit: str, files: Iterable[ModelFile]) -> Manifest:
@@ -34,20 +30,6 @@ def hub_manifest(repo: str, commit: str, files: Iterable[ModelFile]) -> Manifest
     no chunk digests, the source format, repository and commit as annotations."""
     annotations = {SOURCE_FORMAT: HUB_FORMAT, SOURCE_REPOSITORY: repo, SOURCE_REVISION: commit}
     return Manifest(tuple(sorted(files, key=lambda f: f.path)), annotations=MappingProxyType(annotations))
-
-
-def hub_reference(repo: str, revision: str) -> Reference:
-    """The store's name for ``repo`` (ORG/REPO) at ``revision`` without --as: ``hf/org/repo:revision`` in the store's grammar.
-
-    Lowercased, each run of separators cut to its first; the revision a tag,
-    characters a tag cannot hold turned into ``-``. Not reversible (two
-    repositories may differ only in case): the manifest records the exact one.
-    """
-    name = "hf/" + "/".join(_SEPARATORS.sub(lambda m: m.group(0)[0], part.lower()) for part in repo.split("/"))
-    tag = _NOT_TAG.sub("-", revision)[:128]
-    if not _TAG_FIRST.match(tag):
-        tag = "_" + tag[:127]
-    return Reference(name, tag)
 
 
 def git_blob_sha1(data: bytes) -> str:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from store import IntegrityError, NotFound, Store, UsageError
-from store.hf_import import default_cache_dir
 from tests.support.cli import assert_error, run_cli
 from tests.support.hf_client import HfClient
 from tests.support.olah import HubRepo, Olah
@@ -90,6 +89,7 @@ def test_a_cache_huggingface_hub_filled_is_the_models_fetch_would_make(olah: Ola
     # Where it came from: the snapshot's directory, as add records its PATH.
     shown = json.loads(run_cli(tmp_path / "store", "--json", "show", "hf/theorg/cache-model:v1").out)
     assert shown["source"] == {"command": "add", "sources": [str(cache / "models--TheOrg--Cache-Model" / "snapshots" / first)]}
+    assert (shown["source_format"], shown["source_repository"]) == ("huggingface", f"hf://TheOrg/Cache-Model@{first}")
 
 
 def test_a_snapshot_no_ref_points_at_is_named_by_its_commit_and_repos_limit_the_import(olah: Olah, hf_client: HfClient, tmp_path: Path) -> None:
@@ -237,12 +237,3 @@ def test_a_planted_link_out_of_the_cache_is_refused(olah: Olah, hf_client: HfCli
     with pytest.raises(UsageError):
         Store(store).import_hf_cache(cache_dir=cache, link=True)
     assert run_cli(store, "list").out == ""
-
-
-def test_the_default_cache_is_huggingface_hubs() -> None:
-    home = os.path.expanduser("~")
-    assert default_cache_dir({"HF_HUB_CACHE": "/c", "HF_HOME": "/h"}) == Path("/c")
-    assert default_cache_dir({"HUGGINGFACE_HUB_CACHE": "/old"}) == Path("/old")
-    assert default_cache_dir({"HF_HOME": "/h", "XDG_CACHE_HOME": "/x"}) == Path("/h/hub")
-    assert default_cache_dir({"XDG_CACHE_HOME": "/x"}) == Path("/x/huggingface/hub")
-    assert default_cache_dir({}) == Path(home, ".cache", "huggingface", "hub")
