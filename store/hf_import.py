@@ -191,16 +191,32 @@ def _scan(cache_fd: int, cache: Path, wanted: set[str] | None) -> list[_Repo]:
 _DAMAGED = "the cache holds damaged data: download the repository again with huggingface_hub, then import it"
 
 
-def _open_blob(blobs_fd: int, shown: Path, name: str) -> tuple[BinaryIO, os.stat_result]:
-    """The regular file ``blobs/<name>``, never through a link, and what fstat says of it."""
+def _store_link(layout: StoreLayout, blobs_fd: int, name: str) -> Path | None:
+    """The store's blob that ``blobs/<name>`` is a symbolic link to, read from the link's exact text (what export
+    --layout hf-cache --link symlink writes): for an LFS file the blob of its own name; else None."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=blobs_fd)
+        text = os.readlink(name, dir_fd=blobs_fd)
+    except OSError:
+        return None
+    target = Path(text)
+    if str(target.parent) != str(layout.blobs) or not _SHA256.fullmatch(target.name) or (_SHA256.fullmatch(name) and target.name != name):
+        return None
+    return target
+
+
+def _open_blob(layout: StoreLayout, blobs_fd: int, shown: Path, name: str) -> tuple[BinaryIO, os.stat_result]:
+    """The regular file ``blobs/<name>``, never through a link but one to the store's own blob of that name, and what fstat says of it."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=blobs_fd)
     except FileNotFoundError:
         raise IntegrityError(f"{shown}: a snapshot links to it, and it is missing", _SHAPE_HINT) from None
     except OSError as err:
-        if err.errno == errno.ELOOP:
+        if err.errno != errno.ELOOP:
+            raise
+        if (stored := _store_link(layout, blobs_fd, name)) is None:
             raise UsageError(f"{shown} is a symbolic link, not a file of the cache", _SHAPE_HINT) from None
-        raise
+        fd = os.open(stored, flags)
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
@@ -210,7 +226,7 @@ def _open_blob(blobs_fd: int, shown: Path, name: str) -> tuple[BinaryIO, os.stat
 
 def _ingest_blob(layout: StoreLayout, blobs: BlobStore, lease: Lease, blobs_fd: int, shown: Path, repo: str, name: str) -> _Blob:
     """Bring the cache's ``blobs/<name>`` into the store, checked against ``name``: its SHA-256, else its git blob SHA-1."""
-    src, info = _open_blob(blobs_fd, shown, name)
+    src, info = _open_blob(layout, blobs_fd, shown, name)
     with src:
         if COMMIT.fullmatch(name):
             digest, size = _ingest_git_file(blobs, lease, src, shown, name)
@@ -277,7 +293,7 @@ def _link(layout: StoreLayout, blobs_fd: int, blob: _Blob) -> bool | None:
     """
     target = layout.blob(blob.digest)
     now = os.stat(blob.name, dir_fd=blobs_fd, follow_symlinks=False)
-    if os.path.samestat(now, os.stat(target)):
+    if os.path.samestat(now, os.stat(target)) or _store_link(layout, blobs_fd, blob.name) is not None:
         return False
     if (now.st_dev, now.st_ino) != blob.inode:
         return None

@@ -237,3 +237,21 @@ def test_a_planted_link_out_of_the_cache_is_refused(olah: Olah, hf_client: HfCli
     with pytest.raises(UsageError):
         Store(store).import_hf_cache(cache_dir=cache, link=True)
     assert run_cli(store, "list").out == ""
+
+
+def test_a_cache_export_made_of_symbolic_links_to_this_store_is_imported_as_the_same_model(olah: Olah, tmp_path: Path) -> None:
+    olah.model("acme/exported", FILES, lfs=LFS)
+    store, cache = tmp_path / "store", tmp_path / "hub"
+    fetched = run_cli(store, "--json", "fetch", "hf://acme/exported", env={"HF_ENDPOINT": olah.endpoint})
+    assert fetched.code == 0, fetched.err
+    digest = json.loads(fetched.out)["models"][0]["digest"]
+    exported = run_cli(store, "export", "hf/acme/exported:main", "--layout", "hf-cache", "--link", "symlink", "--cache-dir", cache)
+    assert exported.code == 0, exported.err
+    assert any(p.is_symlink() for p in (cache / "models--acme--exported" / "blobs").iterdir())
+    before = _state(cache)
+    result = Store(store).import_hf_cache(cache_dir=cache, link=True)
+    assert [(m.name, str(m.digest)) for m in result.models] == [("hf/acme/exported:main", digest)]
+    assert (result.linked, result.left, result.reclaimed) == (0, 0, 0)
+    assert _state(cache) == before
+    # Links into another store are no file of the cache.
+    assert "is a symbolic link" in assert_error(run_cli(tmp_path / "other", "import-hf-cache", "--cache-dir", cache), 2)
