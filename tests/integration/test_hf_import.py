@@ -63,7 +63,7 @@ def _blocks(*roots: Path) -> int:
 
 
 def test_a_cache_huggingface_hub_filled_is_the_models_fetch_would_make(olah: Olah, hf_client: HfClient, tmp_path: Path) -> None:
-    repo = olah.model("TheOrg/Cache-Model", FILES, lfs=LFS)
+    repo = olah.model("HfImport/Cache-Model", FILES, lfs=LFS)
     repo.tag("v1")
     first = repo.branches["main"]
     second = repo.commit({"config.json": b'{"architectures": ["Tiny"], "v": 2}\n'})
@@ -72,45 +72,45 @@ def test_a_cache_huggingface_hub_filled_is_the_models_fetch_would_make(olah: Ola
     assert result.code == 0, result.err
     doc = json.loads(result.out)
     # main is the second commit; v1 and the commit asked by its id are the first: one snapshot, named by the ref that points at it.
-    assert sorted(m["name"] for m in doc["models"]) == ["hf/theorg/cache-model:main", "hf/theorg/cache-model:v1"]
+    assert sorted(m["name"] for m in doc["models"]) == ["hf/hfimport/cache-model:main", "hf/hfimport/cache-model:v1"]
     assert second != first
     assert (doc["linked"], doc["reclaimed"]) == (0, 0)
     by_name = {m["name"]: m for m in doc["models"]}
     for revision in ("main", "v1"):
-        model = by_name[f"hf/theorg/cache-model:{revision}"]
+        model = by_name[f"hf/hfimport/cache-model:{revision}"]
         assert read_tree(Path(model["path"])) == {path: f.data for path, f in repo.files(revision).items()}
-        fetched = run_cli(tmp_path / f"fetched-{revision}", "--json", "fetch", f"hf://TheOrg/Cache-Model@{repo.resolve(revision)}", env={"HF_ENDPOINT": olah.endpoint})
+        fetched = run_cli(tmp_path / f"fetched-{revision}", "--json", "fetch", f"hf://HfImport/Cache-Model@{repo.resolve(revision)}", env={"HF_ENDPOINT": olah.endpoint})
         assert fetched.code == 0, fetched.err
         assert json.loads(fetched.out)["models"][0]["digest"] == model["digest"], revision
     # Named as fetch names it: the fetch of @main finds that name meaning that model, and downloads nothing.
-    fetched = run_cli(tmp_path / "store", "--json", "fetch", "hf://TheOrg/Cache-Model@main", env={"HF_ENDPOINT": olah.endpoint})
+    fetched = run_cli(tmp_path / "store", "--json", "fetch", "hf://HfImport/Cache-Model@main", env={"HF_ENDPOINT": olah.endpoint})
     [model] = json.loads(fetched.out)["models"]
-    assert (model["name"], model["tag"], model["digest"], model["downloaded"]) == ("hf/theorg/cache-model", "main", by_name["hf/theorg/cache-model:main"]["digest"], 0)
+    assert (model["name"], model["tag"], model["digest"], model["downloaded"]) == ("hf/hfimport/cache-model", "main", by_name["hf/hfimport/cache-model:main"]["digest"], 0)
     # Where it came from: the snapshot's directory, as add records its PATH.
-    shown = json.loads(run_cli(tmp_path / "store", "--json", "show", "hf/theorg/cache-model:v1").out)
-    assert shown["source"] == {"command": "add", "sources": [str(cache / "models--TheOrg--Cache-Model" / "snapshots" / first)]}
-    assert (shown["source_format"], shown["source_repository"]) == ("huggingface", f"hf://TheOrg/Cache-Model@{first}")
+    shown = json.loads(run_cli(tmp_path / "store", "--json", "show", "hf/hfimport/cache-model:v1").out)
+    assert shown["source"] == {"command": "add", "sources": [str(cache / "models--HfImport--Cache-Model" / "snapshots" / first)]}
+    assert (shown["source_format"], shown["source_repository"]) == ("huggingface", f"hf://HfImport/Cache-Model@{first}")
 
 
 def test_a_snapshot_no_ref_points_at_is_named_by_its_commit_and_repos_limit_the_import(olah: Olah, hf_client: HfClient, tmp_path: Path) -> None:
-    repo = olah.model("acme/old-commit", FILES, lfs=LFS)
+    repo = olah.model("hfimport/old-commit", FILES, lfs=LFS)
     first = repo.branches["main"]
     repo.commit({"notes.txt": b"second\n"})
-    other = olah.model("acme/other", {"config.json": b"{}\n"})
+    other = olah.model("hfimport/other", {"config.json": b"{}\n"})
     home = tmp_path / "hf"
     _cache_of(olah, hf_client, home, repo, first)
     _cache_of(olah, hf_client, home, other, "main")
     store = Store(tmp_path / "store")
     said: list[str] = []
-    result = store.import_hf_cache("acme/old-commit", cache_dir=home / "hub", say=said.append)
-    assert [m.name for m in result.models] == [f"hf/acme/old-commit:{first}"]
-    assert [e.name for e in store.list()] == [f"hf/acme/old-commit:{first}"]
+    result = store.import_hf_cache("hfimport/old-commit", cache_dir=home / "hub", say=said.append)
+    assert [m.name for m in result.models] == [f"hf/hfimport/old-commit:{first}"]
+    assert [e.name for e in store.list()] == [f"hf/hfimport/old-commit:{first}"]
     assert read_tree(result.models[0].path) == {p: f.data for p, f in repo.files(first).items()}
     with pytest.raises(NotFound):
-        store.import_hf_cache(["acme/old-commit", "acme/not-cached"], cache_dir=home / "hub")
+        store.import_hf_cache(["hfimport/old-commit", "hfimport/not-cached"], cache_dir=home / "hub")
     with pytest.raises(UsageError):
         store.import_hf_cache("not a repo", cache_dir=home / "hub")
-    assert_error(run_cli(tmp_path / "store", "import-hf-cache", "--cache-dir", home / "hub", "acme/not-cached"), 3)
+    assert_error(run_cli(tmp_path / "store", "import-hf-cache", "--cache-dir", home / "hub", "hfimport/not-cached"), 3)
     assert_error(run_cli(tmp_path / "store", "import-hf-cache", "--cache-dir", tmp_path / "nowhere"), 2)
     # Without --cache-dir: huggingface_hub's, $HF_HUB_CACHE here.
     both = run_cli(tmp_path / "store2", "import-hf-cache", env={"HF_HUB_CACHE": str(home / "hub")})
@@ -120,9 +120,9 @@ def test_a_snapshot_no_ref_points_at_is_named_by_its_commit_and_repos_limit_the_
 
 @pytest.mark.parametrize("damaged", ["model-q8_0.gguf", "config.json"])
 def test_a_damaged_blob_fails_the_import_and_changes_nothing(olah: Olah, hf_client: HfClient, tmp_path: Path, damaged: str) -> None:
-    repo = olah.model(f"acme/damaged-{damaged.split('.')[0].lower()}", FILES, lfs=LFS)
+    repo = olah.model(f"hfimport/damaged-{damaged.split('.')[0].lower()}", FILES, lfs=LFS)
     # A sound repository read first (the cache's order): it is not named either, and its files are not linked.
-    sound = olah.model(f"acme/aaa-sound-{damaged.split('.')[0].lower()}", {"config.json": b"{}\n", "w.safetensors": os.urandom(4096)}, lfs={"w.safetensors"})
+    sound = olah.model(f"hfimport/aaa-sound-{damaged.split('.')[0].lower()}", {"config.json": b"{}\n", "w.safetensors": os.urandom(4096)}, lfs={"w.safetensors"})
     _cache_of(olah, hf_client, tmp_path / "hf", sound, "main")
     cache = _cache_of(olah, hf_client, tmp_path / "hf", repo, "main")
     item = repo.files()[damaged]
@@ -142,7 +142,7 @@ def test_a_damaged_blob_fails_the_import_and_changes_nothing(olah: Olah, hf_clie
 
 
 def test_link_gives_the_disk_back_and_huggingface_hub_still_loads_every_file_offline(olah: Olah, hf_client: HfClient, tmp_path: Path) -> None:
-    repo = olah.model("acme/linked", FILES, lfs=LFS)
+    repo = olah.model("hfimport/linked", FILES, lfs=LFS)
     home = tmp_path / "hf"
     cache = _cache_of(olah, hf_client, home, repo, "main")
     store = tmp_path / "store"
@@ -152,7 +152,7 @@ def test_link_gives_the_disk_back_and_huggingface_hub_still_loads_every_file_off
     doc = json.loads(result.out)
     sizes = sum(f.size for f in repo.files().values())
     assert (doc["linked"], doc["left"], doc["reclaimed"]) == (len(repo.files()), 0, sizes)
-    blobs = cache / "models--acme--linked" / "blobs"
+    blobs = cache / "models--hfimport--linked" / "blobs"
     layout_blobs = store / "blobs" / "sha256"
     for path, item in repo.files().items():
         cached = (blobs / (item.sha256 if item.lfs else item.git_sha1)).lstat()
@@ -170,7 +170,7 @@ def test_link_gives_the_disk_back_and_huggingface_hub_still_loads_every_file_off
         got = hf_client.call("hf_hub_download", repo.repo_id, path, home=home, local_files_only=True)
         assert Path(got).read_bytes() == item.data, path
     # Again: nothing left to link, nothing more reclaimed; the Python API says the same.
-    again = Store(store).import_hf_cache("acme/linked", cache_dir=cache, link=True)
+    again = Store(store).import_hf_cache("hfimport/linked", cache_dir=cache, link=True)
     assert (again.linked, again.left, again.reclaimed) == (0, 0, 0)
     said = run_cli(store, "import-hf-cache", "--link", "--cache-dir", cache)
     assert "linked 0 files of the cache to the store: 0 B reclaimed" in said.err
@@ -187,7 +187,7 @@ def test_link_gives_the_disk_back_and_huggingface_hub_still_loads_every_file_off
 def test_link_across_filesystems_leaves_the_cache_as_it_is_and_says_so(olah: Olah, hf_client: HfClient, tmp_path: Path) -> None:
     if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
         pytest.skip("needs /dev/shm on another filesystem than the test's directory")
-    repo = olah.model("acme/across", FILES, lfs=LFS)
+    repo = olah.model("hfimport/across", FILES, lfs=LFS)
     cache = _cache_of(olah, hf_client, tmp_path / "hf", repo, "main")
     before = _state(cache)
     with tempfile.TemporaryDirectory(dir="/dev/shm") as elsewhere:
@@ -196,19 +196,19 @@ def test_link_across_filesystems_leaves_the_cache_as_it_is_and_says_so(olah: Ola
         doc = json.loads(result.out)
         assert (doc["linked"], doc["left"], doc["reclaimed"]) == (0, len(repo.files()), 0)
         assert f"{len(repo.files())} files of the cache left as they were" in result.err
-        assert [m["name"] for m in doc["models"]] == ["hf/acme/across:main"]
+        assert [m["name"] for m in doc["models"]] == ["hf/hfimport/across:main"]
     assert _state(cache) == before
 
 
 def test_a_planted_link_out_of_the_cache_is_refused(olah: Olah, hf_client: HfClient, tmp_path: Path) -> None:
-    repo = olah.model("acme/planted", FILES, lfs=LFS)
+    repo = olah.model("hfimport/planted", FILES, lfs=LFS)
     cache = _cache_of(olah, hf_client, tmp_path / "hf", repo, "main")
     item = repo.files()["config.json"]
     # Outside the cache, under the name a blob of the repository has: only the link's whole text tells them apart.
     secret = tmp_path / "outside" / "blobs" / item.git_sha1
     secret.parent.mkdir(parents=True)
     secret.write_bytes(b"not yours\n")
-    repo_dir = cache / "models--acme--planted"
+    repo_dir = cache / "models--hfimport--planted"
     snapshot = repo_dir / "snapshots" / repo.branches["main"]
     store = tmp_path / "store"
     # A snapshot's file that links out of its repository's blobs.
@@ -240,17 +240,17 @@ def test_a_planted_link_out_of_the_cache_is_refused(olah: Olah, hf_client: HfCli
 
 
 def test_a_cache_export_made_of_symbolic_links_to_this_store_is_imported_as_the_same_model(olah: Olah, tmp_path: Path) -> None:
-    olah.model("acme/exported", FILES, lfs=LFS)
+    olah.model("hfimport/exported", FILES, lfs=LFS)
     store, cache = tmp_path / "store", tmp_path / "hub"
-    fetched = run_cli(store, "--json", "fetch", "hf://acme/exported", env={"HF_ENDPOINT": olah.endpoint})
+    fetched = run_cli(store, "--json", "fetch", "hf://hfimport/exported", env={"HF_ENDPOINT": olah.endpoint})
     assert fetched.code == 0, fetched.err
     digest = json.loads(fetched.out)["models"][0]["digest"]
-    exported = run_cli(store, "export", "hf/acme/exported:main", "--layout", "hf-cache", "--link", "symlink", "--cache-dir", cache)
+    exported = run_cli(store, "export", "hf/hfimport/exported:main", "--layout", "hf-cache", "--link", "symlink", "--cache-dir", cache)
     assert exported.code == 0, exported.err
-    assert any(p.is_symlink() for p in (cache / "models--acme--exported" / "blobs").iterdir())
+    assert any(p.is_symlink() for p in (cache / "models--hfimport--exported" / "blobs").iterdir())
     before = _state(cache)
     result = Store(store).import_hf_cache(cache_dir=cache, link=True)
-    assert [(m.name, str(m.digest)) for m in result.models] == [("hf/acme/exported:main", digest)]
+    assert [(m.name, str(m.digest)) for m in result.models] == [("hf/hfimport/exported:main", digest)]
     assert (result.linked, result.left, result.reclaimed) == (0, 0, 0)
     assert _state(cache) == before
     # Links into another store are no file of the cache.
