@@ -16,7 +16,7 @@ from .local.location import store_location
 from .local.names import Names
 from .local.opening import open_layout
 from .local.views import Views
-from .model import Fetched, Model
+from .model import Fetched, HfImported, Model
 from .oci.digest import Digest
 from .oci.manifest import Manifest, parse_manifest
 from .oci.reference import Reference, ShortDigest, parse_local_reference, parse_reference, parse_registry_host
@@ -429,6 +429,30 @@ class Store:
         checked = _fetch_options(progress=progress, say=say)  # the one check of these callables, as the downloads' (UsageError)
         items = [Path(p) for p in _items(paths, "paths", (str, os.PathLike))]
         return add(self.layout, _ref(ref), items, self._names, follow_links, move, checked["progress"], checked["say"] or (lambda _: None))
+
+    def import_hf_cache(
+        self,
+        repos: str | Iterable[str] = (),
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        link: bool = False,
+        say: Callable[[str], None] | None = None,
+    ) -> HfImported:
+        """Import the snapshots of a Hugging Face cache (``cache_dir``, default huggingface_hub's) of ``repos`` (ORG/REPO; none: all) as named models.
+
+        Each file is checked against its blob's name first (IntegrityError,
+        nothing named, the cache untouched); each snapshot is named as
+        ``fetch hf://ORG/REPO@REVISION`` names it. With ``link`` the cache's
+        blob files then become hard links to the store's blobs where the
+        filesystem allows (spec/cli.md#import-hf-cache).
+        """
+        from .export import hf_cache_dir
+        from .hf_import import import_hf_cache
+
+        checked = _fetch_options(say=say)
+        items = list(_items(repos, "repos", str))
+        cache = Path(os.path.abspath(cache_dir if cache_dir is not None and os.fspath(cache_dir) else hf_cache_dir(os.environ)))
+        return import_hf_cache(self.layout, self._names, cache, items, link, checked["say"] or (lambda _: None))
 
     def fetch(
         self,

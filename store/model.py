@@ -6,7 +6,7 @@ from typing import NamedTuple
 from .oci.digest import Digest
 from .oci.manifest import ModelFile
 
-__all__ = ["LINK_MODES", "PUSH_FORMATS", "Model", "Fetched"]
+__all__ = ["LINK_MODES", "PUSH_FORMATS", "Model", "Fetched", "HfImported"]
 
 # How export may make a model's files (Store.export's ``link``, the command line's
 # --link): here, not in export.py, so that the command line's table has them
@@ -34,3 +34,12 @@ class Fetched(NamedTuple):
 
     model: Model
     downloaded: int  # bytes received from remotes for this model in this command
+
+
+class HfImported(NamedTuple):
+    """What import-hf-cache made of a Hugging Face cache: a model per name, and with link what the cache gave back."""
+
+    models: tuple[Model, ...]  # one per name given, snapshot by snapshot
+    linked: int  # files of the cache that became links to the store's blobs
+    left: int  # files link left as they were (another filesystem, or changed since they were checked)
+    reclaimed: int  # bytes the disk no longer holds twice

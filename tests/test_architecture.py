@@ -20,7 +20,7 @@ USE_CASES = ("store.add", "store.fetch", "store.push", "store.sync", "store.api"
 
 # The use-case layer by role: a verb does one command's work; a value module holds the
 # typed results and files that verbs share. A verb imports no other verb.
-VERBS = ("store.add", "store.fetch", "store.push", "store.serve", "store.pin", "store.sync", "store.export", "store.catalog")
+VERBS = ("store.add", "store.hf_import", "store.fetch", "store.push", "store.serve", "store.pin", "store.sync", "store.export", "store.catalog")
 VALUES = ("store.model", "store.reports", "store.config", "store.limits")
 # The formats: bytes in, typed values out, no I/O. odai.lock sits beside oci/, so that local
 # (gc, which keeps what lockfiles pin) reads it without calling up into the API.

@@ -32,6 +32,7 @@ __all__ = [
     "export",
     "fetch",
     "gc",
+    "import_hf_cache",
     "init",
     "list_",
     "lock",
@@ -528,6 +529,20 @@ def _export_hf_cache(c: Context, p: Params) -> None:
             "files": [{"path": file, "method": how} for file, how in result.files],
         }
     )
+
+
+def import_hf_cache(c: Context, p: Params) -> None:
+    _stop_on_sigterm()
+    result = c.store.import_hf_cache(p.repos, cache_dir=p.cache_dir, link=p.link, say=c.out.say)
+    for model in result.models:
+        c.out.say(f"imported {model.name} ({model.digest.short}, {files_count(len(model.files))}, {human_bytes(model.size)})")
+    if p.link:
+        c.out.say(f"linked {files_count(result.linked)} of the cache to the store: {human_bytes(result.reclaimed)} reclaimed")
+    if not result.models:
+        c.out.say("nothing to import: the cache holds no snapshot of a model")
+    for model in result.models:
+        c.out.data(str(model.path))
+    c.out.document({"models": [_model_doc(m) for m in result.models], "linked": result.linked, "left": result.left, "reclaimed": result.reclaimed})
 
 
 def init(c: Context, p: Params) -> None:

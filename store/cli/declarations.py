@@ -403,6 +403,19 @@ COMMANDS = (
         Option("--revision", metavar="REV", help="With hf-cache: the branch or tag whose ref names the model's commit [default: main]."),
     ),
     Command(
+        "import-hf-cache",
+        actions.import_hf_cache,
+        """Import the models of a Hugging Face cache, each snapshot a named model; print each one's path.
+
+        Every file is checked against its blob's name (SHA-256, or git blob SHA-1)
+        before anything is named. Each snapshot is named hf/org/repo:REVISION as
+        fetch hf://ORG/REPO@REVISION names it. REPO (ORG/REPO): only these.
+        """,
+        Argument("repos", many=True, required=False, metavar="[ORG/REPO]..."),
+        Option("--cache-dir", kind=FsPath(file_okay=False, as_path=False), metavar="DIR", help="The cache [default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub]."),
+        Option("--link", kind=FLAG, help="Then make the cache's files hard links to the store's blobs, so the disk holds each once (where one filesystem holds both)."),
+    ),
+    Command(
         "init",
         actions.init,
         """Create a store (at DIRECTORY, else the usual location) and print its path.

@@ -19,7 +19,7 @@ RETRY_NOTICE = r".+: retrying in \d+\.\d s \(attempt \d+ of \d+\)"
 
 # Every test names its store explicitly; a developer's own store must never be touched.
 # The user's own store, remotes and Hugging Face settings (a token, a mirror) never reach a test's command.
-_STRIPPED_ENV = ("ODAI_STORE_HOME", "XDG_CACHE_HOME", "ODAI_STORE_REMOTE", "HF_ENDPOINT", "HF_TOKEN", "HF_HOME", "HF_TOKEN_PATH")
+_STRIPPED_ENV = ("ODAI_STORE_HOME", "XDG_CACHE_HOME", "ODAI_STORE_REMOTE", "HF_ENDPOINT", "HF_TOKEN", "HF_HOME", "HF_TOKEN_PATH", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
 
 
 class CliResult(NamedTuple):

@@ -180,6 +180,7 @@ USUAL = [
     ["--json", "log", "m:v1", "--limit", "20"],
     ["init"],
     ["--shared", "init", "dir", "--shared"],
+    ["import-hf-cache", "--cache-dir", "hub", "--link", "org/repo"],
     # Global options after the command: the last value given wins, as for any option given twice.
     ["list", "--json"],
     ["fetch", "-q", "m", "--timeout", "30"],
