@@ -11,7 +11,6 @@ it. Every exported file is read-only all the same.
 import contextlib
 import errno
 import fnmatch
-import hashlib
 import os
 import re
 import stat
@@ -24,6 +23,7 @@ from .fs.atomic import private_name
 from .fs.bounded import open_regular
 from .fs.clone import CANNOT_CLONE, clone, copy
 from .model import LINK_MODES
+from .oci.huggingface import git_blob_hasher
 from .oci.manifest import ModelFile
 
 __all__ = ["Exported", "HfExported", "HubOrigin", "check_hub_origin", "check_revision", "export", "export_hf_cache", "hf_blob_names", "hf_cache_dir"]
@@ -349,7 +349,7 @@ def _read_blob(src: Path, limit: int) -> Iterator[bytes]:
 
 
 def _git_blob_sha1(src: Path, size: int) -> str:
-    digest = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+    digest = git_blob_hasher(size)
     for chunk in _read_blob(src, size):
         digest.update(chunk)
     return digest.hexdigest()

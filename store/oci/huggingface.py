@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 from .manifest import SOURCE_FORMAT, SOURCE_REPOSITORY, SOURCE_REVISION, Manifest, ModelFile
 
-__all__ = ["HUB_FORMAT", "COMMIT", "REPO_PART", "git_blob_sha1", "hub_manifest"]
+__all__ = ["HUB_FORMAT", "COMMIT", "REPO_PART", "git_blob_hasher", "git_blob_sha1", "hub_manifest"]
 
 HUB_FORMAT = "huggingface"
 # The Hub's own rule for an organisation or repository name.
@@ -32,6 +32,13 @@ def hub_manifest(repo: str, commit: str, files: Iterable[ModelFile]) -> Manifest
     return Manifest(tuple(sorted(files, key=lambda f: f.path)), annotations=MappingProxyType(annotations))
 
 
+def git_blob_hasher(size: int):
+    """A SHA-1 fed git's header for a blob of ``size`` bytes: fed the bytes, it gives their git blob id."""
+    return hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+
+
 def git_blob_sha1(data: bytes) -> str:
     """The git blob id of ``data``: the only digest the Hub states of a file kept outside LFS."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+    hasher = git_blob_hasher(len(data))
+    hasher.update(data)
+    return hasher.hexdigest()

@@ -13,13 +13,11 @@ with the resolution. Every file is read from ``/REPO/resolve/COMMIT/PATH``.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from types import MappingProxyType
 from typing import NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -28,22 +26,18 @@ import urllib3
 from ..errors import IntegrityError, InvalidManifest, NetworkError, NotFound, StoreError, UsageError
 from ..oci.descriptor import MANIFEST_TYPE, Descriptor
 from ..oci.digest import Digest, InvalidDigest, parse_digest, sha256_of
-from ..oci.manifest import MAX_MANIFEST_BYTES, SOURCE_FORMAT, SOURCE_REPOSITORY, SOURCE_REVISION, Manifest, ModelFile, check_model_paths
+from ..oci.huggingface import COMMIT, REPO_PART, git_blob_sha1, hub_manifest
+from ..oci.manifest import MAX_MANIFEST_BYTES, ModelFile, check_model_paths
 from ..oci.reference import Reference
 from .auth import Bearer
 from .base import Action, Resolution, classify, nothing
 from .min_rate import MinRate
 from .transport import HttpStream, Transport
 
-__all__ = ["HubSpec", "HubSource", "parse_hub", "HUB_FORMAT", "DEFAULT_ENDPOINT"]
+__all__ = ["HubSpec", "HubSource", "parse_hub", "DEFAULT_ENDPOINT"]
 
-HUB_FORMAT = "huggingface"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _SCHEME = "hf://"
-# The Hub's own rule for an organisation or repository name.
-_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
-# A commit, and a git blob id: git SHA-1 object names.
-_SHA1 = re.compile(r"[0-9a-f]{40}")
 # Git files the Hub keeps outside LFS are small (it refuses more than 10 MiB); a mirror's bigger one is refused unread.
 _GIT_FILE_MAX = 16 << 20
 _SEPARATORS = re.compile(r"[._-]{2,}")
@@ -99,7 +93,7 @@ def parse_hub(text: str) -> HubSpec:
     rest, _, query = text[len(_SCHEME) :].partition("?")
     repo, at, revision = rest.partition("@")
     parts = repo.split("/")
-    if len(parts) != 2 or not all(_PART.fullmatch(p) and ".." not in p for p in parts):
+    if len(parts) != 2 or not all(REPO_PART.fullmatch(p) and ".." not in p for p in parts):
         raise UsageError(f"invalid Hugging Face repository {repo!r} in {text!r}", hint)
     if at and (not revision or any(c in revision for c in "\0\n\r\t ") or revision.startswith("/") or ".." in revision.split("/")):
         raise UsageError(f"invalid revision {revision!r} in {text!r}", hint)
@@ -153,7 +147,7 @@ class HubSource:
 
     def resolve(self, ref: Reference, have: Callable[[Digest], bytes | None] = nothing) -> Resolution:
         """The model of the spec's files at its revision (or at the commit ``ref``'s tag names, as sync asks), synthesized from the listing."""
-        revision = ref.tag if ref.tag is not None and _SHA1.fullmatch(ref.tag) else self.spec.revision
+        revision = ref.tag if ref.tag is not None and COMMIT.fullmatch(ref.tag) else self.spec.revision
         commit = self._commit(revision)
         files, carried = [], []
         for entry in self._tree(commit):
@@ -173,8 +167,7 @@ class HubSource:
             check_model_paths([f.path for f in files])
         except UsageError as err:
             raise IntegrityError(f"{self.url}: {err.message}", "the repository lists a path that cannot be laid out safely; it was not used") from None
-        annotations = {SOURCE_FORMAT: HUB_FORMAT, SOURCE_REPOSITORY: self.spec.repo, SOURCE_REVISION: commit}
-        manifest = Manifest(tuple(sorted(files, key=lambda f: f.path)), annotations=MappingProxyType(annotations))
+        manifest = hub_manifest(self.spec.repo, commit, files)
         data = manifest.to_bytes()
         if len(data) > MAX_MANIFEST_BYTES:  # every reader refuses it unread: named, it would stop show and gc
             raise InvalidManifest(
@@ -214,7 +207,7 @@ class HubSource:
     def _commit(self, revision: str) -> str:
         doc, _ = self._json(self._api(f"revision/{quote(revision, safe='')}"), 64 << 20)
         commit = doc.get("sha") if isinstance(doc, dict) else None
-        if not isinstance(commit, str) or not _SHA1.fullmatch(commit):
+        if not isinstance(commit, str) or not COMMIT.fullmatch(commit):
             raise NetworkError(f"{self.url}: the Hub named no commit for {revision!r}", "check HF_ENDPOINT: it must be the Hub or a mirror of its API")
         return commit
 
@@ -242,7 +235,7 @@ class HubSource:
             raise NetworkError(f"{self.url}: {entry.path} is {entry.size} bytes outside LFS, over the {_GIT_FILE_MAX}-byte limit", "tell the repository's owner to track it with LFS")
         url = self._file_url(commit, entry.path)
         data, _ = self._get(url, _GIT_FILE_MAX)
-        if _git_blob_sha1(data) != entry.git_oid or len(data) != entry.size:
+        if git_blob_sha1(data) != entry.git_oid or len(data) != entry.size:
             raise IntegrityError(f"{url}: the bytes served are not git blob {entry.git_oid} of {entry.size} bytes", "the server sends damaged data; try again later or another endpoint")
         return data
 
@@ -269,17 +262,13 @@ class HubSource:
         self._http.close()
 
 
-def _git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
-
-
 def _entry(item: object, url: str) -> _Entry | None:
     """A file of a tree listing; None for a directory; NetworkError for an entry that is neither."""
     if isinstance(item, dict) and item.get("type") == "directory":
         return None
     if isinstance(item, dict) and item.get("type") == "file":
         path, size, oid, lfs = item.get("path"), item.get("size"), item.get("oid"), item.get("lfs")
-        if isinstance(path, str) and type(size) is int and size >= 0 and isinstance(oid, str) and _SHA1.fullmatch(oid):
+        if isinstance(path, str) and type(size) is int and size >= 0 and isinstance(oid, str) and COMMIT.fullmatch(oid):
             if lfs is None:
                 return _Entry(path, size, oid, None)
             if isinstance(lfs, dict) and lfs.get("size") == size:
