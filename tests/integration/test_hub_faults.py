@@ -14,6 +14,8 @@ import random
 import re
 from pathlib import Path
 
+import pytest
+
 from store import Store
 from tests.support.cli import RETRY_NOTICE, CliResult, assert_error
 from tests.support.fault_server import Fault, FaultServer, Layout, hub_layout
@@ -143,6 +145,10 @@ def test_an_lfs_file_whose_bytes_are_not_the_published_sha256_is_exit_5_and_noth
     server = fault_server(layout).fail(Fault(path=path, corrupt=(1000, 1001), times=None))
     assert_error(_fetch(run_cli, server, "--retries", "1"), 5, said=".*")
     _nothing_visible(store_dir, SMALL["model.safetensors"], run_cli)
+    # Nor the damaged bytes under their own digest: they were checked before the publish, and dropped.
+    damaged = bytearray(SMALL["model.safetensors"])
+    damaged[1000] ^= 0xFF
+    assert not (store_dir / "blobs" / "sha256" / hashlib.sha256(damaged).hexdigest()).exists()
 
 
 def test_a_git_file_whose_bytes_are_not_its_git_blob_sha1_is_exit_5(fault_server, run_cli, store_dir: Path) -> None:
@@ -156,17 +162,19 @@ def test_a_git_file_whose_bytes_are_not_its_git_blob_sha1_is_exit_5(fault_server
 # -- a gated repository -------------------------------------------------------------
 
 
-def _gated(fault_server) -> tuple[Layout, FaultServer]:
+def _gated(fault_server, status: int = 401) -> tuple[Layout, FaultServer]:
+    """A repository whose API and files answer ``status`` with X-Error-Code GatedRepo to any request without TOKEN."""
     layout = hub_layout(SMALL, REPO, lfs=LFS)
     server = fault_server(layout)
     for target in [_api(layout), *layout.files]:
         if target.startswith("/api/") or target in layout.file_blob_paths:
-            server.fail(Fault(path=target.partition("?")[0], status=401, error_code="GatedRepo", unless_token=TOKEN, times=None))
+            server.fail(Fault(path=target.partition("?")[0], status=status, error_code="GatedRepo", unless_token=TOKEN, times=None))
     return layout, server
 
 
-def test_a_gated_repository_without_a_token_is_refused_naming_hf_token_and_the_token_file(fault_server, run_cli, store_dir: Path) -> None:
-    _layout, server = _gated(fault_server)
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_gated_repository_without_a_token_is_refused_naming_hf_token_and_the_token_file(fault_server, run_cli, status: int) -> None:
+    _layout, server = _gated(fault_server, status)
     result = _fetch(run_cli, server)
     message = assert_error(result, 4)
     assert "refused" in message, message
