@@ -31,6 +31,7 @@ LFS = frozenset({"model.safetensors"})
 TOKEN = "hf_faultserver_token_1234"
 # Above the 32 MiB threshold of parallel segments (spec/fetching.md#parallel-segments).
 BIG = random.Random(2).randbytes(40 << 20)
+REVISION_API = f"/api/models/{REPO}/revision/main"
 
 
 def _fetch(run_cli, server: FaultServer, *options: str, env: dict[str, str] | None = None, home: Path | None = None) -> CliResult:
@@ -47,10 +48,6 @@ def _fetched(result: CliResult, layout: Layout) -> None:
 def _path(layout: Layout, name: str) -> str:
     assert layout.file_paths is not None
     return layout.file_paths[name]
-
-
-def _api(layout: Layout) -> str:
-    return f"/api/models/{REPO}/revision/main"
 
 
 def _nothing_visible(store_dir: Path, data: bytes, run_cli) -> None:
@@ -126,11 +123,11 @@ def test_the_token_reaches_the_endpoint_never_the_cdn_and_range_survives_the_red
 def test_429_with_retry_after_on_the_api_and_on_a_file_is_waited_out(fault_server, run_cli) -> None:
     layout = hub_layout(SMALL, REPO, lfs=LFS)
     path = _path(layout, "model.safetensors")
-    server = fault_server(layout).fail(Fault(path=_api(layout), status=429, retry_after="1"), Fault(path=path, status=429, retry_after="1"))
+    server = fault_server(layout).fail(Fault(path=REVISION_API, status=429, retry_after="1"), Fault(path=path, status=429, retry_after="1"))
     result = _fetch(run_cli, server, "--retries", "2")
     _fetched(result, layout)
     assert len(re.findall(RETRY_NOTICE, result.err)) == 2, result.err
-    for target in (_api(layout), path):
+    for target in (REVISION_API, path):
         refused, served = server.requests_for(target)
         assert (refused.status, served.status) in ((429, 200), (429, 206))
         assert served.at - refused.at >= 0.9  # Retry-After: 1, not the backoff's first fraction of a second
@@ -166,9 +163,8 @@ def _gated(fault_server, status: int = 401) -> tuple[Layout, FaultServer]:
     """A repository whose API and files answer ``status`` with X-Error-Code GatedRepo to any request without TOKEN."""
     layout = hub_layout(SMALL, REPO, lfs=LFS)
     server = fault_server(layout)
-    for target in [_api(layout), *layout.files]:
-        if target.startswith("/api/") or target in layout.file_blob_paths:
-            server.fail(Fault(path=target.partition("?")[0], status=status, error_code="GatedRepo", unless_token=TOKEN, times=None))
+    for target in sorted({p.partition("?")[0] for p in layout.files}):  # the API's paths and the files'
+        server.fail(Fault(path=target, status=status, error_code="GatedRepo", unless_token=TOKEN, times=None))
     return layout, server
 
 
