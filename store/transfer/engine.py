@@ -171,7 +171,11 @@ class Engine:
             elif segments:
                 halt = threading.Event()  # set on the first failure or restart, or on cancel, to stop the siblings
                 index, stream = self._first_stream(task, segments[0], writer, halt)
-                if stream.start == self._resume_point(task, writer, *segments[0]):
+                # A range answered is the range asked for. The first segment may begin at byte 0,
+                # where a whole-blob 200 (a mirror that ignores Range, as olah does) begins too:
+                # only its end tells them apart, and going parallel on it would ask every other
+                # segment in turn for the whole blob before starting over.
+                if stream.start == self._resume_point(task, writer, *segments[0]) and stream.end == segments[0][1]:
                     self._parallel(task, writer, counter, segments, (index, stream), halt)
                 else:
                     # The whole blob came back: what is on disk may be another version.

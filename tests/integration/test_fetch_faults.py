@@ -157,6 +157,9 @@ def test_range_ignored_with_parallel_segments(fault_server, run_cli) -> None:
     result = fetch(run_cli, server, "--connections", "8")
     assert_fetched(result, layout)
     assert progress(result)[-1]["total"] == len(data)
+    # The 200 to the first segment is the whole blob, read once: no other segment is asked for.
+    assert [r.status for r in server.requests_for(layout.blob_path(data))] == [200]
+    assert server.served_for(layout.blob_path(data)) == len(data)
 
 
 def test_etag_change_between_attempts_restarts_from_zero(fault_server, run_cli) -> None:

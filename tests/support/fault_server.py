@@ -15,6 +15,11 @@ loopback alone answers in microseconds and hides timing bugs.
 manifests with their Content-Type and Docker-Content-Digest), for faults a
 real registry cannot be made to show.
 
+``hub_layout`` lays a model out as the Hugging Face Hub's API serves a
+repository at one commit (``/api/models/ORG/REPO/revision/REV``, the tree
+listing, paged with ``Link`` if asked, and ``/ORG/REPO/resolve/COMMIT/PATH``),
+for what olah, the Hub mirror the other Hub tests use, cannot be made to do.
+
 ``tokens`` makes it a registry-like token service: every path wants
 ``Authorization: Bearer <token>`` and answers 401 with a Bearer challenge
 whose realm is ``/token`` on this server; each token that realm issues is
@@ -48,15 +53,17 @@ from store.oci.index import Index
 from store.oci.manifest import Manifest, ModelFile
 from store.oci.reference import parse_reference
 
-__all__ = ["Fault", "Request", "Layout", "oci_layout", "registry_layout", "FaultServer", "TOKEN_PATH"]
+__all__ = ["Fault", "Request", "Layout", "oci_layout", "registry_layout", "hub_layout", "FaultServer", "TOKEN_PATH", "SERVER"]
 
 _PIECE = 1 << 20
 TOKEN_PATH = "/token"
+SERVER = "{server}"  # in a header value of a layout: this server's base URL, known once it listens
 _REASONS = {
     200: "OK",
     206: "Partial Content",
     302: "Found",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     416: "Range Not Satisfiable",
     429: "Too Many Requests",
@@ -76,6 +83,8 @@ class Fault:
 
     status: int | None = None  # answer this status with an empty body
     retry_after: str | None = None  # with ``status``
+    error_code: str | None = None  # with ``status``: the Hub's X-Error-Code (GatedRepo, RepoNotFound...)
+    unless_token: str | None = None  # not for a request carrying ``Authorization: Bearer <this>`` (a token the server accepts)
     reset_after: int | None = None  # send this many body bytes, then reset the connection (RST)
     close_after: int | None = None  # send this many body bytes, then close (FIN) under a larger Content-Length
     linger: float = 0.0  # seconds between the last byte sent and the reset or close
@@ -85,6 +94,7 @@ class Fault:
     redirect: str | None = None  # 302 to the same path under this base URL
     extra: bytes = b""  # the object served is the blob followed by these bytes
     gzip: bool = False  # Content-Encoding: gzip, body compressed
+    chunked: bool = False  # Transfer-Encoding: chunked, no Content-Length (as olah sends a file)
     new_etag: bool = False  # the object changes version (ETag) before this request
     times: int | None = 1
     path: str | None = None
@@ -115,12 +125,15 @@ class Layout:
     blobs: dict[str, bytes]  # model path -> bytes of each file
     blob_prefix: str = "/blobs/sha256/"  # a blob's URL path, but its hex digest
     headers: dict[str, dict[str, str]] = field(default_factory=dict)  # URL path -> headers its answers carry besides
+    file_paths: dict[str, str] | None = None  # model path -> URL path of its bytes, where not under blob_prefix (a Hub layout)
 
     def blob_path(self, data: bytes) -> str:
         return f"{self.blob_prefix}{hashlib.sha256(data).hexdigest()}"
 
     @property
     def file_blob_paths(self) -> set[str]:
+        if self.file_paths is not None:
+            return set(self.file_paths.values())
         return {self.blob_path(data) for data in self.blobs.values()}
 
 
@@ -167,6 +180,47 @@ def registry_layout(model: dict[str, bytes], repository: str = "team/model", tag
     named = {f"{base}/manifests/{tag}": manifest, f"{base}/manifests/{layout.manifest}": manifest}
     stated = {"Content-Type": MANIFEST_TYPE, "Docker-Content-Digest": str(layout.manifest)}
     return Layout({**files, **named}, f"{repository.rsplit('/', 1)[-1]}:{tag}", layout.manifest, layout.blobs, f"{base}/blobs/sha256:", dict.fromkeys(named, stated))
+
+
+def hub_layout(
+    model: dict[str, bytes], repo: str = "acme/model", *, lfs: frozenset[str] | set[str] = frozenset(), revision: str = "main", pages: int = 1
+) -> Layout:
+    """``model`` as the Hub's API serves repository ``repo`` at ``revision``: the revision's commit, the recursive tree
+    listing at it (``lfs`` files with their SHA-256, the others with their git blob SHA-1 only), in ``pages`` pages
+    linked by ``Link: <...>; rel="next"``, and each file at ``/REPO/resolve/COMMIT/PATH`` (``file_paths``).
+
+    ``manifest`` is the SHA-256 of the listing, not a manifest's: the client synthesizes that.
+    """
+    commit = hashlib.sha1(repr(sorted(model.items())).encode()).hexdigest()
+    api = f"/api/models/{repo}"
+    entries: list[dict] = []
+    for directory in sorted({p.rsplit("/", 1)[0] for p in model if "/" in p}):
+        entries.append({"type": "directory", "oid": "0" * 40, "size": 0, "path": directory})
+    for path, data in sorted(model.items()):
+        if path in lfs:
+            pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\nsize {len(data)}\n".encode()
+            lfs_info = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": len(pointer)}
+            entries.append({"type": "file", "oid": _git_blob_sha1(pointer), "size": len(data), "path": path, "lfs": lfs_info})
+        else:
+            entries.append({"type": "file", "oid": _git_blob_sha1(data), "size": len(data), "path": path})
+    files = {f"{api}/revision/{revision}": json.dumps({"id": repo, "sha": commit}).encode()}
+    headers: dict[str, dict[str, str]] = {}
+    tree = f"{api}/tree/{commit}/"
+    per_page = -(-len(entries) // pages)
+    for n in range(pages):
+        # The first page is the URL the client builds; the others are the query strings the Links name.
+        at = tree if n == 0 else f"{tree}?recursive=true&cursor=page{n + 1}"
+        files[at] = json.dumps(entries[n * per_page : (n + 1) * per_page]).encode()
+        if n + 1 < pages:
+            headers[at] = {"Link": f'<{SERVER}{tree}?recursive=true&cursor=page{n + 2}>; rel="next"'}
+    file_paths = {path: f"/{repo}/resolve/{commit}/{path}" for path in model}
+    files.update({file_paths[path]: data for path, data in model.items()})
+    listing = Digest(hashlib.sha256(files[tree]).hexdigest())
+    return Layout(files, f"hf://{repo}@{revision}", listing, dict(model), headers=headers, file_paths=file_paths)
+
+
+def _git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 @dataclass
@@ -221,11 +275,12 @@ class FaultServer:
             self._queue.faults.extend(faults)
         return self
 
-    def _take(self, path: str) -> Fault | None:
+    def _take(self, path: str, authorization: str | None = None) -> Fault | None:
         with self._queue.lock:
             for fault in self._queue.faults:
                 targeted = path == fault.path if fault.path is not None else path in self.targets
-                if targeted and (fault.times is None or fault.times > 0):
+                excused = fault.unless_token is not None and authorization == f"Bearer {fault.unless_token}"
+                if targeted and not excused and (fault.times is None or fault.times > 0):
                     if fault.times is not None:
                         fault.times -= 1
                     return fault
@@ -316,7 +371,7 @@ class FaultServer:
             time.sleep(self.latency)
         if self.tokens is not None and not self._authorized(conn, request):
             return True
-        fault = request.fault = self._take(path)
+        fault = request.fault = self._take(path, request.headers.get("authorization"))
         fault = fault or Fault()
         if fault.new_etag:
             with self._lock:
@@ -326,8 +381,13 @@ class FaultServer:
             return True
         if fault.status is not None:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            if fault.error_code is not None:
+                extra["X-Error-Code"] = fault.error_code
             self._send_head(conn, request, fault.status, {**extra, "Content-Length": "0"})
             return True
+        # A page of a listing is known by its query too (hub_layout's Links); anything else by its path.
+        if request.query and f"{path}?{request.query}" in self.files:
+            path = f"{path}?{request.query}"
         blob = self.files.get(path)
         if blob is None or request.method not in ("GET", "HEAD"):
             self._send_head(conn, request, 404, {"Content-Length": "0"})
@@ -356,7 +416,8 @@ class FaultServer:
             low, high = max(fault.corrupt[0], start), min(fault.corrupt[1], end)
             for at in range(low - start, high - start):
                 body[at] ^= 0xFF
-        headers = {"Content-Type": "application/octet-stream", "ETag": etag, **self.headers.get(path, {})}
+        stated = {name: value.replace(SERVER, self.url) for name, value in self.headers.get(path, {}).items()}
+        headers = {"Content-Type": "application/octet-stream", "ETag": etag, **stated}
         if not fault.ignore_range:
             headers["Accept-Ranges"] = "bytes"
         if fault.gzip:
@@ -364,11 +425,22 @@ class FaultServer:
             headers["Content-Encoding"] = "gzip"
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(whole)}"
-        headers["Content-Length"] = str(len(body))
+        if fault.chunked:
+            headers["Transfer-Encoding"] = "chunked"
+        else:
+            headers["Content-Length"] = str(len(body))
         self._send_head(conn, request, status, headers)
         if request.method == "HEAD":
             return True
         view = memoryview(body)
+        if fault.chunked:
+            for at in range(0, len(view), _PIECE):
+                piece = view[at : at + _PIECE]
+                conn.sendall(b"%x\r\n" % len(piece))
+                self._send(conn, request, piece)
+                conn.sendall(b"\r\n")
+            conn.sendall(b"0\r\n\r\n")
+            return True
         if fault.reset_after is not None:
             self._send(conn, request, view[: fault.reset_after])
             time.sleep(fault.linger)

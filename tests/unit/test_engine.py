@@ -155,6 +155,14 @@ def test_a_source_that_ignores_range_restarts_the_download_from_zero(layout, con
     assert any(o.served_from == 0 and o.start > 0 for o in a.opened)
 
 
+@pytest.mark.parametrize("chunks", [True, False])
+def test_a_whole_blob_answer_to_the_first_segment_is_read_from_that_one_stream(layout, chunks: bool) -> None:
+    # It begins at byte 0, where the first segment begins: only its end says it is not the range asked for.
+    a = source("a", Step(ignore_range=True))
+    assert _fetch(layout, a, connections=4, chunks=chunks) == len(DATA)
+    assert [(o.start, o.served_from) for o in a.opened] == [(0, 0)]
+
+
 @pytest.mark.parametrize("connections", [1, 4])
 def test_a_resume_of_a_changed_object_starts_over_with_its_new_validator(layout, connections: int) -> None:
     # The first run keeps 3 chunks of version v1; by the resume the object is
