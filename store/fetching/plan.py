@@ -168,7 +168,11 @@ def _accepts(translation: Translation, earlier: tuple[ModelFile, ...], listed: l
 
 
 def resolve(session: Session, wants: list[Want]) -> list[Resolved]:
-    """Resolve each want on its sources (always the network: tags move). Reads manifests only."""
+    """Resolve each want on its sources (always the network: tags move).
+
+    Reads manifests, and only the files a model's manifest cannot be known
+    without: a tar layer's, a Hub repository's git files (stored, unnamed).
+    """
     return [_resolve(session, want) for want in wants]
 
 
