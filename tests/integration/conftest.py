@@ -17,7 +17,7 @@ from tests.support.hf_client import HfClient
 from tests.support.loop_fs import loop_mounted
 from tests.support.nginx import Nginx, find_nginx, start_nginx
 from tests.support.olah import Olah, find_olah, start_olah
-from tests.support.registry import Registry, find_registry, start_registry
+from tests.support.registry import Registry, running_registry
 from tests.support.requirements import unavailable
 from tests.support.store_server import StoreServer, start_store_server
 
@@ -48,14 +48,8 @@ def skopeo() -> str:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """One OCI registry (docker-registry) for the session; each test pushes to repositories of its own."""
-    binary = find_registry()
-    if binary is None:
-        unavailable("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
-    server = start_registry(binary, tmp_path_factory.mktemp("registry"))
-    try:
+    with running_registry(tmp_path_factory.mktemp("registry")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

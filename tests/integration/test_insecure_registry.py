@@ -18,7 +18,7 @@ import pytest
 from store.api import Store
 from store.errors import NetworkError, UsageError
 from tests.support.cli import assert_error, run_cli
-from tests.support.registry import Registry, find_registry, non_loopback_address, skopeo_copy, start_registry
+from tests.support.registry import Registry, find_registry, non_loopback_address, running_registry, skopeo_copy, start_registry
 from tests.support.requirements import unavailable
 from tests.support.trees import read_tree, sample_model, write_tree
 
@@ -28,19 +28,14 @@ FILES = sample_model(seed=14)
 @pytest.fixture(scope="module")
 def elsewhere(tmp_path_factory: pytest.TempPathFactory, skopeo: str) -> Iterator[Registry]:
     """A plain-http registry on a non-loopback address of this machine, holding llama:q4 in repository team/llama."""
-    address, binary = non_loopback_address(), find_registry()
+    address = non_loopback_address()
     if address is None:
         unavailable("this machine has no IPv4 address outside loopback")
-    if binary is None:
-        unavailable("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
-    server = start_registry(binary, tmp_path_factory.mktemp("elsewhere"), address=address)
-    try:
+    with running_registry(tmp_path_factory.mktemp("elsewhere"), address=address) as server:
         base = tmp_path_factory.mktemp("elsewhere-model")
         assert run_cli(base / "store", "add", "llama:q4", write_tree(base / "model", FILES)).code == 0
         skopeo_copy(skopeo, f"oci:{base / 'store'}:llama:q4", server.ref("team/llama", "q4"))
         yield server
-    finally:
-        server.stop()
 
 
 def _fetched(result: Any) -> Path:

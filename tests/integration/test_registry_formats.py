@@ -21,8 +21,7 @@ import pytest
 from tests.support.cli import CliResult, assert_error, assert_nothing_named, run_cli
 from tests.support.model_artifacts import ACCEPTED, REFUSED, Artifact, RegistryClient, gguf, push_docker_v01, push_ollama
 from tests.support.oci_schema import SCHEMA_DIR, validator
-from tests.support.registry import Registry, find_registry, start_registry
-from tests.support.requirements import unavailable
+from tests.support.registry import Registry, running_registry
 from tests.support.trees import read_tree
 
 MODEL_TYPE = "application/vnd.odai.model.v1"
@@ -239,14 +238,8 @@ def test_fetch_by_the_digest_of_an_index_of_one_model_gives_that_model(shape: st
 @pytest.fixture
 def own_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A registry of this test's own, to stop."""
-    binary = find_registry()
-    if binary is None:
-        unavailable("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
-    server = start_registry(binary, tmp_path_factory.mktemp("own-registry"))
-    try:
+    with running_registry(tmp_path_factory.mktemp("own-registry")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("push", [push_ollama, push_docker_v01], ids=["ollama", "docker-v0.1"])

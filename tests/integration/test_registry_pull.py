@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support.cli import assert_error, cli_command, run_cli
-from tests.support.registry import Registry, find_registry, skopeo_copy, start_registry
-from tests.support.requirements import unavailable
+from tests.support.registry import Registry, running_registry, skopeo_copy
 from tests.support.trees import read_tree, sample_model, write_tree
 
 
@@ -60,14 +59,7 @@ USERS = {"ann": "s3cret-pass"}
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory, skopeo: str) -> Iterator[Registry]:
     """A second registry, with Basic auth (htpasswd), holding llama:q4 in repository team/llama."""
-    binary = find_registry()
-    if binary is None:
-        unavailable("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
-    try:
-        server = start_registry(binary, tmp_path_factory.mktemp("private-registry"), users=USERS)
-    except FileNotFoundError as err:
-        unavailable(str(err))
-    try:
+    with running_registry(tmp_path_factory.mktemp("private-registry"), users=USERS) as server:
         base = tmp_path_factory.mktemp("private-model")
         store = base / "store"
         assert run_cli(store, "add", "llama:q4", write_tree(base / "model", {"w.bin": b"private" * 1000})).code == 0
@@ -78,8 +70,6 @@ def private(tmp_path_factory: pytest.TempPathFactory, skopeo: str) -> Iterator[R
             timeout=120,
         )
         yield server
-    finally:
-        server.stop()
 
 
 def _docker_config(tmp_path: Path, host: str, user: str, password: str) -> dict[str, str]:
@@ -167,11 +157,7 @@ def test_a_malformed_registry_reference_is_a_usage_error(bad: str, tmp_path: Pat
 
 def test_a_registry_stopped_mid_blob_and_restarted_is_resumed_not_restarted(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     """The registry goes away with a third of the blob in; back a moment later, the download asks for the rest (Range), not all of it again."""
-    binary = find_registry()
-    if binary is None:
-        unavailable("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
-    server = start_registry(binary, tmp_path_factory.mktemp("restarted-registry"))
-    try:
+    with running_registry(tmp_path_factory.mktemp("restarted-registry")) as server:
         size = 48 << 20
         source = tmp_path / "source"
         assert run_cli(source, "add", "big:v1", write_tree(tmp_path / "model", {"w.bin": random.Random(5).randbytes(size)})).code == 0
@@ -195,8 +181,6 @@ def test_a_registry_stopped_mid_blob_and_restarted_is_resumed_not_restarted(tmp_
         # Resumed: what came over the wire is about one blob, not a third more (a restart from byte 0).
         assert model["downloaded"] < size * 1.1, model["downloaded"]
         assert "retrying in" in err
-    finally:
-        server.stop()
 
 
 def test_limit_rate_holds_for_a_registry_s_blobs(registry: Registry, tmp_path: Path) -> None:

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import assert_error, cli_command, run_cli
-from tests.support.registry import Registry, find_registry, start_registry
-from tests.support.requirements import unavailable
+from tests.support.registry import Registry, running_registry
 from tests.support.token_issuer import TokenIssuer
 from tests.support.trees import read_tree, write_tree
 
@@ -43,18 +42,12 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenIssuer]:
 @pytest.fixture(scope="module")
 def token_registry(issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """docker-registry trusting ``issuer``, holding llama:q4 in repository team/llama, pushed by ann."""
-    binary = find_registry()
-    if binary is None:
-        unavailable("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
-    server = start_registry(binary, tmp_path_factory.mktemp("token-registry"), token=issuer.registry_auth())
-    try:
+    with running_registry(tmp_path_factory.mktemp("token-registry"), token=issuer.registry_auth()) as server:
         base = tmp_path_factory.mktemp("token-model")
         assert run_cli(base / "store", "add", "llama:q4", write_tree(base / "model", FILES)).code == 0
         pushed = run_cli(base / "store", "push", "llama:q4", f"oci://{server.host}/team", env=_login(base, server.host, "ann"))
         assert pushed.code == 0, pushed.err
         yield server
-    finally:
-        server.stop()
 
 
 def _auth_file(directory: Path, host: str, entry: dict[str, str]) -> Path:

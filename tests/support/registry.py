@@ -15,11 +15,15 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.nginx import free_port
 from tests.support.processes import stop_process
+from tests.support.requirements import unavailable
 
 __all__ = ["OCI_MANIFEST", "Registry", "find_registry", "non_loopback_address", "start_registry", "skopeo_copy"]
 
@@ -155,6 +159,22 @@ def _htpasswd(path: Path, users: dict[str, str]) -> Path:
     lines = [subprocess.run([binary, "-Bbn", user, password], check=True, capture_output=True, text=True).stdout.strip() for user, password in users.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@contextmanager
+def running_registry(base: Path, **options: Any) -> Iterator[Registry]:
+    """A registry started under ``base`` (``options`` as start_registry's) for the ``with`` block, stopped after; the test skips (fails under CI) where docker-registry or htpasswd is missing."""
+    binary = find_registry()
+    if binary is None:
+        unavailable("docker-registry is not installed (Debian package docker-registry; scripts/test installs it as root)")
+    try:
+        server = start_registry(binary, base, **options)
+    except FileNotFoundError as err:  # htpasswd, for users=
+        unavailable(str(err))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def start_registry(
