@@ -35,7 +35,7 @@ from .journal import Journal, Ranges, boot_id, read_journal
 from .layout import StoreLayout
 from .locks import dead_here, private_owner
 
-__all__ = ["IngestWriter", "Written", "BLOCK"]
+__all__ = ["IngestWriter", "Written", "BLOCK", "give_back"]
 
 # Large enough that per-block overhead vanishes next to hashing, small enough
 # that the queues below hold a few tens of MiB at most.
@@ -715,6 +715,12 @@ class IngestWriter:
     def __exit__(self, *exc: object) -> None:
         if not self._kept:
             self.abort()
+
+
+def give_back(fd: int, before: os.stat_result) -> None:
+    """Give a file that IngestWriter.take took, and that did not become a blob, the mode and times it had before."""
+    os.fchmod(fd, stat.S_IMODE(before.st_mode))
+    os.utime(fd, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:
