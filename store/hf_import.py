@@ -267,7 +267,7 @@ def _take_lfs_file(
 ) -> tuple[IngestWriter, Written] | None:
     """The cache's file itself as a partial, by a link into ingest/ (spec/ingest.md#imports), hashed where it lies and
     checked against ``digest``: no byte written. None where it cannot be taken (another filesystem, another link)."""
-    writer = IngestWriter.take(layout, os.dup(src.fileno()), shown)
+    writer = IngestWriter.take(layout, os.dup(src.fileno()), shown, chunks=False)  # a Hub manifest lists no chunks
     if writer is None:
         return None
     try:

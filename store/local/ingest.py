@@ -320,7 +320,9 @@ class IngestWriter:
         return True
 
     @classmethod
-    def take(cls, layout: StoreLayout, fd: int, path: Path, progress: Callable[[int], object] | None = None) -> IngestWriter | None:
+    def take(
+        cls, layout: StoreLayout, fd: int, path: Path, progress: Callable[[int], object] | None = None, *, chunks: bool = True
+    ) -> IngestWriter | None:
         """An import of the file at ``path`` (open as ``fd``, which the writer then owns), by a link into ingest/: no byte copied.
 
         For a file its user gives up (``add --move``): until the caller
@@ -340,7 +342,7 @@ class IngestWriter:
         if mine is None:
             os.close(fd)
             return None
-        writer = cls(layout, _partial=(fd, mine, None))
+        writer = cls(layout, _partial=(fd, mine, None), chunks=chunks)
         try:
             writer._hash_in_place(progress)
         except BaseException:
