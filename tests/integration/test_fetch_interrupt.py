@@ -55,6 +55,8 @@ def _fetch_then_signal(store: Path, url: str, name: str, signum: int, by_click: 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A pytest started with `&` in a script has SIGINT ignored, and its children inherit that (and keep it, as they should).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     _wait_for_partial(store, proc)
     time.sleep(1.0)
