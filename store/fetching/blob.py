@@ -131,7 +131,8 @@ def _fail_over(session: Session, task: BlobTask, got: Received, writer: IngestWr
     left = session.engine.damaged(task, got.sources)
     if left and got.sources:
         blamed = " and ".join(source.url for source in got.sources)
-        session.ctx.say(f"{blamed} served damaged data for {task.digest.short} ({err.message}); fetching it from {left[0].url}")
+        after = session.engine.sources(task).cursor().source  # the first left that is not known to be unreachable
+        session.ctx.say(f"{blamed} served damaged data for {task.digest.short} ({err.message}); fetching it from {after.url}")
         return
     if len(task.sources) == 1:
         url = writer.journal.url if writer.journal else "the remote"
