@@ -161,6 +161,10 @@ def _assert_sound(s: Setup, names_before: dict[str, dict[str, bytes]], lockfile_
     assert all(files in (OLD, NEW) for files in names.values()), sorted(names)
     # No blob under a name that is not its digest's: verify hashed every one; no other file there either.
     assert all(re.fullmatch(r"[0-9a-f]{64}", p.name) for p in store.layout.blobs.iterdir()), sorted(p.name for p in store.layout.blobs.iterdir())
+    # Nothing half made is left beside the store's files: temporary files, trees being built (a download's partial may stay in ingest/, to resume).
+    made = [*s.store.rglob("*"), *s.project.rglob("*")]
+    stray = [p for p in made if (p.name.endswith(".tmp") or ".build-" in p.name) and p.parent != store.layout.ingest]
+    assert not stray, stray
     if lockfile_before is not None:
         now = s.lockfile.read_bytes()
         assert now == lockfile_before or len(tomllib.loads(now.decode())["model"]) == 2, "the lockfile is neither the one before nor the new one"
