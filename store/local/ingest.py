@@ -394,7 +394,11 @@ class IngestWriter:
         view = memoryview(data)
         at = offset
         while view:
-            written = os.pwrite(self._fd, view, at)
+            try:
+                written = os.pwrite(self._fd, view, at)
+            except OSError as err:
+                err.filename = err.filename or str(self.path)  # a full disk's error then says the data was being written
+                raise
             view, at = view[written:], at + written
         with self._cond:
             if checked and offset == self._hashed and not self._reading and not self._tail:
