@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-__all__ = ["adder", "remover", "collector", "reader", "slow_adder", "tagger", "uploader"]
+__all__ = ["adder", "remover", "collector", "reader", "slow_adder", "tagger", "uploader", "stormer"]
 
 
 def _guard(report: Path, body) -> None:
@@ -158,3 +158,50 @@ def uploader(root: str, data_file: str, digest: str, stop_at: int, ready_file: s
     upload.write(data[:stop_at])
     Path(ready_file).touch()
     time.sleep(600)
+
+
+def stormer(store_dir: str, plan: dict, worker: int, deadline: float, report: str) -> None:
+    """Until ``deadline`` (time.monotonic()), run this worker's ops of the storm (tests/support/storm.py) over and over.
+
+    ``plan`` holds ``ops`` (this worker's turn of op names: fetch, add, rm, gc,
+    sync, verify), ``remote``, ``fetch`` (names to fetch), ``add`` ({name:
+    [source, ...]}), ``apps`` (lockfiles to sync). Reports each op as [op, name,
+    manifest digest or None, start, end, outcome]: "ok", or "absent" for an rm
+    of a name that was not there. Anything else (verify finding a corrupt blob
+    included) fails the worker.
+    """
+
+    def body():
+        from store import NotFound, Store
+
+        store, rng, done = Store(store_dir), random.Random(1000 + worker), []
+        while time.monotonic() < deadline:
+            for op in plan["ops"]:
+                name, digest, outcome, start = None, None, "ok", time.monotonic()
+                if op == "fetch":
+                    name = rng.choice(plan["fetch"])
+                    digest = str(store.fetch(name, remotes=plan["remote"]).digest)
+                elif op == "add":
+                    name = rng.choice(sorted(plan["add"]))
+                    digest = str(store.add(name, [rng.choice(plan["add"][name])]).digest)
+                elif op == "rm":
+                    name = rng.choice(sorted(plan["add"]))
+                    try:
+                        store.remove([name])
+                    except NotFound:
+                        outcome = "absent"
+                elif op == "gc":
+                    store.gc()
+                elif op == "sync":
+                    name = rng.choice(plan["apps"])
+                    store.sync(name)
+                else:
+                    corrupt = store.verify().report.corrupt
+                    if corrupt:
+                        raise AssertionError(f"verify found corrupt blobs during the storm: {corrupt}")
+                done.append([op, name, digest, start, time.monotonic(), outcome])
+                if time.monotonic() >= deadline:
+                    break
+        return done
+
+    _guard(Path(report), body)
