@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.crash import COMMANDS, PHASES, World, run_campaign
 from tests.support.nginx import Nginx
 
@@ -22,6 +24,7 @@ def _made(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_every_command_survives_kill_minus_9_anywhere(tmp_path: Path, nginx: Nginx) -> None:
     world = World(_made(tmp_path / "world"), nginx)
     tally = run_campaign(world, KILLS, SEED)

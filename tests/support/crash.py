@@ -373,18 +373,18 @@ class Tally:
 
     def markdown(self) -> str:
         lines = [
-            "| Command | Clean run | Kills | " + " | ".join(p.capitalize() for p in PHASES) + " | Rerun succeeded |",
-            "| --- | ---: | ---: | " + " | ".join("---:" for _ in PHASES) + " | ---: |",
+            "| Command | Clean run | Kills | " + " | ".join(p.capitalize() for p in PHASES) + " | Rerun succeeded | Exited before its instant |",
+            "| --- | ---: | ---: | " + " | ".join("---:" for _ in PHASES) + " | ---: | ---: |",
         ]
-        for name in COMMANDS:
+        for name in self.durations:
             counts = self.kills.get(name, Counter())
             kills = sum(counts.values())
             failed = sum(1 for p in self.problems.get("reruns failed", []) if p.startswith(f"{name}:"))
-            lines.append(f"| {name} | {self.durations.get(name, 0):.2f} s | {kills} | " + " | ".join(str(counts[p]) for p in PHASES) + f" | {kills - failed} |")
+            lines.append(f"| {name} | {self.durations.get(name, 0):.2f} s | {kills} | " + " | ".join(str(counts[p]) for p in PHASES) + f" | {kills - failed} | {self.missed[name]} |")
         total = Counter()
         for counts in self.kills.values():
             total.update(counts)
-        lines.append(f"| **all** | | **{self.total}** | " + " | ".join(str(total[p]) for p in PHASES) + f" | {self.total - self.count('reruns failed')} |")
+        lines.append(f"| **all** | | **{self.total}** | " + " | ".join(str(total[p]) for p in PHASES) + f" | {self.total - self.count('reruns failed')} | {sum(self.missed.values())} |")
         lines.append("")
         lines.append(
             f"{self.total} kills: {self.count('lost names')} lost names, {self.count('corrupt blobs')} corrupt or missing blobs, "

@@ -85,6 +85,10 @@ class Storm:
     failures: list[str] = field(default_factory=list)
     log_start: int = 0
 
+    def names(self) -> set[str]:
+        """Every name an op set or removed."""
+        return {op[1] for op in self.ops if op[0] in ("fetch", "add", "rm")}
+
     def counts(self) -> Counter:
         return Counter(op[0] for op in self.ops)
 
@@ -136,13 +140,13 @@ def check_storm(world: StormWorld, storm: Storm) -> dict[str, list[str]]:
     result = store.verify()
     problems["corrupt blobs"] += [str(d) for d in result.report.corrupt] + [f"{m.name} incomplete" for m in result.incomplete_models]
     named = {e.name: str(e.digest) for e in store.list() if e.name is not None and e.pinned_in is None}
-    for name in [*world.remote_trees, *world.sources]:
+    for name in storm.names():
         expected = _may_hold([op for op in storm.ops if op[1] == name])
         if named.get(name) not in expected:
             problems["names"].append(f"{name} holds {named.get(name)}, expected one of {sorted(map(str, expected))}")
         elif name in named:
             got = read_tree(store.path(name))
-            allowed = [world.remote_trees[name]] if name in world.remote_trees else [world.trees[s] for s in world.sources[name]]
+            allowed = [world.remote_trees[name]] if name in world.remote_trees else list(world.trees.values())
             if got not in allowed:
                 problems["names"].append(f"{name}: its files are none of its sources'")
     synced = {op[1] for op in storm.ops if op[0] == "sync"}

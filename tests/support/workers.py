@@ -165,7 +165,8 @@ def stormer(store_dir: str, plan: dict, worker: int, deadline: float, report: st
 
     ``plan`` holds ``ops`` (this worker's turn of op names: fetch, add, rm, gc,
     sync, verify), ``remote``, ``fetch`` (names to fetch), ``add`` ({name:
-    [source, ...]}), ``apps`` (lockfiles to sync). Reports each op as [op, name,
+    [source, ...]}; each add also adds its source as a name only this worker
+    sets, ``storm/kept-W-I:v1``), ``apps`` (lockfiles to sync). Reports each op as [op, name,
     manifest digest or None, start, end, outcome]: "ok", or "absent" for an rm
     of a name that was not there. Anything else (verify finding a corrupt blob
     included) fails the worker.
@@ -183,7 +184,12 @@ def stormer(store_dir: str, plan: dict, worker: int, deadline: float, report: st
                     digest = str(store.fetch(name, remotes=plan["remote"]).digest)
                 elif op == "add":
                     name = rng.choice(sorted(plan["add"]))
-                    digest = str(store.add(name, [rng.choice(plan["add"][name])]).digest)
+                    source = rng.choice(plan["add"][name])
+                    digest = str(store.add(name, [source]).digest)
+                    # And a name of its own that no one else sets or removes: a change lost to a race shows as this name missing.
+                    done.append([op, name, digest, start, time.monotonic(), outcome])
+                    name, start = f"storm/kept-{worker}-{len(done)}:v1", time.monotonic()
+                    digest = str(store.add(name, [source]).digest)
                 elif op == "rm":
                     name = rng.choice(sorted(plan["add"]))
                     try:
