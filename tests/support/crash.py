@@ -14,8 +14,11 @@ shows.
 
 Where a kill landed is read from what the store (and the command's files
 outside it) hold afterwards: *before any write* when nothing but lock files
-changed, *after its effect* when the command's result is already there
-(the kill hit its exit), and *while writing* otherwise.
+changed; *partial data in ingest/* when a file being ingested or downloaded
+was cut; *blobs published, not done* when new blobs are in but the model is
+not named (or pinned) yet; *after its effect* when the command's result is
+already there (the kill hit its exit); *other writes* otherwise (gc deleting,
+rm, lock and export writing their files, a lease, a gc root).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from tests.support.trees import read_tree, write_tree
 
 __all__ = ["COMMANDS", "PHASES", "World", "Tally", "launch", "check_after_kill", "run_campaign"]
 
-PHASES = ("before any write", "while writing", "after its effect")
+# Where a kill landed, in the order a command goes through them; ``_phase`` tells which from what the kill left.
+PHASES = ("before any write", "partial data in ingest/", "blobs published, not done", "other writes", "after its effect")
 MiB = 1 << 20
 
 
@@ -409,11 +413,25 @@ def _cwd(world: World, command: Command) -> Path | None:
     return None if command.cwd is None else getattr(world, command.cwd)
 
 
+def _phase(world: World, command: Command, done: bool, marks: dict, blobs: set[str]) -> str:
+    """Where the kill landed (PHASES), from what it left: ``marks`` and ``blobs`` are the fingerprint and blobs of before."""
+    if done:
+        return PHASES[4]
+    after = world.fingerprint(command.outside(world))
+    if after == marks:
+        return PHASES[0]
+    ingest = str(world.store / "ingest")
+    if any(path.startswith(ingest + os.sep) and path not in marks for path in after):
+        return PHASES[1]
+    return PHASES[2] if set(os.listdir(world.store / "blobs" / "sha256")) - blobs else PHASES[3]
+
+
 def _kill_once(world: World, command: Command, instant: float, tally: Tally) -> bool:
     """Run ``command``, kill it ``instant`` seconds after its start, check, rerun; False if it finished before the instant."""
     command.prepare(world)
     before = world.named()
     marks = world.fingerprint(command.outside(world))
+    blobs = set(os.listdir(world.store / "blobs" / "sha256"))
     child = launch(world.store, command.args(world), cwd=_cwd(world, command), env=world.env)
     time.sleep(instant)
     if child.poll() is not None:
@@ -423,8 +441,7 @@ def _kill_once(world: World, command: Command, instant: float, tally: Tally) -> 
     child.send_signal(signal.SIGKILL)
     child.communicate()
     done = command.done(world)
-    phase = PHASES[2] if done else PHASES[0] if world.fingerprint(command.outside(world)) == marks else PHASES[1]
-    tally.record(command.name, phase)
+    tally.record(command.name, _phase(world, command, done, marks, blobs))
     for kind, found in check_after_kill(world, before, command).items():
         tally.problems.setdefault(kind, []).extend(f"{command.name}: {p}" for p in found)
     rerun = finish(launch(world.store, command.args(world), cwd=_cwd(world, command), env=world.env))
