@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from store import Store
+from store.errors import StoreError
 from store.local.roots import read_lockfile
 from tests.support.apps import publish
 from tests.support.cli import CliResult, cli_command
@@ -48,16 +49,17 @@ MiB = 1 << 20
 
 
 def launch(store: Path, args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``odai-store --store STORE ARGS`` as a child of its own; every child of the campaign, the storm and the model test starts here.
+    """Start ``odai-store --store STORE ARGS`` as a child of its own: every child the crash campaign and the model test kill starts here.
 
-    ``env`` is added to the child's environment (the way to run children with
-    another flock, say).
+    ``env`` is added to the child's environment: the one place to run them all
+    differently (with a flock that lies, say).
     """
     command, full_env = cli_command(store, args, env, ())
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=full_env, cwd=cwd)
 
 
 def finish(child: subprocess.Popen[bytes], timeout: float = 120) -> CliResult:
+    """Wait for a child of ``launch``; what it exited with and said."""
     out, err = child.communicate(timeout=timeout)
     return CliResult(child.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
@@ -95,7 +97,8 @@ class World:
             name = f"crash/keep-{i}:v1"
             self.trees[name] = _tree(200 + i, sizes)
             store.add(name, [write_tree(self.sources / f"keep-{i}", self.trees[name])])
-        self.add_source = write_tree(self.sources / "added", _tree(301, [4 * MiB, 2 * MiB, *[64 * 1024 + i for i in range(16)]]))
+        self.add_tree = _tree(301, [4 * MiB, 2 * MiB, *[64 * 1024 + i for i in range(16)]])
+        self.add_source = write_tree(self.sources / "added", self.add_tree)
         self.garbage_source = write_tree(self.sources / "garbage", _tree(302, [MiB, *[16 * 1024 + i for i in range(40)]]))
         self.lock_app = self.root / "lock-app"
         self.sync_app = self.root / "sync-app"
@@ -144,6 +147,7 @@ class Command:
         return []
 
     def done(self, world: World) -> bool:
+        """Whether the command's effect is there; a name it made is recorded in ``world.trees`` then, to be checked from now on."""
         raise NotImplementedError
 
     def check(self, world: World) -> list[str]:
@@ -163,38 +167,44 @@ def _drop(world: World, name: str) -> None:
     store.gc()
 
 
-class Add(Command):
-    name = "add"
-    target = "crash/added:v1"
+class _Naming(Command):
+    """A command that names ``target``: it is dropped (and collected) before each run, and once named must read back as ``files``."""
+
+    target = ""
 
     def prepare(self, world: World) -> None:
         _drop(world, self.target)
+
+    def files(self, world: World) -> dict[str, bytes]:
+        raise NotImplementedError
+
+    def done(self, world: World) -> bool:
+        if self.target not in world.named():
+            return False
+        world.trees[self.target] = self.files(world)
+        return True
+
+
+class Add(_Naming):
+    name = "add"
+    target = "crash/added:v1"
 
     def args(self, world: World) -> list[str]:
         return ["add", self.target, str(world.add_source)]
 
-    def done(self, world: World) -> bool:
-        if self.target not in world.named():
-            return False
-        world.trees[self.target] = read_tree(world.add_source)
-        return True
+    def files(self, world: World) -> dict[str, bytes]:
+        return world.add_tree
 
 
-class Fetch(Command):
+class Fetch(_Naming):
     name = "fetch"
     target = "crash/remote:v1"
-
-    def prepare(self, world: World) -> None:
-        _drop(world, self.target)
 
     def args(self, world: World) -> list[str]:
         return ["fetch", "--remote", world.remote, self.target]
 
-    def done(self, world: World) -> bool:
-        if self.target not in world.named():
-            return False
-        world.trees[self.target] = world.remote_trees[self.target]
-        return True
+    def files(self, world: World) -> dict[str, bytes]:
+        return world.remote_trees[self.target]
 
 
 class Gc(Command):
@@ -261,7 +271,7 @@ class Lock(Command):
         lockfile = world.lock_app / "odai.lock"
         try:
             read_lockfile(lockfile, missing_ok=True)
-        except Exception as e:  # a torn lockfile is what this looks for
+        except StoreError as e:  # a torn lockfile is what this looks for
             return [f"lock: the lockfile does not read after the kill: {e}"]
         return []
 
