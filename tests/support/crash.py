@@ -408,15 +408,21 @@ class Tally:
         return "\n".join(lines)
 
 
-def _measure(world: World, command: Command) -> float:
-    """The wall time of one clean run of ``command`` (which must succeed and do its work)."""
-    command.prepare(world)
-    start = time.monotonic()
-    result = finish(launch(world.store, command.args(world), cwd=_cwd(world, command), env=world.env))
-    elapsed = time.monotonic() - start
-    if result.code != 0 or not command.done(world):
-        raise RuntimeError(f"a clean {command.name} failed (exit {result.code}): {result.err}")
-    return elapsed
+def _measure(world: World, command: Command, runs: int = 2) -> float:
+    """The wall time of a clean run of ``command`` (each must succeed and do its work): the shortest of ``runs``.
+
+    The shortest, because the first run of a command in a store may do work
+    the later ones skip, and an instant drawn past a child's exit is a kill lost.
+    """
+    times = []
+    for _ in range(runs):
+        command.prepare(world)
+        start = time.monotonic()
+        result = finish(launch(world.store, command.args(world), cwd=_cwd(world, command), env=world.env))
+        times.append(time.monotonic() - start)
+        if result.code != 0 or not command.done(world):
+            raise RuntimeError(f"a clean {command.name} failed (exit {result.code}): {result.err}")
+    return min(times)
 
 
 def _cwd(world: World, command: Command) -> Path | None:
@@ -461,21 +467,21 @@ def _kill_once(world: World, command: Command, instant: float, tally: Tally) -> 
 
 
 def run_campaign(world: World, kills: int, seed: int, commands: list[str] | None = None, say=lambda _: None) -> Tally:
-    """Kill ``kills`` children of the ``commands`` (default all), taking turns in a seeded shuffled order, at seeded instants."""
+    """Kill ``kills`` children of the ``commands`` (default all), as many of each (give or take one), in a seeded order at seeded instants."""
     rng = random.Random(seed)
     chosen = [COMMANDS[name] for name in (commands or COMMANDS)]
     tally = Tally()
     for command in chosen:
         tally.durations[command.name] = _measure(world, command)
-    order: list[Command] = []
+    wanted = {command.name: kills // len(chosen) + (i < kills % len(chosen)) for i, command in enumerate(rng.sample(chosen, len(chosen)))}
     attempts = 0
     while tally.total < kills:
-        if not order:
-            order = rng.sample(chosen, len(chosen))
-        command = order.pop()
-        attempts += 1
-        if attempts > 4 * kills + 20:
-            raise RuntimeError(f"only {tally.total} of {attempts} children were still running at their instant")
-        if _kill_once(world, command, rng.uniform(0, tally.durations[command.name]), tally) and tally.total % 10 == 0:
-            say(f"{tally.total} kills")
+        for command in rng.sample(chosen, len(chosen)):
+            if sum(tally.kills.get(command.name, Counter()).values()) >= wanted[command.name]:
+                continue
+            attempts += 1
+            if attempts > 4 * kills + 20:
+                raise RuntimeError(f"only {tally.total} of {attempts} children were still running at their instant")
+            if _kill_once(world, command, rng.uniform(0, tally.durations[command.name]), tally) and tally.total % 10 == 0:
+                say(f"{tally.total} kills")
     return tally

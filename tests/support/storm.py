@@ -123,14 +123,13 @@ def run_storm(world: StormWorld, processes: int, seconds: float) -> Storm:
 
 
 def _may_hold(ops: list[list]) -> set[str | None]:
-    """What a name may hold after ``ops`` (its completed sets and removals): the effect of any op that no other op began after the end of."""
-    changes = [op for op in ops if op[0] in ("fetch", "add") or (op[0] == "rm" and op[5] == "ok")]
-    # An rm that found the name absent was, at some instant of its run, the state: the name was gone.
-    absent = [op for op in ops if op[0] == "rm" and op[5] == "absent"]
-    every = changes + absent
-    if not every:
+    """What a name may hold after ``ops``, its completed sets and removals: the effect of any op that no other op began after the end of.
+
+    An rm that found the name absent counts as a removal: at some instant of its run, the name was gone.
+    """
+    if not ops:
         return {None}
-    return {op[2] if op[0] != "rm" else None for op in every if not any(other[3] > op[4] for other in every)}
+    return {op[2] if op[0] != "rm" else None for op in ops if not any(other[3] > op[4] for other in ops)}
 
 
 def check_storm(world: StormWorld, storm: Storm) -> dict[str, list[str]]:
@@ -141,7 +140,7 @@ def check_storm(world: StormWorld, storm: Storm) -> dict[str, list[str]]:
     problems["corrupt blobs"] += [str(d) for d in result.report.corrupt] + [f"{m.name} incomplete" for m in result.incomplete_models]
     named = {e.name: str(e.digest) for e in store.list() if e.name is not None and e.pinned_in is None}
     for name in storm.names():
-        expected = _may_hold([op for op in storm.ops if op[1] == name])
+        expected = _may_hold([op for op in storm.ops if op[1] == name and op[0] in ("fetch", "add", "rm")])
         if named.get(name) not in expected:
             problems["names"].append(f"{name} holds {named.get(name)}, expected one of {sorted(map(str, expected))}")
         elif name in named:
