@@ -20,6 +20,8 @@ from tests.support.trees import sample_model, write_tree
 # is not a wrong one. Modest example counts keep the whole suite fast; a test
 # that is cheap asks for more itself.
 settings.register_profile("odai-store", deadline=None, max_examples=50)
+# `pytest --hypothesis-profile store-model-long`: the stateful model test at length (tests/integration/test_store_model.py).
+settings.register_profile("store-model-long", settings.get_profile("odai-store"), max_examples=200, stateful_step_count=40)
 settings.load_profile("odai-store")
 
 
