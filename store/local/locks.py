@@ -84,10 +84,12 @@ class Holder:
     @classmethod
     def from_json(cls, record: object) -> Holder:
         """The holder a record names; ValueError, TypeError or KeyError if it is not one."""
-        start = record.get("start")  # type: ignore[attr-defined]
+        if not isinstance(record, dict):
+            raise TypeError("a holder record is a JSON object")
+        start = record.get("start")
         if start is not None and not isinstance(start, str):
             raise TypeError("start")
-        return cls(int(record["pid"]), str(record["host"]), float(record["since"]), start)  # type: ignore[index]
+        return cls(int(record["pid"]), str(record["host"]), float(record["since"]), start)
 
 
 def dead_here(pid: int) -> bool:
