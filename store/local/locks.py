@@ -516,14 +516,16 @@ class _Records:
         prefix = f"{self.path.name}.shared-"
         with os.scandir(self.path.parent) as entries:
             names = [entry.name for entry in entries if entry.name.startswith(prefix)]
+        live: _Busy | None = None
         for name in names:
             found = _read_record(self.path.parent / name, now, self._flock_excludes)
             if found is None:
                 continue
             if found.stale is None:
-                return _Busy(found.holder)
-            _unlink_if(self.path.parent / name, found.identity)  # a shared record has one maker: no claim needed
-        return None
+                live = live or _Busy(found.holder)
+            else:
+                _unlink_if(self.path.parent / name, found.identity)  # a shared record has one maker: no claim needed
+        return live
 
     def release(self) -> None:
         """Remove this process's record, if the name still holds it (a silent holder's may have been broken)."""
