@@ -619,7 +619,14 @@ def hold(
 
     try:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-        wait(lambda: _try_flock(fd, mode, records.held))
+        if poll is None and timeout is None:  # no bound, nothing to watch: sleep in the kernel until the flock is free
+            if (busy := _try_flock(fd, mode, records.held)) is not None:
+                if on_wait is not None:
+                    on_wait(busy.holder)
+                waited = True
+                fcntl.flock(fd, mode)
+        else:
+            wait(lambda: _try_flock(fd, mode, records.held))
         wait(records.attempt)
         if readers and not shared:
             wait(records.readers)
