@@ -287,10 +287,10 @@ def _create(path: Path, data: bytes, group: bool) -> tuple[int, int] | None:
     except FileExistsError:
         return None
     try:
+        info = os.fstat(fd)
         if group:
             share_with_group(fd)
         os.write(fd, data)
-        info = os.fstat(fd)
     except BaseException:
         os.close(fd)
         path.unlink(missing_ok=True)
