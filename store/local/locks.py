@@ -397,6 +397,11 @@ def _break(path: Path, found: _Found, group: bool, now: float) -> None:
         pass
     except PermissionError:
         pass  # another member's, in a shared store's sticky locks/ (spec/locking.md)
+    except IsADirectoryError:
+        raise Refused(
+            f"{path} (a lock's holder record) is a directory, not a regular file; odai-store did not remove it",
+            f"remove {path}: odai-store never makes a directory there (spec/locking.md)",
+        ) from None
     finally:
         claim.unlink(missing_ok=True)
 
@@ -422,11 +427,11 @@ class _Heartbeat:
 
     def add(self, path: Path) -> None:
         with self._guard:
-            self._held.add(path)
-            if self._thread is None or self._pid != os.getpid():  # a forked child has no thread
-                self._pid = os.getpid()
+            if self._thread is None or self._pid != os.getpid():  # a forked child has no thread, and holds none of its parent's records
+                self._pid, self._held = os.getpid(), set()
                 self._thread = threading.Thread(target=self._run, name="odai-lock-heartbeat", daemon=True)
                 self._thread.start()
+            self._held.add(path)
 
     def discard(self, path: Path) -> None:
         with self._guard:

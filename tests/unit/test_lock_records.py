@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from store.errors import LockTimeout
+from store.fs.bounded import Refused
 from store.local import locks
 from store.local.locks import Holder, hold, stale_records
 from tests.support.flock import lying
@@ -209,3 +210,13 @@ def test_stale_records_lists_only_records_of_gone_holders(tmp_path: Path) -> Non
     _plant(tmp_path / "blob-ab.lock.held", 1, host="other.invalid")
     (tmp_path / "index.lock").write_bytes(b"")
     assert [(r.path.name, r.why) for r in stale_records(tmp_path)] == [("index.lock.held", f"process {dead} is gone")]
+
+
+def test_a_directory_at_a_record_name_is_refused_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lying(monkeypatch)
+    lock = tmp_path / "index.lock"
+    _held(lock).mkdir()
+    with pytest.raises(Refused, match="index.lock.held .* is a directory"):
+        with hold(lock, timeout=1):
+            pass
+    assert _files(tmp_path) == ["index.lock", "index.lock.held"]
