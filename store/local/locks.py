@@ -553,13 +553,20 @@ class StaleRecord:
     path: Path
     holder: Holder | None
     why: str
+    identity: tuple[int, int, int]  # the file judged: remove() removes only that one
+
+    def remove(self, group: bool = False) -> None:
+        """Remove this record if its name still holds the file judged; as a breaker does, so never a new holder's record."""
+        if self.path.name.endswith(".lock.held"):
+            _break(self.path, _Found(self.holder, self.identity, self.why), group, time.time())
+        else:  # a shared record or a claim: one maker, a name of its own
+            _unlink_if(self.path, self.identity)
 
 
 def stale_records(locks: Path, now: float | None = None) -> list[StaleRecord]:
     """The holder record files in ``locks`` (a store's locks/) that are stale, and why; reads only.
 
-    For doctor: what it reports, and may remove (a stale record is removed by
-    unlinking it only if it is still the file judged, as _break does). It
+    For doctor: what it reports, and removes with StaleRecord.remove. It
     does not take the locks, so a record of this host counts as stale only
     if its process is gone, never because its flock is free.
     """
@@ -570,7 +577,7 @@ def stale_records(locks: Path, now: float | None = None) -> list[StaleRecord]:
     for name in names:
         judged = _read_record(locks / name, now)
         if judged is not None and judged.stale is not None:
-            found.append(StaleRecord(locks / name, judged.holder, judged.stale))
+            found.append(StaleRecord(locks / name, judged.holder, judged.stale, judged.identity))
     return found
 
 

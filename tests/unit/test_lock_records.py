@@ -209,7 +209,20 @@ def test_stale_records_lists_only_records_of_gone_holders(tmp_path: Path) -> Non
     _plant(tmp_path / "gc.lock.shared-1-0123456789abcdef", os.getppid(), start=locks._started(os.getppid()))
     _plant(tmp_path / "blob-ab.lock.held", 1, host="other.invalid")
     (tmp_path / "index.lock").write_bytes(b"")
-    assert [(r.path.name, r.why) for r in stale_records(tmp_path)] == [("index.lock.held", f"process {dead} is gone")]
+    [stale] = stale_records(tmp_path)
+    assert (stale.path.name, stale.why) == ("index.lock.held", f"process {dead} is gone")
+    stale.remove()
+    assert _files(tmp_path) == ["blob-ab.lock.held", "gc.lock.shared-1-0123456789abcdef", "index.lock"]
+
+
+def test_a_stale_record_replaced_since_it_was_listed_is_not_removed(tmp_path: Path) -> None:
+    """Between doctor's listing and its removal, a breaker may have removed the record and a new holder made its own."""
+    _plant(tmp_path / "index.lock.held", _dead_pid())
+    [stale] = stale_records(tmp_path)
+    (tmp_path / "index.lock.held").unlink()
+    _plant(tmp_path / "index.lock.held", os.getpid(), start=locks._started(os.getpid()))
+    stale.remove()
+    assert json.loads((tmp_path / "index.lock.held").read_text())["pid"] == os.getpid()
 
 
 def test_a_directory_at_a_record_name_is_refused_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
