@@ -233,3 +233,24 @@ def test_a_directory_at_a_record_name_is_refused_naming_it(tmp_path: Path, monke
         with hold(lock, timeout=1):
             pass
     assert _files(tmp_path) == ["index.lock", "index.lock.held"]
+
+
+def test_another_members_stale_record_in_a_sticky_locks_dir_leaves_the_lock_to_flock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only its owner may delete it there (EPERM, simulated: root is never refused); where flock works it proves no one holds the lock."""
+    lock = tmp_path / "index.lock"
+    planted = _plant(_held(lock), _dead_pid())
+    unlink = os.unlink
+
+    def refused(path: object, *args: object, **kwargs: object) -> None:
+        if Path(str(path)) == planted:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "unlink", refused)
+    with hold(lock, timeout=0):
+        pass
+    assert planted.exists()
+    lying(monkeypatch)  # where flock lies, nothing proves it: the wait ends naming the dead holder
+    with pytest.raises(LockTimeout, match="held by process"):
+        with hold(lock, timeout=0.1):
+            pass
