@@ -475,9 +475,13 @@ class _Records:
         if found.stale is None:
             return _Busy(found.holder)
         _break(self.held, found, self.group, now)
-        if not os.path.lexists(self.held):
+        try:
+            info = os.lstat(self.held)
+        except FileNotFoundError:
             return None
-        if self._flock_excludes():
+        if (info.st_dev, info.st_ino, info.st_ctime_ns) != found.identity:
+            return _Busy(None)  # another record since: judged at the next try
+        if found.holder is not None and found.holder.host == os.uname().nodename and self._flock_excludes():
             # Another member's stale record in a shared store's sticky locks/:
             # only its owner may remove it. Where flock works it proves no one
             # holds the lock, which this process then holds by flock alone.
