@@ -14,6 +14,7 @@ from hypothesis import settings
 from store import Store
 from tests.support.cli import CliResult
 from tests.support.cli import run_cli as _run_cli
+from tests.support.flock import FLOCK, lying
 from tests.support.trees import sample_model, write_tree
 
 # No per-example deadline: the CI machine is shared and noisy, and a slow example
@@ -57,3 +58,11 @@ def model_files() -> dict[str, bytes]:
 def model_tree(tmp_path: Path, model_files: dict[str, bytes]) -> Path:
     """A directory holding the sample model (nested paths, an empty file, binary weights)."""
     return write_tree(tmp_path / "model", model_files)
+
+
+@pytest.fixture(params=FLOCK)
+def flock(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a concurrency test twice: with flock as it is, and with flock lying in every process (tests/support/flock.py)."""
+    if request.param == "flock-lies":
+        lying(monkeypatch)
+    return request.param

@@ -27,7 +27,7 @@ STALE_AFTER = 24 * 3600
 
 def gc_lock(layout: StoreLayout, shared: bool, timeout: float | None = None):
     """gc.lock: shared for a writer's lease or root, exclusive for gc; ``timeout`` as in locks.hold."""
-    return hold(layout.lock("gc"), shared=shared, timeout=timeout, group=layout.shared)
+    return hold(layout.lock("gc"), shared=shared, timeout=timeout, group=layout.shared, readers=True)
 
 
 class Lease:

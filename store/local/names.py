@@ -50,8 +50,8 @@ class Names:
     def edit(self, change: Callable[[Index], Index]) -> Index:
         """Replace the index with ``change(current)`` under the index lock; return the new index.
 
-        If locks lie, two editors may each write their version and one change
-        is lost, but index.json is always whole (write_atomic), never torn.
+        The lock holds where flock lies too (its record file: locks.py), so
+        no editor's change is lost; index.json is always whole (write_atomic).
         """
         from .locks import hold
 
