@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["FLOCK", "lying"]
+__all__ = ["FLOCK", "lying", "lying_pythonpath"]
 
 # The parameter of the flock fixture (tests/conftest.py): the two worlds every concurrency test runs in.
 FLOCK = ["flock-works", "flock-lies"]
@@ -23,8 +23,12 @@ FLOCK = ["flock-works", "flock-lies"]
 _LYING = Path(__file__).parent / "lying_flock"
 
 
+def lying_pythonpath() -> str:
+    """A PYTHONPATH under which every Python child finds flock lying (the inherited one after it)."""
+    return os.pathsep.join(filter(None, [str(_LYING), os.environ.get("PYTHONPATH")]))
+
+
 def lying(monkeypatch: pytest.MonkeyPatch) -> None:
     """From now on until the test ends, flock lies in this process and in every child it starts."""
-    inherited = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(_LYING), inherited])))
+    monkeypatch.setenv("PYTHONPATH", lying_pythonpath())
     monkeypatch.setattr(fcntl, "flock", lambda fd, operation: None)
