@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from .download import Download, DownloadQueue
     from .export import Exported, HfExported
     from .fetching.session import FetchContext
+    from .fs.locks import Holder
     from .local.gc import GcReport
     from .local.history import Record as HistoryRecord
-    from .local.locks import Holder
     from .local.usage import DiskUsage, ModelSizes
     from .oci.manifest import ModelFile
     from .pin import LockResult

@@ -180,7 +180,7 @@ def _check_cli_document(doc: object) -> None:
 
 
 def _check_holder(doc: dict) -> None:
-    from store.local.locks import Holder
+    from store.fs.locks import Holder
 
     assert type(doc["pid"]) is int and doc["pid"] > 0
     assert isinstance(doc["host"], str) and doc["host"]

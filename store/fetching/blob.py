@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import IntegrityError, Interrupted, InvalidManifest, NetworkError, NotFound
+from ..fs.locks import Holder, hold
 from ..local.ingest import IngestWriter, Written
 from ..local.journal import read_journal
 from ..local.leases import STALE_AFTER
-from ..local.locks import Holder, hold
 from ..oci.digest import Digest
 from ..transfer.engine import BlobTask, Received
 from .session import Session

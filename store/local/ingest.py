@@ -29,11 +29,11 @@ from ..errors import IntegrityError, StoreError, from_os_error
 from ..fs.atomic import create_private, private_name, replace_unsynced, share_with_group, write_atomic
 from ..fs.bounded import Refused, open_regular
 from ..fs.clone import CANNOT_CLONE, clone
+from ..fs.locks import dead_here, private_owner
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
 from .journal import Journal, Ranges, boot_id, read_journal
 from .layout import StoreLayout
-from .locks import dead_here, private_owner
 
 __all__ = ["IngestWriter", "Written", "BLOCK", "give_back"]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from ..errors import LockTimeout
 from ..fs.atomic import create_atomic, write_atomic
+from ..fs.locks import hold, this_holder
 from ..oci.digest import Digest
 from .layout import StoreLayout
-from .locks import hold, this_holder
 
 __all__ = ["STALE_AFTER", "Lease", "gc_lock"]
 

@@ -118,7 +118,7 @@ def test_a_sync_registers_its_root_under_the_gc_lock(tmp_path: Path, flock: str)
     import shutil
     import subprocess
 
-    from store.local.locks import hold
+    from store.fs.locks import hold
     from tests.support.cli import cli_command
 
     root = tmp_path / "store"

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from store import StorageError, Store
+from store.fs.locks import this_holder
 from store.local.layout import StoreLayout
-from store.local.locks import this_holder
 from store.local.views import Views
 from store.oci.index import MAX_INDEX_BYTES
 from store.serve import make_server
@@ -268,7 +268,7 @@ def test_a_blob_lock_held_without_progress_ends_the_fetch_naming_its_holder(adde
 
 def test_a_wait_for_a_holder_that_makes_progress_outlasts_the_timeout(added: Store, flock: str) -> None:
     """A blob lock's holder downloads: while its journals grow, the waiter waits on (spec/locking.md)."""
-    from store.local.locks import hold
+    from store.fs.locks import hold
 
     threading.Timer(1.0, _held(added.layout, "blob-x")).start()
     ticks = iter(range(10**6))

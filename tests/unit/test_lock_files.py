@@ -12,7 +12,7 @@ import os
 import threading
 from pathlib import Path
 
-from store.local.locks import hold
+from store.fs.locks import hold
 
 
 def test_a_lock_file_being_made_is_locked_and_its_holder_recorded_beside_it(tmp_path: Path) -> None:

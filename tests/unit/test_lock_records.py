@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from store.errors import LockTimeout
+from store.fs import locks
 from store.fs.bounded import Refused
-from store.local import locks
-from store.local.locks import Holder, hold, stale_records
+from store.fs.locks import Holder, hold, stale_records
 from tests.support.flock import lying
 
 HOST = os.uname().nodename

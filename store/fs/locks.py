@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockTimeout
-from ..fs.atomic import create_private, link_new, owner_pid, share_with_group
-from ..fs.bounded import HOLDER_MAX, Refused, open_regular
+from .atomic import create_private, link_new, owner_pid, share_with_group
+from .bounded import HOLDER_MAX, Refused, open_regular
 
 __all__ = ["Holder", "StaleRecord", "dead_here", "hold", "silent_for", "stale_records", "this_holder"]
 
