@@ -19,6 +19,7 @@ __all__ = [
     "digests_hex",
     "garbage",
     "json_garbage",
+    "hostile_bytes",
     "remotes",
     "pinned_files",
     "pins",
@@ -108,6 +109,139 @@ def json_garbage(draw, keys: tuple[str, ...] = ()) -> bytes:
     """JSON documents that look a little like ours: an object using some of ``keys`` with any values."""
     doc = draw(st.dictionaries(st.sampled_from(keys) if keys else st.text(max_size=10), _json_values, max_size=6))
     return json.dumps(doc).encode()
+
+
+# -- hostile versions of a valid file ------------------------------------------------
+
+# Values a careless or hostile writer puts where ours go, as raw text of the file's syntax:
+# wrong types, numbers past every bound (past Python's 4300-digit int conversion too,
+# infinities that int() cannot take), nesting past the recursion limit, strings a path
+# or the terminal must not take (NUL, a lone surrogate, a long one), digests that are
+# almost right. Nesting twice: past the recursion limit within a 4 KiB bound, and far past it.
+_DEEP, _DEEP_IN_4_KIB = 5000, 2000
+_HOSTILE_JSON = (
+    "null", "true", "false", "0", "-1", "1.5", "-0.0", "1e999", "-1e999", "NaN", "Infinity",
+    "9223372036854775807", "9223372036854775808", "18446744073709551616", "1" + "0" * 5000,
+    '""', '"\\u0000x"', '"a\\u0000b"', '"\\ud800"', '"\\u001b[2J"', '"../../../etc/passwd"', '"/"', '"' + "x" * 70_000 + '"',
+    '"sha256:' + "0" * 64 + '"', '"sha256:' + "A" * 64 + '"', '"sha256:' + "0" * 63 + '"', '"sha512:' + "0" * 128 + '"',
+    "[]", "{}", "[null]", '{"":{}}', "[" * _DEEP + "]" * _DEEP, '{"a":' * _DEEP + "1" + "}" * _DEEP,
+    "[" * _DEEP_IN_4_KIB + "]" * _DEEP_IN_4_KIB,
+)
+_HOSTILE_TOML = (
+    '""', '"x"', "0", "-1", "1.5", "inf", "nan", "true", "1979-05-27T07:32:00Z", "07:32:00",
+    "9223372036854775807", "1" + "0" * 5000, "[]", "{}", '"\\u0000"', '"\\ud800"', '"../../etc/passwd"',
+    '"sha256:' + "0" * 64 + '"', '"sha256:' + "0" * 63 + '"', "[" * _DEEP + "]" * _DEEP, "{a=" * _DEEP + "1" + "}" * _DEEP,
+    "[" * _DEEP_IN_4_KIB + "]" * _DEEP_IN_4_KIB,
+)
+_HOSTILE_BYTES = (b"\0", b"\xff", b"\xc3", b"\xed\xa0\x80", b"\r", b"\n", b"\x1b[2J", b"\xef\xbb\xbf", b"{", b"}", b"[", b'"', b",", b"=")
+_SENTINEL = "\x00hostile\x00"
+
+
+def _paths(doc: object, at: tuple = ()) -> list[tuple]:
+    """Every place in a parsed JSON document: key paths from the root (the root itself is ``()``)."""
+    found = [at]
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            found += _paths(value, (*at, key))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            found += _paths(value, (*at, i))
+    return found
+
+
+def _replaced(doc: object, at: tuple, value: object) -> object:
+    if not at:
+        return value
+    copy = dict(doc) if isinstance(doc, dict) else list(doc)  # type: ignore[call-overload]
+    copy[at[0]] = _replaced(copy[at[0]], at[1:], value)
+    return copy
+
+
+def _dropped(doc: object, at: tuple) -> object:
+    if len(at) == 1:
+        copy = dict(doc) if isinstance(doc, dict) else list(doc)  # type: ignore[call-overload]
+        del copy[at[0]]
+        return copy
+    copy = dict(doc) if isinstance(doc, dict) else list(doc)  # type: ignore[call-overload]
+    copy[at[0]] = _dropped(copy[at[0]], at[1:])
+    return copy
+
+
+@st.composite
+def _json_near_miss(draw, valid: bytes) -> bytes:
+    """``valid`` (a JSON document) with one value replaced by a hostile token, or one member dropped or added."""
+    doc = json.loads(valid)
+    at = draw(st.sampled_from(_paths(doc)))
+    how = draw(st.sampled_from(["replace", "replace", "replace", "drop", "add"]))
+    if how == "drop" and at:
+        return json.dumps(_dropped(doc, at)).encode()
+    if how == "add":
+        return json.dumps(_replaced(doc, at, {"unknown": _SENTINEL, "extra": [1, 2]})).encode().replace(
+            json.dumps(_SENTINEL).encode(), draw(st.sampled_from(_HOSTILE_JSON)).encode()
+        )
+    token = draw(st.sampled_from(_HOSTILE_JSON))
+    return json.dumps(_replaced(doc, at, _SENTINEL)).encode().replace(json.dumps(_SENTINEL).encode(), token.encode())
+
+
+@st.composite
+def _toml_near_miss(draw, valid: bytes) -> bytes:
+    """``valid`` (TOML) with the value of one ``key = value`` line replaced by a hostile token, or the line dropped or doubled."""
+    lines = valid.split(b"\n")
+    assignments = [i for i, line in enumerate(lines) if b" = " in line] or [0]
+    i = draw(st.sampled_from(assignments))
+    how = draw(st.sampled_from(["replace", "replace", "drop", "double"]))
+    if how == "drop":
+        del lines[i]
+    elif how == "double":
+        lines.insert(i, lines[i])
+    else:
+        key = lines[i].partition(b" = ")[0] or b"version"
+        lines[i] = key + b" = " + draw(st.sampled_from(_HOSTILE_TOML)).encode()
+    return b"\n".join(lines)
+
+
+@st.composite
+def _damaged(draw, valid: bytes) -> bytes:
+    """``valid`` as a disk, an editor or a torn write leaves it: cut short, with bytes flipped, inserted, removed or doubled."""
+    data = bytearray(valid)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data)))
+        how = draw(st.sampled_from(["truncate", "flip", "insert", "delete", "double", "nul-fill"]))
+        if how == "truncate":
+            del data[at:]
+        elif how == "flip" and at < len(data):
+            data[at] ^= draw(st.integers(1, 255))
+        elif how == "insert":
+            data[at:at] = draw(st.sampled_from(_HOSTILE_BYTES) | st.binary(min_size=1, max_size=8))
+        elif how == "delete":
+            del data[at : at + draw(st.integers(1, 16))]
+        elif how == "double":
+            data[at:at] = data[at : at + draw(st.integers(1, 64))]
+        elif how == "nul-fill":  # what a power loss leaves in a file's last pages
+            end = min(len(data), at + draw(st.integers(1, 4096)))
+            data[at:end] = bytes(end - at)
+    return bytes(data)
+
+
+def hostile_bytes(valid: bytes, syntax: str = "json") -> st.SearchStrategy[bytes]:
+    """What may be found where ``valid`` should be: random bytes, ``valid`` damaged, or a near miss in its ``syntax``
+    ("json", "toml" or "text"): valid syntax with a value of the wrong type, a number past every bound, nesting past
+    the recursion limit, a wrong digest, a NUL or a lone surrogate in a string.
+
+    Every strategy shrinks towards ``valid``'s neighbours, so a failure reads as "this one change broke it".
+    """
+    choices = [garbage(), st.just(b""), st.just(valid[: len(valid) // 2]), _damaged(valid)]
+    if syntax == "json":
+        choices += [_json_near_miss(valid), _json_near_miss(valid), json_garbage(tuple(_keys(valid)))]
+        choices += [st.sampled_from(_HOSTILE_JSON).map(str.encode)]
+    elif syntax == "toml":
+        choices += [_toml_near_miss(valid), _toml_near_miss(valid)]
+    return st.one_of(choices)
+
+
+def _keys(valid: bytes) -> set[str]:
+    """The member names of a JSON document, at any depth."""
+    return {str(at[-1]) for at in _paths(json.loads(valid)) if at and isinstance(at[-1], str)} or {"a"}
 
 
 # -- lockfiles ---------------------------------------------------------------------
