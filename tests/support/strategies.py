@@ -20,6 +20,7 @@ __all__ = [
     "garbage",
     "json_garbage",
     "hostile_bytes",
+    "http_answers",
     "remotes",
     "pinned_files",
     "pins",
@@ -242,6 +243,55 @@ def hostile_bytes(valid: bytes, syntax: str = "json") -> st.SearchStrategy[bytes
 def _keys(valid: bytes) -> set[str]:
     """The member names of a JSON document, at any depth."""
     return {str(at[-1]) for at in _paths(json.loads(valid)) if at and isinstance(at[-1], str)} or {"a"}
+
+
+# -- what a remote answers ---------------------------------------------------------
+
+_STATUS_LINES = (
+    b"HTTP/1.1 200 OK", b"HTTP/1.1 206 Partial Content", b"HTTP/1.0 200 OK", b"HTTP/1.1 204 No Content", b"HTTP/1.1 301 Moved",
+    b"HTTP/1.1 302 Found", b"HTTP/1.1 304 Not Modified", b"HTTP/1.1 307 Temporary Redirect", b"HTTP/1.1 400 Bad Request",
+    b"HTTP/1.1 401 Unauthorized", b"HTTP/1.1 403 Forbidden", b"HTTP/1.1 404 Not Found", b"HTTP/1.1 416 Range Not Satisfiable",
+    b"HTTP/1.1 429 Too Many Requests", b"HTTP/1.1 500 Internal Server Error", b"HTTP/1.1 503 Service Unavailable",
+    b"HTTP/1.1 999 Whatever", b"HTTP/1.1 2000 OK", b"HTTP/1.1 abc", b"HTTP/2 200", b"ICY 200 OK", b"", b"HTTP/1.1 200 OK\x00",
+)
+_HEADERS = (
+    b"Content-Length: 0", b"Content-Length: -1", b"Content-Length: abc", b"Content-Length: 1e3", b"Content-Length: 99999999999999999999999",
+    b"Content-Length: 18446744073709551616", b"Content-Length: 1, 2",
+    b"Content-Range: bytes 0-9/10", b"Content-Range: bytes */*", b"Content-Range: bytes 5-2/1", b"Content-Range: bytes 0-1/-5",
+    b"Content-Range: bytes 0-99999999999999999999/99999999999999999999", b"Content-Range: garbage",
+    b"Content-Encoding: gzip", b"Content-Encoding: deflate", b"Content-Encoding: br", b"Content-Encoding: x-garbage",
+    b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip, chunked", b"Transfer-Encoding: x-garbage",
+    b"Retry-After: 99999999999", b"Retry-After: -5", b"Retry-After: Wed, 21 Oct 2015 07:28:00 GMT", b"Retry-After: soon", b"Retry-After: nan",
+    b"Location: http://127.0.0.1:1/x", b"Location: ", b"Location: ftp://127.0.0.1/x", b"Location: /index.json", b"Location: http://[::1",
+    b"Location: //127.0.0.1:1/x", b"Location: file:///etc/passwd",
+    b"ETag: ", b'ETag: "\x01\xff"', b"Last-Modified: yesterday", b"Accept-Ranges: none", b"Accept-Ranges: bytes",
+    b"Content-Type: application/vnd.oci.image.index.v1+json", b"Content-Type: application/vnd.oci.image.manifest.v1+json",
+    b"Content-Type: text/html", b"Content-Type: \xff\xfe", b"Docker-Content-Digest: sha256:" + b"0" * 64, b"Docker-Content-Digest: garbage",
+    b'WWW-Authenticate: Bearer realm="http://127.0.0.1:1/token",service="x"', b"WWW-Authenticate: Basic", b"WWW-Authenticate: \x00",
+    b"Link: <http://127.0.0.1:1/x>; rel=next", b"X-Error-Code: GatedRepo", b"Connection: close", b"Connection: keep-alive",
+    b"no colon at all", b": no name", b"X-Long: " + b"x" * 70_000, b"X-Nul: a\x00b", b"X-Latin: \xff\xfe",
+)
+
+
+@st.composite
+def _answer(draw, honest: bytes, syntax: str) -> bytes:
+    body = draw(st.just(honest) | hostile_bytes(honest, syntax))
+    status = draw(st.sampled_from(_STATUS_LINES))
+    headers = draw(st.lists(st.sampled_from(_HEADERS), max_size=6))
+    length = draw(st.sampled_from(["right", "right", "short", "long", "none"]))
+    if length != "none":
+        stated = {"right": len(body), "short": max(0, len(body) - draw(st.integers(1, 100))), "long": len(body) + draw(st.integers(1, 1 << 20))}[length]
+        headers.insert(draw(st.integers(0, len(headers))), b"Content-Length: %d" % stated)
+    if draw(st.integers(0, 9)) == 0:
+        headers += [b"X-Many-%d: y" % i for i in range(draw(st.integers(100, 300)))]
+    return status + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body
+
+
+def http_answers(honest: bytes, syntax: str = "json") -> st.SearchStrategy[bytes]:
+    """What a remote may answer where ``honest`` (a body of ``syntax``, as hostile_bytes takes it) was due: any bytes
+    at all, or a status line, headers and a body each of which may be wrong (a length that lies, a range, an encoding,
+    a redirect or a wait that makes no sense, a header line that is not one, many or long headers)."""
+    return st.one_of(garbage(2048), _answer(honest, syntax), _answer(honest, syntax), _answer(honest, syntax))
 
 
 # -- lockfiles ---------------------------------------------------------------------
