@@ -11,9 +11,9 @@ blobs/, and the model the store held before is untouched.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import contextlib
 import shutil
 import tomllib
 from collections.abc import Iterator
