@@ -1,4 +1,5 @@
-"""Garbage from a remote (issue 16, "Garbage everywhere"): any answer where index.json, a manifest or a blob was due.
+"""Garbage from a remote (issue 16, "Garbage everywhere"): any answer where index.json, a manifest or a blob was due,
+from a static layout over http or a registry.
 
 A real server on 127.0.0.1 (tests/support/fault_server.py) serves a model
 honestly, except one path, for which it sends what hypothesis drew: any
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 from store import Store
 from tests.support.bad_inputs import budget, run_in_process, tally
 from tests.support.cli import assert_error, run_cli
-from tests.support.fault_server import Fault, FaultServer, oci_layout
+from tests.support.fault_server import Fault, FaultServer, Layout, oci_layout, registry_layout
 from tests.support.scratch import scratch_dir
 from tests.support.strategies import http_answers
 from tests.support.trees import read_tree, sample_model, write_tree
@@ -35,19 +36,28 @@ from tests.support.trees import read_tree, sample_model, write_tree
 MODEL = {"w.bin": hashlib.sha256(b"w").digest() * 4096, "config.json": b'{"arch": "x"}\n'}
 LAYOUT = oci_layout(MODEL)
 REF = LAYOUT.ref_name
+REGISTRY = registry_layout(MODEL)  # team/model:v1: the model model:v1 of the remote oci://HOST:PORT/team
+CATALOG = {"/v2/_catalog": b'{"repositories": ["team/model"]}', "/v2/team/model/tags/list": b'{"name": "team/model", "tags": ["v1"]}'}
 SAID = r"(?!odai-store: error: |hint: ).*"
-# Each path a client asks for, with the syntax of its honest body.
-PATHS = {
-    "remote index.json": ("/index.json", "json"),
-    "remote manifest": (f"/blobs/sha256/{LAYOUT.manifest.hex}", "json"),
-    "remote blob": (LAYOUT.blob_path(MODEL["w.bin"]), "text"),
+# Each path a client asks for: the layout it is of, and the syntax of its honest body.
+PATHS: dict[str, tuple[Layout, str, str]] = {
+    "remote index.json": (LAYOUT, "/index.json", "json"),
+    "remote manifest": (LAYOUT, f"/blobs/sha256/{LAYOUT.manifest.hex}", "json"),
+    "remote blob": (LAYOUT, LAYOUT.blob_path(MODEL["w.bin"]), "text"),
+    "registry manifest": (REGISTRY, "/v2/team/model/manifests/v1", "json"),
+    "registry blob": (REGISTRY, REGISTRY.blob_path(MODEL["w.bin"]), "text"),
 }
 COMMANDS = [
-    ("fetch", "--remote", "{url}", REF),
+    ("fetch", "--remote", "{url}", "{ref}"),
     ("list", "--remote", "{url}"),
-    ("show", "--remote", "{url}", REF),
-    ("lock", "--lockfile", "{lockfile}", "--remote", "{url}", REF),
+    ("show", "--remote", "{url}", "{ref}"),
+    ("lock", "--lockfile", "{lockfile}", "--remote", "{url}", "{ref}"),
 ]
+
+
+def _remote(layout: Layout, server: FaultServer) -> tuple[str, str]:
+    """The remote's URL and the reference of the model on it."""
+    return (f"oci://127.0.0.1:{server.port}/team", layout.ref_name) if layout is REGISTRY else (server.url, layout.ref_name)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +84,7 @@ def _blobs(store: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (store / "blobs" / "sha256").iterdir()}
 
 
-def _check(store: Path, lockfile: Path, command: tuple[str, ...], result, before: dict[str, bytes]) -> None:
+def _check(store: Path, lockfile: Path, command: tuple[str, ...], result, before: dict[str, bytes], ref: str = REF) -> None:
     assert result.code in (0, 3, 4, 5), f"exit {result.code}\nstderr: {result.err!r}"
     if result.code != 0:
         assert_error(result, result.code, said=SAID)
@@ -84,7 +94,7 @@ def _check(store: Path, lockfile: Path, command: tuple[str, ...], result, before
     assert all(after.get(name) == data for name, data in before.items())
     assert Store(store).resolve("local:v1")[0].hex in after
     if result.code == 0 and command[0] == "fetch":
-        assert read_tree(Store(store).path(REF)) == MODEL
+        assert read_tree(Store(store).path(ref)) == MODEL
     if result.code == 0 and command[0] == "lock":
         (pin,) = tomllib.loads(lockfile.read_text())["model"]
         assert pin["digest"] == str(LAYOUT.manifest)
@@ -94,19 +104,20 @@ def _check(store: Path, lockfile: Path, command: tuple[str, ...], result, before
 @given(data=st.data())
 @budget(10)
 def test_garbage_from_a_remote(template: Path, form: str, data: st.DataObject) -> None:
-    path, syntax = PATHS[form]
-    answer = data.draw(http_answers(LAYOUT.files[path], syntax), label="answer")
+    layout, path, syntax = PATHS[form]
+    answer = data.draw(http_answers(layout.files[path], syntax), label="answer")
     command = data.draw(st.sampled_from(COMMANDS), label="command")
     times = data.draw(st.sampled_from([1, None]), label="times")  # the first answer only, or every one
-    with scratch_dir() as tmp, FaultServer(LAYOUT) as server, _no_waiting():
+    with scratch_dir() as tmp, FaultServer(layout, CATALOG if layout is REGISTRY else None) as server, _no_waiting():
         store, lockfile = Path(tmp, "store"), Path(tmp, "odai.lock")
         shutil.copytree(template, store, symlinks=True)
         server.fail(Fault(path=path, raw=answer, times=times))
         before = _blobs(store)
-        args = [a.format(url=server.url, lockfile=lockfile) for a in command]
+        url, ref = _remote(layout, server)
+        args = [a.format(url=url, ref=ref, lockfile=lockfile) for a in command]
         result = run_in_process(store, "--timeout", "30", *args)
         tally(form, result.code)
-        _check(store, lockfile, command, result, before)
+        _check(store, lockfile, command, result, before, ref)
 
 
 def test_garbage_from_a_remote_through_the_program(template: Path, tmp_path: Path) -> None:
