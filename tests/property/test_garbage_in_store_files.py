@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 from store import Store
 from store.local.ingest import IngestWriter
+from store.oci.descriptor import MANIFEST_TYPE, Descriptor
 from store.oci.digest import Digest
 from store.oci.index import Index, InvalidIndex
 from tests.support.bad_inputs import budget, run_in_process, tally
@@ -73,8 +74,13 @@ class World:
     def dest(self) -> Path:
         return self.root / "exported"
 
+    @property
+    def other(self) -> Path:
+        """A store of its own, for a command that reads ``store`` as its remote."""
+        return self.root / "other"
+
     def args(self, command: tuple[str, ...]) -> list[str]:
-        return [a.format(remote=self.remote, lockfile=self.lockfile, tree=self.tree, dest=self.dest) for a in command]
+        return [a.format(remote=self.remote, lockfile=self.lockfile, tree=self.tree, dest=self.dest, store=self.store, other=self.other) for a in command]
 
 
 def _dead_pid() -> int:
@@ -160,6 +166,8 @@ class Target:
     held: bool = False
     # A bug known and left to the helper who owns the code (a non-strict xfail until it is fixed there).
     known: str | None = None
+    # How the bytes get there, if not by overwriting ``where``'s file (which then only gives the honest bytes).
+    plant: Callable[[World, bytes], Path] | None = None
 
 
 def _manifest(world: World, ref: str = "one:v1") -> Path:
@@ -175,6 +183,18 @@ def _ingest(world: World, suffix: str) -> Path:
 def _root_entry(world: World) -> Path:
     (found,) = (world.store / "roots").iterdir()
     return found
+
+
+def _named_manifest(world: World, data: bytes) -> Path:
+    """``data`` as a blob under its own digest, named odd:v1 in index.json as a model manifest: what a remote or
+    another tool may have written, whose digest is right and whose bytes are anything."""
+    digest = Digest(hashlib.sha256(data).hexdigest())
+    blob = world.store / "blobs" / "sha256" / digest.hex
+    blob.write_bytes(data)
+    blob.chmod(0o444)
+    index = Index.parse((world.store / "index.json").read_bytes())
+    (world.store / "index.json").write_bytes(index.with_name("odd:v1", Descriptor(MANIFEST_TYPE, digest, len(data))).to_bytes())
+    return blob
 
 
 def _record(world: World) -> Path:
@@ -210,6 +230,28 @@ TARGETS = [
     Target("oci-layout", "json", lambda w: w.store / "oci-layout", {("list",): frozenset(), ("add", "new:v1", "{tree}"): frozenset(), ("gc",): frozenset(), ("verify",): frozenset()}, untouched=True),
     # A manifest damaged in place: its model is damaged (5) or, once verify set it aside, incomplete (3).
     Target("manifest", "json", _manifest, {**READERS, ("fetch", "one:v1", "--remote", "{remote}"): frozenset({3, 5}), ("tag", "one:v1", "other:v1"): frozenset()}),
+    # A manifest under its own digest, named: its bytes are whatever was hashed.
+    Target(
+        "manifest (named)",
+        "json",
+        _manifest,
+        {
+            ("path", "odd:v1"): frozenset({3, 5}),
+            ("show", "odd:v1"): frozenset({3, 5}),
+            ("export", "odd:v1", "{dest}"): frozenset({3, 5}),
+            ("verify", "odd:v1"): frozenset({5}),
+            ("list",): frozenset(),
+            ("verify",): frozenset({5}),
+            ("gc",): frozenset({5}),
+            ("du",): frozenset({5}),
+            ("tag", "odd:v1", "other:v1"): frozenset(),
+            ("rm", "odd:v1"): frozenset(),
+            # The store as another's remote: its manifest is what a remote serves.
+            ("--store", "{other}", "fetch", "odd:v1", "--remote", "{store}"): frozenset({3, 5}),
+            ("lock", "--lockfile", "{other}.lock", "--remote", "{store}", "odd:v1"): frozenset({3, 5}),
+        },
+        plant=_named_manifest,
+    ),
     Target("ingest journal", "json", lambda w: _ingest(w, ".journal"), {FETCH: frozenset(), ("gc",): frozenset(), ("gc", "--partials"): frozenset(), ("du",): frozenset(), ("verify",): frozenset()}),
     # The partial's bytes are never trusted without their digest: the fetch downloads what does not hash.
     Target("ingest partial", "text", lambda w: _ingest(w, ".tmp"), {FETCH: frozenset(), ("gc", "--partials"): frozenset(), ("du",): frozenset()}),
@@ -252,6 +294,8 @@ def _check(world: World, target: Target, command: tuple[str, ...], planted: Path
 
 
 def _plant(world: World, target: Target, data: bytes) -> Path:
+    if target.plant is not None:
+        return target.plant(world, data)
     planted = target.where(world)
     mode = planted.stat().st_mode
     planted.chmod(0o644)
