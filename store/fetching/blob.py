@@ -45,6 +45,14 @@ def download_blob(
                 got = session.engine.fetch(task, writer, again=not adopt)
                 received += got.received
             except BaseException as err:
+                if isinstance(err, IntegrityError) and resumed and adopt:
+                    # A chunk that failed its check every time may hold bytes kept from before, which a
+                    # damaged or planted journal vouched for: the remote is not to blame until the whole
+                    # blob came from it, as for a failed commit below.
+                    writer.abort()
+                    say(f"{digest.short}: the data kept from an earlier download is damaged; downloading it again")
+                    adopt = False
+                    continue
                 if _resumable(err) and (writer.done.total() or writer.unchecked.total()):
                     # Keep what arrived: the next run resumes from it.
                     writer.suspend(sync=not isinstance(err, (Interrupted, KeyboardInterrupt)))
