@@ -89,7 +89,15 @@ class Holder:
         start = record.get("start")
         if start is not None and not isinstance(start, str):
             raise TypeError("start")
-        return cls(int(record["pid"]), str(record["host"]), float(record["since"]), start)
+        pid = record["pid"]
+        # A pid kill(2) takes, or none: 1e999 or 2**64 would make the liveness check raise OverflowError.
+        if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 1 << 31:
+            raise ValueError(f"{pid!r} is not a process id")
+        try:
+            since = float(record["since"])
+        except OverflowError:
+            raise ValueError("since") from None
+        return cls(pid, str(record["host"]), since, start)
 
 
 def dead_here(pid: int) -> bool:
@@ -136,7 +144,7 @@ def this_holder() -> Holder:
 def read_holder(fd: int) -> Holder | None:
     try:
         return Holder.from_json(json.loads(os.pread(fd, HOLDER_MAX, 0) or b"null"))
-    except (ValueError, TypeError, KeyError, OSError):
+    except (ValueError, TypeError, KeyError, OSError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         return None
 
 

@@ -365,8 +365,6 @@ def lease_files(layout: StoreLayout, now: float) -> Leases:
         try:
             record = json.loads(read_bounded(path, LEASE_MAX, "lease") or b"{}")
             holder = Holder.from_json(record) if "pid" in record else None
-            if holder is not None and not 0 < holder.pid < 1 << 31:  # no pid at all: kill(2) would refuse it (OverflowError)
-                raise ValueError(f"{holder.pid} is not a process id")
             leased = {parse_digest(d) for d in record.get("digests", [])}
             problem = ""
         except FileNotFoundError:

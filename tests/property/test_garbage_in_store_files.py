@@ -197,6 +197,27 @@ def _named_manifest(world: World, data: bytes) -> Path:
     return blob
 
 
+def _holder_record(lock: str, age: float) -> tuple[Callable[[World], Path], Callable[[World, bytes], Path]]:
+    """Where the record file of ``locks/<lock>`` is (an honest one made there: a holder of this host that has died), and
+    how garbage gets there, ``age`` seconds old: older than the 60 s a record of no known holder lives (spec/locking.md)."""
+
+    def where(world: World) -> Path:
+        path = world.store / "locks" / f"{lock}.held"
+        if not path.exists():
+            dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+            path.write_text(json.dumps({"pid": int(dead.stdout), "host": os.uname().nodename, "since": 1795624505.0}))
+        return path
+
+    def plant(world: World, data: bytes) -> Path:
+        path = where(world)
+        path.write_bytes(data)
+        then = path.stat().st_mtime - age
+        os.utime(path, (then, then))
+        return path
+
+    return where, plant
+
+
 def _record(world: World) -> Path:
     _, manifest = Store(world.store).resolve("one:v1")
     return world.store / "meta" / "xxh3" / manifest.files[0].digest.hex
@@ -221,6 +242,7 @@ WRITERS = {
 FETCH = ("fetch", "big:v1", "--remote", "{remote}")
 SYNC = ("sync", "--lockfile", "{lockfile}")
 
+INDEX_RECORD, GC_RECORD = _holder_record("index.lock", 120), _holder_record("gc.lock", 0)
 TARGETS = [
     # A damaged index.json is exit 5 (spec/cli.md#errors), and never rewritten or "repaired" into an empty one.
     Target("index.json", "json", lambda w: w.store / "index.json", {**READERS, **WRITERS}),
@@ -257,10 +279,11 @@ TARGETS = [
     Target("ingest partial", "text", lambda w: _ingest(w, ".tmp"), {FETCH: frozenset(), ("gc", "--partials"): frozenset(), ("du",): frozenset()}),
     # Anything in leases/ that is no lease is left for doctor; gc goes on (tests/integration/test_planted_files.py).
     Target("lease", "json", lambda w: next((w.store / "leases").iterdir()), {("gc",): frozenset(), ("du",): frozenset(), ("add", "new:v1", "{tree}"): frozenset(), FETCH: frozenset()}),
-    Target("holder record", "json", lambda w: w.store / "locks" / "index.lock", {("add", "new:v1", "{tree}"): frozenset(), ("tag", "one:v1", "other:v1"): frozenset(), ("rm", "two:v1"): frozenset()}),
+    # A record file left by a holder gone, whatever it holds: broken (its holder of this host shown gone by flock, or
+    # a record of no known holder silent for over 60 s), and the command goes on.
+    Target("holder record", "json", INDEX_RECORD[0], {("add", "new:v1", "{tree}"): frozenset(), ("tag", "one:v1", "other:v1"): frozenset(), ("rm", "two:v1"): frozenset()}, plant=INDEX_RECORD[1]),
     # Held by another process with --lock-timeout 0: exit 8 naming the holder, whatever its record holds.
-    Target("holder record (held)", "json", lambda w: w.store / "locks" / "gc.lock", {("--lock-timeout", "0", "gc"): frozenset({8}), ("--lock-timeout", "0", "add", "new:v1", "{tree}"): frozenset({8})}, held=True,
-           known="store/local/locks.py read_holder lets RecursionError (a record nested 2000 deep) and OverflowError (a pid of 1e999) through: exit 1; fixed by i16-locks"),
+    Target("holder record (held)", "json", GC_RECORD[0], {("--lock-timeout", "0", "gc"): frozenset({8}), ("--lock-timeout", "0", "add", "new:v1", "{tree}"): frozenset({8})}, held=True, plant=GC_RECORD[1]),
     # A damaged root stops gc, du and roots (exit 6, spec/store-layout.md#bounded-reads), deleting nothing.
     Target("gc root", "json", _root_entry, {("gc",): frozenset({6}), ("du",): frozenset({6}), ("roots",): frozenset({6}), ("list",): frozenset(), ("gc", "--dry-run"): frozenset({6})}),
     # The project's lockfile: refused as bad input (2) or out of date (7); for gc and roots it is a stale root.
@@ -317,8 +340,8 @@ def test_garbage_in_a_store_file(template: Path, target: Target, data: st.DataOb
         planted = _plant(world, target, garbage)
         before = (_verified(world.store), _names(world.store))
         fd = None
-        if target.held:
-            fd = os.open(planted, os.O_RDWR)
+        if target.held:  # the flock of the lock file whose record was planted
+            fd = os.open(planted.with_name(planted.name.removesuffix(".held")), os.O_RDWR)
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             result = run_in_process(world.store, *world.args(command))
@@ -341,6 +364,9 @@ FOUND = [
     ("ingest journal", b"[" * 2000 + b"]" * 2000, ("du",), 0),
     ("lease", b"[" * 2000 + b"]" * 2000, ("gc",), 0),
     ("lease", b'{"pid": 18446744073709551616, "host": "%s", "since": 1, "digests": []}' % os.uname().nodename.encode(), ("gc",), 0),
+    ("holder record", b"[" * 2000 + b"]" * 2000, ("add", "new:v1", "{tree}"), 0),
+    ("holder record", b'{"pid": 1e999, "host": "%s", "since": 1}' % os.uname().nodename.encode(), ("add", "new:v1", "{tree}"), 0),
+    ("holder record", b'{"pid": 7, "host": "%s", "since": 1e999999}' % os.uname().nodename.encode(), ("add", "new:v1", "{tree}"), 0),
     # A journal vouching for a chunk's bytes that are not the blob's: the fetch downloads it again instead of blaming the remote.
     ("ingest journal", b'{"version": 1, "size": 320000, "done": [[0, 106666]], "digest": "sha256:' + hashlib.sha256(BIG).hexdigest().encode() + b'"}', FETCH, 0),
 ]
