@@ -371,6 +371,8 @@ def _flock_excludes(path: Path) -> bool:
 
 # What creating a file in a store this process may only read fails with.
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+# A full disk: no room for a record, though a gc or a writer's release of its lease must still run there.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _break(path: Path, found: _Found, group: bool, now: float) -> None:
@@ -507,9 +509,11 @@ class _Records:
             try:
                 self._mine_id = _create(name, _record(), self.group)
             except OSError as err:
-                if err.errno not in _READ_ONLY:
-                    raise
-                return None  # a reader of a store it may not write (spec/locking.md, Locks): by flock alone, as it always was
+                if err.errno in _READ_ONLY:
+                    return None  # a reader of a store it may not write (spec/locking.md, Locks): by flock alone, as it always was
+                if self._by_flock_alone(err):
+                    return None
+                raise
             self.mine = name
             # Announced first, checked after: an exclusive holder that made its
             # record before this check is seen here; one after, sees this one.
@@ -518,14 +522,24 @@ class _Records:
                 return busy
             _heartbeat.add(name)
             return None
-        while (made := _create(self.held, _record(), self.group)) is None:
-            if (busy := self._held_busy(now)) is not None:
-                return busy
-            if self._stuck:
+        try:
+            while (made := _create(self.held, _record(), self.group)) is None:
+                if (busy := self._held_busy(now)) is not None:
+                    return busy
+                if self._stuck:
+                    return None
+        except OSError as err:
+            if self._by_flock_alone(err):
                 return None
+            raise
         self.mine, self._mine_id = self.held, made
         _heartbeat.add(self.held)
         return None
+
+    def _by_flock_alone(self, err: OSError) -> bool:
+        """Whether a record that ``err`` kept from being made may be done without: on a full disk, where flock is shown
+        to exclude here (spec/locking.md, Holder records). Where flock lies, the lock then cannot be had."""
+        return err.errno in _NO_ROOM and self._flock_excludes()
 
     def readers(self) -> _Busy | None:
         """For an exclusive holder that has made its record: a live shared holder's record, if any remains (stale ones are removed)."""

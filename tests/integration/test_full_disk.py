@@ -281,6 +281,6 @@ def test_a_full_disk_at_any_write_fails_cleanly_and_a_rerun_succeeds(command: st
         rerun = run_cli(s.store, *_args(command, s), cwd=s.project)
         assert rerun.code == 0, f"{where}, then with room: exit {rerun.code}\n{rerun.err}"
         _did_its_work(command, s)
-        _assert_sound(s, {}, None)
+        _assert_sound(s, {}, lockfile_before)  # sync's lockfile still unchanged; lock's whole
     _report(command, resource, tally)
     assert tally.points == len(points) and tally.out_of_space, "no point ran out of space: the points miss the command's writes"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ import pytest
 from store import Store
 from store.local.inspect import QUARANTINE_KEEP
 from store.local.journal import Journal, Ranges, boot_id
-from tests.support.cli import assert_error
+from tests.support.cli import assert_error, run_cli
 from tests.support.trees import write_tree
 
 SHARED = b"s" * 3000  # in a:v1 and b:v1
@@ -205,3 +206,29 @@ def test_list_size_of_an_empty_store(run_cli) -> None:
 def test_list_size_fails_as_list_does_on_a_damaged_index(store: Store, run_cli) -> None:
     store.layout.index.write_bytes(b"not json")
     assert_error(run_cli("list", "--size"), 5)
+
+
+def test_gc_frees_a_full_disk_where_flock_works(tmpfs: Path, flock: str) -> None:
+    """The no-space hint sends the user to gc: gc must run on a disk with no byte left, where no lock record can be made.
+    It holds gc.lock by flock alone there where flock is shown to exclude; where flock lies it cannot lock, and says
+    the disk is full (spec/locking.md, Holder records)."""
+    store = tmpfs / "store"
+    data = os.urandom(3 << 20)
+    write_tree(tmpfs / "src", {"w.bin": data})
+    assert run_cli(store, "add", "gone:v1", tmpfs / "src").code == 0
+    assert run_cli(store, "rm", "gone:v1").code == 0
+    (tmpfs / "src" / "w.bin").unlink()
+    with open(tmpfs / "fill", "wb") as fill:  # every byte left
+        with contextlib.suppress(OSError):
+            while True:
+                fill.write(bytes(64 << 10))
+                fill.flush()
+    result = run_cli(store, "gc")
+    blob = store / "blobs" / "sha256" / _hex(data)
+    if flock == "flock-lies":
+        assert "No space left" in assert_error(result, 6)
+        assert blob.exists()
+        return
+    assert result.code == 0, result.err
+    assert not blob.exists()
+    assert os.statvfs(tmpfs).f_bavail * os.statvfs(tmpfs).f_frsize >= len(data)
