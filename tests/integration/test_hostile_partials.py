@@ -238,6 +238,23 @@ def test_gc_partials_reclaims_a_dead_writers_partial(fault_server, store: Store,
     assert '"partials": [' in result.out and kept[0].name in result.out
 
 
+def test_a_fetch_after_a_plain_gc_resumes_the_dead_writers_partial(fault_server, store: Store, run_cli) -> None:
+    """gc then resume: gc keeps a dead writer's partial whose blob is absent (it is the resume's data),
+    so the next fetch downloads only the rest, and through the Python API as through the CLI."""
+    data = os.urandom(3 << 20)
+    layout = oci_layout({"w.bin": data}, chunks=False)
+    server = fault_server(layout).fail(Fault(close_after=2 << 20, linger=0.3))
+    assert_error(run_cli("fetch", "--retries", "0", "--remote", server.url, layout.ref_name), 4)
+    served = server.bytes_served
+    assert served >= 2 << 20
+    assert run_cli("gc").code == 0
+    assert store.gc().partials == ()
+    fetched = store.fetch(layout.ref_name, remotes=[server.url])
+    assert (fetched.path / "w.bin").read_bytes() == data
+    assert server.bytes_served - served < (1 << 20) + (64 << 10), "the fetch after gc started again from byte 0"
+    assert not list(store.layout.ingest.iterdir())
+
+
 def test_gc_on_a_disk_short_of_space_reclaims_a_dead_writers_partial(store: Store, monkeypatch) -> None:
     data = os.urandom(1000)
     writer = IngestWriter.for_blob(store.layout, Digest(_sha(data)), 1 << 20, stale_after=3600)
