@@ -36,6 +36,23 @@ def test_index_json_gives_up_after_the_retries(fault_server, run_cli) -> None:
     assert len(server.requests_for("/index.json")) == 2
 
 
+@pytest.mark.parametrize("what", ["index", "blob"])
+def test_a_404_is_not_found_and_never_retried(what: str, fault_server, store, run_cli) -> None:
+    """RetryPolicy meets the real NotFound the transport raises for a 404 (exit 3), not a stand-in:
+    one request, no retry notice, however many retries are allowed; the same through the Python API."""
+    from store.errors import NotFound
+
+    layout = oci_layout({"w.bin": DATA})
+    path = "/index.json" if what == "index" else layout.blob_path(DATA)
+    server = fault_server(layout).fail(Fault(status=404, path=path, times=None))
+    message = assert_error(run_cli("fetch", "--retries", "5", "--remote", server.url, layout.ref_name), 3)
+    assert "HTTP 404" in message, message
+    assert len(server.requests_for(path)) == 1
+    with pytest.raises(NotFound):
+        store.fetch(layout.ref_name, remotes=[server.url], retries=5)
+    assert len(server.requests_for(path)) == 2
+
+
 def test_the_size_of_a_url_file_is_retried(fault_server, run_cli) -> None:
     server = fault_server(None, {"/files/w.bin": DATA}).fail(Fault(status=503, retry_after="0", path="/files/w.bin"))
     sha = hashlib.sha256(DATA).hexdigest()
