@@ -136,3 +136,22 @@ def test_a_journal_read_after_a_reboot_claims_only_bytes_synced_before_it(tmp_pa
     # In the boot that wrote it, the page cache still holds the rest: every range counts.
     if boot_id() is not None:
         assert read_journal(StoreLayout.journal_of(path), boot=boot_id()).done.spans == ((0, 2 << 20),)
+
+
+def test_a_fetch_that_fails_keeps_a_journal_that_survives_a_reboot(store: Store, fault_server, monkeypatch) -> None:
+    """Only a cancel skips the sync (it must stop within a second): a fetch that fails for the
+    network syncs the partial before its last journal, so a resume after a power loss still
+    trusts every byte it had, rather than fetching them again."""
+    from store.errors import NetworkError
+    from tests.support.fault_server import Fault, oci_layout
+
+    monkeypatch.setattr(ingest_module, "SYNC_INTERVAL", 1e9)  # no periodic sync: only the one at the end
+    data = os.urandom(3 << 20)
+    layout = oci_layout({"w.bin": data}, chunks=False)
+    server = fault_server(layout).fail(Fault(close_after=2 << 20, linger=0.3))
+    with pytest.raises(NetworkError):
+        store.fetch(layout.ref_name, remotes=[server.url], retries=0)
+    [journal_path] = store.layout.ingest.glob("*.journal")
+    here, after_reboot = read_journal(journal_path, boot=boot_id()), read_journal(journal_path, boot="another boot")
+    assert here is not None and after_reboot is not None
+    assert here.done.total() >= 2 << 20 and after_reboot.done == here.done
