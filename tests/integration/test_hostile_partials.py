@@ -81,6 +81,25 @@ def test_a_link_planted_as_a_dead_writers_partial_is_not_written_through(link, f
     assert blob.read_bytes() == data
 
 
+def test_a_live_writers_partial_is_never_adopted(fault_server, store: Store, run_cli) -> None:
+    """Adoption takes a partial only from a writer that is gone (or silent for a long time): the
+    blob's lock would keep two fetchers apart, but where locks lie, a running writer's file must
+    still not be shared. Here the writer holds no lock at all and is alive: it is left alone."""
+    data = os.urandom(300_000)
+    layout = oci_layout({"w.bin": data})
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        partial = store.layout.ingest / f"{_sha(data)}-{writer.pid}-{os.urandom(8).hex()}.tmp"
+        partial.write_bytes(data[:100_000])
+        result = run_cli("fetch", "--remote", fault_server(layout).url, layout.ref_name)
+        assert result.code == 0, result.err
+        assert partial.read_bytes() == data[:100_000], "a running writer's partial was taken over"
+    finally:
+        writer.kill()
+        writer.wait()
+    assert store.layout.blob(Digest(_sha(data))).read_bytes() == data
+
+
 def test_a_journal_planted_as_a_link_to_a_fifo_does_not_hang_a_fetch(fault_server, store: Store, tmp_path, run_cli) -> None:
     # Every fetch reads the journals in ingest/ (the space check): a FIFO blocks its reader for ever.
     data = os.urandom(300_000)
