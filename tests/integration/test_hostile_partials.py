@@ -162,6 +162,18 @@ def test_commit_refuses_a_partial_longer_than_the_bytes_it_hashed(store: Store) 
     assert not writer.path.exists()
 
 
+def test_commit_of_a_partial_missing_bytes_says_so_and_keeps_nothing(store: Store) -> None:
+    """A download that ends short (a remote that stopped, a journal that claimed too much) is
+    refused by what it lacks, not only by a digest that does not match."""
+    digest = Digest(_sha(REAL))
+    writer = IngestWriter.for_blob(store.layout, digest, len(REAL), stale_after=3600)
+    writer.write_at(0, REAL[:60_000], checked=True)
+    with pytest.raises(IntegrityError, match="only 60000 of 100000 bytes were written") as raised:
+        writer.commit(digest, len(REAL))
+    assert raised.value.hint == "run the same command again"
+    assert not writer.path.exists() and not list(store.layout.ingest.iterdir())
+
+
 def test_publish_refuses_a_name_swapped_after_commit(store: Store, tmp_path) -> None:
     digest = Digest(_sha(REAL))
     writer = IngestWriter.for_blob(store.layout, digest, len(REAL), stale_after=3600)
