@@ -155,3 +155,39 @@ def test_a_fetch_that_fails_keeps_a_journal_that_survives_a_reboot(store: Store,
     here, after_reboot = read_journal(journal_path, boot=boot_id()), read_journal(journal_path, boot="another boot")
     assert here is not None and after_reboot is not None
     assert here.done.total() >= 2 << 20 and after_reboot.done == here.done
+
+
+def test_a_checked_or_discarded_range_leaves_the_unchecked_ones(tmp_path: Path) -> None:
+    """Bytes on disk wait as unchecked until their chunk is checked, then are done and no longer
+    unchecked (a journal listing them as both would have a resume start their chunk again); bytes
+    that failed their check are forgotten (a resume would complete the chunk from them)."""
+    from store.local.opening import open_layout
+
+    layout = open_layout(tmp_path / "store")
+    data = os.urandom(1 << 20)
+    writer = IngestWriter.for_blob(layout, Digest(hashlib.sha256(data).hexdigest()), len(data), stale_after=3600)
+    writer.write_at(0, data[:300_000])
+    writer.write_at(300_000, data[300_000:600_000])
+    assert writer.unchecked.spans == ((0, 600_000),) and writer.done == Ranges()
+    writer.checked(0, 300_000)
+    assert writer.done.spans == ((0, 300_000),) and writer.unchecked.spans == ((300_000, 600_000),)
+    writer.write_at(600_000, data[600_000:700_000])
+    writer.discard(600_000, 700_000)
+    assert writer.unchecked.spans == ((300_000, 600_000),)
+    path = writer.path
+    writer.suspend()
+    journal = read_journal(StoreLayout.journal_of(path), boot="another boot")
+    assert journal is not None and journal.done.spans == ((0, 300_000),) and journal.unchecked.spans == ((300_000, 600_000),)
+
+
+def test_every_blob_is_read_only_as_soon_as_it_has_its_name(store: Store, tmp_path: Path) -> None:
+    """spec/store-layout.md: a blob is complete, verified and read-only. A view links to it, so a
+    program that writes through a view must meet EACCES, not change the store's bytes."""
+    import stat
+
+    origin = Store(tmp_path / "origin")
+    origin.add("m:v1", [write_tree(tmp_path / "m", {"a.bin": os.urandom(5000), "b.bin": os.urandom(1 << 20)})])
+    store.add("added:v1", [write_tree(tmp_path / "n", {"c.bin": os.urandom(3000)})])
+    store.fetch("m:v1", remotes=[str(origin.root)])
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in store.layout.blobs.iterdir()}
+    assert len(modes) >= 5 and all(mode & 0o222 == 0 for mode in modes.values()), modes

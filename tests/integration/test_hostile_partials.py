@@ -100,6 +100,32 @@ def test_a_live_writers_partial_is_never_adopted(fault_server, store: Store, run
     assert store.layout.blob(Digest(_sha(data))).read_bytes() == data
 
 
+def test_a_partial_swapped_while_it_is_adopted_is_not_adopted(fault_server, store: Store, monkeypatch) -> None:
+    """Adoption renames a dead writer's partial to a name of its own, opens it, then checks that
+    the name still names the file opened: another member may have renamed a file of theirs onto
+    it in between. Forced into that gap here, the adopter leaves that name and starts afresh."""
+    from store.local import ingest as ingest_module
+
+    data = os.urandom(300_000)
+    layout = oci_layout({"w.bin": data})
+    _planted_name(store.layout, data).write_bytes(data[:100_000])
+    real, swapped = ingest_module.open_regular, []
+
+    def open_then_swap(path: Path, what: str, *args, **kwargs):
+        opened = real(path, what, *args, **kwargs)
+        if what == "a partial" and not swapped:
+            theirs = path.with_name("theirs")
+            theirs.write_bytes(b"another member's file")
+            os.rename(theirs, path)
+            swapped.append(path)
+        return opened
+
+    monkeypatch.setattr(ingest_module, "open_regular", open_then_swap)
+    fetched = store.fetch(layout.ref_name, remotes=[fault_server(layout).url])
+    assert swapped and (fetched.path / "w.bin").read_bytes() == data
+    assert not list(store.layout.ingest.iterdir())
+
+
 def test_a_journal_planted_as_a_link_to_a_fifo_does_not_hang_a_fetch(fault_server, store: Store, tmp_path, run_cli) -> None:
     # Every fetch reads the journals in ingest/ (the space check): a FIFO blocks its reader for ever.
     data = os.urandom(300_000)
@@ -172,6 +198,16 @@ def test_commit_of_a_partial_missing_bytes_says_so_and_keeps_nothing(store: Stor
         writer.commit(digest, len(REAL))
     assert raised.value.hint == "run the same command again"
     assert not writer.path.exists() and not list(store.layout.ingest.iterdir())
+
+
+def test_commit_checks_the_size_given_without_a_digest(store: Store) -> None:
+    """fetch --url commits without a digest (it measures the file, whose digest is a person's word)
+    but with the size the source stated: bytes of another size are refused and dropped."""
+    writer = IngestWriter.for_blob(store.layout, Digest(_sha(REAL)), len(REAL), stale_after=3600)
+    writer.write_at(0, REAL, checked=True)
+    with pytest.raises(IntegrityError, match=f"expected None \\({len(REAL) + 1} bytes\\)"):
+        writer.commit(None, len(REAL) + 1)
+    assert not list(store.layout.ingest.iterdir())
 
 
 def test_publish_refuses_a_name_swapped_after_commit(store: Store, tmp_path) -> None:
