@@ -223,6 +223,20 @@ def test_publish_refuses_a_name_swapped_after_commit(store: Store, tmp_path) -> 
     assert not store.layout.blob(digest).exists()
 
 
+def test_publish_refuses_a_checked_partial_that_grew(store: Store) -> None:
+    """The same file, but longer than commit checked: its owner (or root, whom 0444 does not stop)
+    appended to it after commit. What is past the checked bytes must never reach blobs/."""
+    digest = Digest(_sha(REAL))
+    writer = IngestWriter.for_blob(store.layout, digest, len(REAL), stale_after=3600)
+    writer.write_at(0, REAL, checked=True)
+    written = writer.commit(digest, len(REAL))
+    with open(writer.path, "ab") as f:
+        f.write(PAYLOAD)
+    with pytest.raises(IntegrityError, match="no longer the file that was checked"):
+        BlobStore(store.layout).publish(writer, written)
+    assert not store.layout.blob(digest).exists()
+
+
 def test_a_present_blob_longer_than_its_descriptor_is_absent_and_replaced(fault_server, store: Store, run_cli) -> None:
     layout = oci_layout({"w.bin": REAL})
     server = fault_server(layout)
