@@ -88,6 +88,10 @@ def test_add_syncs_every_blob_before_its_rename_and_blobs_dir_before_the_name(st
     store.add("m:v1", [tree])
     # Every blob the store holds: the three files and the manifest (at least).
     assert _check_publish_order(store, events) == len(os.listdir(store.layout.blobs)) >= 4
+    # The view too: renamed into views/, then views/ fsynced, before index.json names the model.
+    index_at = max(i for i, e in enumerate(events) if e.what == "rename" and e.target == str(store.layout.index))
+    [view_at] = [i for i, e in enumerate(events) if e.what == "rename" and Path(e.target).parent == store.layout.views]
+    assert view_at < index_at and Event("sync", _inode(store.layout.views)) in events[view_at + 1 : index_at]
 
 
 def test_fetch_syncs_every_blob_before_its_rename_and_blobs_dir_before_the_name(store: Store, events: list[Event], tmp_path: Path) -> None:
