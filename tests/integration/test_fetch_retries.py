@@ -53,6 +53,18 @@ def test_a_404_is_not_found_and_never_retried(what: str, fault_server, store, ru
     assert len(server.requests_for(path)) == 2
 
 
+def test_a_blob_whose_body_always_ends_at_once_fails_after_the_retries(fault_server, run_cli) -> None:
+    """A body that ends before its first byte is a failure like any other (transient, counted):
+    asked again for ever, without a pause, it would spin until killed."""
+    layout = oci_layout({"w.bin": DATA})
+    # Chunked, so the short body ends cleanly (a short Content-Length body is urllib3's IncompleteRead).
+    server = fault_server(layout).fail(Fault(chunked=True, close_after=0, times=None))
+    result = run_cli("fetch", "--retries", "2", "--remote", server.url, layout.ref_name, timeout=30)
+    message = assert_error(result, 4, said=RETRY_NOTICE)
+    assert "ended at byte 0" in message
+    assert len(server.requests_for(layout.blob_path(DATA))) == 3
+
+
 def test_the_size_of_a_url_file_is_retried(fault_server, run_cli) -> None:
     server = fault_server(None, {"/files/w.bin": DATA}).fail(Fault(status=503, retry_after="0", path="/files/w.bin"))
     sha = hashlib.sha256(DATA).hexdigest()

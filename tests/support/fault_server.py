@@ -86,7 +86,7 @@ class Fault:
     error_code: str | None = None  # with ``status``: the Hub's X-Error-Code (GatedRepo, RepoNotFound...)
     unless_token: str | None = None  # not for a request carrying ``Authorization: Bearer <this>`` (a token the server accepts)
     reset_after: int | None = None  # send this many body bytes, then reset the connection (RST)
-    close_after: int | None = None  # send this many body bytes, then close (FIN) under a larger Content-Length
+    close_after: int | None = None  # send this many body bytes, then close (FIN) under a larger Content-Length; chunked: end the body there
     linger: float = 0.0  # seconds between the last byte sent and the reset or close
     corrupt: tuple[int, int] | None = None  # flip the blob's bytes in [start, end)
     ignore_range: bool = False  # 200 and the whole object, whatever Range says
@@ -434,6 +434,8 @@ class FaultServer:
             return True
         view = memoryview(body)
         if fault.chunked:
+            if fault.close_after is not None:  # a chunked body ends where it says, short or not
+                view = view[: fault.close_after]
             for at in range(0, len(view), _PIECE):
                 piece = view[at : at + _PIECE]
                 conn.sendall(b"%x\r\n" % len(piece))
