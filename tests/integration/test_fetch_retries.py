@@ -65,6 +65,19 @@ def test_a_blob_whose_body_always_ends_at_once_fails_after_the_retries(fault_ser
     assert len(server.requests_for(layout.blob_path(DATA))) == 3
 
 
+def test_a_blob_one_remote_lacks_comes_from_the_next(fault_server, store, run_cli) -> None:
+    """NotFound is the first remote's answer, not the fetch's: asked once (never retried), then the
+    next remote serves the blob (spec/fetching.md, "Retries and failover")."""
+    layout = oci_layout({"w.bin": DATA})
+    lacking = fault_server(layout).fail(Fault(status=404, times=None))
+    whole = fault_server(layout)
+    result = run_cli("fetch", "--retries", "5", "--remote", lacking.url, "--remote", whole.url, layout.ref_name)
+    assert result.code == 0, result.err
+    assert read_tree(Path(result.out.strip())) == {"w.bin": DATA}
+    assert len(lacking.requests_for(layout.blob_path(DATA))) == 1
+    assert len(whole.requests_for(layout.blob_path(DATA))) == 1
+
+
 def test_the_size_of_a_url_file_is_retried(fault_server, run_cli) -> None:
     server = fault_server(None, {"/files/w.bin": DATA}).fail(Fault(status=503, retry_after="0", path="/files/w.bin"))
     sha = hashlib.sha256(DATA).hexdigest()
