@@ -357,6 +357,23 @@ def test_gc_on_a_disk_short_of_space_reclaims_a_dead_writers_partial(store: Stor
     assert not list(store.layout.ingest.iterdir())
 
 
+def test_a_resume_past_the_end_of_a_short_remote_copy_says_so(fault_server, store: Store, run_cli) -> None:
+    """A dead writer's partial holds the first 100,000 bytes of a blob the manifest says is larger;
+    the remote's copy ends there, so the resume's Range is past its end (HTTP 416): the error says
+    the remote's copy is shorter than the manifest, not only the status."""
+    size = 200_000
+    layout = oci_layout({"w.bin": REAL}, sizes={"w.bin": size}, chunks=False)
+    writer = IngestWriter.for_blob(store.layout, Digest(_sha(REAL)), size, stale_after=3600)
+    writer.write_at(0, REAL, checked=True)
+    writer.suspend()
+    dead = _planted_name(store.layout, REAL)
+    for path in list(store.layout.ingest.iterdir()):
+        path.rename(dead.with_suffix(path.suffix))
+    result = run_cli("fetch", "--remote", fault_server(layout).url, layout.ref_name)
+    message = assert_error(result, 4)
+    assert "is beyond the blob (HTTP 416)" in message and "shorter than the manifest says" in result.err
+
+
 def test_a_partial_dated_in_the_future_goes_stale(store: Store) -> None:
     # Its writer (this process) runs, so only its age can free it; taken as is, a time in
     # the future would make that age negative for ever.
