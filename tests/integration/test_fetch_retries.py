@@ -78,6 +78,17 @@ def test_a_blob_one_remote_lacks_comes_from_the_next(fault_server, store, run_cl
     assert len(whole.requests_for(layout.blob_path(DATA))) == 1
 
 
+def test_a_range_answered_from_another_byte_is_asked_again(fault_server, run_cli) -> None:
+    """A 206 whose Content-Range begins elsewhere than the Range asked is not that range, nor the
+    whole blob: the answer is refused (a transient fault) and the range asked again."""
+    layout = oci_layout({"w.bin": DATA}, chunks=False)
+    server = fault_server(layout).fail(Fault(shift_range=1000))
+    result = run_cli("fetch", "--remote", server.url, layout.ref_name)
+    assert result.code == 0, result.err
+    assert read_tree(Path(result.out.strip())) == {"w.bin": DATA}
+    assert [r.status for r in server.requests_for(layout.blob_path(DATA))] == [206, 206]
+
+
 def test_the_size_of_a_url_file_is_retried(fault_server, run_cli) -> None:
     server = fault_server(None, {"/files/w.bin": DATA}).fail(Fault(status=503, retry_after="0", path="/files/w.bin"))
     sha = hashlib.sha256(DATA).hexdigest()
