@@ -1,4 +1,4 @@
-"""HTTPS with a locally generated CA, and the free-space check on a small tmpfs."""
+"""HTTPS with a locally generated CA, and the free-space check on a small tmpfs (fetch by name, fetch --url, a resume)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from store import NoSpace, Store
-from tests.support.cli import CliResult, assert_error
+from tests.support.cli import CliResult, assert_error, run_cli
 from tests.support.counting_server import serve_counting
+from tests.support.fault_server import Fault, oci_layout
 
 
 def _cli(store: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -131,3 +132,50 @@ def test_a_partial_that_cannot_reserve_its_first_step_leaves_nothing_behind(tmpf
         IngestWriter.for_blob(layout, Digest("ab" * 32), 20 << 20, stale_after=3600)
     assert list(layout.ingest.iterdir()) == []
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_fetch_url_checks_the_space_before_the_first_byte(tmpfs, fault_server):
+    """fetch --url synthesizes its manifest from one HEAD, and the file must fit (with the margin)
+    before a byte of it is asked for: the same check as a fetch by name, not a failure halfway."""
+    data = random.Random(9).randbytes(20 << 20)
+    server = fault_server(extra={"/big.bin": data})
+    store = tmpfs / "store"
+    result = run_cli(store, "fetch", "--url", f"{server.url}/big.bin", "--sha256", _sha(data), "big:v1")
+    assert_error(result, 6)
+    assert result.err.startswith("odai-store: error: not enough space in ") and "need 24 MB (21 MB + 10% margin)" in result.err
+    assert [r.method for r in server.requests_for("/big.bin")] == ["HEAD"]
+    assert not list((store / "ingest").iterdir())
+    assert_error(run_cli(store, "path", "big:v1"), 3)
+    # The Python API checks the same.
+    from store.errors import NoSpace
+
+    with pytest.raises(NoSpace, match="not enough space"):
+        Store(store).fetch_url("big:v1", f"{server.url}/big.bin", _sha(data))
+    assert [r.method for r in server.requests_for("/big.bin")] == ["HEAD", "HEAD"]
+
+
+def test_a_resume_that_fits_is_not_refused_on_a_nearly_full_disk(tmpfs, fault_server):
+    """A partial reserves its whole blob (up to a step) as it is made, so what a resume still needs
+    is only what the partial has not allocated: on a disk its own partial filled, a resume fits
+    (spec/ingest.md, "Reserving space"), and counting the whole blob again would refuse it."""
+    data = random.Random(10).randbytes(12 << 20)
+    layout = oci_layout({"w.bin": data})
+    server = fault_server(layout).fail(Fault(close_after=4 << 20, linger=0.3))
+    store = tmpfs / "store"
+    assert_error(run_cli(store, "fetch", "--retries", "0", "--remote", server.url, layout.ref_name), 4)
+    [partial] = (store / "ingest").glob("*.tmp")
+    fs = os.statvfs(store)
+    free = fs.f_bavail * fs.f_frsize
+    assert free < len(data), "the test needs a disk on which the whole blob no longer fits"
+
+    resumed = run_cli(store, "fetch", "--remote", server.url, layout.ref_name)
+    assert resumed.code == 0, resumed.err
+    assert (Path(resumed.out.strip()) / "w.bin").read_bytes() == data
+    # It went on from the partial, not from byte 0.
+    assert server.bytes_served < len(data) + (1 << 20)

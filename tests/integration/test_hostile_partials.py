@@ -81,6 +81,51 @@ def test_a_link_planted_as_a_dead_writers_partial_is_not_written_through(link, f
     assert blob.read_bytes() == data
 
 
+def test_a_live_writers_partial_is_never_adopted(fault_server, store: Store, run_cli) -> None:
+    """Adoption takes a partial only from a writer that is gone (or silent for a long time): the
+    blob's lock would keep two fetchers apart, but where locks lie, a running writer's file must
+    still not be shared. Here the writer holds no lock at all and is alive: it is left alone."""
+    data = os.urandom(300_000)
+    layout = oci_layout({"w.bin": data})
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        partial = store.layout.ingest / f"{_sha(data)}-{writer.pid}-{os.urandom(8).hex()}.tmp"
+        partial.write_bytes(data[:100_000])
+        result = run_cli("fetch", "--remote", fault_server(layout).url, layout.ref_name)
+        assert result.code == 0, result.err
+        assert partial.read_bytes() == data[:100_000], "a running writer's partial was taken over"
+    finally:
+        writer.kill()
+        writer.wait()
+    assert store.layout.blob(Digest(_sha(data))).read_bytes() == data
+
+
+def test_a_partial_swapped_while_it_is_adopted_is_not_adopted(fault_server, store: Store, monkeypatch) -> None:
+    """Adoption renames a dead writer's partial to a name of its own, opens it, then checks that
+    the name still names the file opened: another member may have renamed a file of theirs onto
+    it in between. Forced into that gap here, the adopter leaves that name and starts afresh."""
+    from store.local import ingest as ingest_module
+
+    data = os.urandom(300_000)
+    layout = oci_layout({"w.bin": data})
+    _planted_name(store.layout, data).write_bytes(data[:100_000])
+    real, swapped = ingest_module.open_regular, []
+
+    def open_then_swap(path: Path, what: str, *args, **kwargs):
+        opened = real(path, what, *args, **kwargs)
+        if what == "a partial" and not swapped:
+            theirs = path.with_name("theirs")
+            theirs.write_bytes(b"another member's file")
+            os.rename(theirs, path)
+            swapped.append(path)
+        return opened
+
+    monkeypatch.setattr(ingest_module, "open_regular", open_then_swap)
+    fetched = store.fetch(layout.ref_name, remotes=[fault_server(layout).url])
+    assert swapped and (fetched.path / "w.bin").read_bytes() == data
+    assert not list(store.layout.ingest.iterdir())
+
+
 def test_a_journal_planted_as_a_link_to_a_fifo_does_not_hang_a_fetch(fault_server, store: Store, tmp_path, run_cli) -> None:
     # Every fetch reads the journals in ingest/ (the space check): a FIFO blocks its reader for ever.
     data = os.urandom(300_000)
@@ -143,6 +188,28 @@ def test_commit_refuses_a_partial_longer_than_the_bytes_it_hashed(store: Store) 
     assert not writer.path.exists()
 
 
+def test_commit_of_a_partial_missing_bytes_says_so_and_keeps_nothing(store: Store) -> None:
+    """A download that ends short (a remote that stopped, a journal that claimed too much) is
+    refused by what it lacks, not only by a digest that does not match."""
+    digest = Digest(_sha(REAL))
+    writer = IngestWriter.for_blob(store.layout, digest, len(REAL), stale_after=3600)
+    writer.write_at(0, REAL[:60_000], checked=True)
+    with pytest.raises(IntegrityError, match="only 60000 of 100000 bytes were written") as raised:
+        writer.commit(digest, len(REAL))
+    assert raised.value.hint == "run the same command again"
+    assert not writer.path.exists() and not list(store.layout.ingest.iterdir())
+
+
+def test_commit_checks_the_size_given_without_a_digest(store: Store) -> None:
+    """fetch --url commits without a digest (it measures the file, whose digest is a person's word)
+    but with the size the source stated: bytes of another size are refused and dropped."""
+    writer = IngestWriter.for_blob(store.layout, Digest(_sha(REAL)), len(REAL), stale_after=3600)
+    writer.write_at(0, REAL, checked=True)
+    with pytest.raises(IntegrityError, match=f"expected None \\({len(REAL) + 1} bytes\\)"):
+        writer.commit(None, len(REAL) + 1)
+    assert not list(store.layout.ingest.iterdir())
+
+
 def test_publish_refuses_a_name_swapped_after_commit(store: Store, tmp_path) -> None:
     digest = Digest(_sha(REAL))
     writer = IngestWriter.for_blob(store.layout, digest, len(REAL), stale_after=3600)
@@ -152,6 +219,20 @@ def test_publish_refuses_a_name_swapped_after_commit(store: Store, tmp_path) -> 
     victim.write_bytes(REAL + PAYLOAD)
     os.replace(victim, writer.path)  # another member replaces the checked partial's name
     with pytest.raises(IntegrityError):
+        BlobStore(store.layout).publish(writer, written)
+    assert not store.layout.blob(digest).exists()
+
+
+def test_publish_refuses_a_checked_partial_that_grew(store: Store) -> None:
+    """The same file, but longer than commit checked: its owner (or root, whom 0444 does not stop)
+    appended to it after commit. What is past the checked bytes must never reach blobs/."""
+    digest = Digest(_sha(REAL))
+    writer = IngestWriter.for_blob(store.layout, digest, len(REAL), stale_after=3600)
+    writer.write_at(0, REAL, checked=True)
+    written = writer.commit(digest, len(REAL))
+    with open(writer.path, "ab") as f:
+        f.write(PAYLOAD)
+    with pytest.raises(IntegrityError, match="no longer the file that was checked"):
         BlobStore(store.layout).publish(writer, written)
     assert not store.layout.blob(digest).exists()
 
@@ -238,6 +319,23 @@ def test_gc_partials_reclaims_a_dead_writers_partial(fault_server, store: Store,
     assert '"partials": [' in result.out and kept[0].name in result.out
 
 
+def test_a_fetch_after_a_plain_gc_resumes_the_dead_writers_partial(fault_server, store: Store, run_cli) -> None:
+    """gc then resume: gc keeps a dead writer's partial whose blob is absent (it is the resume's data),
+    so the next fetch downloads only the rest, and through the Python API as through the CLI."""
+    data = os.urandom(3 << 20)
+    layout = oci_layout({"w.bin": data}, chunks=False)
+    server = fault_server(layout).fail(Fault(close_after=2 << 20, linger=0.3))
+    assert_error(run_cli("fetch", "--retries", "0", "--remote", server.url, layout.ref_name), 4)
+    served = server.bytes_served
+    assert served >= 2 << 20
+    assert run_cli("gc").code == 0
+    assert store.gc().partials == ()
+    fetched = store.fetch(layout.ref_name, remotes=[server.url])
+    assert (fetched.path / "w.bin").read_bytes() == data
+    assert server.bytes_served - served < (1 << 20) + (64 << 10), "the fetch after gc started again from byte 0"
+    assert not list(store.layout.ingest.iterdir())
+
+
 def test_gc_on_a_disk_short_of_space_reclaims_a_dead_writers_partial(store: Store, monkeypatch) -> None:
     data = os.urandom(1000)
     writer = IngestWriter.for_blob(store.layout, Digest(_sha(data)), 1 << 20, stale_after=3600)
@@ -257,6 +355,23 @@ def test_gc_on_a_disk_short_of_space_reclaims_a_dead_writers_partial(store: Stor
     free(0.05)
     assert len(store.gc().partials) == 2
     assert not list(store.layout.ingest.iterdir())
+
+
+def test_a_resume_past_the_end_of_a_short_remote_copy_says_so(fault_server, store: Store, run_cli) -> None:
+    """A dead writer's partial holds the first 100,000 bytes of a blob the manifest says is larger;
+    the remote's copy ends there, so the resume's Range is past its end (HTTP 416): the error says
+    the remote's copy is shorter than the manifest, not only the status."""
+    size = 200_000
+    layout = oci_layout({"w.bin": REAL}, sizes={"w.bin": size}, chunks=False)
+    writer = IngestWriter.for_blob(store.layout, Digest(_sha(REAL)), size, stale_after=3600)
+    writer.write_at(0, REAL, checked=True)
+    writer.suspend()
+    dead = _planted_name(store.layout, REAL)
+    for path in list(store.layout.ingest.iterdir()):
+        path.rename(dead.with_suffix(path.suffix))
+    result = run_cli("fetch", "--remote", fault_server(layout).url, layout.ref_name)
+    message = assert_error(result, 4)
+    assert "is beyond the blob (HTTP 416)" in message and "shorter than the manifest says" in result.err
 
 
 def test_a_partial_dated_in_the_future_goes_stale(store: Store) -> None:

@@ -229,3 +229,38 @@ def test_another_members_dead_temporary_in_a_sticky_directory_does_not_stop_gc(t
     monkeypatch.setattr(Path, "unlink", unlink)
     store.gc()
     assert planted.exists()
+
+
+def test_an_add_that_reuses_a_blob_waits_for_a_gc_that_is_sweeping(store: Store, tmp_path: Path, monkeypatch) -> None:
+    """gc marks and sweeps under gc.lock held exclusive; a writer records its lease under it held
+    shared. An add that reuses a blob gc has marked as garbage must therefore wait until the
+    sweep is over (and then publish the blob again), not lease it in between and lose it.
+    The add is started from inside the sweep, so the two always meet at that point."""
+    import subprocess
+
+    import store.local.gc as gc_module
+    from tests.support.cli import cli_command
+
+    data = os.urandom(50_000)
+    store.add("m:v1", [write_tree(tmp_path / "m", {"w.bin": data})])
+    store.remove(["m:v1"])  # its blobs are garbage now
+    command, env = cli_command(store.root, ("add", "n:v1", write_tree(tmp_path / "n", {"w.bin": data})), None, ())
+    real, during = gc_module.sweep, []
+    finished_during_gc: list[bool] = []
+
+    def sweep_with_an_add(layout, findings, dry_run=False):
+        during.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        try:
+            during[0].wait(5)  # the time an add takes on a loaded machine, many times over
+        except subprocess.TimeoutExpired:
+            pass
+        finished_during_gc.append(during[0].poll() is not None)
+        return real(layout, findings, dry_run)
+
+    monkeypatch.setattr(gc_module, "sweep", sweep_with_an_add)
+    store.gc()
+    out, err = during[0].communicate(timeout=60)
+    assert during[0].returncode == 0, err
+    assert finished_during_gc == [False], "the add leased a blob while gc was sweeping"
+    assert (store.path("n:v1") / "w.bin").read_bytes() == data
+    assert store.verify().ok

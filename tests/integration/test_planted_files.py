@@ -439,3 +439,24 @@ def test_export_never_exports_what_a_planted_blob_name_points_to(added: Store, s
     refused(result, 6, "is a symbolic link" if link != "hardlink" else "is not a regular file")
     exported = dest / target.path
     assert not exported.exists() or exported.read_bytes() != secret
+
+
+def test_a_directory_planted_at_a_blobs_name_never_passes_for_the_blob(tmp_path: Path) -> None:
+    """A directory of exactly the blob's size (4096 bytes, a fresh directory on ext4) sits where the
+    blob belongs: it is not the blob, so a fetch either fails clearly or ends with the real bytes,
+    never succeeds with a model whose file is a directory."""
+    import hashlib
+
+    data = os.urandom(4096)
+    origin = Store(tmp_path / "origin")
+    origin.add("m:v1", [write_tree(tmp_path / "m", {"w.bin": data})])
+    store = Store(tmp_path / "store")
+    planted = store.layout.blobs / hashlib.sha256(data).hexdigest()
+    planted.mkdir()
+    if planted.stat().st_size != len(data):
+        pytest.skip("a new directory here is not 4096 bytes")
+    result = run_cli(store.root, "fetch", "--remote", origin.root, "m:v1")
+    if result.code == 0:
+        assert (Path(result.out.strip()) / "w.bin").read_bytes() == data
+    else:
+        assert_error(result, result.code)

@@ -125,3 +125,17 @@ def test_a_fifo_in_a_file_remote_is_refused_at_once_and_the_next_remote_serves(t
             open_remote(str(broken)).open_blob(sample.blob)
     model = store.fetch(sample.ref_name, remotes=[str(broken), str(sample.root)])
     assert model.digest == sample.manifest
+
+
+def test_a_file_remotes_index_over_the_cap_is_refused_by_its_size(tmp_path, run_cli) -> None:
+    """A file remote's index.json is read up to MAX_INDEX_BYTES and one byte more: a larger one is
+    refused as too large (it is no odai-store layout), not cut short and parsed."""
+    from store import Store
+    from store.oci.index import MAX_INDEX_BYTES
+    from tests.support.cli import assert_error
+
+    remote = Store(tmp_path / "remote").root
+    with open(remote / "index.json", "r+b") as f:
+        f.truncate(MAX_INDEX_BYTES + 1)  # sparse: the real index, then zeros
+    message = assert_error(run_cli("fetch", "--remote", remote, "m:v1"), 4)
+    assert f"over the {MAX_INDEX_BYTES}-byte limit" in message

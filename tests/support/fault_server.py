@@ -86,10 +86,11 @@ class Fault:
     error_code: str | None = None  # with ``status``: the Hub's X-Error-Code (GatedRepo, RepoNotFound...)
     unless_token: str | None = None  # not for a request carrying ``Authorization: Bearer <this>`` (a token the server accepts)
     reset_after: int | None = None  # send this many body bytes, then reset the connection (RST)
-    close_after: int | None = None  # send this many body bytes, then close (FIN) under a larger Content-Length
+    close_after: int | None = None  # send this many body bytes, then close (FIN) under a larger Content-Length; chunked: end the body there
     linger: float = 0.0  # seconds between the last byte sent and the reset or close
     corrupt: tuple[int, int] | None = None  # flip the blob's bytes in [start, end)
     ignore_range: bool = False  # 200 and the whole object, whatever Range says
+    shift_range: int = 0  # a 206 whose range (Content-Range and body) begins this many bytes after the one asked for
     drip: tuple[int, float] | None = None  # send the body this many bytes at a time, pausing this long between
     redirect: str | None = None  # 302 to the same path under this base URL
     extra: bytes = b""  # the object served is the blob followed by these bytes
@@ -413,6 +414,7 @@ class FaultServer:
                 self._send_head(conn, request, 416, {"Content-Range": f"bytes */{len(whole)}", "Content-Length": "0"})
                 return True
             status = 206
+            start = min(start + fault.shift_range, end - 1)
         # A view, not a copy, unless a fault changes the bytes: a request must cost the
         # server what it sends, as with a real one, not the whole blob again.
         body: bytearray | memoryview = memoryview(whole)[start:end]
@@ -439,6 +441,8 @@ class FaultServer:
             return True
         view = memoryview(body)
         if fault.chunked:
+            if fault.close_after is not None:  # a chunked body ends where it says, short or not
+                view = view[: fault.close_after]
             for at in range(0, len(view), _PIECE):
                 piece = view[at : at + _PIECE]
                 conn.sendall(b"%x\r\n" % len(piece))

@@ -36,6 +36,26 @@ def test_unknown_boot_trusts_only_synced_ranges():
     assert parse_journal(_journal().to_bytes(), None).done.spans == ((0, 20),)
 
 
+def test_a_journal_of_a_machine_without_a_boot_id_trusts_only_synced_ranges():
+    """Neither the writer nor the reader knows its boot (no /proc boot_id): two unknowns are not the same boot."""
+    doc = json.loads(_journal().to_bytes())
+    doc["boot"] = None
+    got = parse_journal(json.dumps(doc).encode(), None)
+    assert got.done.spans == ((0, 20),) and got.unchecked.spans == ((20, 25),)
+
+
+def test_a_journal_of_negative_size_is_damaged():
+    doc = json.loads(_journal().to_bytes())
+    doc.update(size=-1, done=[], unchecked=[], durable={"done": [], "unchecked": []})
+    assert parse_journal(json.dumps(doc).encode(), "boot-a") is None
+
+
+def test_removing_a_range_keeps_what_lies_either_side():
+    ranges = Ranges(((0, 100), (200, 300)))
+    assert ranges.remove(50, 250).spans == ((0, 50), (250, 300))
+    assert ranges.remove(20, 30).spans == ((0, 20), (30, 100), (200, 300))
+
+
 def test_journal_without_tiers_lists_synced_ranges_only():
     doc = json.loads(_journal().to_bytes())
     del doc["durable"], doc["boot"]

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from store.errors import IntegrityError, NetworkError, NoSpace
-from store.transfer.retry import RetryPolicy, retrying
+from store.errors import IntegrityError, NetworkError, NoSpace, NotFound
+from store.transfer.retry import Attempts, RetryPolicy, retrying
 from tests.support.scripted_source import ScriptedSource
 
 TRANSIENT = NetworkError("reset", transient=True)
@@ -36,6 +36,27 @@ def test_only_transient_network_errors_are_retried() -> None:
     policy = RetryPolicy()
     for err in (NetworkError("404", status=404), IntegrityError("bad bytes"), NoSpace("full")):
         assert not policy.transient(err) and policy.delay(1, err, 0.5) is None
+
+
+@given(st.integers(1, 10), st.floats(0, 1, exclude_max=True))
+def test_a_real_not_found_is_never_retried(attempt: int, jitter: float) -> None:
+    """The class a 404 raises (store/remote/transport.py), not a NetworkError standing in for it:
+    it carries no ``transient`` at all, and must not count as one that may pass."""
+    policy = RetryPolicy(retries=10)
+    missing = NotFound("http://remote/blobs/sha256/ab: not found on the remote (HTTP 404)", "check the name and the remote URL")
+    assert not policy.transient(missing)
+    assert policy.delay(attempt, missing, jitter) is None
+    assert Attempts(policy).after(missing, jitter)[1] is None
+
+
+def test_a_small_read_that_finds_nothing_fails_at_once() -> None:
+    missing = NotFound("index.json: not found on the remote (HTTP 404)")
+    paused: list[float] = []
+    source = ScriptedSource("mem://a", {}, refreshable=True)
+    read, calls = _read_of(missing, b"never")
+    with pytest.raises(NotFound) as raised:
+        retrying(read, RetryPolicy(retries=5), lambda seconds, why: paused.append(seconds), source)
+    assert raised.value is missing and len(calls) == 1 and paused == [] and source.renewals == []
 
 
 def test_retry_after_is_a_lower_bound_and_too_long_means_down() -> None:
