@@ -273,6 +273,12 @@ COMMANDS = (
         Argument("names", many=True, required=False),
         Option("--fast", kind=FLAG, help="Check the xxh3-128 recorded at publish time instead of SHA-256."),
     ),
+    Command(
+        "doctor",
+        actions.doctor,
+        "Check the whole store, hashing no blob; say what each problem means (exit 5 if any).",
+        Option("--repair", kind=FLAG, help="Fix what can be fixed without losing verified data, then check again."),
+    ),
     Command("du", actions.du, "Show the filesystem's size and free space, and what the store uses."),
     Command(
         "fetch",

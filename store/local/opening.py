@@ -110,7 +110,7 @@ def open_layout(root: Path, shared: bool = False, *, anywhere: bool = False) -> 
 
 def _refuse_foreign_files(layout: StoreLayout) -> None:
     """UsageError if the directory a store would be made in holds files that are no part of one (or of an OCI image layout)."""
-    ours = {"oci-layout", "index.json", "odai-layout", "config.toml", "blobs", *(d.relative_to(layout.root).parts[0] for d in layout.directories())}
+    ours = {"oci-layout", "index.json", "index.previous.json", "odai-layout", "config.toml", "blobs", *(d.relative_to(layout.root).parts[0] for d in layout.directories())}
     try:
         # A dot-name is a temporary file of a creation cut short, or a hidden file nobody works in.
         foreign = sorted(name for name in os.listdir(layout.root) if name not in ours and not name.startswith("."))
