@@ -503,7 +503,7 @@ def recover_index(layout: StoreLayout) -> tuple[Index, list[str], str]:
     lost = {name for name in shown if index.lookup(name) is None}
     # A name the history says such a manifest last got, and nothing holds now, may be the one the last change set.
     last = _history_names(layout, {digest for digest, _ in kept})
-    hints = [f"odai-store tag {name}@{digest} {name}" for digest, name in sorted(last.items()) if index.lookup(name) is None]
+    hints = [f"odai-store tag {name.rsplit(':', 1)[0]}@{digest} {name}" for digest, name in sorted(last.items()) if index.lookup(name) is None]
     lost |= {name for name in last.values() if index.lookup(name) is None}
     if hints:
         how += "; to name them as the history last did: " + "; ".join(hints)
