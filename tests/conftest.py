@@ -55,3 +55,8 @@ def model_files() -> dict[str, bytes]:
 def model_tree(tmp_path: Path, model_files: dict[str, bytes]) -> Path:
     """A directory holding the sample model (nested paths, an empty file, binary weights)."""
     return write_tree(tmp_path / "model", model_files)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Big runs that take too long to build for every run of the suite.
+    parser.addoption("--big-store", action="store_true", help="doctor's time bound on a store of 10,000 names and 50 GB (sparse), built in about 10 s")

@@ -163,7 +163,7 @@ def doctor(layout: StoreLayout, repair: bool = False, lock_timeout: float | None
         _refuse_newer(layout)
     if not repair:
         found = diagnose(layout, now)
-        names = _names_of(found.survey)
+        names = _names_of(found.survey) if found.problems or found.notes else {}
         problems = tuple(_problem(f, names) for f in found.problems)
         return DoctorReport(False, problems, (), problems, tuple(_problem(f, names) for f in found.notes))
     repairer = _Repair(layout)

@@ -507,21 +507,27 @@ def inspect_store(layout: StoreLayout, pinned: set[Digest], now: float) -> Itera
 
 def blob_files(layout: StoreLayout, present: set[Digest], sizes: dict[Digest, int]) -> Iterator[Finding]:
     """Blobs of another size than ``sizes`` (their descriptors') say, and blobs and xxh3 records that are not read-only; one lstat each, no hashing."""
-    for digest in sorted(present):
-        try:
-            info = os.lstat(layout.blob(digest))
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            continue  # blob_entries reports it
-        if digest in sizes and info.st_size != sizes[digest]:
-            yield Finding(Kind.WRONG_SIZE_BLOB, digest, f"{info.st_size} bytes where a descriptor says {sizes[digest]}")
-        elif info.st_mode & 0o222:
-            yield Finding(Kind.WRITABLE_BLOB, digest, f"mode {stat.S_IMODE(info.st_mode):04o}, not read-only")
+    found = []
+    by_hex = {d.hex: d for d in present}
+    with os.scandir(layout.blobs) as scanned:
+        for entry in scanned:
+            if (digest := by_hex.get(entry.name)) is None:
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue  # blob_entries reports it
+            if digest in sizes and info.st_size != sizes[digest]:
+                found.append(Finding(Kind.WRONG_SIZE_BLOB, digest, f"{info.st_size} bytes where a descriptor says {sizes[digest]}"))
+            elif info.st_mode & 0o222:
+                found.append(Finding(Kind.WRITABLE_BLOB, digest, f"mode {stat.S_IMODE(info.st_mode):04o}, not read-only"))
     with os.scandir(layout.fast_records) as scanned:
-        for entry in sorted(scanned, key=lambda e: e.name):
-            if digest_named(entry.name) is not None and entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mode & 0o222:
-                yield Finding(Kind.WRITABLE_BLOB, Path(entry.path), "an xxh3 record that is not read-only")
+        for entry in scanned:
+            if entry.name in by_hex and entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mode & 0o222:
+                found.append(Finding(Kind.WRITABLE_BLOB, Path(entry.path), "an xxh3 record that is not read-only"))
+    yield from sorted(found, key=lambda f: str(f.subject))
 
 
 def model_views(layout: StoreLayout, models: dict[Digest, Manifest], present: set[Digest]) -> Iterator[Finding]:
@@ -529,11 +535,12 @@ def model_views(layout: StoreLayout, models: dict[Digest, Manifest], present: se
     from .views import Views
 
     built = Views(layout)
+    directory = os.fspath(layout.views)
     for digest, manifest in sorted(models.items()):
         if not all(f.digest in present for f in manifest.files):
             continue  # incomplete: its missing blobs are the finding
         try:
-            os.lstat(layout.view(digest))
+            os.lstat(f"{directory}/{digest.hex}")
         except FileNotFoundError:
             yield Finding(Kind.MISSING_VIEW, digest, "no view of a model whose files are all here")
             continue
