@@ -15,9 +15,9 @@ from pathlib import Path
 from store.local.layout import StoreLayout
 from store.local.names import manifest_descriptor
 from store.local.opening import open_layout
+from store.oci.descriptor import EMPTY_BYTES, Descriptor
 from store.oci.digest import sha256_of
 from store.oci.index import REF_NAME, Index
-from store.oci.descriptor import EMPTY_BYTES, Descriptor
 from store.oci.manifest import Manifest, ModelFile
 
 __all__ = ["build_big_store"]
