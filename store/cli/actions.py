@@ -349,8 +349,13 @@ def doctor(c: Context, p: Params) -> None:
             c.out.data(f"not repaired {problem.kind} {escaped(problem.subject)}: {escaped(problem.action)}")
     for name in report.lost_names:
         c.out.data(f"lost name {escaped(name)}")
+    kinds: dict[str, list] = {}
     for note in report.notes:
-        c.out.say(f"note: {note.kind} {note.subject}: {note.detail}")
+        kinds.setdefault(note.kind, []).append(note)
+    for kind, notes in kinds.items():
+        # Many notes of one kind (a store's garbage) are one line: --json lists them all.
+        for note in notes if len(notes) <= 3 else notes[:1]:
+            c.out.say(f"note: {kind} {note.subject}: {note.detail}" + (f" (and {len(notes) - 1} more)" if len(notes) > 3 else ""))
     c.out.data("healthy" if report.healthy else f"{len(report.remaining)} problem{'s' if len(report.remaining) != 1 else ''}")
     doc = {
         "healthy": report.healthy,

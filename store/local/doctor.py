@@ -136,8 +136,26 @@ def diagnose(layout: StoreLayout, now: float) -> Diagnosis:
     # A stale partial whose journal is gone is one finding, not two.
     taken = {f.subject for f in findings if f.kind is not Kind.ORPHAN_INGEST}
     findings = [f for f in findings if f.kind is not Kind.ORPHAN_INGEST or f.subject not in taken]
-    problems = [f for f in findings if _is_problem(f, layout)]
-    return Diagnosis(found, problems, [f for f in findings if not _is_problem(f, layout)])
+    indexed = _indexed(found) if any(f.kind in _ABSENT for f in findings) else set()
+    problems: list[Finding] = []
+    notes: list[Finding] = []
+    for f in findings:
+        (problems if _is_problem(f, layout) and (f.kind not in _ABSENT or f.subject in indexed) else notes).append(f)
+    return Diagnosis(found, problems, notes)
+
+
+# Absent from the store: a problem for a model index.json lists; for one only a
+# gc root pins, a note: a lockfile may pin what the store never held, and sync fetches it.
+_ABSENT = (Kind.MISSING_MANIFEST, Kind.MISSING_BLOB)
+
+
+def _indexed(found: Survey) -> set[Digest]:
+    """The manifests index.json lists, and the blobs of those the survey read."""
+    out: set[Digest] = set()
+    for desc in found.parsed.entries if found.parsed is not None else ():
+        manifest = found.reached.models.get(desc.digest)
+        out |= {desc.digest, *(manifest.blob_digests() if manifest else ())}
+    return out
 
 
 def _names_of(found: Survey) -> dict[Digest, list[str]]:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +17,9 @@ from store import Store
 from store.api import doctor
 from store.local.layout import StoreLayout
 from store.local.locks import this_holder
-from store.local.root_records import RootRecord
-from store.oci.digest import Digest
-from tests.support.cli import assert_error, run_cli
+from store.local.root_records import RecordedPin, RootRecord
+from store.oci.digest import Digest, sha256_of
+from tests.support.cli import assert_error, cli_command, run_cli
 from tests.support.trees import write_tree
 
 _NOTES = r"note: .*"
@@ -307,3 +308,47 @@ def test_a_newer_store_is_not_repaired(models: Models) -> None:
 def test_no_store_there(tmp_path: Path) -> None:
     assert_error(run_cli(tmp_path / "nothing", "doctor"), 3)
     assert not (tmp_path / "nothing").exists()
+
+
+def test_a_model_a_lockfile_pins_and_the_store_lacks_is_a_note(models: Models) -> None:
+    """A lockfile may pin what this store never held (sync fetches it): no damage, and nothing for --repair to do."""
+    lockfile = models.tmp / "project" / "odai.lock"
+    pin = RecordedPin("x:v1", sha256_of(b"a manifest this store never held"), 10, 1)
+    models.layout.root_entry(lockfile).write_bytes(RootRecord(lockfile, int(time.time()), (pin,)).to_bytes())
+    result = run_cli(models.layout.root, "doctor")
+    assert (result.code, result.out) == (0, "healthy\n"), result
+    assert f"note: missing-manifest {pin.digest}" in result.err
+    assert models.store.doctor(repair=True).healthy
+
+
+def test_kill_9_of_add_then_doctor_repair_then_add_again(models: Models, tmp_path: Path) -> None:
+    """A few kills at different instants of an add (the crash campaign runs many more): each time doctor --repair makes the store healthy, and nothing named is lost."""
+    source = write_tree(tmp_path / "big", {f"f{i}.bin": os.urandom(1 << 20) for i in range(24)})
+    for delay in (0.05, 0.2, 0.4, 0.8):
+        child = _start(models, ["add", "big:v1", source])
+        time.sleep(delay)
+        child.kill()
+        child.wait()
+        repaired = run_cli(models.layout.root, "doctor", "--repair")
+        assert repaired.code == 0, repaired
+        models.assert_intact()
+    assert run_cli(models.layout.root, "add", "big:v1", source).code == 0
+    assert run_cli(models.layout.root, "doctor").code == 0
+
+
+def test_doctor_repair_beside_writers(models: Models, tmp_path: Path) -> None:
+    """doctor --repair while adds run: it takes the writers' locks and touches no live writer's file, so every add succeeds and the store ends healthy."""
+    sources = [write_tree(tmp_path / f"w{i}", {"w.bin": os.urandom(256 << 10)}) for i in range(6)]
+    adds = [_start(models, ["add", f"w{i}:v1", src]) for i, src in enumerate(sources)]
+    doctors = [run_cli(models.layout.root, "doctor", "--repair") for _ in range(3)]
+    assert [add.wait(timeout=60) for add in adds] == [0] * len(adds)
+    assert all(d.code == 0 for d in doctors), doctors
+    assert run_cli(models.layout.root, "doctor").code == 0
+    for i in range(len(sources)):
+        assert (Store(models.layout.root).path(f"w{i}:v1") / "w.bin").read_bytes() == (sources[i] / "w.bin").read_bytes()
+    models.assert_intact()
+
+
+def _start(models: Models, args: list) -> subprocess.Popen:
+    command, env = cli_command(models.layout.root, args, None, ())
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
