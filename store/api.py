@@ -1077,10 +1077,12 @@ def doctor(path: str | os.PathLike[str] | None = None, *, repair: bool = False, 
     from .local.opening import layout_version
 
     root = store_location(path)
-    if not root.is_dir():
+    layout = StoreLayout(root)
+    # None of the three files a store has: a directory doctor must not make a store of (--store ~/projects).
+    if not root.is_dir() or not any(os.path.lexists(p) for p in (layout.odai_layout, layout.oci_layout, layout.index)):
         raise NotFound(f"no store at {root}", "check --store and $ODAI_STORE_HOME")
     try:
-        shared = layout_version(StoreLayout(root))[1]
+        shared = layout_version(layout)[1]
     except StoreError:  # damaged: doctor reports it, and with repair infers it
         shared = False
     with storage_errors("checking the store", root):

@@ -325,7 +325,9 @@ class _Repair:
             return action(finding.subject)
         except _NotRepaired as why:
             self.why[key] = str(why)
-            return ""
+        except OSError as err:  # one repair refused (another member's file, an I/O error): the others go on
+            self.why[key] = f"doctor could not: {(err.strerror or str(err)).lower()}"
+        return ""
 
     def _set_aside(self, digest: object) -> str:
         """Move what is under a blob's name to quarantine/, as verify does with a corrupt blob."""
@@ -408,7 +410,7 @@ class _Repair:
             data = None
         if data is not None and _newer_root(data):
             raise _NotRepaired("a newer odai-store wrote it; doctor leaves it")
-        return _drop(path) + "; the next 'sync' or 'lock' of its lockfile registers it again"
+        return self._stray(path) + "; the next 'sync' or 'lock' of its lockfile registers it again"
 
     def _stray(self, path: object) -> str:
         """An entry odai-store never makes, in a directory of its own: removed, unless it is a directory that is not empty."""
@@ -416,7 +418,8 @@ class _Repair:
         if path.parent == self.layout.blobs and (digest := digest_named(path.name)) is not None:
             return self._set_aside(digest)  # no blob under a blob's name: set aside as verify does
         try:
-            if stat.S_ISDIR(os.lstat(path).st_mode):
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode):
                 os.rmdir(path)
                 return "removed the empty directory"
         except FileNotFoundError:
@@ -425,7 +428,15 @@ class _Repair:
             if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 raise _NotRepaired(f"a directory that is not empty: look at it, then remove {path} by hand") from None
             raise
+        if path.parent == self.layout.locks and stat.S_ISREG(info.st_mode) and abs(time.time() - info.st_ctime) < _LOCK_MADE_WITHIN:
+            # A lock file has two names for an instant when it is made (locks.py):
+            # removing it then would let two processes hold one lock.
+            raise _NotRepaired("a lock file being made, maybe: run doctor --repair again")
         return _drop(path)
+
+
+# Longer than a lock file keeps its maker's private name as well (locks._MADE_WITHIN).
+_LOCK_MADE_WITHIN = 2.0
 
 
 class _NotRepaired(Exception):

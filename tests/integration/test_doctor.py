@@ -306,8 +306,24 @@ def test_a_newer_store_is_not_repaired(models: Models) -> None:
 
 
 def test_no_store_there(tmp_path: Path) -> None:
-    assert_error(run_cli(tmp_path / "nothing", "doctor"), 3)
+    assert_error(run_cli(tmp_path / "nothing", "doctor", "--repair"), 3)
     assert not (tmp_path / "nothing").exists()
+    projects = write_tree(tmp_path / "projects", {"notes.txt": b"mine"})
+    assert_error(run_cli(projects, "doctor", "--repair"), 3)
+    assert [p.name for p in projects.iterdir()] == ["notes.txt"]
+
+
+def test_a_lock_file_with_two_names_is_removed_only_once_it_is_not_being_made(models: Models) -> None:
+    """A lock file has two names for an instant while it is made; one that keeps them is planted, and goes."""
+    other = models.tmp / "elsewhere"
+    other.write_bytes(b"")
+    os.link(other, models.layout.lock("twice"))
+    soon = models.store.doctor(repair=True)
+    assert [(p.kind, p.subject) for p in soon.remaining] == [("stray", str(models.layout.lock("twice")))]
+    assert "being made" in soon.remaining[0].action
+    time.sleep(2.1)
+    later = models.store.doctor(repair=True)
+    assert later.healthy and not models.layout.lock("twice").exists() and other.exists()
 
 
 def test_a_model_a_lockfile_pins_and_the_store_lacks_is_a_note(models: Models) -> None:
