@@ -42,6 +42,7 @@ __all__ = [
     "Survey",
     "blob_entries",
     "blob_files",
+    "meta_entries",
     "model_views",
     "orphan_ingest",
     "gc_roots",
@@ -491,6 +492,7 @@ def survey(layout: StoreLayout, pinned: set[Digest], now: float, locks: Callable
         (layout.ingest, lambda: orphan_ingest(layout, now)),
         (layout.root, lambda: temporaries(layout, now)),
         (layout.fast_records, lambda: records(layout, present | keep)),
+        (layout.fast_records, lambda: meta_entries(layout)),
         (layout.roots, lambda: gc_roots(layout, now)),
         (layout.locks, lambda: (locks or lock_files)(layout)),
         (layout.quarantine, lambda: quarantine_files(layout, now)),
@@ -546,6 +548,17 @@ def model_views(layout: StoreLayout, models: dict[Digest, Manifest], present: se
             continue
         if altered := built.altered(digest, manifest.files):
             yield Finding(Kind.ALTERED_VIEW, digest, f"{len(altered)} of its entries are not links to their blobs: {', '.join(altered[:3])}")
+
+
+def meta_entries(layout: StoreLayout) -> Iterator[Finding]:
+    """Entries of meta/ and meta/xxh3/ that odai-store never makes there: not the history, not an xxh3 record, not a temporary file."""
+    meta = layout.fast_records.parent
+    ours = {layout.fast_records.name, layout.history.name, layout.old_history.name}
+    for directory, named in ((meta, lambda name: name in ours), (layout.fast_records, lambda name: digest_named(name) is not None)):
+        with os.scandir(directory) as scanned:
+            for entry in sorted(scanned, key=lambda e: e.name):
+                if not entry.name.startswith(".") and not named(entry.name):
+                    yield Finding(Kind.STRAY, Path(entry.path), f"no file odai-store makes in {directory.relative_to(layout.root)}/")
 
 
 def orphan_ingest(layout: StoreLayout, now: float) -> Iterator[Finding]:

@@ -123,6 +123,11 @@ def _garbage_in_leases(m: Models) -> None:
     os.mkfifo(m.layout.leases / "fifo")
 
 
+def _garbage_in_meta(m: Models) -> None:
+    (m.layout.fast_records / "notes").write_bytes(b"x")
+    (m.layout.history.parent / "stray.bin").write_bytes(b"y")
+
+
 def _damaged_root(m: Models) -> None:
     m.layout.root_entry(m.tmp / "odai.lock").write_bytes(b"{not a root")
 
@@ -156,6 +161,7 @@ DAMAGE: dict[str, tuple[Callable[[Models], None], str]] = {
     "orphan journal": (_orphan_journal, "orphan-ingest"),
     "garbage in locks": (_garbage_in_locks, "stray"),
     "garbage in leases": (_garbage_in_leases, "stray"),
+    "garbage in meta": (_garbage_in_meta, "stray"),
     "damaged root": (_damaged_root, "unreadable-root"),
     "dangling root": (_dangling_root, "dangling-root"),
     "garbled odai-layout": (_garbled_odai_layout, "layout"),
