@@ -177,13 +177,12 @@ def _problem(finding: Finding, names: dict[Digest, list[str]], action: str = "")
 def doctor(layout: StoreLayout, repair: bool = False, lock_timeout: float | None = None) -> DoctorReport:
     """Check the store at ``layout``; with ``repair``, fix what can be fixed without losing verified data, then check again."""
     now = time.time()
-    if repair:
-        _refuse_newer(layout)
     if not repair:
         found = diagnose(layout, now)
         names = _names_of(found.survey) if found.problems or found.notes else {}
         problems = tuple(_problem(f, names) for f in found.problems)
         return DoctorReport(False, problems, (), problems, tuple(_problem(f, names) for f in found.notes))
+    _refuse_newer(layout)
     repairer = _Repair(layout)
     found = repairer.run(now, lock_timeout)
     after = diagnose(repairer.layout, time.time())
@@ -490,7 +489,7 @@ def _hashes_to(path: Path, digest: Digest) -> bool:
 
 # -- index.json -------------------------------------------------------------------
 
-_NAME = re.compile(rb'"' + re.escape(REF_NAME.encode()) + rb'"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_NAME = re.compile(rb'"' + re.escape(REF_NAME.encode()) + rb'":\s*"([^"\\\n]*)"')
 
 
 def recover_index(layout: StoreLayout) -> tuple[Index, list[str], str]:
@@ -528,7 +527,7 @@ def recover_index(layout: StoreLayout) -> tuple[Index, list[str], str]:
         index = index.with_unnamed(desc)
     if kept:
         how += f"; {len(kept)} manifests that it does not name listed without a name, so gc keeps them"
-    shown = {m.decode("utf-8", "replace") for m in _NAME.findall(damaged)}
+    shown = {name for m in _NAME.findall(damaged) if _is_name(name := m.decode("utf-8", "replace"))}
     lost = {name for name in shown if index.lookup(name) is None}
     # A name the history says such a manifest last got, and nothing holds now, may be the one the last change set.
     last = _history_names(layout, {digest for digest, _ in kept})
@@ -549,6 +548,16 @@ def _history_names(layout: StoreLayout, digests: set[Digest]) -> dict[Digest, st
     except (OSError, StoreError):
         return {}
     return {wanted[r.digest]: r.name for r in records if r.outcome == "ok" and r.name and r.digest in wanted}
+
+
+def _is_name(text: str) -> bool:
+    """Whether ``text`` is a NAME:TAG as index.json holds it: a garbled file shows bits of others."""
+    from ..oci.reference import parse_reference
+
+    try:
+        return parse_reference(text).ref_name == text
+    except StoreError:
+        return False
 
 
 def _entry(line: bytes) -> Descriptor | None:
