@@ -272,8 +272,7 @@ class _Repair:
             path = finding.subject
             assert isinstance(path, Path)
             if path in layout.directories() and finding.detail == "missing":
-                path.mkdir(parents=True, exist_ok=True)
-                self.done[(finding.kind, path)] = "made it again"
+                self._directory(path)
             elif path == layout.oci_layout and _plain_or_absent(path):
                 write_atomic(path, _OCI_LAYOUT, group=layout.shared)
                 self.done[(finding.kind, path)] = "wrote it again"
@@ -286,6 +285,25 @@ class _Repair:
                 self.done[(finding.kind, path)] = f"wrote it again: version {LAYOUT_VERSION}{', shared' if shared else ''}"
             else:
                 self.why[(finding.kind, path)] = "doctor does not replace it: " + ("a newer odai-store wrote it" if "newer" in finding.detail else "it is not a regular file, or not odai-store's")
+
+    def _directory(self, path: Path) -> None:
+        """Make a missing directory of the store, and its missing parents, as opening a store makes them; never below a link."""
+        from .opening import set_sticky
+
+        layout = self.layout
+        made = [p for p in (*reversed(path.relative_to(layout.root).parents), path.relative_to(layout.root)) if p.parts]
+        for relative in made:
+            where = layout.root / relative
+            if os.path.islink(where):
+                self.why[(Kind.LAYOUT, path)] = f"{where} is a link: doctor makes nothing where it points"
+                return
+            if not os.path.lexists(where):
+                where.mkdir()
+                if layout.shared:
+                    os.chmod(where, 0o2775)  # setgid, as a shared store's directories are (spec/store-layout.md#permissions)
+        if layout.shared:
+            set_sticky(layout)
+        self.done[(Kind.LAYOUT, path)] = "made it again"
 
     def _index(self, lock_timeout: float | None) -> None:
         from .locks import hold

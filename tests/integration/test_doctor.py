@@ -374,3 +374,17 @@ def test_doctor_repair_beside_writers(models: Models, tmp_path: Path) -> None:
 def _start(models: Models, args: list) -> subprocess.Popen:
     command, env = cli_command(models.layout.root, args, None, ())
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_repair_makes_nothing_through_a_planted_link(models: Models) -> None:
+    """views/ replaced by a link to a directory elsewhere: doctor makes no views/sha256 there, and says so."""
+    import shutil
+
+    outside = models.tmp / "outside"
+    outside.mkdir()
+    shutil.rmtree(models.layout.views.parent)
+    models.layout.views.parent.symlink_to(outside)
+    result = run_cli(models.layout.root, "doctor", "--repair")
+    assert_error(result, 5, stdout_empty=False, said=_NOTES)
+    assert f"{models.layout.views.parent} is a link" in result.out
+    assert list(outside.iterdir()) == []
