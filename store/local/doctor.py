@@ -445,6 +445,8 @@ class _Repair:
             if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 raise _NotRepaired(f"a directory that is not empty: look at it, then remove {path} by hand") from None
             raise
+        if path.parent == self.layout.locks and stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            return "it has one name again"  # its other was a dead maker's private name, removed just before
         if path.parent == self.layout.locks and stat.S_ISREG(info.st_mode) and abs(time.time() - info.st_ctime) < _LOCK_MADE_WITHIN:
             # A lock file has two names for an instant when it is made (locks.py):
             # removing it then would let two processes hold one lock.

@@ -388,3 +388,13 @@ def test_repair_makes_nothing_through_a_planted_link(models: Models) -> None:
     assert_error(result, 5, stdout_empty=False, said=_NOTES)
     assert f"{models.layout.views.parent} is a link" in result.out
     assert list(outside.iterdir()) == []
+
+
+def test_a_lock_file_whose_maker_died_between_its_two_names_is_kept(models: Models) -> None:
+    """Killed between link(2) and the unlink of its private name (locks.py): the private name goes, the lock file stays, at once."""
+    private = models.layout.locks / f".dead.lock.{_dead_pid()}-0123456789abcdef.tmp"
+    private.write_bytes(b"")
+    os.link(private, models.layout.lock("dead"))
+    report = models.store.doctor(repair=True)
+    assert report.healthy, report.remaining
+    assert models.layout.lock("dead").exists() and not private.exists()
