@@ -378,9 +378,9 @@ class _Repair:
             raise _NotRepaired("its bytes hash to its digest, so it is what was fetched, but it is no model manifest odai-store can read")
         return self._set_aside(digest)
 
-    def _read_only(self, subject: object) -> str:
-        path = self.layout.blob(subject) if isinstance(subject, Digest) else subject
-        assert isinstance(path, Path)
+    def _read_only(self, digest: object) -> str:
+        assert isinstance(digest, Digest)
+        path = self.layout.blob(digest)
         try:
             fd, info = open_regular(path, "blob")
         except FileNotFoundError:

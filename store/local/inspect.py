@@ -41,7 +41,6 @@ __all__ = [
     "Reach",
     "Survey",
     "blob_entries",
-    "blob_files",
     "meta_entries",
     "model_views",
     "orphan_ingest",
@@ -80,7 +79,7 @@ class Kind(str, Enum):
     STRAY = "stray"  # an entry odai-store never makes there: a non-blob in blobs/, a file of ingest/ or leases/ that is no partial or lease, a planted lock file
     UNREADABLE_ROOT = "unreadable-root"  # an entry of roots/ that is not a small regular file, or not a gc root
     WRONG_SIZE_BLOB = "wrong-size-blob"  # a blob of another size than a manifest's descriptor of it (spec/store-layout.md#blob-sizes)
-    WRITABLE_BLOB = "writable-blob"  # a blob or xxh3 record that someone may write to: not read-only
+    WRITABLE_BLOB = "writable-blob"  # a blob that someone may write to: not read-only
     MISSING_VIEW = "missing-view"  # a named model whose files are all here, without its view
     ALTERED_VIEW = "altered-view"  # a view that is not what Views.build makes: a link changed, missing or planted
     ORPHAN_INGEST = "orphan-ingest"  # a dead writer's partial without its journal, or journal without its partial: no fetch can resume it
@@ -262,14 +261,26 @@ def unreferenced_blobs(layout: StoreLayout, present: Iterable[Digest], keep: set
             yield Finding(Kind.UNREFERENCED_BLOB, digest, "no name, gc root or lease reaches it")
 
 
-def blob_entries(layout: StoreLayout) -> Iterator[Finding]:
-    """Entries of blobs/sha256/ that are no blob: a name that is no digest, or not a regular file."""
+def blob_entries(layout: StoreLayout, sizes: dict[Digest, int] | None = None) -> Iterator[Finding]:
+    """Entries of blobs/sha256/ that are no blob (a name that is no digest, not a regular file), and, given the ``sizes`` descriptors say, blobs of another size or not read-only.
+
+    One pass over the directory, and one lstat per blob only with ``sizes``: no hashing.
+    """
     with os.scandir(layout.blobs) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
-            if digest_named(entry.name) is None:
+            if (digest := digest_named(entry.name)) is None:
                 yield Finding(Kind.STRAY, Path(entry.path), "not named by a digest")
             elif not entry.is_file(follow_symlinks=False):
                 yield Finding(Kind.STRAY, Path(entry.path), "a blob that is not a regular file")
+            elif sizes is not None:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if digest in sizes and info.st_size != sizes[digest]:
+                    yield Finding(Kind.WRONG_SIZE_BLOB, digest, f"{info.st_size} bytes where a descriptor says {sizes[digest]}")
+                elif info.st_mode & 0o222:
+                    yield Finding(Kind.WRITABLE_BLOB, digest, f"mode {stat.S_IMODE(info.st_mode):04o}, not read-only")
 
 
 def stale(path: Path, now: float, present: set[Digest] | None = None, resumable: bool = False) -> bool:
@@ -354,10 +365,16 @@ def temporaries(layout: StoreLayout, now: float) -> Iterator[Finding]:
 
 
 def records(layout: StoreLayout, needed: set[Digest]) -> Iterator[Finding]:
-    """xxh3 records whose digest is not in ``needed``."""
-    for path in sorted(layout.fast_records.iterdir()):
-        if (digest := digest_named(path.name)) is None or digest in needed:
+    """xxh3 records whose digest is not in ``needed``, and entries of meta/xxh3/ that are no record nor a temporary file."""
+    # By name, and a Path only for a finding: a store has a record per blob, tens of thousands.
+    for name in sorted(os.listdir(layout.fast_records)):
+        if (digest := digest_named(name)) is None:
+            if not name.startswith("."):
+                yield Finding(Kind.STRAY, layout.fast_records / name, "no file odai-store makes in meta/xxh3/")
             continue
+        if digest in needed:
+            continue
+        path = layout.fast_records / name
         yield Finding(Kind.STRAY, path, _NO_FILE) if _directory(path) else Finding(Kind.ORPHAN_RECORD, path, "its blob is gone")
 
 
@@ -486,8 +503,7 @@ def survey(layout: StoreLayout, pinned: set[Digest], now: float, locks: Callable
         sizes |= {f.digest: f.size for f in manifest.files}
         sizes[manifest.config.digest] = manifest.config.size
     walkers = (
-        (layout.blobs, lambda: blob_entries(layout)),
-        (layout.fast_records, lambda: blob_files(layout, present, sizes)),
+        (layout.blobs, lambda: blob_entries(layout, sizes)),
         (layout.ingest, lambda: partials(layout, present, now)),
         (layout.ingest, lambda: orphan_ingest(layout, now)),
         (layout.root, lambda: temporaries(layout, now)),
@@ -507,58 +523,31 @@ def inspect_store(layout: StoreLayout, pinned: set[Digest], now: float) -> Itera
     """Every finding of survey."""
     yield from survey(layout, pinned, now).findings
 
-def blob_files(layout: StoreLayout, present: set[Digest], sizes: dict[Digest, int]) -> Iterator[Finding]:
-    """Blobs of another size than ``sizes`` (their descriptors') say, and blobs and xxh3 records that are not read-only; one lstat each, no hashing."""
-    found = []
-    by_hex = {d.hex: d for d in present}
-    with os.scandir(layout.blobs) as scanned:
-        for entry in scanned:
-            if (digest := by_hex.get(entry.name)) is None:
-                continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                continue  # blob_entries reports it
-            if digest in sizes and info.st_size != sizes[digest]:
-                found.append(Finding(Kind.WRONG_SIZE_BLOB, digest, f"{info.st_size} bytes where a descriptor says {sizes[digest]}"))
-            elif info.st_mode & 0o222:
-                found.append(Finding(Kind.WRITABLE_BLOB, digest, f"mode {stat.S_IMODE(info.st_mode):04o}, not read-only"))
-    with os.scandir(layout.fast_records) as scanned:
-        for entry in scanned:
-            if entry.name in by_hex and entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mode & 0o222:
-                found.append(Finding(Kind.WRITABLE_BLOB, Path(entry.path), "an xxh3 record that is not read-only"))
-    yield from sorted(found, key=lambda f: str(f.subject))
-
-
 def model_views(layout: StoreLayout, models: dict[Digest, Manifest], present: set[Digest]) -> Iterator[Finding]:
     """Of ``models`` (manifest digest: manifest), those whose files are all here but whose view is missing or not what Views.build makes."""
     from .views import Views
 
-    built = Views(layout)
     directory = os.fspath(layout.views)
     for digest, manifest in sorted(models.items()):
         if not all(f.digest in present for f in manifest.files):
             continue  # incomplete: its missing blobs are the finding
+        root = f"{directory}/{digest.hex}"
         try:
-            os.lstat(f"{directory}/{digest.hex}")
+            info = os.lstat(root)
         except FileNotFoundError:
             yield Finding(Kind.MISSING_VIEW, digest, "no view of a model whose files are all here")
             continue
-        if altered := built.altered(digest, manifest.files):
+        if altered := [f.path for f in manifest.files] if stat.S_ISLNK(info.st_mode) else Views.altered_below(root, manifest.files):
             yield Finding(Kind.ALTERED_VIEW, digest, f"{len(altered)} of its entries are not links to their blobs: {', '.join(altered[:3])}")
 
 
 def meta_entries(layout: StoreLayout) -> Iterator[Finding]:
-    """Entries of meta/ and meta/xxh3/ that odai-store never makes there: not the history, not an xxh3 record, not a temporary file."""
+    """Entries of meta/ that odai-store never makes there: not the history, not meta/xxh3/, not a temporary file (records() looks into meta/xxh3/)."""
     meta = layout.fast_records.parent
     ours = {layout.fast_records.name, layout.history.name, layout.old_history.name}
-    for directory, named in ((meta, lambda name: name in ours), (layout.fast_records, lambda name: digest_named(name) is not None)):
-        with os.scandir(directory) as scanned:
-            for entry in sorted(scanned, key=lambda e: e.name):
-                if not entry.name.startswith(".") and not named(entry.name):
-                    yield Finding(Kind.STRAY, Path(entry.path), f"no file odai-store makes in {directory.relative_to(layout.root)}/")
+    for name in sorted(os.listdir(meta)):
+        if not name.startswith(".") and name not in ours:
+            yield Finding(Kind.STRAY, meta / name, "no file odai-store makes in meta/")
 
 
 def orphan_ingest(layout: StoreLayout, now: float) -> Iterator[Finding]:

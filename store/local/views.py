@@ -135,6 +135,11 @@ class Views:
         root = f"{os.fspath(self.layout.views)}/{digest.hex}"
         if os.path.islink(root):
             return [f.path for f in files]
+        return self.altered_below(root, files)
+
+    @staticmethod
+    def altered_below(root: str, files: Iterable[ModelFile]) -> list[str]:
+        """altered, for the view at ``root`` already found to be no link (doctor has lstat it)."""
         out = []
         for f in files:
             parents = f.path.split("/")[:-1]
