@@ -3,7 +3,8 @@
 doctor --repair = apply(plan(findings)): the check is inspect.survey (every
 walker, no blob hashed); each finding is either a *problem* (the store is
 not as spec/store-layout.md says, or a dead process left something behind)
-or a *note* (what gc frees or keeps, a download a fetch resumes), and only
+or a *note* (what gc frees or keeps, a model only a gc root pins and the
+store lacks), and only
 problems make a store unhealthy. The repair acts on the problems under
 gc.lock held exclusive, as gc does, so no writer adds a lease or a root
 meanwhile; what it deletes is only what a live writer never owns (the
@@ -263,7 +264,7 @@ class _Repair:
 
     def _layout_files(self, problems: list[Finding]) -> None:
         """Missing directories made, a garbled oci-layout or odai-layout written again."""
-        from .opening import _OCI_LAYOUT
+        from .opening import OCI_LAYOUT
 
         layout = self.layout
         for finding in problems:
@@ -274,17 +275,20 @@ class _Repair:
             if path in layout.directories() and finding.detail == "missing":
                 self._directory(path)
             elif path == layout.oci_layout and _plain_or_absent(path):
-                write_atomic(path, _OCI_LAYOUT, group=layout.shared)
+                write_atomic(path, OCI_LAYOUT, group=layout.shared)
                 self.done[(finding.kind, path)] = "wrote it again"
-            elif path == layout.odai_layout and "newer" not in finding.detail and _plain_or_absent(path):
-                # The version is 1, the only one there is; shared as the root directory says (setgid, group-writable).
+            elif path == layout.odai_layout and _plain_or_absent(path):
+                # The version is 1, the only one there is (a newer one was refused before any repair);
+                # shared as the root directory says (setgid, group-writable).
                 shared = os.stat(layout.root).st_mode & _ODAI_LAYOUT_SHARED == _ODAI_LAYOUT_SHARED
                 record = {"odaiLayoutVersion": LAYOUT_VERSION, **({"shared": True} if shared else {})}
                 write_atomic(path, json.dumps(record).encode() + b"\n", group=shared)
                 self.layout = StoreLayout(layout.root, shared)
                 self.done[(finding.kind, path)] = f"wrote it again: version {LAYOUT_VERSION}{', shared' if shared else ''}"
+            elif path in layout.directories():
+                self.why[(finding.kind, path)] = f"something that is no directory has its name: look at it, then remove {path} by hand"
             else:
-                self.why[(finding.kind, path)] = "doctor does not replace it: " + ("a newer odai-store wrote it" if "newer" in finding.detail else "it is not a regular file, or not odai-store's")
+                self.why[(finding.kind, path)] = f"it is not a regular file: look at it, then remove {path} by hand"
 
     def _directory(self, path: Path) -> None:
         """Make a missing directory of the store, and its missing parents, as opening a store makes them; never below a link."""
