@@ -995,7 +995,7 @@ class Store:
     def tag(self, source: str | Reference, new: str | Reference) -> Digest:
         """Name the model ``source`` (NAME[:TAG] or NAME@DIGEST) also ``new`` (NAME[:TAG]), as docker tag does; return its manifest digest.
 
-        Only index.json is read and written. NotFound, with nothing changed,
+        Only index.json is read and written (and index.previous.json, the version it replaces). NotFound, with nothing changed,
         if ``source`` is not in it; UsageError if ``new`` carries a digest.
         What ``new`` named before, it no longer names.
         """

@@ -254,7 +254,7 @@ COMMANDS = (
         actions.tag,
         """Name the model SOURCE (NAME[:TAG] or NAME@sha256:<hex>) also NEW-NAME[:TAG].
 
-        Only index.json changes: both names point at the same manifest. A model NEW-NAME named before loses that name.
+        Only index.json (and its previous version) changes: both names point at the same manifest. A model NEW-NAME named before loses that name.
         """,
         Argument("source"),
         Argument("new", metavar="NEW-NAME[:TAG]"),

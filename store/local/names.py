@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import NotFound, StorageError, UsageError
-from ..fs.atomic import private_name, write_atomic
+from ..fs.atomic import write_atomic
 from ..fs.bounded import INDEX_MAX, read_bounded
 from ..oci.descriptor import MANIFEST_TYPE, Descriptor
 from ..oci.digest import Digest
@@ -66,10 +65,9 @@ class Names:
                     f"index.json would be {len(data)} bytes, over the {MAX_INDEX_BYTES}-byte limit (about 20,000 names)",
                     "remove names with 'odai-store rm', or use another store for more models",
                 )
-            _keep_previous(self.layout, current)
-            write_atomic(self.layout.index, data, group=self.layout.shared)
+            # The version it replaces stays beside it, for doctor to restore a damaged index.json from.
+            write_atomic(self.layout.index, data, group=self.layout.shared, previous=(self.layout.previous_index, current))
         return new
-
 
     def set(self, ref: Reference, desc: Descriptor) -> Descriptor | None:
         """Name ``desc`` ``ref``; return what ``ref`` named just before, read under the same lock as the change."""
@@ -151,26 +149,3 @@ class Names:
 
         self.edit(drop)
         return removed
-
-
-def _keep_previous(layout: StoreLayout, current: bytes) -> None:
-    """Make index.json as it is now (``current``) index.previous.json, which doctor restores a damaged index.json from.
-
-    By a hard link, so no byte is copied: the file index.json is about to be
-    replaced by rename keeps its bytes under the other name. A new name by
-    rename over the old one, so index.previous.json is always one whole
-    version; the write of index.json that follows fsyncs the directory for
-    both. Where the link is refused (a filesystem without hard links),
-    ``current`` is written whole instead.
-    """
-    tmp = layout.root / private_name(".index.previous.json.")
-    try:
-        os.link(layout.index, tmp)
-    except OSError:
-        write_atomic(layout.previous_index, current, group=layout.shared)
-        return
-    try:
-        os.replace(tmp, layout.previous_index)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -44,6 +44,25 @@ def test_where_link_is_refused_the_bytes_are_written(store: Store, monkeypatch: 
     assert store.layout.previous_index.read_bytes() == before
 
 
+def test_a_failed_write_changes_neither_file(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new version is durable before index.previous.json moves: a full disk leaves both as they were."""
+    import errno
+
+    from store.errors import StorageError
+    from store.fs import atomic
+
+    store.tag("a:v1", "a:v2")
+    index, previous = store.layout.index.read_bytes(), store.layout.previous_index.read_bytes()
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic, "_durable_temp", full)
+    with pytest.raises(StorageError):
+        store.tag("a:v1", "a:v3")
+    assert (store.layout.index.read_bytes(), store.layout.previous_index.read_bytes()) == (index, previous)
+
+
 def test_recovery_takes_the_previous_version_and_the_whole_lines_of_the_damaged_one(store: Store) -> None:
     layout = store.layout
     store.tag("b:v1", "b:v2")  # the last change: index.json has b:v2, index.previous.json not
