@@ -16,7 +16,7 @@ from .fs.atomic import create_private
 from .fs.clone import clone, copy
 from .local.blobs import BlobStore
 from .local.history import new_record, note
-from .local.ingest import IngestWriter
+from .local.ingest import IngestWriter, give_back
 from .local.layout import StoreLayout
 from .local.leases import Lease
 from .local.names import Names
@@ -178,17 +178,11 @@ def _ingest_file(
             except BaseException:
                 # Commit made a taken file read-only; unless it became the blob, it is the user's again.
                 if taken is not None and os.fstat(src.fileno()).st_nlink == 1:
-                    _give_back(src.fileno(), before)
+                    give_back(src.fileno(), before)
                 raise
             if taken is not None and not published:
-                _give_back(src.fileno(), before)  # not the blob: the user's file until the move ends
+                give_back(src.fileno(), before)  # not the blob: the user's file until the move ends
     return ModelFile(source.model_path, written.digest, written.size, written.chunks), before if taken is not None and published else None
-
-
-def _give_back(fd: int, before: os.stat_result) -> None:
-    """The mode and times the user's file had before ingest took it."""
-    os.fchmod(fd, stat.S_IMODE(before.st_mode))
-    os.utime(fd, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def _unshare(source: _Source, blob: Path, before: os.stat_result) -> None:
@@ -212,7 +206,7 @@ def _unshare(source: _Source, blob: Path, before: os.stat_result) -> None:
                 copy(fd, blob_fd, os.fstat(blob_fd).st_size)
         finally:
             os.close(blob_fd)
-        _give_back(fd, before)
+        give_back(fd, before)
         os.fsync(fd)
         os.rename(tmp, shown)
     except BaseException:

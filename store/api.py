@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     from .download import Download, DownloadQueue
     from .export import Exported, HfExported
     from .fetching.session import FetchContext
+    from .fs.locks import Holder
     from .local.doctor import DoctorReport
     from .local.gc import GcReport
     from .local.history import Record as HistoryRecord
-    from .local.locks import Holder
     from .local.usage import DiskUsage, ModelSizes
     from .oci.manifest import ModelFile
     from .pin import LockResult
@@ -150,6 +150,15 @@ def _hub(repository: str, include: Iterable[str], exclude: Iterable[str], as_: s
 
 def _ref(ref: str | Reference) -> Reference:
     return ref if isinstance(ref, Reference) else parse_reference(ref)
+
+
+def _hf_cache(cache_dir: str | os.PathLike[str] | None, verb: str) -> Path:
+    """The Hugging Face cache named, absolute; None: the one huggingface_hub uses. An empty string is refused, not read as none."""
+    from .export import hf_cache_dir
+
+    if cache_dir is not None and not os.fspath(cache_dir):
+        raise UsageError(f"{verb} needs a cache directory, not an empty string", "name the directory, or give none for huggingface_hub's own")
+    return Path(os.path.abspath(cache_dir if cache_dir is not None else hf_cache_dir(os.environ)))
 
 
 def _local_ref(ref: str | Reference | ShortDigest) -> Reference | ShortDigest:
@@ -447,13 +456,11 @@ class Store:
         blob files then become hard links to the store's blobs where the
         filesystem allows (spec/cli.md#import-hf-cache).
         """
-        from .export import hf_cache_dir
         from .hf_import import import_hf_cache
 
         checked = _fetch_options(say=say)
         items = list(_items(repos, "repos", str))
-        cache = Path(os.path.abspath(cache_dir if cache_dir is not None and os.fspath(cache_dir) else hf_cache_dir(os.environ)))
-        return import_hf_cache(self.layout, self._names, cache, items, link, checked["say"] or (lambda _: None))
+        return import_hf_cache(self.layout, self._names, _hf_cache(cache_dir, "import-hf-cache"), items, link, checked["say"] or (lambda _: None))
 
     def fetch(
         self,
@@ -924,13 +931,11 @@ class Store:
         """
         import time
 
-        from .export import check_hub_origin, check_revision, export_hf_cache, hf_cache_dir
+        from .export import check_hub_origin, check_revision, export_hf_cache
         from .local.root_records import RecordedPin
         from .local.roots import register_export, restore_root
         from .oci.manifest import SOURCE_FORMAT, SOURCE_REPOSITORY, SOURCE_REVISION
 
-        if cache_dir is not None and not os.fspath(cache_dir):
-            raise UsageError("export needs a cache directory, not an empty string", "name the directory, or give none for huggingface_hub's own")
         if revision is not None:
             check_revision(revision)
         target = _local_ref(ref)
@@ -939,7 +944,7 @@ class Store:
         if not hub and repo is None:
             raise UsageError(f"model {ref} did not come from the Hugging Face Hub: its repository and commit are unknown", "name a repository for it with --repo ORG/REPO (repo= in Python)")
         origin = check_hub_origin(repo or manifest.annotations.get(SOURCE_REPOSITORY, ""), manifest.annotations.get(SOURCE_REVISION, "") if hub else digest.hex[:40])
-        cache = Path(os.path.abspath(cache_dir if cache_dir is not None else hf_cache_dir(os.environ)))
+        cache = _hf_cache(cache_dir, "export")
         snapshot = cache / f"models--{origin.repo.replace('/', '--')}" / "snapshots" / origin.commit
         pin = RecordedPin(str(target), digest, sum(f.size for f in manifest.files), len(manifest.files))
         # Before any link is made: a gc from then on keeps what the export links to.

@@ -46,7 +46,7 @@ def read_config(path: Path) -> Config:
 
     try:
         doc = tomllib.loads(data.decode("utf-8"))  # TOML is UTF-8 whatever the locale says
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, UnicodeDecodeError; an integer of over 4300 digits; nesting past the recursion limit
         raise UsageError(f"{path} is not valid TOML: {err}", "fix the file; its format is in spec/config.md") from None
     unknown = sorted(set(doc) - _KEYS)
     if unknown:

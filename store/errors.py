@@ -159,7 +159,9 @@ def from_os_error(err: OSError, doing: str, store: os.PathLike[str] | None = Non
     passes ``outside``, the hint for them: what went wrong there is not the
     store's, and only a full disk keeps its own class.
     """
-    where = f": {err.filename}" if err.filename else ""
+    # A link(2), symlink(2) or rename(2) names first what it links to; on a full disk the file it could not make is the second.
+    named = err.filename2 if err.errno in _FULL and err.filename2 else err.filename
+    where = f": {named}" if named and str(named) not in doing else ""
     text = f"{doing} failed: {err.strerror or err}{where}"
     if err.errno in _FULL:
         return NoSpace(text)

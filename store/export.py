@@ -252,6 +252,7 @@ def export(files: tuple[ModelFile, ...], blob_path, dest: Path, mode: str = "aut
     if mode not in LINK_MODES:
         raise UsageError(f"unknown link mode {mode!r}", f"use one of {', '.join(LINK_MODES)}")
     done = []
+    made: list[tuple[int, str, os.stat_result]] = []  # each file this export named: where, and which file it is
     with _Tree(dest) as tree:
         try:
             refused = tree.first_taken([f.path for f in files])
@@ -259,15 +260,34 @@ def export(files: tuple[ModelFile, ...], blob_path, dest: Path, mode: str = "aut
             raise from_os_error(err, f"looking into {dest}", outside=_DEST_HINT) from err
         if refused is not None:
             raise refused
-        for f in files:
-            target = dest / f.path
-            parent = f.path.rpartition("/")[0]
-            try:
-                dir_fd = tree.directory(parent)
-            except OSError as err:
-                raise from_os_error(err, f"creating {dest / parent}", outside=_DEST_HINT) from err
-            done.append((f.path, _place(blob_path(f.digest), dir_fd, target, mode)))
+        try:
+            for f in files:
+                target = dest / f.path
+                parent = f.path.rpartition("/")[0]
+                try:
+                    dir_fd = tree.directory(parent)
+                except OSError as err:
+                    raise from_os_error(err, f"creating {dest / parent}", outside=_DEST_HINT) from err
+                done.append((f.path, _place(blob_path(f.digest), dir_fd, target, mode)))
+                try:
+                    made.append((dir_fd, target.name, os.stat(target.name, dir_fd=dir_fd, follow_symlinks=False)))
+                except OSError as err:
+                    raise from_os_error(err, f"exporting to {target}", outside=_DEST_HINT) from err
+        except BaseException:
+            # A failed export (a full disk, a file planted meanwhile, an interrupt) takes back
+            # the files it made: else its rerun into the same DEST is refused, "exists".
+            _take_back(made)
+            raise
     return Exported(dest, tuple(done))
+
+
+def _take_back(made: list[tuple[int, str, os.stat_result]]) -> None:
+    """Unlink the files an export made, each only if its name still holds that file (another process may have replaced it since)."""
+    for dir_fd, name, was in reversed(made):
+        with contextlib.suppress(OSError):
+            now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (was.st_dev, was.st_ino):
+                os.unlink(name, dir_fd=dir_fd)
 
 
 # --- export --layout hf-cache: the model in huggingface_hub's cache (spec/cli.md#export-to-a-hugging-face-cache) ---

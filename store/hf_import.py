@@ -30,7 +30,7 @@ from .errors import IntegrityError, NotFound, UsageError, storage_errors
 from .fs.atomic import private_name
 from .local.blobs import BlobStore
 from .local.history import new_record, note
-from .local.ingest import BLOCK, IngestWriter
+from .local.ingest import BLOCK, IngestWriter, Written, give_back
 from .local.layout import StoreLayout
 from .local.leases import Lease
 from .local.names import Names
@@ -62,6 +62,17 @@ class _Blob(NamedTuple):
     size: int
     inode: tuple[int, int]
     links: int  # st_nlink when read: its bytes are freed by the link only if this was its one name
+    taken: bool  # taken into ingest by a link (--link): once published, it is the store's blob already
+
+
+class _Taken(NamedTuple):
+    """A cache file taken into ingest (``--link``) and checked, published only once every file is."""
+
+    writer: IngestWriter
+    written: Written
+    blobs_fd: int  # the repository's blobs/, where it keeps its name
+    name: str
+    before: os.stat_result  # its mode and times, given back if it does not become the blob
 
 
 class _Snapshot(NamedTuple):
@@ -224,9 +235,16 @@ def _open_blob(layout: StoreLayout, blobs_fd: int, shown: Path, name: str) -> tu
     return os.fdopen(fd, "rb", buffering=0), info
 
 
-def _ingest_blob(layout: StoreLayout, blobs: BlobStore, lease: Lease, blobs_fd: int, shown: Path, repo: str, name: str) -> _Blob:
-    """Bring the cache's ``blobs/<name>`` into the store, checked against ``name``: its SHA-256, else its git blob SHA-1."""
+def _ingest_blob(
+    layout: StoreLayout, blobs: BlobStore, lease: Lease, blobs_fd: int, shown: Path, repo: str, name: str, taking: list[_Taken] | None
+) -> _Blob:
+    """Bring the cache's ``blobs/<name>`` into the store, checked against ``name``: its SHA-256, else its git blob SHA-1.
+
+    With ``taking`` (``--link``), an LFS file is taken where it can be: it
+    joins ``taking``, checked, for the caller to publish or give back.
+    """
     src, info = _open_blob(layout, blobs_fd, shown, name)
+    taken = None
     with src:
         if COMMIT.fullmatch(name):
             digest, size = _ingest_git_file(blobs, lease, src, shown, name)
@@ -236,10 +254,32 @@ def _ingest_blob(layout: StoreLayout, blobs: BlobStore, lease: Lease, blobs_fd: 
                 # Linked by an import before: the store's own blob. Checked again, but not copied onto itself.
                 if _sha256_of(src) != name:
                     raise IntegrityError(f"{shown}: its bytes do not hash to the SHA-256 it is named by", _DAMAGED)
+            elif taking is not None and (taken := _take_lfs_file(layout, lease, src, info, shown, digest, size)) is not None:
+                taking.append(_Taken(*taken, blobs_fd, name, info))
             else:
                 _ingest_lfs_file(layout, blobs, lease, src, shown, digest, size)
             lease.add(digest)
-    return _Blob(repo, name, digest, size, (info.st_dev, info.st_ino), info.st_nlink)
+    return _Blob(repo, name, digest, size, (info.st_dev, info.st_ino), info.st_nlink, taken is not None)
+
+
+def _take_lfs_file(
+    layout: StoreLayout, lease: Lease, src: BinaryIO, before: os.stat_result, shown: Path, digest: Digest, size: int
+) -> tuple[IngestWriter, Written] | None:
+    """The cache's file itself as a partial, by a link into ingest/ (spec/ingest.md#imports), hashed where it lies and
+    checked against ``digest``: no byte written. None where it cannot be taken (another filesystem, another link)."""
+    writer = IngestWriter.take(layout, os.dup(src.fileno()), shown, chunks=False)  # a Hub manifest lists no chunks
+    if writer is None:
+        return None
+    try:
+        written = writer.commit(digest, size)
+        lease.add(written.digest)
+    except BaseException as err:
+        writer.abort()
+        give_back(src.fileno(), before)  # commit made it read-only and took its times
+        if isinstance(err, IntegrityError):
+            raise IntegrityError(f"{shown}: its bytes do not hash to the SHA-256 it is named by", _DAMAGED) from None
+        raise
+    return writer, written
 
 
 def _ingest_lfs_file(layout: StoreLayout, blobs: BlobStore, lease: Lease, src: BinaryIO, shown: Path, digest: Digest, size: int) -> None:
@@ -365,6 +405,7 @@ def _import(layout: StoreLayout, names: Names, cache: Path, found: list[_Repo], 
     blobs = BlobStore(layout)
     models: list[Model] = []
     read: list[tuple[int, _Blob]] = []  # (the descriptor of the repository's blobs/, a blob of it)
+    taking: list[_Taken] | None = [] if link else None
     opened: list[int] = []
     try:
         with storage_errors("importing into the store", layout.root), Lease(layout, names.lock_timeout) as lease:
@@ -380,13 +421,14 @@ def _import(layout: StoreLayout, names: Names, cache: Path, found: list[_Repo], 
                     files = []
                     for path, name in snapshot.files:
                         if name not in by_name:
-                            by_name[name] = _ingest_blob(layout, blobs, lease, blobs_fd, shown / name, repo.repo, name)
+                            by_name[name] = _ingest_blob(layout, blobs, lease, blobs_fd, shown / name, repo.repo, name, taking)
                             read.append((blobs_fd, by_name[name]))
                         files.append(ModelFile(path, by_name[name].digest, by_name[name].size))
                     manifest = hub_manifest(snapshot.repo, snapshot.commit, files)
                     data = manifest.to_bytes()
                     lease.add(manifest.config.digest, sha256_of(data))
                     plans.append((snapshot, manifest, data))
+            _publish_taken(blobs, taking or [])
             # Every file checked and every blob in: only now do names move.
             records = []
             last = started
@@ -406,8 +448,34 @@ def _import(layout: StoreLayout, names: Names, cache: Path, found: list[_Repo], 
             linked, reclaimed, left = _link_all(layout, read, say)
         return HfImported(tuple(models), linked, left, reclaimed)
     finally:
+        for taken in taking or []:
+            _give_back_unpublished(layout, taken)
         for fd in opened:
             os.close(fd)
+
+
+def _publish_taken(blobs: BlobStore, taking: list[_Taken]) -> None:
+    """Publish every file taken, once all are checked: each becomes the store's blob under the name it keeps in the cache."""
+    while taking:
+        taken = taking[0]
+        if not blobs.publish(taken.writer, taken.written):
+            _give_back_unpublished(blobs.layout, taken)  # the store held those bytes already: --link links its blob there later
+        taking.pop(0)
+
+
+def _give_back_unpublished(layout: StoreLayout, taken: _Taken) -> None:
+    """Drop a taken file's name in ingest/ and give it its mode and times back, if it is still the file taken and not the
+    store's blob (a publish that failed after its rename)."""
+    taken.writer.abort()
+    try:
+        fd = os.open(taken.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=taken.blobs_fd)
+    except OSError:
+        return  # removed or replaced meanwhile: nothing of ours to give back
+    try:
+        if os.path.samestat(os.fstat(fd), taken.before) and not _is_stored(layout, taken.written.digest, taken.before):
+            give_back(fd, taken.before)
+    finally:
+        os.close(fd)
 
 
 def _link_all(layout: StoreLayout, read: list[tuple[int, _Blob]], say: Callable[[str], None]) -> tuple[int, int, int]:
@@ -423,7 +491,7 @@ def _link_all(layout: StoreLayout, read: list[tuple[int, _Blob]], say: Callable[
             if done is None:
                 left += 1
                 continue
-            if done:
+            if done or blob.taken:
                 linked += 1
                 reclaimed += blob.size if blob.links == 1 else 0
                 synced.add(blobs_fd)

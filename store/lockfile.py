@@ -152,7 +152,7 @@ def parse_lockfile(data: bytes, where: str = DEFAULT_NAME) -> Lockfile:
     """Parse lockfile bytes; raise InvalidLockfile (exit 2) for anything malformed or of another version."""
     try:
         doc = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, UnicodeDecodeError; an integer of over 4300 digits; nesting past the recursion limit
         raise InvalidLockfile(f"{where} is not valid TOML: {err}") from None
     version = doc.get("version")
     # The integer 1: in Python true == 1 and 1.0 == 1, in a lockfile they are other versions.

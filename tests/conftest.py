@@ -14,12 +14,15 @@ from hypothesis import settings
 from store import Store
 from tests.support.cli import CliResult
 from tests.support.cli import run_cli as _run_cli
+from tests.support.flock import FLOCK, lying
 from tests.support.trees import sample_model, write_tree
 
 # No per-example deadline: the CI machine is shared and noisy, and a slow example
 # is not a wrong one. Modest example counts keep the whole suite fast; a test
 # that is cheap asks for more itself.
 settings.register_profile("odai-store", deadline=None, max_examples=50)
+# `pytest --hypothesis-profile store-model-long`: the stateful model test at length (tests/integration/test_store_model.py).
+settings.register_profile("store-model-long", settings.get_profile("odai-store"), max_examples=200, stateful_step_count=40)
 settings.load_profile("odai-store")
 
 
@@ -55,6 +58,14 @@ def model_files() -> dict[str, bytes]:
 def model_tree(tmp_path: Path, model_files: dict[str, bytes]) -> Path:
     """A directory holding the sample model (nested paths, an empty file, binary weights)."""
     return write_tree(tmp_path / "model", model_files)
+
+
+@pytest.fixture(params=FLOCK)
+def flock(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a concurrency test twice: with flock as it is, and with flock lying in every process (tests/support/flock.py)."""
+    if request.param == "flock-lies":
+        lying(monkeypatch)
+    return request.param
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -150,7 +150,7 @@ def _store_kind(doc: object) -> str:
         return "journal"
     if {"pid", "host", "since", "digests"} == keys:
         return "lease"
-    if {"pid", "host", "since"} == keys:
+    if {"pid", "host", "since"} <= keys <= {"pid", "host", "since", "start"}:
         return "holder"
     if {"version", "lockfile", "refreshed", "pins"} == keys:
         return "gc-root"
@@ -180,9 +180,13 @@ def _check_cli_document(doc: object) -> None:
 
 
 def _check_holder(doc: dict) -> None:
+    from store.fs.locks import Holder
+
     assert type(doc["pid"]) is int and doc["pid"] > 0
     assert isinstance(doc["host"], str) and doc["host"]
     assert isinstance(doc["since"], (int, float))
+    holder = {key: value for key, value in doc.items() if key != "digests"}  # a lease is a holder with digests
+    assert Holder.from_json(holder).to_json() == holder  # our own reader reads it, and writes the same
 
 
 def _check_index(data: bytes) -> None:

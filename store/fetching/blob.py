@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import IntegrityError, Interrupted, InvalidManifest, NetworkError, NotFound
+from ..fs.locks import Holder, hold
 from ..local.ingest import IngestWriter, Written
 from ..local.journal import read_journal
 from ..local.leases import STALE_AFTER
-from ..local.locks import Holder, hold
 from ..oci.digest import Digest
-from ..transfer.engine import BlobTask
+from ..transfer.engine import BlobTask, Received
 from .session import Session
 
 __all__ = ["download_blob"]
@@ -42,8 +42,17 @@ def download_blob(
             writer = IngestWriter.for_blob(layout, digest, task.size, chunks=measure, stale_after=STALE_AFTER, adopt=adopt)
             resumed = bool(writer.done.total() or writer.unchecked.total())
             try:
-                received += session.engine.fetch(task, writer, again=not adopt)
+                got = session.engine.fetch(task, writer, again=not adopt)
+                received += got.received
             except BaseException as err:
+                if isinstance(err, IntegrityError) and resumed and adopt:
+                    # A chunk that failed its check every time may hold bytes kept from before, which a
+                    # damaged or planted journal vouched for: the remote is not to blame until the whole
+                    # blob came from it, as for a failed commit below.
+                    writer.abort()
+                    say(f"{digest.short}: the data kept from an earlier download is damaged; downloading it again")
+                    adopt = False
+                    continue
                 if _resumable(err) and (writer.done.total() or writer.unchecked.total()):
                     # Keep what arrived: the next run resumes from it.
                     writer.suspend(sync=not isinstance(err, (Interrupted, KeyboardInterrupt)))
@@ -67,8 +76,8 @@ def download_blob(
                     say(f"{digest.short}: the data kept from an earlier download is damaged; downloading it again")
                     adopt = False
                     continue
-                url = writer.journal.url if writer.journal else "the remote"
-                raise IntegrityError(f"{url}: {err.message}", "the remote serves damaged data; the bad copy was deleted") from None
+                _fail_over(session, task, got, writer, err)  # raises when no source is left
+                adopt = False
         if written.digest != digest:
             _keep_misnamed(session, writer, written, task)
         if consume is None:
@@ -120,6 +129,27 @@ def _keep_misnamed(session: Session, writer: IngestWriter, written: Written, tas
         f"{url}: the file's SHA-256 is {written.digest.hex}, not the {task.digest.hex} given; it is kept under its own digest",
         f"if it is the file you want, run the same command with --sha256 {written.digest.hex}: nothing is downloaded again",
     )
+
+
+def _fail_over(session: Session, task: BlobTask, got: Received, writer: IngestWriter, err: IntegrityError) -> None:
+    """After a whole copy from ``got.sources`` failed its SHA-256: say so, the engine asks only the others from now on; IntegrityError when none is left.
+
+    The next attempt starts from nothing: no byte of the damaged copy is kept (spec/fetching.md, "Damaged copies").
+    """
+    left = session.engine.damaged(task, got.sources)
+    if left and got.sources:
+        blamed = " and ".join(source.url for source in got.sources)
+        after = session.engine.sources(task).cursor().source  # the first left that is not known to be unreachable
+        session.ctx.say(f"{blamed} served damaged data for {task.digest.short} ({err.message}); fetching it from {after.url}")
+        return
+    if len(task.sources) == 1:
+        url = writer.journal.url if writer.journal else "the remote"
+        raise IntegrityError(f"{url}: {err.message}", "the remote serves damaged data; the bad copy was deleted") from None
+    last = " and ".join(source.url for source in got.sources)
+    raise IntegrityError(
+        f"every remote served damaged data for {task.digest} ({', '.join(source.url for source in task.sources)}); the last, {last}: {err.message}",
+        "the remotes serve damaged data; no bad copy was kept",
+    ) from None
 
 
 def _resumable(err: BaseException) -> bool:

@@ -59,10 +59,11 @@ def _check_space(session: Session, missing: dict[Digest, int]) -> None:
     check = SpaceCheck()
     free = free_bytes(layout)
     if check.shortfall(need, free):
+        reclaimable: int | None
         try:
             reclaimable = collect(layout, dry_run=True, lock_timeout=session.ctx.names.lock_timeout).bytes_freed
         except StoreError:  # a damaged root or manifest: the hint goes without the gc figure
-            reclaimable = 0
+            reclaimable = None
         check.check(need, free, str(layout.root), reclaimable)
 
 

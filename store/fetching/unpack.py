@@ -54,7 +54,7 @@ def unpack(session: Session, archive: Archive, sources: tuple[Source, ...], leas
         files = _members(session, writer.path, archive, lease, accept)
 
     session.doing = f"unpacking {layer.digest.short} ({layer.size} bytes)"
-    SpaceCheck().check(layer.size, free_bytes(session.layout), str(session.layout.root), 0)
+    SpaceCheck().check(layer.size, free_bytes(session.layout), str(session.layout.root), None)
     download_blob(session, BlobTask(layer.digest, layer.size, None, sources), measure=False, consume=consume)
     if files is None:  # the store holds the layer itself, as a blob of its own
         files = _members(session, session.blobs.path(layer.digest), archive, lease, accept)
@@ -85,7 +85,7 @@ def _listing(session: Session, tar: tarfile.TarFile, where: str) -> list[ModelFi
     listed, total = [], 0
     for member in _files(tar, where):
         total += member.size
-        check.check(total, free, root, 0)
+        check.check(total, free, root, None)
         listed.append(ModelFile(member.name, _UNKNOWN, member.size))
     return listed
 
@@ -116,7 +116,7 @@ def _files(tar: tarfile.TarFile, where: str):
 
 def _ingest(session: Session, tar: tarfile.TarFile, member: tarfile.TarInfo, where: str, lease: Lease | None) -> ModelFile:
     layout = session.layout
-    SpaceCheck().check(member.size, free_bytes(layout), str(layout.root), 0)
+    SpaceCheck().check(member.size, free_bytes(layout), str(layout.root), None)
     source = tar.extractfile(member)
     assert source is not None  # a regular file's data
     with IngestWriter(layout, chunks=False) as ingest:

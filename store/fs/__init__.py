@@ -1,4 +1,5 @@
-"""Files that others may read or replace: crash-safe writes (atomic.py) and bounded reads of untrusted files (bounded.py).
+"""Files that others may read or replace: crash-safe writes (atomic.py), bounded reads of untrusted files (bounded.py), and
+the locks of files that several processes change (locks.py).
 
 Below both the local store and the remotes, since a file remote written to
 (a Sink) follows the same rules as the store: a private temporary, fsync,

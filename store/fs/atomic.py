@@ -84,8 +84,10 @@ def _durable_temp(path: Path, data: bytes, mode: int, group: bool) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)  # a failed write names no file: the error says which one a full disk stopped
         raise
     return tmp
 

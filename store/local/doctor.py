@@ -91,13 +91,10 @@ class DoctorReport(NamedTuple):
 
 
 def lock_findings(layout: StoreLayout) -> list[Finding]:
-    """Entries of locks/ no one can lock safely, and locks held in the name of dead processes.
+    """Entries of locks/ no one can lock safely, and holder records of processes that are provably gone (fs/locks.stale_records)."""
+    from ..fs.locks import stale_records
 
-    With flock, a dead process holds no lock (the kernel releases it), so
-    today only the entries lock_files finds; a lock of another kind (a lock
-    file that is itself the lock) reports its dead holders here as STALE_LOCK.
-    """
-    return list(lock_files(layout))
+    return [*lock_files(layout), *(Finding(Kind.STALE_LOCK, record.path, record.why) for record in stale_records(layout.locks))]
 
 
 def _pinned(layout: StoreLayout, now: float) -> set[Digest]:
@@ -310,7 +307,7 @@ class _Repair:
         self.done[(Kind.LAYOUT, path)] = "made it again"
 
     def _index(self, lock_timeout: float | None) -> None:
-        from .locks import hold
+        from ..fs.locks import hold
 
         layout = self.layout
         if not _plain_or_absent(layout.index):
@@ -332,6 +329,7 @@ class _Repair:
             Kind.UNREADABLE_MANIFEST: self._set_aside,
             Kind.ALTERED_VIEW: self._drop_view,
             Kind.STALE_LEASE: _drop,
+            Kind.STALE_LOCK: self._stale_lock,
             Kind.STALE_TEMPORARY: _drop,
             Kind.STALE_PARTIAL: _drop,
             Kind.ORPHAN_INGEST: _drop,
@@ -349,6 +347,16 @@ class _Repair:
         except OSError as err:  # one repair refused (another member's file, an I/O error): the others go on
             self.why[key] = f"doctor could not: {(err.strerror or str(err)).lower()}"
         return ""
+
+    def _stale_lock(self, path: object) -> str:
+        """Remove a stale holder record as a breaker of the lock would: judged again now, and only the file judged."""
+        from ..fs.locks import stale_records
+
+        for record in stale_records(self.layout.locks):
+            if record.path == path:
+                record.remove(group=self.layout.shared)
+                return "removed"
+        return "it is no longer stale"
 
     def _set_aside(self, digest: object) -> str:
         """Move what is under a blob's name to quarantine/, as verify does with a corrupt blob."""

@@ -119,7 +119,7 @@ def _rotate(layout: StoreLayout, fd: int, info: os.stat_result) -> tuple[int, os
     file: two processes that both found it full must not rename twice, or the
     second would push the first one's old file out for an empty one.
     """
-    from .locks import hold  # here: show and log, which only read, need no lock (nor its dataclass)
+    from ..fs.locks import hold  # here: show and log, which only read, need no lock (nor its dataclass)
 
     path = layout.history
     try:

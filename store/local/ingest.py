@@ -29,13 +29,13 @@ from ..errors import IntegrityError, StoreError, from_os_error
 from ..fs.atomic import create_private, private_name, replace_unsynced, share_with_group, write_atomic
 from ..fs.bounded import Refused, open_regular
 from ..fs.clone import CANNOT_CLONE, clone
+from ..fs.locks import dead_here, private_owner
 from ..oci.chunks import ChunkDigests, ChunkHasher
 from ..oci.digest import Digest
 from .journal import Journal, Ranges, boot_id, read_journal
 from .layout import StoreLayout
-from .locks import dead_here, private_owner
 
-__all__ = ["IngestWriter", "Written", "BLOCK"]
+__all__ = ["IngestWriter", "Written", "BLOCK", "give_back"]
 
 # Large enough that per-block overhead vanishes next to hashing, small enough
 # that the queues below hold a few tens of MiB at most.
@@ -320,7 +320,9 @@ class IngestWriter:
         return True
 
     @classmethod
-    def take(cls, layout: StoreLayout, fd: int, path: Path, progress: Callable[[int], object] | None = None) -> IngestWriter | None:
+    def take(
+        cls, layout: StoreLayout, fd: int, path: Path, progress: Callable[[int], object] | None = None, *, chunks: bool = True
+    ) -> IngestWriter | None:
         """An import of the file at ``path`` (open as ``fd``, which the writer then owns), by a link into ingest/: no byte copied.
 
         For a file its user gives up (``add --move``): until the caller
@@ -340,7 +342,7 @@ class IngestWriter:
         if mine is None:
             os.close(fd)
             return None
-        writer = cls(layout, _partial=(fd, mine, None))
+        writer = cls(layout, _partial=(fd, mine, None), chunks=chunks)
         try:
             writer._hash_in_place(progress)
         except BaseException:
@@ -392,7 +394,11 @@ class IngestWriter:
         view = memoryview(data)
         at = offset
         while view:
-            written = os.pwrite(self._fd, view, at)
+            try:
+                written = os.pwrite(self._fd, view, at)
+            except OSError as err:
+                err.filename = err.filename or str(self.path)  # a full disk's error then says the data was being written
+                raise
             view, at = view[written:], at + written
         with self._cond:
             if checked and offset == self._hashed and not self._reading and not self._tail:
@@ -715,6 +721,12 @@ class IngestWriter:
     def __exit__(self, *exc: object) -> None:
         if not self._kept:
             self.abort()
+
+
+def give_back(fd: int, before: os.stat_result) -> None:
+    """Give a file that IngestWriter.take took, and that did not become a blob, the mode and times it had before."""
+    os.fchmod(fd, stat.S_IMODE(before.st_mode))
+    os.utime(fd, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:

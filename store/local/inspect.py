@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, NamedTuple
 from ..errors import InvalidManifest, InvalidPath, StorageError, StoreError
 from ..fs.atomic import owner_pid
 from ..fs.bounded import LEASE_MAX, ODAI_LAYOUT_MAX, Refused, read_bounded
+from ..fs.locks import Holder, dead_here, private_owner, silent_for
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest, InvalidDigest, digest_named, parse_digest, sha256_of
 from ..oci.manifest import Manifest, parse_manifest
 from .blobs import BlobStore
 from .layout import LAYOUT_VERSION, StoreLayout
 from .leases import STALE_AFTER
-from .locks import Holder, dead_here, private_owner, silent_for
 
 if TYPE_CHECKING:
     from ..oci.index import Index
@@ -403,7 +403,7 @@ def lease_files(layout: StoreLayout, now: float) -> Leases:
             problem = ""
         except FileNotFoundError:
             continue
-        except (ValueError, KeyError, TypeError, AttributeError, InvalidDigest, Refused) as err:  # Refused: not a lease at all
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidDigest, Refused, RecursionError, OverflowError) as err:  # Refused: not a lease at all
             holder, leased, problem = None, set(), _why(err) or "not a lease"
         try:
             age = silent_for(entry.stat(follow_symlinks=False).st_mtime, now)

@@ -164,7 +164,7 @@ def parse_journal(data: bytes, boot: str | None = None) -> Journal | None:
         return Journal(
             parse_digest(doc["digest"]), size, doc.get("validator"), doc.get("url"), done, unchecked, durable_done, durable_unchecked, boot
         )
-    except (ValueError, KeyError, TypeError, AttributeError, InvalidDigest):
+    except (ValueError, KeyError, TypeError, AttributeError, InvalidDigest, RecursionError, OverflowError):
         return None
 
 

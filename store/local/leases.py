@@ -14,9 +14,9 @@ from pathlib import Path
 
 from ..errors import LockTimeout
 from ..fs.atomic import create_atomic, write_atomic
+from ..fs.locks import hold, this_holder
 from ..oci.digest import Digest
 from .layout import StoreLayout
-from .locks import hold, this_holder
 
 __all__ = ["STALE_AFTER", "Lease", "gc_lock"]
 
@@ -27,7 +27,7 @@ STALE_AFTER = 24 * 3600
 
 def gc_lock(layout: StoreLayout, shared: bool, timeout: float | None = None):
     """gc.lock: shared for a writer's lease or root, exclusive for gc; ``timeout`` as in locks.hold."""
-    return hold(layout.lock("gc"), shared=shared, timeout=timeout, group=layout.shared)
+    return hold(layout.lock("gc"), shared=shared, timeout=timeout, group=layout.shared, readers=True)
 
 
 class Lease:

@@ -16,7 +16,7 @@ from ..oci.reference import Reference
 from .layout import StoreLayout
 
 if TYPE_CHECKING:
-    from .locks import Holder
+    from ..fs.locks import Holder
 
 __all__ = ["Names", "manifest_descriptor"]
 
@@ -50,10 +50,10 @@ class Names:
     def edit(self, change: Callable[[Index], Index]) -> Index:
         """Replace the index with ``change(current)`` under the index lock; return the new index.
 
-        If locks lie, two editors may each write their version and one change
-        is lost, but index.json is always whole (write_atomic), never torn.
+        The lock holds where flock lies too (its record file: locks.py), so
+        no editor's change is lost; index.json is always whole (write_atomic).
         """
-        from .locks import hold
+        from ..fs.locks import hold
 
         with hold(self.layout.lock("index"), on_wait=self.on_wait, timeout=self.lock_timeout, group=self.layout.shared):
             current = read_bounded(self.layout.index, INDEX_MAX, "index.json")

@@ -33,7 +33,7 @@ def layout_version(layout: StoreLayout) -> tuple[int | None, bool]:
         raise StorageError(f"the store location {layout.root} is not a directory", "point --store or $ODAI_STORE_HOME at a directory") from None
     except OSError as err:
         raise from_os_error(err, f"opening the store at {layout.root}") from err
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise StorageError(f"{layout.odai_layout} is damaged", "restore it: it holds {\"odaiLayoutVersion\": 1}") from None
 
 

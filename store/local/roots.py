@@ -25,9 +25,9 @@ from typing import NamedTuple
 from ..errors import StorageError, StoreError, from_os_error
 from ..fs.atomic import write_atomic
 from ..fs.bounded import LOCKFILE_MAX, ROOT_ENTRY_MAX, Refused, read_bounded
+from ..fs.locks import silent_for
 from ..lockfile import InvalidLockfile, Lockfile, Pin, parse_lockfile
 from .layout import StoreLayout
-from .locks import silent_for
 from .root_records import RecordedPin, RootRecord, parse_root, root_entries
 
 __all__ = [

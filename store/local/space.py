@@ -36,14 +36,18 @@ class SpaceCheck:
         """Whether a filesystem of ``size`` bytes with ``free`` available is short of space: less than the margin free."""
         return free * 100 < size * self.margin_percent
 
-    def check(self, need: int, free: int, where: str, reclaimable: int) -> None:
+    def check(self, need: int, free: int, where: str, reclaimable: int | None) -> None:
+        """Raise NoSpace when ``need`` does not fit; ``reclaimable``: what a gc would free now, None when not known.
+
+        A gc that would free nothing is said too: else a user runs it, in vain, before freeing space elsewhere.
+        """
         short = self.shortfall(need, free)
         if short:
+            gc = "" if reclaimable is None else f"; 'odai-store gc' would reclaim {megabytes(reclaimable)} MB" if reclaimable else "; 'odai-store gc' would free nothing"
             raise NoSpace(
                 f"not enough space in {where}: need {megabytes(self.required(need))} MB "
                 f"({megabytes(need)} MB + {self.margin_percent}% margin), {megabytes(free)} MB available",
-                f"free up {megabytes(short)} MB"
-                + (f"; 'odai-store gc' would reclaim {megabytes(reclaimable)} MB" if reclaimable else ""),
+                f"free up {megabytes(short)} MB{gc}",
             )
 
 

@@ -79,6 +79,10 @@ class Views:
             top = _own_directory(tmp)
             try:
                 self._fill(top, tmp, manifest)
+            except OSError as err:
+                # Its names are relative to the tree being built ("config.json"): say which view could not be made.
+                err.filename, err.filename2 = str(final), None
+                raise
             finally:
                 os.close(top)
             try:

@@ -118,7 +118,7 @@ def _read_table(path: Path) -> dict[str, str]:
 
     try:
         document = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError, UnicodeDecodeError; an integer of over 4300 digits; nesting past the recursion limit
         raise UsageError(f"{path} is not valid TOML: {err}", "fix the file; its format is in spec/config.md") from None
     hint = '[tokens] maps origins to tokens: "https://models.example:443" = "TOKEN"'
     # As in config.toml: a misspelt table would leave every remote without its token, unseen.

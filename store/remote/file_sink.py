@@ -4,10 +4,12 @@ Every write is the store's own rule: bytes go to a file under a private or
 upload name, are checked and fsynced, then renamed to their name, and the
 directory is fsynced. A blob's upload is ``uploads/sha256/<hex>``: a name
 any later upload of the blob finds and continues, locked (flock) by its
-writer so that two never write it at once. index.json changes under
-``locks/index.lock``, the lock an odai-store store's own writers take, so
-that tags from any number of processes, and names the store itself sets,
-never lose one another.
+writer so that two never write it at once (where flock lies, two may: both
+write the blob's own bytes at the same offsets, and each checks what it
+wrote before the rename). index.json changes under ``locks/index.lock``,
+held as an odai-store store's own writers hold it (fs/locks.py), so that
+tags from any number of processes, and names the store itself sets, never
+lose one another, whether flock works or not.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from ..errors import IntegrityError, LockTimeout, NotFound, StorageError, StoreError, UsageError, from_os_error
 from ..fs.atomic import create_atomic, fsync_dir, write_atomic
 from ..fs.bounded import INDEX_MAX, open_regular, read_bounded
+from ..fs.locks import hold
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from ..oci.index import Index, InvalidIndex
@@ -263,16 +266,8 @@ class FileSink(FileLayout):
 
     @contextlib.contextmanager
     def _index_lock(self) -> Iterator[None]:
+        """The lock of the store's own writers of index.json (spec/locking.md), which holds where flock lies."""
         path = self.root / "locks" / "index.lock"
-        with _sink_errors(f"locking {path}"):
-            try:
-                fd, _ = open_regular(path, "a lock file", os.O_RDWR | os.O_CREAT)
-            except PermissionError:
-                # Another user's lock file (a shared store): flock needs no write access.
-                fd, _ = open_regular(path, "a lock file")
-        try:
-            _flock(fd, path, self.lock_timeout)
+        with _sink_errors(f"locking {path}"), hold(path, timeout=self.lock_timeout):
             yield
-        finally:
-            os.close(fd)
 

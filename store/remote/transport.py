@@ -57,6 +57,18 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _drain(response: urllib3.BaseHTTPResponse) -> None:
+    """Read and drop the rest of a body whose bytes do not matter, so that the connection is reused.
+
+    A body that breaks HTTP where http.client does not check it (a chunk of
+    length -2, which it reads as read(-2): ValueError) only costs the connection.
+    """
+    try:
+        response.drain_conn()
+    except ValueError:
+        response.close()
+
+
 @contextlib.contextmanager
 def translating_errors(url: str) -> Iterator[None]:
     url = scrub(url)  # what a message may show
@@ -95,7 +107,7 @@ def _check_status(
                 "configure the server to send blobs as they are (no gzip for blobs/)",
             )
         return
-    response.drain_conn()
+    _drain(response)
     if status == 404:
         raise NotFound(f"{url}: not found on the remote (HTTP 404)", "check the name and the remote URL")
     message = f"{url}: HTTP {status} {response.reason or ''}".rstrip()
@@ -276,7 +288,12 @@ class Transport:
         with translating_errors(url):
             # cast: urllib3 sends any buffer an iterable yields (sock.sendall); its stubs name bytes and str only.
             sendable = cast("bytes | Iterable[bytes] | None", body)
-            response = self._pool.request(method, url, headers=full, body=sendable, preload_content=False, decode_content=False, redirect=body is None)
+            try:
+                response = self._pool.request(method, url, headers=full, body=sendable, preload_content=False, decode_content=False, redirect=body is None)
+            except ValueError as err:
+                # Our URL was parsed when the pool was made (_pool): what no parser reads now is the Location of a
+                # redirect (http://[::1), an answer as malformed as a body that is no JSON.
+                raise NetworkError(f"{scrub(url)}: the remote redirected to a URL that cannot be read ({err})", "the remote's answer is malformed; check the remote URL") from err
         _check_status(response, url, sent, auth, ok, self._refused_hint)
         return response
 
@@ -288,7 +305,7 @@ class Transport:
         An iterable ``body`` is sent block by block as it yields them, under the Content-Length ``headers`` give.
         """
         response = self._request(method, url, headers, auth=auth, body=body, ok=ok)
-        response.drain_conn()
+        _drain(response)
         response.release_conn()
         return Answer(response.status, response.headers)
 
@@ -370,7 +387,7 @@ class Transport:
             # Its body, the whole object, is not read: the connection goes with it.
             response.close()
         else:
-            response.drain_conn()  # a HEAD response has no body: this only frees the connection
+            _drain(response)  # a HEAD response has no body: this only frees the connection
         declared = response.headers.get("Content-Length", "")
         if not declared.isdigit():
             raise NetworkError(f"{scrub(url)}: the server did not say how long the file is", "the server must send Content-Length")

@@ -5,7 +5,9 @@ N connections, writes each block at its offset, checks each chunk against its
 BLAKE3 digest when the manifest has them, retries transient faults with
 backoff (RetryPolicy) from where the data stopped, and fails over to the next
 remote when one cannot serve. The SHA-256 check and the publish are the
-caller's (IngestWriter.commit, BlobStore.publish).
+caller's (IngestWriter.commit, BlobStore.publish); a caller whose check
+failed tells the engine (``damaged``), which then asks only the other
+sources for that blob.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .retry import Attempts, RetryPolicy, pausing, retrying
 from .segments import SegmentPlan
 from .sources import SourceSet
 
-__all__ = ["BlobTask", "Engine"]
+__all__ = ["BlobTask", "Engine", "Received"]
 
 _READ = 1 << 20
 
@@ -42,6 +44,13 @@ class BlobTask:
     digest: Digest
     size: int
     chunks: ChunkDigests | None
+    sources: tuple[Source, ...]
+
+
+class Received(NamedTuple):
+    """What one Engine.fetch got: the bytes received, and the sources that sent them, in the task's order."""
+
+    received: int
     sources: tuple[Source, ...]
 
 
@@ -72,6 +81,11 @@ class _Counter:
         self._seen = already
         self._lock = threading.Lock()
         self.received = 0  # bytes of this blob received from sources, refetched ones included
+        self.served: dict[int, Source] = {}  # the sources whose bytes were written, by identity
+
+    def serving(self, source: Source) -> None:
+        with self._lock:
+            self.served[id(source)] = source
 
     def arrived(self, start: int, end: int) -> None:
         with self._lock:
@@ -99,6 +113,9 @@ class Engine:
         # Sources that stayed unreachable through every retry, whichever blob
         # met them: the next blob should not wait through the same backoff.
         self._unreachable: dict[int, Source] = {}
+        # Per blob, the sources that served it with a wrong SHA-256: never asked for it again by this command.
+        self._damaged: dict[Digest, dict[int, Source]] = {}
+        self._say = say
         self.progress = progress
         self.policy = policy
         self.plan = plan
@@ -146,8 +163,26 @@ class Engine:
 
     # -- one blob ----------------------------------------------------------------
 
-    def fetch(self, task: BlobTask, writer: IngestWriter, again: bool = False) -> int:
-        """Fill ``writer`` with ``task``'s bytes; return how many were received. Raises StoreError; Interrupted on cancel.
+    def sources(self, task: BlobTask) -> SourceSet:
+        """``task``'s sources as this command knows them now: which are unreachable, which served the blob damaged."""
+        return SourceSet(task.sources, self._unreachable, self._damaged.get(task.digest))
+
+    def damaged(self, task: BlobTask, served: tuple[Source, ...]) -> tuple[Source, ...]:
+        """Never ask ``served`` for ``task``'s blob again (its whole-file check failed); the sources left to ask, in order.
+
+        Every source that sent a byte of the failed copy is blamed: the check
+        cannot tell whose bytes were wrong when a download moved between
+        sources (spec/fetching.md, "Damaged copies").
+        """
+        damaged = self._damaged.setdefault(task.digest, {})
+        damaged.update((id(source), source) for source in served)
+        sources = self.sources(task)
+        return tuple(sources.sources[i] for i in sources.usable())
+
+    def fetch(self, task: BlobTask, writer: IngestWriter, again: bool = False) -> Received:
+        """Fill ``writer`` with ``task``'s bytes from its sources that have not served it damaged; what was received, and from which.
+
+        Raises StoreError; Interrupted on cancel. The caller checks that some source is left (``damaged``).
 
         On any failure the caller decides whether to keep the partial
         (``writer.suspend()``) for a resume or to drop it. ``again``: the
@@ -181,7 +216,7 @@ class Engine:
                     # The whole blob came back: what is on disk may be another version.
                     writer.restart(stream.validator, stream.url)
                     self._segment(task, writer, counter, 0, task.size, opened=(index, stream), halt=self.cancel, sole=True)
-        return counter.received
+        return Received(counter.received, tuple(source for source in task.sources if id(source) in counter.served))
 
     @staticmethod
     def _resume_point(task: BlobTask, writer: IngestWriter, start: int, end: int) -> int:
@@ -199,7 +234,7 @@ class Engine:
         # Where _segment will continue, so that a correct 206 is not taken for a whole-blob answer.
         start, end = self._resume_point(task, writer, *segment), segment[1]
         validator = writer.journal.validator if writer.journal else None
-        cursor = SourceSet(task.sources, self._unreachable).cursor()
+        cursor = self.sources(task).cursor()
         while True:
             source = cursor.source
             try:
@@ -375,7 +410,7 @@ class _SegmentRun:
         # A chunk begun before an interruption: its bytes are on disk, so they
         # are hashed from there and only the rest is fetched.
         self.check.begin(start, writer.read(start, engine._resume_point(task, writer, start, end)))
-        self.cursor = SourceSet(task.sources, engine._unreachable).cursor(opened[0] if opened else None)
+        self.cursor = engine.sources(task).cursor(opened[0] if opened else None)
         self.stream = opened[1] if opened else None
         self.attempts = Attempts(engine.policy)
         # Failed checks per chunk start. Not `attempts`: every block that
@@ -398,6 +433,7 @@ class _SegmentRun:
                 return _Restart(stream.validator, stream.url)
             writer.restart(stream.validator, stream.url)
             check.begin(0)
+        self.counter.serving(self.cursor.source)  # before the bytes: a read that fails midway has written some
         engine._pump(stream, writer, self.counter, check, min(self.end, stream.end), self.halt)
         if check.position < self.end:  # a server may send less than the range asked for; the rest is asked for again
             self.close()
@@ -415,7 +451,10 @@ class _SegmentRun:
                 f"BLAKE3 {bad.actual}, expected {bad.expected}",
                 "the remotes serve damaged data; the bad chunk was not kept",
             ) from None
+        before = self.cursor.source
         self.cursor.rotate()
+        if self.cursor.source is not before:
+            self.engine._say(f"{before.url} served damaged data: the chunk at byte {bad.start} of {self.task.digest.short} failed its check; fetching it from {self.cursor.source.url}")
 
     def failed(self, err: NetworkError | NotFound, began: int) -> None:
         """After ``err`` from the source, as it classifies it: renew its credentials, wait and retry, or fail over; else raise."""

@@ -3,7 +3,9 @@
 Which source to ask next is decided here and nowhere else: after a source
 gives up (every retry spent, or an answer no retry can change) a segment
 moves to a later one; after a bad chunk it moves to the next, wrapping, so
-that every source gets its turn at serving that chunk.
+that every source gets its turn at serving that chunk. A source that served
+a blob whose whole-file SHA-256 failed is never asked for that blob again
+(``damaged``): the download starts over from the sources left.
 """
 
 from __future__ import annotations
@@ -15,20 +17,26 @@ __all__ = ["SourceSet", "Cursor"]
 
 
 class SourceSet:
-    """A blob's sources in order, and those of the command found unreachable (shared by every blob of it).
+    """A blob's sources in order, those of the command found unreachable (shared by every blob of it), and those that served this blob damaged.
 
-    Unreachable ones are kept by identity (a remote need not be hashable),
-    and held, so that no new object takes the id of one gone.
+    Both are kept by identity (a remote need not be hashable), and held, so
+    that no new object takes the id of one gone.
     """
 
-    def __init__(self, sources: tuple[Source, ...], unreachable: dict[int, Source]) -> None:
+    def __init__(self, sources: tuple[Source, ...], unreachable: dict[int, Source], damaged: dict[int, Source] | None = None) -> None:
         self.sources = sources
         self._unreachable = unreachable
+        self._damaged = damaged or {}
+
+    def usable(self) -> list[int]:
+        """Indexes of the sources that have not served this blob damaged: unreachable ones may have come back."""
+        return [i for i, source in enumerate(self.sources) if id(source) not in self._damaged]
 
     def alive(self) -> list[int]:
-        """Indexes of the sources still worth asking; all of them if every one has failed."""
-        alive = [i for i, source in enumerate(self.sources) if id(source) not in self._unreachable]
-        return alive or list(range(len(self.sources)))
+        """Indexes of the usable sources still worth asking; all the usable ones if every one has failed."""
+        usable = self.usable()
+        alive = [i for i in usable if id(self.sources[i]) not in self._unreachable]
+        return alive or usable
 
     def given_up(self, index: int, err: StoreError) -> None:
         # A source that cannot be reached after every retry is skipped for the

@@ -15,8 +15,8 @@ import pytest
 
 from store import Store
 from store.api import doctor
+from store.fs.locks import this_holder
 from store.local.layout import StoreLayout
-from store.local.locks import this_holder
 from store.local.root_records import RecordedPin, RootRecord
 from store.oci.digest import Digest, sha256_of
 from tests.support.cli import assert_error, cli_command, run_cli
@@ -398,3 +398,20 @@ def test_a_lock_file_whose_maker_died_between_its_two_names_is_kept(models: Mode
     report = models.store.doctor(repair=True)
     assert report.healthy, report.remaining
     assert models.layout.lock("dead").exists() and not private.exists()
+
+
+def test_a_lock_held_by_a_killed_process_is_a_stale_lock_and_is_removed(models: Models) -> None:
+    """kill -9 of a process holding index.lock leaves its holder record (spec/locking.md#holder-records): stale, and --repair removes it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from store.fs.locks import hold\n"
+         "with hold(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)", str(models.layout.lock("index"))],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    holder.kill()
+    holder.wait()
+    found = models.store.doctor()
+    assert [p.kind for p in found.found] == ["stale-lock"], found
+    assert models.store.doctor(repair=True).healthy
+    assert models.store.doctor().healthy
+    models.store.tag("a:v1", "a:after")  # the lock is free

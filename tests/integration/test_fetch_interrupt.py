@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.counting_server import serve_counting as serve_store
+from tests.support.fault_server import Fault, oci_layout
 from tests.support.trees import one_file_origin
 
 SIZE = 24 << 20  # three 8 MiB chunks: big enough to interrupt, small enough to be quick
@@ -55,6 +56,8 @@ def _fetch_then_signal(store: Path, url: str, name: str, signum: int, by_click: 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A pytest started with `&` in a script has SIGINT ignored, and its children inherit that (and keep it, as they should).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     _wait_for_partial(store, proc)
     time.sleep(1.0)
@@ -139,7 +142,7 @@ def test_kill_9_at_random_moments(origin, tmp_path):
     # plus what sat in socket buffers: a small fraction of the blob per kill.
     for store in stores:
         assert cost[store] <= SIZE * 1.5, (store.name, cost[store], SIZE)
-def test_two_processes_fetch_one_blob_once(origin, tmp_path):
+def test_two_processes_fetch_one_blob_once(origin, tmp_path, flock):
     remote, data = origin
     store = tmp_path / "store"
     with serve_store(remote) as served:
@@ -157,7 +160,34 @@ def test_two_processes_fetch_one_blob_once(origin, tmp_path):
         assert json.loads(out1)["models"][0]["path"] == json.loads(out2)["models"][0]["path"]
 
 
-def test_waiter_takes_over_when_the_holder_dies(origin, tmp_path):
+def test_two_fetches_of_one_model_over_throttled_connections_both_finish_and_download_it_once(fault_server, tmp_path, flock):
+    """Issue 16, gap 2: where flock lies, two such fetches once both still ran after 240 s, silent.
+
+    Each fetch must finish or fail in bounded time (here: succeed, one waiting
+    for the other's download), and the blob cross the wire about once.
+    """
+    data = random.Random(16).randbytes(32 << 20)
+    layout = oci_layout({"w.bin": data}, "m:v1")
+    server = fault_server(layout).fail(Fault(drip=(1 << 20, 0.05), times=None))  # 20 MiB/s per connection
+    store = tmp_path / "store"
+    cmd = _cli(store, "--json", "--lock-timeout", "30", "fetch", "--remote", server.url, "--connections", "2", "--progress", "none", "m:v1")
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        results = [proc.communicate(timeout=60) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in results]
+    downloaded = sorted(json.loads(out)["models"][0]["downloaded"] for out, _ in results)
+    assert downloaded[0] == 0 and downloaded[1] >= len(data) - (8 << 20), downloaded
+    assert server.served_for(layout.blob_path(data)) <= len(data) + (8 << 20)
+    [path] = {json.loads(out)["models"][0]["path"] for out, _ in results}
+    assert (Path(path) / "w.bin").read_bytes() == data
+    verify = subprocess.run(_cli(store, "verify"), capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_waiter_takes_over_when_the_holder_dies(origin, tmp_path, flock):
     remote, data = origin
     store = tmp_path / "store"
     with serve_store(remote) as served:

@@ -57,8 +57,8 @@ def test_a_waiter_gives_up_on_a_download_that_makes_no_progress(fault_server, tm
 
     from store import Store
     from store.errors import LockTimeout
+    from store.fs.locks import hold
     from store.local.journal import Journal, Ranges
-    from store.local.locks import hold
     from store.oci.digest import Digest
 
     data = random.Random(11).randbytes(1 << 20)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
+from store import NoSpace, Store
 from tests.support.cli import CliResult, assert_error
 from tests.support.counting_server import serve_counting
 
@@ -88,7 +88,12 @@ def test_no_space_fails_before_the_first_byte_and_says_how_much_to_free(tmp_path
         assert error.startswith("odai-store: error: not enough space")
         assert "MB" in error and "10% margin" in error
         assert hint.startswith("hint: free up ") and " MB" in hint
+        # Every blob here is named: the hint says gc will not help, so that nobody runs it in vain.
+        assert hint.endswith("; 'odai-store gc' would free nothing"), hint
         assert full.stdout == ""
+        with pytest.raises(NoSpace) as refused:
+            Store(store).fetch("big:v1", remotes=served.url)
+        assert refused.value.hint.endswith("; 'odai-store gc' would free nothing")
         # Refused before the first byte of the blob; nothing in the store changed.
         assert served.bytes_sent - sent_before < 64 << 10
         assert (store / "index.json").read_bytes() == index_before

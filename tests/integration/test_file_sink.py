@@ -131,7 +131,7 @@ def test_two_uploads_of_one_blob_take_turns(sink: FileSink, target: Path, sample
     assert second_offset == [len(sample.data)]
 
 
-def test_taggers_in_several_processes_lose_no_name(sink: FileSink, target: Path, sample: Sample, tmp_path: Path) -> None:
+def test_taggers_in_several_processes_lose_no_name(sink: FileSink, target: Path, sample: Sample, tmp_path: Path, flock: str) -> None:
     descriptor = push(sink, sample)
     start = tmp_path / "start"
     reports = [tmp_path / f"tagger-{w}.json" for w in range(4)]

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,15 +60,15 @@ def test_huggingface_hub_finds_every_file_offline_byte_for_byte(olah: Olah, hf_c
     snapshot = home / "hub" / "models--TheOrg--Tiny-Export" / "snapshots" / commit
     assert json.loads(result.out)["snapshot"] == str(snapshot)
     files = repo.files("main")
-    for path, f in files.items():
-        for revision in ("main", commit, None):
-            kwargs = {} if revision is None else {"revision": revision}
-            found = hf_client.call("hf_hub_download", repo.repo_id, path, home=home, local_files_only=True, **kwargs)
-            assert Path(found).read_bytes() == f.data, path
-        offline = hf_client.call("hf_hub_download", repo.repo_id, path, home=home, offline=True)
-        assert Path(offline).read_bytes() == f.data
-    for kwargs in ({"local_files_only": True}, {"local_files_only": True, "revision": commit}):
-        got = Path(hf_client.call("snapshot_download", repo.repo_id, home=home, **kwargs))
+    revisions: list[dict[str, Any]] = [{"revision": "main"}, {"revision": commit}, {}]
+    wanted = [(path, revision) for path in files for revision in revisions]
+    found = hf_client.calls([("hf_hub_download", (repo.repo_id, path), {"local_files_only": True, **r}) for path, r in wanted], home=home)
+    for (path, revision), got in zip(wanted, found, strict=True):
+        assert Path(got).read_bytes() == files[path].data, (path, revision)
+    offline = hf_client.calls([("hf_hub_download", (repo.repo_id, path), {}) for path in files], home=home, offline=True)
+    assert [Path(got).read_bytes() for got in offline] == [f.data for f in files.values()]
+    snapshots = hf_client.calls([("snapshot_download", (repo.repo_id,), {"local_files_only": True, **r}) for r in revisions[1:]], home=home)
+    for got in map(Path, snapshots):
         assert {str(p.relative_to(got)): p.read_bytes() for p in got.rglob("*") if p.is_file()} == {p: f.data for p, f in files.items()}
     assert hf_client.call("snapshot_download", repo.repo_id, home=home, offline=True) == str(snapshot)
 

@@ -112,6 +112,10 @@ def test_a_snapshot_no_ref_points_at_is_named_by_its_commit_and_repos_limit_the_
         store.import_hf_cache("not a repo", cache_dir=home / "hub")
     assert_error(run_cli(tmp_path / "store", "import-hf-cache", "--cache-dir", home / "hub", "hfimport/not-cached"), 3)
     assert_error(run_cli(tmp_path / "store", "import-hf-cache", "--cache-dir", tmp_path / "nowhere"), 2)
+    # An empty --cache-dir is a mistake (an unset variable in a script), not "the default cache".
+    assert "not an empty string" in assert_error(run_cli(tmp_path / "store", "import-hf-cache", "--cache-dir", "", env={"HF_HUB_CACHE": str(home / "hub")}), 2)
+    with pytest.raises(UsageError):
+        store.import_hf_cache(cache_dir="")
     # Without --cache-dir: huggingface_hub's, $HF_HUB_CACHE here.
     both = run_cli(tmp_path / "store2", "import-hf-cache", env={"HF_HUB_CACHE": str(home / "hub")})
     assert both.code == 0, both.err
@@ -147,6 +151,7 @@ def test_link_gives_the_disk_back_and_huggingface_hub_still_loads_every_file_off
     cache = _cache_of(olah, hf_client, home, repo, "main")
     store = tmp_path / "store"
     before = _blocks(cache, store)
+    inodes = {p: e[1] for p, e in _state(cache).items() if "/blobs/" in p}
     result = run_cli(store, "--json", "import-hf-cache", "--link", "--cache-dir", cache)
     assert result.code == 0, result.err
     doc = json.loads(result.out)
@@ -163,6 +168,9 @@ def test_link_gives_the_disk_back_and_huggingface_hub_still_loads_every_file_off
     after = _blocks(cache, store)
     assert after < before + sizes // 2, (before, after, sizes)
     assert not [p for p in blobs.iterdir() if p.name.startswith(".")]  # no temporary name left
+    # An LFS file is taken, not copied: the store's blob is the very file the cache held (a git file is copied: small).
+    lfs_inodes = {p: e[1] for p, e in _state(cache).items() if "/blobs/" in p and len(p.rsplit("/", 1)[1]) == 64}
+    assert lfs_inodes and all(inodes[p] == ino for p, ino in lfs_inodes.items()), (inodes, lfs_inodes)
     # huggingface_hub, offline, finds every file, unmodified.
     snapshot = hf_client.call("snapshot_download", repo.repo_id, revision="main", home=home, offline=True)
     assert read_tree(Path(snapshot)) == {p: f.data for p, f in repo.files().items()}

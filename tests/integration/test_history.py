@@ -138,7 +138,7 @@ def test_an_interrupted_fetch_is_recorded_cancelled_with_its_bytes(tmp_path: Pat
 # -- many writers, torn lines, hostile files ------------------------------------------------
 
 
-def test_eight_concurrent_adds_each_leave_one_whole_record(tmp_path: Path) -> None:
+def test_eight_concurrent_adds_each_leave_one_whole_record(tmp_path: Path, flock: str) -> None:
     store = tmp_path / "store"
     Store(store)
     trees = [write_tree(tmp_path / f"m{i}", {"f.bin": bytes([i]) * (1000 + i)}) for i in range(8)]

@@ -109,7 +109,7 @@ def test_no_lease_is_left_after_add_or_failed_add(store: Store, tmp_path: Path) 
     assert os.listdir(store.layout.leases) == []
 
 
-def test_a_sync_registers_its_root_under_the_gc_lock(tmp_path: Path) -> None:
+def test_a_sync_registers_its_root_under_the_gc_lock(tmp_path: Path, flock: str) -> None:
     """While a gc holds gc.lock, a sync of present models waits to register its root (spec/locking.md).
 
     Otherwise that gc, having read the roots already, could delete the models
@@ -118,7 +118,7 @@ def test_a_sync_registers_its_root_under_the_gc_lock(tmp_path: Path) -> None:
     import shutil
     import subprocess
 
-    from store.local.locks import hold
+    from store.fs.locks import hold
     from tests.support.cli import cli_command
 
     root = tmp_path / "store"
@@ -174,7 +174,7 @@ def test_a_gc_at_any_presence_check_of_a_fetch_leaves_its_model_complete(store: 
     assert at >= 3  # the manifest and each file were looked for
 
 
-def test_a_gc_holding_its_lock_as_a_fetch_ends_does_not_fail_the_fetch(tmp_path: Path) -> None:
+def test_a_gc_holding_its_lock_as_a_fetch_ends_does_not_fail_the_fetch(tmp_path: Path, flock: str) -> None:
     # Found in review: dropping the lease waited for gc.lock with --lock-timeout,
     # so a fetch whose model was complete exited 8 and printed no path.
     import random

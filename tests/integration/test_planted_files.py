@@ -17,13 +17,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from store import StorageError, Store
+from store.fs.locks import this_holder
 from store.local.layout import StoreLayout
-from store.local.locks import this_holder
 from store.local.views import Views
 from store.oci.index import MAX_INDEX_BYTES
 from store.serve import make_server
@@ -70,6 +71,9 @@ def test_a_lock_file_planted_as_a_link_to_a_file_is_not_truncated(
     args = (*command, model_tree) if command[0] == "add" else command
     result = run_cli(store_dir, *args)
     assert victim.read_text() == "the victim's own notes\n"
+    if plant == "hardlink":  # a regular file: locked, never written (its holder's record has a file of its own)
+        assert result.code == 0, result.err
+        return
     refused(result, 6, str(planted))
     assert f"remove {planted}" in result.err
 
@@ -224,45 +228,49 @@ def test_a_lockfile_that_is_a_fifo_is_refused(store_dir: Path, tmp_path: Path) -
 # -- 8: lock waits have a bound ---------------------------------------------------------------
 
 
-def _held(layout: StoreLayout, name: str) -> int:
-    """Hold ``locks/<name>.lock`` exclusively in this process, as odai-store does: with a holder record."""
+def _held(layout: StoreLayout, name: str) -> Callable[[], None]:
+    """Hold ``locks/<name>.lock`` exclusively in this process, as odai-store does (flock, and its record beside it); returns what releases it."""
     fd = os.open(layout.lock(name), os.O_RDWR | os.O_CREAT, 0o666)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(this_holder().to_json()).encode(), 0)
-    return fd
+    held = Path(f"{layout.lock(name)}.held")
+    held.write_text(json.dumps(this_holder().to_json()))
+
+    def release() -> None:
+        held.unlink()
+        os.close(fd)
+
+    return release
 
 
 @pytest.mark.parametrize(("lock", "command"), [("index", ("rm", "m:v1")), ("gc", ("gc",))])
-def test_a_lock_held_too_long_ends_the_wait_naming_its_holder(added: Store, store_dir: Path, lock: str, command: tuple[str, ...]) -> None:
-    fd = _held(added.layout, lock)
+def test_a_lock_held_too_long_ends_the_wait_naming_its_holder(added: Store, store_dir: Path, lock: str, command: tuple[str, ...], flock: str) -> None:
+    release = _held(added.layout, lock)
     try:
         began = time.monotonic()
         result = run_cli(store_dir, "-q", "--lock-timeout", "1", *command, timeout=HANG)
         waited = time.monotonic() - began
     finally:
-        os.close(fd)
+        release()
     refused(result, 8, f"gave up after waiting 1s for {added.layout.lock(lock)}, held by process {os.getpid()} on {os.uname().nodename}")
     assert waited < HANG / 2
 
 
-def test_a_blob_lock_held_without_progress_ends_the_fetch_naming_its_holder(added: Store, tmp_path: Path) -> None:
+def test_a_blob_lock_held_without_progress_ends_the_fetch_naming_its_holder(added: Store, tmp_path: Path, flock: str) -> None:
     mine = Store(tmp_path / "mine")
     digest = max(added.resolve("m:v1")[1].files, key=lambda f: f.size).digest
-    fd = _held(mine.layout, f"blob-{digest.hex}")
+    release = _held(mine.layout, f"blob-{digest.hex}")
     try:
         result = run_cli(mine.root, "-q", "--lock-timeout", "1", "fetch", "m:v1", "--remote", added.root, timeout=HANG)
     finally:
-        os.close(fd)
+        release()
     refused(result, 8, f"for {mine.layout.lock(f'blob-{digest.hex}')}, held by process {os.getpid()}")
 
 
-def test_a_wait_for_a_holder_that_makes_progress_outlasts_the_timeout(added: Store) -> None:
+def test_a_wait_for_a_holder_that_makes_progress_outlasts_the_timeout(added: Store, flock: str) -> None:
     """A blob lock's holder downloads: while its journals grow, the waiter waits on (spec/locking.md)."""
-    from store.local.locks import hold
+    from store.fs.locks import hold
 
-    fd = _held(added.layout, "blob-x")
-    threading.Timer(1.0, os.close, [fd]).start()
+    threading.Timer(1.0, _held(added.layout, "blob-x")).start()
     ticks = iter(range(10**6))
     began = time.monotonic()
     with hold(added.layout.lock("blob-x"), poll=lambda holder: next(ticks), interval=0.05, timeout=0.3):

@@ -16,6 +16,7 @@ import pytest
 from store import Store
 from store.oci.manifest import parse_manifest
 from tests.support import workers
+from tests.support.cli import run_cli_many
 from tests.support.scratch import scratch_dir
 from tests.support.trees import read_tree, write_tree
 
@@ -58,7 +59,7 @@ def _assert_sound(store: Store, trees: list[dict[str, bytes]]) -> set[str]:
 
 
 @pytest.mark.slow
-def test_add_remove_gc_and_read_at_once(tmp_path: Path) -> None:
+def test_add_remove_gc_and_read_at_once(tmp_path: Path, flock: str) -> None:
     store = Store(tmp_path / "store")
     trees = _sources(tmp_path, 4)
     sources = [str(write_tree(tmp_path / f"src{k}", t)) for k, t in enumerate(trees)]
@@ -109,7 +110,7 @@ def test_add_remove_gc_and_read_at_once(tmp_path: Path) -> None:
     _assert_sound(store, trees)
 
 
-def test_processes_create_one_store_at_once(tmp_path: Path) -> None:
+def test_processes_create_one_store_at_once(tmp_path: Path, flock: str) -> None:
     """Every process may be the first to use a store: they create it together, and all their names land."""
     root = tmp_path / "new-store"
     trees = _sources(tmp_path, 3)
@@ -126,7 +127,20 @@ def test_processes_create_one_store_at_once(tmp_path: Path) -> None:
     assert len(kept) == 3
 
 
-def test_gc_during_a_slow_add_keeps_what_the_add_will_name(tmp_path: Path) -> None:
+def test_eight_concurrent_adds_of_different_names_all_land(tmp_path: Path, flock: str) -> None:
+    """Issue 16, gap 1: where flock lies, 8 adds at once all exited 0 and only 4 of their names were in index.json."""
+    store = Store(tmp_path / "store")
+    trees = [write_tree(tmp_path / f"m{i}", {"f.bin": bytes([i]) * (1000 + i)}) for i in range(8)]
+    results = run_cli_many(store.root, [("add", f"lie{i}:v1", str(tree)) for i, tree in enumerate(trees)])
+    assert [r.code for r in results] == [0] * 8, [r.err for r in results]
+    assert sorted(entry.name for entry in store.list()) == [f"lie{i}:v1" for i in range(8)]
+    for i, tree in enumerate(trees):
+        assert read_tree(store.path(f"lie{i}:v1")) == read_tree(tree)
+    assert store.verify().ok
+    assert sorted(os.listdir(store.layout.locks)) == ["gc.lock", "index.lock"], "every holder removed its record"
+
+
+def test_gc_during_a_slow_add_keeps_what_the_add_will_name(tmp_path: Path, flock: str) -> None:
     """The lease protocol (store/local/leases.py): an add publishes its files one by one and
     names them only at the end; a gc that runs in between must not take them."""
     store = Store(tmp_path / "store")

@@ -5,7 +5,7 @@ Range, If-Range, ETag) and writes every byte itself, so a test can break a
 response anywhere: reset the connection mid-body, close it early under a
 larger Content-Length, flip bytes, ignore Range, answer 503 with Retry-After,
 drip the body, change the object's ETag, redirect to another host, send more
-than the blob, or gzip it. It records each request (headers included) and the
+than the blob, gzip it, or answer with any bytes at all (``raw``). It records each request (headers included) and the
 body bytes it sent, which is how tests see what crossed the wire.
 
 ``latency`` delays every response's first byte, as any real network does:
@@ -96,6 +96,7 @@ class Fault:
     gzip: bool = False  # Content-Encoding: gzip, body compressed
     chunked: bool = False  # Transfer-Encoding: chunked, no Content-Length (as olah sends a file)
     new_etag: bool = False  # the object changes version (ETag) before this request
+    raw: bytes | None = None  # the whole answer, status line and headers included, whatever it holds; then close
     times: int | None = 1
     path: str | None = None
 
@@ -373,6 +374,10 @@ class FaultServer:
             return True
         fault = request.fault = self._take(path, request.headers.get("authorization"))
         fault = fault or Fault()
+        if fault.raw is not None:
+            self._send(conn, request, memoryview(fault.raw))
+            conn.shutdown(socket.SHUT_WR)
+            return False
         if fault.new_etag:
             with self._lock:
                 self._versions[path] = self._versions.get(path, 0) + 1

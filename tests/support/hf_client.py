@@ -24,20 +24,23 @@ __all__ = ["HfCallFailed", "HfClient", "NOWHERE"]
 # The discard port on loopback: nothing listens there, so a client told to go online fails at once and locally.
 NOWHERE = "http://127.0.0.1:9"
 
-_CALL = r"""
+_CALLS = r"""
 import json, sys
-request = json.load(sys.stdin)
+requests = json.load(sys.stdin)
 import huggingface_hub
-try:
-    result = getattr(huggingface_hub, request["function"])(*request["args"], **request["kwargs"])
-except Exception as error:
-    json.dump({"error": type(error).__name__, "message": str(error)}, sys.stdout)
-    sys.exit(3)
-try:
-    answer = json.dumps({"result": result})
-except TypeError:
-    answer = json.dumps({"result": str(result)})
-sys.stdout.write(answer)
+results = []
+for request in requests:
+    try:
+        result = getattr(huggingface_hub, request["function"])(*request["args"], **request["kwargs"])
+    except Exception as error:
+        json.dump({"error": type(error).__name__, "message": str(error), "results": results}, sys.stdout)
+        sys.exit(3)
+    try:
+        json.dumps(result)
+    except TypeError:
+        result = str(result)
+    results.append(result)
+sys.stdout.write(json.dumps({"results": results}))
 """
 
 
@@ -76,9 +79,16 @@ class HfClient:
     def call(self, function: str, *args: Any, home: Path, endpoint: str | None = None, offline: bool = False, token: str | None = None, **kwargs: Any) -> Any:
         """``huggingface_hub.<function>(*args, **kwargs)`` in a child (arguments and result as JSON; a result JSON cannot
         hold comes back as its ``str``); HfCallFailed if it raises, RuntimeError if the child dies otherwise."""
+        return self.calls([(function, args, kwargs)], home=home, endpoint=endpoint, offline=offline, token=token)[0]
+
+    def calls(
+        self, requests: list[tuple[str, tuple[Any, ...], dict[str, Any]]], *, home: Path, endpoint: str | None = None, offline: bool = False, token: str | None = None
+    ) -> list[Any]:
+        """The results of several calls, (function, args, kwargs) each, made in turn in one child (importing huggingface_hub
+        costs most of a call); HfCallFailed for the first that raises."""
         proc = subprocess.run(
-            [self.python, "-c", _CALL],
-            input=json.dumps({"function": function, "args": args, "kwargs": kwargs}).encode(),
+            [self.python, "-c", _CALLS],
+            input=json.dumps([{"function": f, "args": list(a), "kwargs": k} for f, a, k in requests]).encode(),
             capture_output=True,
             env=self.environment(home, endpoint, offline=offline, token=token),
             timeout=120,
@@ -86,7 +96,7 @@ class HfClient:
         try:
             answer = json.loads(proc.stdout)
         except ValueError:
-            raise RuntimeError(f"huggingface_hub.{function} died (exit {proc.returncode}):\n{proc.stderr.decode(errors='replace')}") from None
+            raise RuntimeError(f"huggingface_hub died (exit {proc.returncode}):\n{proc.stderr.decode(errors='replace')}") from None
         if "error" in answer:
             raise HfCallFailed(answer["error"], answer["message"])
-        return answer["result"]
+        return answer["results"]

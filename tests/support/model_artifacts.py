@@ -110,6 +110,7 @@ class Layer:
     data: bytes
     annotations: dict[str, str] | None = None
     name: str | None = None
+    diff_id: str | None = None  # what the config says of its content; None: the true one, computed
 
     def descriptor(self) -> dict[str, Any]:
         desc: dict[str, Any] = {"mediaType": self.media_type, "digest": _sha256(self.data), "size": len(self.data)}
@@ -180,6 +181,8 @@ def zstd_frame(data: bytes) -> bytes:
 
 def _diff_id(layer: Layer) -> str:
     """The digest of a layer's uncompressed content: what ModelPack's modelfs.diffIds and Docker's rootfs.diff_ids list."""
+    if layer.diff_id is not None:
+        return layer.diff_id
     # A layer typed gzip that is none (a shape odai-store refuses) gets its bytes' digest.
     if not (layer.media_type.endswith("+gzip") and layer.data.startswith(b"\x1f\x8b")):
         return _sha256(layer.data)

@@ -19,6 +19,8 @@ __all__ = [
     "digests_hex",
     "garbage",
     "json_garbage",
+    "hostile_bytes",
+    "http_answers",
     "remotes",
     "pinned_files",
     "pins",
@@ -108,6 +110,188 @@ def json_garbage(draw, keys: tuple[str, ...] = ()) -> bytes:
     """JSON documents that look a little like ours: an object using some of ``keys`` with any values."""
     doc = draw(st.dictionaries(st.sampled_from(keys) if keys else st.text(max_size=10), _json_values, max_size=6))
     return json.dumps(doc).encode()
+
+
+# -- hostile versions of a valid file ------------------------------------------------
+
+# Values a careless or hostile writer puts where ours go, as raw text of the file's syntax:
+# wrong types, numbers past every bound (past Python's 4300-digit int conversion too,
+# infinities that int() cannot take), nesting past the recursion limit, strings a path
+# or the terminal must not take (NUL, a lone surrogate, a long one), digests that are
+# almost right. Nesting twice: past the recursion limit within a 4 KiB bound, and far past it.
+_DEEP, _DEEP_IN_4_KIB = 5000, 2000
+_HOSTILE_JSON = (
+    "null", "true", "false", "0", "-1", "1.5", "-0.0", "1e999", "-1e999", "NaN", "Infinity",
+    "9223372036854775807", "9223372036854775808", "18446744073709551616", "1" + "0" * 5000,
+    '""', '"\\u0000x"', '"a\\u0000b"', '"\\ud800"', '"\\u001b[2J"', '"../../../etc/passwd"', '"/"', '"' + "x" * 70_000 + '"',
+    '"sha256:' + "0" * 64 + '"', '"sha256:' + "A" * 64 + '"', '"sha256:' + "0" * 63 + '"', '"sha512:' + "0" * 128 + '"',
+    "[]", "{}", "[null]", '{"":{}}', "[" * _DEEP + "]" * _DEEP, '{"a":' * _DEEP + "1" + "}" * _DEEP,
+    "[" * _DEEP_IN_4_KIB + "]" * _DEEP_IN_4_KIB,
+)
+_HOSTILE_TOML = (
+    '""', '"x"', "0", "-1", "1.5", "inf", "nan", "true", "1979-05-27T07:32:00Z", "07:32:00",
+    "9223372036854775807", "1" + "0" * 5000, "[]", "{}", '"\\u0000"', '"\\ud800"', '"../../etc/passwd"',
+    '"sha256:' + "0" * 64 + '"', '"sha256:' + "0" * 63 + '"', "[" * _DEEP + "]" * _DEEP, "{a=" * _DEEP + "1" + "}" * _DEEP,
+    "[" * _DEEP_IN_4_KIB + "]" * _DEEP_IN_4_KIB,
+)
+_HOSTILE_BYTES = (b"\0", b"\xff", b"\xc3", b"\xed\xa0\x80", b"\r", b"\n", b"\x1b[2J", b"\xef\xbb\xbf", b"{", b"}", b"[", b'"', b",", b"=")
+_SENTINEL = "\x00hostile\x00"
+
+
+def _paths(doc: object, at: tuple = ()) -> list[tuple]:
+    """Every place in a parsed JSON document: key paths from the root (the root itself is ``()``)."""
+    found = [at]
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            found += _paths(value, (*at, key))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            found += _paths(value, (*at, i))
+    return found
+
+
+def _replaced(doc: object, at: tuple, value: object) -> object:
+    if not at:
+        return value
+    copy = dict(doc) if isinstance(doc, dict) else list(doc)  # type: ignore[call-overload]
+    copy[at[0]] = _replaced(copy[at[0]], at[1:], value)
+    return copy
+
+
+def _dropped(doc: object, at: tuple) -> object:
+    if len(at) == 1:
+        copy = dict(doc) if isinstance(doc, dict) else list(doc)  # type: ignore[call-overload]
+        del copy[at[0]]
+        return copy
+    copy = dict(doc) if isinstance(doc, dict) else list(doc)  # type: ignore[call-overload]
+    copy[at[0]] = _dropped(copy[at[0]], at[1:])
+    return copy
+
+
+@st.composite
+def _json_near_miss(draw, valid: bytes) -> bytes:
+    """``valid`` (a JSON document) with one value replaced by a hostile token, or one member dropped or added."""
+    doc = json.loads(valid)
+    at = draw(st.sampled_from(_paths(doc)))
+    how = draw(st.sampled_from(["replace", "replace", "replace", "drop", "add"]))
+    if how == "drop" and at:
+        return json.dumps(_dropped(doc, at)).encode()
+    if how == "add":
+        return json.dumps(_replaced(doc, at, {"unknown": _SENTINEL, "extra": [1, 2]})).encode().replace(
+            json.dumps(_SENTINEL).encode(), draw(st.sampled_from(_HOSTILE_JSON)).encode()
+        )
+    token = draw(st.sampled_from(_HOSTILE_JSON))
+    return json.dumps(_replaced(doc, at, _SENTINEL)).encode().replace(json.dumps(_SENTINEL).encode(), token.encode())
+
+
+@st.composite
+def _toml_near_miss(draw, valid: bytes) -> bytes:
+    """``valid`` (TOML) with the value of one ``key = value`` line replaced by a hostile token, or the line dropped or doubled."""
+    lines = valid.split(b"\n")
+    assignments = [i for i, line in enumerate(lines) if b" = " in line] or [0]
+    i = draw(st.sampled_from(assignments))
+    how = draw(st.sampled_from(["replace", "replace", "drop", "double"]))
+    if how == "drop":
+        del lines[i]
+    elif how == "double":
+        lines.insert(i, lines[i])
+    else:
+        key = lines[i].partition(b" = ")[0] or b"version"
+        lines[i] = key + b" = " + draw(st.sampled_from(_HOSTILE_TOML)).encode()
+    return b"\n".join(lines)
+
+
+@st.composite
+def _damaged(draw, valid: bytes) -> bytes:
+    """``valid`` as a disk, an editor or a torn write leaves it: cut short, with bytes flipped, inserted, removed or doubled."""
+    data = bytearray(valid)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data)))
+        how = draw(st.sampled_from(["truncate", "flip", "insert", "delete", "double", "nul-fill"]))
+        if how == "truncate":
+            del data[at:]
+        elif how == "flip" and at < len(data):
+            data[at] ^= draw(st.integers(1, 255))
+        elif how == "insert":
+            data[at:at] = draw(st.sampled_from(_HOSTILE_BYTES) | st.binary(min_size=1, max_size=8))
+        elif how == "delete":
+            del data[at : at + draw(st.integers(1, 16))]
+        elif how == "double":
+            data[at:at] = data[at : at + draw(st.integers(1, 64))]
+        elif how == "nul-fill":  # what a power loss leaves in a file's last pages
+            end = min(len(data), at + draw(st.integers(1, 4096)))
+            data[at:end] = bytes(end - at)
+    return bytes(data)
+
+
+def hostile_bytes(valid: bytes, syntax: str = "json") -> st.SearchStrategy[bytes]:
+    """What may be found where ``valid`` should be: random bytes, ``valid`` damaged, or a near miss in its ``syntax``
+    ("json", "toml" or "text"): valid syntax with a value of the wrong type, a number past every bound, nesting past
+    the recursion limit, a wrong digest, a NUL or a lone surrogate in a string.
+
+    Every strategy shrinks towards ``valid``'s neighbours, so a failure reads as "this one change broke it".
+    """
+    choices = [garbage(), st.just(b""), st.just(valid[: len(valid) // 2]), _damaged(valid)]
+    if syntax == "json":
+        choices += [_json_near_miss(valid), _json_near_miss(valid), json_garbage(tuple(_keys(valid)))]
+        choices += [st.sampled_from(_HOSTILE_JSON).map(str.encode)]
+    elif syntax == "toml":
+        choices += [_toml_near_miss(valid), _toml_near_miss(valid)]
+    return st.one_of(choices)
+
+
+def _keys(valid: bytes) -> set[str]:
+    """The member names of a JSON document, at any depth."""
+    return {str(at[-1]) for at in _paths(json.loads(valid)) if at and isinstance(at[-1], str)} or {"a"}
+
+
+# -- what a remote answers ---------------------------------------------------------
+
+_STATUS_LINES = (
+    b"HTTP/1.1 200 OK", b"HTTP/1.1 206 Partial Content", b"HTTP/1.0 200 OK", b"HTTP/1.1 204 No Content", b"HTTP/1.1 301 Moved",
+    b"HTTP/1.1 302 Found", b"HTTP/1.1 304 Not Modified", b"HTTP/1.1 307 Temporary Redirect", b"HTTP/1.1 400 Bad Request",
+    b"HTTP/1.1 401 Unauthorized", b"HTTP/1.1 403 Forbidden", b"HTTP/1.1 404 Not Found", b"HTTP/1.1 416 Range Not Satisfiable",
+    b"HTTP/1.1 429 Too Many Requests", b"HTTP/1.1 500 Internal Server Error", b"HTTP/1.1 503 Service Unavailable",
+    b"HTTP/1.1 999 Whatever", b"HTTP/1.1 2000 OK", b"HTTP/1.1 abc", b"HTTP/2 200", b"ICY 200 OK", b"", b"HTTP/1.1 200 OK\x00",
+)
+_HEADERS = (
+    b"Content-Length: 0", b"Content-Length: -1", b"Content-Length: abc", b"Content-Length: 1e3", b"Content-Length: 99999999999999999999999",
+    b"Content-Length: 18446744073709551616", b"Content-Length: 1, 2",
+    b"Content-Range: bytes 0-9/10", b"Content-Range: bytes */*", b"Content-Range: bytes 5-2/1", b"Content-Range: bytes 0-1/-5",
+    b"Content-Range: bytes 0-99999999999999999999/99999999999999999999", b"Content-Range: garbage",
+    b"Content-Encoding: gzip", b"Content-Encoding: deflate", b"Content-Encoding: br", b"Content-Encoding: x-garbage",
+    b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip, chunked", b"Transfer-Encoding: x-garbage",
+    b"Retry-After: 99999999999", b"Retry-After: -5", b"Retry-After: Wed, 21 Oct 2015 07:28:00 GMT", b"Retry-After: soon", b"Retry-After: nan",
+    b"Location: http://127.0.0.1:1/x", b"Location: ", b"Location: ftp://127.0.0.1/x", b"Location: /index.json", b"Location: http://[::1",
+    b"Location: //127.0.0.1:1/x", b"Location: file:///etc/passwd",
+    b"ETag: ", b'ETag: "\x01\xff"', b"Last-Modified: yesterday", b"Accept-Ranges: none", b"Accept-Ranges: bytes",
+    b"Content-Type: application/vnd.oci.image.index.v1+json", b"Content-Type: application/vnd.oci.image.manifest.v1+json",
+    b"Content-Type: text/html", b"Content-Type: \xff\xfe", b"Docker-Content-Digest: sha256:" + b"0" * 64, b"Docker-Content-Digest: garbage",
+    b'WWW-Authenticate: Bearer realm="http://127.0.0.1:1/token",service="x"', b"WWW-Authenticate: Basic", b"WWW-Authenticate: \x00",
+    b"Link: <http://127.0.0.1:1/x>; rel=next", b"X-Error-Code: GatedRepo", b"Connection: close", b"Connection: keep-alive",
+    b"no colon at all", b": no name", b"X-Long: " + b"x" * 70_000, b"X-Nul: a\x00b", b"X-Latin: \xff\xfe",
+)
+
+
+@st.composite
+def _answer(draw, honest: bytes, syntax: str) -> bytes:
+    body = draw(st.just(honest) | hostile_bytes(honest, syntax))
+    status = draw(st.sampled_from(_STATUS_LINES))
+    headers = draw(st.lists(st.sampled_from(_HEADERS), max_size=6))
+    length = draw(st.sampled_from(["right", "right", "short", "long", "none"]))
+    if length != "none":
+        stated = {"right": len(body), "short": max(0, len(body) - draw(st.integers(1, 100))), "long": len(body) + draw(st.integers(1, 1 << 20))}[length]
+        headers.insert(draw(st.integers(0, len(headers))), b"Content-Length: %d" % stated)
+    if draw(st.integers(0, 9)) == 0:
+        headers += [b"X-Many-%d: y" % i for i in range(draw(st.integers(100, 300)))]
+    return status + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body
+
+
+def http_answers(honest: bytes, syntax: str = "json") -> st.SearchStrategy[bytes]:
+    """What a remote may answer where ``honest`` (a body of ``syntax``, as hostile_bytes takes it) was due: any bytes
+    at all, or a status line, headers and a body each of which may be wrong (a length that lies, a range, an encoding,
+    a redirect or a wait that makes no sense, a header line that is not one, many or long headers)."""
+    return st.one_of(garbage(2048), _answer(honest, syntax), _answer(honest, syntax), _answer(honest, syntax))
 
 
 # -- lockfiles ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-__all__ = ["adder", "remover", "collector", "reader", "slow_adder", "tagger", "uploader"]
+__all__ = ["adder", "remover", "collector", "reader", "slow_adder", "tagger", "uploader", "stormer"]
 
 
 def _guard(report: Path, body) -> None:
@@ -158,3 +158,56 @@ def uploader(root: str, data_file: str, digest: str, stop_at: int, ready_file: s
     upload.write(data[:stop_at])
     Path(ready_file).touch()
     time.sleep(600)
+
+
+def stormer(store_dir: str, plan: dict, worker: int, deadline: float, report: str) -> None:
+    """Until ``deadline`` (time.monotonic()), run this worker's ops of the storm (tests/support/storm.py) over and over.
+
+    ``plan`` holds ``ops`` (this worker's turn of op names: fetch, add, rm, gc,
+    sync, verify), ``remote``, ``fetch`` (names to fetch), ``add`` ({name:
+    [source, ...]}; each add also adds its source as a name only this worker
+    sets, ``storm/kept-W-I:v1``), ``apps`` (lockfiles to sync). Reports each op as [op, name,
+    manifest digest or None, start, end, outcome]: "ok", or "absent" for an rm
+    of a name that was not there. Anything else (verify finding a corrupt blob
+    included) fails the worker.
+    """
+
+    def body():
+        from store import NotFound, Store
+
+        store, rng, done = Store(store_dir), random.Random(1000 + worker), []
+        while time.monotonic() < deadline:
+            for op in plan["ops"]:
+                name, digest, outcome, start = None, None, "ok", time.monotonic()
+                if op == "fetch":
+                    name = rng.choice(plan["fetch"])
+                    digest = str(store.fetch(name, remotes=plan["remote"]).digest)
+                elif op == "add":
+                    name = rng.choice(sorted(plan["add"]))
+                    source = rng.choice(plan["add"][name])
+                    digest = str(store.add(name, [source]).digest)
+                    # And a name of its own that no one else sets or removes: a change lost to a race shows as this name missing.
+                    done.append([op, name, digest, start, time.monotonic(), outcome])
+                    name, start = f"storm/kept-{worker}-{len(done)}:v1", time.monotonic()
+                    digest = str(store.add(name, [source]).digest)
+                elif op == "rm":
+                    name = rng.choice(sorted(plan["add"]))
+                    try:
+                        store.remove([name])
+                    except NotFound:
+                        outcome = "absent"
+                elif op == "gc":
+                    store.gc()
+                elif op == "sync":
+                    name = rng.choice(plan["apps"])
+                    store.sync(name)
+                else:
+                    corrupt = store.verify().report.corrupt
+                    if corrupt:
+                        raise AssertionError(f"verify found corrupt blobs during the storm: {corrupt}")
+                done.append([op, name, digest, start, time.monotonic(), outcome])
+                if time.monotonic() >= deadline:
+                    break
+        return done
+
+    _guard(Path(report), body)

@@ -68,7 +68,8 @@ def test_utf8_whatever_the_locale(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"remotes = [", b"remotes = ['a'\n", b"= 1\n", b'remotes = ["\xff"]\n'],
+    # Nesting past the recursion limit and an integer past Python's 4300 digits were exit 1 (issue 16, garbage everywhere).
+    [b"remotes = [", b"remotes = ['a'\n", b"= 1\n", b'remotes = ["\xff"]\n', b"remotes = " + b"[" * 2000 + b"]" * 2000, b"remotes = 1" + b"0" * 5000],
 )
 def test_what_is_not_toml_is_a_usage_error(tmp_path: Path, data: bytes) -> None:
     with pytest.raises(UsageError, match="not valid TOML") as info:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from store.remote.credentials import Credentials, origin_of
+from store.errors import UsageError
+from store.remote.credentials import Credentials, credentials_file, load_credentials, origin_of
 from store.remote.select import Sources
 
 
@@ -60,3 +61,14 @@ def test_an_origin_is_scheme_host_and_port() -> None:
     assert credentials.token_for("https://mirror.example.evil/") == (None, "$ODAI_STORE_TOKEN goes only to the origins of --remote and $ODAI_STORE_REMOTE")
     assert credentials.token_for("https://mirror.example/other/path") == ("t", None)
     assert Credentials().token_for("https://mirror.example") == (None, None)
+
+
+@pytest.mark.parametrize("data", [b"[tokens", b"tokens = " + b"[" * 2000 + b"]" * 2000, b"tokens = 1" + b"0" * 5000])
+def test_a_credentials_file_that_is_not_toml_is_a_usage_error(data: bytes) -> None:
+    """Nesting past the recursion limit and an integer past Python's 4300 digits were exit 1 (issue 16, garbage everywhere)."""
+    path = credentials_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(0o600)
+    with pytest.raises(UsageError, match="not valid TOML"):
+        load_credentials([])

@@ -146,6 +146,25 @@ def test_without_chunk_digests_a_bad_byte_fails_the_whole_blob_check(layout) -> 
         _fetch(layout, a, chunks=False)
 
 
+def test_a_source_blamed_for_a_damaged_copy_is_not_asked_for_that_blob_again(layout) -> None:
+    # spec/fetching.md, "Damaged copies": the caller's SHA-256 check failed on a's copy;
+    # the engine then asks b only, from byte 0, and says who sent each copy.
+    reset = NetworkError("mem://b: connection reset", transient=True)
+    a, b, c = source("a", Step(corrupt=(7, 8))), source("b", Step(cut_after=CHUNK, cut_error=reset)), source("c")
+    engine = Engine(Progress(), policy=FAST, plan=SegmentPlan(connections=1, threshold=2 * CHUNK, chunk=CHUNK))
+    task = BlobTask(DIGEST, len(DATA), None, (a, b, c))
+    writer = IngestWriter.for_blob(layout, DIGEST, len(DATA), stale_after=3600)
+    assert engine.fetch(task, writer).sources == (a,)
+    with pytest.raises(IntegrityError):
+        writer.commit(DIGEST, len(DATA))
+    assert engine.damaged(task, (a,)) == (b, c)
+    writer = IngestWriter.for_blob(layout, DIGEST, len(DATA), stale_after=3600, adopt=False)
+    assert engine.fetch(task, writer, again=True).sources == (b,)  # a reset on b is retried on b
+    assert writer.commit(DIGEST, len(DATA)).size == len(DATA)
+    assert len(a.opened) == 1 and [o.start for o in b.opened] == [0, CHUNK] and not c.opened
+    assert engine.damaged(task, (b,)) == (c,) and engine.damaged(task, (c,)) == ()
+
+
 @pytest.mark.parametrize("connections", [1, 4])
 def test_a_source_that_ignores_range_restarts_the_download_from_zero(layout, connections: int) -> None:
     # A first answer cut short leaves bytes on disk; the second ignores Range:

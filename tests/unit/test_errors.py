@@ -95,6 +95,16 @@ def test_os_errors_are_classified(number: int, cls: type[StoreError]) -> None:
     assert err.message == "writing a blob failed: boom: /some/file"
 
 
+def test_a_full_disk_names_the_file_it_could_not_make_once() -> None:
+    # symlink(2), link(2) and rename(2) name first what they link to: the view's link, not the blob, ran out of space.
+    made = from_os_error(OSError(errno.ENOSPC, "No space left on device", "../../blobs/sha256/ab", None, "/store/views/x/config.json"), "adding")
+    assert made.message == "adding failed: No space left on device: /store/views/x/config.json"
+    denied = from_os_error(OSError(errno.EACCES, "Permission denied", "/a", None, "/b"), "renaming")
+    assert denied.message == "renaming failed: Permission denied: /a"
+    # Already in what was being done: not said twice.
+    assert from_os_error(OSError(errno.ENOSPC, "No space left on device", "/p/odai.lock"), "writing /p/odai.lock").message == "writing /p/odai.lock failed: No space left on device"
+
+
 def test_storage_errors_translates_and_keeps_the_cause() -> None:
     original = OSError(errno.ENOSPC, "No space left on device")
     with pytest.raises(NoSpace) as info:

@@ -15,10 +15,10 @@ import pytest
 
 from store import Store
 from store.errors import IntegrityError, StorageError
+from store.fs.locks import this_holder
 from store.local.blobs import BlobStore
 from store.local.gc import mark, sweep
 from store.local.inspect import Finding, Kind, inspect_store
-from store.local.locks import this_holder
 from store.local.names import Names
 from store.local.root_records import RootRecord
 from store.local.verify import check, quarantine

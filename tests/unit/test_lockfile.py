@@ -102,6 +102,9 @@ def _edited(old: str, new: str) -> bytes:
 BAD = {
     "malformed TOML": (b'version = 1\n[[model]\nname = "x"\n', "not valid TOML"),
     "not UTF-8": (b'version = 1\n# \xff\n', "not valid TOML"),
+    # Both were exit 1, "internal error" (issue 16, garbage everywhere).
+    "nesting past the recursion limit": (b"version = 1\nx = " + b"[" * 2000 + b"]" * 2000 + b"\n", "not valid TOML"),
+    "a version of 5001 digits": (b"version = 1" + b"0" * 5000 + b"\n", "not valid TOML"),
     "no version": (GOOD_TEXT.replace("version = 1\n", "").encode(), "lockfile version None"),
     "unknown version": (_edited("version = 1", "version = 2"), "lockfile version 2"),
     "version as a string": (_edited("version = 1", 'version = "1"'), "lockfile version '1'"),

@@ -101,11 +101,16 @@ VALUES = [
     "10M", "500k", "10MB", "2.5", "1.", ".5", "nan", "inf",
     "m", "m:v1", "m@sha256:" + "a" * 64, "file", "dir", "missing", "odai.lock", "-", "",
 ]
+# What argv can hold: Python decodes its bytes with surrogateescape, so a lone surrogate is one of U+DC80..U+DCFF (a
+# byte that is not UTF-8), never another ('\ud800' cannot be encoded back, and no user can type it).
+ARGV_TEXT = st.binary(max_size=6).filter(lambda b: b"\x00" not in b).map(os.fsdecode) | st.text(
+    st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=4
+)
 anything = st.builds(
     lambda g, c, rest: g + c + rest,
     st.lists(st.sampled_from(GLOBAL), max_size=3),
     st.lists(st.sampled_from(COMMANDS), min_size=1, max_size=1),
-    st.lists(st.sampled_from(OPTIONS) | st.sampled_from(VALUES) | st.text(st.characters(blacklist_characters="\x00"), max_size=4), max_size=7),
+    st.lists(st.sampled_from(OPTIONS) | st.sampled_from(VALUES) | ARGV_TEXT, max_size=7),
 )
 AFTER = ["--store=s2", "--json", "-q", "--verbose", "--shared", "--lock-timeout=9", "--timeout=7"]  # global options after the command
 # Mostly the command's own options with values that may fit, spelled apart or with '='.

@@ -27,6 +27,9 @@ def test_the_message_of_the_origin_with_the_gc_clause() -> None:
     assert refused.value.hint == "free up 5 MB; 'odai-store gc' would reclaim 4 MB"
     with pytest.raises(NoSpace) as refused:
         SpaceCheck().check(10_000_000, 6_000_000, "/store", reclaimable=0)
+    assert refused.value.hint == "free up 5 MB; 'odai-store gc' would free nothing"  # so that nobody runs it in vain
+    with pytest.raises(NoSpace) as refused:
+        SpaceCheck().check(10_000_000, 6_000_000, "/store", reclaimable=None)  # not known (a damaged root): no claim either way
     assert refused.value.hint == "free up 5 MB"
     SpaceCheck().check(10_000_000, 11_000_000, "/store", reclaimable=0)  # fits: no error
 
