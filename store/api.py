@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .export import Exported, HfExported
     from .fetching.session import FetchContext
     from .fs.locks import Holder
+    from .local.doctor import DoctorReport
     from .local.gc import GcReport
     from .local.history import Record as HistoryRecord
     from .local.usage import DiskUsage, ModelSizes
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from .reports import ModelEntry, ModelInfo, Root, VerifyResult
     from .transfer.progress import Snapshot
 
-__all__ = ["Store", "http_server", "project_lockfile"]
+__all__ = ["Store", "doctor", "http_server", "project_lockfile"]
 
 
 # _thread, not threading: the commands that never fetch are spared importing threading.
@@ -999,7 +1000,7 @@ class Store:
     def tag(self, source: str | Reference, new: str | Reference) -> Digest:
         """Name the model ``source`` (NAME[:TAG] or NAME@DIGEST) also ``new`` (NAME[:TAG]), as docker tag does; return its manifest digest.
 
-        Only index.json is read and written. NotFound, with nothing changed,
+        Only index.json is read and written (and index.previous.json, the version it replaces). NotFound, with nothing changed,
         if ``source`` is not in it; UsageError if ``new`` carries a digest.
         What ``new`` named before, it no longer names.
         """
@@ -1050,6 +1051,19 @@ class Store:
             incomplete = missing_files(self.layout, [(name, digest) for name, digest in models if name not in damaged and digest not in report.corrupt])
         return VerifyResult(report, tuple(damaged), tuple(IncompleteModel(*found) for found in incomplete))
 
+    def doctor(self, repair: bool = False) -> DoctorReport:
+        """Check the whole store, hashing no blob (verify does); with ``repair``, fix what can be fixed without losing verified data, then check again.
+
+        Problems are reported, not raised: the report's ``healthy`` says
+        whether any remain (the command line exits 5 then). A store this
+        constructor refuses (its odai-layout damaged) is checked with the
+        module's ``doctor(path)``.
+        """
+        from .local.doctor import doctor
+
+        with storage_errors("checking the store", self.root):
+            return doctor(self.layout, repair, self._names.lock_timeout)
+
     def du(self) -> DiskUsage:
         """The filesystem's size and free space, and the bytes of the store's blobs, of what gc would free, of partial data and of quarantine/."""
         from .local.usage import disk_usage
@@ -1057,6 +1071,27 @@ class Store:
         reclaimable = self.gc(dry_run=True).bytes_freed
         with storage_errors("measuring the store"):
             return disk_usage(self.layout, reclaimable)
+
+
+def doctor(path: str | os.PathLike[str] | None = None, *, repair: bool = False, lock_timeout: float | None = 600) -> DoctorReport:
+    """Store(path).doctor(repair), also for a store that Store() refuses to open (its odai-layout missing or damaged); never creates a store.
+
+    NotFound if there is no directory at ``path``.
+    """
+    from .local.doctor import doctor as check
+    from .local.opening import layout_version
+
+    root = store_location(path)
+    layout = StoreLayout(root)
+    # None of the three files a store has: a directory doctor must not make a store of (--store ~/projects).
+    if not root.is_dir() or not any(os.path.lexists(p) for p in (layout.odai_layout, layout.oci_layout, layout.index)):
+        raise NotFound(f"no store at {root}", "check --store and $ODAI_STORE_HOME")
+    try:
+        shared = layout_version(layout)[1]
+    except StoreError:  # damaged: doctor reports it, and with repair infers it
+        shared = False
+    with storage_errors("checking the store", root):
+        return check(StoreLayout(root, shared), repair, lock_timeout)
 
 
 def http_server(path: str | os.PathLike[str] | None, host: str, port: int, *, read_only: bool = False, shared: bool = False):

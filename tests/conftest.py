@@ -66,3 +66,8 @@ def flock(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
     if request.param == "flock-lies":
         lying(monkeypatch)
     return request.param
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Big runs that take too long to build for every run of the suite.
+    parser.addoption("--big-store", action="store_true", help="doctor's time bound on a store of 10,000 names and 50 GB (sparse), built in about 10 s")

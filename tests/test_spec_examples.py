@@ -642,7 +642,7 @@ def _shape(doc: object) -> object:
 def test_cli_session_replays(tmp_path: Path) -> None:
     steps = _session()
     commands = {step.args[[a.startswith("-") for a in step.args].index(False)] for step in steps}
-    assert {"add", "list", "show", "path", "rm", "gc", "verify", "du", "fetch", "lock", "sync", "roots", "export", "init", "tag"} <= commands, (
+    assert {"add", "list", "show", "path", "rm", "gc", "verify", "doctor", "du", "fetch", "lock", "sync", "roots", "export", "init", "tag"} <= commands, (
         "cli.md lacks an example of a command"
     )
     demo = _example_model(tmp_path)

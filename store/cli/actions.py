@@ -28,6 +28,7 @@ __all__ = [
     "PROGRESS_MODES",
     "Context",
     "add",
+    "doctor",
     "du",
     "export",
     "fetch",
@@ -329,6 +330,50 @@ def verify(c: Context, p: Params) -> None:
         c.out.document(doc)
         return
     sys.stdout.flush()  # the report first, then the two error lines
+    raise WithReport(failure, doc)
+
+
+def doctor(c: Context, p: Params) -> None:
+    from ..api import doctor
+    from ..errors import IntegrityError
+
+    # Not c.store: Store() refuses a store whose odai-layout is damaged, which doctor repairs.
+    report = doctor(c.store_dir, repair=p.repair, lock_timeout=c.lock_timeout)
+    for problem in report.found:
+        c.out.data(f"{problem.kind} {escaped(problem.subject)}: {escaped(problem.detail)}" + (f" ({escaped(', '.join(problem.names))})" if problem.names else ""))
+        c.out.data(f"  means: {problem.meaning}")
+    for problem in report.repaired:
+        c.out.data(f"repaired {problem.kind} {escaped(problem.subject)}: {escaped(problem.action)}")
+    if report.repair:
+        for problem in report.remaining:
+            c.out.data(f"not repaired {problem.kind} {escaped(problem.subject)}: {escaped(problem.action)}")
+    for name in report.lost_names:
+        c.out.data(f"lost name {escaped(name)}")
+    kinds: dict[str, list] = {}
+    for note in report.notes:
+        kinds.setdefault(note.kind, []).append(note)
+    for kind, notes in kinds.items():
+        # Many notes of one kind (a store's garbage) are one line: --json lists them all.
+        for note in notes if len(notes) <= 3 else notes[:1]:
+            c.out.say(f"note: {kind} {note.subject}: {note.detail}" + (f" (and {len(notes) - 1} more)" if len(notes) > 3 else ""))
+    c.out.data("healthy" if report.healthy else f"{len(report.remaining)} problem{'s' if len(report.remaining) != 1 else ''}")
+    doc = {
+        "healthy": report.healthy,
+        "found": [p._asdict() for p in report.found],
+        "repaired": [p._asdict() for p in report.repaired],
+        "remaining": [p._asdict() for p in report.remaining],
+        "lost_names": list(report.lost_names),
+        "notes": [p._asdict() for p in report.notes],
+    }
+    if report.healthy:
+        c.out.document(doc)
+        return
+    count = f"{len(report.remaining)} problem{'s' if len(report.remaining) != 1 else ''}"
+    if report.repair:
+        failure = IntegrityError(f"{count} remain after repair", "each 'not repaired' line says what to do")
+    else:
+        failure = IntegrityError(f"the store has {count}", "run 'odai-store doctor --repair' to fix what can be fixed")
+    sys.stdout.flush()
     raise WithReport(failure, doc)
 
 

@@ -254,7 +254,7 @@ COMMANDS = (
         actions.tag,
         """Name the model SOURCE (NAME[:TAG] or NAME@sha256:<hex>) also NEW-NAME[:TAG].
 
-        Only index.json changes: both names point at the same manifest. A model NEW-NAME named before loses that name.
+        Only index.json (and its previous version) changes: both names point at the same manifest. A model NEW-NAME named before loses that name.
         """,
         Argument("source"),
         Argument("new", metavar="NEW-NAME[:TAG]"),
@@ -272,6 +272,12 @@ COMMANDS = (
         "Re-hash blobs; move corrupt ones to quarantine (exit 5 if any).",
         Argument("names", many=True, required=False),
         Option("--fast", kind=FLAG, help="Check the xxh3-128 recorded at publish time instead of SHA-256."),
+    ),
+    Command(
+        "doctor",
+        actions.doctor,
+        "Check the whole store, hashing no blob; say what each problem means (exit 5 if any).",
+        Option("--repair", kind=FLAG, help="Fix what can be fixed without losing verified data, then check again."),
     ),
     Command("du", actions.du, "Show the filesystem's size and free space, and what the store uses."),
     Command(

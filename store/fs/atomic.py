@@ -92,15 +92,46 @@ def _durable_temp(path: Path, data: bytes, mode: int, group: bool) -> Path:
     return tmp
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o666, *, group: bool = False) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new bytes, never a mix. ``group`` as in create_private."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o666, *, group: bool = False, previous: tuple[Path, bytes] | None = None) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new bytes, never a mix. ``group`` as in create_private.
+
+    ``previous`` (a name beside ``path``, and the bytes ``path`` holds now):
+    once ``data`` is durable, and just before the rename, that name is given
+    to the file ``path`` holds, so it keeps the version being replaced
+    (index.previous.json). A failure to write ``data`` (a full disk) leaves
+    both names as they were.
+    """
     tmp = _durable_temp(path, data, mode, group)
     try:
+        if previous is not None:
+            _keep_previous(path, *previous, mode, group)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def _keep_previous(path: Path, name: Path, current: bytes, mode: int, group: bool) -> None:
+    """Give the file at ``path`` also the name ``name``, replacing what had it; the fsync of the directory after the rename that follows makes it durable.
+
+    By a hard link under a private name, renamed over ``name``: no byte is
+    copied, and ``name`` always holds one whole version. Where the link is
+    refused (a filesystem without hard links), ``current`` is written whole.
+    """
+    tmp = path.parent / private_name(f".{name.name}.")
+    try:
+        os.link(path, tmp)
+    except FileNotFoundError:
+        return  # nothing to keep: the first version
+    except OSError:
+        os.replace(_durable_temp(name, current, mode, group), name)
+        return
+    try:
+        os.replace(tmp, name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def create_atomic(path: Path, data: bytes, mode: int = 0o666, *, group: bool = False) -> bool:

@@ -13,7 +13,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -24,12 +24,13 @@ from ..fs.bounded import LEASE_MAX, ODAI_LAYOUT_MAX, Refused, read_bounded
 from ..fs.locks import Holder, dead_here, private_owner, silent_for
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest, InvalidDigest, digest_named, parse_digest, sha256_of
-from ..oci.manifest import parse_manifest
+from ..oci.manifest import Manifest, parse_manifest
 from .blobs import BlobStore
 from .layout import LAYOUT_VERSION, StoreLayout
 from .leases import STALE_AFTER
 
 if TYPE_CHECKING:
+    from ..oci.index import Index
     from .roots import RootState
 
 __all__ = [
@@ -38,7 +39,11 @@ __all__ = [
     "Leases",
     "Named",
     "Reach",
+    "Survey",
     "blob_entries",
+    "meta_entries",
+    "model_views",
+    "orphan_ingest",
     "gc_roots",
     "inspect_store",
     "layout_files",
@@ -53,6 +58,7 @@ __all__ = [
     "root_findings",
     "stale",
     "subjects",
+    "survey",
     "temporaries",
     "unreferenced_blobs",
     "views",
@@ -72,6 +78,12 @@ class Kind(str, Enum):
     CORRUPT_BLOB = "corrupt-blob"  # a blob whose bytes do not hash to its digest (verify's check)
     STRAY = "stray"  # an entry odai-store never makes there: a non-blob in blobs/, a file of ingest/ or leases/ that is no partial or lease, a planted lock file
     UNREADABLE_ROOT = "unreadable-root"  # an entry of roots/ that is not a small regular file, or not a gc root
+    WRONG_SIZE_BLOB = "wrong-size-blob"  # a blob of another size than a manifest's descriptor of it (spec/store-layout.md#blob-sizes)
+    WRITABLE_BLOB = "writable-blob"  # a blob that someone may write to: not read-only
+    MISSING_VIEW = "missing-view"  # a named model whose files are all here, without its view
+    ALTERED_VIEW = "altered-view"  # a view that is not what Views.build makes: a link changed, missing or planted
+    ORPHAN_INGEST = "orphan-ingest"  # a dead writer's partial without its journal, or journal without its partial: no fetch can resume it
+    STALE_LOCK = "stale-lock"  # a lock held in the name of a process that is gone
     # Garbage: what gc deletes (spec/locking.md#gc, step 7).
     UNREFERENCED_BLOB = "unreferenced-blob"
     DEAD_VIEW = "dead-view"  # the view of a manifest nothing keeps
@@ -131,6 +143,7 @@ def layout_files(layout: StoreLayout) -> Iterator[Finding]:
 class Named(NamedTuple):
     digests: set[Digest] | None  # the manifests index.json lists; None if it cannot be read
     findings: list[Finding]  # why it cannot
+    parsed: "Index | None" = None  # index.json itself
 
 
 def named_manifests(layout: StoreLayout) -> Named:
@@ -138,7 +151,8 @@ def named_manifests(layout: StoreLayout) -> Named:
     from .names import Names
 
     try:
-        return Named({d.digest for d in Names(layout).index().entries}, [])
+        index = Names(layout).index()
+        return Named({d.digest for d in index.entries}, [], index)
     except FileNotFoundError:
         return Named(None, [Finding(Kind.INDEX, layout.index, "missing")])
     except (OSError, StoreError) as err:
@@ -176,6 +190,7 @@ def _foreign_references(data: bytes) -> tuple[set[Digest], set[Digest]] | None:
 class Reach(NamedTuple):
     keep: set[Digest]  # the manifests given, and every blob and manifest they refer to, recursively
     findings: list[Finding]  # damaged, unreadable and missing manifests; missing blobs
+    models: dict[Digest, Manifest]  # the model manifests read, by digest (doctor checks their blobs and views without reading them again)
 
 
 def reach(blobs: BlobStore, manifests: Iterable[Digest], present: set[Digest]) -> Reach:
@@ -187,6 +202,7 @@ def reach(blobs: BlobStore, manifests: Iterable[Digest], present: set[Digest]) -
     """
     keep, leaves, parsed = set(manifests), set[Digest](), set[Digest]()
     findings: list[Finding] = []
+    models: dict[Digest, Manifest] = {}
     todo = sorted(keep)
     while todo:
         digest = todo.pop()
@@ -203,7 +219,7 @@ def reach(blobs: BlobStore, manifests: Iterable[Digest], present: set[Digest]) -
             findings.append(Finding(Kind.UNREADABLE_MANIFEST, digest, _why(err)))
             continue
         try:
-            manifest = parse_manifest(data, digest)
+            manifest = models[digest] = parse_manifest(data, digest)
             # The manifest of another format a model was read from, if kept: fetch NAME@<it> reads it again offline.
             found = (manifest.blob_digests() | ({manifest.source[1]} if manifest.source else set())) - {digest}
             keep |= found
@@ -219,7 +235,7 @@ def reach(blobs: BlobStore, manifests: Iterable[Digest], present: set[Digest]) -
         leaves |= foreign[0]
         todo.extend(sorted(foreign[1]))
     findings += [Finding(Kind.MISSING_BLOB, d, "a manifest refers to it") for d in sorted(leaves - parsed - present)]
-    return Reach(keep, findings)
+    return Reach(keep, findings, models)
 
 
 def _directory(path: Path) -> bool:
@@ -245,14 +261,26 @@ def unreferenced_blobs(layout: StoreLayout, present: Iterable[Digest], keep: set
             yield Finding(Kind.UNREFERENCED_BLOB, digest, "no name, gc root or lease reaches it")
 
 
-def blob_entries(layout: StoreLayout) -> Iterator[Finding]:
-    """Entries of blobs/sha256/ that are no blob: a name that is no digest, or not a regular file."""
+def blob_entries(layout: StoreLayout, sizes: dict[Digest, int] | None = None) -> Iterator[Finding]:
+    """Entries of blobs/sha256/ that are no blob (a name that is no digest, not a regular file), and, given the ``sizes`` descriptors say, blobs of another size or not read-only.
+
+    One pass over the directory, and one lstat per blob only with ``sizes``: no hashing.
+    """
     with os.scandir(layout.blobs) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
-            if digest_named(entry.name) is None:
+            if (digest := digest_named(entry.name)) is None:
                 yield Finding(Kind.STRAY, Path(entry.path), "not named by a digest")
             elif not entry.is_file(follow_symlinks=False):
                 yield Finding(Kind.STRAY, Path(entry.path), "a blob that is not a regular file")
+            elif sizes is not None:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if digest in sizes and info.st_size != sizes[digest]:
+                    yield Finding(Kind.WRONG_SIZE_BLOB, digest, f"{info.st_size} bytes where a descriptor says {sizes[digest]}")
+                elif info.st_mode & 0o222:
+                    yield Finding(Kind.WRITABLE_BLOB, digest, f"mode {stat.S_IMODE(info.st_mode):04o}, not read-only")
 
 
 def stale(path: Path, now: float, present: set[Digest] | None = None, resumable: bool = False) -> bool:
@@ -337,10 +365,16 @@ def temporaries(layout: StoreLayout, now: float) -> Iterator[Finding]:
 
 
 def records(layout: StoreLayout, needed: set[Digest]) -> Iterator[Finding]:
-    """xxh3 records whose digest is not in ``needed``."""
-    for path in sorted(layout.fast_records.iterdir()):
-        if (digest := digest_named(path.name)) is None or digest in needed:
+    """xxh3 records whose digest is not in ``needed``, and entries of meta/xxh3/ that are no record nor a temporary file."""
+    # By name, and a Path only for a finding: a store has a record per blob, tens of thousands.
+    for name in sorted(os.listdir(layout.fast_records)):
+        if (digest := digest_named(name)) is None:
+            if not name.startswith("."):
+                yield Finding(Kind.STRAY, layout.fast_records / name, "no file odai-store makes in meta/xxh3/")
             continue
+        if digest in needed:
+            continue
+        path = layout.fast_records / name
         yield Finding(Kind.STRAY, path, _NO_FILE) if _directory(path) else Finding(Kind.ORPHAN_RECORD, path, "its blob is gone")
 
 
@@ -430,38 +464,100 @@ def lock_files(layout: StoreLayout) -> Iterator[Finding]:
             yield Finding(Kind.STRAY, Path(entry.path), f"a lock file with {info.st_nlink} names")
 
 
-def inspect_store(layout: StoreLayout, pinned: set[Digest], now: float) -> Iterator[Finding]:
-    """Every finding of every walker, for a whole store whose gc roots pin ``pinned``; reads only.
+class Survey(NamedTuple):
+    """One walk of a whole store: every finding, and what the walk learnt on the way (doctor acts on both)."""
+
+    findings: list[Finding]
+    parsed: "Index | None"  # index.json as read; None if it cannot be
+    present: set[Digest]  # the blobs of blobs/sha256/
+    reached: Reach  # from the named and pinned manifests
+
+
+def survey(layout: StoreLayout, pinned: set[Digest], now: float, locks: Callable[[StoreLayout], Iterable[Finding]] | None = None) -> Survey:
+    """Every finding of every walker, for a whole store whose gc roots pin ``pinned``; reads only, hashes nothing but manifests.
+
+    ``locks`` walks locks/ (lock_files if None): doctor's also looks for locks of dead holders.
 
     A directory of the store that is missing or no directory is one finding,
     and its walker is skipped. If index.json cannot be read, nothing is
     called garbage: what it named is unknown.
     """
-    damaged = list(layout_files(layout))
-    yield from damaged
-    broken = {f.subject for f in damaged}
+    findings = list(layout_files(layout))
+    broken = {f.subject for f in findings}
     named = named_manifests(layout)
-    yield from named.findings
+    findings += named.findings
     blobs = BlobStore(layout)
     present = set(blobs.walk()) if layout.blobs not in broken else set()
     reached = reach(blobs, (named.digests or set()) | pinned, present)
-    yield from reached.findings
+    findings += reached.findings
     leases = lease_files(layout, now) if layout.leases not in broken else Leases(set(), [])
-    yield from leases.findings
+    findings += leases.findings
     keep = reached.keep | leases.digests
     if named.digests is not None:
-        yield from unreferenced_blobs(layout, present, keep)
+        findings += unreferenced_blobs(layout, present, keep)
         if layout.views not in broken:
-            yield from views(layout, keep, now)
+            findings += views(layout, keep, now)
+            findings += model_views(layout, {d: m for d, m in reached.models.items() if d in named.digests}, present)
+    sizes = {d.digest: d.size for d in named.parsed.entries} if named.parsed is not None else {}
+    for manifest in reached.models.values():
+        sizes |= {f.digest: f.size for f in manifest.files}
+        sizes[manifest.config.digest] = manifest.config.size
     walkers = (
-        (layout.blobs, lambda: blob_entries(layout)),
+        (layout.blobs, lambda: blob_entries(layout, sizes)),
         (layout.ingest, lambda: partials(layout, present, now)),
+        (layout.ingest, lambda: orphan_ingest(layout, now)),
         (layout.root, lambda: temporaries(layout, now)),
         (layout.fast_records, lambda: records(layout, present | keep)),
+        (layout.fast_records, lambda: meta_entries(layout)),
         (layout.roots, lambda: gc_roots(layout, now)),
-        (layout.locks, lambda: lock_files(layout)),
+        (layout.locks, lambda: (locks or lock_files)(layout)),
         (layout.quarantine, lambda: quarantine_files(layout, now)),
     )
     for directory, walk in walkers:
         if directory not in broken:
-            yield from walk()
+            findings += walk()
+    return Survey(findings, named.parsed, present, reached)
+
+
+def inspect_store(layout: StoreLayout, pinned: set[Digest], now: float) -> Iterator[Finding]:
+    """Every finding of survey."""
+    yield from survey(layout, pinned, now).findings
+
+def model_views(layout: StoreLayout, models: dict[Digest, Manifest], present: set[Digest]) -> Iterator[Finding]:
+    """Of ``models`` (manifest digest: manifest), those whose files are all here but whose view is missing or not what Views.build makes."""
+    from .views import Views
+
+    directory = os.fspath(layout.views)
+    for digest, manifest in sorted(models.items()):
+        if not all(f.digest in present for f in manifest.files):
+            continue  # incomplete: its missing blobs are the finding
+        root = f"{directory}/{digest.hex}"
+        try:
+            info = os.lstat(root)
+        except FileNotFoundError:
+            yield Finding(Kind.MISSING_VIEW, digest, "no view of a model whose files are all here")
+            continue
+        if altered := [f.path for f in manifest.files] if stat.S_ISLNK(info.st_mode) else Views.altered_below(root, manifest.files):
+            yield Finding(Kind.ALTERED_VIEW, digest, f"{len(altered)} of its entries are not links to their blobs: {', '.join(altered[:3])}")
+
+
+def meta_entries(layout: StoreLayout) -> Iterator[Finding]:
+    """Entries of meta/ that odai-store never makes there: not the history, not meta/xxh3/, not a temporary file (records() looks into meta/xxh3/)."""
+    meta = layout.fast_records.parent
+    ours = {layout.fast_records.name, layout.history.name, layout.old_history.name}
+    for name in sorted(os.listdir(meta)):
+        if not name.startswith(".") and name not in ours:
+            yield Finding(Kind.STRAY, meta / name, "no file odai-store makes in meta/")
+
+
+def orphan_ingest(layout: StoreLayout, now: float) -> Iterator[Finding]:
+    """Download partials without their journal, and journals without their partial, whose writer is gone: nothing can resume them."""
+    for path in sorted(layout.ingest.iterdir()):
+        if StoreLayout.blob_of_partial(path) is None or path.suffix not in (".tmp", ".journal"):
+            continue
+        owner = private_owner(path, now)
+        if owner is None or not dead_here(owner[0]):
+            continue
+        pair = StoreLayout.journal_of(path) if path.suffix == ".tmp" else StoreLayout.partial_of(path)
+        if not os.path.lexists(pair):
+            yield Finding(Kind.ORPHAN_INGEST, path, f"its {'journal' if path.suffix == '.tmp' else 'partial'} is gone")

@@ -38,6 +38,11 @@ class StoreLayout:
     def index(self) -> Path:
         return self.root / "index.json"
 
+    # index.json before its last change, kept by Names.edit so that doctor can restore a damaged index.json.
+    @property
+    def previous_index(self) -> Path:
+        return self.root / "index.previous.json"
+
     # Cached: blob() and view() run once per file of every model a command
     # looks at, and joining Paths is most of their cost.
     @cached_property

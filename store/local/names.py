@@ -56,7 +56,8 @@ class Names:
         from ..fs.locks import hold
 
         with hold(self.layout.lock("index"), on_wait=self.on_wait, timeout=self.lock_timeout, group=self.layout.shared):
-            new = change(self.index())
+            current = read_bounded(self.layout.index, INDEX_MAX, "index.json")
+            new = change(Index.parse(current))
             data = new.to_bytes()
             if len(data) > MAX_INDEX_BYTES:
                 # Written, it would be refused by every later read of it.
@@ -64,7 +65,8 @@ class Names:
                     f"index.json would be {len(data)} bytes, over the {MAX_INDEX_BYTES}-byte limit (about 20,000 names)",
                     "remove names with 'odai-store rm', or use another store for more models",
                 )
-            write_atomic(self.layout.index, data, group=self.layout.shared)
+            # The version it replaces stays beside it, for doctor to restore a damaged index.json from.
+            write_atomic(self.layout.index, data, group=self.layout.shared, previous=(self.layout.previous_index, current))
         return new
 
     def set(self, ref: Reference, desc: Descriptor) -> Descriptor | None:

@@ -13,9 +13,9 @@ from ..fs.bounded import ODAI_LAYOUT_MAX, read_bounded
 from ..oci.index import Index
 from .layout import LAYOUT_VERSION, StoreLayout
 
-__all__ = ["is_shared", "layout_version", "open_layout", "set_sticky", "sticky_directories"]
+__all__ = ["OCI_LAYOUT", "is_shared", "layout_version", "open_layout", "set_sticky", "sticky_directories"]
 
-_OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}\n'
+OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}\n'
 
 
 def layout_version(layout: StoreLayout) -> tuple[int | None, bool]:
@@ -100,7 +100,7 @@ def open_layout(root: Path, shared: bool = False, *, anywhere: bool = False) -> 
             for parent in {d.parent for d in layout.directories()} - {root}:
                 os.chmod(parent, 0o2775)
             set_sticky(layout)
-        create_atomic(layout.oci_layout, _OCI_LAYOUT, group=shared)
+        create_atomic(layout.oci_layout, OCI_LAYOUT, group=shared)
         create_atomic(layout.index, Index().to_bytes(), group=shared)
         record = {"odaiLayoutVersion": LAYOUT_VERSION, **({"shared": True} if shared else {})}
         # Last: its presence says every part above exists.
@@ -110,7 +110,7 @@ def open_layout(root: Path, shared: bool = False, *, anywhere: bool = False) -> 
 
 def _refuse_foreign_files(layout: StoreLayout) -> None:
     """UsageError if the directory a store would be made in holds files that are no part of one (or of an OCI image layout)."""
-    ours = {"oci-layout", "index.json", "odai-layout", "config.toml", "blobs", *(d.relative_to(layout.root).parts[0] for d in layout.directories())}
+    ours = {"oci-layout", "index.json", "index.previous.json", "odai-layout", "config.toml", "blobs", *(d.relative_to(layout.root).parts[0] for d in layout.directories())}
     try:
         # A dot-name is a temporary file of a creation cut short, or a hidden file nobody works in.
         foreign = sorted(name for name in os.listdir(layout.root) if name not in ours and not name.startswith("."))

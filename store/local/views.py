@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import StorageError
 from ..fs.atomic import fsync_dir
-from ..oci.digest import Digest, digest_named
+from ..oci.digest import Digest, blob_path, digest_named
 from ..oci.manifest import Manifest
 from .layout import StoreLayout
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ..oci.manifest import ModelFile
 
-__all__ = ["Views", "complete_view"]
+__all__ = ["Views", "complete_view", "link_target"]
 
 
 def complete_view(layout: StoreLayout, digest: Digest) -> tuple[Path, Manifest] | None:
@@ -37,6 +37,11 @@ def complete_view(layout: StoreLayout, digest: Digest) -> tuple[Path, Manifest] 
     if blobs.missing(manifest.files):
         return None
     return Views(layout).build(digest, manifest), manifest
+
+
+def link_target(path: str, digest: Digest) -> str:
+    """Where the link at model path ``path`` of a view points: relative (spec/store-layout.md#views), ../ up to the store's root, then the blob."""
+    return "../" * (3 + path.count("/")) + blob_path(digest)
 
 
 def _own_directory(path: Path) -> int:
@@ -107,8 +112,7 @@ class Views:
         for directory in directories:
             os.mkdir(directory, 0o700, dir_fd=top)
         for f in manifest.files:
-            # Relative (spec/store-layout.md): ../ up to the root, then blobs/sha256/<hex>.
-            os.symlink(os.path.relpath(self.layout.blob(f.digest), (tmp / f.path).parent), f.path, dir_fd=top)
+            os.symlink(link_target(f.path, f.digest), f.path, dir_fd=top)
         # The mode of views/sha256/ itself: 0755 with the usual umask, 02775 in a shared store.
         mode = stat.S_IMODE(os.stat(self.layout.views).st_mode)
         for directory in directories:
@@ -129,17 +133,23 @@ class Views:
         """Of ``files`` of manifest ``digest``, the paths whose entry in its view is not the link ``build`` makes; reads only.
 
         A member of a shared store may plant a view (spec/locking.md#trust):
-        links to files of theirs, or a directory that is a link.
+        links to files of theirs, or a directory that is a link. Strings,
+        not Paths: doctor checks every view of a store of 10,000 models.
         """
-        root = self.layout.view(digest)
+        root = f"{os.fspath(self.layout.views)}/{digest.hex}"
         if os.path.islink(root):
             return [f.path for f in files]
+        return self.altered_below(root, files)
+
+    @staticmethod
+    def altered_below(root: str, files: Iterable[ModelFile]) -> list[str]:
+        """altered, for the view at ``root`` already found to be no link (doctor has lstat it)."""
         out = []
         for f in files:
-            link = root / f.path
-            expected = os.path.relpath(self.layout.blob(f.digest), link.parent)
+            parents = f.path.split("/")[:-1]
             try:
-                sound = not any(os.path.islink(root / parent) for parent in PurePosixPath(f.path).parents) and os.readlink(link) == expected
+                sound = not any(os.path.islink(f"{root}/{'/'.join(parents[: i + 1])}") for i in range(len(parents)))
+                sound = sound and os.readlink(f"{root}/{f.path}") == link_target(f.path, f.digest)
             except OSError:  # absent, or not a link
                 sound = False
             if not sound:

@@ -1,4 +1,4 @@
-"""tag: a second name for a model's manifest, as docker tag gives one; only index.json changes."""
+"""tag: a second name for a model's manifest, as docker tag gives one; only index.json (and its previous version) changes."""
 
 from __future__ import annotations
 
@@ -30,7 +30,10 @@ def test_tag_by_name_changes_only_the_index(store: Store, store_dir: Path, run_c
     before = store_files(store_dir)
     result = run_cli("tag", "org/base:v1", "mine")
     assert result == (0, "", f"tagged mine:latest ({digest.short})\n")
-    assert _changed(before, store_files(store_dir)) == {"index.json"}
+    # index.json, and index.previous.json: the version it replaced, kept for doctor (spec/store-layout.md#recovering-indexjson).
+    after = store_files(store_dir)
+    assert _changed(before, after) == {"index.json", "index.previous.json"}
+    assert after["index.previous.json"] == before["index.json"]
     assert store.resolve("mine")[0] == digest
     assert Path(run_cli("path", "mine:latest").out.strip()) == store.path("org/base:v1")
     # The source keeps its name.

@@ -177,6 +177,7 @@ USUAL = [
     ["verify"],
     ["verify", "m", "--fast"],
     ["du"],
+    ["doctor", "--repair"],
     ["serve", "--host", "::1", "--port", "65535", "--read-only"],
     ["lock", "m", "--lockfile", "app.lock", "--remote", "r"],
     ["lock", "--check"],
