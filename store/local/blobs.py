@@ -84,8 +84,12 @@ class BlobStore:
         if self.has(written.digest, written.size):
             ingest.abort()
             return False
-        write_atomic(self.layout.fast_record(written.digest), written.fast.encode() + b"\n", 0o444, group=self.layout.shared)
-        os.replace(ingest.path, target)
+        try:
+            write_atomic(self.layout.fast_record(written.digest), written.fast.encode() + b"\n", 0o444, group=self.layout.shared)
+            os.replace(ingest.path, target)
+        except BaseException:
+            ingest.abort()  # checked, but no resume needs it: a partial left would only hold space, on a full disk the user's
+            raise
         fsync_dir(target.parent)
         return True
 

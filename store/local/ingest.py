@@ -700,12 +700,20 @@ class IngestWriter:
         A cancel passes ``sync=False``: fsyncing the data can take seconds on
         a busy disk, and a cancel must stop within one. The journal still
         lists every byte; those not synced count only within this boot.
+        A journal that cannot be written (a full disk) keeps the one saved
+        before, if any; with none (none could be written, or the writer was
+        stopped before one was), no run could resume the partial, which is
+        deleted: on a full disk its space is what the user needs back.
         """
         try:
             self.save_journal(sync=sync)
+        except OSError:
+            pass  # the error that stopped the download is the caller's to raise; the journal saved before, if any, stays
         finally:
             self._kept = True
             self._stop()
+        if not StoreLayout.journal_of(self.path).exists():
+            self.abort()
 
     def abort(self) -> None:
         """Close and delete the partial (a committed one too, if it was not published). Idempotent."""

@@ -151,9 +151,10 @@ def _names(store_dir: Path) -> dict[str, dict[str, bytes]]:
 def _assert_sound(s: Setup, names_before: dict[str, dict[str, bytes]], lockfile_before: bytes | None) -> None:
     """The store after a command that failed (or once space is freed): nothing verified lost, nothing unverified visible.
 
-    The one place to add ``odai-store doctor`` when it exists (issue 16).
+    doctor finds nothing wrong (it may note what gc would collect).
     """
     store = Store(s.store)
+    assert store.doctor().healthy, (store.doctor(), sorted(p.name for p in store.layout.ingest.iterdir()))
     report = store.verify()
     assert report.ok, report
     names = _names(s.store)

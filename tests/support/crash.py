@@ -342,14 +342,17 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (Add(), Fetch(), Gc(), Rm(), 
 
 
 def check_after_kill(world: World, before: dict[str, str], command: Command) -> dict[str, list[str]]:
-    """What is wrong with the store after a kill of ``command``, by kind: ``lost names``, ``corrupt blobs``, ``bytes lost``, ``outside``.
+    """What is wrong with the store after a kill of ``command``, by kind: ``doctor``, ``lost names``, ``corrupt blobs``, ``bytes lost``, ``outside``.
 
-    Every name (and pin) that resolved before the kill resolves to the same
+    ``doctor --repair`` exits 0; then every name (and pin) that resolved before the kill resolves to the same
     manifest, no blob fails verify, and each name whose files are known reads
     back as exactly those files.
     """
-    # -- i16-doctor: `odai-store doctor --repair` goes here, and must exit 0 before the checks below (issue 16). --
-    problems: dict[str, list[str]] = {"lost names": [], "corrupt blobs": [], "bytes lost": [], "outside": command.check(world)}
+    problems: dict[str, list[str]] = {"doctor": [], "lost names": [], "corrupt blobs": [], "bytes lost": [], "outside": command.check(world)}
+    # First, as a user would after a crash: doctor --repair must leave the store healthy (exit 0).
+    doctor = finish(launch(world.store, ["doctor", "--repair"], env=world.env))
+    if doctor.code != 0:
+        problems["doctor"].append(f"exit {doctor.code}: {doctor.out.strip()} {doctor.err.strip()}")
     store = Store(world.store)
     after = world.named()
     for key, digest in before.items():
@@ -401,7 +404,7 @@ class Tally:
         lines.append(f"| **all** | | **{self.total}** | " + " | ".join(str(total[p]) for p in PHASES) + f" | {self.total - self.count('reruns failed')} | {sum(self.missed.values())} |")
         lines.append("")
         lines.append(
-            f"{self.total} kills: {self.count('lost names')} lost names, {self.count('corrupt blobs')} corrupt or missing blobs, "
+            f"{self.total} kills: {self.count('doctor')} runs of doctor --repair that did not end healthy, {self.count('lost names')} lost names, {self.count('corrupt blobs')} corrupt or missing blobs, "
             f"{self.count('bytes lost')} models whose verified bytes changed, {self.count('outside')} torn files outside the store, "
             f"{self.count('reruns failed')} reruns failed."
         )

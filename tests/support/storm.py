@@ -133,9 +133,10 @@ def _may_hold(ops: list[list]) -> set[str | None]:
 
 
 def check_storm(world: StormWorld, storm: Storm) -> dict[str, list[str]]:
-    """Problems by kind: ``workers``, ``corrupt blobs``, ``names``, ``pins``, ``downloads``."""
-    problems: dict[str, list[str]] = {"workers": list(storm.failures), "corrupt blobs": [], "names": [], "pins": [], "downloads": []}
+    """Problems by kind: ``workers``, ``doctor`` (what it finds), ``corrupt blobs``, ``names``, ``pins``, ``downloads``."""
+    problems: dict[str, list[str]] = {"workers": list(storm.failures), "doctor": [], "corrupt blobs": [], "names": [], "pins": [], "downloads": []}
     store = Store(world.store)
+    problems["doctor"] = [f"{p.kind}: {p.subject}: {p.detail}" for p in store.doctor().found]
     result = store.verify()
     problems["corrupt blobs"] += [str(d) for d in result.report.corrupt] + [f"{m.name} incomplete" for m in result.incomplete_models]
     named = {e.name: str(e.digest) for e in store.list() if e.name is not None and e.pinned_in is None}
