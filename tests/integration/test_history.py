@@ -157,7 +157,7 @@ def _appender(root: str, worker: int, count: int) -> None:
 
 def test_processes_appending_at_once_never_tear_or_interleave_a_line(tmp_path: Path) -> None:
     Store(tmp_path / "store")
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_appender, args=(str(tmp_path / "store"), w, 200)) for w in range(6)]
     for w in workers:
         w.start()
@@ -193,11 +193,17 @@ def test_writers_killed_at_any_instant_leave_a_history_the_next_one_appends_to(t
 
     store = tmp_path / "store"
     Store(store)
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: a pytest worker has threads (xdist's), and a child forked while one held a lock can hang on it.
+    context = multiprocessing.get_context("spawn")
+    written = store / "meta" / "history.jsonl"
     for delay in (0.05, 0.1, 0.2):
         workers = [context.Process(target=_appender, args=(str(store), w, 100_000)) for w in range(3)]
+        size = written.stat().st_size if written.exists() else 0
         for w in workers:
             w.start()
+        deadline = time.monotonic() + 60
+        while (written.stat().st_size if written.exists() else 0) == size and time.monotonic() < deadline:
+            time.sleep(0.005)  # the kills land while the writers write, not while they start
         time.sleep(delay)
         for w in workers:
             os.kill(w.pid, signal.SIGKILL)  # type: ignore[arg-type]
