@@ -46,11 +46,7 @@ def download_blob(
                 received += got.received
             except BaseException as err:
                 if isinstance(err, IntegrityError) and resumed and adopt:
-                    # A chunk that failed its check every time may hold bytes kept from before, which a
-                    # damaged or planted journal vouched for: the remote is not to blame until the whole
-                    # blob came from it, as for a failed commit below.
-                    writer.abort()
-                    say(f"{digest.short}: the data kept from an earlier download is damaged; downloading it again")
+                    _drop_kept(writer, say, digest)  # a chunk that failed every time may be one of the kept bytes
                     adopt = False
                     continue
                 if _resumable(err) and (writer.done.total() or writer.unchecked.total()):
@@ -70,10 +66,7 @@ def download_blob(
                 break
             except IntegrityError as err:
                 if resumed and adopt:
-                    # The bytes kept from before may be a hostile or damaged
-                    # remote's: the one that sent the rest is not to blame
-                    # until the whole blob came from it (spec/ingest.md, Adopting a partial).
-                    say(f"{digest.short}: the data kept from an earlier download is damaged; downloading it again")
+                    _drop_kept(writer, say, digest)
                     adopt = False
                     continue
                 _fail_over(session, task, got, writer, err)  # raises when no source is left
@@ -129,6 +122,18 @@ def _keep_misnamed(session: Session, writer: IngestWriter, written: Written, tas
         f"{url}: the file's SHA-256 is {written.digest.hex}, not the {task.digest.hex} given; it is kept under its own digest",
         f"if it is the file you want, run the same command with --sha256 {written.digest.hex}: nothing is downloaded again",
     )
+
+
+def _drop_kept(writer: IngestWriter, say: Callable[[str], None], digest: Digest) -> None:
+    """Drop a resumed download whose check failed, and say so: the next attempt downloads the whole blob afresh.
+
+    The bytes kept from before may be a hostile or damaged remote's, or a
+    planted journal may have vouched for them: the remote that sent the rest
+    is not to blame until the whole blob came from it (spec/ingest.md,
+    Adopting a partial).
+    """
+    writer.abort()
+    say(f"{digest.short}: the data kept from an earlier download is damaged; downloading it again")
 
 
 def _fail_over(session: Session, task: BlobTask, got: Received, writer: IngestWriter, err: IntegrityError) -> None:
