@@ -777,13 +777,13 @@ class Store:
         ca_bundle: str | os.PathLike[str] | None = None,
         timeout: float | str | None = None,
     ) -> LockResult:
-        """Resolve the pinned names again; LockfileError (exit 7) if any tag moved."""
+        """Resolve the pins again (all, or those of ``refs``: NAME for every tag, NAME:TAG or a Reference for that pin); LockfileError (exit 7) if any tag moved, or for a name not pinned."""
         from .pin import check
 
         path = Path(lockfile).absolute()
         options = _fetch_options(remotes=remotes, ca_bundle=ca_bundle, timeout=timeout)
-        parsed = None if refs is None else [_ref(r) for r in _items(refs, "refs", (str, Reference))]
-        return check(_context(self, options), parsed, path)
+        spelled = None if refs is None else [r if isinstance(r, str) else str(r) for r in _items(refs, "refs", (str, Reference))]
+        return check(_context(self, options), spelled, path)
 
     def sync(
         self,
@@ -810,7 +810,7 @@ class Store:
         are fetch_all's.
         """
         from .local.roots import read_lockfile
-        from .sync import select_pins, sync
+        from .sync import sync
 
         path = Path(lockfile).absolute()
         options = _fetch_options(remotes, connections, retries, limit_rate, ca_bundle, timeout, progress, cancel, say)
@@ -821,7 +821,7 @@ class Store:
         # does not pin a name asked for, must not become a root that gc then
         # cannot read.
         parsed = read_lockfile(path)
-        pins = select_pins(parsed, chosen or None, path)
+        pins = parsed.chosen(chosen or None, str(path))
         return sync(
             self.layout,
             path,

@@ -13,12 +13,12 @@ import tomllib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from .errors import InvalidReference, UsageError
+from .errors import InvalidReference, LockfileError, UsageError
 from .oci.digest import Digest, InvalidDigest, parse_digest
 from .oci.manifest import Manifest, ModelFile, check_model_paths
 from .oci.reference import Reference, parse_reference
 
-__all__ = ["LOCKFILE_VERSION", "InvalidLockfile", "Pin", "PinnedFile", "Lockfile", "parse_lockfile"]
+__all__ = ["LOCKFILE_VERSION", "InvalidLockfile", "NotPinned", "Pin", "PinnedFile", "Lockfile", "parse_lockfile"]
 
 # Bump when a field changes meaning; readers refuse versions they do not know.
 LOCKFILE_VERSION = 1
@@ -30,6 +30,16 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 class InvalidLockfile(UsageError):
     default_hint = "fix or regenerate the lockfile with 'odai-store lock NAME...' (format: spec/lockfile.md)"
+
+
+class NotPinned(LockfileError):
+    """A NAME, NAME:TAG or NAME@DIGEST that designates no pin of the lockfile: exit 7, the lockfile is behind the command."""
+
+    def __init__(self, spelling: str, where: str) -> None:
+        ref = parse_reference(spelling)
+        # lock takes no digest: the hint pins the name.
+        super().__init__(f"{spelling} is not pinned in {where}", f"run 'odai-store lock {ref.name if ref.digest else spelling}' first")
+        self.spelling = spelling
 
 
 class PinnedFile(NamedTuple):
@@ -93,6 +103,22 @@ class Lockfile(NamedTuple):
         """The pins ``text`` designates as a person writes it: NAME (its pins of every tag), NAME:TAG or NAME@DIGEST; InvalidReference for bad text."""
         ref = parse_reference(text)
         return self.select(ref, any_tag=text == ref.name)
+
+    def chosen(self, spellings: Iterable[str] | None, where: str) -> list[Pin]:
+        """The pins of each of ``spellings`` as ``spelled`` reads them, or every pin for None: each once, in lockfile order.
+
+        The one selection of sync, lock --check and lock --upgrade. NotPinned
+        for the first spelling that designates no pin of the lockfile at ``where``.
+        """
+        if spellings is None:
+            return list(self.pins)
+        found: set[Pin] = set()
+        for text in spellings:
+            pins = self.spelled(text)
+            if not pins:
+                raise NotPinned(text, where)
+            found.update(pins)
+        return [p for p in self.pins if p in found]
 
     def with_pins(self, pins: list[Pin]) -> "Lockfile":
         """A copy where each of ``pins`` replaces the pin of the same name and tag."""

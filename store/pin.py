@@ -15,7 +15,7 @@ from .fetching.session import FetchContext, Session
 from .fs.atomic import write_atomic
 from .fs.bounded import LOCKFILE_MAX, Refused, read_bounded
 from .local.roots import read_lockfile
-from .lockfile import Lockfile, Pin
+from .lockfile import Lockfile, NotPinned, Pin
 from .oci.digest import Digest
 from .oci.reference import Reference, parse_reference
 
@@ -50,8 +50,15 @@ def upgrade(ctx: FetchContext, names: list[str] | None, path: Path) -> LockResul
     As ``uv lock --upgrade``: only resolves, never downloads (sync does).
     Says per pin what changed, in fetch's words.
     """
+    _tags_only([parse_reference(text) for text in names or []])
     current = read_lockfile(path)
-    pins = list(current.pins) if names is None else _spelled(current, names, path)
+    try:
+        pins = current.chosen(names, str(path))
+    except NotPinned as err:
+        # Not exit 7 as for --check: a name that is no pin is a slip in the command, not a lockfile behind the times.
+        raise UsageError(
+            f"{err.spelling} is not pinned in {path}, so there is nothing to upgrade", f"pin it first: 'odai-store lock {shlex.quote(err.spelling)}'"
+        ) from None
     session = Session(ctx)
     resolved = _resolve_pins(session, pins)
     new = [Pin.of(r.ref, r.locator or "", r.digest, r.manifest, str(r.source) if r.source else r.revision) for r in resolved]
@@ -62,11 +69,10 @@ def upgrade(ctx: FetchContext, names: list[str] | None, path: Path) -> LockResul
     return LockResult(path, tuple(new), changed, tuple(p.digest for p in pins), updated.pins)
 
 
-def check(ctx: FetchContext, refs: list[Reference] | None, path: Path) -> LockResult:
-    """Resolve the pinned names again, each on --remote or else where it was pinned; LockfileError (exit 7) listing every tag that moved."""
-    _tags_only(refs or [])
-    current = read_lockfile(path)
-    pins = list(current.pins) if refs is None else [p for ref in refs for p in _pinned(current, ref, path)]
+def check(ctx: FetchContext, names: list[str] | None, path: Path) -> LockResult:
+    """Resolve the pins again (all, or those ``names`` designate), each on --remote or else where it was pinned; LockfileError (exit 7) listing every tag that moved."""
+    _tags_only([parse_reference(text) for text in names or []])
+    pins = read_lockfile(path).chosen(names, str(path))
     resolved = _resolve_pins(Session(ctx), pins)
     moved = [(pin, now) for pin, now in zip(pins, resolved, strict=True) if now.digest != pin.digest]
     if moved:
@@ -107,25 +113,3 @@ def _write(path: Path, lockfile: Lockfile) -> bool:
 def _tags_only(refs: list[Reference]) -> None:
     if any(ref.digest is not None for ref in refs):
         raise UsageError("lock takes NAME[:TAG]: a digest is already a pin", "name the model by tag")
-
-
-def _pinned(current: Lockfile, ref: Reference, path: Path) -> list[Pin]:
-    found = current.select(ref)
-    if not found:
-        raise LockfileError(f"{ref.ref_name} is not pinned in {path}", f"run 'odai-store lock {ref.ref_name}'")
-    return found
-
-
-def _spelled(current: Lockfile, names: list[str], path: Path) -> list[Pin]:
-    """The pins of NAME (every tag) or NAME:TAG, each once, in lockfile order; UsageError for a digest or a name not pinned.
-
-    Not exit 7 as for --check: a name that is no pin is a slip in the command, not a lockfile behind the times.
-    """
-    chosen: set[Pin] = set()
-    for text in names:
-        _tags_only([parse_reference(text)])
-        found = current.spelled(text)
-        if not found:
-            raise UsageError(f"{text} is not pinned in {path}, so there is nothing to upgrade", f"pin it first: 'odai-store lock {shlex.quote(text)}'")
-        chosen.update(found)
-    return [p for p in current.pins if p in chosen]

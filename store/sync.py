@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import IntegrityError, LockfileError, StoreError, UsageError, from_os_error, storage_errors
+from .errors import IntegrityError, StoreError, UsageError, from_os_error, storage_errors
 from .local.layout import StoreLayout
 from .local.publish import what_changed
 from .local.roots import Registered, register_root, restore_root
@@ -25,23 +25,7 @@ if TYPE_CHECKING:
     from .fetching.session import FetchContext
     from .remote.base import Source
 
-__all__ = ["register", "select_pins", "sync"]
-
-
-def select_pins(lockfile: Lockfile, only: list[str] | None, path: Path) -> list[Pin]:
-    """The pins to sync: all, or those of the given NAME (any tag), NAME:TAG or NAME@DIGEST."""
-    if not only:
-        return list(lockfile.pins)
-    from .oci.reference import parse_reference
-
-    out: list[Pin] = []
-    for text in only:
-        found = lockfile.spelled(text)
-        if not found:
-            ref = parse_reference(text)
-            raise LockfileError(f"{text} is not pinned in {path}", f"run 'odai-store lock {ref.name if ref.digest else text}' first")
-        out += [p for p in found if p not in out]
-    return out
+__all__ = ["register", "sync"]
 
 
 def register(layout: StoreLayout, lockfile: Path, pins: tuple[Pin, ...], lock_timeout: float | None, read_only: bool) -> Registered:
@@ -71,7 +55,7 @@ def sync(
     read_only: bool,
     say: Callable[[str], None] = lambda _: None,
 ) -> list[Model]:
-    """One Model per pin of ``pins`` (from ``select_pins``), in that order, named NAME:TAG as pinned; ``path`` is registered as a gc root.
+    """One Model per pin of ``pins`` (``Lockfile.chosen``), in that order, named NAME:TAG as pinned; ``path`` is registered as a gc root.
 
     The root records every pin of ``lockfile``, the lockfile at ``path``.
     Each result lists exactly the pinned files, or IntegrityError (exit 5).

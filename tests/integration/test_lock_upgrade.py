@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from store import Store, UsageError
+from store import LockfileError, Store, UsageError
 from store.local.roots import read_lockfile
 from store.oci.digest import Digest
+from store.oci.reference import Reference
 from tests.support.apps import App, publish
 from tests.support.cli import CliResult, assert_error
 
@@ -122,6 +123,51 @@ def test_upgrade_of_names_touches_only_their_pins(tmp_path: Path, app: App) -> N
     assert app.pinned() == {**before, "llama:v1": moved["llama:v1"], "llama:latest": moved["llama:latest"]}
     assert app.run("lock", "--upgrade", "phi:latest", "phi").code == 0  # one pin, however often named
     assert app.pinned() == moved
+
+
+def test_check_sync_and_upgrade_select_the_same_pins_of_a_name(tmp_path: Path, app: App) -> None:
+    """NAME is every pin of NAME whatever the tag, NAME:TAG that pin only, each once in lockfile order (spec/cli.md, lock)."""
+    remote = tmp_path / "remote"
+    for name, files in (("llama:v1", V1), ("llama:v2", V2), ("phi:v1", V3)):
+        _publish(remote, name, files)
+    assert app.run("lock", "--remote", remote, "phi:v1", "llama:v2", "llama:v1").code == 0
+    before = app.pinned()
+    # sync prints one view per pin, in lockfile order whatever the order named.
+    synced = app.run("--json", "sync", "phi", "llama", "llama:v2")
+    assert synced.code == 0, synced.err
+    assert [m["digest"] for m in json.loads(synced.out)["models"]] == [str(before[n]) for n in ("llama:v1", "llama:v2", "phi:v1")]
+    moved = _publish(remote, "llama:v1", V3)  # no llama:latest is pinned: --check llama once read it as llama:latest
+
+    checked = app.run("lock", "--check", "llama")
+    assert "1 of 2 pins moved: llama:v1" in assert_error(checked, 7)
+    assert app.run("lock", "--check", "llama:v2", "phi").code == 0
+    code, out, err = app.run("--json", "lock", "--check", "llama:v2", "phi", "llama:v2")
+    assert code == 0, err
+    assert [(p["name"], p["tag"]) for p in json.loads(out)["pins"]] == [("llama", "v2"), ("phi", "v1")]
+    not_pinned = app.run("lock", "--check", "mistral", "llama")
+    assert assert_error(not_pinned, 7) == f"mistral is not pinned in {app.lockfile}"
+    assert not_pinned.err.splitlines()[-1] == "hint: run 'odai-store lock mistral' first"
+    assert assert_error(app.run("lock", "--check", "llama:latest"), 7) == f"llama:latest is not pinned in {app.lockfile}"
+
+    upgraded = app.run("lock", "--upgrade", "llama")
+    assert upgraded.err == f"llama:v1: {before['llama:v1'].short} -> {moved.short}\nllama:v2: up to date\n"
+    assert app.run("lock", "--check", "llama").code == 0
+
+
+def test_check_of_a_name_through_the_api(tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    _publish(remote, "llama:v1", V1)
+    _publish(remote, "llama:v2", V1)
+    store = Store(tmp_path / "store")
+    lockfile = tmp_path / "odai.lock"
+    store.lock(["llama:v1", "llama:v2"], lockfile, remotes=str(remote))
+    assert [p.ref_name for p in store.check_lock(lockfile, "llama").pins] == ["llama:v1", "llama:v2"]
+    assert [p.ref_name for p in store.check_lock(lockfile, Reference("llama", "v2")).pins] == ["llama:v2"]
+    _publish(remote, "llama:v2", V2)
+    with pytest.raises(LockfileError, match="1 of 2 pins moved: llama:v2"):
+        store.check_lock(lockfile, ["llama"])
+    with pytest.raises(LockfileError, match="llama:latest is not pinned"):
+        store.check_lock(lockfile, Reference("llama"))
 
 
 def test_upgrade_refuses_what_is_no_pin_and_changes_nothing(tmp_path: Path, app: App) -> None:
