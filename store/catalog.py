@@ -19,6 +19,7 @@ from .oci.digest import Digest
 from .oci.manifest import layer_totals
 from .oci.model_formats import translate
 from .oci.reference import Reference, parse_reference
+from .remote.base import Source
 from .reports import ModelFileStatus, ModelInfo
 
 __all__ = ["RemoteModel", "remote_models", "remote_info"]
@@ -40,18 +41,52 @@ def remote_models(ctx: FetchContext, remote: str) -> list[RemoteModel]:
         [source] = session.sources.open([remote])
         session.doing = f"listing the models of {source.url}"
         listed = session.retrying(source.names, source)
-        totals: dict[Digest, tuple[int, int]] = {}
-        out = []
-        for name, digest in listed:
-            if digest is None or digest not in totals:
+        # One read per manifest the listing gives the digest of, however many names share it, and one per
+        # name it gives none for (a registry's tags): which of those share a manifest is known only once read.
+        keys = [name if digest is None else digest for name, digest in listed]
+        reads: dict[Digest | str, tuple[str, Reference]] = {}
+        for key, (name, digest) in zip(keys, listed, strict=True):
+            if key not in reads:
                 # By digest where the listing gives it: a registry needs the repository too, NAME without its tag.
-                ref = parse_reference(name) if digest is None else Reference(name.rpartition(":")[0] or name, None, digest)
-                session.doing = f"reading the manifest of {name} on {source.url}"
-                found = session.retrying(partial(source.resolve, ref, session.held_manifest), source)
-                digest = found.descriptor.digest
-                totals[digest] = _totals(found.manifest, digest)
-            out.append(RemoteModel(name, digest, *totals[digest]))
-    return out
+                reads[key] = (name, parse_reference(name) if digest is None else Reference(name.rpartition(":")[0] or name, None, digest))
+        totals = dict(zip(reads, _read_manifests(session, source, list(reads.values())), strict=True))
+        return [RemoteModel(name, *totals[key]) for key, (name, _) in zip(keys, listed, strict=True)]
+
+
+def _read_manifests(session: Session, source: Source, reads: list[tuple[str, Reference]]) -> list[tuple[Digest, int, int]]:
+    """Per read (the name it is for, the reference to resolve), the manifest's digest, size and file count; up to --connections reads at once.
+
+    A remote that answers each request in 100 ms lists 200 models in 2.5 s,
+    not 20. The error is that of the first read in ``reads`` order that
+    fails, as when they were read one after another: the reads before it are
+    waited for, those after it stopped (the remote closed) or never started.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(ref: Reference) -> tuple[Digest, int, int]:
+        found = session.retrying(partial(source.resolve, ref, session.held_manifest), source)
+        digest = found.descriptor.digest
+        return (digest, *_totals(found.manifest, digest))
+
+    if not reads:
+        return []
+    with ThreadPoolExecutor(min(session.options.connections, len(reads)), thread_name_prefix="odai-manifest") as pool:
+        futures = [pool.submit(read, ref) for _, ref in reads]
+        try:
+            out = []
+            for (name, _), future in zip(reads, futures, strict=True):
+                session.doing = f"reading the manifest of {name} on {source.url}"  # what --timeout names: the first read not done
+                out.append(future.result())
+            return out
+        except BaseException:
+            # A failure, a Ctrl-C or the deadline: the reads under way end
+            # now (no retry: cancel; no wait for a slow answer: the remote is
+            # closed), not while the pool waits for them on the way out.
+            for future in futures:
+                future.cancel()
+            session.ctx.cancel.set()
+            session.sources.close()
+            raise
 
 
 def _totals(data: bytes, digest: Digest) -> tuple[int, int]:

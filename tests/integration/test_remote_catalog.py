@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from store import NetworkError, NotFound, RemoteModel, Store, UsageError
+from store import NetworkError, NotFound, RemoteModel, Store, StoreError, UsageError
 from store.oci.descriptor import MANIFEST_TYPE
 from store.oci.digest import Digest, sha256_of
 from store.oci.index import REF_NAME
 from store.oci.manifest import MAX_MANIFEST_BYTES, TITLE
 from store.remote.url_file import UrlFile
 from tests.support.cli import assert_error
-from tests.support.fault_server import Fault, oci_layout
+from tests.support.fault_server import Fault, Layout, oci_layout, registry_layout
 from tests.support.nginx import Nginx
 from tests.support.trees import store_files, write_tree
 
@@ -218,3 +218,84 @@ def test_timeout_bounds_a_remote_that_drips(command: str, fault_server, run_cli,
     assert message.startswith(f"--timeout 1.5 s expired while {waiting}"), message
     with pytest.raises(NetworkError, match="expired while listing"):
         store.remote_models(server.url, timeout=1)
+
+
+# -- many manifests, read at once ------------------------------------------------------
+
+LATENCY = 0.5  # seconds before each answer: 33 answers one after another take 16.5 s
+MANY = 32
+
+
+def _many_layout(count: int) -> tuple[dict[str, bytes], list[Digest]]:
+    """``count`` models ``m00:v1``... in one OCI layout: its files by URL path, and their manifests' digests in name order."""
+    files: dict[str, bytes] = {}
+    manifests, digests = [], []
+    for i in range(count):
+        layout = oci_layout({f"m{i}.bin": b"%d" % i}, f"m{i:02}:v1")
+        files.update(layout.files)
+        manifests += json.loads(layout.files["/index.json"])["manifests"]
+        digests.append(layout.manifest)
+    files["/index.json"] = json.dumps({"schemaVersion": 2, "manifests": manifests}).encode()
+    return files, digests
+
+
+def _many_tags(count: int) -> tuple[Layout, list[Digest]]:
+    """``count`` tags ``v00``... of repository ``team/many`` of a registry, each its own manifest; their digests in tag order."""
+    files: dict[str, bytes] = {"/v2/_catalog": json.dumps({"repositories": ["team/many"]}).encode()}
+    headers: dict[str, dict[str, str]] = {}
+    digests = []
+    for i in range(count):
+        layout = registry_layout({f"m{i}.bin": b"%d" % i}, "team/many", f"v{i:02}")
+        files.update(layout.files)
+        headers.update(layout.headers)
+        digests.append(layout.manifest)
+    files["/v2/team/many/tags/list"] = json.dumps({"name": "team/many", "tags": [f"v{i:02}" for i in range(count)]}).encode()
+    return Layout(files, "many:v00", digests[0], {}, headers=headers), digests
+
+
+@pytest.mark.parametrize("kind", ["layout", "registry"])
+def test_list_remote_reads_the_manifests_at_once_in_a_bounded_pool(kind: str, fault_server, run_cli, store: Store) -> None:
+    """The manifests are read up to --connections' 8 at a time, so a slow remote lists in a fraction of the time
+    one read after another takes (spec/cli.md, list); the output is the same, in the listing's order."""
+    if kind == "layout":
+        files, digests = _many_layout(MANY)
+        server = fault_server(None, files, latency=LATENCY)
+        remote, names = server.url, [f"m{i:02}:v1" for i in range(MANY)]
+        one_after_another = (1 + MANY) * LATENCY  # index.json, then each manifest
+    else:
+        layout, digests = _many_tags(MANY)
+        server = fault_server(layout, latency=LATENCY)
+        remote, names = f"oci://{server.url.removeprefix('http://')}/team", [f"many:v{i:02}" for i in range(MANY)]
+        one_after_another = (2 + MANY) * LATENCY  # _catalog, tags/list, then each manifest
+    expected = [RemoteModel(name, digest, 1 + (i > 9), 1) for i, (name, digest) in enumerate(zip(names, digests, strict=True))]
+
+    began = time.monotonic()
+    assert store.remote_models(remote) == expected
+    took = time.monotonic() - began
+    # 8 at a time: about 5 answers' latency (2.5 s); one after another, 16.5 s or more.
+    assert took < one_after_another / 2, f"{took:.1f} s: read one after another?"
+    assert server.connections <= 8  # the bound: not one connection per manifest
+    manifests = [r for r in server.requests if "manifests" in r.path or r.path.startswith("/blobs/")]
+    assert len(manifests) == MANY  # each once
+
+    server.latency = 0  # the command line's output, without waiting again
+    code, out, err = run_cli("--json", "list", "--remote", remote)
+    assert (code, err) == (0, "")
+    assert json.loads(out)["models"] == [{"name": m.name, "digest": str(m.digest), "size": m.size, "files": m.files} for m in expected]
+
+
+def test_the_error_of_a_listing_is_its_first_failing_manifests_in_name_order(fault_server, run_cli, store: Store) -> None:
+    """Read at once, the manifests fail as read one after another: the first in the listing's order that fails is the
+    error, though a later one failed sooner (here m07's 404 comes at once, m02's damaged bytes drip in)."""
+    files, digests = _many_layout(12)
+    damaged, missing = (f"/blobs/sha256/{digests[i].hex}" for i in (2, 7))
+    files[damaged] += b" "
+    server = fault_server(None, files).fail(Fault(drip=(32, 0.05), path=damaged, times=3), Fault(status=404, path=missing, times=None))
+    for _ in range(2):
+        message = assert_error(run_cli("list", "--remote", server.url), 5)
+        assert message == f"manifest bytes hash to {sha256_of(files[damaged])}, not {digests[2]}", message
+    with pytest.raises(StoreError) as raised:
+        store.remote_models(server.url)
+    assert (raised.value.exit_code, raised.value.message) == (5, message)
+    server.files[damaged] = files[damaged][:-1]  # mended: the next failure in order is the error now
+    assert assert_error(run_cli("list", "--remote", server.url), 3) == f"{server.url}{missing}: not found on the remote (HTTP 404)"
