@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from .output import Output, WithReport, escaped, files_count, human_bytes, pins_count
+from .output import DocumentOut, Output, WithReport, escaped, files_count, human_bytes, pins_count
 
 if TYPE_CHECKING:
     from types import SimpleNamespace as Params
@@ -439,20 +439,39 @@ def push(c: Context, p: Params) -> None:
 
 def serve(c: Context, p: Params) -> None:
     _stop_on_sigterm()
+    import signal
+
     from ..api import http_server
 
     server = http_server(c.store_dir, p.host, p.port, read_only=p.read_only, shared=c.shared)
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
-    c.out.data(f"http://{shown}:{bound_port}")
-    c.out.document({"url": f"http://{shown}:{bound_port}"})
-    sys.stdout.flush()
+    # Ctrl-C or SIGTERM from here waits until the URL is out, then stops the
+    # server: stdout holds the whole document, and only it. Held for the
+    # process: no other thread runs yet to take the signal instead.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
+        _serve_at(c, server, f"http://{shown}:{bound_port}", held)
+    except (KeyboardInterrupt, Exception) as err:
+        # The URL is out (spec/cli.md, serve): whatever ends the server now, a second Ctrl-C included, is no second document.
+        raise DocumentOut(err) from err
+
+
+def _serve_at(c: Context, server, url: str, held: set) -> None:
+    """Print ``url``, let the signals ``held`` back come, serve until Ctrl-C or SIGTERM, close."""
+    import signal
+
+    try:
+        c.out.data(url)
+        c.out.document({"url": url})
+        sys.stdout.flush()
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a stop that came meanwhile lands here, after the document
         server.serve_forever()
     except KeyboardInterrupt:
         # Ctrl-C and SIGTERM are how a server is meant to stop: not an error.
         c.out.say("stopped")
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         server.server_close()
 
 

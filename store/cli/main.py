@@ -11,7 +11,7 @@ from ..errors import Interrupted, StoreError, UsageError
 from . import quick
 from .actions import Context
 from .declarations import BY_NAME
-from .output import ReaderGone, WithReport, error_document, escaped
+from .output import DocumentOut, ReaderGone, WithReport, error_document, escaped
 
 __all__ = ["main"]
 
@@ -71,6 +71,27 @@ def _run(args: list[str]) -> int:
     return 0
 
 
+def _failed(err: BaseException, given: set[str]) -> int:
+    """The exit code of a command that raised ``err``, reported as spec/cli.md says; ``given``: the global flags (quick.flags)."""
+    if isinstance(err, KeyboardInterrupt):
+        return _report(Interrupted("interrupted; data already downloaded is kept", "run the same command again to resume"), given - {"verbose"})
+    if isinstance(err, StoreError):
+        return _report(err, given)
+    if isinstance(err, WithReport):
+        return _report(err.error, given, err.document)
+    if isinstance(err, (BrokenPipeError, ReaderGone)):
+        # The reader of stdout went away (| head): not an error of ours.
+        _reader_gone()
+        sys.stderr.close()
+        return 0
+    # A bug: say so in the same two-line form.
+    if "verbose" in given:
+        import traceback
+
+        traceback.print_exception(err)
+    return _report(StoreError(f"internal error: {type(err).__name__}: {err}"), given - {"verbose"})
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run one command, print its output or its error, and exit with its code.
 
@@ -84,24 +105,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
         # Output to a pipe is buffered: flush here, so a reader that went away
         # is noticed by the handler below, not at interpreter exit (exit 120).
         sys.stdout.flush()
-    except KeyboardInterrupt:
-        code = _report(Interrupted("interrupted; data already downloaded is kept", "run the same command again to resume"), quick.flags(args) - {"verbose"})
-    except StoreError as err:
-        code = _report(err, quick.flags(args))
-    except WithReport as failed:
-        code = _report(failed.error, quick.flags(args), failed.document)
-    except (BrokenPipeError, ReaderGone):
-        # The reader of stdout went away (| head): not an error of ours.
-        _reader_gone()
-        sys.stderr.close()
-        code = 0
-    except Exception as err:  # a bug: say so in the same two-line form
-        given = quick.flags(args)
-        if "verbose" in given:
-            import traceback
-
-            traceback.print_exc()
-        code = _report(StoreError(f"internal error: {type(err).__name__}: {err}"), given - {"verbose"})
+    except DocumentOut as out:
+        # stdout holds the command's one document already: the error is its two lines on stderr only.
+        code = _failed(out.error, quick.flags(args) - {"as_json"})
+    except (KeyboardInterrupt, Exception) as err:
+        code = _failed(err, quick.flags(args))
     if argv is None:
         _exit(code)
     sys.exit(code)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..errors import StoreError
 
-__all__ = ["Output", "ReaderGone", "WithReport", "error_document", "escaped", "human_bytes", "files_count", "pins_count"]
+__all__ = ["Output", "DocumentOut", "ReaderGone", "WithReport", "error_document", "escaped", "human_bytes", "files_count", "pins_count"]
 
 
 class ReaderGone(Exception):
@@ -31,6 +31,19 @@ class WithReport(Exception):
         super().__init__(error)
         self.error = error
         self.document = document
+
+
+class DocumentOut(Exception):
+    """``error``, raised by a command after its output is out (serve, which prints its URL once it listens and then serves).
+
+    The entry point reports it as any error, but never with a document of
+    its own: with --json, stdout holds the command's one document already
+    (spec/cli.md, "Errors").
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def error_document(err: StoreError, report: dict[str, Any] | None = None) -> None:
