@@ -52,6 +52,7 @@ class Pushed(NamedTuple):
     digest: Digest
     sent: int  # bytes of blobs sent (mounted and present ones cost none)
     tagged: bool  # False: the tag named this manifest already, and nothing was sent
+    format: str  # the manifest's: odai (the store's own) or modelpack (model.PUSH_FORMATS)
 
 
 def destination(dest: str, model: Reference, as_: Reference | None) -> Destination:
@@ -99,7 +100,7 @@ def push(ctx: FetchContext, model: Reference, dest: Destination, format: str = "
         with session.bounded():
             session.doing = f"looking up {dest.ref.ref_name} on {sink.url}"
             if session.retrying(lambda: sink.tagged(dest.ref), sink) == digest:
-                return Pushed(dest, digest, 0, tagged=False)
+                return Pushed(dest, digest, 0, tagged=False, format=format)
             uploads = [(config.digest, config.size), *((f.digest, f.size) for f in manifest.files)]
             ctx.progress.add_total(sum(size for _, size in uploads))
             ctx.progress.begin(str(dest.ref), sum(size for _, size in uploads))
@@ -115,7 +116,7 @@ def push(ctx: FetchContext, model: Reference, dest: Destination, format: str = "
             ctx.progress.finish()
     finally:
         sink.close()
-    return Pushed(dest, digest, sent, tagged=True)
+    return Pushed(dest, digest, sent, tagged=True, format=format)
 
 
 def _named(ctx: FetchContext, ref: Reference) -> Digest:

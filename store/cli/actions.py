@@ -434,7 +434,7 @@ def push(c: Context, p: Params) -> None:
     dest = pushed.destination
     c.out.say(f"{dest}: {'pushed, ' + human_bytes(pushed.sent) + ' sent' if pushed.tagged else 'up to date'}")
     c.out.data(str(pushed.digest))
-    c.out.document({"digest": str(pushed.digest), "remote": dest.remote, "name": dest.ref.name, "tag": dest.ref.tag, "sent": pushed.sent, "tagged": pushed.tagged})
+    c.out.document({"digest": str(pushed.digest), "format": pushed.format, "remote": dest.remote, "name": dest.ref.name, "tag": dest.ref.tag, "sent": pushed.sent, "tagged": pushed.tagged})
 
 
 def serve(c: Context, p: Params) -> None:

@@ -38,7 +38,8 @@ def test_push_under_a_namespace_then_fetch_it_back(store: Path, registry: Regist
     assert pushed.code == 0, pushed.err
     doc = json.loads(pushed.out)
     digest = str(Store(store).resolve("llama:q4")[0])
-    assert (doc["digest"], doc["name"], doc["tag"], doc["tagged"]) == (digest, "llama", "q4", True)
+    assert list(doc) == ["digest", "format", "remote", "name", "tag", "sent", "tagged"]
+    assert (doc["digest"], doc["format"], doc["remote"], doc["name"], doc["tag"], doc["tagged"]) == (digest, "odai", f"oci://{registry.host}/pushns", "llama", "q4", True)
     assert doc["sent"] == sum(len(data) for data in FILES.values()) + 2  # every file once, and the empty config {}
     fetched = run_cli(tmp_path / "other", "fetch", "--remote", f"oci://{registry.host}/pushns", "llama:q4")
     assert fetched.code == 0, fetched.err
@@ -151,6 +152,7 @@ def test_a_second_push_sends_no_blob_and_no_manifest(store: Path, registry: Regi
     assert "up to date" in again.err
     doc = json.loads(again.out)
     assert (doc["digest"], doc["tagged"], doc["sent"]) == (json.loads(first.out)["digest"], False, 0)
+    assert json.loads(first.out)["format"] == doc["format"] == fmt  # the manifest's format, pushed or found there
     requests = registry.requests()[before:]
     # The tag is looked up, and that is all: no upload, no manifest, no tag.
     assert requests and not [r for r in requests if r.split()[0] in _WRITES], requests
@@ -186,6 +188,7 @@ def test_push_as_modelpack_then_fetch_it_back(store: Path, registry: Registry, t
 def test_push_as_modelpack_through_the_python_api(store: Path, registry: Registry) -> None:
     pushed = Store(store).push("llama:q4", f"oci://{registry.host}/mpapi", format="modelpack")
     assert pushed.tagged and str(pushed.digest) == registry.manifest("mpapi/llama", "q4").headers["docker-content-digest"]
+    assert pushed.format == "modelpack"
     assert json.loads(registry.manifest("mpapi/llama", "q4").body)["artifactType"] == "application/vnd.cncf.model.manifest.v1+json"
     assert Store(store).push("llama:q4", f"oci://{registry.host}/mpapi", format="modelpack") == pushed._replace(sent=0, tagged=False)
     with pytest.raises(UsageError):
