@@ -12,12 +12,11 @@ loops (list, path, fetch, sync, export) keep their start-up tricks
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from .output import DocumentOut, Output, WithReport, escaped, files_count, human_bytes, pins_count
+from .output import PEOPLE, DocumentOut, Output, WithReport, escaped, files_count, flush_stdout, human_bytes, pins_count
 
 if TYPE_CHECKING:
     from types import SimpleNamespace as Params
@@ -112,7 +111,7 @@ def _model_doc(model) -> dict:
 
 def _renderer(mode: str | None, out: Output):
     if mode is None:
-        mode = "bar" if sys.stderr.isatty() and not out.quiet else "none"
+        mode = "bar" if PEOPLE.isatty() and not out.quiet else "none"
     if mode == "none":
         # Without importing the progress module: a sync of present models shows none.
         return None
@@ -329,7 +328,7 @@ def verify(c: Context, p: Params) -> None:
     if (failure := result.error()) is None:
         c.out.document(doc)
         return
-    sys.stdout.flush()  # the report first, then the two error lines
+    flush_stdout()  # the report first, then the two error lines
     raise WithReport(failure, doc)
 
 
@@ -373,7 +372,7 @@ def doctor(c: Context, p: Params) -> None:
         failure = IntegrityError(f"{count} remain after repair", "each 'not repaired' line says what to do")
     else:
         failure = IntegrityError(f"the store has {count}", "run 'odai-store doctor --repair' to fix what can be fixed")
-    sys.stdout.flush()
+    flush_stdout()
     raise WithReport(failure, doc)
 
 
@@ -464,7 +463,7 @@ def _serve_at(c: Context, server, url: str, held: set) -> None:
     try:
         c.out.data(url)
         c.out.document({"url": url})
-        sys.stdout.flush()
+        flush_stdout()
         signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a stop that came meanwhile lands here, after the document
         server.serve_forever()
     except KeyboardInterrupt:

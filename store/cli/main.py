@@ -11,7 +11,7 @@ from ..errors import Interrupted, StoreError, UsageError
 from . import quick
 from .actions import Context
 from .declarations import BY_NAME
-from .output import DocumentOut, ReaderGone, WithReport, error_document, escaped
+from .output import PEOPLE, DocumentOut, OutputFailed, ReaderGone, WithReport, error_document, escaped, flush_stdout
 
 __all__ = ["main"]
 
@@ -24,15 +24,17 @@ def _report(err: StoreError, given: set[str], report: dict[str, Any] | None = No
     if "verbose" in given and err.__cause__ is not None:
         import traceback
 
-        traceback.print_exception(err.__cause__, file=sys.stderr)
+        traceback.print_exception(err.__cause__, file=PEOPLE)
     # Escaped: a file name with a newline (or a terminal escape) in a message must not break the two-line form.
-    sys.stderr.write(f"odai-store: error: {escaped(err.message)}\nhint: {escaped(err.hint)}\n")
-    if "as_json" in given:
+    PEOPLE.write(f"odai-store: error: {escaped(err.message)}\nhint: {escaped(err.hint)}\n")
+    if "as_json" in given and not isinstance(err, OutputFailed):  # a document would go where the output failed
         try:
             error_document(err, report)
-            sys.stdout.flush()
-        except (BrokenPipeError, ReaderGone):
+            flush_stdout()
+        except ReaderGone:
             _reader_gone()
+        except OutputFailed:
+            pass  # the two lines are out, and the exit code is the error's: the lost document adds nothing a script can act on
     return err.exit_code
 
 
@@ -82,13 +84,14 @@ def _failed(err: BaseException, given: set[str]) -> int:
     if isinstance(err, (BrokenPipeError, ReaderGone)):
         # The reader of stdout went away (| head): not an error of ours.
         _reader_gone()
-        sys.stderr.close()
+        if sys.stderr is not None:
+            sys.stderr.close()
         return 0
     # A bug: say so in the same two-line form.
     if "verbose" in given:
         import traceback
 
-        traceback.print_exception(err)
+        traceback.print_exception(err, file=PEOPLE)
     return _report(StoreError(f"internal error: {type(err).__name__}: {err}"), given - {"verbose"})
 
 
@@ -103,8 +106,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         code = _run(args)
         # Output to a pipe is buffered: flush here, so a reader that went away
-        # is noticed by the handler below, not at interpreter exit (exit 120).
-        sys.stdout.flush()
+        # or a full disk is noticed by the handlers below, not at interpreter exit (exit 120).
+        flush_stdout()
     except DocumentOut as out:
         # stdout holds the command's one document already: the error is its two lines on stderr only.
         code = _failed(out.error, quick.flags(args) - {"as_json"})
@@ -124,7 +127,8 @@ def _exit(code: int) -> NoReturn:
     """
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
-        except (OSError, ValueError):  # the reader went away; stderr closed above
+            if stream is not None:  # None: started with it closed
+                stream.flush()
+        except (OSError, ValueError):  # the reader went away, the output failed (said already); stderr closed above
             pass
     os._exit(code)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, TextIO
 
-if TYPE_CHECKING:
-    from ..errors import StoreError
+from ..errors import StorageError, StoreError
 
-__all__ = ["Output", "DocumentOut", "ReaderGone", "WithReport", "error_document", "escaped", "human_bytes", "files_count", "pins_count"]
+__all__ = ["PEOPLE", "Output", "DocumentOut", "OutputFailed", "ReaderGone", "WithReport", "error_document", "escaped", "flush_stdout", "human_bytes", "files_count", "pins_count"]
 
 
 class ReaderGone(Exception):
@@ -18,6 +18,20 @@ class ReaderGone(Exception):
     Raised instead of BrokenPipeError, which click would turn into exit 1
     before the entry point could treat it as the success it is.
     """
+
+
+class OutputFailed(StorageError):
+    """stdout refused the command's output: a file on a full disk, a device that fails, a closed descriptor (spec/cli.md, "Output").
+
+    Not a reader gone: that one read what it wanted. Here the output is lost,
+    and a script that took it must know, so the command fails with exit 6.
+    """
+
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            f"writing the output to stdout failed: {why}",
+            "check where stdout goes (a file on a full disk?); what the command did stays done: run it again for its output",
+        )
 
 
 class WithReport(Exception):
@@ -59,10 +73,54 @@ def _encoded(doc: Any) -> str:
 
 
 def _stdout(text: str) -> None:
+    _to_stdout(lambda stream: stream.write(text))
+
+
+def flush_stdout() -> None:
+    """Flush stdout, which is buffered when it is no terminal: its failure is the command's (OutputFailed, ReaderGone)."""
+    _to_stdout(lambda stream: stream.flush())
+
+
+def _to_stdout(act: Callable[[TextIO], object]) -> None:
+    if sys.stdout is None:  # started with stdout closed (>&-): Python leaves None there
+        raise OutputFailed("it is closed")
     try:
-        sys.stdout.write(text)
+        act(sys.stdout)
     except BrokenPipeError:
         raise ReaderGone() from None
+    except OSError as err:
+        raise OutputFailed(err.strerror or str(err)) from err
+
+
+class _People:
+    """stderr, for people: what cannot be written there (closed, a full disk, a reader gone) is dropped.
+
+    A message for people is no result: the command goes on, and its exit
+    code and stdout still tell a script what it did.
+    """
+
+    def write(self, text: str) -> None:
+        try:
+            if sys.stderr is not None:
+                sys.stderr.write(text)
+        except (OSError, ValueError):  # ValueError: stderr was closed (a reader of it went away, main closed it)
+            pass
+
+    def flush(self) -> None:
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return sys.stderr is not None and sys.stderr.isatty()
+        except ValueError:
+            return False
+
+
+PEOPLE = _People()
 
 
 def escaped(text: str) -> str:
@@ -117,4 +175,4 @@ class Output:
         """A message for people, on stderr, escaped: it may quote a path, a remote or a lock holder's host. -q silences it."""
         if not self.quiet:
             # On a terminal a progress bar may be half drawn on the last line: clear it first; the bar's next redraw follows.
-            sys.stderr.write(("\r\x1b[K" if sys.stderr.isatty() else "") + escaped(text) + "\n")
+            PEOPLE.write(("\r\x1b[K" if PEOPLE.isatty() else "") + escaped(text) + "\n")

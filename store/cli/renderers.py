@@ -1,16 +1,15 @@
 """How a fetch's progress is shown on stderr (spec/fetching.md, "Progress"): a bar per model, or JSON lines."""
 
 import json
-import sys
 from collections.abc import Callable
 
 from ..transfer.progress import Snapshot
-from .output import escaped, human_bytes
+from .output import PEOPLE, escaped, human_bytes
 
 __all__ = ["bar_renderer", "json_renderer"]
 
 
-def bar_renderer(stream=sys.stderr, width: int = 28) -> Callable[[Snapshot], None]:
+def bar_renderer(stream=PEOPLE, width: int = 28) -> Callable[[Snapshot], None]:
     """A one-line bar per model redrawn in place: its reference, its bytes and percent, speed, ETA."""
     shown: dict[str, object] = {"label": None, "ended": False}
 
@@ -40,7 +39,7 @@ def bar_renderer(stream=sys.stderr, width: int = 28) -> Callable[[Snapshot], Non
     return render
 
 
-def json_renderer(stream=sys.stderr) -> Callable[[Snapshot], None]:
+def json_renderer(stream=PEOPLE) -> Callable[[Snapshot], None]:
     def render(s: Snapshot) -> None:
         stream.write(json.dumps(s.as_dict()) + "\n")
         stream.flush()

@@ -6,6 +6,7 @@ test wrote, so the output is checked exactly without hard-coding any hash.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -321,6 +322,66 @@ def test_a_reader_gone_before_help_or_version_is_not_an_error(args: tuple[str, .
     finally:
         os.close(write)
     assert (proc.returncode, proc.stderr) == (0, b"")
+
+
+def _program(store, *args: str, stdout=subprocess.PIPE, stderr=subprocess.PIPE) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "store", "--store", str(store.root), *args], stdout=stdout, stderr=stderr, timeout=60)
+
+
+def _stdout_failed(proc: subprocess.CompletedProcess, why: str) -> None:
+    assert proc.returncode == 6, proc.stderr
+    assert proc.stderr.decode().splitlines()[-2:] == [
+        f"odai-store: error: writing the output to stdout failed: {why}",
+        "hint: check where stdout goes (a file on a full disk?); what the command did stays done: run it again for its output",
+    ]
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)])
+def test_output_to_a_full_disk_is_exit_6_not_a_bug(store, model_tree: Path, json_flag: tuple[str, ...]) -> None:
+    store.add("m", [model_tree])
+    with open("/dev/full", "wb") as full:
+        _stdout_failed(_program(store, *json_flag, "list", stdout=full), "No space left on device")
+        # The work is done, only its output is lost: the model is named, and its path is what a rerun prints.
+        _stdout_failed(_program(store, *json_flag, "add", "n:v1", str(model_tree), stdout=full), "No space left on device")
+    assert store.resolve("n:v1")[0] == store.resolve("m")[0]
+
+
+def test_output_to_a_closed_stdout_is_exit_6(store, model_tree: Path) -> None:
+    store.add("m", [model_tree])
+    _stdout_failed(_without(1, store, "path", "m"), "it is closed")
+
+
+def _without(fd: int, store, *args: str) -> subprocess.CompletedProcess:
+    """The program started with descriptor ``fd`` closed, as a shell's ``>&-`` or ``2>&-`` leaves it."""
+    code = f"import os, sys; os.close({fd}); os.execv(sys.executable, [sys.executable, '-m', 'store', *sys.argv[1:]])"
+    return subprocess.run([sys.executable, "-c", code, "--store", str(store.root), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+
+
+def test_an_error_document_that_cannot_be_written_keeps_the_errors_exit_code(store) -> None:
+    with open("/dev/full", "wb") as full:
+        proc = _program(store, "--json", "path", "nope", stdout=full)
+    assert proc.returncode == 3
+    assert [line.split(":")[:2] for line in proc.stderr.decode().splitlines()] == [["odai-store", " error"], ["hint", " 'odai-store list' shows the models this store holds"]]
+
+
+@pytest.mark.parametrize("stderr", ["full", "closed", "reader gone"])
+def test_stderr_that_cannot_be_written_loses_messages_not_the_command(store, model_tree: Path, stderr: str) -> None:
+    """Messages for people are dropped where stderr fails; the command's work, stdout and exit code stay."""
+    if stderr == "closed":
+        proc, missing = _without(2, store, "add", "n:v1", str(model_tree)), _without(2, store, "path", "nope")
+    else:
+        with contextlib.ExitStack() as stack:
+            if stderr == "full":
+                target = stack.enter_context(open("/dev/full", "wb"))
+            else:
+                read, write = os.pipe()
+                os.close(read)
+                target = stack.enter_context(os.fdopen(write, "wb"))
+            proc = _program(store, "add", "n:v1", str(model_tree), stderr=target)
+            missing = _program(store, "path", "nope", stderr=target)
+    assert proc.returncode == 0
+    assert proc.stdout.decode().strip() == str(store.path("n:v1"))
+    assert missing.returncode == 3 and missing.stdout == b""
 
 
 def test_json_error_is_one_document_on_stdout(run_cli) -> None:
