@@ -383,6 +383,47 @@ def test_each_tar_layer_is_read_once(fault_server, tmp_path: Path, monkeypatch: 
     assert [p for p in (tmp_path / "store" / "ingest").iterdir()] == []
 
 
+def test_a_fetch_killed_while_its_tar_layers_files_wait_for_the_listing_leaves_partials_gc_deletes(fault_server, tmp_path: Path) -> None:
+    """kill -9 while the files wait in ingest (checked, unsynced, unpublished): import partials of a dead writer, like any other."""
+    import signal
+    import time
+
+    from tests.support.crash import launch
+
+    members = [Member(f"shards/{i:04d}.json", b"%d\n" % i * 2000) for i in range(1000)]  # 1000 files of a few KB, distinct
+    client = LayoutClient()
+    artifact = push_modelpack(client, "killed/model", [Layer(f"{MP}.weight.config.v1.tar+gzip", gzip.compress(tar_layer(members), 1, mtime=0), {FILEPATH: "shards"})], {})
+    server = _served(fault_server, artifact, client)
+    store = tmp_path / "store"
+    ref = f"{artifact.repository}:{artifact.tag}"
+    child = launch(store, ["fetch", "--retries", "0", "--remote", server.url, ref])
+    waiting: list[Path] = []
+    deadline = time.monotonic() + 120
+    while len(waiting) < 100 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+        waiting = list((store / "ingest").glob("add-*.tmp"))  # an import's partials (spec/ingest.md#partials)
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+    assert child.returncode == -signal.SIGKILL, "the fetch ended before it was killed: too fast to catch"
+    assert len(waiting) >= 100
+    left = {p.name for p in (store / "ingest").iterdir()}
+    assert {p.name for p in waiting} & left, "the kill left the unpacking's partials"
+    assert_nothing_named(store)
+    collected = run_cli(store, "gc")
+    assert collected.code == 0, collected.err
+    # The layer's own download partial is a download's, kept for a resume (spec/locking.md#gc); not one file of it is left.
+    assert [p.name for p in (store / "ingest").iterdir() if not p.name.startswith(artifact.manifest["layers"][0]["digest"].removeprefix("sha256:"))] == []
+    assert _blobs(store) == set()
+    # What doctor --repair is for after any kill of a fetch (tests/support/crash.py): that partial, left journal-less
+    # by the layer's commit, and the dead process's lock of it.
+    repaired = run_cli(store, "doctor", "--repair")
+    assert repaired.code == 0, repaired.out
+    assert [p.name for p in (store / "ingest").iterdir()] == []
+    again = run_cli(store, "fetch", "--retries", "0", "--remote", server.url, ref, timeout=300)
+    assert again.code == 0, again.err
+    assert read_tree(Path(again.out.strip())) == {m.name: m.data for m in members}
+
+
 # -- the Python API ------------------------------------------------------------------------------
 
 
