@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from ..errors import InvalidPath
+from ..errors import InvalidPath, storage_errors
 from ..local.blobs import BlobStore
 from ..local.ingest import IngestWriter, Sealed, Written
 from ..local.layout import StoreLayout
@@ -59,10 +59,12 @@ def unpack(session: Session, archive: Archive, sources: tuple[Source, ...], leas
         files = _unpacked(session, writer.path, archive, lease, accept)
 
     session.doing = f"unpacking {layer.digest.short} ({layer.size} bytes)"
-    SpaceCheck().check(layer.size, free_bytes(session.layout), str(session.layout.root), None)
-    download_blob(session, BlobTask(layer.digest, layer.size, None, sources), measure=False, consume=consume)
-    if files is None:  # the store holds the layer itself, as a blob of its own
-        files = _unpacked(session, session.blobs.path(layer.digest), archive, lease, accept)
+    # lock and show --remote write nothing else: a store they cannot write (read-only) must say so here, not fail as a bug.
+    with storage_errors(f"unpacking layer {layer.digest.short}", session.layout.root):
+        SpaceCheck().check(layer.size, free_bytes(session.layout), str(session.layout.root), None)
+        download_blob(session, BlobTask(layer.digest, layer.size, None, sources), measure=False, consume=consume)
+        if files is None:  # the store holds the layer itself, as a blob of its own
+            files = _unpacked(session, session.blobs.path(layer.digest), archive, lease, accept)
     return files
 
 
