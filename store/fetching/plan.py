@@ -150,7 +150,7 @@ def _translated(session: Session, want: Want, translation: Translation, source_m
     unpacked: list[ModelFile] = []
     for archive in translation.archives:
         try:
-            # Each layer's listing is checked as the model it would make (paths, the manifest's size) before a file of it is written.
+            # Each layer's listing is checked as the model it would make (paths, the manifest's size) before a file of it is published.
             unpacked += unpack(session, archive, sources, lease, accept=partial(_accepts, translation, tuple(unpacked)))
         except UnsupportedModel as err:
             if err.message.startswith(translation.described):
@@ -163,7 +163,7 @@ def _translated(session: Session, want: Want, translation: Translation, source_m
 
 
 def _accepts(translation: Translation, earlier: tuple[ModelFile, ...], listed: list[ModelFile]) -> None:
-    """Raise what ``translation.manifest`` would refuse of the files unpacked so far and a layer's listing (digests not known yet)."""
+    """Raise what ``translation.manifest`` would refuse of the files unpacked so far and a layer's listing (its files not published yet)."""
     translation.manifest([*earlier, *listed])
 
 

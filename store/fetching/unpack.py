@@ -1,9 +1,12 @@
 """Unpack a model's tar layer into one blob per file (spec/manifest.md#tar-layers).
 
 The layer is downloaded like any blob and checked against its digest
-before a byte of it is read as a tar; then each regular file in it goes
-through ingest, hashed as it is written, and is published under its own
-digest. The layer itself is not kept: its files are. Whatever in it is no
+before a byte of it is read as a tar; then it is read once, as a stream.
+Each regular file in it goes through ingest, hashed as it is written, and
+waits there, checked but unpublished, until the whole listing is accepted
+(the paths, the manifest they make): only then are the files leased and
+published, each under its own digest, and a refusal deletes every one of
+them. The layer itself is not kept: its files are. Whatever in it is no
 plain file at a safe model path (a link, a device, ``../x``) refuses the
 whole model, before anything is named.
 """
@@ -19,8 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from ..errors import InvalidPath
-from ..local.ingest import IngestWriter, Written
+from ..errors import InvalidPath, storage_errors
+from ..local.blobs import BlobStore
+from ..local.ingest import IngestWriter, Sealed, Written
+from ..local.layout import StoreLayout
 from ..local.leases import Lease
 from ..local.space import SpaceCheck, free_bytes
 from ..oci.digest import Digest
@@ -34,60 +39,108 @@ from .session import Session
 __all__ = ["unpack"]
 
 # Each file takes well over 100 bytes of a manifest: more members than this could never be listed in one,
-# and the first pass stops there, before its listing takes more memory.
+# and the pass stops there, before the files waiting for their listing take more memory and disk.
 _MAX_FILES = MAX_MANIFEST_BYTES // 100
-_UNKNOWN = Digest("0" * 64)  # a member's digest in the first pass, which reads no content
 
 
 def unpack(session: Session, archive: Archive, sources: tuple[Source, ...], lease: Lease | None, accept: Callable[[list[ModelFile]], None]) -> list[ModelFile]:
     """The files of the tar layer ``archive``, each now a blob of the store (leased with ``lease``), downloading the layer from ``sources`` if needed.
 
-    Two passes: the members' names and sizes first, which ``accept`` raises
-    for (a path clash, a manifest over the cap) before a byte is written;
-    then the files themselves.
+    One read of the layer: each file is written and hashed into ingest,
+    where it waits until ``accept`` has seen the whole listing (it raises
+    for a path clash, a manifest over the cap); then every file is
+    published, or, if anything refused the layer, every one deleted.
     """
     layer = archive.layer
     files: list[ModelFile] | None = None
 
     def consume(writer: IngestWriter, written: Written) -> None:
         nonlocal files
-        files = _members(session, writer.path, archive, lease, accept)
+        files = _unpacked(session, writer.path, archive, lease, accept)
 
     session.doing = f"unpacking {layer.digest.short} ({layer.size} bytes)"
-    SpaceCheck().check(layer.size, free_bytes(session.layout), str(session.layout.root), None)
-    download_blob(session, BlobTask(layer.digest, layer.size, None, sources), measure=False, consume=consume)
-    if files is None:  # the store holds the layer itself, as a blob of its own
-        files = _members(session, session.blobs.path(layer.digest), archive, lease, accept)
+    # lock and show --remote write nothing else: a store they cannot write (read-only) must say so here, not fail as a bug.
+    with storage_errors(f"unpacking layer {layer.digest.short}", session.layout.root):
+        SpaceCheck().check(layer.size, free_bytes(session.layout), str(session.layout.root), None)
+        download_blob(session, BlobTask(layer.digest, layer.size, None, sources), measure=False, consume=consume)
+        if files is None:  # the store holds the layer itself, as a blob of its own
+            files = _unpacked(session, session.blobs.path(layer.digest), archive, lease, accept)
     return files
 
 
-def _members(session: Session, path: Path, archive: Archive, lease: Lease | None, accept: Callable[[list[ModelFile]], None]) -> list[ModelFile]:
+def _unpacked(session: Session, path: Path, archive: Archive, lease: Lease | None, accept: Callable[[list[ModelFile]], None]) -> list[ModelFile]:
     layer = archive.layer
     mode: Literal["r|gz", "r|"] = "r|gz" if archive.gzip else "r|"
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with open(fd, "rb") as f:
+    with open(fd, "rb") as f, _Waiting() as waiting:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnsupportedModel(f"layer {layer.digest.short}: {path} is not a regular file", "run 'odai-store verify'")
         try:
             with tarfile.open(fileobj=f, mode=mode) as tar:
-                accept(_listing(session, tar, layer.digest.short))
-            f.seek(0)
-            with tarfile.open(fileobj=f, mode=mode) as tar:
-                return [_ingest(session, tar, member, layer.digest.short, lease) for member in _files(tar, layer.digest.short)]
+                _ingest_all(session.layout, tar, layer.digest.short, waiting)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
             # Its bytes are the layer's, checked: the publisher packed them wrong.
             raise UnsupportedModel(f"layer {layer.digest.short} is no readable tar{' (gzip)' if archive.gzip else ''}: {err}", "tell the model's publisher") from None
+        accept(waiting.files)
+        if lease is not None:
+            lease.add(*waiting.digests())  # before publish: gc must not take them until the model names them
+        waiting.publish(session.blobs)
+        return waiting.files
 
 
-def _listing(session: Session, tar: tarfile.TarFile, where: str) -> list[ModelFile]:
-    """The first pass: each member's name and size, the space for all of them checked as each header is read (a gzip bomb is refused at its first header, not after inflating it)."""
-    check, free, root = SpaceCheck(), free_bytes(session.layout), str(session.layout.root)
-    listed, total = [], 0
+class _Waiting:
+    """A layer's files so far, and their checked partials that wait in ingest for the listing to be accepted.
+
+    Each partial is closed (Sealed), so memory and descriptors stay bounded
+    by _MAX_FILES, not by the layer's bytes. Leaving the ``with`` block
+    deletes every partial not published: a refused layer leaves nothing,
+    and a kill -9 leaves import partials of a dead writer, which gc deletes.
+    """
+
+    def __init__(self) -> None:
+        self.files: list[ModelFile] = []
+        self._sealed: dict[Digest, tuple[Sealed, Written]] = {}
+
+    def __enter__(self) -> _Waiting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        while self._sealed:
+            self._sealed.popitem()[1][0].abort()
+
+    def add(self, name: str, sealed: Sealed, written: Written) -> None:
+        if written.digest in self._sealed:
+            sealed.abort()  # another file of the layer has these bytes: one partial becomes their blob
+        else:
+            self._sealed[written.digest] = (sealed, written)
+        self.files.append(ModelFile(name, written.digest, written.size))
+
+    def digests(self) -> list[Digest]:
+        return list(self._sealed)
+
+    def publish(self, blobs: BlobStore) -> None:
+        """Publish every partial, in the layer's order (the caller has leased them)."""
+        for digest in list(self._sealed):
+            sealed, written = self._sealed[digest]
+            blobs.publish(sealed, written)
+            del self._sealed[digest]
+
+
+def _ingest_all(layout: StoreLayout, tar: tarfile.TarFile, where: str, waiting: _Waiting) -> None:
+    """Write each file of ``tar`` into ingest, reading the layer once.
+
+    The space for all of them is checked as each header is read, before its
+    file is written (a gzip bomb is refused at its first header, not after
+    inflating it), against the free space before the first; and each file's
+    own against the free space now (another process may have taken some).
+    """
+    check, root = SpaceCheck(), str(layout.root)
+    free, total = free_bytes(layout), 0
     for member in _files(tar, where):
         total += member.size
         check.check(total, free, root, None)
-        listed.append(ModelFile(member.name, _UNKNOWN, member.size))
-    return listed
+        check.check(member.size, free_bytes(layout), root, None)
+        waiting.add(member.name, *_ingest(layout, tar, member))
 
 
 def _files(tar: tarfile.TarFile, where: str):
@@ -114,15 +167,11 @@ def _files(tar: tarfile.TarFile, where: str):
         yield member
 
 
-def _ingest(session: Session, tar: tarfile.TarFile, member: tarfile.TarInfo, where: str, lease: Lease | None) -> ModelFile:
-    layout = session.layout
-    SpaceCheck().check(member.size, free_bytes(layout), str(layout.root), None)
+def _ingest(layout: StoreLayout, tar: tarfile.TarFile, member: tarfile.TarInfo) -> tuple[Sealed, Written]:
+    """Write the file ``member`` into a partial of ingest, hashing it; the partial, committed and closed, and what it measured."""
     source = tar.extractfile(member)
     assert source is not None  # a regular file's data
     with IngestWriter(layout, chunks=False) as ingest:
         ingest.copy_from(source)  # type: ignore[arg-type]  # tarfile's reader reads like a binary file
-        written = ingest.commit(None, member.size)
-        if lease is not None:
-            lease.add(written.digest)  # before publish: gc must not take it until the model names it
-        session.blobs.publish(ingest, written)
-    return ModelFile(member.name, written.digest, written.size)
+        written = ingest.commit(None, member.size, sync=False)  # synced before publish; a refused layer's are only deleted
+        return ingest.detach(), written

@@ -15,7 +15,7 @@ from ..oci.manifest import MAX_MANIFEST_BYTES, ModelFile
 from .layout import StoreLayout
 
 if TYPE_CHECKING:
-    from .ingest import IngestWriter, Written
+    from .ingest import IngestWriter, Sealed, Written
 
 __all__ = ["BlobStore"]
 
@@ -69,8 +69,8 @@ class BlobStore:
                 if (digest := digest_named(entry.name)) is not None:
                     yield digest
 
-    def publish(self, ingest: IngestWriter, written: Written) -> bool:
-        """Move committed ingest data to its digest's path; False if the blob was there already.
+    def publish(self, ingest: IngestWriter | Sealed, written: Written) -> bool:
+        """Move committed ingest data (a writer's, or one it handed over) to its digest's path; False if the blob was there already.
 
         Rename is atomic, so a reader sees the whole blob or none. Two writers
         racing on one digest both rename identical bytes; either result is right.

@@ -35,7 +35,7 @@ from ..oci.digest import Digest
 from .journal import Journal, Ranges, boot_id, read_journal
 from .layout import StoreLayout
 
-__all__ = ["IngestWriter", "Written", "BLOCK", "give_back"]
+__all__ = ["IngestWriter", "Sealed", "Written", "BLOCK", "give_back"]
 
 # Large enough that per-block overhead vanishes next to hashing, small enough
 # that the queues below hold a few tens of MiB at most.
@@ -79,6 +79,67 @@ class Written:
     size: int
     chunks: ChunkDigests | None
     fast: str  # xxh3-128, hex
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A committed partial its writer handed over (``IngestWriter.detach``): its name, and the file commit checked there.
+
+    Closed, its threads gone, it is a few hundred bytes, so a caller may hold
+    many at once until it publishes them (a tar layer's files wait until
+    their listing is accepted: spec/manifest.md#tar-layers). BlobStore.publish
+    takes it as it takes a writer; ``abort`` deletes it.
+    """
+
+    path: Path
+    file: tuple[int, int]  # device and inode, as commit's fstat saw them
+    synced: bool  # commit fsynced its data; else the check before publish does
+
+    def check_sealed(self, written: Written) -> None:
+        """IntegrityError, the name deleted, unless ``path`` is still the file commit checked, of ``written.size`` bytes; its data fsynced.
+
+        A partial committed without a sync is synced here, through the file
+        opened again without following a link and required to be that very
+        file: no blob is renamed into blobs/ before its data is on the disk.
+        """
+        try:
+            if not self.synced:
+                self._sync()
+            _still_sealed(self.path, self.file, written)
+        except IntegrityError:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Delete the partial (an import's has no journal). Idempotent."""
+        self.path.unlink(missing_ok=True)
+
+    def _sync(self) -> None:
+        """fsync the data of the file commit checked, opened by its name; IntegrityError if the name holds another file now or none."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # gone, or a link planted under its name
+            fd = None
+        try:
+            if fd is None or (os.fstat(fd).st_dev, os.fstat(fd).st_ino) != self.file:
+                raise IntegrityError(f"{self.path} is no longer the file that was checked", "run the same command again")
+            os.fsync(fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def _still_sealed(path: Path, file: tuple[int, int], written: Written) -> None:
+    """IntegrityError unless ``path`` names the file ``file`` (device, inode) commit checked, of ``written.size`` bytes.
+
+    Publish renames the name, not the file: this is the last look before it does.
+    """
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != file or now.st_size != written.size:
+        raise IntegrityError(f"{path} is no longer the file that was checked for {written.digest}", "run the same command again")
 
 
 class _HashThread:
@@ -193,6 +254,7 @@ class IngestWriter:
         self._reserved = Ranges()  # allocated ahead of the writes (downloads only)
         self._reserve_lock = threading.Lock()
         self._sealed: os.stat_result | None = None  # the committed file, as fstat saw it
+        self._synced = False  # its data fsynced by commit
         # Started when bytes beyond the frontier are checked, or a resumed journal lists some.
         self._catch_up: threading.Thread | None = None
         if self._done.spans:
@@ -606,18 +668,23 @@ class IngestWriter:
 
     # -- finishing ---------------------------------------------------------------
 
-    def commit(self, expected: Digest | None = None, size: int | None = None) -> Written:
+    def commit(self, expected: Digest | None = None, size: int | None = None, *, sync: bool = True) -> Written:
         """Finish hashing, fsync, and check against ``expected`` and ``size`` when given.
 
         On a mismatch the partial is deleted and IntegrityError raised. On
         success the file stays in ingest, read-only, for BlobStore.publish.
+        Without ``sync`` (an import that ``detach`` hands over) the fsync
+        waits until just before publish (Sealed.check_sealed): a partial
+        that is deleted instead costs no write to the disk.
         """
         try:
             total = self._size if self.journal is None else self.journal.size
             with self._cond:
                 self._await_frontier(total)
                 hashed = self._hashed
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
+            self._synced = sync
             sealed = self._seal()
             self._stop()
             digest, fast, chunks = self._hashing.finish()
@@ -648,26 +715,21 @@ class IngestWriter:
         return self._sealed
 
     def check_sealed(self, written: Written) -> None:
-        """IntegrityError unless ``path`` is still the file commit checked, of ``written.size`` bytes.
-
-        BlobStore.publish renames the name, not the file: this is the last
-        look before it does.
-        """
-        try:
-            now = os.lstat(self.path)
-        except FileNotFoundError:
-            now = None
-        sealed = self._sealed
-        if (
-            sealed is None
-            or now is None
-            or (now.st_dev, now.st_ino) != (sealed.st_dev, sealed.st_ino)
-            or now.st_size != written.size
-        ):
+        """IntegrityError, the partial deleted, unless ``path`` is still the file commit checked, of ``written.size`` bytes (Sealed.check_sealed)."""
+        if self._sealed is None:
             self.abort()
-            raise IntegrityError(
-                f"{self.path} is no longer the file that was checked for {written.digest}", "run the same command again"
-            )
+            raise IntegrityError(f"{self.path} is no longer the file that was checked for {written.digest}: it was never committed", "run the same command again")
+        self._handed().check_sealed(written)
+
+    def detach(self) -> Sealed:
+        """Hand the committed partial over to the caller, who publishes or aborts it: leaving the ``with`` block no longer deletes it."""
+        assert self.journal is None, "only an import is handed over: a download's partial has its journal"
+        self._kept = True
+        return self._handed()
+
+    def _handed(self) -> Sealed:
+        assert self._sealed is not None, "committed"
+        return Sealed(self.path, (self._sealed.st_dev, self._sealed.st_ino), self._synced)
 
     def _stop(self) -> None:
         """Stop the threads and close the file; idempotent."""

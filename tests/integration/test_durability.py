@@ -103,6 +103,20 @@ def test_fetch_syncs_every_blob_before_its_rename_and_blobs_dir_before_the_name(
     assert store.verify().ok
 
 
+def test_a_tar_layers_files_are_synced_before_their_rename_though_commit_left_it_for_later(store: Store, events: list[Event], fault_server) -> None:
+    """They wait unsynced in ingest until the layer's listing is accepted (spec/ingest.md#commit): the sync comes before publish."""
+    from tests.support.model_artifacts import LayoutClient, push_modelpack_tar
+
+    client = LayoutClient()
+    artifact = push_modelpack_tar(client, "durable/tar")
+    server = fault_server(None, client.files)
+    events.clear()
+    model = store.fetch(f"{artifact.repository}:{artifact.tag}", remotes=server.url)
+    assert artifact.files is not None and len(model.files) == len(artifact.files)
+    assert _check_publish_order(store, events) == len(os.listdir(store.layout.blobs))
+    assert store.verify().ok
+
+
 def _durable(ranges: Ranges, synced: Ranges) -> bool:
     return all(synced.covered(s, e) == e - s for s, e in ranges.spans)
 

@@ -84,6 +84,32 @@ def _writes_fail(held: Held, store: Path, prefix: tuple[str, ...] = ()) -> list[
     return out
 
 
+def _tar_model(remote: Path) -> str:
+    """A ModelPack model with tar layers in an OCI layout written at ``remote``; its reference."""
+    from tests.support.model_artifacts import LayoutClient, push_modelpack_tar
+
+    client = LayoutClient()
+    artifact = push_modelpack_tar(client, "tars/model")
+    write_tree(remote, {path.lstrip("/"): data for path, data in client.files.items()})
+    return f"{artifact.repository}:{artifact.tag}"
+
+
+def _unpacking_fails(held: Held, store: Path, prefix: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """lock and show --remote of a model with tar layers, which resolving unpacks into the store (spec/manifest.md#tar-layers):
+    each one's (message, hint), after checking it failed with exit 6 in two lines, not as a bug, and wrote no lockfile."""
+    remote = held.app.parent / "tar-remote"
+    ref = _tar_model(remote)
+    lockfile = held.app / "tars" / "odai.lock"
+    lockfile.parent.mkdir(exist_ok=True)
+    out = []
+    for args in (("lock", "--lockfile", lockfile, "--remote", remote, ref), ("show", "--remote", remote, ref)):
+        result = held.run(store, *args, prefix=prefix)
+        message = assert_error(result, 6)
+        out.append((message, result.err.splitlines()[1]))
+    assert not lockfile.exists()
+    return out
+
+
 # -- read-only bind mount ----------------------------------------------------------
 
 
@@ -112,9 +138,18 @@ def test_a_read_only_mount_serves_path_and_sync_and_refuses_writes(held: Held, r
     with pytest.raises(OSError):
         (read_only_mount / "probe").write_bytes(b"")  # the mount really is read-only
     _reads_work_without_requests(held, read_only_mount)
-    for message, hint in _writes_fail(held, read_only_mount):
+    for message, hint in _writes_fail(held, read_only_mount) + _unpacking_fails(held, read_only_mount):
         assert "Read-only file system" in message
         assert "read-only" in hint
+    # The Python API raises what those commands exit with.
+    from store import ReadOnlyStore
+
+    remote, lockfile = held.app.parent / "tar-remote", held.app / "tars" / "odai.lock"
+    with pytest.raises(ReadOnlyStore, match="Read-only file system"):
+        Store(read_only_mount).remote_info(str(remote), "tars/model:v1")
+    with pytest.raises(ReadOnlyStore, match="Read-only file system"):
+        Store(read_only_mount).lock("tars/model:v1", lockfile, remotes=str(remote))
+    assert not lockfile.exists()
     assert store_files(held.store) == before
 
 
@@ -156,7 +191,7 @@ def test_a_store_without_write_permission_serves_path_and_sync_and_refuses_write
     try:
         before = store_files(held.store)
         _reads_work_without_requests(held, held.store, prefix)
-        for message, hint in _writes_fail(held, held.store, prefix):
+        for message, hint in _writes_fail(held, held.store, prefix) + _unpacking_fails(held, held.store, prefix):
             assert "Permission denied" in message
             assert f"the store at {held.store} is read-only for this user" in message
             assert f"ask for write permission to {held.store}" in hint

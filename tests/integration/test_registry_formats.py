@@ -337,6 +337,9 @@ def test_a_shape_odai_store_cannot_name_safely_is_refused(shape: str, client: Re
     for words in artifact.hint:
         assert words in hint, (words, hint)
     assert_nothing_named(store)
+    # Nor stored: a tar layer's files wait in ingest until its whole listing is accepted, and go with a refusal.
+    for kept in ("blobs/sha256", "ingest"):
+        assert not (store / kept).exists() or [p.name for p in (store / kept).iterdir()] == [], kept
 
 
 @pytest.mark.parametrize("shape", ["tar-parent", "tar-symlink", "index-of-two", "oci-container-image"])

@@ -174,7 +174,7 @@ def test_a_gzip_bomb_is_refused_for_space_before_its_file_is_written(fault_serve
     assert_nothing_named(store)
 
 
-def test_a_tar_gzip_larger_than_the_free_space_is_refused_before_a_file_of_it_is_written(fault_server, tmpfs: Path) -> None:
+def test_a_tar_gzip_larger_than_the_free_space_is_refused_and_leaves_no_file_of_it(fault_server, tmpfs: Path) -> None:
     sizes = [("a.bin", 6 << 20), ("b.bin", 6 << 20), ("c.bin", 6 << 20)]  # 18 MiB of files in a 16 MiB store
     client = LayoutClient()
     artifact = push_modelpack(client, "overflow/model", [Layer(f"{MP}.weight.v1.tar+gzip", _zeros_tar_gz(sizes), {FILEPATH: "weights"})], {})
@@ -184,7 +184,7 @@ def test_a_tar_gzip_larger_than_the_free_space_is_refused_before_a_file_of_it_is
     free = _free(tmpfs)
     result = _fetch(store, server, artifact)
     message = assert_error(result, 6)
-    # The first pass adds up the files' sizes from their headers: all three, before any is written.
+    # The files' sizes are added up from their headers as they come: the third's refuses the layer before its file is begun, and the two before it are deleted.
     assert message.startswith(f"not enough space in {store}: need 21 MB (19 MB + 10% margin)"), message
     assert result.err.splitlines()[-1].startswith("hint: free up "), result.err
     assert _blobs(store) == set() and list((store / "ingest").iterdir()) == []
@@ -337,6 +337,91 @@ def test_a_tar_whose_files_make_a_manifest_over_4_mib_is_refused_and_gc_still_wo
     collected = run_cli(store, "gc")
     assert collected.code == 0, collected.err
     assert _blobs(store) == set()
+
+
+# -- one read of the layer -----------------------------------------------------------------------
+
+
+class _Counted:
+    """A file whose reads are counted: the bytes of a tar layer that unpacking reads (and, for a gzip, inflates)."""
+
+    def __init__(self, file, counts: dict[int, list]) -> None:
+        self._file, self._counts = file, counts
+        counts.setdefault(id(file), [file, 0])  # the file kept, so that no later one gets its id
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._counts[id(self._file)][1] += len(data)
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self._file, name)
+
+
+def test_each_tar_layer_is_read_once(fault_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not once to list its members and once more for their bytes: a multi-GB gzip layer would be inflated twice."""
+    from store import Store
+
+    client = LayoutClient()
+    artifact = push_modelpack_tar(client, "once/model")
+    layers = _tar_layers(artifact)
+    counts: dict[int, list] = {}  # each layer file opened, by its id: the file, and the bytes read from it
+    opened = tarfile.open
+
+    def counting(*args, fileobj=None, **kwargs):
+        return opened(*args, fileobj=_Counted(fileobj, counts), **kwargs)
+
+    monkeypatch.setattr(tarfile, "open", counting)
+    server = _served(fault_server, artifact, client)
+    store = Store(tmp_path / "store")
+    model = store.fetch(f"{artifact.repository}:{artifact.tag}", remotes=server.url, retries=0)
+    assert read_tree(model.path) == artifact.files
+    assert len(counts) == len(layers) == 2, counts
+    # Each layer file read at most whole (a tar reader stops at the archive's end, before the last record's padding).
+    read, sizes = sorted(n for _, n in counts.values()), sorted(layer["size"] for layer in layers.values())
+    assert all(0 < n <= size for n, size in zip(read, sizes, strict=True)), (read, sizes)
+    assert [p for p in (tmp_path / "store" / "ingest").iterdir()] == []
+
+
+def test_a_fetch_killed_while_its_tar_layers_files_wait_for_the_listing_leaves_partials_gc_deletes(fault_server, tmp_path: Path) -> None:
+    """kill -9 while the files wait in ingest (checked, unsynced, unpublished): import partials of a dead writer, like any other."""
+    import signal
+    import time
+
+    from tests.support.crash import launch
+
+    members = [Member(f"shards/{i:04d}.json", b"%d\n" % i * 2000) for i in range(1000)]  # 1000 files of a few KB, distinct
+    client = LayoutClient()
+    artifact = push_modelpack(client, "killed/model", [Layer(f"{MP}.weight.config.v1.tar+gzip", gzip.compress(tar_layer(members), 1, mtime=0), {FILEPATH: "shards"})], {})
+    server = _served(fault_server, artifact, client)
+    store = tmp_path / "store"
+    ref = f"{artifact.repository}:{artifact.tag}"
+    child = launch(store, ["fetch", "--retries", "0", "--remote", server.url, ref])
+    waiting: list[Path] = []
+    deadline = time.monotonic() + 120
+    while len(waiting) < 100 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+        waiting = list((store / "ingest").glob("add-*.tmp"))  # an import's partials (spec/ingest.md#partials)
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+    assert child.returncode == -signal.SIGKILL, "the fetch ended before it was killed: too fast to catch"
+    assert len(waiting) >= 100
+    left = {p.name for p in (store / "ingest").iterdir()}
+    assert {p.name for p in waiting} & left, "the kill left the unpacking's partials"
+    assert_nothing_named(store)
+    collected = run_cli(store, "gc")
+    assert collected.code == 0, collected.err
+    # The layer's own download partial is a download's, kept for a resume (spec/locking.md#gc); not one file of it is left.
+    assert [p.name for p in (store / "ingest").iterdir() if not p.name.startswith(artifact.manifest["layers"][0]["digest"].removeprefix("sha256:"))] == []
+    assert _blobs(store) == set()
+    # What doctor --repair is for after any kill of a fetch (tests/support/crash.py): that partial, left journal-less
+    # by the layer's commit, and the dead process's lock of it.
+    repaired = run_cli(store, "doctor", "--repair")
+    assert repaired.code == 0, repaired.out
+    assert [p.name for p in (store / "ingest").iterdir()] == []
+    again = run_cli(store, "fetch", "--retries", "0", "--remote", server.url, ref, timeout=300)
+    assert again.code == 0, again.err
+    assert read_tree(Path(again.out.strip())) == {m.name: m.data for m in members}
 
 
 # -- the Python API ------------------------------------------------------------------------------
