@@ -340,8 +340,9 @@ class Store:
         """The manifest ``ref`` designates on ``remote``, as ``info`` reports one of the store's: each file's path, digest and size, and ``present``, whether this store holds it already (what a fetch would not download).
 
         Reads the remote's index.json and the manifest only, never a file's
-        blob; the manifest is checked as fetch checks it. ``ca_bundle`` and
-        ``timeout`` as fetch_all's.
+        blob, except a model's tar layers, whose files are known only from
+        their bytes (spec/manifest.md#tar-layers); the manifest is checked as
+        fetch checks it. ``ca_bundle`` and ``timeout`` as fetch_all's.
         """
         from .catalog import remote_info
 
