@@ -479,12 +479,7 @@ class Tally:
         lines.append(f"| **all** | | | **{self.total}** | " + " | ".join(cells) + f" | {self.total - self.count('reruns failed')} | {sum(self.missed.values())} |")
         lines.append("")
         aimed, whole = self.aimed, total - self.aimed
-        lines.append(
-            f"{self.landed('working')} of {self.total} kills ({_share(self.landed('working'), self.total)}) landed while the command worked: "
-            f"{_in_phase(aimed, 'working')} of the {sum(aimed.values())} aimed at the work ({_share(_in_phase(aimed, 'working'), sum(aimed.values()))}; "
-            f"{_in_phase(aimed, 'after its effect')} after its effect), {_in_phase(whole, 'working')} of the {sum(whole.values())} drawn over the whole run "
-            f"({_share(_in_phase(whole, 'working'), sum(whole.values()))}; {_in_phase(whole, 'start-up')} in start-up)."
-        )
+        lines.append(f"{_where(total, 'kills')} landed while the command worked: {_where(aimed, 'aimed at the work')}, {_where(whole, 'drawn over the whole run')}.")
         lines.append("")
         lines.append(
             f"{self.total} kills: {self.count('doctor')} runs of doctor --repair that did not end healthy, {self.count('lost names')} lost names, {self.count('corrupt blobs')} corrupt or missing blobs, "
@@ -498,8 +493,11 @@ def _in_phase(counts: Counter, phase: str) -> int:
     return sum(counts[s] for s in STEPS) if phase == "working" else counts[phase]
 
 
-def _share(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.0f}%" if whole else "-"
+def _where(counts: Counter, what: str) -> str:
+    """How many of ``counts`` landed while working, and where the others did."""
+    kills, working = sum(counts.values()), _in_phase(counts, "working")
+    share = f"{100 * working / kills:.0f}%" if kills else "-"
+    return f"{working} of {kills} {what} ({share}; {counts[PHASES[0]]} in start-up, {counts[PHASES[2]]} after its effect)"
 
 
 def _work_started(world: World, command: Command, child: subprocess.Popen[bytes], marks: list) -> bool:
