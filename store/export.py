@@ -14,14 +14,17 @@ import fnmatch
 import os
 import re
 import stat
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 from .errors import StorageError, UsageError, from_os_error
-from .fs.atomic import private_name
+from .fs.atomic import owner_pid, private_name
 from .fs.bounded import open_regular
 from .fs.clone import CANNOT_CLONE, clone, copy
+from .fs.locks import dead_here, silent_for
+from .local.leases import STALE_AFTER
 from .model import LINK_MODES
 from .oci.huggingface import git_blob_hasher
 from .oci.manifest import ModelFile
@@ -465,13 +468,33 @@ def _write_ref(dir_fd: int, name: str, commit: str) -> tuple[bool, str | None]:
     return True, previous
 
 
+def _sweep(dir_fd: int, now: float) -> None:
+    """Remove what killed exports left in a directory export writes in the cache: their files under a private name, once their writer is gone.
+
+    The rule gc applies to the store's own temporary files (its pid runs no
+    more on this host, or it has been silent for STALE_AFTER); the cache is
+    the user's and huggingface_hub's, and nothing else would ever remove them.
+    """
+    for name in os.listdir(dir_fd):
+        pid = owner_pid(name)
+        if not name.startswith(".") or pid is None:
+            continue
+        try:
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) and (dead_here(pid) or silent_for(info.st_mtime, now) > STALE_AFTER):
+            _unlink(dir_fd, name)
+
+
 def export_hf_cache(files: tuple[ModelFile, ...], blob_path, cache: Path, origin: HubOrigin, revision: str | None, mode: str = "auto") -> HfExported:
     """The model's ``files`` as huggingface_hub caches the repository ``origin`` under ``cache``; ``revision``'s ref names its commit.
 
     blobs/ holds each file under its etag, made from the store's blob by
     ``mode`` (auto: reflink, else hardlink, else symlink); snapshots/COMMIT/PATH
     is a relative link to it, as huggingface_hub makes them. What is already
-    there and right is left as it is. No link below ``cache`` is followed.
+    there and right is left as it is; what a killed export left in the
+    directories it writes goes (``_sweep``). No link below ``cache`` is followed.
     """
     if mode not in LINK_MODES:
         raise UsageError(f"unknown link mode {mode!r}", f"use one of {', '.join(LINK_MODES)}")
@@ -483,16 +506,24 @@ def export_hf_cache(files: tuple[ModelFile, ...], blob_path, cache: Path, origin
     with _Tree(cache) as tree:
         try:
             blobs = tree.directory(f"{folder}/blobs")
+            written = {blobs}
             for f, name in zip(files, names, strict=True):
                 src = blob_path(f.digest)
                 how = "kept" if _same_blob(blobs, name, src) else _place(src, blobs, cache / folder / "blobs" / name, mode, _HF_TRIES.get(mode))
                 parent, _, base = f.path.rpartition("/")
-                _replace_link(tree.directory(f"{snapshot}/{parent}" if parent else snapshot), base, "../" * (2 + f.path.count("/")) + "blobs/" + name)
+                links = tree.directory(f"{snapshot}/{parent}" if parent else snapshot)
+                written.add(links)
+                _replace_link(links, base, "../" * (2 + f.path.count("/")) + "blobs/" + name)
                 done.append((f.path, how))
             if revision is not None and revision != origin.commit:
                 parent, _, base = f"refs/{revision}".rpartition("/")
-                _, previous = _write_ref(tree.directory(f"{folder}/{parent}"), base, origin.commit)
+                refs = tree.directory(f"{folder}/{parent}")
+                written.add(refs)
+                _, previous = _write_ref(refs, base, origin.commit)
                 ref = revision
+            now = time.time()
+            for fd in written:
+                _sweep(fd, now)
             for fd in tree.opened():
                 os.fsync(fd)
         except OSError as err:

@@ -1,5 +1,6 @@
 """The crash campaign (issue 16, Tests): add, fetch (from real nginx), gc, rm, lock, sync and export, each a child process
-killed with SIGKILL at a seeded instant of its measured duration; after every kill nothing verified is lost, no blob is
+killed with SIGKILL at a seeded instant, most of them aimed at the command's work (from its first lock or write to its
+exit) and the rest drawn over its whole measured run, start-up included; after every kill nothing verified is lost, no blob is
 corrupt, every name resolves to the same bytes, and a rerun of the killed command succeeds.
 
 This default run kills 42 children; ``scripts/torture --kills N`` runs as many as asked and prints the figures the
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.crash import COMMANDS, PHASES, World, run_campaign
+from tests.support.crash import COMMANDS, STEPS, World, run_campaign
 from tests.support.nginx import Nginx
 
 KILLS = 42
@@ -33,5 +34,7 @@ def test_every_command_survives_kill_minus_9_anywhere(tmp_path: Path, nginx: Ngi
     assert problems == {}, f"seed {SEED}:\n{tally.markdown()}\n{problems}"
     assert tally.total == KILLS
     assert set(tally.kills) == set(COMMANDS), "every command was killed at least once"
-    # Kills land in the middle of writing too, not only in start-up: the instants are drawn over the whole run.
-    assert sum(counts[phase] for counts in tally.kills.values() for phase in PHASES[1:4]) > 0, tally.markdown()
+    # Most kills land while the command works, not in its start-up (Python, imports, parsing), which a kill at an
+    # instant drawn over the whole run mostly hit (some 70% of them, on these small models); and some cut a write.
+    assert tally.landed("working") > KILLS // 2, tally.markdown()
+    assert sum(counts[step] for counts in tally.kills.values() for step in STEPS[1:]) > 0, tally.markdown()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,47 @@ def test_a_model_not_from_the_hub_needs_a_repository(hf_client: HfClient, tmp_pa
         found = hf_client.call("hf_hub_download", "me/Local", path, home=tmp_path / "hf", local_files_only=True)
         assert Path(found).read_bytes() == data
     assert [r.export for r in store.roots()] == [True]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def _leave_killed_exports_debris(hub: Path, snapshot: str, blob: str, pid: int) -> list[Path]:
+    """What exports killed at each of their writes leave under a private name: a blob half copied, a snapshot link and a ref not yet renamed."""
+    repo = hub / "models--me--Local"
+    left = [repo / "blobs" / f".{blob}.{pid}-0123456789abcdef.tmp", repo / "snapshots" / snapshot / "sub" / f".w.bin.{pid}-0123456789abcdef.tmp", repo / "refs" / f".main.{pid}-0123456789abcdef.tmp"]
+    left[0].write_bytes(b"\x01" * 100)
+    left[1].symlink_to(f"../../../blobs/{blob}")
+    left[2].write_text(snapshot)
+    return left
+
+
+def test_an_export_removes_what_killed_exports_left_in_the_cache(tmp_path: Path) -> None:
+    # Found by the crash campaign: an export killed between making a snapshot link under its private name and renaming it
+    # left the link in the snapshot, and a rerun that succeeded left it there; so a blob half copied by --link copy.
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "w.bin").write_bytes(b"\x01" * 4096)
+    store = Store.init(tmp_path / "store")[0]
+    store.add("local:v1", source)
+    hub = tmp_path / "hf" / "hub"
+    done = store.export_hf_cache("local:v1", hub, "copy", repo="me/Local")
+    blob = os.readlink(done.snapshot / "sub" / "w.bin").rsplit("/", 1)[1]
+    live = hub / "models--me--Local" / "blobs" / f".{blob}.{os.getpid()}-0123456789abcdef.tmp"  # an export at work now
+    live.write_bytes(b"")
+    (hub / "models--me--Local" / "blobs" / ".keep").write_bytes(b"")  # not an export's name
+    expected = set(_tree(hub))
+    left = _leave_killed_exports_debris(hub, done.snapshot.name, blob, _dead_pid())
+    exported = run_cli(tmp_path / "store", "export", "local:v1", "--layout", "hf-cache", "--cache-dir", hub, "--repo", "me/Local", "--link", "copy")
+    assert exported.code == 0, exported.err
+    assert [p for p in left if os.path.lexists(p)] == [] and set(_tree(hub)) == expected
+
+    left = _leave_killed_exports_debris(hub, done.snapshot.name, blob, _dead_pid())
+    store.export_hf_cache("local:v1", hub, "copy", repo="me/Local")
+    assert [p for p in left if os.path.lexists(p)] == [] and set(_tree(hub)) == expected
 
 
 def test_export_hf_cache_through_the_api_honours_the_environment(olah: Olah, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
