@@ -207,9 +207,13 @@ def _may_carry_secrets(url: str) -> bool:
 
 
 def _realm(refused: Unauthorized, params: Mapping[str, str]) -> str:
-    """The challenge's realm, an http(s) URL; ``refused`` itself if it names none."""
+    """The challenge's realm, an http(s) URL; ``refused`` itself if it names none, or one no parser reads."""
     realm = params.get("realm", "")
-    split = urlsplit(realm)
+    try:
+        split = urlsplit(realm)
+        split.port  # noqa: B018 - read for its check: a port past 65535, or no number, raises
+    except ValueError:  # http://[::1, http://host:99999: the registry's answer is as malformed as a challenge without a realm
+        raise refused from None
     if split.scheme not in ("http", "https") or not split.hostname:
         raise refused
     return realm

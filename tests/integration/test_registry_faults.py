@@ -17,6 +17,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import assert_error, run_cli
 from tests.support.fault_server import Fault, FaultServer, registry_layout
 from tests.support.registry import OCI_MANIFEST, Registry
@@ -141,4 +143,22 @@ def test_a_manifest_whose_bytes_are_not_the_digest_asked_for_is_exit_5(fault_ser
     server.headers[by_digest] = {"Content-Type": OCI_MANIFEST}
     message = assert_error(run_cli(tmp_path / "store", "fetch", "--remote", _remote(server), f"model@{LAYOUT.manifest}"), 5)
     assert f"hash to sha256:{hashlib.sha256(replaced).hexdigest()}, not {LAYOUT.manifest} as asked for" in message
+    assert run_cli(tmp_path / "store", "list").out == ""
+
+
+# -- a challenge whose realm no parser reads ---------------------------------------------
+
+
+@pytest.mark.parametrize("realm", ["http://[::1", "http://127.0.0.1:99999/token", "http://127.0.0.1:-1/token"])
+def test_a_challenge_whose_realm_does_not_parse_leaves_the_401_standing(fault_server, tmp_path: Path, realm: str) -> None:
+    """A realm that is no readable http(s) URL is as good as none (spec/fetching.md#authentication): exit 4 with the 401,
+    not an internal error (http://[::1, which urlsplit refuses) nor a redirect that was never made (a port past 65535)."""
+    challenge = f'Bearer realm="{realm}",service="registry",scope="repository:team/model:pull"'.encode()
+    refused = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: " + challenge + b"\r\nContent-Length: 0\r\n\r\n"
+    server = fault_server(LAYOUT).fail(Fault(path=TAG_PATH, raw=refused, times=None))
+    result = run_cli(tmp_path / "store", "fetch", "--remote", _remote(server), "model:v1")
+    message = assert_error(result, 4)
+    assert message.endswith(f"{TAG_PATH}: HTTP 401 Unauthorized"), message
+    assert "docker login" in result.err
+    assert not server.requests_for("/token")
     assert run_cli(tmp_path / "store", "list").out == ""
