@@ -268,6 +268,82 @@ def test_a_huge_history_is_read_from_its_end_only(tmp_path: Path, model: Path) -
     assert store.origin("a:v1").sources == (str(model),)  # type: ignore[union-attr]
 
 
+def _line(name: str, pad: int = 0, **members: object) -> bytes:
+    """A record's line for ``name``, as a writer writes it (its LF included), its one source ``pad`` characters long, ``members`` replaced."""
+    doc = new_record("add", name, name, None, ["s" * pad], 7, 0.5, None).to_json()
+    return json.dumps({**doc, **members}, separators=(",", ":")).encode() + b"\n"
+
+
+def _logged(store: Path) -> list[str]:
+    result = run_cli(store, "--json", "log")
+    assert result.code == 0, result.err
+    text = run_cli(store, "log")
+    assert text.code == 0 and text.err == "", text.err
+    return [r["name"] for r in json.loads(result.out)["records"]]
+
+
+def test_log_reads_the_last_read_max_bytes_and_drops_the_line_the_bound_cuts(tmp_path: Path) -> None:
+    """A current history over READ_MAX (no writer came to rotate it): the records in its last 8 MiB only; the line the
+    bound cuts is dropped even where its tail is a whole record, and a line over RECORD_MAX between them is skipped."""
+    store = tmp_path / "store"
+    Store(store)
+    old, cut, new = _line("old:v1"), _line("cut:v1"), _line("new:v1")
+    long_line = b"#" * (history.READ_MAX - len(cut) - len(new) - 1) + b"\n"  # 8 MiB of one line, far over RECORD_MAX
+    window = cut + long_line + new
+    assert len(window) == history.READ_MAX
+    # The bound falls where cut:v1's record begins, inside a line that began with "x" before it.
+    store.joinpath("meta", "history.jsonl").write_bytes(old + b"x" * 100 + window)
+    assert _logged(store) == ["new:v1"]
+    # One byte more in the window: the bound falls on the "x", and the line it cuts is no record anyway.
+    store.joinpath("meta", "history.jsonl").write_bytes(old + b"x" * 100 + window + _line("last:v1"))
+    assert _logged(store) == ["new:v1", "last:v1"]
+
+
+def test_a_line_of_record_max_with_its_lf_is_read_and_one_byte_longer_skipped(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    Store(store)
+    bare = len(_line("max:v1"))
+    at_max, over = _line("max:v1", history.RECORD_MAX - bare), _line("ovr:v1", history.RECORD_MAX - bare + 1)
+    assert (len(at_max), len(over)) == (history.RECORD_MAX, history.RECORD_MAX + 1)
+    store.joinpath("meta", "history.jsonl").write_bytes(at_max + over + _line("after:v1"))
+    assert _logged(store) == ["max:v1", "after:v1"]
+    # What the writer would not write, it does not: the same longest line is appended, one more byte is not.
+    layout = Store(store).layout
+    for pad, name in ((history.RECORD_MAX - bare, "max:v2"), (history.RECORD_MAX - bare + 1, "ovr:v2")):
+        append(layout, [new_record("add", name, name, None, ["s" * pad], 7, 0.5, None)])
+    assert _logged(store) == ["max:v1", "after:v1", "max:v2"]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param(b"[" * 8000 + b"]" * 8000, id="nested-within-16-KiB"),
+        pytest.param(_line("x:v1", bytes=10**400).rstrip(), id="bytes-past-a-float"),
+        pytest.param(_line("x:v1", bytes=10**18, seconds=1e-300).rstrip(), id="rate-past-a-float"),
+        pytest.param(_line("x:v1").replace(b'"seconds":0.5', b'"seconds":NaN').rstrip(), id="seconds-nan"),
+        pytest.param(_line("x:v1").replace(b'"seconds":0.5', b'"seconds":1e999').rstrip(), id="seconds-infinite"),
+        pytest.param(_line("x:v1", seconds=-1).rstrip(), id="seconds-negative"),
+        pytest.param(_line("x:v1", exit=-1).rstrip(), id="exit-negative"),
+        pytest.param(_line("x:v1", pid=1 << 64).rstrip(), id="pid-past-int64"),
+        pytest.param(_line("x:v1", sources="abc").rstrip(), id="sources-a-string"),
+        pytest.param(_line("x:v1", bytes=True).rstrip(), id="bytes-a-boolean"),
+        pytest.param(_line("x:v1", v=2).rstrip(), id="another-version"),
+        pytest.param(b"\0" * 300, id="nul"),
+        pytest.param(b"\xff\xfe{", id="not-utf8"),
+        pytest.param(b'{"v":1}', id="members-missing"),
+    ],
+)
+def test_log_skips_a_line_that_is_no_record_and_shows_the_others(tmp_path: Path, model: Path, garbage: bytes) -> None:
+    store = tmp_path / "store"
+    assert run_cli(store, "add", "a:v1", model).code == 0
+    with open(store / "meta" / "history.jsonl", "ab") as f:
+        f.write(garbage + b"\n")
+    assert run_cli(store, "add", "b:v1", model).code == 0
+    assert _logged(store) == ["a:v1", "b:v1"]
+    shown = run_cli(store, "show", "b:v1")
+    assert shown.code == 0 and f"source: added from {model}" in shown.out, shown.out + shown.err
+
+
 def test_a_read_only_store_writes_no_history(tmp_path: Path, model: Path) -> None:
     from tests.support.privileges import bound_by_permissions
 
