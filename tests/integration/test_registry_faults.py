@@ -162,3 +162,16 @@ def test_a_challenge_whose_realm_does_not_parse_leaves_the_401_standing(fault_se
     assert "docker login" in result.err
     assert not server.requests_for("/token")
     assert run_cli(tmp_path / "store", "list").out == ""
+
+
+def test_a_token_service_that_is_not_there_is_exit_4_not_a_model_missing(fault_server, tmp_path: Path) -> None:
+    """The realm answers 404: the registry's token service is broken (exit 4), the model is not missing (exit 3 said "no remote has model:v1")."""
+    server = fault_server(LAYOUT)
+    challenge = f'Bearer realm="{server.url}/token",service="registry",scope="repository:team/model:pull"'.encode()
+    refused = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: " + challenge + b"\r\nContent-Length: 0\r\n\r\n"
+    server.fail(Fault(path=TAG_PATH, raw=refused, times=None), Fault(path="/token", status=404, times=None))
+    for command in (("fetch", "--remote", _remote(server), "model:v1"), ("show", "--remote", _remote(server), "model:v1")):
+        result = run_cli(tmp_path / "store", *command)
+        message = assert_error(result, 4)
+        assert message == f"{server.url}/token: not found on the remote (HTTP 404): the registry's token service is not there", message
+    assert run_cli(tmp_path / "store", "list").out == ""
