@@ -16,7 +16,7 @@ import fnmatch
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode
@@ -32,7 +32,7 @@ from ..oci.reference import Reference
 from .auth import Bearer
 from .base import Action, Resolution, classify, nothing
 from .min_rate import MinRate
-from .transport import HttpStream, Transport
+from .transport import MAX_PAGES, HttpStream, Transport, next_page
 
 __all__ = ["HubSpec", "HubSource", "parse_hub", "DEFAULT_ENDPOINT"]
 
@@ -44,9 +44,7 @@ _SEPARATORS = re.compile(r"[._-]{2,}")
 _NOT_TAG = re.compile(r"[^A-Za-z0-9._-]")
 _TAG_FIRST = re.compile(r"[A-Za-z0-9_]")
 _LISTING_MAX = 64 << 20  # one page of a tree listing: a repository of 100,000 files
-_MAX_PAGES = 1000
 _TOKEN_MAX = 4096
-_NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 _NOT_FOUND = frozenset({"RepoNotFound", "RevisionNotFound", "EntryNotFound"})
 _ACCESS_HINT = "the repository is gated or private: accept its terms on the Hub, then set HF_TOKEN or log in with 'hf auth login' (token file $HF_HOME/token)"
 
@@ -179,10 +177,10 @@ class HubSource:
     def _api(self, path: str) -> str:
         return f"{self._endpoint}/api/models/{self.spec.repo}/{path}"
 
-    def _json(self, url: str, cap: int) -> tuple[object, dict[str, str]]:
+    def _json(self, url: str, cap: int) -> tuple[object, Mapping[str, str]]:
         data, headers = self._get(url, cap)
         try:
-            return json.loads(data), dict(headers)
+            return json.loads(data), headers
         except (ValueError, RecursionError):
             raise NetworkError(f"{url}: not the Hub's JSON", "check HF_ENDPOINT: it must be the Hub or a mirror of its API") from None
 
@@ -215,16 +213,18 @@ class HubSource:
         """Every file at ``commit``, over every page of the listing."""
         url = self._api(f"tree/{commit}/?recursive=true")
         out: list[_Entry] = []
-        for _ in range(_MAX_PAGES):
+        read: set[str] = set()
+        for _ in range(MAX_PAGES):
             doc, headers = self._json(url, _LISTING_MAX)
             if not isinstance(doc, list):
                 raise NetworkError(f"{url}: not a file listing", "check HF_ENDPOINT: it must be the Hub or a mirror of its API")
             out += [e for item in doc if (e := _entry(item, url)) is not None]
-            following = _NEXT.search(headers.get("Link", headers.get("link", "")))
+            read.add(url)
+            following = next_page(url, headers, read)
             if following is None:
                 return out
-            url = following.group(1)
-        raise NetworkError(f"{url}: more than {_MAX_PAGES} pages of files", "the listing does not end")
+            url = following
+        raise NetworkError(f"{url}: more than {MAX_PAGES} pages of files", "the listing does not end")
 
     def _file_url(self, commit: str, path: str) -> str:
         return f"{self._endpoint}/{self.spec.repo}/resolve/{commit}/{quote(path)}"
