@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 import urllib3
 
 from ..errors import IntegrityError, InvalidManifest, NetworkError, NotFound, StoreError, UsageError
-from ..oci.descriptor import MANIFEST_TYPE, Descriptor
+from ..oci.descriptor import MANIFEST_TYPE, MAX_SIZE, Descriptor
 from ..oci.digest import Digest, InvalidDigest, parse_digest, sha256_of
 from ..oci.huggingface import COMMIT, REPO_PART, git_blob_sha1, hub_manifest
 from ..oci.manifest import MAX_MANIFEST_BYTES, ModelFile, check_model_paths
@@ -268,7 +268,7 @@ def _entry(item: object, url: str) -> _Entry | None:
         return None
     if isinstance(item, dict) and item.get("type") == "file":
         path, size, oid, lfs = item.get("path"), item.get("size"), item.get("oid"), item.get("lfs")
-        if isinstance(path, str) and type(size) is int and size >= 0 and isinstance(oid, str) and COMMIT.fullmatch(oid):
+        if isinstance(path, str) and type(size) is int and 0 <= size <= MAX_SIZE and isinstance(oid, str) and COMMIT.fullmatch(oid):
             if lfs is None:
                 return _Entry(path, size, oid, None)
             if isinstance(lfs, dict) and lfs.get("size") == size:
