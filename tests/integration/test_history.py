@@ -340,6 +340,7 @@ def test_log_skips_a_line_that_is_no_record_and_shows_the_others(tmp_path: Path,
         f.write(garbage + b"\n")
     assert run_cli(store, "add", "b:v1", model).code == 0
     assert _logged(store) == ["a:v1", "b:v1"]
+    assert [r.name for r in Store(store).history()] == ["a:v1", "b:v1"]  # the Python API reads the same
     shown = run_cli(store, "show", "b:v1")
     assert shown.code == 0 and f"source: added from {model}" in shown.out, shown.out + shown.err
 
