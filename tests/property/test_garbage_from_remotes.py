@@ -13,8 +13,10 @@ blobs/, and the model the store held before is untouched.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tomllib
@@ -261,6 +263,21 @@ TOKEN = b'{"token": "tok-0123456789", "expires_in": 300}'
 CHALLENGED = {"token challenge (manifest)": "/v2/team/model/manifests/v1", "token challenge (blob)": REGISTRY.blob_path(MODEL["w.bin"])}
 
 
+PASSWORD = "garbage-campaign-password"
+
+
+@contextlib.contextmanager
+def _login(directory: Path, server: FaultServer, login: bool) -> Iterator[None]:
+    """A Docker config that holds ann's password for ``server`` if ``login``, else none."""
+    directory.mkdir()
+    if login:
+        auth = base64.b64encode(f"ann:{PASSWORD}".encode()).decode()
+        (directory / "config.json").write_text(json.dumps({"auths": {f"127.0.0.1:{server.port}": {"auth": auth}}}))
+    with mock.patch.dict(os.environ, {"DOCKER_CONFIG": str(directory)}):
+        os.environ.pop("ODAI_STORE_REGISTRY_AUTH", None)
+        yield
+
+
 def _challenge(server: FaultServer) -> bytes:
     return b'Bearer realm="%s%s",service="fault-server",scope="repository:team/model:pull"' % (server.url.encode(), TOKEN_PATH.encode())
 
@@ -273,7 +290,8 @@ def test_garbage_from_a_registry_token_service(template: Path, form: str, data: 
     endpoint's answer to an honest one. The registry serves whoever comes back with a token."""
     command = data.draw(st.sampled_from(COMMANDS), label="command")
     times = data.draw(st.sampled_from([1, None]), label="times")
-    with scratch_dir() as tmp, FaultServer(REGISTRY, {**CATALOG, TOKEN_PATH: TOKEN}) as server, _no_waiting():
+    login = data.draw(st.booleans(), label="with a registry login")  # which goes to the realm, if to anyone
+    with scratch_dir() as tmp, FaultServer(REGISTRY, {**CATALOG, TOKEN_PATH: TOKEN}) as server, _no_waiting(), _login(Path(tmp, "docker"), server, login):
         store, lockfile = Path(tmp, "store"), Path(tmp, "odai.lock")
         shutil.copytree(template, store, symlinks=True)
         honest = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n" % _challenge(server)  # a raw answer ends its connection: said, so none races it
@@ -289,3 +307,4 @@ def test_garbage_from_a_registry_token_service(template: Path, form: str, data: 
         result = run_in_process(store, "--timeout", "30", *args)
         tally(form, result.code)
         _check(store, lockfile, command, result, before, ref)
+        assert PASSWORD not in result.out + result.err and base64.b64encode(f"ann:{PASSWORD}".encode()).decode() not in result.out + result.err
