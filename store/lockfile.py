@@ -13,7 +13,8 @@ import tomllib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from .errors import InvalidReference, LockfileError, UsageError
+from .errors import InvalidManifest, InvalidReference, LockfileError, UsageError
+from .oci.descriptor import MAX_SIZE
 from .oci.digest import Digest, InvalidDigest, parse_digest
 from .oci.manifest import Manifest, ModelFile, check_model_paths
 from .oci.reference import Reference, parse_reference
@@ -82,6 +83,9 @@ class Pin(NamedTuple):
     def of(cls, ref: Reference, remote: str, digest: Digest, manifest: Manifest, source: str | None = None) -> "Pin":
         """The pin of ``ref``, a NAME:TAG reference, resolved on ``remote`` to ``digest`` (read from the manifest ``source``, if given)."""
         assert ref.tag is not None  # lock refuses digest references first (lock._tags_only)
+        for f in manifest.files:
+            if f.size > MAX_SIZE:  # a remote's manifest says so; written, it would be no TOML integer
+                raise InvalidManifest(f"{remote}: {ref} lists {f.path} of {f.size} bytes, more than a lockfile can pin (2^63 - 1)", "the remote's manifest is wrong; tell its owner")
         files = tuple(sorted(PinnedFile(f.path, f.digest, f.size) for f in manifest.files))
         return cls(ref.name, ref.tag, remote, digest, files, source)
 
@@ -161,7 +165,7 @@ def _pin(entry: object, where: str) -> Pin:
             PinnedFile(f["path"], parse_digest(f["digest"]), f["size"])
             for f in files
         )
-        if any(type(f.size) is not int or f.size < 0 or not isinstance(f.path, str) for f in pinned):
+        if any(type(f.size) is not int or not 0 <= f.size <= MAX_SIZE or not isinstance(f.path, str) for f in pinned):
             raise TypeError
         check_model_paths([f.path for f in pinned])
         source = entry.get("source")

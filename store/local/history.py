@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -35,7 +36,8 @@ __all__ = ["HISTORY_VERSION", "READ_MAX", "ROTATE_AT", "Record", "append", "enco
 HISTORY_VERSION = 1
 ROTATE_AT = 4 << 20  # bytes: about 10,000 records per file
 READ_MAX = 8 << 20  # bytes read from the end of each file: twice ROTATE_AT, for the appends that race a rotation
-RECORD_MAX = 16 << 10  # a line longer than this is neither written nor read
+RECORD_MAX = 16 << 10  # a line longer than this, its LF included, is neither written nor read
+_COUNT_MAX = (1 << 63) - 1  # bytes, exit, pid and uid: what a signed 64-bit integer holds, as a writer's never exceed
 
 
 class Record(NamedTuple):
@@ -75,16 +77,16 @@ def encode_record(record: Record) -> bytes:
 
 
 def parse_record(line: bytes) -> Record | None:
-    """The record a line holds; None for a line that is torn, damaged, too long or of another version."""
-    if len(line) > RECORD_MAX:
+    """The record a line holds (with or without its LF); None for a line that is torn, damaged, too long or of another version."""
+    if len(line.removesuffix(b"\n")) >= RECORD_MAX:  # RECORD_MAX counts the LF
         return None
     try:
         doc = json.loads(line)
-        if not isinstance(doc, dict) or doc.get("v") != HISTORY_VERSION:
+        if not isinstance(doc, dict) or doc.get("v") != HISTORY_VERSION or type(doc.get("sources")) is not list:
             return None
         record = Record(*(doc[field] for field in Record._fields))
         record = record._replace(sources=tuple(record.sources))
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting within the 16 KiB
         return None
     strings = (record.time, record.command, record.reference, record.outcome, *record.sources)
     optional = (record.name, record.digest, record.error)
@@ -92,8 +94,12 @@ def parse_record(line: bytes) -> Record | None:
     if not (
         all(type(s) is str for s in strings)
         and all(s is None or type(s) is str for s in optional)
-        and all(type(n) is int for n in counts)
+        and all(type(n) is int and 0 <= n <= _COUNT_MAX for n in counts)
         and type(record.seconds) in (int, float)
+        # NaN and Infinity (json reads them, and 1e999 as Infinity) are no JSON numbers, and a rate of
+        # bytes over a tiny seconds no float holds: log and --json could not print them.
+        and 0 <= record.seconds < math.inf
+        and (record.seconds == 0 or math.isfinite(record.bytes / record.seconds))
     ):
         return None
     return record._replace(seconds=float(record.seconds))

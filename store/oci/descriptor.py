@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 from .digest import Digest, parse_digest
 
-__all__ = ["Descriptor", "string_map", "MANIFEST_TYPE", "INDEX_TYPE", "DOCKER_MANIFEST_TYPE", "DOCKER_LIST_TYPE", "EMPTY_TYPE", "EMPTY_DESCRIPTOR", "EMPTY_BYTES"]
+__all__ = ["Descriptor", "string_map", "MAX_SIZE", "MANIFEST_TYPE", "INDEX_TYPE", "DOCKER_MANIFEST_TYPE", "DOCKER_LIST_TYPE", "EMPTY_TYPE", "EMPTY_DESCRIPTOR", "EMPTY_BYTES"]
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -15,6 +15,10 @@ EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 DOCKER_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
 EMPTY_BYTES = b"{}"
+# The OCI descriptor's size is an int64, as a TOML integer (a lockfile's size) is. Not checked by from_json, whose
+# every caller must agree with index.json's fast reader; a size past it is refused where a remote states one and a
+# lockfile would pin it (the Hub's listing, lock).
+MAX_SIZE = (1 << 63) - 1
 
 
 class Descriptor(NamedTuple):

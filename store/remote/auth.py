@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Protocol
 from urllib.parse import urlencode, urlsplit
 
-from ..errors import NetworkError
+from ..errors import NetworkError, NotFound
 from .credentials import is_loopback
 from .registry_credentials import Login
 
@@ -36,6 +36,7 @@ _PARAM = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*(?:"((?:[^"\\]|\\.
 # What a token endpoint may give: visible ASCII, so that the token cannot end the header's line.
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 _FORM: Mapping[str, str] = MappingProxyType({"Content-Type": "application/x-www-form-urlencoded"})
+_NO_SERVICE_HINT = "the registry's challenge names a token service that is not there; check the remote URL, or tell the registry's operator"
 _PLAIN_HINT = "a registry spoken to over plain http (--insecure-registry) gets no login; serve it over https"
 # Who asks, in the OAuth2 form: the token service may log it, and tells clients apart by it.
 _CLIENT_ID = "odai-store"
@@ -178,13 +179,17 @@ class TokenService:
             if login is not None and not _may_carry_secrets(url):
                 raise NetworkError(f"not sending the registry login to the token service {url}: not https", "the registry's token service must be served over https")
             asked = [(key, params[key]) for key in ("service", "scope") if key in params]
-            if login is not None and login.identity_token:
-                # OAuth2 (the Docker token spec): the refresh token is exchanged for an access token, in a POST's body, never a URL.
-                form = urlencode([("grant_type", "refresh_token"), ("refresh_token", login.secret), *asked, ("client_id", _CLIENT_ID)])
-                answer = get(url, _FORM, form.encode())
-            else:
-                url = _with_query(url, asked)
-                answer = get(url, {"Authorization": _basic(login)} if login is not None else _NOTHING)
+            try:
+                if login is not None and login.identity_token:
+                    # OAuth2 (the Docker token spec): the refresh token is exchanged for an access token, in a POST's body, never a URL.
+                    form = urlencode([("grant_type", "refresh_token"), ("refresh_token", login.secret), *asked, ("client_id", _CLIENT_ID)])
+                    answer = get(url, _FORM, form.encode())
+                else:
+                    url = _with_query(url, asked)
+                    answer = get(url, {"Authorization": _basic(login)} if login is not None else _NOTHING)
+            except NotFound as err:
+                # The realm is the registry's to name: one that is not there is the registry's fault, not a model missing (exit 3).
+                raise NetworkError(f"{err.message}: the registry's token service is not there", _NO_SERVICE_HINT) from None
             token = _read_token(answer, url)
             self._headers = MappingProxyType({"Authorization": f"Bearer {token}"})
 
@@ -207,9 +212,13 @@ def _may_carry_secrets(url: str) -> bool:
 
 
 def _realm(refused: Unauthorized, params: Mapping[str, str]) -> str:
-    """The challenge's realm, an http(s) URL; ``refused`` itself if it names none."""
+    """The challenge's realm, an http(s) URL; ``refused`` itself if it names none, or one no parser reads."""
     realm = params.get("realm", "")
-    split = urlsplit(realm)
+    try:
+        split = urlsplit(realm)
+        split.port  # noqa: B018 - read for its check: a port past 65535, or no number, raises
+    except ValueError:  # http://[::1, http://host:99999: the registry's answer is as malformed as a challenge without a realm
+        raise refused from None
     if split.scheme not in ("http", "https") or not split.hostname:
         raise refused
     return realm

@@ -16,7 +16,7 @@ import fnmatch
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode
@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 import urllib3
 
 from ..errors import IntegrityError, InvalidManifest, NetworkError, NotFound, StoreError, UsageError
-from ..oci.descriptor import MANIFEST_TYPE, Descriptor
+from ..oci.descriptor import MANIFEST_TYPE, MAX_SIZE, Descriptor
 from ..oci.digest import Digest, InvalidDigest, parse_digest, sha256_of
 from ..oci.huggingface import COMMIT, REPO_PART, git_blob_sha1, hub_manifest
 from ..oci.manifest import MAX_MANIFEST_BYTES, ModelFile, check_model_paths
@@ -32,7 +32,7 @@ from ..oci.reference import Reference
 from .auth import Bearer
 from .base import Action, Resolution, classify, nothing
 from .min_rate import MinRate
-from .transport import HttpStream, Transport
+from .transport import MAX_PAGES, HttpStream, Transport, next_page
 
 __all__ = ["HubSpec", "HubSource", "parse_hub", "DEFAULT_ENDPOINT"]
 
@@ -44,9 +44,7 @@ _SEPARATORS = re.compile(r"[._-]{2,}")
 _NOT_TAG = re.compile(r"[^A-Za-z0-9._-]")
 _TAG_FIRST = re.compile(r"[A-Za-z0-9_]")
 _LISTING_MAX = 64 << 20  # one page of a tree listing: a repository of 100,000 files
-_MAX_PAGES = 1000
 _TOKEN_MAX = 4096
-_NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 _NOT_FOUND = frozenset({"RepoNotFound", "RevisionNotFound", "EntryNotFound"})
 _ACCESS_HINT = "the repository is gated or private: accept its terms on the Hub, then set HF_TOKEN or log in with 'hf auth login' (token file $HF_HOME/token)"
 
@@ -179,10 +177,10 @@ class HubSource:
     def _api(self, path: str) -> str:
         return f"{self._endpoint}/api/models/{self.spec.repo}/{path}"
 
-    def _json(self, url: str, cap: int) -> tuple[object, dict[str, str]]:
+    def _json(self, url: str, cap: int) -> tuple[object, Mapping[str, str]]:
         data, headers = self._get(url, cap)
         try:
-            return json.loads(data), dict(headers)
+            return json.loads(data), headers
         except (ValueError, RecursionError):
             raise NetworkError(f"{url}: not the Hub's JSON", "check HF_ENDPOINT: it must be the Hub or a mirror of its API") from None
 
@@ -215,16 +213,18 @@ class HubSource:
         """Every file at ``commit``, over every page of the listing."""
         url = self._api(f"tree/{commit}/?recursive=true")
         out: list[_Entry] = []
-        for _ in range(_MAX_PAGES):
+        read: set[str] = set()
+        for _ in range(MAX_PAGES):
             doc, headers = self._json(url, _LISTING_MAX)
             if not isinstance(doc, list):
                 raise NetworkError(f"{url}: not a file listing", "check HF_ENDPOINT: it must be the Hub or a mirror of its API")
             out += [e for item in doc if (e := _entry(item, url)) is not None]
-            following = _NEXT.search(headers.get("Link", headers.get("link", "")))
+            read.add(url)
+            following = next_page(url, headers, read)
             if following is None:
                 return out
-            url = following.group(1)
-        raise NetworkError(f"{url}: more than {_MAX_PAGES} pages of files", "the listing does not end")
+            url = following
+        raise NetworkError(f"{url}: more than {MAX_PAGES} pages of files", "the listing does not end")
 
     def _file_url(self, commit: str, path: str) -> str:
         return f"{self._endpoint}/{self.spec.repo}/resolve/{commit}/{quote(path)}"
@@ -268,7 +268,7 @@ def _entry(item: object, url: str) -> _Entry | None:
         return None
     if isinstance(item, dict) and item.get("type") == "file":
         path, size, oid, lfs = item.get("path"), item.get("size"), item.get("oid"), item.get("lfs")
-        if isinstance(path, str) and type(size) is int and size >= 0 and isinstance(oid, str) and COMMIT.fullmatch(oid):
+        if isinstance(path, str) and type(size) is int and 0 <= size <= MAX_SIZE and isinstance(oid, str) and COMMIT.fullmatch(oid):
             if lfs is None:
                 return _Entry(path, size, oid, None)
             if isinstance(lfs, dict) and lfs.get("size") == size:

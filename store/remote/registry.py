@@ -12,7 +12,6 @@ host), ranges, statuses, the token flow of ``WWW-Authenticate``.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -30,7 +29,7 @@ from .base import Action, Resolution, classify, nothing
 from .credentials import is_loopback
 from .min_rate import MinRate
 from .registry_credentials import Login
-from .transport import HttpStream, Transport
+from .transport import MAX_PAGES, HttpStream, Transport, next_page
 
 __all__ = ["Registry", "RegistrySink"]
 
@@ -115,7 +114,8 @@ class Registry:
     def _pages(self, url: str, member: str, auth: TokenService) -> list[str]:
         """The strings of ``member`` over every page of a listing, following ``Link: <...>; rel="next"``; each page bounded as an index.json is."""
         out: list[str] = []
-        for _ in range(_MAX_PAGES):
+        read: set[str] = set()
+        for _ in range(MAX_PAGES):
             data, headers = self._http.get_document(url, MAX_INDEX_BYTES, auth=auth)
             try:
                 items = json.loads(data).get(member) or []
@@ -124,11 +124,12 @@ class Registry:
             if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
                 raise NetworkError(f"{url}: not a listing of {member}", "the registry does not follow the distribution spec")
             out += items
-            following = _next_page(headers.get("Link", ""))
+            read.add(url)
+            following = next_page(url, headers, read)
             if following is None:
                 return out
-            url = urljoin(url, following)
-        raise NetworkError(f"{url}: more than {_MAX_PAGES} pages of {member}", "the registry's listing does not end")
+            url = following
+        raise NetworkError(f"{url}: more than {MAX_PAGES} pages of {member}", "the registry's listing does not end")
 
     def open_blob(self, digest: Digest, start: int = 0, end: int | None = None, validator: str | None = None) -> HttpStream:
         # A blob of a model another remote resolved: which repository holds it is unknown here.
@@ -267,14 +268,6 @@ class RegistrySink:
 
 
 _OK = frozenset({200, 201, 202, 204})
-_MAX_PAGES = 1000  # of a listing: a registry's Link that never ends must not keep a command for ever
-_NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
-
-
-def _next_page(link: str) -> str | None:
-    """The URL of ``Link: <url>; rel="next"``, or None on the last page."""
-    match = _NEXT.search(link)
-    return match.group(1) if match else None
 # A blob up to this size goes in the one PUT that commits it: a config or a
 # small JSON file costs one request instead of two. Larger ones go in PATCHes
 # the registry keeps, which an interrupted push resumes.

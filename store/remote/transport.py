@@ -19,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import os
+import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple, cast
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError, LocationValueError, MaxRetryError, ResponseError, SSLError
@@ -33,7 +34,7 @@ from .auth import MAX_TOKEN_BYTES, Anonymous, Auth, Unauthorized
 from .credentials import origin_of
 from .min_rate import MinRate
 
-__all__ = ["Transport", "HttpStream", "TRANSIENT_STATUS"]
+__all__ = ["Transport", "HttpStream", "TRANSIENT_STATUS", "MAX_PAGES", "next_page"]
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _TLS_HINT = "check the server's certificate; pass --ca-bundle FILE or set SSL_CERT_FILE for a private CA"
@@ -42,6 +43,35 @@ _USER_AGENT = "odai-store"
 # The headers urllib3 drops on a redirect to another origin (its default, written
 # out because the token rule of spec/fetching.md depends on it).
 _CREDENTIAL_HEADERS = frozenset({"Authorization", "Proxy-Authorization", "Cookie"})
+
+
+# A listing's pages (the Hub's tree, a registry's _catalog and tags lists): at most this many, each
+# naming the next by ``Link: <URL>; rel="next"``, so that a Link that never ends does not keep a command for ever.
+MAX_PAGES = 1000
+_NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+
+
+def next_page(url: str, headers: Mapping[str, str], read: Collection[str]) -> str | None:
+    """The page after ``url`` that its answer's ``Link: <...>; rel="next"`` names, resolved against ``url`` as RFC 8288 says
+    (a mirror may write it relative), or None on the last page.
+
+    NetworkError for a target that does not parse or is no http(s) URL with a
+    host, and for one of the pages ``read`` already: followed, the listing would never end.
+    """
+    match = _NEXT.search(headers.get("Link") or "")
+    if match is None:
+        return None
+    try:
+        following = urljoin(url, match.group(1))
+        split = urlsplit(following)
+        split.port  # noqa: B018 - read for its check: a port past 65535, or no number, raises
+    except ValueError:  # http://[::1
+        split = None
+    if split is None or split.scheme not in ("http", "https") or not split.hostname:
+        raise NetworkError(f"{scrub(url)}: the listing names no http(s) URL as its next page", "the remote's answer is malformed; check the remote URL")
+    if following in read:
+        raise NetworkError(f"{scrub(url)}: the listing names a page already read as its next one", "the remote's listing does not end")
+    return following
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -268,6 +268,84 @@ def test_a_huge_history_is_read_from_its_end_only(tmp_path: Path, model: Path) -
     assert store.origin("a:v1").sources == (str(model),)  # type: ignore[union-attr]
 
 
+def _line(name: str, pad: int = 0, **members: object) -> bytes:
+    """A record's line for ``name``, as a writer writes it (its LF included), its one source ``pad`` characters long, ``members`` replaced."""
+    doc = new_record("add", name, name, None, ["s" * pad], 7, 0.5, None).to_json()
+    return json.dumps({**doc, **members}, separators=(",", ":")).encode() + b"\n"
+
+
+def _logged(store: Path) -> list[str]:
+    result = run_cli(store, "--json", "log")
+    assert result.code == 0, result.err
+    text = run_cli(store, "log")
+    assert text.code == 0 and text.err == "", text.err
+    return [r["name"] for r in json.loads(result.out)["records"]]
+
+
+def test_log_reads_the_last_read_max_bytes_and_drops_the_line_the_bound_cuts(tmp_path: Path) -> None:
+    """A current history over READ_MAX (no writer came to rotate it): the records in its last 8 MiB only; the line the
+    bound cuts is dropped even where its tail is a whole record, and a line over RECORD_MAX between them is skipped."""
+    store = tmp_path / "store"
+    Store(store)
+    old, cut, new = _line("old:v1"), _line("cut:v1"), _line("new:v1")
+    long_line = b"#" * (history.READ_MAX - len(cut) - len(new) - 1) + b"\n"  # 8 MiB of one line, far over RECORD_MAX
+    window = cut + long_line + new
+    assert len(window) == history.READ_MAX
+    # The bound falls where cut:v1's record begins, inside a line that began with "x" before it.
+    store.joinpath("meta", "history.jsonl").write_bytes(old + b"x" * 100 + window)
+    assert _logged(store) == ["new:v1"]
+    # One byte more in the window: the bound falls on the "x", and the line it cuts is no record anyway.
+    store.joinpath("meta", "history.jsonl").write_bytes(old + b"x" * 100 + window + _line("last:v1"))
+    assert _logged(store) == ["new:v1", "last:v1"]
+
+
+def test_a_line_of_record_max_with_its_lf_is_read_and_one_byte_longer_skipped(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    Store(store)
+    bare = len(_line("max:v1"))
+    at_max, over = _line("max:v1", history.RECORD_MAX - bare), _line("ovr:v1", history.RECORD_MAX - bare + 1)
+    assert (len(at_max), len(over)) == (history.RECORD_MAX, history.RECORD_MAX + 1)
+    store.joinpath("meta", "history.jsonl").write_bytes(at_max + over + _line("after:v1"))
+    assert _logged(store) == ["max:v1", "after:v1"]
+    # What the writer would not write, it does not: the same longest line is appended, one more byte is not.
+    layout = Store(store).layout
+    for pad, name in ((history.RECORD_MAX - bare, "max:v2"), (history.RECORD_MAX - bare + 1, "ovr:v2")):
+        append(layout, [new_record("add", name, name, None, ["s" * pad], 7, 0.5, None)])
+    assert _logged(store) == ["max:v1", "after:v1", "max:v2"]
+
+
+# Lines that are no record, each a failure of log before (exit 1, or NaN and Infinity printed as no JSON number) or a type not checked.
+NO_RECORDS = {
+    "nested-within-16-KiB": b"[" * 8000 + b"]" * 8000,
+    "bytes-past-a-float": _line("x:v1", bytes=10**400).rstrip(),
+    "rate-past-a-float": _line("x:v1", bytes=10**18, seconds=1e-300).rstrip(),
+    "seconds-nan": _line("x:v1").replace(b'"seconds":0.5', b'"seconds":NaN').rstrip(),
+    "seconds-infinite": _line("x:v1").replace(b'"seconds":0.5', b'"seconds":1e999').rstrip(),
+    "seconds-negative": _line("x:v1", seconds=-1).rstrip(),
+    "exit-negative": _line("x:v1", exit=-1).rstrip(),
+    "pid-past-int64": _line("x:v1", pid=1 << 64).rstrip(),
+    "sources-a-string": _line("x:v1", sources="abc").rstrip(),
+    "bytes-a-boolean": _line("x:v1", bytes=True).rstrip(),
+    "another-version": _line("x:v1", v=2).rstrip(),
+    "nul": b"\0" * 300,
+    "not-utf8": b"\xff\xfe{",
+    "members-missing": b'{"v":1}',
+}
+
+
+def test_log_skips_the_lines_that_are_no_record_and_shows_the_others(tmp_path: Path, model: Path) -> None:
+    store = tmp_path / "store"
+    assert run_cli(store, "add", "a:v1", model).code == 0
+    with open(store / "meta" / "history.jsonl", "ab") as f:
+        f.write(b"".join(line + b"\n" for line in NO_RECORDS.values()))
+    assert all(history.parse_record(line) is None for line in NO_RECORDS.values()), [k for k, v in NO_RECORDS.items() if history.parse_record(v)]
+    assert run_cli(store, "add", "b:v1", model).code == 0
+    assert _logged(store) == ["a:v1", "b:v1"]
+    assert [r.name for r in Store(store).history()] == ["a:v1", "b:v1"]  # the Python API reads the same
+    shown = run_cli(store, "show", "b:v1")
+    assert shown.code == 0 and f"source: added from {model}" in shown.out, shown.out + shown.err
+
+
 def test_a_read_only_store_writes_no_history(tmp_path: Path, model: Path) -> None:
     from tests.support.privileges import bound_by_permissions
 

@@ -10,6 +10,7 @@ the wire must be counted.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 from store import Store
 from tests.support.cli import RETRY_NOTICE, CliResult, assert_error
-from tests.support.fault_server import Fault, FaultServer, Layout, hub_layout
+from tests.support.fault_server import SERVER, Fault, FaultServer, Layout, hub_layout
 from tests.support.trees import read_tree
 
 REPO = "acme/model"
@@ -209,3 +210,38 @@ def test_every_page_of_a_paged_tree_listing_is_read(fault_server, run_cli) -> No
     _fetched(_fetch(run_cli, server), layout)
     pages = [r for r in server.requests if "/tree/" in r.path]
     assert [r.query.rpartition("cursor=")[2] for r in pages] == ["recursive=true", "page2", "page3"]
+
+
+def test_relative_links_between_pages_are_followed_and_a_loop_is_exit_4_at_once(fault_server, run_cli) -> None:
+    """RFC 8288: a mirror may name the next page relative to the listing (it printed urllib3's FutureWarning on stderr and
+    failed); a Link back to a page read already ends at once (it asked for the same page 1000 times)."""
+    model = {f"shard-{i}/part.txt": f"part {i}\n".encode() for i in range(4)}
+    layout = hub_layout(model, REPO, pages=2)
+    server = fault_server(layout)
+    (first,) = [p for p in layout.headers]
+    server.headers[first] = {"Link": layout.headers[first]["Link"].replace(SERVER, "")}
+    result = _fetch(run_cli, server)
+    _fetched(result, layout)
+    assert result.err == ""
+    server.headers[first] = {"Link": f'<{first}?recursive=true>; rel="next"'}  # the first page itself
+    message = assert_error(_fetch(run_cli, server, "--as", "again:v1"), 4)
+    assert message.endswith("the listing names a page already read as its next one"), message
+    assert len([r for r in server.requests if "/tree/" in r.path]) == 2 + 1
+
+
+def test_a_listed_size_past_2_63_is_no_hub_listing_and_nothing_is_pinned(fault_server, run_cli, tmp_path: Path) -> None:
+    """A size no int64 holds (OCI's, TOML's): refused as a file entry the Hub would not list (exit 4); lock wrote it before."""
+    layout = hub_layout(SMALL, REPO, lfs=LFS)
+    tree = next(p for p in layout.files if "/tree/" in p)
+    entries = json.loads(layout.files[tree])
+    for entry in entries:
+        if "lfs" in entry:
+            entry["size"] = entry["lfs"]["size"] = 1 << 64
+    server = fault_server(layout)
+    server.files[tree] = json.dumps(entries).encode()
+    lockfile = tmp_path / "odai.lock"
+    env = {"HF_ENDPOINT": server.url, "HF_HOME": "/nonexistent/odai-hf-home"}
+    for command in (("fetch", f"hf://{REPO}"), ("lock", "--lockfile", str(lockfile), f"hf://{REPO}")):
+        message = assert_error(run_cli(*command, env=env), 4)
+        assert "a file entry the Hub would not list" in message and str(1 << 64) in message, message
+    assert not lockfile.exists()

@@ -19,6 +19,7 @@ from store.lockfile import Pin, parse_lockfile
 from store.oci.digest import Digest
 from store.oci.reference import parse_reference
 from tests.support.cli import RETRY_NOTICE, assert_error, run_cli_many
+from tests.support.fault_server import oci_layout
 from tests.support.trees import appended_history, read_tree, store_files, write_tree
 
 V1 = {"config.json": b'{"v": 1}\n', "weights.bin": bytes(range(256)) * 64}
@@ -70,12 +71,13 @@ def _bad_lockfiles(good: bytes) -> dict[str, bytes]:
         "path escaping the model directory": text.replace(f'path = "{file.path}"', 'path = "../../escaped"', 1),
         "absolute path": text.replace(f'path = "{file.path}"', 'path = "/etc/passwd"', 1),
         "duplicate NAME:TAG": text + text.split("\n", 1)[1],
+        "size past 2^63 - 1": text.replace(f"size = {file.size}\n", "size = 18446744073709551616\n", 1),  # no TOML integer, which Python's reader took
     }
     assert all(data != text for data in cases.values())  # every edit took
     return {case: data.encode() for case, data in cases.items()}
 
 
-BAD_CASES = ["malformed TOML", "wrong digest syntax", "unknown version", "path escaping the model directory", "absolute path", "duplicate NAME:TAG"]
+BAD_CASES = ["malformed TOML", "wrong digest syntax", "unknown version", "path escaping the model directory", "absolute path", "duplicate NAME:TAG", "size past 2^63 - 1"]
 COMMANDS = {
     "sync": ("sync", "--lockfile", "{lockfile}"),
     "sync NAME": ("sync", "--lockfile", "{lockfile}", "llama"),
@@ -203,3 +205,13 @@ def test_a_pinned_remote_this_store_cannot_use_is_skipped_while_others_remain(se
     assert result.code == 0, result.err
     assert "llama:v2: not trying its pinned remote: unsupported remote 's3://bucket/models'" in result.err
     assert read_tree(Path(result.out.strip())) == V2
+
+
+def test_a_remote_manifest_whose_file_size_no_lockfile_holds_is_not_pinned(fault_server, run_cli, tmp_path: Path) -> None:
+    """A manifest that says a file is 2^64 bytes: lock refuses it (exit 5) instead of writing a size that is no TOML integer."""
+    layout = oci_layout({"w.bin": b"w" * 100}, "big:v1", chunks=False, sizes={"w.bin": 1 << 64})
+    server = fault_server(layout)
+    lockfile = tmp_path / "odai.lock"
+    message = assert_error(run_cli("lock", "--remote", server.url, "--lockfile", lockfile, "big:v1"), 5)
+    assert message.endswith(f"big:v1 lists w.bin of {1 << 64} bytes, more than a lockfile can pin (2^63 - 1)"), message
+    assert not lockfile.exists()

@@ -17,7 +17,9 @@ import re
 import time
 from pathlib import Path
 
-from tests.support.cli import assert_error, run_cli
+import pytest
+
+from tests.support.cli import CliResult, assert_error, run_cli
 from tests.support.fault_server import Fault, FaultServer, registry_layout
 from tests.support.registry import OCI_MANIFEST, Registry
 from tests.support.trees import read_tree, write_tree
@@ -142,3 +144,68 @@ def test_a_manifest_whose_bytes_are_not_the_digest_asked_for_is_exit_5(fault_ser
     message = assert_error(run_cli(tmp_path / "store", "fetch", "--remote", _remote(server), f"model@{LAYOUT.manifest}"), 5)
     assert f"hash to sha256:{hashlib.sha256(replaced).hexdigest()}, not {LAYOUT.manifest} as asked for" in message
     assert run_cli(tmp_path / "store", "list").out == ""
+
+
+# -- a challenge whose realm no parser reads ---------------------------------------------
+
+
+@pytest.mark.parametrize("realm", ["http://[::1", "http://127.0.0.1:99999/token", "http://127.0.0.1:-1/token"])
+def test_a_challenge_whose_realm_does_not_parse_leaves_the_401_standing(fault_server, tmp_path: Path, realm: str) -> None:
+    """A realm that is no readable http(s) URL is as good as none (spec/fetching.md#authentication): exit 4 with the 401,
+    not an internal error (http://[::1, which urlsplit refuses) nor a redirect that was never made (a port past 65535)."""
+    challenge = f'Bearer realm="{realm}",service="registry",scope="repository:team/model:pull"'.encode()
+    refused = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: " + challenge + b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    server = fault_server(LAYOUT).fail(Fault(path=TAG_PATH, raw=refused, times=None))
+    result = run_cli(tmp_path / "store", "fetch", "--remote", _remote(server), "model:v1")
+    message = assert_error(result, 4)
+    assert message.endswith(f"{TAG_PATH}: HTTP 401 Unauthorized"), message
+    assert "docker login" in result.err
+    assert not server.requests_for("/token")
+    assert run_cli(tmp_path / "store", "list").out == ""
+
+
+def test_a_token_service_that_is_not_there_is_exit_4_not_a_model_missing(fault_server, tmp_path: Path) -> None:
+    """The realm answers 404: the registry's token service is broken (exit 4), the model is not missing (exit 3 said "no remote has model:v1")."""
+    server = fault_server(LAYOUT)
+    challenge = f'Bearer realm="{server.url}/token",service="registry",scope="repository:team/model:pull"'.encode()
+    refused = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: " + challenge + b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    server.fail(Fault(path=TAG_PATH, raw=refused, times=None), Fault(path="/token", status=404, times=None))
+    for command in (("fetch", "--remote", _remote(server), "model:v1"), ("show", "--remote", _remote(server), "model:v1")):
+        result = run_cli(tmp_path / "store", *command)
+        message = assert_error(result, 4)
+        assert message == f"{server.url}/token: not found on the remote (HTTP 404): the registry's token service is not there", message
+    assert run_cli(tmp_path / "store", "list").out == ""
+
+
+# -- a listing's Link ----------------------------------------------------------------------
+
+
+def _listed(fault_server, store: Path, link: str) -> tuple[FaultServer, CliResult]:
+    """``list --remote`` of a registry whose _catalog's first page names ``link`` as the next (``{url}``: the registry's URL)."""
+    pages = {"/v2/_catalog": b'{"repositories": ["team/model"]}', "/v2/_catalog?last=team/model&n=1": b'{"repositories": []}', "/v2/team/model/tags/list": b'{"name": "team/model", "tags": ["v1"]}'}
+    server = fault_server(LAYOUT, pages)
+    server.headers["/v2/_catalog"] = {"Link": link.format(url=server.url)}
+    return server, run_cli(store, "list", "--remote", _remote(server))
+
+
+def test_a_relative_link_is_the_next_page_relative_to_the_listing(fault_server, tmp_path: Path) -> None:
+    server, result = _listed(fault_server, tmp_path / "store", '</v2/_catalog?last=team/model&n=1>; rel="next"')  # as Distribution writes it
+    assert result.code == 0, result.err
+    assert result.out.startswith("model:v1 "), result.out
+    assert [r.query for r in server.requests_for("/v2/_catalog")] == ["", "last=team/model&n=1"]
+
+
+@pytest.mark.parametrize(
+    "link, said",
+    [
+        ('<http://[::1>; rel="next"', "the listing names no http(s) URL as its next page"),  # was internal error, urljoin's ValueError
+        ('<ftp://127.0.0.1/v2/_catalog>; rel="next"', "the listing names no http(s) URL as its next page"),
+        ('</v2/_catalog>; rel="next"', "the listing names a page already read as its next one"),  # was 1000 requests of the same page
+        ('<{url}/v2/_catalog>; rel="next"', "the listing names a page already read as its next one"),
+    ],
+)
+def test_a_link_to_no_http_url_or_to_a_page_read_already_is_exit_4_at_once(fault_server, tmp_path: Path, link: str, said: str) -> None:
+    server, result = _listed(fault_server, tmp_path / "store", link)
+    message = assert_error(result, 4)
+    assert message == f"{server.url}/v2/_catalog: {said}", message
+    assert len(server.requests_for("/v2/_catalog")) == 1

@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import signal
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -63,6 +64,10 @@ def run_in_process(store: Path, *args: str | os.PathLike[str]) -> CliResult:
     0.1-0.3 s of starting Python, so hypothesis can try hundreds of inputs;
     tests/support/cli.py's run_cli runs the real program. A command that
     writes installs a SIGTERM handler (cli/actions.py): put back afterwards.
+    A warning the program would print (Python's default filters: all but the
+    deprecations and resource warnings) is raised instead, an internal error:
+    printed, it would be a line on stderr before the two error lines (urllib3's
+    FutureWarning on a URL without a scheme was one), which pytest hides.
     """
     from store.cli.main import main
 
@@ -70,7 +75,10 @@ def run_in_process(store: Path, *args: str | os.PathLike[str]) -> CliResult:
     handler = signal.getsignal(signal.SIGTERM)
     code: int | str | None = 0
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for quiet in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", quiet)
             main(["--store", str(store), *(os.fspath(a) for a in args)])
     except SystemExit as done:
         code = done.code

@@ -187,7 +187,7 @@ def registry_layout(model: dict[str, bytes], repository: str = "team/model", tag
 def hub_layout(
     model: dict[str, bytes], repo: str = "acme/model", *, lfs: frozenset[str] | set[str] = frozenset(), revision: str = "main", pages: int = 1
 ) -> Layout:
-    """``model`` as the Hub's API serves repository ``repo`` at ``revision``: the revision's commit, the recursive tree
+    """``model`` as the Hub's API serves repository ``repo`` at ``revision``: the revision's commit (asked by ``revision`` or by the commit), the recursive tree
     listing at it (``lfs`` files with their SHA-256, the others with their git blob SHA-1 only), in ``pages`` pages
     linked by ``Link: <...>; rel="next"``, and each file at ``/REPO/resolve/COMMIT/PATH`` (``file_paths``).
 
@@ -205,7 +205,9 @@ def hub_layout(
             entries.append({"type": "file", "oid": _git_blob_sha1(pointer), "size": len(data), "path": path, "lfs": lfs_info})
         else:
             entries.append({"type": "file", "oid": _git_blob_sha1(data), "size": len(data), "path": path})
-    files = {f"{api}/revision/{revision}": json.dumps({"id": repo, "sha": commit}).encode()}
+    # The revision's commit, asked by name, and by the commit itself (as sync asks for a pinned one).
+    info = json.dumps({"id": repo, "sha": commit}).encode()
+    files = {f"{api}/revision/{revision}": info, f"{api}/revision/{commit}": info}
     headers: dict[str, dict[str, str]] = {}
     tree = f"{api}/tree/{commit}/"
     per_page = -(-len(entries) // pages)

@@ -21,6 +21,8 @@ __all__ = [
     "json_garbage",
     "hostile_bytes",
     "http_answers",
+    "challenges",
+    "challenge_answers",
     "remotes",
     "pinned_files",
     "pins",
@@ -268,7 +270,10 @@ _HEADERS = (
     b"Content-Type: application/vnd.oci.image.index.v1+json", b"Content-Type: application/vnd.oci.image.manifest.v1+json",
     b"Content-Type: text/html", b"Content-Type: \xff\xfe", b"Docker-Content-Digest: sha256:" + b"0" * 64, b"Docker-Content-Digest: garbage",
     b'WWW-Authenticate: Bearer realm="http://127.0.0.1:1/token",service="x"', b"WWW-Authenticate: Basic", b"WWW-Authenticate: \x00",
-    b"Link: <http://127.0.0.1:1/x>; rel=next", b"X-Error-Code: GatedRepo", b"Connection: close", b"Connection: keep-alive",
+    b"Link: <http://127.0.0.1:1/x>; rel=next", b'Link: </x>; rel="next"', b'Link: <>; rel="next"', b'Link: <http://[::1>; rel="next"',
+    b"X-Error-Code: GatedRepo", b"X-Error-Code: RepoNotFound", b"X-Error-Code: EntryNotFound", b"X-Error-Code: \xff", b"X-Error-Message: " + b"m" * 5000,
+    b"X-Repo-Commit: " + b"0" * 40, b"X-Repo-Commit: garbage", b'X-Linked-Etag: "' + b"0" * 64 + b'"', b"X-Linked-Etag: ", b"X-Linked-Size: -1",
+    b"X-Linked-Size: 99999999999999999999999", b"Connection: close", b"Connection: keep-alive",
     b"no colon at all", b": no name", b"X-Long: " + b"x" * 70_000, b"X-Nul: a\x00b", b"X-Latin: \xff\xfe",
 )
 
@@ -292,6 +297,74 @@ def http_answers(honest: bytes, syntax: str = "json") -> st.SearchStrategy[bytes
     at all, or a status line, headers and a body each of which may be wrong (a length that lies, a range, an encoding,
     a redirect or a wait that makes no sense, a header line that is not one, many or long headers)."""
     return st.one_of(garbage(2048), _answer(honest, syntax), _answer(honest, syntax), _answer(honest, syntax))
+
+
+# -- what a registry's token service answers ----------------------------------------
+
+# Realms a registry may name: no URL, not one of http(s), one no parser reads, a port past 65535, a host that refuses,
+# a login in the URL, a query and fragment, a length past any line.
+_HOSTILE_REALMS = (
+    b"", b"http://[::1", b"http://", b"http://:80/", b"/token", b"//127.0.0.1/token", b"file:///etc/passwd", b"ftp://127.0.0.1/token",
+    b"http://127.0.0.1:1/token", b"https://127.0.0.1:1/token", b"http://127.0.0.1:99999/token", b"http://127.0.0.1:-1/token",
+    b"http://u:p@127.0.0.1:1/token", b"http://127.0.0.1:1/t?a=b#f", b"http://\xff\xfe/", b"http://127.0.0.1:1/" + b"x" * 9000,
+)
+_HOSTILE_PARAMS = (b'""', b'"\\"', b'"a\\\\"', b"\x00", b'"\x00"', b'"' + b"s" * 9000 + b'"', b"=", b'"unterminated', b"a b", b"\xff")
+_CHALLENGES = (
+    b"", b"Basic", b'Basic realm="registry"', b"Bearer", b"Bearer ", b"bearer realm=", b"Bearer ,,,,", b"Negotiate", b"Bearer realm",
+    b"Bearer realm==", b'Bearer realm="a",realm="b"', b"Bearer " + b"k=v," * 5000,
+)
+
+
+def _challenge_params(honest: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The scheme of ``honest`` (``Bearer k="v",...``) and its parameters, values as written (quoted)."""
+    scheme, _, rest = honest.partition(b" ")
+    return scheme, [tuple(part.split(b"=", 1)) for part in rest.split(b",")]  # type: ignore[misc]
+
+
+@st.composite
+def _challenge_near_miss(draw, honest: bytes) -> bytes:
+    """``honest`` with one thing wrong: the realm, another parameter's value, a parameter dropped, the scheme, a second challenge."""
+    scheme, params = _challenge_params(honest)
+    how = draw(st.sampled_from(["realm", "realm", "value", "drop", "scheme", "unquoted", "second"]))
+    at = draw(st.integers(0, len(params) - 1))
+    if how == "realm":
+        params = [(k, b'"' + draw(st.sampled_from(_HOSTILE_REALMS)) + b'"' if k == b"realm" else v) for k, v in params]
+    elif how == "value":
+        params[at] = (params[at][0], draw(st.sampled_from(_HOSTILE_PARAMS)))
+    elif how == "drop":
+        del params[at]
+    elif how == "scheme":
+        scheme = draw(st.sampled_from([b"Basic", b"bearer", b"BEARER", b"Bearer\t", b"", b"Bearer,", b"Digest"]))
+    elif how == "unquoted":
+        params[at] = (params[at][0], params[at][1].strip(b'"'))
+    value = scheme + b" " + b",".join(k + b"=" + v for k, v in params)
+    if how == "second":
+        other = draw(st.sampled_from([b'Basic realm="registry"', b'Bearer realm="http://127.0.0.1:1/token"', b"Negotiate"]))
+        value = draw(st.sampled_from([value + b", " + other, other + b", " + value]))
+    return value
+
+
+def challenges(honest: bytes) -> st.SearchStrategy[bytes]:
+    """What a registry may send as its ``WWW-Authenticate`` where ``honest`` (a Bearer challenge naming a realm) was due:
+    random bytes, ``honest`` damaged, a near miss (a realm that is no http(s) URL or that no parser reads, a value
+    unterminated or past any length, a parameter missing, another scheme, two challenges), or a known odd one."""
+    return st.one_of(garbage(256), _damaged(honest), _challenge_near_miss(honest), _challenge_near_miss(honest), st.sampled_from(_CHALLENGES))
+
+
+@st.composite
+def _challenge_answer(draw, honest: bytes) -> bytes:
+    status = draw(st.sampled_from([b"HTTP/1.1 401 Unauthorized"] * 6 + list(_STATUS_LINES)))
+    values = draw(st.lists(st.just(honest) | challenges(honest), min_size=draw(st.sampled_from([1, 1, 1, 0, 2])), max_size=2))
+    headers = draw(st.permutations([b"WWW-Authenticate: " + v for v in values] + draw(st.lists(st.sampled_from(_HEADERS), max_size=3))))
+    body = draw(st.sampled_from([b"", b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}']) | garbage(64))
+    return status + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def challenge_answers(honest: bytes) -> st.SearchStrategy[bytes]:
+    """What a registry may answer a request it wants a token for, where a 401 with ``honest`` (the value of a Bearer
+    ``WWW-Authenticate``) was due: any bytes, or a 401 (or another status) with none, one or two challenges, each of
+    which may be wrong (``challenges``), among other headers that may lie."""
+    return st.one_of(garbage(512), _challenge_answer(honest), _challenge_answer(honest), _challenge_answer(honest))
 
 
 # -- lockfiles ---------------------------------------------------------------------

@@ -73,7 +73,10 @@ def test_a_token_endpoint_without_a_usable_token_is_a_network_error(answer: byte
     assert auth.headers() == {}
 
 
-@pytest.mark.parametrize("challenge", [None, 'Basic realm="registry"', 'Bearer service="no realm"', 'Bearer realm="file:///etc/passwd"', 'Bearer realm="/token"'])
+@pytest.mark.parametrize(
+    "challenge",
+    [None, 'Basic realm="registry"', 'Bearer service="no realm"', 'Bearer realm="file:///etc/passwd"', 'Bearer realm="/token"', 'Bearer realm="http://[::1"', 'Bearer realm="http://h:99999/t"', 'Bearer realm="http://h:x/t"'],
+)
 def test_without_an_http_realm_the_refusal_stands(challenge: str | None) -> None:
     auth = TokenService()
     refused = _refused(challenge, auth.headers())
