@@ -400,8 +400,7 @@ def _break(path: Path, found: _Found, group: bool, now: float) -> None:
             _unlink_if(claim, other.identity)
         return
     try:
-        info = os.lstat(path)
-        if (info.st_dev, info.st_ino, info.st_ctime_ns) == found.identity:
+        if _identity(path) == found.identity:
             os.unlink(path)
     except FileNotFoundError:
         pass
@@ -416,11 +415,19 @@ def _break(path: Path, found: _Found, group: bool, now: float) -> None:
         claim.unlink(missing_ok=True)
 
 
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """Which file ``path`` names now, as _Found.identity says it; None if none."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino, info.st_ctime_ns
+
+
 def _unlink_if(path: Path, identity: tuple[int, int, int]) -> None:
     """Unlink ``path`` if it is still the file ``identity`` names."""
     try:
-        info = os.lstat(path)
-        if (info.st_dev, info.st_ino, info.st_ctime_ns) == identity:
+        if _identity(path) == identity:
             os.unlink(path)
     except (FileNotFoundError, PermissionError):
         pass
@@ -485,11 +492,10 @@ class _Records:
         if found.stale is None:
             return _Busy(found.holder)
         _break(self.held, found, self.group, now)
-        try:
-            info = os.lstat(self.held)
-        except FileNotFoundError:
+        now_there = _identity(self.held)
+        if now_there is None:
             return None
-        if (info.st_dev, info.st_ino, info.st_ctime_ns) != found.identity:
+        if now_there != found.identity:
             return _Busy(None)  # another record since: judged at the next try
         if found.holder is not None and found.holder.host == os.uname().nodename and self._flock_excludes():
             # Another member's stale record in a shared store's sticky locks/:
@@ -602,7 +608,9 @@ def stale_records(locks: Path, now: float | None = None) -> list[StaleRecord]:
         names = sorted(entry.name for entry in entries if _is_record(entry.name))
     for name in names:
         judged = _read_record(locks / name, now)
-        if judged is not None and judged.stale is not None:
+        # Judged, then still the same file: a holder drops its record before it exits, so
+        # a record read while it lived and found dead after is one it removed, not left.
+        if judged is not None and judged.stale is not None and _identity(locks / name) == judged.identity:
             found.append(StaleRecord(locks / name, judged.holder, judged.stale, judged.identity))
     return found
 

@@ -299,7 +299,9 @@ def stale(path: Path, now: float, present: set[Digest] | None = None, resumable:
     pid, age = owner
     if age > STALE_AFTER:
         return True
-    if not dead_here(pid):
+    # Its owner gone, then the file still there: in the other order, an owner that
+    # published or removed the file and then exited would leave a stale finding of nothing.
+    if not dead_here(pid) or not os.path.lexists(path):
         return False
     blob = StoreLayout.blob_of_partial(path)
     if present is not None and blob is not None:
@@ -405,11 +407,12 @@ def lease_files(layout: StoreLayout, now: float) -> Leases:
             continue
         except (ValueError, KeyError, TypeError, AttributeError, InvalidDigest, Refused, RecursionError, OverflowError) as err:  # Refused: not a lease at all
             holder, leased, problem = None, set(), _why(err) or "not a lease"
-        try:
-            age = silent_for(entry.stat(follow_symlinks=False).st_mtime, now)
+        dead = holder is not None and holder.is_dead()
+        try:  # after the liveness check: a writer drops its lease before it exits, so a dead one's lease still here is left behind
+            age = silent_for(os.lstat(path).st_mtime, now)
         except FileNotFoundError:
             continue
-        if holder is not None and holder.is_dead():
+        if holder is not None and dead:
             findings.append(Finding(Kind.STALE_LEASE, path, f"its writer, process {holder.pid}, is gone"))
         elif age > STALE_AFTER:
             findings.append(Finding(Kind.STALE_LEASE, path, problem or "unchanged for over 24 hours"))
@@ -556,7 +559,7 @@ def orphan_ingest(layout: StoreLayout, now: float) -> Iterator[Finding]:
         if StoreLayout.blob_of_partial(path) is None or path.suffix not in (".tmp", ".journal"):
             continue
         owner = private_owner(path, now)
-        if owner is None or not dead_here(owner[0]):
+        if owner is None or not dead_here(owner[0]) or not os.path.lexists(path):  # gone, then still there: as in stale
             continue
         pair = StoreLayout.journal_of(path) if path.suffix == ".tmp" else StoreLayout.partial_of(path)
         if not os.path.lexists(pair):

@@ -234,3 +234,37 @@ def test_fifos_planted_everywhere_are_findings_and_block_nothing(damaged: Damage
     assert {(Kind.LAYOUT, layout.odai_layout), (Kind.LAYOUT, layout.oci_layout), (Kind.INDEX, layout.index)} <= pairs
     assert {(Kind.STRAY, layout.leases / "fifo"), (Kind.UNREADABLE_ROOT, root_entry), (Kind.STRAY, layout.lock("fifo"))} <= pairs
     assert (Kind.UNREADABLE_MANIFEST, a_digest) in pairs
+
+
+def test_a_writer_that_drops_its_file_and_exits_while_it_is_judged_leaves_no_finding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read while the writer lives, judged once it is gone: the lease, partial and journal it removed before it exited are no
+    stale finding of nothing (doctor --repair beside adds reported such a lease as a problem it could not repair, exit 5)."""
+    from store.fs.locks import Holder
+    from store.local import inspect
+
+    store = Store(tmp_path / "store")
+    layout = store.layout
+    live = os.getpid()
+    digest = sha256_of(b"w")
+    lease = layout.leases / f"lease-{live}-0123456789abcdef.tmp"
+    lease.write_text(json.dumps({**this_holder().to_json(), "digests": [str(digest)]}))
+    partial = layout.ingest / f"{digest.hex}-{live}-0123456789abcdef.tmp"
+    partial.write_bytes(b"partial")  # without its journal: an orphan if its writer were gone
+    temporary = layout.leases / f".x.{live}-0123456789abcdef.tmp"
+    temporary.write_bytes(b"")
+
+    def exits_after_dropping_its_files(*_: object) -> bool:
+        for path in (lease, partial, temporary):
+            path.unlink(missing_ok=True)
+        return True
+
+    monkeypatch.setattr(Holder, "is_dead", exits_after_dropping_its_files)
+    monkeypatch.setattr(inspect, "dead_here", exits_after_dropping_its_files)
+    now = time.time()
+    assert inspect.lease_files(layout, now).findings == []
+    partial.write_bytes(b"x")
+    temporary.write_bytes(b"")
+    assert list(inspect.partials(layout, {digest}, now)) == []
+    partial.write_bytes(b"x")
+    assert list(inspect.orphan_ingest(layout, now)) == []
+    assert list(inspect.temporaries(layout, now)) == []

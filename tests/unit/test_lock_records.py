@@ -254,3 +254,16 @@ def test_another_members_stale_record_in_a_sticky_locks_dir_leaves_the_lock_to_f
     with pytest.raises(LockTimeout, match="held by process"):
         with hold(lock, timeout=0.1):
             pass
+
+
+def test_a_record_its_holder_removed_before_it_exited_is_not_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read while its holder lived, judged once it had dropped the record and exited: no stale record to report or remove."""
+    record = tmp_path / "index.lock.held"
+    _plant(record, os.getpid(), start=locks._started(os.getpid()))
+
+    def gone_after_dropping_it(self: Holder) -> bool:
+        record.unlink(missing_ok=True)
+        return True
+
+    monkeypatch.setattr(Holder, "is_dead", gone_after_dropping_it)
+    assert stale_records(tmp_path) == []
