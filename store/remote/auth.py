@@ -23,7 +23,7 @@ from typing import Protocol
 from urllib.parse import urlencode, urlsplit
 
 from ..errors import NetworkError, NotFound
-from .credentials import is_loopback
+from .credentials import is_loopback, origin_of
 from .registry_credentials import Login
 
 __all__ = ["Ask", "Auth", "Anonymous", "Bearer", "TokenService", "Unauthorized", "parse_challenge", "MAX_TOKEN_BYTES"]
@@ -212,14 +212,9 @@ def _may_carry_secrets(url: str) -> bool:
 
 
 def _realm(refused: Unauthorized, params: Mapping[str, str]) -> str:
-    """The challenge's realm, an http(s) URL; ``refused`` itself if it names none, or one no parser reads."""
+    """The challenge's realm, an http(s) URL; ``refused`` itself if it names none, or one no parser reads (http://[::1, a port past 65535)."""
     realm = params.get("realm", "")
-    try:
-        split = urlsplit(realm)
-        split.port  # noqa: B018 - read for its check: a port past 65535, or no number, raises
-    except ValueError:  # http://[::1, http://host:99999: the registry's answer is as malformed as a challenge without a realm
-        raise refused from None
-    if split.scheme not in ("http", "https") or not split.hostname:
+    if origin_of(realm) is None:
         raise refused
     return realm
 

@@ -63,11 +63,9 @@ def next_page(url: str, headers: Mapping[str, str], read: Collection[str]) -> st
         return None
     try:
         following = urljoin(url, match.group(1))
-        split = urlsplit(following)
-        split.port  # noqa: B018 - read for its check: a port past 65535, or no number, raises
     except ValueError:  # http://[::1
-        split = None
-    if split is None or split.scheme not in ("http", "https") or not split.hostname:
+        following = ""
+    if origin_of(following) is None:
         raise NetworkError(f"{scrub(url)}: the listing names no http(s) URL as its next page", "the remote's answer is malformed; check the remote URL")
     if following in read:
         raise NetworkError(f"{scrub(url)}: the listing names a page already read as its next one", "the remote's listing does not end")
